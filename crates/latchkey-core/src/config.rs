@@ -1,0 +1,621 @@
+//! Settings from `LATCHKEY_*` environment variables and an optional TOML file (env wins),
+//! validated in one pass so that a bad value stops start-up with a message naming the setting.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Serialize;
+use url::Url;
+
+use crate::keys::SigningAlg;
+
+/// A setting that could not be accepted. `setting` is the environment variable's name, which is
+/// also how the docs list it; `source` says where the bad value came from.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid setting {setting}{source_note}: expected {expected}, got {got}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub expected: String,
+    pub got: String,
+    source_note: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &str, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            expected: expected.into(),
+            got: got.into(),
+            source_note: String::new(),
+        }
+    }
+
+    fn from_source(
+        setting: &str,
+        source: &Source,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        let mut e = Self::new(setting, expected, got);
+        e.source_note = match source {
+            Source::Env => " (from the environment)".into(),
+            Source::File(path) => format!(" (key `{}` in {})", toml_key(setting), path),
+            Source::Default => String::new(),
+        };
+        e
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone)]
+pub enum MasterKeySource {
+    /// Base64 key given directly (`LATCHKEY_MASTER_KEY`).
+    Inline(String),
+    /// Key file; `generate` is true only for the default path, which is created on first start.
+    File { path: PathBuf, generate: bool },
+}
+
+/// The effective configuration. Built only through [`Settings::load`], so every instance is valid.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// External base URL without a trailing slash; it is the OIDC issuer, byte for byte.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub master_key: MasterKeySource,
+    pub smtp_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub workers: usize,
+    pub session_token_ttl: Duration,
+    pub session_token_alg: SigningAlg,
+    pub session_idle_timeout: Duration,
+    pub session_absolute_timeout: Duration,
+    /// Origins (scheme://host[:port]) allowed to request session tokens, besides our own.
+    pub allowed_origins: Vec<String>,
+    /// Leeway for clocks that disagree; retired keys stay published this much longer too.
+    pub clock_skew: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Every recognised setting: environment name, and whether its value is secret.
+const SETTINGS: &[(&str, bool)] = &[
+    ("LATCHKEY_LISTEN", false),
+    ("LATCHKEY_PUBLIC_URL", false),
+    ("LATCHKEY_DATA_DIR", false),
+    ("LATCHKEY_DATABASE_URL", false),
+    ("LATCHKEY_MASTER_KEY", true),
+    ("LATCHKEY_MASTER_KEY_FILE", false),
+    ("LATCHKEY_SMTP_URL", false),
+    ("LATCHKEY_LOG_FORMAT", false),
+    ("LATCHKEY_LOG_LEVEL", false),
+    ("LATCHKEY_WORKERS", false),
+    ("LATCHKEY_SESSION_TOKEN_TTL", false),
+    ("LATCHKEY_SESSION_TOKEN_ALG", false),
+    ("LATCHKEY_SESSION_IDLE_TIMEOUT", false),
+    ("LATCHKEY_SESSION_ABSOLUTE_TIMEOUT", false),
+    ("LATCHKEY_ALLOWED_ORIGINS", false),
+    ("LATCHKEY_CLOCK_SKEW", false),
+    ("LATCHKEY_MAX_BODY_BYTES", false),
+];
+
+fn toml_key(setting: &str) -> String {
+    setting.trim_start_matches("LATCHKEY_").to_ascii_lowercase()
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    Env,
+    File(String),
+    Default,
+}
+
+struct Raw {
+    values: HashMap<&'static str, (String, Source)>,
+}
+
+impl Raw {
+    fn get(&self, setting: &str) -> Option<(&str, &Source)> {
+        self.values.get(setting).map(|(v, s)| (v.as_str(), s)).filter(|(v, _)| !v.is_empty())
+    }
+}
+
+impl Settings {
+    /// Reads the optional TOML file, overlays the `LATCHKEY_*` variables from `env`, and
+    /// validates the result. Errors name the setting and what it should look like.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values: HashMap<&'static str, (String, Source)> = HashMap::new();
+        if let Some(path) = config_file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("--config", "a readable TOML file", format!("{shown}: {e}"))
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError::new("--config", "valid TOML", format!("{shown}: {}", e.message()))
+            })?;
+            for (key, value) in table {
+                let Some((name, _)) = SETTINGS.iter().find(|(n, _)| toml_key(n) == key) else {
+                    return Err(ConfigError::new(
+                        "--config",
+                        format!(
+                            "only known keys ({})",
+                            SETTINGS
+                                .iter()
+                                .map(|(n, _)| toml_key(n))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        format!("unknown key `{key}` in {shown}"),
+                    ));
+                };
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => {
+                        return Err(ConfigError::from_source(
+                            name,
+                            &Source::File(shown.clone()),
+                            "a string, number or list of strings",
+                            other.type_str(),
+                        ));
+                    }
+                };
+                values.insert(name, (text, Source::File(shown.clone())));
+            }
+        }
+        for (name, _) in SETTINGS {
+            if let Some(v) = env.get(*name) {
+                values.insert(name, (v.clone(), Source::Env));
+            }
+        }
+        for key in env.keys().filter(|k| k.starts_with("LATCHKEY_")) {
+            if !SETTINGS.iter().any(|(n, _)| n == key) && !key.starts_with("LATCHKEY_TEST_") {
+                tracing::warn!(variable = %key, "ignoring unknown LATCHKEY_ environment variable");
+            }
+        }
+        Self::validate(&Raw { values })
+    }
+
+    /// Loads from the process environment.
+    pub fn from_env(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load(config_file, &env)
+    }
+
+    fn validate(raw: &Raw) -> Result<Self, ConfigError> {
+        let listen = parse(
+            raw,
+            "LATCHKEY_LISTEN",
+            "127.0.0.1:8080",
+            "a socket address such as 127.0.0.1:8080",
+            |v| v.parse::<SocketAddr>().ok(),
+        )?;
+
+        let default_public = format!("http://{listen}");
+        let public_url = parse(
+            raw,
+            "LATCHKEY_PUBLIC_URL",
+            &default_public,
+            "an http(s) URL without query or fragment, https unless the host is loopback",
+            |v| {
+                let url = Url::parse(v).ok()?;
+                let loopback = match url.host()? {
+                    url::Host::Domain(d) => d == "localhost",
+                    url::Host::Ipv4(ip) => ip.is_loopback(),
+                    url::Host::Ipv6(ip) => ip.is_loopback(),
+                };
+                let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+                (scheme_ok
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+                    && url.username().is_empty())
+                .then(|| url.as_str().trim_end_matches('/').to_owned())
+            },
+        )?;
+
+        let data_dir =
+            PathBuf::from(raw.get("LATCHKEY_DATA_DIR").map_or("./latchkey-data", |(v, _)| v));
+
+        let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display());
+        let database_url = parse(
+            raw,
+            "LATCHKEY_DATABASE_URL",
+            &default_db,
+            "a sqlite:// or postgres:// URL",
+            |v| {
+                (v.starts_with("sqlite:")
+                    || v.starts_with("postgres://")
+                    || v.starts_with("postgresql://"))
+                .then(|| v.to_owned())
+            },
+        )?;
+
+        let master_key = match (raw.get("LATCHKEY_MASTER_KEY"), raw.get("LATCHKEY_MASTER_KEY_FILE"))
+        {
+            (Some(_), Some((_, source))) => {
+                return Err(ConfigError::from_source(
+                    "LATCHKEY_MASTER_KEY_FILE",
+                    source,
+                    "either LATCHKEY_MASTER_KEY or LATCHKEY_MASTER_KEY_FILE, not both",
+                    "both set",
+                ));
+            }
+            (Some((v, _)), None) => MasterKeySource::Inline(v.to_owned()),
+            (None, Some((v, _))) => {
+                MasterKeySource::File { path: PathBuf::from(v), generate: false }
+            }
+            (None, None) => {
+                MasterKeySource::File { path: data_dir.join("master.key"), generate: true }
+            }
+        };
+
+        let smtp_url = match raw.get("LATCHKEY_SMTP_URL") {
+            None => None,
+            Some((v, source)) => {
+                let ok = Url::parse(v)
+                    .ok()
+                    .is_some_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some());
+                if !ok {
+                    return Err(ConfigError::from_source(
+                        "LATCHKEY_SMTP_URL",
+                        source,
+                        "an smtp:// or smtps:// URL",
+                        quote(v),
+                    ));
+                }
+                Some(v.to_owned())
+            }
+        };
+
+        let log_format =
+            parse(raw, "LATCHKEY_LOG_FORMAT", "text", "`text` or `json`", |v| match v {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            })?;
+        let log_level = parse(
+            raw,
+            "LATCHKEY_LOG_LEVEL",
+            "info",
+            "a tracing filter such as `info` or `latchkey_web=debug,info`",
+            |v| {
+                (!v.trim().is_empty()
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || "_=,:-.".contains(c)))
+                .then(|| v.to_owned())
+            },
+        )?;
+        let default_workers =
+            std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+        let workers = parse(
+            raw,
+            "LATCHKEY_WORKERS",
+            &default_workers,
+            "a number of worker threads between 1 and 256",
+            |v| v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)),
+        )?;
+
+        let session_token_ttl = duration(
+            raw,
+            "LATCHKEY_SESSION_TOKEN_TTL",
+            "60s",
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        let session_token_alg = parse(
+            raw,
+            "LATCHKEY_SESSION_TOKEN_ALG",
+            "ES256",
+            "one of ES256, RS256, EdDSA",
+            SigningAlg::parse,
+        )?;
+        let session_idle_timeout = duration(
+            raw,
+            "LATCHKEY_SESSION_IDLE_TIMEOUT",
+            "7d",
+            Duration::from_secs(60),
+            Duration::from_secs(400 * 86400),
+        )?;
+        let session_absolute_timeout = duration(
+            raw,
+            "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
+            "30d",
+            Duration::from_secs(60),
+            Duration::from_secs(400 * 86400),
+        )?;
+        if session_absolute_timeout < session_idle_timeout {
+            let source = raw
+                .get("LATCHKEY_SESSION_ABSOLUTE_TIMEOUT")
+                .map_or(Source::Default, |(_, s)| s.clone());
+            return Err(ConfigError::from_source(
+                "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
+                &source,
+                "a duration at least as long as LATCHKEY_SESSION_IDLE_TIMEOUT",
+                humantime::format_duration(session_absolute_timeout).to_string(),
+            ));
+        }
+
+        let allowed_origins = match raw.get("LATCHKEY_ALLOWED_ORIGINS") {
+            None => Vec::new(),
+            Some((v, source)) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|o| {
+                    normalize_origin(o).ok_or_else(|| {
+                        ConfigError::from_source(
+                            "LATCHKEY_ALLOWED_ORIGINS",
+                            source,
+                            "a comma-separated list of origins such as https://app.example.com",
+                            quote(o),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let clock_skew =
+            duration(raw, "LATCHKEY_CLOCK_SKEW", "60s", Duration::ZERO, Duration::from_secs(600))?;
+        let max_body_bytes = parse(
+            raw,
+            "LATCHKEY_MAX_BODY_BYTES",
+            "65536",
+            "a size in bytes between 1024 and 16777216",
+            |v| v.parse::<usize>().ok().filter(|n| (1024..=16 << 20).contains(n)),
+        )?;
+
+        Ok(Self {
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            master_key,
+            smtp_url,
+            log_format,
+            log_level,
+            workers,
+            session_token_ttl,
+            session_token_alg,
+            session_idle_timeout,
+            session_absolute_timeout,
+            allowed_origins,
+            clock_skew,
+            max_body_bytes,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Our own origin (scheme://host[:port]), derived from the public URL.
+    pub fn public_origin(&self) -> String {
+        normalize_origin(&self.public_url).unwrap_or_else(|| self.public_url.clone())
+    }
+
+    /// Cookies may drop `Secure` only when the issuer is plain-http loopback.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The longest lifetime of any token signed with the instance keys; a retired key stays
+    /// published at least this long plus the clock skew.
+    pub fn max_token_lifetime(&self) -> Duration {
+        self.session_token_ttl
+    }
+
+    /// The effective configuration with secrets redacted, as `latchkey config check` prints it.
+    pub fn redacted(&self) -> BTreeMap<&'static str, serde_json::Value> {
+        use serde_json::json;
+        let mut m = BTreeMap::new();
+        m.insert("LATCHKEY_LISTEN", json!(self.listen.to_string()));
+        m.insert("LATCHKEY_PUBLIC_URL", json!(self.public_url));
+        m.insert("LATCHKEY_DATA_DIR", json!(self.data_dir.display().to_string()));
+        m.insert("LATCHKEY_DATABASE_URL", json!(redact_url(&self.database_url)));
+        match &self.master_key {
+            MasterKeySource::Inline(_) => {
+                m.insert("LATCHKEY_MASTER_KEY", json!("<redacted>"));
+            }
+            MasterKeySource::File { path, .. } => {
+                m.insert("LATCHKEY_MASTER_KEY_FILE", json!(path.display().to_string()));
+            }
+        }
+        m.insert(
+            "LATCHKEY_SMTP_URL",
+            self.smtp_url.as_deref().map_or(serde_json::Value::Null, |u| json!(redact_url(u))),
+        );
+        m.insert("LATCHKEY_LOG_FORMAT", json!(self.log_format));
+        m.insert("LATCHKEY_LOG_LEVEL", json!(self.log_level));
+        m.insert("LATCHKEY_WORKERS", json!(self.workers));
+        m.insert(
+            "LATCHKEY_SESSION_TOKEN_TTL",
+            json!(humantime::format_duration(self.session_token_ttl).to_string()),
+        );
+        m.insert("LATCHKEY_SESSION_TOKEN_ALG", json!(self.session_token_alg.as_str()));
+        m.insert(
+            "LATCHKEY_SESSION_IDLE_TIMEOUT",
+            json!(humantime::format_duration(self.session_idle_timeout).to_string()),
+        );
+        m.insert(
+            "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
+            json!(humantime::format_duration(self.session_absolute_timeout).to_string()),
+        );
+        m.insert("LATCHKEY_ALLOWED_ORIGINS", json!(self.allowed_origins));
+        m.insert(
+            "LATCHKEY_CLOCK_SKEW",
+            json!(humantime::format_duration(self.clock_skew).to_string()),
+        );
+        m.insert("LATCHKEY_MAX_BODY_BYTES", json!(self.max_body_bytes));
+        m
+    }
+
+    /// Names of settings whose values are secret (never printed).
+    pub fn secret_settings() -> impl Iterator<Item = &'static str> {
+        SETTINGS.iter().filter(|(_, secret)| *secret).map(|(n, _)| *n)
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
+    }
+}
+
+fn quote(v: &str) -> String {
+    let shown: String = v.chars().take(80).collect();
+    format!("{shown:?}")
+}
+
+fn parse<T>(
+    raw: &Raw,
+    setting: &str,
+    default: &str,
+    expected: &str,
+    f: impl Fn(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    let (value, source) = raw.get(setting).map_or((default, &Source::Default), |(v, s)| (v, s));
+    f(value.trim()).ok_or_else(|| ConfigError::from_source(setting, source, expected, quote(value)))
+}
+
+fn duration(
+    raw: &Raw,
+    setting: &str,
+    default: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let expected = format!(
+        "a duration such as `90s`, `15m` or `7d` between {} and {}",
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    );
+    parse(raw, setting, default, &expected, |v| {
+        humantime::parse_duration(v).ok().filter(|d| *d >= min && *d <= max)
+    })
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lower-cased, default ports dropped.
+pub fn normalize_origin(value: &str) -> Option<String> {
+    let url = Url::parse(value).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return None;
+    }
+    if url.path() != "/" && !url.path().is_empty()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        // Only a bare origin or the public URL (which may carry a path) is meaningful here.
+        if !value.contains("://") {
+            return None;
+        }
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+fn redact_url(value: &str) -> String {
+    match Url::parse(value) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("<redacted>"));
+            url.to_string()
+        }
+        _ => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load(None, &env)
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert!(s.is_sqlite());
+        assert!(s.database_url.contains("latchkey-data"));
+        assert_eq!(s.session_token_ttl, Duration::from_secs(60));
+        assert_eq!(s.session_token_alg, SigningAlg::ES256);
+        assert!(!s.secure_cookies());
+    }
+
+    #[test]
+    fn each_bad_value_names_its_setting() {
+        for (name, value) in [
+            ("LATCHKEY_LISTEN", "not-an-address"),
+            ("LATCHKEY_PUBLIC_URL", "http://example.com"),
+            ("LATCHKEY_PUBLIC_URL", "https://example.com/?q=1"),
+            ("LATCHKEY_DATABASE_URL", "mysql://x"),
+            ("LATCHKEY_SMTP_URL", "http://mail"),
+            ("LATCHKEY_LOG_FORMAT", "xml"),
+            ("LATCHKEY_WORKERS", "0"),
+            ("LATCHKEY_SESSION_TOKEN_TTL", "forever"),
+            ("LATCHKEY_SESSION_TOKEN_TTL", "2h"),
+            ("LATCHKEY_SESSION_TOKEN_ALG", "HS256"),
+            ("LATCHKEY_ALLOWED_ORIGINS", "ftp://x"),
+            ("LATCHKEY_MAX_BODY_BYTES", "12"),
+        ] {
+            let err =
+                load(&[(name, value)]).err().unwrap_or_else(|| panic!("{name}={value} accepted"));
+            assert_eq!(err.setting, name, "{err}");
+            assert!(err.to_string().contains(name), "{err}");
+            assert!(err.to_string().contains("from the environment"), "{err}");
+        }
+    }
+
+    #[test]
+    fn env_wins_over_file_and_unknown_file_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nsession_token_ttl = \"30s\"\nallowed_origins = [\"https://app.example.com\"]\n").unwrap();
+        let env = HashMap::from([("LATCHKEY_LISTEN".to_string(), "127.0.0.1:9001".to_string())]);
+        let s = Settings::load(Some(&path), &env).unwrap();
+        assert_eq!(s.listen.port(), 9001);
+        assert_eq!(s.session_token_ttl, Duration::from_secs(30));
+        assert_eq!(s.allowed_origins, vec!["https://app.example.com"]);
+
+        std::fs::write(&path, "session_token_ttl = \"soon\"\n").unwrap();
+        let err = Settings::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert_eq!(err.setting, "LATCHKEY_SESSION_TOKEN_TTL");
+        assert!(err.to_string().contains("session_token_ttl"), "{err}");
+
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = Settings::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = load(&[
+            ("LATCHKEY_MASTER_KEY", "c2VjcmV0"),
+            ("LATCHKEY_DATABASE_URL", "postgres://u:hunter2@db/latchkey"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0"), "{shown}");
+        assert!(load(&[("LATCHKEY_MASTER_KEY", "a"), ("LATCHKEY_MASTER_KEY_FILE", "/k")]).is_err());
+    }
+}

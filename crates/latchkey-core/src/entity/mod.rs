@@ -1,0 +1,13 @@
+//! sea-orm entities: the storage shape. Services convert them into the domain types in
+//! [`crate::model`], so the rest of Latchkey never depends on column layout.
+
+pub mod audit_event;
+pub mod membership;
+pub mod organisation;
+pub mod password_credential;
+pub mod session;
+pub mod setting;
+pub mod signing_key;
+pub mod store_revision;
+pub mod user;
+pub mod user_email;

@@ -1,0 +1,45 @@
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure of the core. The web crate maps each variant to an HTTP response in one place.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// The caller is not (or no longer) authenticated; the reason is logged, not shown.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cryptographic error: {0}")]
+    Crypto(String),
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field, message: message.into() }
+    }
+}
+
+impl From<josekit::JoseError> for Error {
+    fn from(e: josekit::JoseError) -> Self {
+        Self::Crypto(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Internal(format!("JSON: {e}"))
+    }
+}

@@ -1,0 +1,37 @@
+//! Opaque, prefixed, URL-safe identifiers (`usr_01j…`). ULIDs keep them time-ordered, which
+//! keeps B-tree inserts local on both SQLite and PostgreSQL.
+
+pub const USER: &str = "usr";
+pub const USER_EMAIL: &str = "eml";
+pub const SESSION: &str = "ses";
+pub const ORGANISATION: &str = "org";
+pub const MEMBERSHIP: &str = "mem";
+pub const AUDIT_EVENT: &str = "evt";
+pub const SIGNING_KEY: &str = "key";
+
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+}
+
+/// True when `id` looks like one of ours with the given prefix; used to reject junk early.
+pub fn is_valid(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|body| body.len() == 26 && body.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_prefixed_and_unique() {
+        let a = new_id(USER);
+        let b = new_id(USER);
+        assert!(a.starts_with("usr_"));
+        assert_ne!(a, b);
+        assert!(is_valid(USER, &a));
+        assert!(!is_valid(SESSION, &a));
+        assert!(!is_valid(USER, "usr_../../etc"));
+    }
+}

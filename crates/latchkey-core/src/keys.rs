@@ -1,0 +1,270 @@
+//! Signing keys: generation, sealed storage, rotation and the published JWKS.
+
+use std::{sync::Arc, time::Duration};
+
+use josekit::{
+    jwk::{Jwk, alg::ed::EdCurve},
+    jws::{ES256, EdDSA, JwsSigner, RS256},
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Error, Result, Settings,
+    audit::{self, Actor},
+    entity::signing_key,
+    ids,
+    model::SigningKeyInfo,
+    now_unix,
+    store::Store,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    ES256,
+    RS256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Generates a key pair: (PKCS#8 private PEM, public JWK without kid).
+    pub fn generate(self) -> Result<(Vec<u8>, Jwk)> {
+        Ok(match self {
+            Self::ES256 => {
+                let kp = ES256.generate_key_pair()?;
+                (kp.to_pem_private_key(), kp.to_jwk_public_key())
+            }
+            Self::RS256 => {
+                let kp = RS256.generate_key_pair(2048)?;
+                (kp.to_pem_private_key(), kp.to_jwk_public_key())
+            }
+            Self::EdDSA => {
+                let kp = EdDSA.generate_key_pair(EdCurve::Ed25519)?;
+                (kp.to_pem_private_key(), kp.to_jwk_public_key())
+            }
+        })
+    }
+
+    pub fn signer_from_pem(self, pem: &[u8], kid: &str) -> Result<Box<dyn JwsSigner>> {
+        Ok(match self {
+            Self::ES256 => {
+                let mut s = ES256.signer_from_pem(pem)?;
+                s.set_key_id(kid);
+                Box::new(s)
+            }
+            Self::RS256 => {
+                let mut s = RS256.signer_from_pem(pem)?;
+                s.set_key_id(kid);
+                Box::new(s)
+            }
+            Self::EdDSA => {
+                let mut s = EdDSA.signer_from_pem(pem)?;
+                s.set_key_id(kid);
+                Box::new(s)
+            }
+        })
+    }
+}
+
+/// An active key ready to sign.
+pub struct LoadedSigner {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub signer: Box<dyn JwsSigner>,
+}
+
+const ACTIVE: &str = "active";
+const RETIRED: &str = "retired";
+
+#[derive(Clone)]
+pub struct KeyService {
+    store: Store,
+    /// How long a retired key stays published: longest token lifetime plus clock skew.
+    retention: Duration,
+}
+
+impl KeyService {
+    pub fn new(store: Store, settings: &Settings) -> Self {
+        Self { store, retention: settings.max_token_lifetime() + settings.clock_skew }
+    }
+
+    fn seal_purpose(kid: &str) -> String {
+        format!("signing_key:{kid}")
+    }
+
+    fn new_key_model(&self, alg: SigningAlg, now: i64) -> Result<signing_key::ActiveModel> {
+        let kid = ids::new_id(ids::SIGNING_KEY);
+        let (pem, mut jwk) = alg.generate()?;
+        let pem = zeroize::Zeroizing::new(pem);
+        jwk.set_key_id(&kid);
+        jwk.set_algorithm(alg.as_str());
+        jwk.set_key_use("sig");
+        let sealed = self.store.master_key().seal(&Self::seal_purpose(&kid), &pem)?;
+        Ok(signing_key::ActiveModel {
+            kid: Set(kid),
+            alg: Set(alg.as_str().to_owned()),
+            private_key_enc: Set(sealed),
+            public_jwk: Set(jwk.to_string()),
+            status: Set(ACTIVE.to_owned()),
+            created_at: Set(now),
+            retired_at: Set(None),
+            publish_until: Set(None),
+        })
+    }
+
+    async fn active_model(&self, alg: SigningAlg) -> Result<Option<signing_key::Model>> {
+        Ok(signing_key::Entity::find()
+            .filter(signing_key::Column::Alg.eq(alg.as_str()))
+            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .one(self.store.db())
+            .await?)
+    }
+
+    /// Makes sure an active key exists for `alg`, generating the first one if needed.
+    pub async fn ensure_active(&self, alg: SigningAlg) -> Result<SigningKeyInfo> {
+        if let Some(m) = self.active_model(alg).await? {
+            return Ok(info(m, now_unix()));
+        }
+        let model = self.new_key_model(alg, now_unix())?;
+        let txn = self.store.db().begin().await?;
+        // Another process may have created one meanwhile; the re-check inside the transaction
+        // keeps one active key per algorithm.
+        let existing = signing_key::Entity::find()
+            .filter(signing_key::Column::Alg.eq(alg.as_str()))
+            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .one(&txn)
+            .await?;
+        if let Some(m) = existing {
+            txn.rollback().await?;
+            return Ok(info(m, now_unix()));
+        }
+        let m = model.insert(&txn).await?;
+        audit::record(
+            &txn,
+            &Actor::system(),
+            "key.created",
+            Some(&m.kid),
+            serde_json::json!({ "alg": alg.as_str() }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        tracing::info!(kid = %m.kid, alg = alg.as_str(), "generated signing key");
+        Ok(info(m, now_unix()))
+    }
+
+    /// Introduces a new active key for `alg`; the previous one stays published until every
+    /// token it signed has expired.
+    pub async fn rotate(
+        &self,
+        alg: SigningAlg,
+        actor: &Actor,
+    ) -> Result<(SigningKeyInfo, Option<SigningKeyInfo>)> {
+        let now = now_unix();
+        let model = self.new_key_model(alg, now)?;
+        let retention = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
+        let txn = self.store.db().begin().await?;
+        let previous = signing_key::Entity::find()
+            .filter(signing_key::Column::Alg.eq(alg.as_str()))
+            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .all(&txn)
+            .await?;
+        let mut retired = None;
+        for old in previous {
+            let mut am: signing_key::ActiveModel = old.into();
+            am.status = Set(RETIRED.to_owned());
+            am.retired_at = Set(Some(now));
+            am.publish_until = Set(Some(now + retention));
+            retired = Some(am.update(&txn).await?);
+        }
+        let new = model.insert(&txn).await?;
+        audit::record(
+            &txn,
+            actor,
+            "key.rotated",
+            Some(&new.kid),
+            serde_json::json!({ "alg": alg.as_str(), "retired": retired.as_ref().map(|m| m.kid.clone()) }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((info(new, now), retired.map(|m| info(m, now))))
+    }
+
+    pub async fn list(&self) -> Result<Vec<SigningKeyInfo>> {
+        let now = now_unix();
+        Ok(signing_key::Entity::find()
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|m| info(m, now))
+            .collect())
+    }
+
+    /// The JWK Set: active keys and retired keys still inside their retention window.
+    pub async fn jwks(&self) -> Result<serde_json::Value> {
+        let now = now_unix();
+        let mut keys = Vec::new();
+        for m in signing_key::Entity::find()
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .all(self.store.db())
+            .await?
+        {
+            if is_published(&m, now) {
+                keys.push(serde_json::from_str::<serde_json::Value>(&m.public_jwk)?);
+            }
+        }
+        Ok(serde_json::json!({ "keys": keys }))
+    }
+
+    /// Loads the active key for `alg` and unseals its private half.
+    pub async fn load_signer(&self, alg: SigningAlg) -> Result<Arc<LoadedSigner>> {
+        let m = match self.active_model(alg).await? {
+            Some(m) => m,
+            None => {
+                self.ensure_active(alg).await?;
+                self.active_model(alg)
+                    .await?
+                    .ok_or_else(|| Error::Internal("no active signing key".into()))?
+            }
+        };
+        let pem = self.store.master_key().open(&Self::seal_purpose(&m.kid), &m.private_key_enc)?;
+        let signer = alg.signer_from_pem(&pem, &m.kid)?;
+        Ok(Arc::new(LoadedSigner { kid: m.kid, alg, signer }))
+    }
+}
+
+fn is_published(m: &signing_key::Model, now: i64) -> bool {
+    m.status == ACTIVE || m.publish_until.is_some_and(|t| t > now)
+}
+
+fn info(m: signing_key::Model, now: i64) -> SigningKeyInfo {
+    SigningKeyInfo {
+        published: is_published(&m, now),
+        kid: m.kid,
+        alg: m.alg,
+        status: m.status,
+        created_at: m.created_at,
+        retired_at: m.retired_at,
+        publish_until: m.publish_until,
+    }
+}

@@ -1,0 +1,65 @@
+//! Latchkey's identity store and the services that work on it: users, sessions, organisations,
+//! signing keys, audit events and configuration. Nothing in this crate knows about HTTP.
+
+pub mod activity;
+pub mod audit;
+pub mod config;
+pub mod crypto;
+pub mod entity;
+mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod orgs;
+pub mod passwords;
+pub mod revision;
+pub mod session_tokens;
+pub mod sessions;
+pub mod store;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use config::Settings;
+pub use error::{Error, Result};
+
+use crate::{
+    keys::KeyService, orgs::OrgService, session_tokens::SessionTokenService,
+    sessions::SessionService, store::Store, users::UserService,
+};
+
+/// Current time as unix seconds; every timestamp in the store uses this unit.
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The identity store with all of its services, shared by the web app and the CLI.
+#[derive(Clone)]
+pub struct Latchkey {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub users: UserService,
+    pub sessions: SessionService,
+    pub orgs: OrgService,
+    pub keys: KeyService,
+    pub session_tokens: SessionTokenService,
+}
+
+impl Latchkey {
+    /// Opens the store described by `settings`: creates the data directory and master key on
+    /// first use, connects, runs migrations and makes sure the session-token signing key exists.
+    pub async fn open(settings: Settings) -> Result<Self> {
+        let settings = Arc::new(settings);
+        let master_key = crypto::MasterKey::load_or_create(&settings)?;
+        let store = Store::connect(&settings.database_url, master_key).await?;
+        store.migrate().await?;
+        let keys = KeyService::new(store.clone(), &settings);
+        keys.ensure_active(settings.session_token_alg).await?;
+        let users = UserService::new(store.clone());
+        let sessions = SessionService::new(store.clone(), &settings);
+        let orgs = OrgService::new(store.clone());
+        let session_tokens =
+            SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
+        Ok(Self { settings, store, users, sessions, orgs, keys, session_tokens })
+    }
+}

@@ -1,0 +1,60 @@
+//! Coalesced reads of the store revision.
+//!
+//! A token request must see every revocation committed before it arrived, on any node. Reading
+//! the revision row per request would cost one query each; instead, requests that arrive while
+//! a read is queued share the next read, which starts after all of them arrived. So under load
+//! one query serves many requests, and no request ever uses a value read before it came in.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use crate::{Result, store::Store};
+
+pub struct RevisionGate {
+    /// Arrival tickets, strictly increasing.
+    arrivals: AtomicU64,
+    /// (highest ticket covered, revision) of the last completed read.
+    latest: Mutex<(u64, i64)>,
+    /// Held while a read is in flight, so waiters queue behind it instead of issuing their own.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl Default for RevisionGate {
+    fn default() -> Self {
+        Self {
+            arrivals: AtomicU64::new(0),
+            latest: Mutex::new((0, i64::MIN)),
+            reading: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl RevisionGate {
+    /// The revision as of some moment after this call began.
+    pub async fn current(&self, store: &Store) -> Result<i64> {
+        let ticket = self.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(rev) = self.covered(ticket) {
+            return Ok(rev);
+        }
+        let _reading = self.reading.lock().await;
+        if let Some(rev) = self.covered(ticket) {
+            return Ok(rev);
+        }
+        // Every ticket handed out so far arrived before this read starts, so it covers them all.
+        let covers = self.arrivals.load(Ordering::SeqCst);
+        let rev = store.revision().await?;
+        if let Ok(mut latest) = self.latest.lock() {
+            if covers > latest.0 {
+                *latest = (covers, rev);
+            }
+        }
+        Ok(rev)
+    }
+
+    fn covered(&self, ticket: u64) -> Option<i64> {
+        let latest = self.latest.lock().ok()?;
+        (latest.0 >= ticket).then_some(latest.1)
+    }
+}

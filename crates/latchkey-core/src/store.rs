@@ -1,0 +1,108 @@
+//! The database connection and the few operations every service shares.
+
+use std::{sync::Arc, time::Duration};
+
+use latchkey_migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
+    TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::{Error, Result, crypto::MasterKey, entity::store_revision};
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    master_key: Arc<MasterKey>,
+}
+
+impl Store {
+    pub async fn connect(url: &str, master_key: MasterKey) -> Result<Self> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
+        if url.starts_with("sqlite:") {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                crate::crypto::create_private_dir(&dir)?;
+            }
+            // WAL lets the CLI write while the server reads; busy_timeout makes concurrent
+            // writers wait instead of failing.
+            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        let db = Database::connect(opts).await?;
+        Ok(Self { db, master_key: Arc::new(master_key) })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master_key
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Applies pending migrations. On PostgreSQL an advisory lock serialises nodes that start
+    /// together, so only one of them migrates.
+    pub async fn migrate(&self) -> Result<()> {
+        if self.backend() == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7361726)").await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await?;
+        } else {
+            Migrator::up(&self.db, None).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(Error::from)
+    }
+
+    /// The store-wide revision: bumped by every write that can make a cached session or key stale.
+    pub async fn revision(&self) -> Result<i64> {
+        let row = store_revision::Entity::find_by_id(1).one(&self.db).await?;
+        row.map(|r| r.revision).ok_or_else(|| Error::Internal("store_revision row missing".into()))
+    }
+
+    pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {
+        use sea_orm::sea_query::{Expr, ExprTrait, Query};
+        let stmt = Query::update()
+            .table(store_revision::Entity)
+            .value(
+                store_revision::Column::Revision,
+                Expr::col(store_revision::Column::Revision).add(1),
+            )
+            .and_where(Expr::col(store_revision::Column::Id).eq(1))
+            .to_owned();
+        conn.execute(&stmt).await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::Path::new(path)
+        .parent()
+        .map(|p| p.to_path_buf())
+        .filter(|p| !p.as_os_str().is_empty())
+}

@@ -1,0 +1,73 @@
+//! The actix-web application: routes, middleware and the mapping of core errors to HTTP.
+//! Handlers stay thin: parse the request, call a core service, render the result.
+
+mod error;
+pub mod http_middleware;
+pub mod metrics;
+mod routes;
+mod state;
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use latchkey_core::Latchkey;
+
+pub use error::ApiError;
+pub use state::{AppState, session_cookie_name};
+
+/// How often batched session activity is written to the store.
+const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Binds and starts the server; the returned handle completes after a graceful shutdown
+/// (SIGTERM/SIGINT or [`actix_web::dev::ServerHandle::stop`]).
+pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
+    let state = web::Data::new(AppState::new(core.clone()));
+    let workers = core.settings.workers;
+    let max_body = core.settings.max_body_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::JsonConfig::default().limit(max_body).error_handler(error::json_error))
+            .app_data(web::FormConfig::default().limit(max_body).error_handler(error::form_error))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .configure(routes::configure)
+            .default_service(web::to(error::not_found))
+            .wrap(http_middleware::security_headers(state.core.settings.secure_cookies()))
+            .wrap(from_fn(http_middleware::observe))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .client_request_timeout(Duration::from_secs(10))
+    .listen(listener)?
+    .run();
+
+    let flusher = core.session_tokens.clone();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ACTIVITY_FLUSH_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = flusher.flush_activity().await {
+                tracing::warn!(error = %e, "could not write session activity");
+            }
+        }
+    });
+    let _ = handle;
+    Ok(server)
+}
+
+/// Runs until shut down, then writes pending session activity.
+pub async fn serve(core: Latchkey, listener: TcpListener) -> std::io::Result<()> {
+    let server = start(core.clone(), listener)?;
+    server.await?;
+    match core.session_tokens.flush_activity().await {
+        Ok(n) => tracing::info!(sessions = n, "wrote pending session activity"),
+        Err(e) => tracing::warn!(error = %e, "could not write session activity at shutdown"),
+    }
+    Ok(())
+}
+
+pub type SharedState = Arc<AppState>;

@@ -1,0 +1,13 @@
+use actix_web::{HttpResponse, web};
+
+use crate::{ApiError, AppState};
+
+/// Active keys and retired ones whose tokens may still be valid.
+pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let set = state.core.keys.jwks().await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/jwk-set+json")
+        .insert_header(("Cache-Control", "public, max-age=60"))
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .json(set))
+}

@@ -1,0 +1,18 @@
+mod health;
+mod jwks;
+mod metrics;
+mod session_token;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
+        .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks::jwks)))
+        .service(
+            web::resource("/v1/session/token")
+                .route(web::post().to(session_token::mint))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
+        );
+}

@@ -1,0 +1,299 @@
+use std::{net::TcpListener, time::Instant};
+
+use latchkey_core::{
+    Latchkey, Settings,
+    audit::Actor,
+    config::{ConfigError, LogFormat},
+    keys::SigningAlg,
+    sessions::SessionOrigin,
+    users::NewUser,
+};
+use serde_json::json;
+
+use crate::{
+    cli::{
+        AdminCommand, Cli, Command, ConfigCommand, KeysCommand, NewUserArgs, SessionsCommand,
+        UsersCommand,
+    },
+    output::{self, print_json},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Core(#[from] latchkey_core::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Usage(_) => 2,
+            Self::Core(latchkey_core::Error::Config(_)) => 2,
+            Self::Core(latchkey_core::Error::NotFound(_)) => 3,
+            _ => 1,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, CliError>;
+
+fn init_logging(settings: &Settings, serving: bool) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    // CLI commands keep stdout for their output and log only problems.
+    let level = if serving { settings.log_level.clone() } else { "warn".to_owned() };
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::from_env(cli.config.as_deref())?;
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(&settings, serving);
+    match cli.command {
+        Command::Config(ConfigCommand::Check(out)) => config_check(&settings, out.json),
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let started = Instant::now();
+            let core = Latchkey::open(settings).await?;
+            println!("migrations applied ({} ms)", started.elapsed().as_millis());
+            core.store.close().await;
+            Ok(())
+        }
+        command => {
+            let core = Latchkey::open(settings).await?;
+            let result = manage(&core, command).await;
+            core.store.close().await;
+            result
+        }
+    }
+}
+
+fn config_check(settings: &Settings, json: bool) -> Result<()> {
+    let effective = settings.redacted();
+    if json {
+        print_json(&json!({ "valid": true, "settings": effective }));
+    } else {
+        println!("configuration is valid");
+        for (k, v) in effective {
+            println!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+        }
+    }
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let started = Instant::now();
+    let listen = settings.listen;
+    // Bind first: a taken port should fail before any work on the data directory.
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| CliError::Io(format!("cannot listen on {listen} (LATCHKEY_LISTEN): {e}")))?;
+    let core = Latchkey::open(settings).await?;
+    let public_url = core.settings.public_url.clone();
+    tracing::info!(
+        listen = %listen,
+        issuer = %public_url,
+        database = if core.settings.is_sqlite() { "sqlite" } else { "postgres" },
+        startup_ms = started.elapsed().as_millis() as u64,
+        "Latchkey is ready"
+    );
+    if core.users.count_admins().await? == 0 {
+        println!(
+            "No administrator yet: create one with `latchkey admin create --email you@example.com` (same data directory and settings)."
+        );
+    }
+    println!("Latchkey listening on {public_url} (bound to {listen})");
+    latchkey_web::serve(core.clone(), listener)
+        .await
+        .map_err(|e| CliError::Io(format!("server error: {e}")))?;
+    core.store.close().await;
+    Ok(())
+}
+
+async fn manage(core: &Latchkey, command: Command) -> Result<()> {
+    let actor = Actor::cli();
+    match command {
+        Command::Admin(AdminCommand::Create(args)) => create_user(core, args, true, &actor).await,
+        Command::Users(UsersCommand::Add(args)) => create_user(core, args, false, &actor).await,
+        Command::Users(UsersCommand::List { limit, offset, out }) => {
+            let users = core.users.list(limit, offset).await?;
+            if out.json {
+                print_json(&users)
+            } else {
+                output::users_table(&users)
+            }
+            Ok(())
+        }
+        Command::Users(UsersCommand::Show { user, out }) => {
+            let user = core.users.resolve(&user).await?;
+            let memberships = core.orgs.memberships_of_user(&user.id).await?;
+            if out.json {
+                print_json(&json!({ "user": user, "memberships": memberships }));
+            } else {
+                output::user_details(&user, &memberships);
+            }
+            Ok(())
+        }
+        Command::Users(UsersCommand::Deactivate { user, reason, out }) => {
+            let user = core.users.resolve(&user).await?;
+            let user = core.users.deactivate(&user.id, reason, &actor).await?;
+            if out.json {
+                print_json(&user)
+            } else {
+                println!("deactivated {} ({}); all sessions revoked", user.primary_email, user.id)
+            }
+            Ok(())
+        }
+        Command::Users(UsersCommand::Reactivate { user, out }) => {
+            let user = core.users.resolve(&user).await?;
+            let user = core.users.reactivate(&user.id, &actor).await?;
+            if out.json {
+                print_json(&user)
+            } else {
+                println!("reactivated {} ({})", user.primary_email, user.id)
+            }
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::List { user, all, limit, out }) => {
+            let user_id = match user {
+                Some(u) => Some(core.users.resolve(&u).await?.id),
+                None => None,
+            };
+            let sessions = core.sessions.list(user_id.as_deref(), all, limit).await?;
+            if out.json {
+                print_json(&sessions)
+            } else {
+                output::sessions_table(&sessions)
+            }
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::Create { user, out }) => {
+            let user = core.users.resolve(&user).await?;
+            let origin = SessionOrigin {
+                auth_method: "cli".into(),
+                client_ip: None,
+                user_agent: Some("latchkey-cli".into()),
+            };
+            let (session, secret) = core.sessions.create(&user.id, origin, &actor).await?;
+            let cookie = latchkey_web::session_cookie_name(core.settings.secure_cookies());
+            if out.json {
+                print_json(&json!({ "session": session, "secret": secret, "cookie_name": cookie }));
+            } else {
+                println!("session {} for {}", session.id, user.primary_email);
+                println!("cookie: {cookie}={secret}");
+            }
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::Revoke { session_id, user, out }) => {
+            let revoked = match (session_id, user) {
+                (Some(id), None) => {
+                    let changed = core.sessions.revoke(&id, "revoked_by_admin", &actor).await?;
+                    if changed { vec![id] } else { Vec::new() }
+                }
+                (None, Some(u)) => {
+                    let user = core.users.resolve(&u).await?;
+                    let active = core.sessions.list(Some(&user.id), false, u64::MAX >> 1).await?;
+                    core.sessions.revoke_all_for_user(&user.id, "revoked_by_admin", &actor).await?;
+                    active.into_iter().map(|s| s.id).collect()
+                }
+                _ => return Err(CliError::Usage("give a session id or --user, not both".into())),
+            };
+            if out.json {
+                print_json(&json!({ "revoked": revoked }));
+            } else if revoked.is_empty() {
+                println!("nothing to revoke: no active session matched");
+            } else {
+                for id in &revoked {
+                    println!("revoked {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List(out)) => {
+            let keys = core.keys.list().await?;
+            if out.json {
+                print_json(&keys)
+            } else {
+                output::keys_table(&keys)
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { alg, out }) => {
+            let alg = match alg {
+                None => core.settings.session_token_alg,
+                Some(a) => SigningAlg::parse(&a).ok_or_else(|| {
+                    CliError::Usage(format!("unknown algorithm {a:?}: use ES256, RS256 or EdDSA"))
+                })?,
+            };
+            let (new, old) = core.keys.rotate(alg, &actor).await?;
+            if out.json {
+                print_json(&json!({ "active": new, "retired": old }));
+            } else {
+                println!("new {} key {} is active", new.alg, new.kid);
+                if let Some(old) = old {
+                    println!(
+                        "retired {}; published until {}",
+                        old.kid,
+                        output::time(old.publish_until)
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Serve | Command::Migrate | Command::Config(_) => {
+            Err(CliError::Usage("handled elsewhere".into()))
+        }
+    }
+}
+
+async fn create_user(
+    core: &Latchkey,
+    args: NewUserArgs,
+    is_admin: bool,
+    actor: &Actor,
+) -> Result<()> {
+    let generated = is_admin && args.password.is_none();
+    let password =
+        if generated { Some(latchkey_core::crypto::random_secret()) } else { args.password };
+    let user = core
+        .users
+        .create(
+            NewUser {
+                email: args.email,
+                password: password.clone(),
+                name: args.name,
+                email_verified: is_admin,
+                is_admin,
+                ..Default::default()
+            },
+            actor,
+        )
+        .await?;
+    if args.out.json {
+        let mut v = json!({ "user": user });
+        if generated {
+            v["generated_password"] = json!(password);
+        }
+        print_json(&v);
+    } else {
+        println!(
+            "created {} {} ({})",
+            if is_admin { "administrator" } else { "user" },
+            user.primary_email,
+            user.id
+        );
+        if let (true, Some(p)) = (generated, password) {
+            println!("generated password (shown once): {p}");
+        }
+    }
+    Ok(())
+}

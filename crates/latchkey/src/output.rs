@@ -1,0 +1,82 @@
+//! Plain-text renderings of CLI results; `--json` prints the domain types as they are.
+
+use latchkey_core::model::{Membership, Session, SigningKeyInfo, User};
+
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot encode output: {e}"),
+    }
+}
+
+pub fn time(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+}
+
+pub fn users_table(users: &[User]) {
+    println!("{:<30} {:<32} {:<12} {:<6} {}", "ID", "EMAIL", "STATUS", "ADMIN", "LAST SIGN-IN");
+    for u in users {
+        println!(
+            "{:<30} {:<32} {:<12} {:<6} {}",
+            u.id,
+            u.primary_email,
+            u.status.as_str(),
+            u.is_admin,
+            time(u.last_sign_in_at)
+        );
+    }
+}
+
+pub fn user_details(u: &User, memberships: &[Membership]) {
+    println!("id:            {}", u.id);
+    println!("email:         {} (verified: {})", u.primary_email, u.email_verified);
+    println!("name:          {}", u.name.as_deref().unwrap_or("-"));
+    println!(
+        "status:        {}{}",
+        u.status.as_str(),
+        u.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    println!("administrator: {}", u.is_admin);
+    println!("created:       {}", time(Some(u.created_at)));
+    println!("last sign-in:  {}", time(u.last_sign_in_at));
+    for m in memberships {
+        println!("member of:     {} as {}", m.org_id, m.role);
+    }
+}
+
+pub fn sessions_table(sessions: &[Session]) {
+    println!(
+        "{:<30} {:<30} {:<8} {:<8} {:<21} {}",
+        "ID", "USER", "STATUS", "METHOD", "LAST ACTIVE", "CLIENT"
+    );
+    for s in sessions {
+        println!(
+            "{:<30} {:<30} {:<8} {:<8} {:<21} {}",
+            s.id,
+            s.user_id,
+            s.status.as_str(),
+            s.auth_method,
+            time(Some(s.last_active_at)),
+            s.client_ip.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+pub fn keys_table(keys: &[SigningKeyInfo]) {
+    println!(
+        "{:<30} {:<6} {:<8} {:<10} {:<21} {}",
+        "KID", "ALG", "STATUS", "PUBLISHED", "CREATED", "PUBLISHED UNTIL"
+    );
+    for k in keys {
+        println!(
+            "{:<30} {:<6} {:<8} {:<10} {:<21} {}",
+            k.kid,
+            k.alg,
+            k.status,
+            k.published,
+            time(Some(k.created_at)),
+            if k.status == "active" { "-".to_owned() } else { time(k.publish_until) }
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Schema migrations for Latchkey. Each migration must run unchanged on SQLite and PostgreSQL,
+//! so columns use portable types: text ids, BIGINT unix-second timestamps, JSON kept as text.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_identity_store;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_identity_store::Migration)]
+    }
+}
