@@ -1,1 +1,14 @@
+//! Latchkey's integration tests: one binary (each extra one costs minutes to link). Most tests
+//! start the real app in-process on a free port and run once per storage backend: SQLite in a
+//! temporary directory and PostgreSQL from `LATCHKEY_TEST_POSTGRES_URL` (set by scripts/test).
+//! Tests of start-up and the CLI run the real `latchkey` binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod cli;
+mod first_start;
+mod http_hygiene;
+mod keys;
+mod session_tokens;

@@ -88,9 +88,15 @@ pub struct Settings {
     /// Leeway for clocks that disagree; retired keys stay published this much longer too.
     pub clock_skew: Duration,
     pub max_body_bytes: usize,
+    /// Problems worth a warning that do not stop start-up; logged once logging is set up.
+    pub warnings: Vec<String>,
 }
 
-/// Every recognised setting: environment name, and whether its value is secret.
+/// Variables read by the CLI itself rather than by the settings.
+const CLI_VARIABLES: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_NEW_PASSWORD"];
+
+/// Every recognised setting: environment name, and whether its whole value is secret
+/// (URLs are shown with their password redacted instead).
 const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_LISTEN", false),
     ("LATCHKEY_PUBLIC_URL", false),
@@ -184,17 +190,31 @@ impl Settings {
                 values.insert(name, (text, Source::File(shown.clone())));
             }
         }
+        // An empty variable counts as unset, so it does not hide the file's value.
         for (name, _) in SETTINGS {
-            if let Some(v) = env.get(*name) {
+            if let Some(v) = env.get(*name).filter(|v| !v.trim().is_empty()) {
                 values.insert(name, (v.clone(), Source::Env));
             }
         }
-        for key in env.keys().filter(|k| k.starts_with("LATCHKEY_")) {
-            if !SETTINGS.iter().any(|(n, _)| n == key) && !key.starts_with("LATCHKEY_TEST_") {
-                tracing::warn!(variable = %key, "ignoring unknown LATCHKEY_ environment variable");
-            }
-        }
-        Self::validate(&Raw { values })
+        let mut settings = Self::validate(&Raw { values })?;
+        let mut unknown: Vec<String> = env
+            .keys()
+            .filter(|k| {
+                k.starts_with("LATCHKEY_")
+                    && !k.starts_with("LATCHKEY_TEST_")
+                    && !k.starts_with("LATCHKEY_BENCH_")
+            })
+            .filter(|k| {
+                !SETTINGS.iter().any(|(n, _)| n == k) && !CLI_VARIABLES.contains(&k.as_str())
+            })
+            .cloned()
+            .collect();
+        unknown.sort();
+        settings.warnings = unknown
+            .into_iter()
+            .map(|k| format!("ignoring unknown environment variable {k} (typo?)"))
+            .collect();
+        Ok(settings)
     }
 
     /// Loads from the process environment.
@@ -212,7 +232,13 @@ impl Settings {
             |v| v.parse::<SocketAddr>().ok(),
         )?;
 
-        let default_public = format!("http://{listen}");
+        // Listening on all interfaces still needs a loopback default: plain http is only
+        // accepted for loopback issuers.
+        let default_public = if listen.ip().is_unspecified() {
+            format!("http://localhost:{}", listen.port())
+        } else {
+            format!("http://{listen}")
+        };
         let public_url = parse(
             raw,
             "LATCHKEY_PUBLIC_URL",
@@ -355,6 +381,18 @@ impl Settings {
             ));
         }
 
+        // An allowed origin is exactly scheme://host[:port]; a path would suggest a check we do not make.
+        let bare_origin = |o: &str| {
+            Url::parse(o)
+                .ok()
+                .filter(|u| {
+                    u.path() == "/"
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                        && u.username().is_empty()
+                })
+                .and_then(|_| normalize_origin(o))
+        };
         let allowed_origins = match raw.get("LATCHKEY_ALLOWED_ORIGINS") {
             None => Vec::new(),
             Some((v, source)) => v
@@ -362,7 +400,7 @@ impl Settings {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(|o| {
-                    normalize_origin(o).ok_or_else(|| {
+                    bare_origin(o).ok_or_else(|| {
                         ConfigError::from_source(
                             "LATCHKEY_ALLOWED_ORIGINS",
                             source,
@@ -400,6 +438,7 @@ impl Settings {
             allowed_origins,
             clock_skew,
             max_body_bytes,
+            warnings: Vec::new(),
         })
     }
 
@@ -467,11 +506,6 @@ impl Settings {
         m.insert("LATCHKEY_MAX_BODY_BYTES", json!(self.max_body_bytes));
         m
     }
-
-    /// Names of settings whose values are secret (never printed).
-    pub fn secret_settings() -> impl Iterator<Item = &'static str> {
-        SETTINGS.iter().filter(|(_, secret)| *secret).map(|(n, _)| *n)
-    }
 }
 
 impl fmt::Debug for Settings {
@@ -519,15 +553,6 @@ pub fn normalize_origin(value: &str) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return None;
     }
-    if url.path() != "/" && !url.path().is_empty()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
-        // Only a bare origin or the public URL (which may carry a path) is meaningful here.
-        if !value.contains("://") {
-            return None;
-        }
-    }
     Some(url.origin().ascii_serialization())
 }
 
@@ -560,6 +585,23 @@ mod tests {
         assert_eq!(s.session_token_ttl, Duration::from_secs(60));
         assert_eq!(s.session_token_alg, SigningAlg::ES256);
         assert!(!s.secure_cookies());
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn listening_everywhere_defaults_to_a_loopback_issuer() {
+        let s = load(&[("LATCHKEY_LISTEN", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(s.public_url, "http://localhost:9000");
+    }
+
+    #[test]
+    fn unknown_variables_warn_and_empty_ones_count_as_unset() {
+        let s =
+            load(&[("LATCHKEY_LISTNE", "x"), ("LATCHKEY_CONFIG", "x"), ("LATCHKEY_LISTEN", "")])
+                .unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("LATCHKEY_LISTNE"));
+        assert_eq!(s.listen.port(), 8080);
     }
 
     #[test]
@@ -576,6 +618,7 @@ mod tests {
             ("LATCHKEY_SESSION_TOKEN_TTL", "2h"),
             ("LATCHKEY_SESSION_TOKEN_ALG", "HS256"),
             ("LATCHKEY_ALLOWED_ORIGINS", "ftp://x"),
+            ("LATCHKEY_ALLOWED_ORIGINS", "https://app.example.com/path"),
             ("LATCHKEY_MAX_BODY_BYTES", "12"),
         ] {
             let err =

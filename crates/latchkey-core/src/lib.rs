@@ -55,6 +55,18 @@ impl Latchkey {
         store.migrate().await?;
         let keys = KeyService::new(store.clone(), &settings);
         keys.ensure_active(settings.session_token_alg).await?;
+        // Unseal the active key now: a wrong master key must stop start-up, not fail requests.
+        keys.load_signer(settings.session_token_alg).await.map_err(|e| match e {
+            Error::Crypto(_) => Error::Config(config::ConfigError::new(
+                match settings.master_key {
+                    config::MasterKeySource::Inline(_) => "LATCHKEY_MASTER_KEY",
+                    config::MasterKeySource::File { .. } => "LATCHKEY_MASTER_KEY_FILE",
+                },
+                "the master key this store was created with",
+                "a key that cannot decrypt the stored signing keys",
+            )),
+            other => other,
+        })?;
         let users = UserService::new(store.clone());
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());

@@ -45,10 +45,10 @@ impl RevisionGate {
         // Every ticket handed out so far arrived before this read starts, so it covers them all.
         let covers = self.arrivals.load(Ordering::SeqCst);
         let rev = store.revision().await?;
-        if let Ok(mut latest) = self.latest.lock() {
-            if covers > latest.0 {
-                *latest = (covers, rev);
-            }
+        if let Ok(mut latest) = self.latest.lock()
+            && covers > latest.0
+        {
+            *latest = (covers, rev);
         }
         Ok(rev)
     }

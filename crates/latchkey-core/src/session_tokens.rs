@@ -32,7 +32,9 @@ struct Snapshot {
     user_id: String,
     usable: bool,
     expires_at: i64,
+    idle_expires_at: i64,
     last_active_at: AtomicI64,
+    loaded_last_active: i64,
     org: Option<OrgClaims>,
 }
 
@@ -182,7 +184,13 @@ impl SessionTokenService {
             .last_active_at
             .load(Ordering::Relaxed)
             .max(self.inner.activity.pending(&s.session_id).unwrap_or(i64::MIN));
-        if now >= last + self.inner.idle_timeout_secs {
+        // The stored idle expiry holds until this node sees newer activity.
+        let idle_deadline = if last > s.loaded_last_active {
+            last + self.inner.idle_timeout_secs
+        } else {
+            s.idle_expires_at
+        };
+        if now >= idle_deadline {
             return Err(Error::Unauthenticated("session idle timeout"));
         }
         Ok(())
@@ -197,16 +205,16 @@ impl SessionTokenService {
         let Some((user, org)) = subject else {
             return Err(Error::Unauthenticated("session user is gone"));
         };
-        let usable = s.status == "active"
-            && UserStatus::parse(&user.status) == UserStatus::Active
-            && s.idle_expires_at > s.last_active_at;
+        let usable = s.status == "active" && UserStatus::parse(&user.status) == UserStatus::Active;
         let snapshot = Arc::new(Snapshot {
             revision,
             session_id: s.id,
             user_id: user.id,
             usable,
             expires_at: s.expires_at,
+            idle_expires_at: s.idle_expires_at,
             last_active_at: AtomicI64::new(s.last_active_at),
+            loaded_last_active: s.last_active_at,
             org: org.map(|(m, slug)| OrgClaims {
                 org_id: m.org_id,
                 org_role: m.role,
@@ -219,11 +227,10 @@ impl SessionTokenService {
 
     async fn signer(&self, revision: i64) -> Result<Arc<LoadedSigner>> {
         let inner = &*self.inner;
-        if let Ok(guard) = inner.signer.read() {
-            if let Some((rev, signer)) = guard.as_ref().filter(|(rev, _)| *rev >= revision) {
-                let _ = rev;
-                return Ok(signer.clone());
-            }
+        if let Ok(guard) = inner.signer.read()
+            && let Some((_, signer)) = guard.as_ref().filter(|(rev, _)| *rev >= revision)
+        {
+            return Ok(signer.clone());
         }
         let signer = inner.keys.load_signer(inner.alg).await?;
         if let Ok(mut guard) = inner.signer.write() {

@@ -217,10 +217,15 @@ impl UserService {
             revoked =
                 revoke_user_sessions(&txn, id, &format!("user_{}", status.as_str()), now).await?;
         }
+        let action = match status {
+            UserStatus::Active => "user.reactivated",
+            UserStatus::Deactivated => "user.deactivated",
+            UserStatus::Banned => "user.banned",
+        };
         audit::record(
             &txn,
             actor,
-            &format!("user.{}", status.as_str()),
+            action,
             Some(id),
             json!({ "reason": reason, "sessions_revoked": revoked }),
         )

@@ -19,6 +19,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error("{0}")]
     Conflict(String),
     #[error("service unavailable")]
@@ -38,6 +40,7 @@ impl ApiError {
             Self::Unauthenticated => "invalid_session",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound => "not_found",
+            Self::PayloadTooLarge => "invalid_request",
             Self::Conflict(_) => "conflict",
             Self::Unavailable => "temporarily_unavailable",
             Self::Internal => "server_error",
@@ -84,6 +87,7 @@ impl ResponseError for ApiError {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -69,6 +69,27 @@ pub async fn observe(
     }
 }
 
+/// Refuses declared bodies over the configured limit on every route, including routes that
+/// ignore their body; extractors enforce the same limit on streamed bodies.
+pub async fn body_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, Error> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(usize::MAX, |s| s.core.settings.max_body_bytes);
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        let res = actix_web::ResponseError::error_response(&crate::ApiError::PayloadTooLarge);
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
 /// Headers every response carries. The API serves no HTML yet, so the CSP forbids everything.
 pub fn security_headers(https: bool) -> DefaultHeaders {
     let headers = DefaultHeaders::new()

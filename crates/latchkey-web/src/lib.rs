@@ -34,6 +34,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes::configure)
             .default_service(web::to(error::not_found))
+            .wrap(from_fn(http_middleware::body_limit))
             .wrap(http_middleware::security_headers(state.core.settings.secure_cookies()))
             .wrap(from_fn(http_middleware::observe))
     })

@@ -59,13 +59,16 @@ pub async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::from_env(cli.config.as_deref())?;
     let serving = matches!(cli.command, Command::Serve);
     init_logging(&settings, serving);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     match cli.command {
         Command::Config(ConfigCommand::Check(out)) => config_check(&settings, out.json),
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let started = Instant::now();
             let core = Latchkey::open(settings).await?;
-            println!("migrations applied ({} ms)", started.elapsed().as_millis());
+            say!("migrations applied ({} ms)", started.elapsed().as_millis());
             core.store.close().await;
             Ok(())
         }
@@ -83,9 +86,9 @@ fn config_check(settings: &Settings, json: bool) -> Result<()> {
     if json {
         print_json(&json!({ "valid": true, "settings": effective }));
     } else {
-        println!("configuration is valid");
+        say!("configuration is valid");
         for (k, v) in effective {
-            println!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            say!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned));
         }
     }
     Ok(())
@@ -107,11 +110,11 @@ async fn serve(settings: Settings) -> Result<()> {
         "Latchkey is ready"
     );
     if core.users.count_admins().await? == 0 {
-        println!(
+        say!(
             "No administrator yet: create one with `latchkey admin create --email you@example.com` (same data directory and settings)."
         );
     }
-    println!("Latchkey listening on {public_url} (bound to {listen})");
+    say!("Latchkey listening on {public_url} (bound to {listen})");
     latchkey_web::serve(core.clone(), listener)
         .await
         .map_err(|e| CliError::Io(format!("server error: {e}")))?;
@@ -149,7 +152,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             if out.json {
                 print_json(&user)
             } else {
-                println!("deactivated {} ({}); all sessions revoked", user.primary_email, user.id)
+                say!("deactivated {} ({}); all sessions revoked", user.primary_email, user.id)
             }
             Ok(())
         }
@@ -159,7 +162,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             if out.json {
                 print_json(&user)
             } else {
-                println!("reactivated {} ({})", user.primary_email, user.id)
+                say!("reactivated {} ({})", user.primary_email, user.id)
             }
             Ok(())
         }
@@ -188,8 +191,8 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             if out.json {
                 print_json(&json!({ "session": session, "secret": secret, "cookie_name": cookie }));
             } else {
-                println!("session {} for {}", session.id, user.primary_email);
-                println!("cookie: {cookie}={secret}");
+                say!("session {} for {}", session.id, user.primary_email);
+                say!("cookie: {cookie}={secret}");
             }
             Ok(())
         }
@@ -210,10 +213,10 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             if out.json {
                 print_json(&json!({ "revoked": revoked }));
             } else if revoked.is_empty() {
-                println!("nothing to revoke: no active session matched");
+                say!("nothing to revoke: no active session matched");
             } else {
                 for id in &revoked {
-                    println!("revoked {id}");
+                    say!("revoked {id}");
                 }
             }
             Ok(())
@@ -238,9 +241,9 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             if out.json {
                 print_json(&json!({ "active": new, "retired": old }));
             } else {
-                println!("new {} key {} is active", new.alg, new.kid);
+                say!("new {} key {} is active", new.alg, new.kid);
                 if let Some(old) = old {
-                    println!(
+                    say!(
                         "retired {}; published until {}",
                         old.kid,
                         output::time(old.publish_until)
@@ -285,14 +288,14 @@ async fn create_user(
         }
         print_json(&v);
     } else {
-        println!(
+        say!(
             "created {} {} ({})",
             if is_admin { "administrator" } else { "user" },
             user.primary_email,
             user.id
         );
         if let (true, Some(p)) = (generated, password) {
-            println!("generated password (shown once): {p}");
+            say!("generated password (shown once): {p}");
         }
     }
     Ok(())

@@ -1,5 +1,13 @@
 //! `latchkey`: the server and its operator CLI, one binary.
 
+/// `println!` that ignores a closed stdout (`latchkey users list | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod output;

@@ -4,7 +4,7 @@ use latchkey_core::model::{Membership, Session, SigningKeyInfo, User};
 
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => say!("{s}"),
         Err(e) => eprintln!("error: cannot encode output: {e}"),
     }
 }
@@ -15,9 +15,9 @@ pub fn time(t: Option<i64>) -> String {
 }
 
 pub fn users_table(users: &[User]) {
-    println!("{:<30} {:<32} {:<12} {:<6} {}", "ID", "EMAIL", "STATUS", "ADMIN", "LAST SIGN-IN");
+    say!("{:<30} {:<32} {:<12} {:<6} {}", "ID", "EMAIL", "STATUS", "ADMIN", "LAST SIGN-IN");
     for u in users {
-        println!(
+        say!(
             "{:<30} {:<32} {:<12} {:<6} {}",
             u.id,
             u.primary_email,
@@ -29,29 +29,34 @@ pub fn users_table(users: &[User]) {
 }
 
 pub fn user_details(u: &User, memberships: &[Membership]) {
-    println!("id:            {}", u.id);
-    println!("email:         {} (verified: {})", u.primary_email, u.email_verified);
-    println!("name:          {}", u.name.as_deref().unwrap_or("-"));
-    println!(
+    say!("id:            {}", u.id);
+    say!("email:         {} (verified: {})", u.primary_email, u.email_verified);
+    say!("name:          {}", u.name.as_deref().unwrap_or("-"));
+    say!(
         "status:        {}{}",
         u.status.as_str(),
         u.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
     );
-    println!("administrator: {}", u.is_admin);
-    println!("created:       {}", time(Some(u.created_at)));
-    println!("last sign-in:  {}", time(u.last_sign_in_at));
+    say!("administrator: {}", u.is_admin);
+    say!("created:       {}", time(Some(u.created_at)));
+    say!("last sign-in:  {}", time(u.last_sign_in_at));
     for m in memberships {
-        println!("member of:     {} as {}", m.org_id, m.role);
+        say!("member of:     {} as {}", m.org_id, m.role);
     }
 }
 
 pub fn sessions_table(sessions: &[Session]) {
-    println!(
+    say!(
         "{:<30} {:<30} {:<8} {:<8} {:<21} {}",
-        "ID", "USER", "STATUS", "METHOD", "LAST ACTIVE", "CLIENT"
+        "ID",
+        "USER",
+        "STATUS",
+        "METHOD",
+        "LAST ACTIVE",
+        "CLIENT"
     );
     for s in sessions {
-        println!(
+        say!(
             "{:<30} {:<30} {:<8} {:<8} {:<21} {}",
             s.id,
             s.user_id,
@@ -64,12 +69,17 @@ pub fn sessions_table(sessions: &[Session]) {
 }
 
 pub fn keys_table(keys: &[SigningKeyInfo]) {
-    println!(
+    say!(
         "{:<30} {:<6} {:<8} {:<10} {:<21} {}",
-        "KID", "ALG", "STATUS", "PUBLISHED", "CREATED", "PUBLISHED UNTIL"
+        "KID",
+        "ALG",
+        "STATUS",
+        "PUBLISHED",
+        "CREATED",
+        "PUBLISHED UNTIL"
     );
     for k in keys {
-        println!(
+        say!(
             "{:<30} {:<6} {:<8} {:<10} {:<21} {}",
             k.kid,
             k.alg,

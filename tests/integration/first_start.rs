@@ -1,0 +1,224 @@
+//! Start-up of the real binary: zero-configuration first start, config errors, graceful stop.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::support::{client, data_dir, free_listener, latchkey};
+
+fn free_port() -> u16 {
+    free_listener().local_addr().unwrap().port()
+}
+
+/// Spawns `latchkey serve` and waits until /readyz answers; returns the child and its stdout lines.
+async fn spawn_serve(cwd: &std::path::Path, port: u16) -> (Child, Vec<String>) {
+    let mut child = latchkey(cwd, &[("LATCHKEY_LISTEN", &format!("127.0.0.1:{port}"))])
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = client().get(format!("http://127.0.0.1:{port}/readyz")).send().await
+            && res.status() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "server not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (child, rx.try_iter().collect())
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no graceful exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_on_an_empty_directory() {
+    let cwd = data_dir();
+    let port = free_port();
+    let (child, lines) = spawn_serve(cwd.path(), port).await;
+    assert!(
+        lines.iter().any(|l| l.contains("latchkey admin create --email")),
+        "no first-admin hint in {lines:?}"
+    );
+
+    let data = cwd.path().join("latchkey-data");
+    assert!(data.join("latchkey.db").is_file());
+    let key_mode = std::fs::metadata(data.join("master.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+
+    let jwks: serde_json::Value = client()
+        .get(format!("http://127.0.0.1:{port}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert!(keys[0].get("d").is_none(), "private part published");
+
+    // The CLI works on the same data directory while the server runs.
+    let out = latchkey(cwd.path(), &[])
+        .args(["admin", "create", "--email", "root@example.com", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["user"]["is_admin"], true);
+    assert!(created["generated_password"].as_str().unwrap().len() >= 32);
+
+    assert!(terminate(child).success(), "SIGTERM should stop the server cleanly");
+
+    // Second start: same key, no admin hint any more.
+    let (child, lines) = spawn_serve(cwd.path(), port).await;
+    assert!(!lines.iter().any(|l| l.contains("admin create")), "{lines:?}");
+    let again: serde_json::Value = client()
+        .get(format!("http://127.0.0.1:{port}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["keys"][0]["kid"], keys[0]["kid"]);
+    assert!(terminate(child).success());
+}
+
+#[test]
+fn config_errors_name_the_setting() {
+    let cwd = data_dir();
+    for (name, value) in [
+        ("LATCHKEY_LISTEN", "localhost"),
+        ("LATCHKEY_PUBLIC_URL", "http://idp.example.com"),
+        ("LATCHKEY_DATABASE_URL", "mysql://root@localhost/x"),
+        ("LATCHKEY_SESSION_TOKEN_TTL", "sometimes"),
+        ("LATCHKEY_SESSION_TOKEN_ALG", "none"),
+        ("LATCHKEY_LOG_FORMAT", "yaml"),
+        ("LATCHKEY_SMTP_URL", "mail.example.com"),
+        ("LATCHKEY_ALLOWED_ORIGINS", "https://ok.example.com,notanorigin"),
+        ("LATCHKEY_MASTER_KEY", "too-short"),
+    ] {
+        for command in [&["serve"][..], &["config", "check"][..]] {
+            let out = latchkey(cwd.path(), &[(name, value)]).args(command).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if name == "LATCHKEY_MASTER_KEY" && command == ["config", "check"] {
+                // The key is only decoded when the store opens.
+                assert!(out.status.success(), "{stderr}");
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(2), "{name}={value} {command:?}: {stderr}");
+            assert!(stderr.contains(name), "{name}={value}: {stderr}");
+            assert!(stderr.contains("expected"), "{stderr}");
+        }
+    }
+    // A bad value stops start-up before anything is written.
+    assert!(!cwd.path().join("latchkey-data").exists());
+
+    let key_file = cwd.path().join("missing.key");
+    let out = latchkey(cwd.path(), &[("LATCHKEY_MASTER_KEY_FILE", key_file.to_str().unwrap())])
+        .args(["users", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LATCHKEY_MASTER_KEY_FILE"));
+
+    let toml = cwd.path().join("latchkey.toml");
+    std::fs::write(&toml, "session_idle_timeout = \"1d\"\nsession_absolute_timeout = \"1h\"\n")
+        .unwrap();
+    let out = latchkey(cwd.path(), &[])
+        .args(["--config", toml.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("LATCHKEY_SESSION_ABSOLUTE_TIMEOUT")
+            && stderr.contains("session_absolute_timeout"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &toml,
+        "listen = \"127.0.0.1:9999\"\nsmtp_url = \"smtp://user:pw-secret@127.0.0.1:2525\"\n",
+    )
+    .unwrap();
+    let out = latchkey(
+        cwd.path(),
+        &[
+            ("LATCHKEY_MASTER_KEY", "c2VjcmV0LXZhbHVl"),
+            ("LATCHKEY_DATABASE_URL", "postgres://u:db-secret@127.0.0.1/x"),
+        ],
+    )
+    .args(["--config", toml.to_str().unwrap(), "config", "check", "--json"])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !shown.contains("pw-secret")
+            && !shown.contains("db-secret")
+            && !shown.contains("c2VjcmV0LXZhbHVl"),
+        "{shown}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["settings"]["LATCHKEY_LISTEN"], "127.0.0.1:9999");
+    assert_eq!(v["settings"]["LATCHKEY_MASTER_KEY"], "<redacted>");
+}
+
+#[test]
+fn every_command_has_help() {
+    let cwd = data_dir();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["migrate", "--help"],
+        &["config", "--help"],
+        &["config", "check", "--help"],
+        &["admin", "create", "--help"],
+        &["users", "--help"],
+        &["users", "add", "--help"],
+        &["users", "list", "--help"],
+        &["users", "show", "--help"],
+        &["users", "deactivate", "--help"],
+        &["sessions", "list", "--help"],
+        &["sessions", "revoke", "--help"],
+        &["keys", "list", "--help"],
+        &["keys", "rotate", "--help"],
+    ] {
+        let out = latchkey(cwd.path(), &[]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+    let out = latchkey(cwd.path(), &[]).args(["sessions", "revoke"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "revoke needs an id or --user");
+}

@@ -1,0 +1,216 @@
+use std::{collections::HashMap, net::TcpListener, path::Path, process::Command, time::Duration};
+
+use actix_web::dev::ServerHandle;
+use latchkey_core::{
+    Latchkey, Settings, audit::Actor, model::User, sessions::SessionOrigin, users::NewUser,
+};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use tempfile::TempDir;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per backend, as two separate tests.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// A database for one test: a SQLite file in the data dir, or a fresh PostgreSQL database.
+pub struct TestDb {
+    pub url: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self { url: None }),
+            Backend::Postgres => {
+                let Ok(admin_url) = std::env::var("LATCHKEY_TEST_POSTGRES_URL") else {
+                    if std::env::var("LATCHKEY_TEST_SKIP_POSTGRES").is_ok() {
+                        eprintln!(
+                            "skipping PostgreSQL variant: LATCHKEY_TEST_SKIP_POSTGRES is set"
+                        );
+                        return None;
+                    }
+                    panic!(
+                        "LATCHKEY_TEST_POSTGRES_URL is not set: run ./scripts/test, or set LATCHKEY_TEST_SKIP_POSTGRES=1 to skip PostgreSQL tests"
+                    );
+                };
+                let name =
+                    format!("latchkey_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+                let admin =
+                    Database::connect(admin_url.clone()).await.expect("connect to test PostgreSQL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .expect("database URL has a path");
+                Some(Self { url: Some(format!("{base}/{name}")) })
+            }
+        }
+    }
+}
+
+pub fn free_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port")
+}
+
+/// One Latchkey node running in-process.
+pub struct TestServer {
+    pub core: Latchkey,
+    pub base_url: String,
+    pub env: HashMap<String, String>,
+    handle: ServerHandle,
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path, db: &TestDb, extra: &[(&str, &str)]) -> Self {
+        let listener = free_listener();
+        let addr = listener.local_addr().unwrap();
+        let mut env = HashMap::from([
+            ("LATCHKEY_DATA_DIR".to_owned(), data_dir.display().to_string()),
+            ("LATCHKEY_LISTEN".to_owned(), addr.to_string()),
+            ("LATCHKEY_WORKERS".to_owned(), "2".to_owned()),
+        ]);
+        if let Some(url) = &db.url {
+            env.insert("LATCHKEY_DATABASE_URL".into(), url.clone());
+        }
+        for (k, v) in extra {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let settings = Settings::load(None, &env).expect("valid test settings");
+        let core = Latchkey::open(settings).await.expect("open the store");
+        let server = latchkey_web::start(core.clone(), listener).expect("start the server");
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self { core, base_url: format!("http://{addr}"), env, handle }
+    }
+
+    /// Another process's view of the same store (like the CLI, or a second node's core).
+    pub async fn second_core(&self) -> Latchkey {
+        Latchkey::open(Settings::load(None, &self.env).unwrap()).await.unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+
+    pub async fn user(&self, email: &str) -> User {
+        self.core
+            .users
+            .create(
+                NewUser {
+                    email: email.into(),
+                    password: Some("correct horse battery".into()),
+                    ..Default::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Starts a session for `user` and returns (session id, cookie secret).
+    pub async fn session(&self, user: &User) -> (String, String) {
+        let origin = SessionOrigin {
+            auth_method: "test".into(),
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: Some("tests".into()),
+        };
+        let (s, secret) = self.core.sessions.create(&user.id, origin, &Actor::cli()).await.unwrap();
+        (s.id, secret)
+    }
+
+    /// POST /v1/session/token with the session cookie and our own Origin.
+    pub async fn token_request(&self, secret: &str) -> reqwest::Response {
+        client()
+            .post(self.url("/v1/session/token"))
+            .header("Cookie", format!("latchkey_session={secret}"))
+            .header("Origin", self.base_url.clone())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn token(&self, secret: &str) -> String {
+        let res = self.token_request(secret).await;
+        assert_eq!(res.status(), 200, "token request failed");
+        let body: Value = res.json().await.unwrap();
+        body["jwt"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        let res = client().get(self.url("/.well-known/jwks.json")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Verifies a JWT with an independent JOSE library against a published JWK Set.
+pub fn verify(
+    token: &str,
+    jwks: &jsonwebtoken::jwk::JwkSet,
+    issuer: &str,
+) -> Result<Value, jsonwebtoken::errors::Error> {
+    let header = jsonwebtoken::decode_header(token)?;
+    let kid = header.kid.clone().ok_or(jsonwebtoken::errors::ErrorKind::InvalidToken)?;
+    let jwk = jwks.find(&kid).ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    Ok(jsonwebtoken::decode::<Value>(token, &key, &validation)?.claims)
+}
+
+/// The `latchkey` binary, run with only the given environment (no inherited LATCHKEY_* vars).
+pub fn latchkey(cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LATCHKEY_")) {
+        cmd.env_remove(k);
+    }
+    cmd.env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn data_dir() -> TempDir {
+    tempfile::tempdir().unwrap()
+}
