@@ -101,4 +101,9 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     assert_eq!(bad.status.code(), Some(2));
 
     node.stop().await;
+
+    // Migrations are idempotent and can run against an existing store.
+    let out = latchkey(dir, &[]).arg("migrate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(run_json(dir, &["users", "list"]).as_array().unwrap().len(), 1);
 }

@@ -222,3 +222,45 @@ fn every_command_has_help() {
     let out = latchkey(cwd.path(), &[]).args(["sessions", "revoke"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "revoke needs an id or --user");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_request_ids() {
+    let cwd = data_dir();
+    let port = free_port();
+    let mut child = latchkey(cwd.path(), &[("LATCHKEY_LISTEN", &format!("127.0.0.1:{port}")), ("LATCHKEY_LOG_FORMAT", "json")])
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = client().get(format!("http://127.0.0.1:{port}/healthz")).header("X-Request-Id", "probe-42").send().await
+            && res.status() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "server not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = terminate(child);
+    assert!(status.success());
+    let lines: Vec<String> = rx.try_iter().collect();
+    let events: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
+    let access = events
+        .iter()
+        .find(|e| e["span"]["request_id"] == "probe-42")
+        .unwrap_or_else(|| panic!("no access log with the request id in {lines:?}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["span"]["path"], "/healthz");
+    assert!(events.iter().any(|e| e["message"] == "Latchkey is ready"));
+}
