@@ -58,6 +58,15 @@ struct Claims<'a> {
     org: Option<&'a OrgClaims>,
 }
 
+/// Who is behind a valid session cookie.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionContext {
+    pub session_id: String,
+    pub user_id: String,
+    pub org_id: Option<String>,
+    pub org_role: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MintedToken {
     pub jwt: String,
@@ -123,29 +132,7 @@ impl SessionTokenService {
     /// for users who are not active.
     pub async fn mint(&self, secret: &str, azp: &str) -> Result<MintedToken> {
         let inner = &*self.inner;
-        if secret.is_empty()
-            || secret.len() > 128
-            || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(Error::Unauthenticated("malformed session secret"));
-        }
-        let revision = inner.gate.current(&inner.store).await?;
-        let hash = crypto::hash_secret(secret);
-        let now = now_unix();
-
-        let snapshot = match inner.cache.get(&hash).filter(|s| s.revision >= revision) {
-            Some(cached) if self.check(&cached, now).is_ok() => cached,
-            // A cached session that looks idle may have been active on another node: recheck.
-            _ => {
-                let fresh = self.load(&hash, revision).await?;
-                self.check(&fresh, now)?;
-                fresh
-            }
-        };
-        if snapshot.last_active_at.fetch_max(now, Ordering::Relaxed) < now {
-            inner.activity.touch(&snapshot.session_id, now);
-        }
-
+        let (snapshot, revision, now) = self.resolve(secret).await?;
         let signer = self.signer(revision).await?;
         let exp = now + inner.ttl_secs;
         let claims = Claims {
@@ -171,6 +158,46 @@ impl SessionTokenService {
             session_id: snapshot.session_id.clone(),
             user_id: snapshot.user_id.clone(),
         })
+    }
+
+    /// The live session behind a cookie secret, with the same checks (and cache) as [`Self::mint`].
+    /// Pages and cookie-authenticated APIs use it to know who is calling.
+    pub async fn authenticate(&self, secret: &str) -> Result<SessionContext> {
+        let (s, _, _) = self.resolve(secret).await?;
+        Ok(SessionContext {
+            session_id: s.session_id.clone(),
+            user_id: s.user_id.clone(),
+            org_id: s.org.as_ref().map(|o| o.org_id.clone()),
+            org_role: s.org.as_ref().map(|o| o.org_role.clone()),
+        })
+    }
+
+    /// Finds and checks the session, records activity; returns it with the revision and time used.
+    async fn resolve(&self, secret: &str) -> Result<(Arc<Snapshot>, i64, i64)> {
+        let inner = &*self.inner;
+        if secret.is_empty()
+            || secret.len() > 128
+            || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::Unauthenticated("malformed session secret"));
+        }
+        let revision = inner.gate.current(&inner.store).await?;
+        let hash = crypto::hash_secret(secret);
+        let now = now_unix();
+
+        let snapshot = match inner.cache.get(&hash).filter(|s| s.revision >= revision) {
+            Some(cached) if self.check(&cached, now).is_ok() => cached,
+            // A cached session that looks idle may have been active on another node: recheck.
+            _ => {
+                let fresh = self.load(&hash, revision).await?;
+                self.check(&fresh, now)?;
+                fresh
+            }
+        };
+        if snapshot.last_active_at.fetch_max(now, Ordering::Relaxed) < now {
+            inner.activity.touch(&snapshot.session_id, now);
+        }
+        Ok((snapshot, revision, now))
     }
 
     fn check(&self, s: &Snapshot, now: i64) -> Result<()> {

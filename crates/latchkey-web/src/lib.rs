@@ -1,7 +1,9 @@
 //! The actix-web application: routes, middleware and the mapping of core errors to HTTP.
 //! Handlers stay thin: parse the request, call a core service, render the result.
 
+pub mod csrf;
 mod error;
+pub mod extract;
 pub mod http_middleware;
 pub mod metrics;
 mod routes;

@@ -1,7 +1,6 @@
 //! `POST /v1/session/token`: a short-lived JWT for the session in the cookie.
 //!
-//! CSRF: the request must carry an `Origin` we allow, or (for non-browser callers, which send no
-//! `Origin`) the custom `X-Latchkey-CSRF` header, which a cross-site form cannot set.
+//! CSRF: see [`crate::csrf::api_origin`].
 
 use actix_web::{
     HttpRequest, HttpResponse,
@@ -10,30 +9,7 @@ use actix_web::{
 };
 use serde_json::json;
 
-use crate::{ApiError, AppState};
-
-pub const CSRF_HEADER: &str = "x-latchkey-csrf";
-
-/// The caller's origin if we accept it: the `azp` of the token.
-fn requesting_origin(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
-    match req.headers().get(header::ORIGIN) {
-        Some(value) => {
-            let origin = value
-                .to_str()
-                .ok()
-                .and_then(latchkey_core::config::normalize_origin)
-                .ok_or_else(|| ApiError::Forbidden("origin not allowed".into()))?;
-            if state.allowed_origins.contains(&origin) {
-                Ok(origin)
-            } else {
-                tracing::warn!(%origin, "session token requested from a disallowed origin");
-                Err(ApiError::Forbidden("origin not allowed".into()))
-            }
-        }
-        None if req.headers().contains_key(CSRF_HEADER) => Ok(state.public_origin.clone()),
-        None => Err(ApiError::Forbidden(format!("an Origin or {CSRF_HEADER} header is required"))),
-    }
-}
+use crate::{ApiError, AppState, csrf};
 
 fn cors_headers(res: &mut HttpResponse, origin: &str) {
     let h = res.headers_mut();
@@ -45,7 +21,7 @@ fn cors_headers(res: &mut HttpResponse, origin: &str) {
 }
 
 pub async fn mint(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let azp = requesting_origin(&req, &state)?;
+    let azp = csrf::api_origin(&req, &state)?;
     let Some(cookie) = req.cookie(state.cookie_name) else {
         state.metrics.token_rejected();
         return Err(ApiError::Unauthenticated);
@@ -74,7 +50,7 @@ pub async fn preflight(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let origin = requesting_origin(&req, &state)?;
+    let origin = csrf::api_origin(&req, &state)?;
     let mut res = HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type, x-latchkey-csrf"))

@@ -1,0 +1,37 @@
+//! Request extractors shared by handlers.
+
+use std::{future::Future, pin::Pin};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use latchkey_core::session_tokens::SessionContext;
+
+use crate::{ApiError, AppState, csrf};
+
+/// A cookie-authenticated API caller: a live session plus a passed CSRF check (allowed
+/// `Origin` or the custom header). Rejects with 403 (CSRF) or 401 (no live session).
+pub struct ApiSession {
+    pub session: SessionContext,
+    /// The caller's origin as accepted by the CSRF check.
+    pub origin: String,
+}
+
+impl FromRequest for ApiSession {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal)?.clone();
+            // Safe methods change nothing, so only unsafe ones need the CSRF check.
+            let origin = if req.method().is_safe() {
+                state.public_origin.clone()
+            } else {
+                csrf::api_origin(&req, &state)?
+            };
+            let secret = req.cookie(state.cookie_name).ok_or(ApiError::Unauthenticated)?;
+            let session = state.core.session_tokens.authenticate(secret.value()).await?;
+            Ok(Self { session, origin })
+        })
+    }
+}
