@@ -227,12 +227,15 @@ fn every_command_has_help() {
 async fn json_logs_carry_request_ids() {
     let cwd = data_dir();
     let port = free_port();
-    let mut child = latchkey(cwd.path(), &[("LATCHKEY_LISTEN", &format!("127.0.0.1:{port}")), ("LATCHKEY_LOG_FORMAT", "json")])
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = latchkey(
+        cwd.path(),
+        &[("LATCHKEY_LISTEN", &format!("127.0.0.1:{port}")), ("LATCHKEY_LOG_FORMAT", "json")],
+    )
+    .arg("serve")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -244,7 +247,11 @@ async fn json_logs_carry_request_ids() {
     });
     let started = Instant::now();
     loop {
-        if let Ok(res) = client().get(format!("http://127.0.0.1:{port}/healthz")).header("X-Request-Id", "probe-42").send().await
+        if let Ok(res) = client()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .header("X-Request-Id", "probe-42")
+            .send()
+            .await
             && res.status() == 200
         {
             break;
@@ -255,7 +262,10 @@ async fn json_logs_carry_request_ids() {
     let status = terminate(child);
     assert!(status.success());
     let lines: Vec<String> = rx.try_iter().collect();
-    let events: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
     let access = events
         .iter()
         .find(|e| e["span"]["request_id"] == "probe-42")
