@@ -83,6 +83,8 @@ pub struct Settings {
     pub session_token_alg: SigningAlg,
     pub session_idle_timeout: Duration,
     pub session_absolute_timeout: Duration,
+    /// Password hashing and sign-in abuse limits.
+    pub auth: AuthPolicy,
     /// Origins (scheme://host[:port]) allowed to request session tokens, besides our own.
     pub allowed_origins: Vec<String>,
     /// Leeway for clocks that disagree; retired keys stay published this much longer too.
@@ -90,6 +92,37 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Problems worth a warning that do not stop start-up; logged once logging is set up.
     pub warnings: Vec<String>,
+}
+
+/// Password and sign-in policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Consecutive failed sign-ins on one account before it is locked.
+    pub max_failures: u32,
+    /// How long a locked account stays locked.
+    pub lockout: Duration,
+    /// Failed sign-ins from one IP address within the lockout window before it is blocked.
+    pub ip_max_failures: u32,
+    /// Minimum zxcvbn score (0-4) for new passwords.
+    pub password_min_score: u8,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for AuthPolicy {
+    /// OWASP's Argon2id parameters (19 MiB, 2 passes, 1 lane).
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lockout: Duration::from_secs(15 * 60),
+            ip_max_failures: 50,
+            password_min_score: 3,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
 }
 
 /// Variables read by the CLI itself rather than by the settings.
@@ -112,6 +145,13 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_SESSION_TOKEN_ALG", false),
     ("LATCHKEY_SESSION_IDLE_TIMEOUT", false),
     ("LATCHKEY_SESSION_ABSOLUTE_TIMEOUT", false),
+    ("LATCHKEY_SIGN_IN_MAX_FAILURES", false),
+    ("LATCHKEY_SIGN_IN_LOCKOUT", false),
+    ("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", false),
+    ("LATCHKEY_PASSWORD_MIN_SCORE", false),
+    ("LATCHKEY_ARGON2_MEMORY_KIB", false),
+    ("LATCHKEY_ARGON2_ITERATIONS", false),
+    ("LATCHKEY_ARGON2_PARALLELISM", false),
     ("LATCHKEY_ALLOWED_ORIGINS", false),
     ("LATCHKEY_CLOCK_SKEW", false),
     ("LATCHKEY_MAX_BODY_BYTES", false),
@@ -413,6 +453,7 @@ impl Settings {
         };
         let clock_skew =
             duration(raw, "LATCHKEY_CLOCK_SKEW", "60s", Duration::ZERO, Duration::from_secs(600))?;
+        let auth = auth_policy(raw)?;
         let max_body_bytes = parse(
             raw,
             "LATCHKEY_MAX_BODY_BYTES",
@@ -435,6 +476,7 @@ impl Settings {
             session_token_alg,
             session_idle_timeout,
             session_absolute_timeout,
+            auth,
             allowed_origins,
             clock_skew,
             max_body_bytes,
@@ -499,6 +541,16 @@ impl Settings {
             json!(humantime::format_duration(self.session_absolute_timeout).to_string()),
         );
         m.insert("LATCHKEY_ALLOWED_ORIGINS", json!(self.allowed_origins));
+        m.insert("LATCHKEY_SIGN_IN_MAX_FAILURES", json!(self.auth.max_failures));
+        m.insert(
+            "LATCHKEY_SIGN_IN_LOCKOUT",
+            json!(humantime::format_duration(self.auth.lockout).to_string()),
+        );
+        m.insert("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", json!(self.auth.ip_max_failures));
+        m.insert("LATCHKEY_PASSWORD_MIN_SCORE", json!(self.auth.password_min_score));
+        m.insert("LATCHKEY_ARGON2_MEMORY_KIB", json!(self.auth.argon2_memory_kib));
+        m.insert("LATCHKEY_ARGON2_ITERATIONS", json!(self.auth.argon2_iterations));
+        m.insert("LATCHKEY_ARGON2_PARALLELISM", json!(self.auth.argon2_parallelism));
         m.insert(
             "LATCHKEY_CLOCK_SKEW",
             json!(humantime::format_duration(self.clock_skew).to_string()),
@@ -512,6 +564,39 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.redacted()).finish()
     }
+}
+
+fn auth_policy(raw: &Raw) -> Result<AuthPolicy, ConfigError> {
+    let d = AuthPolicy::default();
+    let int = |setting: &str, default: u32, min: u32, max: u32| {
+        parse(
+            raw,
+            setting,
+            &default.to_string(),
+            &format!("a whole number between {min} and {max}"),
+            |v| v.parse::<u32>().ok().filter(|n| (min..=max).contains(n)),
+        )
+    };
+    Ok(AuthPolicy {
+        max_failures: int("LATCHKEY_SIGN_IN_MAX_FAILURES", d.max_failures, 1, 1000)?,
+        lockout: duration(
+            raw,
+            "LATCHKEY_SIGN_IN_LOCKOUT",
+            "15m",
+            Duration::from_secs(1),
+            Duration::from_secs(86400),
+        )?,
+        ip_max_failures: int("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", d.ip_max_failures, 1, 1_000_000)?,
+        password_min_score: u8::try_from(int("LATCHKEY_PASSWORD_MIN_SCORE", 3, 0, 4)?).unwrap_or(4),
+        argon2_memory_kib: int(
+            "LATCHKEY_ARGON2_MEMORY_KIB",
+            d.argon2_memory_kib,
+            8 * 1024,
+            4 * 1024 * 1024,
+        )?,
+        argon2_iterations: int("LATCHKEY_ARGON2_ITERATIONS", d.argon2_iterations, 1, 64)?,
+        argon2_parallelism: int("LATCHKEY_ARGON2_PARALLELISM", d.argon2_parallelism, 1, 64)?,
+    })
 }
 
 fn quote(v: &str) -> String {

@@ -23,6 +23,8 @@ const SEALED_PREFIX: &str = "v1.";
 /// associated data, so a ciphertext moved to another row fails to open.
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
+    /// Key for MACs over short one-time codes, derived so it never equals the encryption key.
+    mac_key: Zeroizing<[u8; 32]>,
 }
 
 impl MasterKey {
@@ -32,7 +34,10 @@ impl MasterKey {
         }
         let cipher = XChaCha20Poly1305::new_from_slice(bytes)
             .map_err(|_| Error::Crypto("master key must be 32 bytes".into()))?;
-        Ok(Self { cipher })
+        let mut h = Sha256::new();
+        h.update(b"latchkey mac key v1");
+        h.update(bytes);
+        Ok(Self { cipher, mac_key: Zeroizing::new(h.finalize().into()) })
     }
 
     /// Decodes the base64 text form used in `LATCHKEY_MASTER_KEY` and in the key file.
@@ -93,6 +98,19 @@ impl MasterKey {
                 })
             }
         }
+    }
+
+    /// HMAC-SHA256 of `data` for `purpose`, hex. Used for low-entropy one-time codes, which a
+    /// plain hash would not protect if the database leaked.
+    pub fn mac_hex(&self, purpose: &str, data: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(self.mac_key.as_ref()) else {
+            return String::new();
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data.as_bytes());
+        hex(&mac.finalize().into_bytes())
     }
 
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> Result<String> {
@@ -163,6 +181,19 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
         .mode(0o700)
         .create(path)
         .map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// A random numeric code of `digits` digits (for codes typed by people).
+pub fn random_digits(digits: u32) -> String {
+    use rand::Rng;
+    let n = rand::rng().random_range(0..10u64.pow(digits));
+    format!("{n:0width$}", width = digits as usize)
+}
+
+/// Compares two strings in constant time (for secrets and codes).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// A fresh bearer secret: 256 random bits, URL-safe.

@@ -14,6 +14,9 @@ pub enum Error {
     /// The caller is not (or no longer) authenticated; the reason is logged, not shown.
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
+    /// Too many attempts; the caller may retry after this many seconds.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("database error: {0}")]

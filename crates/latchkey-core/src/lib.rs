@@ -3,12 +3,14 @@
 
 pub mod activity;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod entity;
 mod error;
 pub mod ids;
 pub mod keys;
+pub mod mail;
 pub mod model;
 pub mod orgs;
 pub mod passwords;
@@ -24,8 +26,9 @@ pub use config::Settings;
 pub use error::{Error, Result};
 
 use crate::{
-    keys::KeyService, orgs::OrgService, session_tokens::SessionTokenService,
-    sessions::SessionService, store::Store, users::UserService,
+    auth::AuthService, keys::KeyService, mail::MailService, orgs::OrgService,
+    session_tokens::SessionTokenService, sessions::SessionService, store::Store,
+    users::UserService,
 };
 
 /// Current time as unix seconds; every timestamp in the store uses this unit.
@@ -38,6 +41,8 @@ pub fn now_unix() -> i64 {
 pub struct Latchkey {
     pub settings: Arc<Settings>,
     pub store: Store,
+    pub auth: AuthService,
+    pub mail: MailService,
     pub users: UserService,
     pub sessions: SessionService,
     pub orgs: OrgService,
@@ -67,11 +72,21 @@ impl Latchkey {
             )),
             other => other,
         })?;
-        let users = UserService::new(store.clone());
+        let passwords = passwords::Passwords::new(&settings.auth)?;
+        let users = UserService::new(store.clone(), passwords.clone());
+        let mail = MailService::new(store.clone(), &settings)?;
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());
         let session_tokens =
             SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
-        Ok(Self { settings, store, users, sessions, orgs, keys, session_tokens })
+        let auth = AuthService::new(
+            store.clone(),
+            users.clone(),
+            sessions.clone(),
+            passwords,
+            mail.clone(),
+            &settings,
+        );
+        Ok(Self { settings, store, auth, mail, users, sessions, orgs, keys, session_tokens })
     }
 }

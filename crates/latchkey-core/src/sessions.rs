@@ -207,6 +207,32 @@ impl SessionService {
         Ok(n)
     }
 
+    /// Revokes every active session of a user except `keep` ("sign out everywhere else").
+    pub async fn revoke_others(&self, user_id: &str, keep: &str, actor: &Actor) -> Result<u64> {
+        let now = now_unix();
+        let txn = self.store.db().begin().await?;
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::Status, Expr::value("revoked"))
+            .col_expr(session::Column::EndReason, Expr::value("signed_out_elsewhere"))
+            .col_expr(session::Column::EndedAt, Expr::value(now))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::Status.eq("active"))
+            .filter(session::Column::Id.ne(keep))
+            .exec(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            actor,
+            "session.revoked_others",
+            Some(user_id),
+            json!({ "kept": keep, "count": res.rows_affected }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(res.rows_affected)
+    }
+
     /// Ends a session by its owner's choice (sign-out).
     pub async fn end(&self, id: &str, actor: &Actor) -> Result<bool> {
         let now = now_unix();

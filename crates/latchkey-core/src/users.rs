@@ -12,7 +12,8 @@ use crate::{
     entity::{password_credential, session, user, user_email},
     ids,
     model::{User, UserStatus},
-    now_unix, passwords,
+    now_unix,
+    passwords::{self, Passwords},
     store::Store,
 };
 
@@ -30,6 +31,7 @@ pub struct NewUser {
 #[derive(Clone)]
 pub struct UserService {
     store: Store,
+    passwords: Passwords,
 }
 
 /// Lower-cases and checks an address; the store keeps one canonical form per address.
@@ -49,19 +51,30 @@ pub fn normalize_email(email: &str) -> Result<String> {
 }
 
 impl UserService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, passwords: Passwords) -> Self {
+        Self { store, passwords }
     }
 
-    pub async fn create(&self, new: NewUser, actor: &Actor) -> Result<User> {
-        let email = normalize_email(&new.email)?;
-        let password_hash = match new.password {
+    /// Creates a user; an operator-set password only has to meet the length policy.
+    pub async fn create(&self, mut new: NewUser, actor: &Actor) -> Result<User> {
+        let password_hash = match new.password.take() {
             Some(p) => {
                 passwords::check_policy(&p)?;
-                Some(passwords::hash(p).await?)
+                Some(self.passwords.hash(p).await?)
             }
             None => None,
         };
+        self.create_with_hash(new, password_hash, actor).await
+    }
+
+    /// Creates a user whose password (if any) is already hashed.
+    pub async fn create_with_hash(
+        &self,
+        new: NewUser,
+        password_hash: Option<String>,
+        actor: &Actor,
+    ) -> Result<User> {
+        let email = normalize_email(&new.email)?;
         let now = now_unix();
         let id = ids::new_id(ids::USER);
         let txn = self.store.db().begin().await?;
@@ -124,6 +137,61 @@ impl UserService {
         .await?;
         txn.commit().await?;
         Ok(model.into())
+    }
+
+    /// Sets or replaces a user's password hash in the caller's transaction.
+    pub async fn set_password_hash<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        user_id: &str,
+        hash: String,
+    ) -> Result<()> {
+        let now = now_unix();
+        match password_credential::Entity::find_by_id(user_id.to_owned()).one(conn).await? {
+            Some(existing) => {
+                let mut am: password_credential::ActiveModel = existing.into();
+                am.password_hash = Set(hash);
+                am.updated_at = Set(now);
+                am.update(conn).await?;
+            }
+            None => {
+                password_credential::ActiveModel {
+                    user_id: Set(user_id.to_owned()),
+                    password_hash: Set(hash),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates profile fields the user may change themselves.
+    pub async fn update_name(
+        &self,
+        user_id: &str,
+        name: Option<String>,
+        actor: &Actor,
+    ) -> Result<User> {
+        let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if name.as_ref().is_some_and(|n| n.chars().count() > 256) {
+            return Err(Error::invalid("name", "must be at most 256 characters"));
+        }
+        let txn = self.store.db().begin().await?;
+        let existing = user::Entity::find_by_id(user_id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        let mut am: user::ActiveModel = existing.into();
+        am.name = Set(name.clone());
+        am.updated_at = Set(now_unix());
+        let updated = am.update(&txn).await?;
+        audit::record(&txn, actor, "user.profile_updated", Some(user_id), json!({ "name": name }))
+            .await?;
+        txn.commit().await?;
+        Ok(updated.into())
     }
 
     pub async fn get(&self, id: &str) -> Result<User> {

@@ -21,6 +21,8 @@ pub enum ApiError {
     NotFound,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("service unavailable")]
@@ -41,6 +43,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound => "not_found",
             Self::PayloadTooLarge => "invalid_request",
+            Self::RateLimited { .. } => "too_many_requests",
             Self::Conflict(_) => "conflict",
             Self::Unavailable => "temporarily_unavailable",
             Self::Internal => "server_error",
@@ -64,6 +67,7 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound(_) => Self::NotFound,
             CoreError::Conflict(m) => Self::Conflict(m),
             CoreError::Invalid { .. } => Self::bad_request(e.to_string()),
+            CoreError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             CoreError::Unauthenticated(reason) => {
                 tracing::info!(reason, "rejected session");
                 Self::Unauthenticated
@@ -88,6 +92,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,8 +100,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .insert_header((header::CACHE_CONTROL, "no-store"))
+        let mut res = HttpResponse::build(self.status_code());
+        if let Self::RateLimited { retry_after_secs } = self {
+            res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        res.insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({ "error": self.code(), "error_description": self.description() }))
     }
 }

@@ -1,0 +1,69 @@
+//! Hosted pages: server-rendered, no JavaScript, strict CSP, CSRF-protected forms.
+
+mod account;
+mod auth;
+mod error;
+mod support;
+mod views;
+
+use actix_web::{HttpResponse, http::header, web};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/assets/latchkey.css").route(web::get().to(stylesheet)))
+        .service(web::resource("/").route(web::get().to(home)))
+        .service(
+            web::resource("/sign-in")
+                .route(web::get().to(auth::sign_in_form))
+                .route(web::post().to(auth::sign_in_identify)),
+        )
+        .service(web::resource("/sign-in/password").route(web::post().to(auth::sign_in_password)))
+        .service(
+            web::resource("/sign-up")
+                .route(web::get().to(auth::sign_up_form))
+                .route(web::post().to(auth::sign_up_submit)),
+        )
+        .service(
+            web::resource("/sign-up/verify")
+                .route(web::get().to(auth::verify_form))
+                .route(web::post().to(auth::verify_submit)),
+        )
+        .service(
+            web::resource("/sign-out")
+                .route(web::get().to(auth::sign_out_form))
+                .route(web::post().to(auth::sign_out)),
+        )
+        .service(
+            web::resource("/password/forgot")
+                .route(web::get().to(auth::forgot_form))
+                .route(web::post().to(auth::forgot_submit)),
+        )
+        .service(
+            web::resource("/password/reset")
+                .route(web::get().to(auth::reset_form))
+                .route(web::post().to(auth::reset_submit)),
+        )
+        .service(web::resource("/account").route(web::get().to(account::show)))
+        .service(web::resource("/account/profile").route(web::post().to(account::update_profile)))
+        .service(web::resource("/account/password").route(web::post().to(account::change_password)))
+        .service(
+            web::resource("/account/sessions/revoke-others")
+                .route(web::post().to(account::revoke_others)),
+        )
+        .service(
+            web::resource("/account/sessions/{session_id}/revoke")
+                .route(web::post().to(account::revoke_session)),
+        );
+}
+
+const STYLESHEET: &str = include_str!("../../../../templates/assets/latchkey.css");
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+async fn home() -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, "/account")).finish()
+}

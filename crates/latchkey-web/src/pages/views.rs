@@ -1,0 +1,96 @@
+//! askama views of the hosted pages (templates in `templates/pages/`).
+
+use askama::Template;
+use latchkey_core::model::User;
+
+#[derive(Template)]
+#[template(path = "pages/sign_in.html")]
+pub struct SignIn<'a> {
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    pub return_query: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/sign_in_password.html")]
+pub struct SignInPassword<'a> {
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    pub return_query: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/sign_up.html")]
+pub struct SignUp<'a> {
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    pub return_query: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/sign_up_verify.html")]
+pub struct SignUpVerify<'a> {
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    pub return_query: &'a str,
+    pub attempt: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/sign_out.html")]
+pub struct SignOut<'a> {
+    pub csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/forgot.html")]
+pub struct Forgot<'a> {
+    pub csrf: &'a str,
+    pub sent: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/reset.html")]
+pub struct Reset<'a> {
+    pub csrf: &'a str,
+    pub token: &'a str,
+    pub valid: bool,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+pub struct Message<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+pub struct SessionRow {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub last_active: String,
+    pub last_active_iso: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+pub struct Account<'a> {
+    pub csrf: &'a str,
+    pub user: &'a User,
+    pub user_name: &'a str,
+    pub sessions: Vec<SessionRow>,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+}

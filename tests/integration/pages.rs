@@ -1,0 +1,484 @@
+//! Hosted pages through HTTP as a browser sends it: CSRF, sign-in, throttling, redirects, account.
+
+use std::time::Duration;
+
+use latchkey_core::audit::Actor;
+use reqwest::{StatusCode, header};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, data_dir},
+};
+
+/// A browser: cookie jar, no automatic redirects.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36")
+            .build()
+            .unwrap();
+        Self { client, base: base.to_owned() }
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, String, Option<String>) {
+        let res = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = res.status();
+        let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        (status, res.text().await.unwrap(), location)
+    }
+
+    /// Posts a form from one of our pages (same Origin, as a browser does).
+    pub async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, Option<String>) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(header::ORIGIN, self.base.clone())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        (status, res.text().await.unwrap(), location)
+    }
+
+    /// The CSRF token of the page at `path` (fetching it also sets the cookie).
+    pub async fn csrf(&self, path: &str) -> String {
+        let (status, body, _) = self.get(path).await;
+        assert!(status.is_success(), "{path}: {status}");
+        csrf_in(&body)
+    }
+
+    /// Signs in through the two-step form; returns the final response.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        return_to: &str,
+    ) -> (StatusCode, String, Option<String>) {
+        let csrf = self.csrf("/sign-in").await;
+        let (status, body, _) = self
+            .post("/sign-in", &[("csrf_token", &csrf), ("email", email), ("return_to", return_to)])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Enter your password"));
+        let csrf = csrf_in(&body);
+        self.post(
+            "/sign-in/password",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", password),
+                ("return_to", return_to),
+            ],
+        )
+        .await
+    }
+}
+
+pub fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start =
+        html.find(marker).unwrap_or_else(|| panic!("no CSRF token in {html}")) + marker.len();
+    html[start..start + 43].to_owned()
+}
+
+async fn sign_in_and_account_pages(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let ada = node.user("ada@example.com").await;
+    let browser = Browser::new(&node.base_url);
+
+    // The password step looks the same for an unknown address: no account enumeration.
+    let csrf = browser.csrf("/sign-in?login_hint=ada@example.com").await;
+    let (_, known, _) =
+        browser.post("/sign-in", &[("csrf_token", &csrf), ("email", "ada@example.com")]).await;
+    let (_, unknown, _) =
+        browser.post("/sign-in", &[("csrf_token", &csrf), ("email", "nobody@example.com")]).await;
+    assert_eq!(known.replace("ada@example.com", "X"), unknown.replace("nobody@example.com", "X"));
+    let (status, body, _) =
+        browser.post("/sign-in", &[("csrf_token", &csrf), ("email", "not-an-email")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("valid email"));
+
+    let (status, body, _) = browser.sign_in("ada@example.com", "wrong password!", "").await;
+    assert_eq!(status, 401);
+    assert!(body.contains("Incorrect email or password"));
+    let (status, _, _) = browser.sign_in("nobody@example.com", "correct horse battery", "").await;
+    assert_eq!(status, 401);
+
+    // Wait out the retry delay two failures earned, then sign in.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, location) =
+        browser.sign_in("Ada@Example.com", "correct horse battery", "").await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/account"));
+
+    let (status, body, _) = browser.get("/account").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("ada@example.com"));
+    assert!(body.contains("This device"));
+    assert!(body.contains("Chrome on Linux"));
+
+    // The page session is the hybrid session: it mints tokens.
+    let res = browser
+        .client
+        .post(node.url("/v1/session/token"))
+        .header("X-Latchkey-CSRF", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Profile and password changes.
+    let csrf = browser.csrf("/account").await;
+    let (status, _, location) =
+        browser.post("/account/profile", &[("csrf_token", &csrf), ("name", "Ada Lovelace")]).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/account?notice=profile"))
+    );
+    assert_eq!(node.core.users.get(&ada.id).await.unwrap().name.as_deref(), Some("Ada Lovelace"));
+    let (status, body, _) = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", "nope nope nope"),
+                ("new_password", "quartz violin ember lantern"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("current password is not correct"), "{body}");
+    let (status, body, _) = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", "correct horse battery"),
+                ("new_password", "password123"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("too easy to guess"), "{body}");
+    let (status, _, _) = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", "correct horse battery"),
+                ("new_password", "quartz violin ember lantern"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+
+    // Another browser signs in; the first signs it out from its sessions list.
+    let before: Vec<String> = node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap().into_iter().map(|s| s.id).collect();
+    let other = Browser::new(&node.base_url);
+    let (status, _, _) = other.sign_in("ada@example.com", "quartz violin ember lantern", "").await;
+    assert_eq!(status, 303);
+    assert_eq!(other.get("/account").await.0, 200);
+    let sessions = node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    let (_, body, _) = browser.get("/account").await;
+    let newest = &sessions.iter().find(|s| !before.contains(&s.id)).unwrap().id;
+    assert!(
+        body.contains(&format!("/account/sessions/{newest}/revoke")),
+        "no sign-out button for the other session"
+    );
+    let (status, _, location) =
+        browser.post(&format!("/account/sessions/{newest}/revoke"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/account?notice=session_revoked"))
+    );
+    let (status, _, location) = other.get("/account").await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/sign-in"));
+
+    // Someone else's session id reads as not found.
+    let bob = node.user("bob@example.com").await;
+    let (bob_sid, _) = node.session(&bob).await;
+    let (status, _, _) = browser
+        .post(&format!("/account/sessions/{bob_sid}/revoke"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(node.core.sessions.get(&bob_sid).await.unwrap().status.as_str(), "active");
+
+    // Sign out everywhere else, then sign out.
+    let third = Browser::new(&node.base_url);
+    assert_eq!(third.sign_in("ada@example.com", "quartz violin ember lantern", "").await.0, 303);
+    let (status, _, _) =
+        browser.post("/account/sessions/revoke-others", &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(third.get("/account").await.0, 303);
+    assert_eq!(browser.get("/account").await.0, 200);
+    let (status, _, location) = browser.post("/sign-out", &[("csrf_token", &csrf)]).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/sign-in?signed_out=1"))
+    );
+    assert_eq!(browser.get("/account").await.0, 303);
+    assert!(node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap().is_empty());
+
+    let events = latchkey_core::audit::recent(node.core.store.db(), 200).await.unwrap();
+    for action in [
+        "sign_in.failed",
+        "sign_in.succeeded",
+        "password.changed",
+        "password.change_failed",
+        "session.revoked",
+        "session.revoked_others",
+        "session.ended",
+    ] {
+        assert!(events.iter().any(|e| e.action == action), "no {action} audit event");
+    }
+    node.stop().await;
+}
+on_both_backends!(sign_in_and_account_pages);
+
+/// Fails one sign-in, waiting out any retry delay first; returns the status of the failure.
+async fn fail_once(browser: &Browser, email: &str) -> StatusCode {
+    loop {
+        let (status, _, _) = browser.sign_in(email, "definitely wrong", "").await;
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn failed_sign_ins_are_throttled_and_lock_the_account(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(
+        dir.path(),
+        &db,
+        &[
+            ("LATCHKEY_SIGN_IN_MAX_FAILURES", "3"),
+            ("LATCHKEY_SIGN_IN_LOCKOUT", "4s"),
+            ("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", "1000"),
+        ],
+    )
+    .await;
+    node.user("ada@example.com").await;
+    let browser = Browser::new(&node.base_url);
+
+    assert_eq!(fail_once(&browser, "ada@example.com").await, 401);
+    assert_eq!(fail_once(&browser, "ada@example.com").await, 401);
+    // Two failures earn a one-second delay: an immediate retry is refused with Retry-After
+    // (unless the clock just crossed a second, in which case it counts as the third failure).
+    let res = browser
+        .client
+        .post(node.url("/sign-in/password"))
+        .header("Origin", node.base_url.clone())
+        .form(&[
+            ("csrf_token", browser.csrf("/sign-in").await.as_str()),
+            ("email", "ada@example.com"),
+            ("password", "still wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if res.status() == StatusCode::TOO_MANY_REQUESTS {
+        assert!(res.headers()[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    } else {
+        assert_eq!(res.status(), 401);
+    }
+    // The third failure locks the account.
+    if node.core.auth.lockout_status("ada@example.com").await.unwrap().failures < 3 {
+        assert_eq!(fail_once(&browser, "ada@example.com").await, 401);
+    }
+    let lock = node.core.auth.lockout_status("ada@example.com").await.unwrap();
+    assert!(lock.locked_until.is_some(), "{lock:?}");
+    let (status, body, _) = browser.sign_in("ada@example.com", "correct horse battery", "").await;
+    assert_eq!(status, 429, "locked account accepted the right password");
+    assert!(body.contains("Too many attempts"));
+    let events = latchkey_core::audit::recent(node.core.store.db(), 100).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "user.locked_out"));
+
+    // An administrator can see and clear the lockout.
+    node.core.auth.unlock("ada@example.com", &Actor::cli()).await.unwrap();
+    assert_eq!(browser.sign_in("ada@example.com", "correct horse battery", "").await.0, 303);
+    node.stop().await;
+
+    // The lockout also ends by itself.
+    let node = TestServer::start(
+        dir.path(),
+        &db,
+        &[("LATCHKEY_SIGN_IN_MAX_FAILURES", "1"), ("LATCHKEY_SIGN_IN_LOCKOUT", "5s")],
+    )
+    .await;
+    let browser = Browser::new(&node.base_url);
+    assert_eq!(fail_once(&browser, "ada@example.com").await, 401);
+    assert_eq!(browser.sign_in("ada@example.com", "correct horse battery", "").await.0, 429);
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    assert_eq!(browser.sign_in("ada@example.com", "correct horse battery", "").await.0, 303);
+    node.stop().await;
+}
+on_both_backends!(failed_sign_ins_are_throttled_and_lock_the_account);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_one_ip_are_capped_across_accounts() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node =
+        TestServer::start(dir.path(), &db, &[("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", "4")]).await;
+    node.user("ada@example.com").await;
+    let browser = Browser::new(&node.base_url);
+    for i in 0..4 {
+        assert_eq!(fail_once(&browser, &format!("user{i}@example.com")).await, 401);
+    }
+    let (status, _, _) = browser.sign_in("ada@example.com", "correct horse battery", "").await;
+    assert_eq!(status, 429, "the IP should be blocked for every account");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_a_valid_csrf_token_are_refused() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    node.user("ada@example.com").await;
+    let browser = Browser::new(&node.base_url);
+    let csrf = browser.csrf("/sign-in").await;
+    let form = [("email", "ada@example.com"), ("password", "correct horse battery")];
+
+    // Missing token.
+    let (status, body, _) = browser.post("/sign-in/password", &form).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("This form has expired"));
+    // Wrong token.
+    let mut with_token = form.to_vec();
+    with_token.push(("csrf_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    assert_eq!(browser.post("/sign-in/password", &with_token).await.0, 403);
+    // Right token from a cross-site page.
+    let mut right = form.to_vec();
+    right.push(("csrf_token", &csrf));
+    let res = browser
+        .client
+        .post(node.url("/sign-in/password"))
+        .header("Origin", "https://evil.example.com")
+        .form(&right)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = browser
+        .client
+        .post(node.url("/sign-in/password"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&right)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Right token without the cookie (another browser).
+    let stranger = Browser::new(&node.base_url);
+    assert_eq!(stranger.post("/sign-in/password", &right).await.0, 403);
+    for path in [
+        "/sign-in",
+        "/sign-up",
+        "/sign-up/verify",
+        "/sign-out",
+        "/password/forgot",
+        "/password/reset",
+        "/account/profile",
+        "/account/password",
+        "/account/sessions/revoke-others",
+    ] {
+        assert_eq!(stranger.post(path, &[("email", "x@example.com")]).await.0, 403, "{path}");
+    }
+    // Nothing signed in on the way, and the genuine form works.
+    assert!(node.core.sessions.list(None, false, 10).await.unwrap().is_empty());
+    assert_eq!(browser.post("/sign-in/password", &right).await.0, 303);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_redirects_are_refused() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(
+        dir.path(),
+        &db,
+        &[("LATCHKEY_ALLOWED_ORIGINS", "https://app.example.com")],
+    )
+    .await;
+    node.user("ada@example.com").await;
+    for (return_to, expected) in [
+        ("https://evil.example.com/steal", "/account"),
+        ("//evil.example.com/steal", "/account"),
+        ("/\\evil.example.com", "/account"),
+        ("\\\\evil.example.com", "/account"),
+        ("javascript:alert(1)", "/account"),
+        ("https://app.example.com@evil.example.com/", "/account"),
+        ("https://user:pw@app.example.com/", "/account"),
+        ("https://app.example.com.evil.com/", "/account"),
+        ("http://app.example.com/", "/account"),
+        ("/account?tab=sessions", "/account?tab=sessions"),
+        ("https://app.example.com/callback?x=1", "https://app.example.com/callback?x=1"),
+    ] {
+        let browser = Browser::new(&node.base_url);
+        let (status, _, location) =
+            browser.sign_in("ada@example.com", "correct horse battery", return_to).await;
+        assert_eq!(status, 303, "{return_to}");
+        assert_eq!(location.as_deref(), Some(expected), "return_to {return_to}");
+    }
+    // The form pages never even carry a foreign target.
+    let browser = Browser::new(&node.base_url);
+    let (_, body, _) = browser.get("/sign-in?return_to=https%3A%2F%2Fevil.example.com").await;
+    assert!(!body.contains("evil.example.com"));
+    let (_, body, _) = browser.get("/sign-up?return_to=%2F%2Fevil.example.com").await;
+    assert!(!body.contains("evil.example.com"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_a_strict_csp_and_work_without_javascript() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let browser = Browser::new(&node.base_url);
+    for path in [
+        "/sign-in",
+        "/sign-up",
+        "/password/forgot",
+        "/password/reset?token=x",
+        "/sign-up/verify?attempt=nope",
+    ] {
+        let res = browser.client.get(node.url(path)).send().await.unwrap();
+        assert!(res.status().is_success() || res.status().is_client_error(), "{path}");
+        let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(
+            csp.contains("default-src 'none'")
+                && csp.contains("style-src 'self'")
+                && !csp.contains("unsafe"),
+            "{path}: {csp}"
+        );
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("<script"), "{path} uses JavaScript");
+        assert!(body.contains("<html lang=\"en\">") && body.contains("<h1"), "{path}");
+    }
+    let css = browser.client.get(node.url("/assets/latchkey.css")).send().await.unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    node.stop().await;
+}
