@@ -188,7 +188,15 @@ async fn sign_in_and_account_pages(backend: Backend) {
     assert_eq!(status, 303);
 
     // Another browser signs in; the first signs it out from its sessions list.
-    let before: Vec<String> = node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap().into_iter().map(|s| s.id).collect();
+    let before: Vec<String> = node
+        .core
+        .sessions
+        .list(Some(&ada.id), false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let other = Browser::new(&node.base_url);
     let (status, _, _) = other.sign_in("ada@example.com", "quartz violin ember lantern", "").await;
     assert_eq!(status, 303);

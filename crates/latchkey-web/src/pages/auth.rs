@@ -218,13 +218,8 @@ pub async fn sign_up_submit(
     let return_to = safe_return_to(form.return_to.as_deref(), &state);
     match state.core.auth.start_sign_up(&form.email, &form.password, &client_info(&req)).await {
         Ok(pending) => {
-            let rq = return_query(&return_to);
-            let sep = if rq.is_empty() { "?" } else { "&" };
-            let rq = rq.trim_start_matches('?');
-            Ok(see_other(
-                &format!("/sign-up/verify?attempt={}{sep}{rq}", pending.id)
-                    .trim_end_matches(['&', '?']),
-            ))
+            let rq = return_query(&return_to).replacen('?', "&", 1);
+            Ok(see_other(&format!("/sign-up/verify?attempt={}{rq}", pending.id)))
         }
         Err(CoreError::Invalid { field, message }) => {
             let c = csrf(&req, &state);
