@@ -51,6 +51,9 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     let shown = run_json(dir, &["users", "show", "grace@example.com"]);
     assert_eq!(shown["user"]["id"], user_id);
     assert_eq!(shown["user"]["name"], "Grace Hopper");
+    assert_eq!(shown["sign_in_lockout"]["failures"], 0);
+    assert!(shown["sign_in_lockout"]["locked_until"].is_null());
+    assert_eq!(run_json(dir, &["users", "unlock", "grace@example.com"])["unlocked"], user_id.as_str());
     let missing =
         latchkey(dir, &[]).args(["users", "show", "nobody@example.com"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(3));

@@ -112,6 +112,13 @@ pub enum UsersCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Clear a user's failed sign-in count and lockout.
+    Unlock {
+        /// User id (usr_…) or email.
+        user: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -139,10 +139,23 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
         Command::Users(UsersCommand::Show { user, out }) => {
             let user = core.users.resolve(&user).await?;
             let memberships = core.orgs.memberships_of_user(&user.id).await?;
+            let lockout = core.auth.lockout_status(&user.primary_email).await?;
             if out.json {
-                print_json(&json!({ "user": user, "memberships": memberships }));
+                print_json(
+                    &json!({ "user": user, "memberships": memberships, "sign_in_lockout": lockout }),
+                );
             } else {
-                output::user_details(&user, &memberships);
+                output::user_details(&user, &memberships, &lockout);
+            }
+            Ok(())
+        }
+        Command::Users(UsersCommand::Unlock { user, out }) => {
+            let user = core.users.resolve(&user).await?;
+            core.auth.unlock(&user.primary_email, &actor).await?;
+            if out.json {
+                print_json(&json!({ "unlocked": user.id }))
+            } else {
+                say!("unlocked {} ({})", user.primary_email, user.id)
             }
             Ok(())
         }

@@ -1,6 +1,9 @@
 //! Plain-text renderings of CLI results; `--json` prints the domain types as they are.
 
-use latchkey_core::model::{Membership, Session, SigningKeyInfo, User};
+use latchkey_core::{
+    auth::LockoutStatus,
+    model::{Membership, Session, SigningKeyInfo, User},
+};
 
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
@@ -28,7 +31,7 @@ pub fn users_table(users: &[User]) {
     }
 }
 
-pub fn user_details(u: &User, memberships: &[Membership]) {
+pub fn user_details(u: &User, memberships: &[Membership], lockout: &LockoutStatus) {
     say!("id:            {}", u.id);
     say!("email:         {} (verified: {})", u.primary_email, u.email_verified);
     say!("name:          {}", u.name.as_deref().unwrap_or("-"));
@@ -40,6 +43,17 @@ pub fn user_details(u: &User, memberships: &[Membership]) {
     say!("administrator: {}", u.is_admin);
     say!("created:       {}", time(Some(u.created_at)));
     say!("last sign-in:  {}", time(u.last_sign_in_at));
+    match lockout.locked_until {
+        Some(until) => say!(
+            "sign-in:       LOCKED until {} after {} failures (latchkey users unlock)",
+            time(Some(until)),
+            lockout.failures
+        ),
+        None if lockout.failures > 0 => {
+            say!("sign-in:       {} recent failed attempts", lockout.failures)
+        }
+        None => {}
+    }
     for m in memberships {
         say!("member of:     {} as {}", m.org_id, m.role);
     }
