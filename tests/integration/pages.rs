@@ -454,6 +454,10 @@ async fn open_redirects_are_refused() {
     assert!(!body.contains("evil.example.com"));
     let (_, body, _) = browser.get("/sign-up?return_to=%2F%2Fevil.example.com").await;
     assert!(!body.contains("evil.example.com"));
+    let (_, body, _) = browser.get("/sign-in?redirect_url=%2F%2Fevil.example.com").await;
+    assert!(!body.contains("evil.example.com"));
+    let (_, body, _) = browser.get("/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fdone").await;
+    assert!(body.contains("value=\"https://app.example.com/done\""), "redirect_url is an alias of return_to");
     node.stop().await;
 }
 

@@ -22,6 +22,7 @@ type Page = Result<HttpResponse, PageError>;
 
 #[derive(Deserialize)]
 pub struct ReturnQuery {
+    #[serde(alias = "redirect_url")]
     return_to: Option<String>,
     login_hint: Option<String>,
     signed_out: Option<String>,
@@ -62,6 +63,7 @@ pub struct IdentifyForm {
     csrf_token: String,
     #[serde(default)]
     email: String,
+    #[serde(alias = "redirect_url")]
     return_to: Option<String>,
 }
 
@@ -113,6 +115,7 @@ pub struct PasswordForm {
     email: String,
     #[serde(default)]
     password: String,
+    #[serde(alias = "redirect_url")]
     return_to: Option<String>,
 }
 
@@ -248,6 +251,7 @@ pub async fn sign_up_submit(
 pub struct VerifyQuery {
     #[serde(default)]
     attempt: String,
+    #[serde(alias = "redirect_url")]
     return_to: Option<String>,
 }
 
@@ -298,6 +302,7 @@ pub struct VerifyForm {
     attempt: String,
     #[serde(default)]
     code: String,
+    #[serde(alias = "redirect_url")]
     return_to: Option<String>,
 }
 
