@@ -9,6 +9,7 @@ pub mod entity;
 mod error;
 pub mod ids;
 pub mod keys;
+pub mod mail;
 pub mod model;
 pub mod orgs;
 pub mod passwords;
@@ -24,7 +25,7 @@ pub use config::Settings;
 pub use error::{Error, Result};
 
 use crate::{
-    keys::KeyService, orgs::OrgService, session_tokens::SessionTokenService,
+    keys::KeyService, mail::MailService, orgs::OrgService, session_tokens::SessionTokenService,
     sessions::SessionService, store::Store, users::UserService,
 };
 
@@ -43,6 +44,7 @@ pub struct Latchkey {
     pub orgs: OrgService,
     pub keys: KeyService,
     pub session_tokens: SessionTokenService,
+    pub mail: MailService,
 }
 
 impl Latchkey {
@@ -72,6 +74,7 @@ impl Latchkey {
         let orgs = OrgService::new(store.clone());
         let session_tokens =
             SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
-        Ok(Self { settings, store, users, sessions, orgs, keys, session_tokens })
+        let mail = MailService::new(store.clone(), &settings)?;
+        Ok(Self { settings, store, users, sessions, orgs, keys, session_tokens, mail })
     }
 }
