@@ -29,6 +29,8 @@ pub const PASSWORD_RESET_VALIDITY: Duration = Duration::from_secs(30 * 60);
 const PRODUCT: &str = "Latchkey";
 
 /// What to send. Codes and links are made by the caller; this module only renders and delivers.
+/// Codes must be 1–64 ASCII letters or digits and links absolute http(s) URLs (they end up in an
+/// href); names are free text, escaped in HTML and kept to one line in subjects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MailKind {
     /// A 6-digit code, valid [`SIGN_UP_CODE_VALIDITY`].
@@ -112,6 +114,7 @@ impl MailService {
     /// Queues a mail inside the caller's transaction/connection, so a rolled-back change sends
     /// nothing. Renders it now, so a template error fails the caller rather than the worker.
     /// Call [`MailService::notify`] after committing to send at once rather than at the next poll.
+    /// Fails with [`Error::Invalid`] (`to`, `code` or `link`) on a bad address, code or link.
     pub async fn enqueue<C: ConnectionTrait>(
         &self,
         conn: &C,
