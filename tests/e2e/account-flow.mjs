@@ -71,7 +71,7 @@ test('sign up, sign in elsewhere, sign that session out', async () => {
     pageA.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
     await pageA.goto(`${base}/sign-up`);
     await pageA.getByLabel('Email address').fill(email);
-    await pageA.getByLabel('Password').fill(password);
+    await pageA.getByLabel('Password', { exact: true }).fill(password);
     await pageA.getByRole('button', { name: 'Continue' }).click();
     await pageA.waitForURL(/\/sign-up\/verify/);
     await pageA.getByRole('heading', { name: 'Check your email' }).waitFor();
@@ -93,7 +93,7 @@ test('sign up, sign in elsewhere, sign that session out', async () => {
     await pageB.waitForURL(/\/sign-in/);
     await pageB.getByLabel('Email address').fill(email);
     await pageB.getByRole('button', { name: 'Continue' }).click();
-    await pageB.getByLabel('Password').fill(password);
+    await pageB.getByLabel('Password', { exact: true }).fill(password);
     await pageB.getByRole('button', { name: 'Sign in' }).click();
     await pageB.waitForURL(/\/account$/);
     await pageB.screenshot({ path: join(shots, 'account.png'), fullPage: true });
@@ -123,6 +123,16 @@ test('sign up, sign in elsewhere, sign that session out', async () => {
     await pageA.waitForURL(/\/sign-in\?signed_out=1/);
     await pageA.getByText('You have signed out.').waitFor();
     assert.deepEqual(cspViolations, []);
+  } catch (e) {
+    // Leave pictures of every open page for whoever reads the failure.
+    let i = 0;
+    for (const ctx of browser.contexts()) {
+      for (const p of ctx.pages()) {
+        await p.screenshot({ path: join(shots, `failure-${i++}.png`), fullPage: true }).catch(() => {});
+        console.error(`page ${i - 1}: ${p.url()}`);
+      }
+    }
+    throw e;
   } finally {
     await browser.close();
   }

@@ -8,8 +8,10 @@
 mod support;
 
 mod cli;
+mod e2e;
 mod first_start;
 mod http_hygiene;
 mod keys;
+mod mail;
 mod pages;
 mod session_tokens;

@@ -214,3 +214,143 @@ pub fn latchkey(cwd: &Path, env: &[(&str, &str)]) -> Command {
 pub fn data_dir() -> TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// Opens a core on a data dir and database without starting the web server, so no mail worker
+/// runs and a test drives delivery itself.
+pub async fn open_core(data_dir: &Path, db: &TestDb, extra: &[(&str, &str)]) -> Latchkey {
+    let mut env = HashMap::from([("LATCHKEY_DATA_DIR".to_owned(), data_dir.display().to_string())]);
+    if let Some(url) = &db.url {
+        env.insert("LATCHKEY_DATABASE_URL".into(), url.clone());
+    }
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Latchkey::open(Settings::load(None, &env).expect("valid test settings"))
+        .await
+        .expect("open the store")
+}
+
+/// Debian's python3 (a pyenv one earlier on PATH lacks the distribution's aiosmtpd module).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// A real SMTP server on loopback: aiosmtpd (Debian's python3-aiosmtpd) storing every message it
+/// accepts in a maildir. Killed when dropped.
+pub struct SmtpSink {
+    pub port: u16,
+    maildir: TempDir,
+    child: std::process::Child,
+}
+
+/// One received message, parsed by Python's `email` package (an independent MIME parser).
+#[derive(Debug, serde::Deserialize)]
+pub struct ParsedMail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub content_type: String,
+    /// Leaf parts in order: (content type, decoded body).
+    pub parts: Vec<(String, String)>,
+}
+
+impl ParsedMail {
+    pub fn part(&self, content_type: &str) -> &str {
+        self.parts
+            .iter()
+            .find(|(t, _)| t == content_type)
+            .map(|(_, body)| body.as_str())
+            .unwrap_or_else(|| panic!("no {content_type} part in {self:?}"))
+    }
+}
+
+impl SmtpSink {
+    /// Starts on `port`, or on a free one.
+    pub async fn start(port: Option<u16>) -> Self {
+        let port = port.unwrap_or_else(|| free_listener().local_addr().unwrap().port());
+        let maildir = tempfile::tempdir().unwrap();
+        let child = Command::new(SYSTEM_PYTHON)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("box"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start aiosmtpd ({SYSTEM_PYTHON}): {e}"));
+        let mut sink = Self { port, maildir, child };
+        for _ in 0..150 {
+            if let Some(status) = sink.child.try_wait().unwrap() {
+                panic!(
+                    "aiosmtpd exited with {status}: is python3-aiosmtpd installed (scripts/test installs it)?"
+                );
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return sink;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("aiosmtpd did not listen on 127.0.0.1:{port} within 15 s");
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The maildir messages land in (for tests outside Rust, such as the browser tests).
+    pub fn maildir(&self) -> std::path::PathBuf {
+        self.maildir.path().join("box")
+    }
+
+    /// Every message received so far, in the order the maildir lists them.
+    pub fn messages(&self) -> Vec<ParsedMail> {
+        let dir = self.maildir.path().join("box").join("new");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        parse_mail_files(&files)
+    }
+
+    /// Waits until at least `n` messages arrived (aiosmtpd writes before it answers 250, so
+    /// this only matters for the background worker).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ParsedMail> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n || tokio::time::Instant::now() >= deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses RFC 5322 files (maildir entries, .eml files) with Python's `email` package.
+pub fn parse_mail_files(files: &[std::path::PathBuf]) -> Vec<ParsedMail> {
+    if files.is_empty() {
+        return Vec::new();
+    }
+    const SCRIPT: &str = r#"
+import email, email.policy, json, sys
+out = []
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        m = email.message_from_binary_file(f, policy=email.policy.default)
+    out.append({
+        "from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]),
+        "message_id": str(m["Message-ID"]), "content_type": m.get_content_type(),
+        "parts": [[p.get_content_type(), p.get_content()] for p in m.walk() if not p.is_multipart()],
+    })
+print(json.dumps(out))
+"#;
+    let output = Command::new(SYSTEM_PYTHON).arg("-c").arg(SCRIPT).args(files).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -75,7 +75,11 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub master_key: MasterKeySource,
+    /// Outgoing mail server (lettre URL syntax); without one, mail is written to
+    /// `<data_dir>/mail/<id>.eml` instead.
     pub smtp_url: Option<String>,
+    /// The From mailbox of every mail, already checked to parse (`Name <addr@host>` or `addr@host`).
+    pub mail_from: String,
     pub log_format: LogFormat,
     pub log_level: String,
     pub workers: usize,
@@ -138,6 +142,7 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_MASTER_KEY", true),
     ("LATCHKEY_MASTER_KEY_FILE", false),
     ("LATCHKEY_SMTP_URL", false),
+    ("LATCHKEY_MAIL_FROM", false),
     ("LATCHKEY_LOG_FORMAT", false),
     ("LATCHKEY_LOG_LEVEL", false),
     ("LATCHKEY_WORKERS", false),
@@ -339,20 +344,25 @@ impl Settings {
         let smtp_url = match raw.get("LATCHKEY_SMTP_URL") {
             None => None,
             Some((v, source)) => {
-                let ok = Url::parse(v)
-                    .ok()
-                    .is_some_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some());
-                if !ok {
+                let v = v.trim();
+                if let Err(expected) = check_smtp_url(v) {
                     return Err(ConfigError::from_source(
                         "LATCHKEY_SMTP_URL",
                         source,
-                        "an smtp:// or smtps:// URL",
-                        quote(v),
+                        expected,
+                        quote(&redact_url(v)),
                     ));
                 }
                 Some(v.to_owned())
             }
         };
+        let mail_from = parse(
+            raw,
+            "LATCHKEY_MAIL_FROM",
+            "Latchkey <noreply@localhost>",
+            "a mailbox such as `Latchkey <noreply@example.com>` or `noreply@example.com`",
+            |v| v.parse::<lettre::message::Mailbox>().ok().map(|_| v.to_owned()),
+        )?;
 
         let log_format =
             parse(raw, "LATCHKEY_LOG_FORMAT", "text", "`text` or `json`", |v| match v {
@@ -469,6 +479,7 @@ impl Settings {
             database_url,
             master_key,
             smtp_url,
+            mail_from,
             log_format,
             log_level,
             workers,
@@ -524,6 +535,7 @@ impl Settings {
             "LATCHKEY_SMTP_URL",
             self.smtp_url.as_deref().map_or(serde_json::Value::Null, |u| json!(redact_url(u))),
         );
+        m.insert("LATCHKEY_MAIL_FROM", json!(self.mail_from));
         m.insert("LATCHKEY_LOG_FORMAT", json!(self.log_format));
         m.insert("LATCHKEY_LOG_LEVEL", json!(self.log_level));
         m.insert("LATCHKEY_WORKERS", json!(self.workers));
@@ -641,6 +653,39 @@ pub fn normalize_origin(value: &str) -> Option<String> {
     Some(url.origin().ascii_serialization())
 }
 
+/// Accepts lettre's connection URLs, but refuses to send codes or a password in clear text
+/// across a network: plain SMTP (no `tls` parameter) only to a loopback host, and credentials
+/// only with TLS (`smtps://` or `?tls=required`) unless the host is loopback.
+fn check_smtp_url(value: &str) -> Result<(), &'static str> {
+    const EXPECTED: &str = "an smtp:// or smtps:// URL with a host (smtps:// for TLS, \
+        smtp://…?tls=required for STARTTLS, plain smtp:// only to a loopback host)";
+    let url = Url::parse(value).map_err(|_| EXPECTED)?;
+    // smtp is not a "special" scheme to the url crate, so an IPv4 host arrives as a domain.
+    let loopback = match url.host().ok_or(EXPECTED)? {
+        url::Host::Domain(d) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let credentials = !url.username().is_empty() || url.password().is_some();
+    match (url.scheme(), tls.as_deref()) {
+        ("smtps", None) | ("smtp", Some("required")) => Ok(()),
+        ("smtp", None) if loopback => Ok(()),
+        ("smtp", None) => Err("smtps:// or smtp://…?tls=required (STARTTLS): plain SMTP is \
+            accepted only to a loopback host"),
+        ("smtp", Some("opportunistic")) if loopback || !credentials => Ok(()),
+        ("smtp", Some("opportunistic")) => Err("smtps:// or smtp://…?tls=required when the URL \
+            carries credentials: ?tls=opportunistic may send them in clear text"),
+        ("smtp", Some(_)) => Err("an smtp:// URL whose tls parameter is `required` or \
+            `opportunistic`"),
+        ("smtps", Some(_)) => Err("an smtps:// URL without a tls parameter (smtps is always TLS)"),
+        _ => Err(EXPECTED),
+    }
+}
+
 fn redact_url(value: &str) -> String {
     match Url::parse(value) {
         Ok(mut url) if url.password().is_some() => {
@@ -697,6 +742,12 @@ mod tests {
             ("LATCHKEY_PUBLIC_URL", "https://example.com/?q=1"),
             ("LATCHKEY_DATABASE_URL", "mysql://x"),
             ("LATCHKEY_SMTP_URL", "http://mail"),
+            ("LATCHKEY_SMTP_URL", "smtp://mail.example.com"),
+            ("LATCHKEY_SMTP_URL", "smtp://mail.example.com?tls=sometimes"),
+            ("LATCHKEY_SMTP_URL", "smtp://u:p@mail.example.com?tls=opportunistic"),
+            ("LATCHKEY_SMTP_URL", "smtps://mail.example.com?tls=required"),
+            ("LATCHKEY_MAIL_FROM", "not a mailbox"),
+            ("LATCHKEY_MAIL_FROM", "Latchkey <noreply>"),
             ("LATCHKEY_LOG_FORMAT", "xml"),
             ("LATCHKEY_WORKERS", "0"),
             ("LATCHKEY_SESSION_TOKEN_TTL", "forever"),
@@ -736,14 +787,44 @@ mod tests {
     }
 
     #[test]
+    fn mail_settings_accept_lettre_urls_and_mailboxes() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.smtp_url, None);
+        assert_eq!(s.mail_from, "Latchkey <noreply@localhost>");
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:pw@localhost:25",
+            "smtp://[::1]:25",
+            "smtp://mail.example.com:587?tls=required",
+            "smtp://user:pw@mail.example.com?tls=required",
+            "smtp://relay.internal?tls=opportunistic",
+            "smtps://user:pw@mail.example.com:465",
+            "smtps://mail.example.com/client.example.com",
+        ] {
+            let s = load(&[("LATCHKEY_SMTP_URL", url)]).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(s.smtp_url.as_deref(), Some(url));
+        }
+        for from in ["noreply@example.com", "\"Example, Inc.\" <noreply@example.com>"] {
+            let s = load(&[("LATCHKEY_MAIL_FROM", from)]).unwrap();
+            assert_eq!(s.mail_from, from);
+        }
+        // The refusal shows the URL without its password.
+        let err = load(&[("LATCHKEY_SMTP_URL", "smtp://u:hunter2@mail.example.com")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let s = load(&[
             ("LATCHKEY_MASTER_KEY", "c2VjcmV0"),
             ("LATCHKEY_DATABASE_URL", "postgres://u:hunter2@db/latchkey"),
+            ("LATCHKEY_SMTP_URL", "smtps://mailer:swordfish@mail.example.com"),
         ])
         .unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0"), "{shown}");
+        assert!(!shown.contains("swordfish") && shown.contains("mailer"), "{shown}");
         assert!(load(&[("LATCHKEY_MASTER_KEY", "a"), ("LATCHKEY_MASTER_KEY_FILE", "/k")]).is_err());
     }
 }

@@ -8,6 +8,7 @@ pub const ORGANISATION: &str = "org";
 pub const MEMBERSHIP: &str = "mem";
 pub const AUDIT_EVENT: &str = "evt";
 pub const SIGNING_KEY: &str = "key";
+pub const MAIL: &str = "mail";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

@@ -101,6 +101,13 @@ pub fn check_strength(password: &str, email: &str, min_score: u8) -> Result<()> 
         inputs.extend(domain.split('.'));
         inputs.extend(local.split(['.', '_', '-', '+']));
     }
+    let squash = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    if let Some((local, _)) = email.split_once('@') {
+        let local = squash(local);
+        if local.chars().count() >= 4 && squash(password).contains(&local) {
+            return Err(Error::invalid("password", "must not contain your email address"));
+        }
+    }
     let estimate = zxcvbn::zxcvbn(password, &inputs);
     let score = u8::from(estimate.score());
     if score < min_score {
@@ -135,6 +142,7 @@ mod tests {
         assert!(check_strength("password1", "ada@example.com", 3).is_err());
         assert!(check_strength("ada@example.com", "ada@example.com", 3).is_err());
         assert!(check_strength("adalovelace", "ada.lovelace@example.com", 3).is_err());
+        assert!(check_strength("Grace.Hopper.Example!", "grace.hopper@example.com", 3).is_err());
         assert!(check_strength("quartz violin ember lantern", "ada@example.com", 3).is_ok());
         assert!(check_strength("short", "ada@example.com", 0).is_err());
     }

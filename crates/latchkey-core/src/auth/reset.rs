@@ -12,7 +12,7 @@ use crate::{
     now_unix, passwords, users::normalize_email,
 };
 
-const RESET_TTL_SECS: i64 = 30 * 60;
+const RESET_TTL_SECS: i64 = crate::mail::PASSWORD_RESET_VALIDITY.as_secs() as i64;
 
 impl AuthService {
     /// Mails a reset link if the address belongs to an active account; otherwise does nothing,

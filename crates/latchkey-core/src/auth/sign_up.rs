@@ -18,8 +18,8 @@ use crate::{
     users::{NewUser, normalize_email},
 };
 
-/// Codes expire after ten minutes.
-const CODE_TTL_SECS: i64 = 600;
+/// The mailed code's lifetime, as the mail itself states it.
+const CODE_TTL_SECS: i64 = crate::mail::SIGN_UP_CODE_VALIDITY.as_secs() as i64;
 
 /// A started sign-up waiting for its code. The id goes in the verification page's URL; it is
 /// useless without the code.

@@ -62,6 +62,8 @@ impl ResponseError for PageError {
         HttpResponse::build(self.status_code())
             .content_type("text/html; charset=utf-8")
             .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"))
+            .insert_header(("Referrer-Policy", "same-origin"))
             .body(body)
     }
 }

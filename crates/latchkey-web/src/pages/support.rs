@@ -77,7 +77,10 @@ pub fn render<T: Template>(
     let mut res = HttpResponse::build(status);
     res.content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, page_csp(state)));
+        .insert_header((header::CONTENT_SECURITY_POLICY, page_csp(state)))
+        // With `no-referrer`, browsers send `Origin: null` on form posts, which the CSRF check
+        // must refuse; `same-origin` keeps URLs (reset tokens) from leaking to other sites.
+        .insert_header((header::REFERRER_POLICY, "same-origin"));
     if let Some(c) = csrf.filter(|c| c.fresh) {
         res.cookie(
             Cookie::build(csrf_cookie_name(state), c.token.clone())

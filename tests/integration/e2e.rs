@@ -1,0 +1,47 @@
+//! End-to-end through the real pages in headless Chromium, driven by playwright-core from
+//! tests/e2e (installed by scripts/test), against this in-process server and a real SMTP server.
+
+use std::{path::PathBuf, process::Command};
+
+use crate::support::{Backend, SmtpSink, TestDb, TestServer, data_dir};
+
+fn e2e_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_flow_in_chromium() {
+    let dir = e2e_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run ./scripts/test (or `npm ci --prefix tests/e2e`)"
+    );
+    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Chromium missing: run ./scripts/test (apt package chromium)");
+
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let smtp = SmtpSink::start(None).await;
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[("LATCHKEY_SMTP_URL", &smtp.url())]).await;
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+
+    let base = node.base_url.clone();
+    let maildir = smtp.maildir();
+    let script = dir.join("account-flow.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg(script)
+            .env("LATCHKEY_URL", base)
+            .env("MAILDIR", maildir)
+            .env("SCREENSHOT_DIR", &screenshots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "browser test failed:\n{report}");
+    assert!(report.contains("pass 1") || report.contains("✔"), "{report}");
+    node.stop().await;
+}

@@ -1,0 +1,397 @@
+//! Outgoing mail against a real SMTP server (aiosmtpd on loopback): every kind arrives as
+//! multipart text + HTML, the outbox survives an outage and a restart, claims keep two nodes from
+//! sending twice, a rolled-back enqueue sends nothing, and without SMTP mail lands in data_dir/mail.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use latchkey_core::{
+    Latchkey,
+    entity::mail_outbox,
+    mail::{MailKind, status},
+    now_unix,
+};
+use sea_orm::{
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait, sea_query::Expr,
+};
+use tracing::instrument::WithSubscriber;
+
+use crate::{
+    on_both_backends,
+    support::{Backend, SmtpSink, TestDb, data_dir, free_listener, open_core, parse_mail_files},
+};
+
+const FROM: &str = "Latchkey Tests <noreply@latchkey.test>";
+
+/// Enqueues in its own committed transaction, as a service would.
+async fn enqueue(core: &Latchkey, to: &str, kind: MailKind) -> String {
+    let txn = core.store.db().begin().await.unwrap();
+    let id = core.mail.enqueue(&txn, to, kind).await.unwrap();
+    txn.commit().await.unwrap();
+    core.mail.notify();
+    id
+}
+
+async fn row(core: &Latchkey, id: &str) -> mail_outbox::Model {
+    mail_outbox::Entity::find_by_id(id.to_owned()).one(core.store.db()).await.unwrap().unwrap()
+}
+
+/// Makes every pending row due now, as the passing of its backoff delay would.
+async fn make_due(core: &Latchkey) {
+    mail_outbox::Entity::update_many()
+        .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(now_unix() - 1))
+        .filter(mail_outbox::Column::Status.eq(status::PENDING))
+        .exec(core.store.db())
+        .await
+        .unwrap();
+}
+
+async fn every_kind_arrives_as_multipart_text_and_html(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let sink = SmtpSink::start(None).await;
+    let core = open_core(
+        dir.path(),
+        &db,
+        &[("LATCHKEY_SMTP_URL", &sink.url()), ("LATCHKEY_MAIL_FROM", FROM)],
+    )
+    .await;
+
+    let link = "https://id.example.com/t/tok_7f3a9c";
+    // (kind, the code or link each part must carry, a word the subject must carry)
+    let cases = [
+        (MailKind::SignUpCode { code: "482913".into() }, "482913", "sign-up code"),
+        (MailKind::PasswordReset { link: format!("{link}/reset") }, "/reset", "password"),
+        (
+            MailKind::Invitation {
+                org_name: "Acme".into(),
+                link: format!("{link}/invite"),
+                inviter: Some("Ada Lovelace".into()),
+            },
+            "/invite",
+            "Ada Lovelace invited you to join Acme",
+        ),
+        (
+            MailKind::DomainVerificationCode {
+                domain: "acme.example".into(),
+                code: "771204".into(),
+            },
+            "771204",
+            "Verify acme.example",
+        ),
+        (
+            MailKind::JoinRequest {
+                org_name: "Acme".into(),
+                requester: "bob@acme.example".into(),
+                link: format!("{link}/join"),
+            },
+            "/join",
+            "bob@acme.example asks to join Acme",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (kind, _, _) in &cases {
+        ids.push(enqueue(&core, "Grace Hopper <grace@example.com>", kind.clone()).await);
+    }
+    assert!(ids.iter().all(|id| id.starts_with("mail_")), "{ids:?}");
+
+    assert_eq!(core.mail.deliver_due().await.unwrap(), cases.len());
+    let messages = sink.messages();
+    assert_eq!(messages.len(), cases.len(), "{messages:#?}");
+    for ((kind, secret, subject_part), id) in cases.iter().zip(&ids) {
+        let secret =
+            if secret.starts_with('/') { format!("{link}{secret}") } else { secret.to_string() };
+        let m = messages
+            .iter()
+            .find(|m| m.message_id == format!("<{id}@latchkey.test>"))
+            .unwrap_or_else(|| panic!("{} mail {id} not received", kind.name()));
+        assert_eq!(m.from, FROM);
+        assert_eq!(m.to, "Grace Hopper <grace@example.com>");
+        assert!(m.subject.contains("Latchkey"), "{}", m.subject);
+        assert!(m.subject.contains(subject_part), "{}", m.subject);
+        assert_eq!(m.content_type, "multipart/alternative", "{m:?}");
+        let types: Vec<&str> = m.parts.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(types, ["text/plain", "text/html"]);
+        for part in ["text/plain", "text/html"] {
+            let body = m.part(part);
+            assert!(body.contains(&secret), "{} {part} lacks {secret}: {body}", kind.name());
+            assert!(body.contains("Latchkey"), "{} {part}", kind.name());
+        }
+        if secret.starts_with("https://") {
+            let html = m.part("text/html");
+            assert!(html.contains(&format!("href=\"{secret}\"")), "{}: {html}", kind.name());
+        }
+
+        let stored = row(&core, id).await;
+        assert_eq!(stored.status, status::SENT);
+        assert_eq!(stored.attempts, 1);
+        assert!(stored.sent_at.is_some() && stored.claimed_until.is_none());
+        assert!(stored.text_body.is_empty() && stored.html_body.is_empty(), "bodies erased");
+    }
+
+    // Nothing left to send, and nothing is sent twice.
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(sink.messages().len(), cases.len());
+}
+on_both_backends!(every_kind_arrives_as_multipart_text_and_html);
+
+/// Queued bodies are sealed at rest: the code is not readable in the table.
+async fn queued_bodies_are_sealed(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let core = open_core(dir.path(), &db, &[]).await;
+    let id =
+        enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "135790".into() }).await;
+    let stored = row(&core, &id).await;
+    assert_eq!((stored.status.as_str(), stored.attempts), (status::PENDING, 0));
+    assert_eq!(stored.kind, "sign_up_code");
+    assert!(stored.text_body.starts_with("v1.") && stored.html_body.starts_with("v1."));
+    assert!(!format!("{stored:?}").contains("135790"), "{stored:?}");
+}
+on_both_backends!(queued_bodies_are_sealed);
+
+async fn outage_is_retried_with_backoff_and_survives_a_restart(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    // A port where nothing listens (yet).
+    let port = free_listener().local_addr().unwrap().port();
+    let env = [("LATCHKEY_SMTP_URL", format!("smtp://127.0.0.1:{port}"))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let core = open_core(dir.path(), &db, &env).await;
+    let id =
+        enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "246810".into() }).await;
+
+    let before = now_unix();
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    let stored = row(&core, &id).await;
+    assert_eq!(stored.status, status::PENDING);
+    assert_eq!(stored.attempts, 1);
+    assert!(stored.next_attempt_at >= before + 10, "next attempt {stored:?}");
+    assert!(stored.claimed_until.is_none());
+    assert!(stored.last_error.as_deref().is_some_and(|e| !e.is_empty()), "{stored:?}");
+    // Not due yet: another pass does not try again.
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(row(&core, &id).await.attempts, 1);
+
+    // The server comes back, and Latchkey restarts before the retry is due.
+    let sink = SmtpSink::start(Some(port)).await;
+    core.store.clone().close().await;
+    drop(core);
+    let core = open_core(dir.path(), &db, &env).await;
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "retry is not due yet");
+    make_due(&core).await;
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 1);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].part("text/plain").contains("246810"));
+    assert!(messages[0].part("text/html").contains("246810"));
+    let stored = row(&core, &id).await;
+    assert_eq!((stored.status.as_str(), stored.attempts), (status::SENT, 2));
+    assert_eq!(stored.last_error, None);
+
+    // Delivered exactly once.
+    make_due(&core).await;
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(sink.messages().len(), 1);
+}
+on_both_backends!(outage_is_retried_with_backoff_and_survives_a_restart);
+
+/// A mail still undelivered a day after it was queued is marked failed and its body erased.
+async fn undeliverable_mail_is_given_up_after_a_day(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let port = free_listener().local_addr().unwrap().port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &url)]).await;
+    let id =
+        enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "111111".into() }).await;
+    mail_outbox::Entity::update_many()
+        .col_expr(mail_outbox::Column::CreatedAt, Expr::value(now_unix() - 25 * 3600))
+        .filter(mail_outbox::Column::Id.eq(&id))
+        .exec(core.store.db())
+        .await
+        .unwrap();
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    let stored = row(&core, &id).await;
+    assert_eq!(stored.status, status::FAILED);
+    assert!(stored.last_error.is_some() && stored.text_body.is_empty());
+    make_due(&core).await;
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(row(&core, &id).await.attempts, 1, "a failed mail is not tried again");
+}
+on_both_backends!(undeliverable_mail_is_given_up_after_a_day);
+
+/// A crashed sender's claim expires, and the mail is then sent by someone else.
+async fn an_expired_claim_is_taken_over(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let sink = SmtpSink::start(None).await;
+    let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &sink.url())]).await;
+    let id =
+        enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "314159".into() }).await;
+    // As if a node had claimed the row and died mid-send.
+    let claim = |until: i64| {
+        mail_outbox::Entity::update_many()
+            .col_expr(mail_outbox::Column::Status, Expr::value(status::SENDING))
+            .col_expr(mail_outbox::Column::Attempts, Expr::value(1))
+            .col_expr(mail_outbox::Column::ClaimedUntil, Expr::value(until))
+            .filter(mail_outbox::Column::Id.eq(id.clone()))
+    };
+    claim(now_unix() + 300).exec(core.store.db()).await.unwrap();
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "a live claim is respected");
+    claim(now_unix() - 1).exec(core.store.db()).await.unwrap();
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 1);
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(row(&core, &id).await.status, status::SENT);
+}
+on_both_backends!(an_expired_claim_is_taken_over);
+
+async fn two_nodes_never_send_the_same_mail(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let sink = SmtpSink::start(None).await;
+    let env = [("LATCHKEY_SMTP_URL", sink.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let node_a = open_core(dir.path(), &db, &env).await;
+    let node_b = open_core(dir.path(), &db, &env).await;
+    const N: usize = 20;
+    for i in 0..N {
+        let code = format!("{:06}", 100_000 + i);
+        enqueue(&node_a, &format!("user{i}@example.com"), MailKind::SignUpCode { code }).await;
+    }
+    let (a, b) = tokio::join!(node_a.mail.deliver_due(), node_b.mail.deliver_due());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a + b, N, "node a sent {a}, node b sent {b}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), N);
+    let mut ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "a mail was sent twice");
+}
+on_both_backends!(two_nodes_never_send_the_same_mail);
+
+async fn a_rolled_back_enqueue_sends_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let sink = SmtpSink::start(None).await;
+    let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &sink.url())]).await;
+    let txn = core.store.db().begin().await.unwrap();
+    let id = core
+        .mail
+        .enqueue(&txn, "ada@example.com", MailKind::SignUpCode { code: "999999".into() })
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    core.mail.notify();
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert!(mail_outbox::Entity::find_by_id(id).one(core.store.db()).await.unwrap().is_none());
+    assert_eq!(mail_outbox::Entity::find().count(core.store.db()).await.unwrap(), 0);
+    assert!(sink.messages().is_empty());
+}
+on_both_backends!(a_rolled_back_enqueue_sends_nothing);
+
+/// The worker the server spawns delivers as soon as it is notified.
+async fn the_worker_delivers_on_notify(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let sink = SmtpSink::start(None).await;
+    let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &sink.url())]).await;
+    let worker = core.mail.spawn_worker();
+    let link = "https://id.example.com/reset/tok_worker".to_owned();
+    let id =
+        enqueue(&core, "ada@example.com", MailKind::PasswordReset { link: link.clone() }).await;
+    // Well under the 5 s poll interval: notify() is what wakes the worker.
+    let messages = sink.wait_for(1, Duration::from_secs(3)).await;
+    worker.abort();
+    assert_eq!(messages.len(), 1, "the worker did not deliver within 3 s");
+    assert!(messages[0].part("text/plain").contains(&link));
+    assert_eq!(row(&core, &id).await.status, status::SENT);
+}
+on_both_backends!(the_worker_delivers_on_notify);
+
+/// `smtp://…?tls=required` and `smtps://` never fall back to clear text: against a server
+/// without TLS, nothing is delivered and the mail waits for a retry.
+async fn required_tls_never_falls_back_to_plain_text(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let sink = SmtpSink::start(None).await;
+    for url in [
+        format!("smtp://127.0.0.1:{}?tls=required", sink.port),
+        format!("smtps://127.0.0.1:{}", sink.port),
+    ] {
+        let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &url)]).await;
+        let id =
+            enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "000111".into() }).await;
+        assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "{url}");
+        let stored = row(&core, &id).await;
+        assert_eq!(stored.status, status::PENDING, "{url}");
+        assert!(stored.last_error.is_some(), "{url}");
+        assert!(sink.messages().is_empty(), "{url}: delivered without TLS");
+        // Out of the way for the next URL.
+        mail_outbox::Entity::delete_by_id(id).exec(core.store.db()).await.unwrap();
+    }
+}
+on_both_backends!(required_tls_never_falls_back_to_plain_text);
+
+/// Collects what a test's tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+async fn without_smtp_mail_is_written_to_the_data_dir(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let core = open_core(dir.path(), &db, &[]).await;
+    assert!(core.settings.smtp_url.is_none());
+    let id =
+        enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "864209".into() }).await;
+
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let sent = core.mail.deliver_due().with_subscriber(subscriber).await.unwrap();
+    assert_eq!(sent, 1);
+
+    let path = dir.path().join("mail").join(format!("{id}.eml"));
+    assert!(path.is_file(), "{} missing", path.display());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let parsed = parse_mail_files(std::slice::from_ref(&path));
+    assert_eq!(parsed[0].content_type, "multipart/alternative");
+    assert_eq!(parsed[0].to, "ada@example.com");
+    assert_eq!(parsed[0].from, "Latchkey <noreply@localhost>");
+    assert!(parsed[0].part("text/plain").contains("864209"));
+    assert!(parsed[0].part("text/html").contains("864209"));
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let expected = format!("mail written to {} (no LATCHKEY_SMTP_URL configured)", path.display());
+    assert!(logs.contains(&expected), "{logs}");
+    assert!(logs.contains(" INFO "), "{logs}");
+    assert_eq!(row(&core, &id).await.status, status::SENT);
+    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(std::fs::read_dir(dir.path().join("mail")).unwrap().count(), 1);
+}
+on_both_backends!(without_smtp_mail_is_written_to_the_data_dir);
