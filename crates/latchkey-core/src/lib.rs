@@ -4,11 +4,16 @@
 pub mod activity;
 pub mod audit;
 pub mod config;
+pub mod consumer_domains;
 pub mod crypto;
+pub mod domains;
+pub mod enrollment;
 pub mod entity;
 mod error;
 pub mod ids;
+pub mod invitations;
 pub mod keys;
+pub mod mail;
 pub mod model;
 pub mod orgs;
 pub mod passwords;
@@ -24,7 +29,8 @@ pub use config::Settings;
 pub use error::{Error, Result};
 
 use crate::{
-    keys::KeyService, orgs::OrgService, session_tokens::SessionTokenService,
+    domains::DomainService, enrollment::EnrollmentService, invitations::InvitationService,
+    keys::KeyService, mail::MailService, orgs::OrgService, session_tokens::SessionTokenService,
     sessions::SessionService, store::Store, users::UserService,
 };
 
@@ -41,6 +47,10 @@ pub struct Latchkey {
     pub users: UserService,
     pub sessions: SessionService,
     pub orgs: OrgService,
+    pub invitations: InvitationService,
+    pub domains: DomainService,
+    pub enrollment: EnrollmentService,
+    pub mail: MailService,
     pub keys: KeyService,
     pub session_tokens: SessionTokenService,
 }
@@ -70,8 +80,24 @@ impl Latchkey {
         let users = UserService::new(store.clone());
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());
+        let mail = MailService::new(store.clone(), &settings);
+        let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
+        let domains = DomainService::new(store.clone(), mail.clone(), &settings);
+        let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
         let session_tokens =
             SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
-        Ok(Self { settings, store, users, sessions, orgs, keys, session_tokens })
+        Ok(Self {
+            settings,
+            store,
+            users,
+            sessions,
+            orgs,
+            invitations,
+            domains,
+            enrollment,
+            mail,
+            keys,
+            session_tokens,
+        })
     }
 }
