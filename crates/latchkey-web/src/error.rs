@@ -63,6 +63,7 @@ impl From<CoreError> for ApiError {
         match e {
             CoreError::NotFound(_) => Self::NotFound,
             CoreError::Conflict(m) => Self::Conflict(m),
+            CoreError::Forbidden(m) => Self::Forbidden(m),
             CoreError::Invalid { .. } => Self::bad_request(e.to_string()),
             CoreError::Unauthenticated(reason) => {
                 tracing::info!(reason, "rejected session");
