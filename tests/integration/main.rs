@@ -11,4 +11,5 @@ mod cli;
 mod first_start;
 mod http_hygiene;
 mod keys;
+mod orgs;
 mod session_tokens;
