@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_identity_store;
 mod m20261128_000002_mail_outbox;
+mod m20261128_000003_org_domains;
 mod m20261128_000004_auth_flows;
 
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_identity_store::Migration),
             Box::new(m20261128_000002_mail_outbox::Migration),
+            Box::new(m20261128_000003_org_domains::Migration),
             Box::new(m20261128_000004_auth_flows::Migration),
         ]
     }

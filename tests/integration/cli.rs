@@ -53,7 +53,10 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     assert_eq!(shown["user"]["name"], "Grace Hopper");
     assert_eq!(shown["sign_in_lockout"]["failures"], 0);
     assert!(shown["sign_in_lockout"]["locked_until"].is_null());
-    assert_eq!(run_json(dir, &["users", "unlock", "grace@example.com"])["unlocked"], user_id.as_str());
+    assert_eq!(
+        run_json(dir, &["users", "unlock", "grace@example.com"])["unlocked"],
+        user_id.as_str()
+    );
     let missing =
         latchkey(dir, &[]).args(["users", "show", "nobody@example.com"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(3));

@@ -16,7 +16,10 @@ async fn account_flow_in_chromium() {
         dir.join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run ./scripts/test (or `npm ci --prefix tests/e2e`)"
     );
-    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Chromium missing: run ./scripts/test (apt package chromium)");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium missing: run ./scripts/test (apt package chromium)"
+    );
 
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let smtp = SmtpSink::start(None).await;
@@ -40,7 +43,11 @@ async fn account_flow_in_chromium() {
     })
     .await
     .unwrap();
-    let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "browser test failed:\n{report}");
     assert!(report.contains("pass 1") || report.contains("✔"), "{report}");
     node.stop().await;

@@ -13,5 +13,6 @@ mod first_start;
 mod http_hygiene;
 mod keys;
 mod mail;
+mod orgs;
 mod pages;
 mod session_tokens;

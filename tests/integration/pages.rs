@@ -456,8 +456,12 @@ async fn open_redirects_are_refused() {
     assert!(!body.contains("evil.example.com"));
     let (_, body, _) = browser.get("/sign-in?redirect_url=%2F%2Fevil.example.com").await;
     assert!(!body.contains("evil.example.com"));
-    let (_, body, _) = browser.get("/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fdone").await;
-    assert!(body.contains("value=\"https://app.example.com/done\""), "redirect_url is an alias of return_to");
+    let (_, body, _) =
+        browser.get("/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fdone").await;
+    assert!(
+        body.contains("value=\"https://app.example.com/done\""),
+        "redirect_url is an alias of return_to"
+    );
     node.stop().await;
 }
 
@@ -518,12 +522,24 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
     // Weak passwords and passwords made of the address are refused before any mail goes out.
     let csrf = browser.csrf("/sign-up").await;
     for weak in ["short", "password123", "grace.hopper.example"] {
-        let (status, body, _) = browser.post("/sign-up", &[("csrf_token", &csrf), ("email", "grace.hopper@example.com"), ("password", weak)]).await;
+        let (status, body, _) = browser
+            .post(
+                "/sign-up",
+                &[("csrf_token", &csrf), ("email", "grace.hopper@example.com"), ("password", weak)],
+            )
+            .await;
         assert_eq!(status, 400, "{weak}");
         assert!(body.contains("The password"), "{body}");
     }
     let (status, _, location) = browser
-        .post("/sign-up", &[("csrf_token", &csrf), ("email", "Grace.Hopper@example.com"), ("password", "quartz violin ember lantern")])
+        .post(
+            "/sign-up",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "Grace.Hopper@example.com"),
+                ("password", "quartz violin ember lantern"),
+            ],
+        )
         .await;
     assert_eq!(status, 303);
     let verify_path = location.unwrap();
@@ -542,23 +558,36 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
     let csrf = csrf_in(&body);
     let attempt = verify_path.trim_start_matches("/sign-up/verify?attempt=").to_owned();
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let (status, body, _) = browser.post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", wrong)]).await;
+    let (status, body, _) = browser
+        .post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", wrong)])
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("4 attempts left"), "{body}");
-    let (status, _, location) = browser.post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)]).await;
+    let (status, _, location) = browser
+        .post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)])
+        .await;
     assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/account")));
     let user = node.core.users.find_by_email("grace.hopper@example.com").await.unwrap().unwrap();
     assert!(user.email_verified);
     assert_eq!(browser.get("/account").await.0, 200);
     // The code works once.
-    let (status, _, _) = browser.post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)]).await;
+    let (status, _, _) = browser
+        .post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)])
+        .await;
     assert_eq!(status, 404);
 
     // Signing up again with a taken address looks the same but mails nothing and cannot complete.
     let again = Browser::new(&node.base_url);
     let csrf = again.csrf("/sign-up").await;
     let (status, _, location) = again
-        .post("/sign-up", &[("csrf_token", &csrf), ("email", "grace.hopper@example.com"), ("password", "another long passphrase here")])
+        .post(
+            "/sign-up",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "grace.hopper@example.com"),
+                ("password", "another long passphrase here"),
+            ],
+        )
         .await;
     assert_eq!(status, 303);
     assert!(location.unwrap().starts_with("/sign-up/verify?attempt="));
@@ -569,22 +598,54 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
     // Five wrong codes void an attempt; so does the clock.
     let third = Browser::new(&node.base_url);
     let csrf = third.csrf("/sign-up").await;
-    let (_, _, location) = third.post("/sign-up", &[("csrf_token", &csrf), ("email", "alan@example.com"), ("password", "quartz violin ember lantern")]).await;
+    let (_, _, location) = third
+        .post(
+            "/sign-up",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "alan@example.com"),
+                ("password", "quartz violin ember lantern"),
+            ],
+        )
+        .await;
     let attempt = location.unwrap().trim_start_matches("/sign-up/verify?attempt=").to_owned();
     let mails = smtp.wait_for(2, Duration::from_secs(15)).await;
     let code = code_in(mails.iter().find(|m| m.to.contains("alan@")).unwrap().part("text/plain"));
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        assert_eq!(third.post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", wrong)]).await.0, 400);
+        assert_eq!(
+            third
+                .post(
+                    "/sign-up/verify",
+                    &[("csrf_token", &csrf), ("attempt", &attempt), ("code", wrong)]
+                )
+                .await
+                .0,
+            400
+        );
     }
-    let (status, body, _) = third.post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)]).await;
+    let (status, body, _) = third
+        .post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)])
+        .await;
     assert!(status == 400 || status == 404, "{status}");
-    assert!(body.contains("expired") || body.contains("start again") || body.contains("Start again"), "{body}");
+    assert!(
+        body.contains("expired") || body.contains("start again") || body.contains("Start again"),
+        "{body}"
+    );
     assert!(node.core.users.find_by_email("alan@example.com").await.unwrap().is_none());
 
     let fourth = Browser::new(&node.base_url);
     let csrf = fourth.csrf("/sign-up").await;
-    let (_, _, location) = fourth.post("/sign-up", &[("csrf_token", &csrf), ("email", "edsger@example.com"), ("password", "quartz violin ember lantern")]).await;
+    let (_, _, location) = fourth
+        .post(
+            "/sign-up",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "edsger@example.com"),
+                ("password", "quartz violin ember lantern"),
+            ],
+        )
+        .await;
     let attempt = location.unwrap().trim_start_matches("/sign-up/verify?attempt=").to_owned();
     let mails = smtp.wait_for(3, Duration::from_secs(15)).await;
     let code = code_in(mails.iter().find(|m| m.to.contains("edsger@")).unwrap().part("text/plain"));
@@ -592,13 +653,18 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
         use latchkey_core::entity::sign_up_attempt;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
         sign_up_attempt::Entity::update_many()
-            .col_expr(sign_up_attempt::Column::ExpiresAt, Expr::value(latchkey_core::now_unix() - 1))
+            .col_expr(
+                sign_up_attempt::Column::ExpiresAt,
+                Expr::value(latchkey_core::now_unix() - 1),
+            )
             .filter(sign_up_attempt::Column::Id.eq(attempt.as_str()))
             .exec(node.core.store.db())
             .await
             .unwrap();
     }
-    let (status, _, _) = fourth.post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)]).await;
+    let (status, _, _) = fourth
+        .post("/sign-up/verify", &[("csrf_token", &csrf), ("attempt", &attempt), ("code", &code)])
+        .await;
     assert!(status == 400 || status == 404, "{status}");
     assert!(node.core.users.find_by_email("edsger@example.com").await.unwrap().is_none());
     node.stop().await;
@@ -616,9 +682,13 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
 
     // Unknown addresses get the same answer and no mail.
     let csrf = browser.csrf("/password/forgot").await;
-    let (status, unknown, _) = browser.post("/password/forgot", &[("csrf_token", &csrf), ("email", "nobody@example.com")]).await;
+    let (status, unknown, _) = browser
+        .post("/password/forgot", &[("csrf_token", &csrf), ("email", "nobody@example.com")])
+        .await;
     assert_eq!(status, 200);
-    let (status, known, _) = browser.post("/password/forgot", &[("csrf_token", &csrf), ("email", "ada@example.com")]).await;
+    let (status, known, _) = browser
+        .post("/password/forgot", &[("csrf_token", &csrf), ("email", "ada@example.com")])
+        .await;
     assert_eq!(status, 200);
     assert_eq!(known, unknown);
     let mails = smtp.wait_for(1, Duration::from_secs(15)).await;
@@ -626,7 +696,10 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
     assert!(mails[0].to.contains("ada@example.com"));
     let text = mails[0].part("text/plain");
     let start = text.find("/password/reset?token=").expect("reset link in mail");
-    let token: String = text[start + "/password/reset?token=".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    let token: String = text[start + "/password/reset?token=".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
     assert_eq!(token.len(), 43);
     assert!(mails[0].part("text/html").contains(&token));
 
@@ -634,30 +707,62 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
     let (status, body, _) = browser.get(&reset_path).await;
     assert_eq!(status, 200);
     let csrf = csrf_in(&body);
-    let (status, body, _) = browser.post("/password/reset", &[("csrf_token", &csrf), ("token", &token), ("password", "password1")]).await;
+    let (status, body, _) = browser
+        .post(
+            "/password/reset",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "password1")],
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("too easy to guess"), "{body}");
-    let (status, _, location) = browser.post("/password/reset", &[("csrf_token", &csrf), ("token", &token), ("password", "new quartz violin ember")]).await;
+    let (status, _, location) = browser
+        .post(
+            "/password/reset",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "new quartz violin ember")],
+        )
+        .await;
     assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/sign-in?reset=1")));
     // Every session ended; the new password works, the old one does not.
     assert_eq!(node.token_request(&old_secret).await.status(), 401);
-    assert_eq!(Browser::new(&node.base_url).sign_in("ada@example.com", "correct horse battery", "").await.0, 401);
-    assert_eq!(Browser::new(&node.base_url).sign_in("ada@example.com", "new quartz violin ember", "").await.0, 303);
+    assert_eq!(
+        Browser::new(&node.base_url)
+            .sign_in("ada@example.com", "correct horse battery", "")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        Browser::new(&node.base_url)
+            .sign_in("ada@example.com", "new quartz violin ember", "")
+            .await
+            .0,
+        303
+    );
 
     // Single use.
     let (status, body, _) = browser.get(&reset_path).await;
     assert_eq!(status, 400);
     assert!(body.contains("invalid, has been used, or has expired"));
-    let (status, _, _) = browser.post("/password/reset", &[("csrf_token", &csrf), ("token", &token), ("password", "yet another quartz violin")]).await;
+    let (status, _, _) = browser
+        .post(
+            "/password/reset",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "yet another quartz violin")],
+        )
+        .await;
     assert_eq!(status, 400);
 
     // Expiry.
-    let (status, _, _) = browser.post("/password/forgot", &[("csrf_token", &csrf), ("email", "ada@example.com")]).await;
+    let (status, _, _) = browser
+        .post("/password/forgot", &[("csrf_token", &csrf), ("email", "ada@example.com")])
+        .await;
     assert_eq!(status, 200);
     let mails = smtp.wait_for(2, Duration::from_secs(15)).await;
     let text = mails[1].part("text/plain");
     let start = text.find("/password/reset?token=").unwrap() + "/password/reset?token=".len();
-    let token2: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    let token2: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
     {
         use latchkey_core::entity::password_reset;
         use sea_orm::{EntityTrait, sea_query::Expr};
@@ -669,9 +774,20 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
     }
     let (status, _, _) = browser.get(&format!("/password/reset?token={token2}")).await;
     assert_eq!(status, 400);
-    let (status, _, _) = browser.post("/password/reset", &[("csrf_token", &csrf), ("token", &token2), ("password", "yet another quartz violin")]).await;
+    let (status, _, _) = browser
+        .post(
+            "/password/reset",
+            &[("csrf_token", &csrf), ("token", &token2), ("password", "yet another quartz violin")],
+        )
+        .await;
     assert_eq!(status, 400);
-    assert_eq!(Browser::new(&node.base_url).sign_in("ada@example.com", "new quartz violin ember", "").await.0, 303);
+    assert_eq!(
+        Browser::new(&node.base_url)
+            .sign_in("ada@example.com", "new quartz violin ember", "")
+            .await
+            .0,
+        303
+    );
 
     let events = latchkey_core::audit::recent(node.core.store.db(), 200).await.unwrap();
     assert!(events.iter().any(|e| e.action == "password.reset"));

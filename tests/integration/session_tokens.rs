@@ -124,7 +124,10 @@ async fn active_organisation_appears_in_the_token(backend: Backend) {
     assert_eq!(claims["org_role"], "admin");
     assert_eq!(claims["org_slug"], "acme");
 
-    // A role change made elsewhere shows in the next token.
+    // A role change made elsewhere shows in the next token. (Another admin first: the last
+    // admin cannot be demoted.)
+    let bob = node.user("bob@example.com").await;
+    node.core.orgs.set_membership(&acme.id, &bob.id, "admin", &Actor::cli()).await.unwrap();
     let other = node.second_core().await;
     other.orgs.set_membership(&acme.id, &ada.id, "member", &Actor::cli()).await.unwrap();
     let claims = verify(&node.token(&secret).await, &node.jwks().await, &node.base_url).unwrap();

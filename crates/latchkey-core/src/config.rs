@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -66,6 +66,27 @@ pub enum MasterKeySource {
     File { path: PathBuf, generate: bool },
 }
 
+/// Where DNS lookups (domain verification TXT records) go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsResolver {
+    /// The nameservers in /etc/resolv.conf.
+    System,
+    /// These nameservers, over UDP with TCP fallback (tests point this at a local server).
+    Servers(Vec<SocketAddr>),
+}
+
+impl fmt::Display for DnsResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("system"),
+            Self::Servers(servers) => {
+                let shown: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                f.write_str(&shown.join(","))
+            }
+        }
+    }
+}
+
 /// The effective configuration. Built only through [`Settings::load`], so every instance is valid.
 #[derive(Clone)]
 pub struct Settings {
@@ -94,6 +115,7 @@ pub struct Settings {
     /// Leeway for clocks that disagree; retired keys stay published this much longer too.
     pub clock_skew: Duration,
     pub max_body_bytes: usize,
+    pub dns_resolver: DnsResolver,
     /// Problems worth a warning that do not stop start-up; logged once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -160,6 +182,7 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_ALLOWED_ORIGINS", false),
     ("LATCHKEY_CLOCK_SKEW", false),
     ("LATCHKEY_MAX_BODY_BYTES", false),
+    ("LATCHKEY_DNS_RESOLVER", false),
 ];
 
 fn toml_key(setting: &str) -> String {
@@ -472,6 +495,14 @@ impl Settings {
             |v| v.parse::<usize>().ok().filter(|n| (1024..=16 << 20).contains(n)),
         )?;
 
+        let dns_resolver = parse(
+            raw,
+            "LATCHKEY_DNS_RESOLVER",
+            "system",
+            "`system` or a comma-separated list of nameservers such as 192.0.2.53:53,[2001:db8::53]:53",
+            parse_dns_resolver,
+        )?;
+
         Ok(Self {
             listen,
             public_url,
@@ -491,6 +522,7 @@ impl Settings {
             allowed_origins,
             clock_skew,
             max_body_bytes,
+            dns_resolver,
             warnings: Vec::new(),
         })
     }
@@ -568,6 +600,7 @@ impl Settings {
             json!(humantime::format_duration(self.clock_skew).to_string()),
         );
         m.insert("LATCHKEY_MAX_BODY_BYTES", json!(self.max_body_bytes));
+        m.insert("LATCHKEY_DNS_RESOLVER", json!(self.dns_resolver.to_string()));
         m
     }
 }
@@ -642,6 +675,25 @@ fn duration(
     parse(raw, setting, default, &expected, |v| {
         humantime::parse_duration(v).ok().filter(|d| *d >= min && *d <= max)
     })
+}
+
+/// `system`, or nameservers as `ip:port` (a bare IP means port 53).
+fn parse_dns_resolver(v: &str) -> Option<DnsResolver> {
+    if v.eq_ignore_ascii_case("system") {
+        return Some(DnsResolver::System);
+    }
+    let servers = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!servers.is_empty() && servers.iter().all(|s| s.port() != 0))
+        .then_some(DnsResolver::Servers(servers))
 }
 
 /// `scheme://host[:port]` of an http(s) URL, lower-cased, default ports dropped.
@@ -756,6 +808,8 @@ mod tests {
             ("LATCHKEY_ALLOWED_ORIGINS", "ftp://x"),
             ("LATCHKEY_ALLOWED_ORIGINS", "https://app.example.com/path"),
             ("LATCHKEY_MAX_BODY_BYTES", "12"),
+            ("LATCHKEY_DNS_RESOLVER", "dns.google"),
+            ("LATCHKEY_DNS_RESOLVER", "127.0.0.1:53,nope"),
         ] {
             let err =
                 load(&[(name, value)]).err().unwrap_or_else(|| panic!("{name}={value} accepted"));
@@ -812,6 +866,27 @@ mod tests {
         let err = load(&[("LATCHKEY_SMTP_URL", "smtp://u:hunter2@mail.example.com")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn dns_resolver_is_system_or_a_list_of_nameservers() {
+        assert_eq!(load(&[]).unwrap().dns_resolver, DnsResolver::System);
+        let s = load(&[("LATCHKEY_DNS_RESOLVER", "127.0.0.1:5353, [::1]:53 ,192.0.2.1")]).unwrap();
+        assert_eq!(
+            s.dns_resolver,
+            DnsResolver::Servers(vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap(),
+                "192.0.2.1:53".parse().unwrap(),
+            ])
+        );
+        assert_eq!(s.redacted()["LATCHKEY_DNS_RESOLVER"], "127.0.0.1:5353,[::1]:53,192.0.2.1:53");
+        assert_eq!(
+            load(&[("LATCHKEY_DNS_RESOLVER", "SYSTEM")]).unwrap().redacted()["LATCHKEY_DNS_RESOLVER"],
+            "system"
+        );
+        assert!(load(&[("LATCHKEY_DNS_RESOLVER", "127.0.0.1:0")]).is_err());
+        assert!(load(&[("LATCHKEY_DNS_RESOLVER", ",")]).is_err());
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller is known but may not do this (e.g. a member calling an admin-only action).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("invalid {field}: {message}")]
     Invalid { field: &'static str, message: String },
     /// The caller is not (or no longer) authenticated; the reason is logged, not shown.

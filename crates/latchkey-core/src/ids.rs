@@ -9,6 +9,9 @@ pub const MEMBERSHIP: &str = "mem";
 pub const AUDIT_EVENT: &str = "evt";
 pub const SIGNING_KEY: &str = "key";
 pub const MAIL: &str = "mail";
+pub const INVITATION: &str = "inv";
+pub const ORG_DOMAIN: &str = "dom";
+pub const JOIN_REQUEST: &str = "jrq";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

@@ -8,7 +8,6 @@ use josekit::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +143,7 @@ impl KeyService {
             return Ok(info(m, now_unix()));
         }
         let model = self.new_key_model(alg, now_unix())?;
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         // Another process may have created one meanwhile; the re-check inside the transaction
         // keeps one active key per algorithm.
         let existing = signing_key::Entity::find()
@@ -181,7 +180,7 @@ impl KeyService {
         let now = now_unix();
         let model = self.new_key_model(alg, now)?;
         let retention = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let previous = signing_key::Entity::find()
             .filter(signing_key::Column::Alg.eq(alg.as_str()))
             .filter(signing_key::Column::Status.eq(ACTIVE))

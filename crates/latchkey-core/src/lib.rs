@@ -5,10 +5,14 @@ pub mod activity;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod consumer_domains;
 pub mod crypto;
+pub mod domains;
+pub mod enrollment;
 pub mod entity;
 mod error;
 pub mod ids;
+pub mod invitations;
 pub mod keys;
 pub mod mail;
 pub mod model;
@@ -26,7 +30,8 @@ pub use config::Settings;
 pub use error::{Error, Result};
 
 use crate::{
-    auth::AuthService, keys::KeyService, mail::MailService, orgs::OrgService,
+    auth::AuthService, domains::DomainService, enrollment::EnrollmentService,
+    invitations::InvitationService, keys::KeyService, mail::MailService, orgs::OrgService,
     session_tokens::SessionTokenService, sessions::SessionService, store::Store,
     users::UserService,
 };
@@ -46,6 +51,9 @@ pub struct Latchkey {
     pub users: UserService,
     pub sessions: SessionService,
     pub orgs: OrgService,
+    pub invitations: InvitationService,
+    pub domains: DomainService,
+    pub enrollment: EnrollmentService,
     pub keys: KeyService,
     pub session_tokens: SessionTokenService,
 }
@@ -77,6 +85,9 @@ impl Latchkey {
         let mail = MailService::new(store.clone(), &settings)?;
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());
+        let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
+        let domains = DomainService::new(store.clone(), mail.clone(), &settings);
+        let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
         let session_tokens =
             SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
         let auth = AuthService::new(
@@ -85,8 +96,22 @@ impl Latchkey {
             sessions.clone(),
             passwords,
             mail.clone(),
+            enrollment.clone(),
             &settings,
         );
-        Ok(Self { settings, store, auth, mail, users, sessions, orgs, keys, session_tokens })
+        Ok(Self {
+            settings,
+            store,
+            auth,
+            mail,
+            users,
+            sessions,
+            orgs,
+            invitations,
+            domains,
+            enrollment,
+            keys,
+            session_tokens,
+        })
     }
 }

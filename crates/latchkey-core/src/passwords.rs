@@ -101,7 +101,9 @@ pub fn check_strength(password: &str, email: &str, min_score: u8) -> Result<()> 
         inputs.extend(domain.split('.'));
         inputs.extend(local.split(['.', '_', '-', '+']));
     }
-    let squash = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let squash = |s: &str| {
+        s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>()
+    };
     if let Some((local, _)) = email.split_once('@') {
         let local = squash(local);
         if local.chars().count() >= 4 && squash(password).contains(&local) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::json;
 
@@ -68,7 +68,7 @@ impl SessionService {
         actor: &Actor,
     ) -> Result<(Session, String)> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let u = user::Entity::find_by_id(user_id.to_owned())
             .one(&txn)
             .await?
@@ -162,7 +162,7 @@ impl SessionService {
     /// Returns false when it was not active.
     pub async fn revoke(&self, id: &str, reason: &str, actor: &Actor) -> Result<bool> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         if session::Entity::find_by_id(id.to_owned()).one(&txn).await?.is_none() {
             return Err(Error::NotFound(format!("session {id}")));
         }
@@ -192,7 +192,7 @@ impl SessionService {
         actor: &Actor,
     ) -> Result<u64> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let n = crate::users::revoke_user_sessions(&txn, user_id, reason, now).await?;
         audit::record(
             &txn,
@@ -210,7 +210,7 @@ impl SessionService {
     /// Revokes every active session of a user except `keep` ("sign out everywhere else").
     pub async fn revoke_others(&self, user_id: &str, keep: &str, actor: &Actor) -> Result<u64> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let res = session::Entity::update_many()
             .col_expr(session::Column::Status, Expr::value("revoked"))
             .col_expr(session::Column::EndReason, Expr::value("signed_out_elsewhere"))
@@ -236,7 +236,7 @@ impl SessionService {
     /// Ends a session by its owner's choice (sign-out).
     pub async fn end(&self, id: &str, actor: &Actor) -> Result<bool> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let res = session::Entity::update_many()
             .col_expr(session::Column::Status, Expr::value("ended"))
             .col_expr(session::Column::EndReason, Expr::value("sign_out"))
@@ -260,7 +260,7 @@ impl SessionService {
         org_id: Option<&str>,
         actor: &Actor,
     ) -> Result<()> {
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let s = session::Entity::find_by_id(session_id.to_owned())
             .one(&txn)
             .await?
@@ -319,7 +319,7 @@ impl SessionService {
         if touches.is_empty() {
             return Ok(());
         }
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         for (id, at) in touches {
             session::Entity::update_many()
                 .col_expr(session::Column::LastActiveAt, Expr::value(*at))

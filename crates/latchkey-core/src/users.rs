@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde_json::json;
 
@@ -77,7 +77,7 @@ impl UserService {
         let email = normalize_email(&new.email)?;
         let now = now_unix();
         let id = ids::new_id(ids::USER);
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let taken = user_email::Entity::find()
             .filter(user_email::Column::Email.eq(&email))
             .count(&txn)
@@ -179,7 +179,7 @@ impl UserService {
         if name.as_ref().is_some_and(|n| n.chars().count() > 256) {
             return Err(Error::invalid("name", "must be at most 256 characters"));
         }
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let existing = user::Entity::find_by_id(user_id.to_owned())
             .one(&txn)
             .await?
@@ -270,7 +270,7 @@ impl UserService {
         actor: &Actor,
     ) -> Result<User> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let existing = user::Entity::find_by_id(id.to_owned())
             .one(&txn)
             .await?

@@ -66,6 +66,7 @@ impl From<CoreError> for ApiError {
         match e {
             CoreError::NotFound(_) => Self::NotFound,
             CoreError::Conflict(m) => Self::Conflict(m),
+            CoreError::Forbidden(m) => Self::Forbidden(m),
             CoreError::Invalid { .. } => Self::bad_request(e.to_string()),
             CoreError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             CoreError::Unauthenticated(reason) => {

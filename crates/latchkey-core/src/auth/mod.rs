@@ -5,7 +5,7 @@ mod reset;
 mod sign_up;
 mod throttle;
 
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::EntityTrait;
 use serde::Serialize;
 use serde_json::json;
 
@@ -16,6 +16,7 @@ use crate::{
     Error, Result, Settings,
     audit::{self, Actor},
     config::AuthPolicy,
+    enrollment::EnrollmentService,
     entity::password_credential,
     mail::MailService,
     model::{Session, User, UserStatus},
@@ -76,6 +77,7 @@ pub struct AuthService {
     sessions: SessionService,
     passwords: Passwords,
     mail: MailService,
+    enrollment: EnrollmentService,
     policy: AuthPolicy,
     public_url: String,
 }
@@ -87,6 +89,7 @@ impl AuthService {
         sessions: SessionService,
         passwords: Passwords,
         mail: MailService,
+        enrollment: EnrollmentService,
         settings: &Settings,
     ) -> Self {
         Self {
@@ -95,6 +98,7 @@ impl AuthService {
             sessions,
             passwords,
             mail,
+            enrollment,
             policy: settings.auth,
             public_url: settings.public_url.clone(),
         }
@@ -202,7 +206,7 @@ impl AuthService {
     /// Clears an account's failed sign-in counter and lockout.
     pub async fn unlock(&self, email: &str, actor: &Actor) -> Result<()> {
         let email = normalize_email(email)?;
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         throttle::record_success(&txn, &throttle::Keys::new(&email, None)).await?;
         audit::record(&txn, actor, "user.unlocked", None, json!({ "email": email })).await?;
         txn.commit().await?;
@@ -237,7 +241,7 @@ impl AuthService {
         }
         crate::passwords::check_strength(new, &user.primary_email, self.policy.password_min_score)?;
         let hash = self.passwords.hash(new.to_owned()).await?;
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         self.users.set_password_hash(&txn, user_id, hash).await?;
         audit::record(
             &txn,

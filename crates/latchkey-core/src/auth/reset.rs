@@ -1,8 +1,7 @@
 //! Password reset by emailed link: single use, 30 minutes, signs out every session.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
 };
 use serde_json::json;
 
@@ -34,7 +33,7 @@ impl AuthService {
         };
         let token = crypto::random_secret();
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         password_reset::ActiveModel {
             id: Set(ids::new_id("pwr")),
             user_id: Set(user.id.clone()),
@@ -94,7 +93,7 @@ impl AuthService {
         )?;
         let hash = self.passwords.hash(new_password.to_owned()).await?;
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let used = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(now))
             .filter(password_reset::Column::Id.eq(reset.id.as_str()))

@@ -1,8 +1,7 @@
 //! Sign-up with an emailed 6-digit code: the account exists only once the code is entered.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -46,7 +45,7 @@ impl AuthService {
         let id = ids::new_id("sua");
         let code = random_digits(6);
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         sign_up_attempt::ActiveModel {
             id: Set(id.clone()),
             email: Set(email.clone()),
@@ -98,7 +97,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<SignedIn> {
         let now = now_unix();
-        let txn = self.store.db().begin().await?;
+        let txn = self.store.begin_write().await?;
         let row = sign_up_attempt::Entity::find_by_id(id.to_owned()).one(&txn).await?;
         let Some(row) = row.filter(|r| r.completed_at.is_none()) else {
             return Err(Error::invalid("code", "this sign-up is no longer valid; start again"));
@@ -157,6 +156,11 @@ impl AuthService {
                 &actor,
             )
             .await?;
+        // Organisations that enrolled this email domain offer an invitation or a join
+        // suggestion; a failure there must not undo a finished sign-up.
+        if let Err(e) = self.enrollment.on_sign_up(&user).await {
+            tracing::error!(error = %e, user_id = %user.id, "domain enrollment after sign-up failed");
+        }
         let actor = client.actor_for(Some(&user.id));
         let (session, secret) =
             self.sessions.create(&user.id, client.session_origin("password"), &actor).await?;

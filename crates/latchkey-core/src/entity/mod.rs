@@ -4,6 +4,9 @@
 pub mod audit_event;
 pub mod mail_outbox;
 pub mod membership;
+pub mod org_domain;
+pub mod org_invitation;
+pub mod org_join_request;
 pub mod organisation;
 pub mod password_credential;
 pub mod password_reset;

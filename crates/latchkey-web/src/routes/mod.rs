@@ -1,6 +1,7 @@
 mod health;
 mod jwks;
 mod metrics;
+mod orgs;
 mod session_token;
 
 use actix_web::web;
@@ -14,5 +15,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/session/token")
                 .route(web::post().to(session_token::mint))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
-        );
+        )
+        .configure(orgs::configure);
 }
