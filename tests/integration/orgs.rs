@@ -58,7 +58,12 @@ async fn new_user(node: &TestServer, email: &str, verified: bool) -> User {
     node.core
         .users
         .create(
-            NewUser { email: email.into(), email_verified: verified, ..Default::default() },
+            NewUser {
+                email: email.into(),
+                email_verified: verified,
+                password: Some("correct horse battery".into()),
+                ..Default::default()
+            },
             &Actor::cli(),
         )
         .await
@@ -756,3 +761,207 @@ async fn domains_are_verified_by_an_emailed_code(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(domains_are_verified_by_an_emailed_code);
+
+/// The hosted pages around organisations: an emailed invitation link followed through sign-in,
+/// switching the active organisation, domain enrollment after sign-up, and join requests.
+async fn organisation_pages(backend: Backend) {
+    use crate::pages::Browser;
+
+    let Some(db) = TestDb::new(backend).await else { return };
+    let smtp = crate::support::SmtpSink::start(None).await;
+    let dir = data_dir();
+    let port = free_dns_port();
+    let resolver = format!("127.0.0.1:{port}");
+    let node = TestServer::start(
+        dir.path(),
+        &db,
+        &[("LATCHKEY_DNS_RESOLVER", &resolver), ("LATCHKEY_SMTP_URL", &smtp.url())],
+    )
+    .await;
+    let (_, alice_api, _) = signed_in(&node, "alice@acme.test").await;
+    let org_id = create_org(&alice_api, "Acme", "acme").await;
+    let domains = format!("/v1/organizations/{org_id}/domains");
+    let mut records = Vec::new();
+    for (name, mode) in
+        [("invite.test", "automatic_invitation"), ("suggest.test", "automatic_suggestion")]
+    {
+        let d = add_domain(&alice_api, &org_id, name).await;
+        records.push((
+            format!("_latchkey-challenge.{name}"),
+            d["txt_record_value"].as_str().unwrap().to_owned(),
+            d["id"].as_str().unwrap().to_owned(),
+            mode,
+        ));
+    }
+    let served: Vec<(&str, &str)> =
+        records.iter().map(|(n, t, _, _)| (n.as_str(), t.as_str())).collect();
+    let dns = DnsServer::start(port, &served);
+    for (_, _, id, mode) in &records {
+        assert_eq!(alice_api.post(&format!("{domains}/{id}/verify-dns"), json!({})).await.0, 200);
+        assert_eq!(
+            alice_api.patch(&format!("{domains}/{id}"), json!({ "enrollment_mode": mode })).await.0,
+            200
+        );
+    }
+    drop(dns);
+
+    // Bob follows an emailed invitation link: sign-in first, then back to the invitation.
+    new_user(&node, "bob@acme.test", true).await;
+    let (status, inv) = alice_api
+        .post(
+            &format!("/v1/organizations/{org_id}/invitations"),
+            json!({ "email": "bob@acme.test" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let accept_path =
+        inv["accept_url"].as_str().unwrap().trim_start_matches(&node.base_url).to_owned();
+    let bob = Browser::new(&node.base_url);
+    let (status, _, location) = bob.get(&accept_path).await;
+    assert_eq!(status, 303);
+    assert!(location.unwrap().starts_with("/sign-in?return_to=%2Finvitations%2Faccept%3Ftoken%3D"));
+    let (status, _, location) =
+        bob.sign_in("bob@acme.test", "correct horse battery", &accept_path).await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some(accept_path.as_str())));
+    let (status, body, _) = bob.get(&accept_path).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Join Acme"), "{body}");
+    let csrf = crate::pages::csrf_in(&body);
+    let token = token_of(&accept_path);
+    let (status, _, location) =
+        bob.post("/invitations/accept", &[("csrf_token", &csrf), ("token", &token)]).await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/account?notice=joined")));
+    let (_, body, _) = bob.get("/account?notice=joined").await;
+    assert!(
+        body.contains("You have joined the organisation.")
+            && body.contains("Acme")
+            && body.contains("Switch to Acme"),
+        "{body}"
+    );
+    // The link works once, and a member cannot see the admins' page.
+    assert_eq!(bob.get(&accept_path).await.0, 404);
+    assert_eq!(bob.get(&format!("/organizations/{org_id}/join-requests")).await.0, 404);
+
+    // Switching organisation changes the session token's claims.
+    let (status, _, _) =
+        bob.post("/account/organization", &[("csrf_token", &csrf), ("org_id", &org_id)]).await;
+    assert_eq!(status, 303);
+    let res = bob
+        .client
+        .post(node.url("/v1/session/token"))
+        .header("X-Latchkey-CSRF", "1")
+        .send()
+        .await
+        .unwrap();
+    let jwt = res.json::<Value>().await.unwrap()["jwt"].as_str().unwrap().to_owned();
+    let claims = crate::support::verify(&jwt, &node.jwks().await, &node.base_url).unwrap();
+    assert_eq!(
+        (claims["org_id"].as_str(), claims["org_role"].as_str(), claims["org_slug"].as_str()),
+        (Some(org_id.as_str()), Some("member"), Some("acme"))
+    );
+    let (_, body, _) = bob.get("/account").await;
+    assert!(body.contains("Use your personal account"));
+    assert_eq!(
+        bob.post("/account/organization", &[("csrf_token", &csrf), ("org_id", "")]).await.0,
+        303
+    );
+    let res = bob
+        .client
+        .post(node.url("/v1/session/token"))
+        .header("X-Latchkey-CSRF", "1")
+        .send()
+        .await
+        .unwrap();
+    let jwt = res.json::<Value>().await.unwrap()["jwt"].as_str().unwrap().to_owned();
+    assert!(
+        crate::support::verify(&jwt, &node.jwks().await, &node.base_url)
+            .unwrap()
+            .get("org_id")
+            .is_none()
+    );
+    // Not a member: refused.
+    let (other_api, _) = session_of(&node, &new_user(&node, "zed@other.test", true).await).await;
+    let other_org = create_org(&other_api, "Other", "other").await;
+    assert_eq!(
+        bob.post("/account/organization", &[("csrf_token", &csrf), ("org_id", &other_org)]).await.0,
+        404
+    );
+
+    // Eve signs up on an automatic-invitation domain: the invitation waits on her account page.
+    let eve = Browser::new(&node.base_url);
+    let csrf_eve = eve.csrf("/sign-up").await;
+    let (_, _, location) = eve
+        .post(
+            "/sign-up",
+            &[
+                ("csrf_token", &csrf_eve),
+                ("email", "eve@invite.test"),
+                ("password", "quartz violin ember lantern"),
+            ],
+        )
+        .await;
+    let attempt = location.unwrap().trim_start_matches("/sign-up/verify?attempt=").to_owned();
+    let mails = smtp.wait_for(2, std::time::Duration::from_secs(15)).await;
+    let text = mails
+        .iter()
+        .find(|m| m.to.contains("eve@invite.test"))
+        .unwrap()
+        .part("text/plain")
+        .to_owned();
+    let code = text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_owned();
+    assert_eq!(
+        eve.post(
+            "/sign-up/verify",
+            &[("csrf_token", &csrf_eve), ("attempt", &attempt), ("code", &code)]
+        )
+        .await
+        .0,
+        303
+    );
+    let (_, body, _) = eve.get("/account").await;
+    assert!(body.contains("Invitation to join <strong>Acme</strong>"), "{body}");
+    let marker = "/account/invitations/";
+    let start = body.find(marker).unwrap() + marker.len();
+    let invitation_id: String = body[start..].chars().take_while(|c| *c != '/').collect();
+    let (status, _, location) = eve
+        .post(&format!("/account/invitations/{invitation_id}/accept"), &[("csrf_token", &csrf_eve)])
+        .await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/account?notice=joined")));
+
+    // Dave's domain suggests Acme: he asks to join and Alice approves on her page.
+    let dave_user = new_user(&node, "dave@suggest.test", true).await;
+    node.core.enrollment.on_sign_up(&dave_user).await.unwrap();
+    let dave = Browser::new(&node.base_url);
+    assert_eq!(dave.sign_in("dave@suggest.test", "correct horse battery", "").await.0, 303);
+    let (_, body, _) = dave.get("/account").await;
+    assert!(body.contains("uses your email domain") && body.contains("Request to join"), "{body}");
+    let csrf_dave = crate::pages::csrf_in(&body);
+    let (status, _, location) = dave
+        .post(&format!("/account/organizations/{org_id}/join"), &[("csrf_token", &csrf_dave)])
+        .await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/account?notice=requested")));
+    assert!(dave.get("/account").await.1.contains("Requested"));
+
+    let alice = Browser::new(&node.base_url);
+    assert_eq!(alice.sign_in("alice@acme.test", "correct horse battery", "").await.0, 303);
+    let (status, body, _) = alice.get(&format!("/organizations/{org_id}/join-requests")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("dave@suggest.test"), "{body}");
+    let csrf_alice = crate::pages::csrf_in(&body);
+    let marker = "/join-requests/";
+    let start = body.find(&format!("{marker}jrq_")).unwrap() + marker.len();
+    let request_id: String = body[start..].chars().take_while(|c| *c != '/').collect();
+    let (status, _, location) = alice
+        .post(
+            &format!("/organizations/{org_id}/join-requests/{request_id}/approve"),
+            &[("csrf_token", &csrf_alice)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(location.unwrap(), format!("/organizations/{org_id}/join-requests?notice=approved"));
+    let roles = node.core.orgs.memberships_of_user(&dave_user.id).await.unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].role, "member");
+    node.stop().await;
+}
+on_both_backends!(organisation_pages);

@@ -240,6 +240,29 @@ impl InvitationService {
         Ok(Invitation::from_model(m, now))
     }
 
+    /// The invitation behind an accept-link token with its organisation, for showing the link's
+    /// page before the user accepts. Used, expired and revoked invitations read as not found.
+    pub async fn peek(&self, token: &str) -> Result<(Invitation, crate::model::Organisation)> {
+        let not_found = || Error::NotFound("invitation".into());
+        if !plausible_token(token) {
+            return Err(not_found());
+        }
+        let m = org_invitation::Entity::find()
+            .filter(org_invitation::Column::TokenHash.eq(crypto::hash_secret_hex(token)))
+            .one(self.store.db())
+            .await?
+            .ok_or_else(not_found)?;
+        let invitation = Invitation::from_model(m, now_unix());
+        if invitation.status != InvitationStatus::Pending {
+            return Err(not_found());
+        }
+        let org = crate::entity::organisation::Entity::find_by_id(invitation.org_id.clone())
+            .one(self.store.db())
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((invitation, org.into()))
+    }
+
     /// Accepts the invitation behind an accept-link token for `user_id`.
     pub async fn accept(&self, token: &str, user_id: &str, actor: &Actor) -> Result<Membership> {
         if !plausible_token(token) {

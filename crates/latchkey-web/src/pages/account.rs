@@ -28,6 +28,9 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "password" => Some("Your password has been changed."),
         "session_revoked" => Some("That session has been signed out."),
         "others_revoked" => Some("All your other sessions have been signed out."),
+        "joined" => Some("You have joined the organisation."),
+        "switched" => Some("Your active organisation has changed."),
+        "requested" => Some("Your request to join has been sent to the organisation's admins."),
         _ => None,
     }
 }
@@ -80,13 +83,58 @@ async fn render_account(
             }
         })
         .collect();
+    let active_org = state.core.sessions.get(current_session_id).await?.active_org_id;
+    let organisations: Vec<views::OrgRow> = state
+        .core
+        .orgs
+        .list_for_user(user_id)
+        .await?
+        .into_iter()
+        .map(|o| views::OrgRow {
+            active: active_org.as_deref() == Some(o.organisation.id.as_str()),
+            id: o.organisation.id,
+            name: o.organisation.name,
+            role: o.role,
+        })
+        .collect();
+    let invitations = state
+        .core
+        .enrollment
+        .pending_invitations_for_user(&user)
+        .await?
+        .into_iter()
+        .map(|i| views::InvitationRow { id: i.id, org_name: i.org_name, role: i.role })
+        .collect();
+    let suggestions = state
+        .core
+        .enrollment
+        .suggestions_for_user(&user)
+        .await?
+        .into_iter()
+        .map(|s| views::SuggestionRow {
+            requested: s.status == latchkey_core::model::JoinRequestStatus::Pending,
+            org_id: s.org_id,
+            org_name: s.org_name,
+        })
+        .collect();
     let c = csrf(req, state);
     let name = user.name.clone().unwrap_or_default();
     render(
         state,
         Some(&c),
         status,
-        &views::Account { csrf: &c.token, user: &user, user_name: &name, sessions, notice, error },
+        &views::Account {
+            csrf: &c.token,
+            user: &user,
+            user_name: &name,
+            sessions,
+            has_active_org: active_org.is_some(),
+            organisations,
+            invitations,
+            suggestions,
+            notice,
+            error,
+        },
     )
 }
 

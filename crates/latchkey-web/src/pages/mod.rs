@@ -3,6 +3,7 @@
 mod account;
 mod auth;
 mod error;
+mod orgs;
 mod support;
 mod views;
 
@@ -52,6 +53,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/account/sessions/{session_id}/revoke")
                 .route(web::post().to(account::revoke_session)),
+        )
+        .service(
+            web::resource("/account/organization").route(web::post().to(orgs::switch_organisation)),
+        )
+        .service(
+            web::resource("/account/invitations/{invitation_id}/accept")
+                .route(web::post().to(orgs::accept_listed_invitation)),
+        )
+        .service(
+            web::resource("/account/organizations/{org_id}/join")
+                .route(web::post().to(orgs::request_to_join)),
+        )
+        .service(
+            web::resource("/invitations/accept")
+                .route(web::get().to(orgs::invitation_form))
+                .route(web::post().to(orgs::invitation_accept)),
+        )
+        .service(
+            web::resource("/organizations/{org_id}/join-requests")
+                .route(web::get().to(orgs::join_requests)),
+        )
+        .service(
+            web::resource("/organizations/{org_id}/join-requests/{request_id}/{decision}")
+                .route(web::post().to(orgs::decide_join_request)),
         );
 }
 

@@ -84,6 +84,25 @@ pub struct SessionRow {
     pub current: bool,
 }
 
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub active: bool,
+}
+
+pub struct InvitationRow {
+    pub id: String,
+    pub org_name: String,
+    pub role: String,
+}
+
+pub struct SuggestionRow {
+    pub org_id: String,
+    pub org_name: String,
+    pub requested: bool,
+}
+
 #[derive(Template)]
 #[template(path = "pages/account.html")]
 pub struct Account<'a> {
@@ -91,6 +110,36 @@ pub struct Account<'a> {
     pub user: &'a User,
     pub user_name: &'a str,
     pub sessions: Vec<SessionRow>,
+    pub organisations: Vec<OrgRow>,
+    pub has_active_org: bool,
+    pub invitations: Vec<InvitationRow>,
+    pub suggestions: Vec<SuggestionRow>,
     pub notice: Option<&'a str>,
     pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/invitation.html")]
+pub struct InvitationPage<'a> {
+    pub csrf: &'a str,
+    pub token: &'a str,
+    pub org_name: &'a str,
+    pub role: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub struct JoinRequestRow {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/join_requests.html")]
+pub struct JoinRequests<'a> {
+    pub csrf: &'a str,
+    pub org_id: &'a str,
+    pub org_name: &'a str,
+    pub requests: Vec<JoinRequestRow>,
+    pub notice: Option<&'a str>,
 }

@@ -1,0 +1,292 @@
+//! Organisation pages: accepting invitations, switching the active organisation, asking to
+//! join, and the admins' list of join requests.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use latchkey_core::{Error as CoreError, audit::Actor};
+use serde::Deserialize;
+
+use super::{
+    error::PageError,
+    support::{client_info, csrf, current_session, render, see_other, to_sign_in, verify_csrf},
+    views,
+};
+use crate::AppState;
+
+type Page = Result<HttpResponse, PageError>;
+
+fn actor(req: &HttpRequest, user_id: &str) -> Actor {
+    let client = client_info(req);
+    Actor::user(user_id, client.ip, client.user_agent)
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn invalid_invitation(state: &AppState) -> Page {
+    render(
+        state,
+        None,
+        StatusCode::NOT_FOUND,
+        &views::Message {
+            title: "This invitation is no longer valid",
+            message: "It may have been used, revoked, or it has expired. Ask the organisation's admin for a new one.",
+            link: Some(("/account", "Go to your account")),
+        },
+    )
+}
+
+/// The accept link from an invitation mail. Signing in comes first; the invitation only works
+/// for the address it was sent to.
+pub async fn invitation_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<TokenQuery>,
+) -> Page {
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let (invitation, org) = match state.core.invitations.peek(&q.token).await {
+        Ok(found) => found,
+        Err(CoreError::NotFound(_)) => return invalid_invitation(&state),
+        Err(e) => return Err(e.into()),
+    };
+    let user = state.core.users.get(&session.user_id).await?;
+    let mismatch = (user.primary_email != invitation.email).then(|| {
+        format!(
+            "This invitation was sent to {}. Sign in with that address to accept it.",
+            invitation.email
+        )
+    });
+    let c = csrf(&req, &state);
+    render(
+        &state,
+        Some(&c),
+        if mismatch.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK },
+        &views::InvitationPage {
+            csrf: &c.token,
+            token: &q.token,
+            org_name: &org.name,
+            role: &invitation.role,
+            error: mismatch.as_deref(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AcceptForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn invitation_accept(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<AcceptForm>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    match state
+        .core
+        .invitations
+        .accept(&form.token, &session.user_id, &actor(&req, &session.user_id))
+        .await
+    {
+        Ok(_) => Ok(see_other("/account?notice=joined")),
+        Err(
+            CoreError::NotFound(_)
+            | CoreError::Conflict(_)
+            | CoreError::Forbidden(_)
+            | CoreError::Invalid { .. },
+        ) => invalid_invitation(&state),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// Accepts an invitation shown on the account page (domain enrollment creates them).
+pub async fn accept_listed_invitation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    match state
+        .core
+        .invitations
+        .accept_by_id(&path, &session.user_id, &actor(&req, &session.user_id))
+        .await
+    {
+        Ok(_) => Ok(see_other("/account?notice=joined")),
+        Err(
+            CoreError::NotFound(_)
+            | CoreError::Conflict(_)
+            | CoreError::Forbidden(_)
+            | CoreError::Invalid { .. },
+        ) => invalid_invitation(&state),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    org_id: String,
+}
+
+/// Makes an organisation (or none) the session's active one; it shows in the session JWT.
+pub async fn switch_organisation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<SwitchForm>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let org_id = Some(form.org_id.trim()).filter(|o| !o.is_empty());
+    match state
+        .core
+        .sessions
+        .set_active_org(&session.session_id, org_id, &actor(&req, &session.user_id))
+        .await
+    {
+        Ok(()) => Ok(see_other("/account?notice=switched")),
+        Err(CoreError::Invalid { .. }) => Err(PageError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn request_to_join(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    match state
+        .core
+        .enrollment
+        .request_to_join(&path, &session.user_id, &actor(&req, &session.user_id))
+        .await
+    {
+        Ok(_) => Ok(see_other("/account?notice=requested")),
+        Err(
+            CoreError::NotFound(_)
+            | CoreError::Forbidden(_)
+            | CoreError::Conflict(_)
+            | CoreError::Invalid { .. },
+        ) => Err(PageError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+/// Admins only; anyone else gets "not found", as for the API.
+pub async fn join_requests(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<NoticeQuery>,
+) -> Page {
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let org_id = path.into_inner();
+    if state.core.orgs.require_admin(&org_id, &session.user_id).await.is_err() {
+        return Err(PageError::NotFound);
+    }
+    let org = state.core.orgs.get(&org_id).await?;
+    let requests = state
+        .core
+        .enrollment
+        .list_join_requests(&org_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.request.status == latchkey_core::model::JoinRequestStatus::Pending)
+        .map(|r| views::JoinRequestRow {
+            id: r.request.id,
+            name: r.name.unwrap_or_else(|| "—".into()),
+            email: r.email,
+        })
+        .collect();
+    let notice = match q.notice.as_deref() {
+        Some("approved") => Some("The request was approved."),
+        Some("rejected") => Some("The request was declined."),
+        _ => None,
+    };
+    let c = csrf(&req, &state);
+    render(
+        &state,
+        Some(&c),
+        StatusCode::OK,
+        &views::JoinRequests {
+            csrf: &c.token,
+            org_id: &org_id,
+            org_name: &org.name,
+            requests,
+            notice,
+        },
+    )
+}
+
+pub async fn decide_join_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let (org_id, request_id, decision) = path.into_inner();
+    if state.core.orgs.require_admin(&org_id, &session.user_id).await.is_err() {
+        return Err(PageError::NotFound);
+    }
+    let actor = actor(&req, &session.user_id);
+    let outcome = match decision.as_str() {
+        "approve" => state
+            .core
+            .enrollment
+            .approve_join_request(&org_id, &request_id, &actor)
+            .await
+            .map(|_| "approved"),
+        "reject" => state
+            .core
+            .enrollment
+            .reject_join_request(&org_id, &request_id, &actor)
+            .await
+            .map(|_| "rejected"),
+        _ => return Err(PageError::NotFound),
+    };
+    match outcome {
+        Ok(done) => Ok(see_other(&format!("/organizations/{org_id}/join-requests?notice={done}"))),
+        Err(CoreError::NotFound(_) | CoreError::Conflict(_)) => Err(PageError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
