@@ -711,8 +711,7 @@ async fn the_active_organisation_is_in_the_session_token(backend: Backend) {
 }
 on_both_backends!(the_active_organisation_is_in_the_session_token);
 
-/// The emailed-code path end to end. It reads the code from the mail outbox, which exists once
-/// feat/mail is merged (the placeholder mail service stores nothing).
+/// The emailed-code path end to end, with the code read from mail a real SMTP server received.
 async fn domains_are_verified_by_an_emailed_code(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let smtp = crate::support::SmtpSink::start(None).await;
