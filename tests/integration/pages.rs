@@ -795,3 +795,66 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(password_reset_links_work_once_and_expire);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_send_mail_are_rate_limited() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let browser = Browser::new(&node.base_url);
+    let csrf = browser.csrf("/password/forgot").await;
+    for _ in 0..5 {
+        assert_eq!(
+            browser
+                .post("/password/forgot", &[("csrf_token", &csrf), ("email", "target@example.com")])
+                .await
+                .0,
+            200
+        );
+    }
+    let res = browser
+        .client
+        .post(node.url("/password/forgot"))
+        .header("Origin", node.base_url.clone())
+        .form(&[("csrf_token", csrf.as_str()), ("email", "target@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert!(res.text().await.unwrap().contains("Too many requests"));
+    // Other addresses are unaffected.
+    assert_eq!(
+        browser
+            .post("/password/forgot", &[("csrf_token", &csrf), ("email", "other@example.com")])
+            .await
+            .0,
+        200
+    );
+
+    for i in 0..5 {
+        let (status, body, _) = browser
+            .post(
+                "/sign-up",
+                &[
+                    ("csrf_token", &csrf),
+                    ("email", "flood@example.com"),
+                    ("password", "quartz violin ember lantern"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 303, "attempt {i}: {body}");
+    }
+    let (status, _, _) = browser
+        .post(
+            "/sign-up",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "flood@example.com"),
+                ("password", "quartz violin ember lantern"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 429);
+    node.stop().await;
+}

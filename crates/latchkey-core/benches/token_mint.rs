@@ -1,18 +1,24 @@
 //! Session-token minting, per signing algorithm: the raw signing rate (one
 //! `josekit::jws::serialize_compact` over a typical claims payload) next to the full
 //! `SessionTokenService::mint` path on a SQLite store in a temporary directory (revision gate,
-//! session snapshot cache, activity tracking, claims serialisation and signing).
+//! session snapshot cache, activity tracking, claims serialisation and signing), and the first
+//! mint after the store revision moved (any revocation on any node does that), which reloads
+//! the session snapshot and the signer, and `KeyService::load_signer` alone.
 //!
 //! Run with `cargo bench -p latchkey-core --bench token_mint`; criterion reports each function
 //! as time per token and as tokens per second ("elem/s"). See docs/benchmarks.md.
 
-use std::{collections::HashMap, hint::black_box, time::Duration};
+use std::{
+    collections::HashMap,
+    hint::black_box,
+    time::{Duration, Instant},
+};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use josekit::jws::{JwsHeader, JwsSigner};
 use latchkey_core::{
     Latchkey, Settings, audit::Actor, ids, keys::SigningAlg, now_unix, sessions::SessionOrigin,
-    users::NewUser,
+    store::Store, users::NewUser,
 };
 use serde::Serialize;
 
@@ -138,6 +144,43 @@ fn token_mint(c: &mut Criterion) {
                     .block_on(fixture.core.session_tokens.mint(black_box(&fixture.secret), ORIGIN))
             })
         });
+
+        // What a stale signer costs to reload: query the active key, unseal it, parse the PEM.
+        group.bench_function(BenchmarkId::new("load_signer", alg.as_str()), |b| {
+            b.iter(|| fixture.runtime.block_on(fixture.core.keys.load_signer(alg)))
+        });
+
+        // The first request after a revocation anywhere: the revision bump (not timed) makes the
+        // cached snapshot and signer stale, so mint reloads both. Each iteration needs a bump
+        // first, so the timing is done by hand and the run kept short.
+        group.warm_up_time(Duration::from_millis(200));
+        group.measurement_time(Duration::from_secs(1));
+        group.sample_size(10);
+        group.bench_function(BenchmarkId::new("mint_after_revision_bump", alg.as_str()), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    if let Err(e) =
+                        fixture.runtime.block_on(Store::bump_revision(fixture.core.store.db()))
+                    {
+                        fail("cannot bump the revision", alg, &e);
+                    }
+                    let started = Instant::now();
+                    let minted = fixture
+                        .runtime
+                        .block_on(fixture.core.session_tokens.mint(&fixture.secret, ORIGIN));
+                    timed += started.elapsed();
+                    if let Err(e) = black_box(minted) {
+                        fail("mint after a revision bump failed", alg, &e);
+                    }
+                }
+                timed
+            })
+        });
+        group.warm_up_time(WARM_UP);
+        group.measurement_time(MEASUREMENT);
+        group.sample_size(SAMPLES);
+
         // Every iteration must have produced a token, not an error.
         if let Err(e) =
             fixture.runtime.block_on(fixture.core.session_tokens.mint(&fixture.secret, ORIGIN))
@@ -149,14 +192,18 @@ fn token_mint(c: &mut Criterion) {
     group.finish();
 }
 
+// Short runs: the differences that matter here are large. RS256 signs take about a
+// millisecond, so keep the sample count low enough for them to fit the measurement time.
+const WARM_UP: Duration = Duration::from_secs(1);
+const MEASUREMENT: Duration = Duration::from_secs(3);
+const SAMPLES: usize = 40;
+
 criterion_group! {
     name = benches;
-    // Short runs: the differences that matter here are large. RS256 signs take about a
-    // millisecond, so keep the sample count low enough for them to fit the measurement time.
     config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(40);
+        .warm_up_time(WARM_UP)
+        .measurement_time(MEASUREMENT)
+        .sample_size(SAMPLES);
     targets = token_mint
 }
 criterion_main!(benches);

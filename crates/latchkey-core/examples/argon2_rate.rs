@@ -16,19 +16,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().ok_or("--seconds needs a value")?.parse()?,
             "--help" | "-h" => {
-                println!("usage: argon2_rate [--seconds S]   (parameters: LATCHKEY_ARGON2_* defaults)");
+                println!(
+                    "usage: argon2_rate [--seconds S]   (parameters: LATCHKEY_ARGON2_* defaults)"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     let policy = AuthPolicy::default();
-    let params = Params::new(policy.argon2_memory_kib, policy.argon2_iterations, policy.argon2_parallelism, None)
-        .map_err(|e| e.to_string())?;
+    let params = Params::new(
+        policy.argon2_memory_kib,
+        policy.argon2_iterations,
+        policy.argon2_parallelism,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let salt = argon2::password_hash::SaltString::encode_b64(b"latchkey-bench-salt")
         .map_err(|e| e.to_string())?;
-    let hash = argon.hash_password(b"bench password 123", &salt).map_err(|e| e.to_string())?.to_string();
+    let hash =
+        argon.hash_password(b"bench password 123", &salt).map_err(|e| e.to_string())?.to_string();
     let parsed = PasswordHash::new(&hash).map_err(|e| e.to_string())?;
 
     // Warm up, then count whole verifications until the time is up.

@@ -260,6 +260,42 @@ impl AuthService {
     }
 }
 
+/// Mails one address may be sent by sign-up or reset requests per window, and requests one
+/// client IP may make.
+const MAILS_PER_ADDRESS: u32 = 5;
+const MAIL_REQUESTS_PER_IP: u32 = 30;
+
+impl AuthService {
+    /// Limits requests that send mail, per address and per client IP.
+    async fn limit_mail_requests(
+        &self,
+        kind: &str,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let now = crate::now_unix();
+        let window = self.policy.lockout.as_secs() as i64;
+        if let Some(ip) = &client.ip {
+            throttle::hit(
+                self.store.db(),
+                &format!("{kind}:ip:{ip}"),
+                MAIL_REQUESTS_PER_IP,
+                window,
+                now,
+            )
+            .await?;
+        }
+        throttle::hit(
+            self.store.db(),
+            &format!("{kind}:email:{email}"),
+            MAILS_PER_ADDRESS,
+            window,
+            now,
+        )
+        .await
+    }
+}
+
 /// Failed attempts left before a code is void.
 pub const CODE_MAX_ATTEMPTS: i32 = 5;
 

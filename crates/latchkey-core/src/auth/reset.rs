@@ -18,6 +18,7 @@ impl AuthService {
     /// and the caller shows the same message either way.
     pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<()> {
         let Ok(email) = normalize_email(email) else { return Ok(()) };
+        self.limit_mail_requests("password_reset", &email, client).await?;
         let Some(user) =
             self.users.find_by_email(&email).await?.filter(|u| u.status == UserStatus::Active)
         else {

@@ -40,6 +40,7 @@ impl AuthService {
     ) -> Result<PendingSignUp> {
         let email = normalize_email(email)?;
         passwords::check_strength(password, &email, self.policy.password_min_score)?;
+        self.limit_mail_requests("sign_up", &email, client).await?;
         let hash = self.passwords.hash(password.to_owned()).await?;
         let exists = self.users.find_by_email(&email).await?.is_some();
         let id = ids::new_id("sua");

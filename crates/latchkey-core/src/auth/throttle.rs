@@ -113,6 +113,55 @@ pub async fn record_failure<C: ConnectionTrait>(
     Ok(locked)
 }
 
+/// Counts one request against `key` in a fixed window; refuses once `limit` is reached. Used for
+/// requests that send mail (sign-up codes, reset links), which must not become a mail cannon.
+pub async fn hit<C: ConnectionTrait>(
+    conn: &C,
+    key: &str,
+    limit: u32,
+    window: i64,
+    now: i64,
+) -> Result<()> {
+    let existing = sign_in_throttle::Entity::find_by_id(key.to_owned()).one(conn).await?;
+    let (count, first) = match &existing {
+        Some(r) if now - r.first_failure_at <= window => {
+            if r.failures >= limit as i32 {
+                return Err(Error::RateLimited {
+                    retry_after_secs: (r.first_failure_at + window - now).max(1) as u64,
+                });
+            }
+            (r.failures + 1, r.first_failure_at)
+        }
+        _ => (1, now),
+    };
+    let model = sign_in_throttle::ActiveModel {
+        key: Set(key.to_owned()),
+        failures: Set(count),
+        first_failure_at: Set(first),
+        last_failure_at: Set(now),
+        locked_until: Set(None),
+    };
+    match existing {
+        Some(_) => {
+            model.update(conn).await?;
+        }
+        None => {
+            sign_in_throttle::Entity::insert(model)
+                .on_conflict(
+                    OnConflict::column(sign_in_throttle::Column::Key)
+                        .update_columns([
+                            sign_in_throttle::Column::Failures,
+                            sign_in_throttle::Column::LastFailureAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// A successful sign-in clears the account's streak (the IP's count stays).
 pub async fn record_success<C: ConnectionTrait>(conn: &C, keys: &Keys) -> Result<()> {
     sign_in_throttle::Entity::delete_by_id(keys.account.clone()).exec(conn).await?;

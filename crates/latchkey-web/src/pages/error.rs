@@ -11,6 +11,8 @@ pub enum PageError {
     Csrf,
     #[error("not found")]
     NotFound,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -21,6 +23,9 @@ impl From<latchkey_core::Error> for PageError {
     fn from(e: latchkey_core::Error) -> Self {
         match e {
             latchkey_core::Error::NotFound(_) => Self::NotFound,
+            latchkey_core::Error::RateLimited { retry_after_secs } => {
+                Self::TooManyRequests { retry_after_secs }
+            }
             latchkey_core::Error::Database(db) => {
                 tracing::error!(error = %db, "database error");
                 Self::Unavailable
@@ -38,6 +43,7 @@ impl ResponseError for PageError {
         match self {
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -50,6 +56,9 @@ impl ResponseError for PageError {
                 "For your security the form could not be accepted. Go back, reload the page and try again.",
             ),
             Self::NotFound => ("Page not found", "There is nothing here."),
+            Self::TooManyRequests { .. } => {
+                ("Too many requests", "Please wait a few minutes before trying again.")
+            }
             Self::Unavailable => ("Temporarily unavailable", "Please try again in a moment."),
             Self::Internal => (
                 "Something went wrong",
@@ -59,7 +68,11 @@ impl ResponseError for PageError {
         let body = Message { title, message, link: Some(("/sign-in", "Go to sign in")) }
             .render()
             .unwrap_or_else(|_| title.to_owned());
-        HttpResponse::build(self.status_code())
+        let mut res = HttpResponse::build(self.status_code());
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            res.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        res
             .content_type("text/html; charset=utf-8")
             .insert_header(("Cache-Control", "no-store"))
             .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"))
