@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod consumer_domains;
 pub mod crypto;
@@ -30,10 +31,10 @@ pub use config::Settings;
 pub use error::{Error, Result};
 
 use crate::{
-    auth::AuthService, domains::DomainService, enrollment::EnrollmentService,
-    invitations::InvitationService, keys::KeyService, mail::MailService, orgs::OrgService,
-    session_tokens::SessionTokenService, sessions::SessionService, store::Store,
-    users::UserService,
+    auth::AuthService, clients::ClientService, domains::DomainService,
+    enrollment::EnrollmentService, invitations::InvitationService, keys::KeyService,
+    mail::MailService, orgs::OrgService, session_tokens::SessionTokenService,
+    sessions::SessionService, store::Store, users::UserService,
 };
 
 /// Current time as unix seconds; every timestamp in the store uses this unit.
@@ -56,6 +57,7 @@ pub struct Latchkey {
     pub enrollment: EnrollmentService,
     pub keys: KeyService,
     pub session_tokens: SessionTokenService,
+    pub clients: ClientService,
 }
 
 impl Latchkey {
@@ -85,6 +87,7 @@ impl Latchkey {
         let mail = MailService::new(store.clone(), &settings)?;
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());
+        let clients = ClientService::new(store.clone());
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -112,6 +115,7 @@ impl Latchkey {
             enrollment,
             keys,
             session_tokens,
+            clients,
         })
     }
 }

@@ -4,6 +4,8 @@
 pub mod audit_event;
 pub mod mail_outbox;
 pub mod membership;
+pub mod oauth_client;
+pub mod oauth_client_secret;
 pub mod org_domain;
 pub mod org_invitation;
 pub mod org_join_request;
