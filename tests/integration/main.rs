@@ -15,5 +15,5 @@ mod keys;
 mod mail;
 mod oidc;
 mod orgs;
-mod pages;
+pub mod pages;
 mod session_tokens;

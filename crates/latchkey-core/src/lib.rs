@@ -17,6 +17,7 @@ pub mod invitations;
 pub mod keys;
 pub mod mail;
 pub mod model;
+pub mod oauth;
 pub mod orgs;
 pub mod passwords;
 pub mod revision;
@@ -58,6 +59,7 @@ pub struct Latchkey {
     pub keys: KeyService,
     pub session_tokens: SessionTokenService,
     pub clients: ClientService,
+    pub oauth: oauth::OAuthService,
 }
 
 impl Latchkey {
@@ -88,6 +90,7 @@ impl Latchkey {
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());
         let clients = ClientService::new(store.clone());
+        let oauth = oauth::OAuthService::new(store.clone(), keys.clone());
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -116,6 +119,7 @@ impl Latchkey {
             keys,
             session_tokens,
             clients,
+            oauth,
         })
     }
 }

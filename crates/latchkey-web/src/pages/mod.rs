@@ -3,8 +3,8 @@
 mod account;
 mod auth;
 mod error;
-mod support;
-mod views;
+pub(crate) mod support;
+pub(crate) mod views;
 
 use actix_web::{HttpResponse, http::header, web};
 
