@@ -763,7 +763,39 @@ mod flows {
         // Remembered: no page the second time.
         let (status, _, location) = browser.get(&auth_path(&id, "&prompt=none")).await;
         assert_eq!(status, 303);
-        assert!(query_of(&location.unwrap()).contains_key("code"));
+        let code = query_of(&location.unwrap())["code"].clone();
+        let secret = third.client_secret.unwrap();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        let granted = token(&node, Some((&id, &secret)), &form).await;
+        let refresh = granted.1["refresh_token"].as_str().unwrap().to_owned();
+
+        // Listed on /account and revocable there; revoking also ends the app's refresh tokens.
+        let (status, body, _) = browser.get("/account").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("Other App"), "{body}");
+        let csrf = crate::pages::csrf_in(&body);
+        let (status, _, location) =
+            browser.post(&format!("/account/apps/{id}/revoke"), &[("csrf_token", &csrf)]).await;
+        assert_eq!(
+            (status.as_u16(), location.as_deref()),
+            (303, Some("/account?notice=app_revoked"))
+        );
+        let (_, body, _) = browser.get("/account").await;
+        assert!(!body.contains("Other App"));
+        let (_, _, location) = browser.get(&auth_path(&id, "&prompt=none")).await;
+        assert_eq!(query_of(&location.unwrap())["error"], "consent_required");
+        let r = token(
+            &node,
+            Some((&id, &secret)),
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+        assert_eq!(error_of(&r), (400, "invalid_grant"));
         node.stop().await;
     }
 

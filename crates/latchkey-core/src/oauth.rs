@@ -9,11 +9,15 @@ use josekit::{
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
 };
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::{
-    Error, Result, crypto,
-    entity::{oauth_assertion_jti, oauth_code, oauth_consent, oauth_refresh_token, session},
+    Error, Result,
+    audit::{self, Actor},
+    crypto,
+    entity::{
+        oauth_assertion_jti, oauth_client, oauth_code, oauth_consent, oauth_refresh_token, session,
+    },
     ids,
     keys::{KeyService, SigningAlg},
     model::SessionStatus,
@@ -60,9 +64,17 @@ pub struct RedeemedCode {
 
 #[derive(Debug, Clone)]
 pub enum CodeRedemption {
-    Redeemed(RedeemedCode),
+    Redeemed(Box<RedeemedCode>),
     /// Unknown code, or one already used (whose tokens are now revoked).
     Invalid,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsentInfo {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +239,7 @@ impl OAuthService {
             return Ok(CodeRedemption::Invalid);
         }
         txn.commit().await?;
-        Ok(CodeRedemption::Redeemed(RedeemedCode {
+        Ok(CodeRedemption::Redeemed(Box::new(RedeemedCode {
             scopes: split_scopes(&row.scopes),
             id: row.id,
             client_id: row.client_id,
@@ -238,7 +250,7 @@ impl OAuthService {
             code_challenge: row.code_challenge,
             auth_time: row.auth_time,
             expires_at: row.expires_at,
-        }))
+        })))
     }
 
     /// Starts (or continues) a refresh-token family; returns the new token.
@@ -410,6 +422,65 @@ impl OAuthService {
             .one(self.store.db())
             .await?
             .map(|c| split_scopes(&c.scopes)))
+    }
+
+    /// Clients the user has granted access to (the third-party apps shown on `/account`).
+    pub async fn consents_of(&self, user_id: &str) -> Result<Vec<ConsentInfo>> {
+        let rows = oauth_consent::Entity::find()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::RevokedAt.is_null())
+            .all(self.store.db())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name = oauth_client::Entity::find_by_id(r.client_id.clone())
+                .one(self.store.db())
+                .await?
+                .map(|c| c.name)
+                .unwrap_or_else(|| r.client_id.clone());
+            out.push(ConsentInfo {
+                client_id: r.client_id,
+                client_name: name,
+                scopes: split_scopes(&r.scopes),
+                granted_at: r.granted_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Withdraws a consent and revokes every refresh token the user gave that client.
+    pub async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let res = oauth_consent::Entity::delete_many()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        oauth_refresh_token::Entity::update_many()
+            .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
+            .filter(oauth_refresh_token::Column::UserId.eq(user_id))
+            .filter(oauth_refresh_token::Column::ClientId.eq(client_id))
+            .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if res.rows_affected > 0 {
+            audit::record(
+                &txn,
+                actor,
+                "consent.revoked",
+                Some(client_id),
+                json!({ "user_id": user_id }),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(res.rows_affected > 0)
     }
 
     pub async fn grant_consent(

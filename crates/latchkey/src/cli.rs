@@ -219,6 +219,8 @@ pub struct NewClientArgs {
     pub out: JsonFlag,
 }
 
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
     /// Register a client. A confidential client's secret is printed once.

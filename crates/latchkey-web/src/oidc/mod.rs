@@ -36,8 +36,29 @@ use crate::{
 type Res = Result<HttpResponse, OidcError>;
 
 /// Parameter that records when a forced re-authentication started, so the request that comes
-/// back from the sign-in pages is not sent there again (prompt=login, max_age).
+/// back from the sign-in pages is not sent there again (prompt=login, max_age). Its value is
+/// `<unix time>.<mac>`, the MAC binding it to this client, redirect URI, state and nonce so it
+/// cannot be lifted into another request.
 const AUTH_AFTER: &str = "lk_auth_after";
+
+fn auth_after_mac(state: &AppState, areq: &AuthorizationRequest, t: i64) -> String {
+    let data = format!(
+        "{t}\n{}\n{}\n{}\n{}",
+        areq.client_id,
+        areq.redirect_uri,
+        areq.state.as_deref().unwrap_or_default(),
+        areq.nonce.as_deref().unwrap_or_default()
+    );
+    state.core.store.master_key().mac_hex("oidc_auth_after", &data)
+}
+
+/// The time a verified re-authentication marker says sign-in was requested at.
+fn auth_after(state: &AppState, areq: &AuthorizationRequest, params: &Params) -> Option<i64> {
+    let (t, mac) = params.get(AUTH_AFTER)?.split_once('.')?;
+    let t: i64 = t.parse().ok()?;
+    let expected = auth_after_mac(state, areq, t);
+    (!expected.is_empty() && latchkey_core::crypto::constant_time_eq(&expected, mac)).then_some(t)
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/.well-known/openid-configuration").route(web::get().to(discovery)))
@@ -156,13 +177,17 @@ async fn validate_request(
 
 /// `/sign-in?return_to=<this request as a same-origin path>`, optionally marking a forced
 /// re-authentication so the request that comes back is not sent to sign-in again.
-fn to_sign_in(areq: &AuthorizationRequest, query: &str, auth_after: Option<i64>) -> HttpResponse {
+fn to_sign_in(
+    areq: &AuthorizationRequest,
+    query: &str,
+    auth_after: Option<String>,
+) -> HttpResponse {
     let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .filter(|(k, _)| k != AUTH_AFTER)
         .collect();
-    if let Some(t) = auth_after {
-        pairs.push((AUTH_AFTER.into(), t.to_string()));
+    if let Some(marker) = auth_after {
+        pairs.push((AUTH_AFTER.into(), marker));
     }
     let query: String =
         url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
@@ -196,9 +221,7 @@ async fn authorize_with(req: &HttpRequest, state: &AppState, params: Params, que
     };
     let auth_time = state.core.sessions.get(&session.session_id).await?.created_at;
     // A re-authentication we asked for is satisfied by a session started after we asked.
-    let reauthenticated = params
-        .get(AUTH_AFTER)
-        .and_then(|t| t.parse::<i64>().ok())
+    let reauthenticated = auth_after(state, &areq, &params)
         .is_some_and(|t| t <= now && now - t < 900 && auth_time >= t);
     if !reauthenticated && authorize::needs_reauthentication(&areq, auth_time, now) {
         if areq.prompt.none {
@@ -208,7 +231,8 @@ async fn authorize_with(req: &HttpRequest, state: &AppState, params: Params, que
                 OAuthError::new(ErrorCode::LoginRequired, "re-authentication is required"),
             ));
         }
-        return Ok(to_sign_in(&areq, &query, Some(now)));
+        let marker = format!("{now}.{}", auth_after_mac(state, &areq, now));
+        return Ok(to_sign_in(&areq, &query, Some(marker)));
     }
 
     if !client.first_party {

@@ -28,6 +28,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "password" => Some("Your password has been changed."),
         "session_revoked" => Some("That session has been signed out."),
         "others_revoked" => Some("All your other sessions have been signed out."),
+        "app_revoked" => Some("That application no longer has access to your account."),
         _ => None,
     }
 }
@@ -80,14 +81,46 @@ async fn render_account(
             }
         })
         .collect();
+    let apps = state.core.oauth.consents_of(user_id).await?;
     let c = csrf(req, state);
     let name = user.name.clone().unwrap_or_default();
     render(
         state,
         Some(&c),
         status,
-        &views::Account { csrf: &c.token, user: &user, user_name: &name, sessions, notice, error },
+        &views::Account {
+            csrf: &c.token,
+            user: &user,
+            user_name: &name,
+            sessions,
+            apps,
+            notice,
+            error,
+        },
     )
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// Withdraws the consent given to a third-party application and ends its refresh tokens.
+pub async fn revoke_app(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let client = client_info(&req);
+    let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
+    state.core.oauth.revoke_consent(&session.user_id, &path.into_inner(), &actor).await?;
+    Ok(see_other("/account?notice=app_revoked"))
 }
 
 #[derive(Deserialize)]

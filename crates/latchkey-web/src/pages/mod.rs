@@ -50,6 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(account::revoke_others)),
         )
         .service(
+            web::resource("/account/apps/{client_id}/revoke")
+                .route(web::post().to(account::revoke_app)),
+        )
+        .service(
             web::resource("/account/sessions/{session_id}/revoke")
                 .route(web::post().to(account::revoke_session)),
         );

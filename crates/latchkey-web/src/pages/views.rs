@@ -91,6 +91,7 @@ pub struct Account<'a> {
     pub user: &'a User,
     pub user_name: &'a str,
     pub sessions: Vec<SessionRow>,
+    pub apps: Vec<latchkey_core::oauth::ConsentInfo>,
     pub notice: Option<&'a str>,
     pub error: Option<&'a str>,
 }
