@@ -799,6 +799,66 @@ mod flows {
         node.stop().await;
     }
 
+    /// A public client (auth method `none`, PKCE) with per-client ES256 / EdDSA ID tokens,
+    /// verified by an independent JOSE library against the published JWKS.
+    async fn public_client_with_other_id_token_algs(backend: Backend) {
+        let Some((node, _dir, _, _)) = setup(backend).await else { return };
+        for alg in ["ES256", "EdDSA"] {
+            let spa = node
+                .core
+                .clients
+                .create(
+                    NewClient {
+                        name: "SPA".into(),
+                        public: true,
+                        first_party: true,
+                        redirect_uris: vec![REDIRECT.into()],
+                        id_token_alg: Some(alg.into()),
+                        ..Default::default()
+                    },
+                    &Actor::cli(),
+                )
+                .await
+                .unwrap();
+            let id = spa.client.client_id;
+            let browser = Browser::new(&node.base_url);
+            let code = code_for(&node, &browser, &id).await;
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("client_id", id.as_str()),
+            ];
+            let ok = token(&node, None, &form).await;
+            assert_eq!(ok.0, 200, "{}", ok.1);
+            let id_token = ok.1["id_token"].as_str().unwrap();
+            let header = jsonwebtoken::decode_header(id_token).unwrap();
+            assert_eq!(format!("{:?}", header.alg), alg);
+            let jwks = node.jwks().await;
+            let key = jsonwebtoken::DecodingKey::from_jwk(
+                jwks.find(header.kid.as_deref().unwrap()).unwrap(),
+            )
+            .unwrap();
+            let mut v = jsonwebtoken::Validation::new(header.alg);
+            v.set_issuer(&[&node.base_url]);
+            v.set_audience(&[&id]);
+            let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v).unwrap().claims;
+            assert_eq!(claims["nonce"], "n");
+            assert_eq!(claims["azp"], id.as_str());
+            // Public clients cannot use client_credentials, nor authenticate with a secret.
+            let cc =
+                token(&node, None, &[("grant_type", "client_credentials"), ("client_id", &id)])
+                    .await;
+            assert_eq!(error_of(&cc), (400, "unauthorized_client"));
+            let with_secret =
+                token(&node, Some((&id, "x")), &[("grant_type", "client_credentials")]).await;
+            assert_eq!(error_of(&with_secret), (401, "invalid_client"));
+        }
+        node.stop().await;
+    }
+    on_both_backends!(public_client_with_other_id_token_algs);
+
     fn assertion(pem: &[u8], kid: &str, claims: &Value) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(kid.into());
