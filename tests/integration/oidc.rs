@@ -421,6 +421,20 @@ mod flows {
             false
         );
 
+        // An access token is not an id_token_hint; an unregistered post-logout URI is refused.
+        let (status, _, location) = browser
+            .get(&format!(
+                "/oauth2/logout?id_token_hint={}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fbye",
+                refreshed.access_token().secret()
+            ))
+            .await;
+        assert_eq!((status.as_u16(), location), (400, None));
+        let (status, _, location) = browser
+            .get(&format!(
+                "/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fevil"
+            ))
+            .await;
+        assert_eq!((status.as_u16(), location), (400, None));
         // RP-initiated logout with id_token_hint ends the session and returns with state.
         let (status, _, location) = browser
             .get(&format!(
@@ -740,8 +754,11 @@ mod flows {
         browser.sign_in("ada@example.com", PASSWORD, &return_to).await;
         let (_, _, location) = browser.get(&auth_path(&id, "&prompt=none")).await;
         assert_eq!(query_of(&location.unwrap())["error"], "consent_required");
-        let (status, body, _) = browser.get(&return_to).await;
-        assert_eq!(status, 200);
+        let res = browser.client.get(node.url(&return_to)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("form-action 'self' http://127.0.0.1:9;"), "{csp}");
+        let body = res.text().await.unwrap();
         assert!(body.contains("Allow Other App?"), "{body}");
         let csrf = crate::pages::csrf_in(&body);
         let request = return_to.trim_start_matches("/oauth2/authorize?").to_owned();

@@ -255,8 +255,18 @@ async fn authorize_with(req: &HttpRequest, state: &AppState, params: Params, que
                 email: &user.primary_email,
                 scopes: areq.scopes.iter().map(|s| scope_label(s)).collect(),
             };
-            return render(state, Some(&c), StatusCode::OK, &view)
-                .map_err(|_| OidcError::Page("The consent page could not be shown.".into()));
+            let mut res = render(state, Some(&c), StatusCode::OK, &view)
+                .map_err(|_| OidcError::Page("The consent page could not be shown.".into()))?;
+            // Browsers apply form-action to the redirects that follow a submission, so the
+            // consent form must be allowed to end at the client's (verified) redirect URI.
+            let csp = format!(
+                "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+                csp_source(&areq.redirect_uri)
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&csp) {
+                res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            return Ok(res);
         }
     }
     issue_code(state, &client, &areq, &session.session_id, &session.user_id, auth_time).await
@@ -294,6 +304,15 @@ async fn issue_code(
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+/// A CSP source expression for a redirect URI: its origin, or `scheme:` for private-use schemes.
+fn csp_source(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u.origin().ascii_serialization(),
+        Ok(u) => format!("{}:", u.scheme()),
+        Err(_) => String::new(),
+    }
 }
 
 fn scope_label(scope: &str) -> String {
@@ -779,6 +798,10 @@ async fn logout_with(req: &HttpRequest, state: &AppState, params: Params) -> Res
                 .verify_own(t)
                 .await
                 .ok()
+                // An access token (typ at+jwt) is not an ID token.
+                .filter(|(typ, _)| {
+                    !typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"))
+                })
                 .map(|(_, c)| c)
                 .filter(|c| c.get("iss").and_then(Value::as_str) == Some(issuer(state)))
                 .ok_or_else(|| OidcError::Page("The id_token_hint is not valid.".into()))?,
