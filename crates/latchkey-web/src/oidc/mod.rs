@@ -67,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(authorize_get))
                 .route(web::post().to(authorize_post)),
         )
+        .service(web::resource("/oauth2/authorize/resume").route(web::get().to(authorize_resume)))
         .service(web::resource("/oauth2/consent").route(web::post().to(consent)))
         .service(web::resource("/oauth2/token").route(web::post().to(token_endpoint)))
         .service(
@@ -121,13 +122,49 @@ fn json_ok(body: Value) -> HttpResponse {
 
 async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Res {
     let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
-    authorize_with(&req, &state, params, req.query_string().to_owned()).await
+    authorize_with(&req, &state, params, req.query_string().to_owned(), false).await
 }
 
 async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
     let params = form_params(&req, &body).map_err(|e| OidcError::Page(e.description))?;
     let query = std::str::from_utf8(&body).unwrap_or_default().to_owned();
-    authorize_with(&req, &state, params, query).await
+    authorize_with(&req, &state, params, query, false).await
+}
+
+/// Where the sign-in pages send the browser back to. Browsers apply the sign-in page's CSP
+/// `form-action` to every redirect that follows the form post, so a 303 to the client's
+/// redirect URI would be blocked there; this endpoint ends the chain with a page that
+/// navigates on its own instead.
+async fn authorize_resume(req: HttpRequest, state: web::Data<AppState>) -> Res {
+    let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
+    authorize_with(&req, &state, params, req.query_string().to_owned(), true).await
+}
+
+/// A page that sends the browser to `location` by itself (meta refresh, plus a link).
+fn navigate_page(location: &str) -> HttpResponse {
+    let mut escaped = String::with_capacity(location.len());
+    for c in location.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={escaped}\"><title>Signing you in</title><link rel=\"stylesheet\" href=\"/assets/latchkey.css\"></head><body><main><section class=\"card\"><h1>Signing you in…</h1><p><a class=\"button\" href=\"{escaped}\">Continue</a></p></section></main></body></html>"
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(body)
 }
 
 fn redirect_error(state: &AppState, areq: &AuthorizationRequest, error: OAuthError) -> OidcError {
@@ -191,7 +228,7 @@ fn to_sign_in(
     }
     let query: String =
         url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-    let return_to = format!("/oauth2/authorize?{query}");
+    let return_to = format!("/oauth2/authorize/resume?{query}");
     let mut location = format!(
         "/sign-in?return_to={}",
         url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
@@ -206,7 +243,13 @@ fn to_sign_in(
         .finish()
 }
 
-async fn authorize_with(req: &HttpRequest, state: &AppState, params: Params, query: String) -> Res {
+async fn authorize_with(
+    req: &HttpRequest,
+    state: &AppState,
+    params: Params,
+    query: String,
+    resume: bool,
+) -> Res {
     let (client, areq) = validate_request(state, &params).await?;
     let now = now_unix();
     let Some((session, _)) = current_session(req, state).await else {
@@ -269,7 +312,14 @@ async fn authorize_with(req: &HttpRequest, state: &AppState, params: Params, que
             return Ok(res);
         }
     }
-    issue_code(state, &client, &areq, &session.session_id, &session.user_id, auth_time).await
+    let res = issue_code(state, &client, &areq, &session.session_id, &session.user_id, auth_time);
+    match (res.await, resume) {
+        (Ok(r), true) => match r.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+            Some(location) => Ok(navigate_page(location)),
+            None => Ok(r),
+        },
+        (other, _) => other,
+    }
 }
 
 async fn issue_code(
