@@ -56,6 +56,7 @@ enum OauthCodes {
     CreatedAt,
     ExpiresAt,
     UsedAt,
+    ReplayedAt,
 }
 
 #[derive(DeriveIden)]
@@ -176,6 +177,8 @@ impl MigrationTrait for Migration {
                     .col(big_integer(OauthCodes::CreatedAt))
                     .col(big_integer(OauthCodes::ExpiresAt))
                     .col(big_integer_null(OauthCodes::UsedAt))
+                    // Set when the code came back after its first use: the grant is revoked.
+                    .col(big_integer_null(OauthCodes::ReplayedAt))
                     .foreign_key(
                         ForeignKey::create()
                             .from(OauthCodes::Table, OauthCodes::ClientId)

@@ -541,7 +541,13 @@ mod flows {
         let first = token(&node, basic, &form).await;
         assert_eq!(first.0, 200, "{}", first.1);
         let refresh = first.1["refresh_token"].as_str().unwrap().to_owned();
+        let first_at = first.1["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(introspect(&node, &id, &secret, &first_at).await["active"], true);
         assert_eq!(error_of(&token(&node, basic, &form).await), (400, "invalid_grant"));
+        assert_eq!(introspect(&node, &id, &secret, &first_at).await["active"], false);
+        let res =
+            client().get(node.url("/oauth2/userinfo")).bearer_auth(&first_at).send().await.unwrap();
+        assert_eq!(res.status(), 401);
         let r =
             token(&node, basic, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
                 .await;
@@ -622,6 +628,8 @@ mod flows {
         let reuse =
             token(&node, basic, &[("grant_type", "refresh_token"), ("refresh_token", &r1)]).await;
         assert_eq!(error_of(&reuse), (400, "invalid_grant"));
+        let at2 = r.1["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(introspect(&node, &id, &secret, &at2).await["active"], false, "family revoked");
         let after =
             token(&node, basic, &[("grant_type", "refresh_token"), ("refresh_token", &r2)]).await;
         assert_eq!(error_of(&after), (400, "invalid_grant"), "the family is revoked");

@@ -202,6 +202,7 @@ impl OAuthService {
             created_at: Set(now),
             expires_at: Set(now + CODE_TTL_SECS),
             used_at: Set(None),
+            replayed_at: Set(None),
         }
         .insert(self.store.db())
         .await?;
@@ -233,6 +234,11 @@ impl OAuthService {
             .exec(&txn)
             .await?;
         if claimed.rows_affected != 1 {
+            oauth_code::Entity::update_many()
+                .col_expr(oauth_code::Column::ReplayedAt, Expr::value(now))
+                .filter(oauth_code::Column::Id.eq(&row.id))
+                .exec(&txn)
+                .await?;
             revoke_family(&txn, &row.id, now).await?;
             txn.commit().await?;
             tracing::warn!(code_id = %row.id, client_id = %row.client_id, "authorization code replayed; its tokens are revoked");
@@ -258,14 +264,36 @@ impl OAuthService {
         insert_refresh(self.store.db(), grant, ttl_secs, now_unix()).await
     }
 
-    /// True when the family was revoked (e.g. by a code replay racing the exchange).
-    pub async fn family_revoked(&self, family_id: &str) -> Result<bool> {
+    /// True when the grant (a code and the refresh family it started) was revoked: its code was
+    /// replayed, or one of its refresh tokens was revoked (reuse, RFC 7009, consent withdrawn).
+    /// Access tokens carry the grant id, so they stop working at once too.
+    pub async fn grant_revoked(&self, grant_id: &str) -> Result<bool> {
+        let db = self.store.db();
+        let replayed = oauth_code::Entity::find_by_id(grant_id.to_owned())
+            .one(db)
+            .await?
+            .is_some_and(|c| c.replayed_at.is_some());
+        if replayed {
+            return Ok(true);
+        }
         Ok(oauth_refresh_token::Entity::find()
-            .filter(oauth_refresh_token::Column::FamilyId.eq(family_id))
+            .filter(oauth_refresh_token::Column::FamilyId.eq(grant_id))
             .filter(oauth_refresh_token::Column::RevokedAt.is_not_null())
-            .one(self.store.db())
+            .one(db)
             .await?
             .is_some())
+    }
+
+    /// After an exchange stored its refresh token: if the code was replayed meanwhile, revoke
+    /// the family now (the replay may have run before the token existed).
+    pub async fn settle_grant(&self, grant_id: &str) -> Result<bool> {
+        if self.grant_revoked(grant_id).await? {
+            let txn = self.store.begin_write().await?;
+            revoke_family(&txn, grant_id, now_unix()).await?;
+            txn.commit().await?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Exchanges a refresh token for its successor (rotation on every use). Reuse of a rotated

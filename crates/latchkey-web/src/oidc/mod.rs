@@ -479,6 +479,7 @@ async fn issue_tokens(
     scopes: Vec<String>,
     nonce: Option<&str>,
     refresh_token: Option<String>,
+    grant_id: &str,
 ) -> Result<Issued, OidcError> {
     let core = &state.core;
     let now = now_unix();
@@ -503,6 +504,9 @@ async fn issue_tokens(
         now,
         ttl_secs: client.access_token_ttl_secs,
     });
+    let mut at_claims = at_claims;
+    // The grant the token came from, so revoking the grant ends its access tokens at once.
+    at_claims["grant_id"] = json!(grant_id);
     let access_token = core.oauth.sign(alg, "at+jwt", &at_claims).await?;
     let id_token = if scopes.iter().any(|s| s == SCOPE_OPENID) {
         let u = &ctx.user;
@@ -619,8 +623,13 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 c.scopes.clone(),
                 c.nonce.as_deref(),
                 refresh,
+                &c.id,
             )
             .await?;
+            // A replay of the code racing this exchange revokes what we just issued.
+            if !core.oauth.settle_grant(&c.id).await? {
+                return Err(json_err(OAuthError::invalid_grant("the code was used twice")));
+            }
             Ok(token_response(issued))
         }
         TokenRequest::RefreshToken { refresh_token, scopes } => {
@@ -663,6 +672,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 scopes,
                 None,
                 Some(new_token),
+                &grant.family_id,
             )
             .await?;
             Ok(token_response(issued))
@@ -728,6 +738,11 @@ async fn verify_access_token(
     }
     if let Some(sid) = s("sid")
         && !state.core.oauth.session_is_active(sid).await.ok()?
+    {
+        return None;
+    }
+    if let Some(grant) = s("grant_id")
+        && state.core.oauth.grant_revoked(grant).await.ok()?
     {
         return None;
     }
