@@ -7,6 +7,7 @@ mod m20261127_000001_identity_store;
 mod m20261128_000002_mail_outbox;
 mod m20261128_000003_org_domains;
 mod m20261128_000004_auth_flows;
+mod m20261128_000005_oidc;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_mail_outbox::Migration),
             Box::new(m20261128_000003_org_domains::Migration),
             Box::new(m20261128_000004_auth_flows::Migration),
+            Box::new(m20261128_000005_oidc::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ mod first_start;
 mod http_hygiene;
 mod keys;
 mod mail;
+mod oidc;
 mod orgs;
-mod pages;
+pub mod pages;
 mod session_tokens;

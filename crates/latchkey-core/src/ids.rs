@@ -12,6 +12,11 @@ pub const MAIL: &str = "mail";
 pub const INVITATION: &str = "inv";
 pub const ORG_DOMAIN: &str = "dom";
 pub const JOIN_REQUEST: &str = "jrq";
+pub const OAUTH_CLIENT: &str = "client";
+pub const OAUTH_CLIENT_SECRET: &str = "csec";
+pub const OAUTH_CODE: &str = "acd";
+pub const REFRESH_TOKEN: &str = "rtk";
+pub const CONSENT: &str = "cns";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

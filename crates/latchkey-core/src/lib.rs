@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod consumer_domains;
 pub mod crypto;
@@ -16,6 +17,7 @@ pub mod invitations;
 pub mod keys;
 pub mod mail;
 pub mod model;
+pub mod oauth;
 pub mod orgs;
 pub mod passwords;
 pub mod revision;
@@ -30,10 +32,10 @@ pub use config::Settings;
 pub use error::{Error, Result};
 
 use crate::{
-    auth::AuthService, domains::DomainService, enrollment::EnrollmentService,
-    invitations::InvitationService, keys::KeyService, mail::MailService, orgs::OrgService,
-    session_tokens::SessionTokenService, sessions::SessionService, store::Store,
-    users::UserService,
+    auth::AuthService, clients::ClientService, domains::DomainService,
+    enrollment::EnrollmentService, invitations::InvitationService, keys::KeyService,
+    mail::MailService, orgs::OrgService, session_tokens::SessionTokenService,
+    sessions::SessionService, store::Store, users::UserService,
 };
 
 /// Current time as unix seconds; every timestamp in the store uses this unit.
@@ -56,6 +58,8 @@ pub struct Latchkey {
     pub enrollment: EnrollmentService,
     pub keys: KeyService,
     pub session_tokens: SessionTokenService,
+    pub clients: ClientService,
+    pub oauth: oauth::OAuthService,
 }
 
 impl Latchkey {
@@ -85,6 +89,8 @@ impl Latchkey {
         let mail = MailService::new(store.clone(), &settings)?;
         let sessions = SessionService::new(store.clone(), &settings);
         let orgs = OrgService::new(store.clone());
+        let clients = ClientService::new(store.clone());
+        let oauth = oauth::OAuthService::new(store.clone(), keys.clone());
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -112,6 +118,8 @@ impl Latchkey {
             enrollment,
             keys,
             session_tokens,
+            clients,
+            oauth,
         })
     }
 }

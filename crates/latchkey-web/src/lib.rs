@@ -6,6 +6,7 @@ mod error;
 pub mod extract;
 pub mod http_middleware;
 pub mod metrics;
+mod oidc;
 mod pages;
 mod routes;
 mod state;
@@ -37,6 +38,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes::configure)
             .configure(pages::configure)
+            .configure(oidc::configure)
             .default_service(web::to(error::not_found))
             .wrap(from_fn(http_middleware::body_limit))
             .wrap(http_middleware::security_headers(state.core.settings.secure_cookies()))

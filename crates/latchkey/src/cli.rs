@@ -38,6 +38,9 @@ pub enum Command {
     /// Inspect and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage OpenID Connect / OAuth clients (relying parties).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -167,6 +170,84 @@ pub enum KeysCommand {
         /// Algorithm of the key to rotate: ES256, RS256 or EdDSA (default: the session token algorithm).
         #[arg(long)]
         alg: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NewClientArgs {
+    /// Display name, shown on the consent screen.
+    #[arg(long)]
+    pub name: String,
+    /// Redirect URI (exact match); repeat for several.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Where the client may send the browser after logout; repeat for several.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (browser or native app): no secret, PKCE required.
+    #[arg(long)]
+    pub public: bool,
+    /// A first-party client: users are not asked for consent.
+    #[arg(long)]
+    pub first_party: bool,
+    /// Back-channel logout URI (OpenID Connect Back-Channel Logout 1.0).
+    #[arg(long, value_name = "URI")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Grant type: authorization_code, refresh_token or client_credentials; repeat for several
+    /// (default: authorization_code and refresh_token).
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    pub grant_types: Vec<String>,
+    /// Allowed scope; repeat for several (default: openid profile email offline_access).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Token endpoint authentication: client_secret_basic (default), client_secret_post or
+    /// private_key_jwt (needs --jwks-file).
+    #[arg(long, value_name = "METHOD")]
+    pub auth_method: Option<String>,
+    /// JWK set (JSON file) holding the client's public keys, for private_key_jwt.
+    #[arg(long, value_name = "FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
+    #[arg(long, value_name = "ALG")]
+    pub id_token_alg: Option<String>,
+    /// Access token lifetime in seconds (60-3600, default 300).
+    #[arg(long, value_name = "SECS")]
+    pub access_token_ttl: Option<i64>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client. A confidential client's secret is printed once.
+    Add(NewClientArgs),
+    /// List registered clients.
+    List(JsonFlag),
+    /// Show one client.
+    Show {
+        /// Client id (client_…).
+        client_id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Issue a new client secret (printed once); the old one keeps working during the overlap.
+    RotateSecret {
+        /// Client id (client_…).
+        client_id: String,
+        /// How long the previous secret stays valid, in seconds (0 ends it at once).
+        #[arg(long, default_value_t = 86400)]
+        overlap: i64,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Delete a client; its secrets stop working at once.
+    Delete {
+        /// Client id (client_…).
+        client_id: String,
         #[command(flatten)]
         out: JsonFlag,
     },

@@ -3,6 +3,7 @@ use std::{net::TcpListener, time::Instant};
 use latchkey_core::{
     Latchkey, Settings,
     audit::Actor,
+    clients::NewClient,
     config::{ConfigError, LogFormat},
     keys::SigningAlg,
     sessions::SessionOrigin,
@@ -12,8 +13,8 @@ use serde_json::json;
 
 use crate::{
     cli::{
-        AdminCommand, Cli, Command, ConfigCommand, KeysCommand, NewUserArgs, SessionsCommand,
-        UsersCommand,
+        AdminCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, NewClientArgs,
+        NewUserArgs, SessionsCommand, UsersCommand,
     },
     output::{self, print_json},
 };
@@ -265,6 +266,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Clients(command) => manage_clients(core, command, &actor).await,
         Command::Serve | Command::Migrate | Command::Config(_) => {
             Err(CliError::Usage("handled elsewhere".into()))
         }
@@ -309,6 +311,96 @@ async fn create_user(
         );
         if let (true, Some(p)) = (generated, password) {
             say!("generated password (shown once): {p}");
+        }
+    }
+    Ok(())
+}
+
+async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor) -> Result<()> {
+    match command {
+        ClientsCommand::Add(args) => add_client(core, args, actor).await,
+        ClientsCommand::List(out) => {
+            let clients = core.clients.list().await?;
+            if out.json {
+                print_json(&clients)
+            } else {
+                output::clients_table(&clients)
+            }
+            Ok(())
+        }
+        ClientsCommand::Show { client_id, out } => {
+            let client = core.clients.get(&client_id).await?;
+            if out.json {
+                print_json(&client)
+            } else {
+                output::client_details(&client)
+            }
+            Ok(())
+        }
+        ClientsCommand::RotateSecret { client_id, overlap, out } => {
+            let (client, secret) = core.clients.rotate_secret(&client_id, overlap, actor).await?;
+            if out.json {
+                print_json(&json!({ "client_id": client.client_id, "client_secret": secret }));
+            } else {
+                say!("new secret for {} (shown once): {secret}", client.client_id);
+                say!("the previous secret stays valid for {overlap} s");
+            }
+            Ok(())
+        }
+        ClientsCommand::Delete { client_id, out } => {
+            core.clients.delete(&client_id, actor).await?;
+            if out.json {
+                print_json(&json!({ "deleted": client_id }))
+            } else {
+                say!("deleted client {client_id}")
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Result<()> {
+    let jwks = match &args.jwks_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
+            Some(serde_json::from_str(&text).map_err(|e| {
+                CliError::Usage(format!("{} is not a JSON JWK set: {e}", path.display()))
+            })?)
+        }
+    };
+    let created = core
+        .clients
+        .create(
+            NewClient {
+                name: args.name,
+                public: args.public,
+                redirect_uris: args.redirect_uris,
+                post_logout_redirect_uris: args.post_logout_redirect_uris,
+                grant_types: args.grant_types,
+                token_endpoint_auth_method: args.auth_method,
+                jwks,
+                first_party: args.first_party,
+                backchannel_logout_uri: args.backchannel_logout_uri,
+                allowed_scopes: args.scopes,
+                id_token_alg: args.id_token_alg,
+                access_token_ttl_secs: args.access_token_ttl,
+            },
+            actor,
+        )
+        .await?;
+    if args.out.json {
+        print_json(&created);
+    } else {
+        say!(
+            "created {} client {} ({})",
+            created.client.client_type.as_str(),
+            created.client.name,
+            created.client.client_id
+        );
+        if let Some(secret) = &created.client_secret {
+            say!("client secret (shown once): {secret}");
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use latchkey_core::{
     auth::LockoutStatus,
+    clients::Client,
     model::{Membership, Session, SigningKeyInfo, User},
 };
 
@@ -103,4 +104,33 @@ pub fn keys_table(keys: &[SigningKeyInfo]) {
             if k.status == "active" { "-".to_owned() } else { time(k.publish_until) }
         );
     }
+}
+
+pub fn clients_table(clients: &[Client]) {
+    say!("{:<34} {:<13} {:<12} {}", "CLIENT ID", "TYPE", "FIRST-PARTY", "NAME");
+    for c in clients {
+        say!("{:<34} {:<13} {:<12} {}", c.client_id, c.client_type.as_str(), c.first_party, c.name);
+    }
+}
+
+pub fn client_details(c: &Client) {
+    say!("client id:      {}", c.client_id);
+    say!("name:           {}", c.name);
+    say!("type:           {}", c.client_type.as_str());
+    say!("first party:    {}", c.first_party);
+    say!("auth method:    {}", c.token_endpoint_auth_method);
+    say!("grant types:    {}", c.grant_types.join(" "));
+    say!("scopes:         {}", c.allowed_scopes.join(" "));
+    say!("id token alg:   {}", c.id_token_alg);
+    say!("access token:   {} s", c.access_token_ttl_secs);
+    for uri in &c.redirect_uris {
+        say!("redirect uri:   {uri}");
+    }
+    for uri in &c.post_logout_redirect_uris {
+        say!("post-logout:    {uri}");
+    }
+    if let Some(uri) = &c.backchannel_logout_uri {
+        say!("back-channel:   {uri}");
+    }
+    say!("created:        {}", time(Some(c.created_at)));
 }

@@ -4,6 +4,12 @@
 pub mod audit_event;
 pub mod mail_outbox;
 pub mod membership;
+pub mod oauth_assertion_jti;
+pub mod oauth_client;
+pub mod oauth_client_secret;
+pub mod oauth_code;
+pub mod oauth_consent;
+pub mod oauth_refresh_token;
 pub mod org_domain;
 pub mod org_invitation;
 pub mod org_join_request;

@@ -31,6 +31,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "joined" => Some("You have joined the organisation."),
         "switched" => Some("Your active organisation has changed."),
         "requested" => Some("Your request to join has been sent to the organisation's admins."),
+        "app_revoked" => Some("That application no longer has access to your account."),
         _ => None,
     }
 }
@@ -117,6 +118,7 @@ async fn render_account(
             org_name: s.org_name,
         })
         .collect();
+    let apps = state.core.oauth.consents_of(user_id).await?;
     let c = csrf(req, state);
     let name = user.name.clone().unwrap_or_default();
     render(
@@ -132,10 +134,34 @@ async fn render_account(
             organisations,
             invitations,
             suggestions,
+            apps,
             notice,
             error,
         },
     )
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// Withdraws the consent given to a third-party application and ends its refresh tokens.
+pub async fn revoke_app(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let client = client_info(&req);
+    let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
+    state.core.oauth.revoke_consent(&session.user_id, &path.into_inner(), &actor).await?;
+    Ok(see_other("/account?notice=app_revoked"))
 }
 
 #[derive(Deserialize)]

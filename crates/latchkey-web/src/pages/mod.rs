@@ -4,8 +4,8 @@ mod account;
 mod auth;
 mod error;
 mod orgs;
-mod support;
-mod views;
+pub(crate) mod support;
+pub(crate) mod views;
 
 use actix_web::{HttpResponse, http::header, web};
 
@@ -49,6 +49,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/account/sessions/revoke-others")
                 .route(web::post().to(account::revoke_others)),
+        )
+        .service(
+            web::resource("/account/apps/{client_id}/revoke")
+                .route(web::post().to(account::revoke_app)),
         )
         .service(
             web::resource("/account/sessions/{session_id}/revoke")

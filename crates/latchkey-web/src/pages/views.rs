@@ -114,6 +114,7 @@ pub struct Account<'a> {
     pub has_active_org: bool,
     pub invitations: Vec<InvitationRow>,
     pub suggestions: Vec<SuggestionRow>,
+    pub apps: Vec<latchkey_core::oauth::ConsentInfo>,
     pub notice: Option<&'a str>,
     pub error: Option<&'a str>,
 }

@@ -1,0 +1,580 @@
+//! Storage side of the OpenID Connect provider: authorization codes, refresh-token families,
+//! consents, client-assertion replay and JWT signing/verification with the instance keys.
+//! The protocol rules live in `latchkey-oidc`; this module only keeps state, hashed at rest.
+
+use josekit::{
+    jwk::Jwk,
+    jws::{ES256, EdDSA, JwsHeader, JwsVerifier, RS256},
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
+};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    Error, Result,
+    audit::{self, Actor},
+    crypto,
+    entity::{
+        oauth_assertion_jti, oauth_client, oauth_code, oauth_consent, oauth_refresh_token, session,
+    },
+    ids,
+    keys::{KeyService, SigningAlg},
+    model::SessionStatus,
+    now_unix,
+    store::Store,
+};
+
+/// Authorization codes live at most this long (OAuth 2.1 recommends ≤ 10 min; we use 1 min).
+pub const CODE_TTL_SECS: i64 = 60;
+
+#[derive(Clone)]
+pub struct OAuthService {
+    store: Store,
+    keys: KeyService,
+}
+
+/// What a code is issued for.
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedeemedCode {
+    /// The code's id: also the id of the refresh-token family it starts.
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum CodeRedemption {
+    Redeemed(Box<RedeemedCode>),
+    /// Unknown code, or one already used (whose tokens are now revoked).
+    Invalid,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsentInfo {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshGrant {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub scopes: Vec<String>,
+    pub auth_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// The presented token is now rotated; `token` replaces it.
+    Rotated { grant: RefreshGrant, token: String },
+    /// Unknown, expired, revoked, of another client, or its session is over.
+    Invalid(&'static str),
+    /// A rotated token came back: the family is revoked.
+    Reused,
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// A live session is stored `active` and inside both of its expiries.
+async fn session_is_active<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    session_id: &str,
+    now: i64,
+) -> Result<bool> {
+    Ok(session::Entity::find_by_id(session_id.to_owned())
+        .one(conn)
+        .await?
+        .is_some_and(|s| crate::model::Session::from_model(s, now).status == SessionStatus::Active))
+}
+
+/// A JWS verifier for a public JWK, limited to the algorithms Latchkey signs with. `alg: none`
+/// and HMAC never get a verifier, so tokens using them cannot pass.
+pub fn verifier_for(jwk: &Jwk, alg: &str) -> Result<Box<dyn JwsVerifier>> {
+    if jwk.algorithm().is_some_and(|a| a != alg) {
+        return Err(Error::Crypto("JWK algorithm mismatch".into()));
+    }
+    Ok(match alg {
+        "RS256" => Box::new(RS256.verifier_from_jwk(jwk)?),
+        "ES256" => Box::new(ES256.verifier_from_jwk(jwk)?),
+        "EdDSA" => Box::new(EdDSA.verifier_from_jwk(jwk)?),
+        _ => return Err(Error::Crypto(format!("algorithm {alg:?} is not accepted"))),
+    })
+}
+
+/// Verifies a compact JWS against a JWK set (`{"keys": [...]}`), picking the key by `kid` (or
+/// trying each key when there is none). Returns the header's `typ` and the claims.
+pub fn verify_with_jwks(jwt: &str, jwks: &Value) -> Result<(Option<String>, Map<String, Value>)> {
+    if jwt.len() > 16 * 1024 || jwt.split('.').count() != 3 {
+        return Err(Error::Unauthenticated("malformed JWT"));
+    }
+    let header = josekit::jwt::decode_header(jwt)
+        .map_err(|_| Error::Unauthenticated("malformed JWT header"))?;
+    let alg = header
+        .claim("alg")
+        .and_then(Value::as_str)
+        .ok_or(Error::Unauthenticated("JWT without alg"))?
+        .to_owned();
+    let kid = header.claim("kid").and_then(Value::as_str).map(str::to_owned);
+    let typ = header.claim("typ").and_then(Value::as_str).map(str::to_owned);
+    let keys = jwks.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
+    for key in keys {
+        let Value::Object(map) = key else { continue };
+        let Ok(jwk) = Jwk::from_map(map) else { continue };
+        if kid.as_deref().is_some_and(|k| jwk.key_id() != Some(k)) {
+            continue;
+        }
+        let Ok(verifier) = verifier_for(&jwk, &alg) else { continue };
+        if let Ok((payload, _)) = josekit::jws::deserialize_compact(jwt, verifier.as_ref()) {
+            let claims: Map<String, Value> = serde_json::from_slice(&payload)
+                .map_err(|_| Error::Unauthenticated("JWT payload is not a JSON object"))?;
+            return Ok((typ, claims));
+        }
+    }
+    Err(Error::Unauthenticated("JWT signature not valid"))
+}
+
+impl OAuthService {
+    pub fn new(store: Store, keys: KeyService) -> Self {
+        Self { store, keys }
+    }
+
+    /// Signs `claims` with the instance's active key for `alg`, with the given `typ`.
+    pub async fn sign(&self, alg: SigningAlg, typ: &str, claims: &Value) -> Result<String> {
+        let signer = self.keys.load_signer(alg).await?;
+        let mut header = JwsHeader::new();
+        header.set_token_type(typ);
+        header.set_key_id(&signer.kid);
+        let payload = serde_json::to_vec(claims)?;
+        Ok(josekit::jws::serialize_compact(&payload, &header, signer.signer.as_ref())?)
+    }
+
+    /// Verifies a token Latchkey signed (any published key): signature only; the caller checks
+    /// the claims.
+    pub async fn verify_own(&self, jwt: &str) -> Result<(Option<String>, Map<String, Value>)> {
+        let jwks = self.keys.jwks().await?;
+        verify_with_jwks(jwt, &jwks)
+    }
+
+    pub async fn session_is_active(&self, session_id: &str) -> Result<bool> {
+        session_is_active(self.store.db(), session_id, now_unix()).await
+    }
+
+    pub async fn issue_code(&self, new: NewCode) -> Result<String> {
+        let code = crypto::random_secret();
+        let now = now_unix();
+        oauth_code::ActiveModel {
+            id: Set(ids::new_id(ids::OAUTH_CODE)),
+            code_hash: Set(crypto::hash_secret_hex(&code)),
+            client_id: Set(new.client_id),
+            user_id: Set(new.user_id),
+            session_id: Set(new.session_id),
+            redirect_uri: Set(new.redirect_uri),
+            scopes: Set(new.scopes.join(" ")),
+            nonce: Set(new.nonce),
+            code_challenge: Set(new.code_challenge),
+            auth_time: Set(new.auth_time),
+            created_at: Set(now),
+            expires_at: Set(now + CODE_TTL_SECS),
+            used_at: Set(None),
+            replayed_at: Set(None),
+        }
+        .insert(self.store.db())
+        .await?;
+        Ok(code)
+    }
+
+    /// Marks the code used (atomically: one caller wins) and returns what it was bound to. A code
+    /// presented again revokes every refresh token its first use issued (RFC 6749 §4.1.2).
+    /// Expiry, client, redirect URI and PKCE are checked by the caller on the returned binding;
+    /// the code is burnt either way.
+    pub async fn redeem_code(&self, code: &str) -> Result<CodeRedemption> {
+        if code.is_empty() || code.len() > 128 {
+            return Ok(CodeRedemption::Invalid);
+        }
+        let hash = crypto::hash_secret_hex(code);
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let Some(row) = oauth_code::Entity::find()
+            .filter(oauth_code::Column::CodeHash.eq(&hash))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(CodeRedemption::Invalid);
+        };
+        let claimed = oauth_code::Entity::update_many()
+            .col_expr(oauth_code::Column::UsedAt, Expr::value(now))
+            .filter(oauth_code::Column::Id.eq(&row.id))
+            .filter(oauth_code::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            oauth_code::Entity::update_many()
+                .col_expr(oauth_code::Column::ReplayedAt, Expr::value(now))
+                .filter(oauth_code::Column::Id.eq(&row.id))
+                .exec(&txn)
+                .await?;
+            revoke_family(&txn, &row.id, now).await?;
+            txn.commit().await?;
+            tracing::warn!(code_id = %row.id, client_id = %row.client_id, "authorization code replayed; its tokens are revoked");
+            return Ok(CodeRedemption::Invalid);
+        }
+        txn.commit().await?;
+        Ok(CodeRedemption::Redeemed(Box::new(RedeemedCode {
+            scopes: split_scopes(&row.scopes),
+            id: row.id,
+            client_id: row.client_id,
+            user_id: row.user_id,
+            session_id: row.session_id,
+            redirect_uri: row.redirect_uri,
+            nonce: row.nonce,
+            code_challenge: row.code_challenge,
+            auth_time: row.auth_time,
+            expires_at: row.expires_at,
+        })))
+    }
+
+    /// Starts (or continues) a refresh-token family; returns the new token.
+    pub async fn issue_refresh(&self, grant: &RefreshGrant, ttl_secs: i64) -> Result<String> {
+        insert_refresh(self.store.db(), grant, ttl_secs, now_unix()).await
+    }
+
+    /// True when the grant (a code and the refresh family it started) was revoked: its code was
+    /// replayed, or one of its refresh tokens was revoked (reuse, RFC 7009, consent withdrawn).
+    /// Access tokens carry the grant id, so they stop working at once too.
+    pub async fn grant_revoked(&self, grant_id: &str) -> Result<bool> {
+        let db = self.store.db();
+        let replayed = oauth_code::Entity::find_by_id(grant_id.to_owned())
+            .one(db)
+            .await?
+            .is_some_and(|c| c.replayed_at.is_some());
+        if replayed {
+            return Ok(true);
+        }
+        Ok(oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::FamilyId.eq(grant_id))
+            .filter(oauth_refresh_token::Column::RevokedAt.is_not_null())
+            .one(db)
+            .await?
+            .is_some())
+    }
+
+    /// After an exchange stored its refresh token: if the code was replayed meanwhile, revoke
+    /// the family now (the replay may have run before the token existed).
+    pub async fn settle_grant(&self, grant_id: &str) -> Result<bool> {
+        if self.grant_revoked(grant_id).await? {
+            let txn = self.store.begin_write().await?;
+            revoke_family(&txn, grant_id, now_unix()).await?;
+            txn.commit().await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Exchanges a refresh token for its successor (rotation on every use). Reuse of a rotated
+    /// token revokes the whole family; a token whose session is over is refused.
+    pub async fn rotate_refresh(
+        &self,
+        token: &str,
+        client_id: &str,
+        ttl_secs: i64,
+    ) -> Result<RefreshOutcome> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(RefreshOutcome::Invalid("unknown refresh token"));
+        }
+        let hash = crypto::hash_secret_hex(token);
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let Some(row) = oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::TokenHash.eq(&hash))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(RefreshOutcome::Invalid("unknown refresh token"));
+        };
+        // A token presented by another client says nothing about its owner: refuse, keep it.
+        if row.client_id != client_id {
+            return Ok(RefreshOutcome::Invalid("refresh token was issued to another client"));
+        }
+        if row.revoked_at.is_some() {
+            return Ok(RefreshOutcome::Invalid("refresh token revoked"));
+        }
+        if row.rotated_at.is_some() {
+            revoke_family(&txn, &row.family_id, now).await?;
+            txn.commit().await?;
+            tracing::warn!(family = %row.family_id, client_id, "rotated refresh token reused; family revoked");
+            return Ok(RefreshOutcome::Reused);
+        }
+        if now >= row.expires_at {
+            return Ok(RefreshOutcome::Invalid("refresh token expired"));
+        }
+        if !session_is_active(&txn, &row.session_id, now).await? {
+            revoke_family(&txn, &row.family_id, now).await?;
+            txn.commit().await?;
+            return Ok(RefreshOutcome::Invalid("the session behind this grant has ended"));
+        }
+        let claimed = oauth_refresh_token::Entity::update_many()
+            .col_expr(oauth_refresh_token::Column::RotatedAt, Expr::value(now))
+            .filter(oauth_refresh_token::Column::Id.eq(&row.id))
+            .filter(oauth_refresh_token::Column::RotatedAt.is_null())
+            .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            // Lost a race with another use of the same token: that is reuse too.
+            revoke_family(&txn, &row.family_id, now).await?;
+            txn.commit().await?;
+            return Ok(RefreshOutcome::Reused);
+        }
+        let grant = RefreshGrant {
+            family_id: row.family_id,
+            client_id: row.client_id,
+            user_id: row.user_id,
+            session_id: row.session_id,
+            scopes: split_scopes(&row.scopes),
+            auth_time: row.auth_time,
+        };
+        let token = insert_refresh(&txn, &grant, ttl_secs, now).await?;
+        txn.commit().await?;
+        Ok(RefreshOutcome::Rotated { grant, token })
+    }
+
+    /// RFC 7009: revokes the family of a refresh token of this client. Unknown tokens and tokens
+    /// of other clients are ignored (the endpoint answers 200 either way).
+    pub async fn revoke_refresh(&self, token: &str, client_id: &str) -> Result<bool> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(false);
+        }
+        let hash = crypto::hash_secret_hex(token);
+        let txn = self.store.begin_write().await?;
+        let row = oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::TokenHash.eq(&hash))
+            .one(&txn)
+            .await?;
+        let Some(row) = row.filter(|r| r.client_id == client_id) else {
+            return Ok(false);
+        };
+        revoke_family(&txn, &row.family_id, now_unix()).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Introspection of a refresh token: the grant when it is live, else None.
+    pub async fn live_refresh(&self, token: &str) -> Result<Option<(RefreshGrant, i64)>> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let now = now_unix();
+        let row = oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::TokenHash.eq(crypto::hash_secret_hex(token)))
+            .one(self.store.db())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.revoked_at.is_some() || row.rotated_at.is_some() || now >= row.expires_at {
+            return Ok(None);
+        }
+        if !session_is_active(self.store.db(), &row.session_id, now).await? {
+            return Ok(None);
+        }
+        Ok(Some((
+            RefreshGrant {
+                family_id: row.family_id,
+                client_id: row.client_id,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                scopes: split_scopes(&row.scopes),
+                auth_time: row.auth_time,
+            },
+            row.expires_at,
+        )))
+    }
+
+    /// Records a `private_key_jwt` assertion id; false when it was seen before (replay).
+    pub async fn remember_jti(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
+        let now = now_unix();
+        let key = format!("{client_id}:{}", crypto::hash_secret_hex(jti));
+        let txn = self.store.begin_write().await?;
+        // Expired ids can go: an assertion past its exp is refused anyway.
+        oauth_assertion_jti::Entity::delete_many()
+            .filter(oauth_assertion_jti::Column::ExpiresAt.lt(now))
+            .exec(&txn)
+            .await?;
+        if oauth_assertion_jti::Entity::find_by_id(key.clone()).one(&txn).await?.is_some() {
+            return Ok(false);
+        }
+        let inserted =
+            oauth_assertion_jti::ActiveModel { jti_key: Set(key), expires_at: Set(expires_at) }
+                .insert(&txn)
+                .await;
+        match inserted {
+            Ok(_) => {
+                txn.commit().await?;
+                Ok(true)
+            }
+            // A concurrent insert of the same id lost the race on the primary key: a replay.
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// The scopes the user already granted this client, if any.
+    pub async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Vec<String>>> {
+        Ok(oauth_consent::Entity::find()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .filter(oauth_consent::Column::RevokedAt.is_null())
+            .one(self.store.db())
+            .await?
+            .map(|c| split_scopes(&c.scopes)))
+    }
+
+    /// Clients the user has granted access to (the third-party apps shown on `/account`).
+    pub async fn consents_of(&self, user_id: &str) -> Result<Vec<ConsentInfo>> {
+        let rows = oauth_consent::Entity::find()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::RevokedAt.is_null())
+            .all(self.store.db())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name = oauth_client::Entity::find_by_id(r.client_id.clone())
+                .one(self.store.db())
+                .await?
+                .map(|c| c.name)
+                .unwrap_or_else(|| r.client_id.clone());
+            out.push(ConsentInfo {
+                client_id: r.client_id,
+                client_name: name,
+                scopes: split_scopes(&r.scopes),
+                granted_at: r.granted_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Withdraws a consent and revokes every refresh token the user gave that client.
+    pub async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let res = oauth_consent::Entity::delete_many()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        oauth_refresh_token::Entity::update_many()
+            .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
+            .filter(oauth_refresh_token::Column::UserId.eq(user_id))
+            .filter(oauth_refresh_token::Column::ClientId.eq(client_id))
+            .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if res.rows_affected > 0 {
+            audit::record(
+                &txn,
+                actor,
+                "consent.revoked",
+                Some(client_id),
+                json!({ "user_id": user_id }),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(res.rows_affected > 0)
+    }
+
+    pub async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<()> {
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        oauth_consent::Entity::delete_many()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        oauth_consent::ActiveModel {
+            id: Set(ids::new_id(ids::CONSENT)),
+            user_id: Set(user_id.to_owned()),
+            client_id: Set(client_id.to_owned()),
+            scopes: Set(scopes.join(" ")),
+            granted_at: Set(now),
+            revoked_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_refresh<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    grant: &RefreshGrant,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<String> {
+    let token = crypto::random_secret();
+    oauth_refresh_token::ActiveModel {
+        id: Set(ids::new_id(ids::REFRESH_TOKEN)),
+        family_id: Set(grant.family_id.clone()),
+        token_hash: Set(crypto::hash_secret_hex(&token)),
+        client_id: Set(grant.client_id.clone()),
+        user_id: Set(grant.user_id.clone()),
+        session_id: Set(grant.session_id.clone()),
+        scopes: Set(grant.scopes.join(" ")),
+        auth_time: Set(grant.auth_time),
+        created_at: Set(now),
+        expires_at: Set(now + ttl_secs),
+        rotated_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(token)
+}
+
+async fn revoke_family<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    family_id: &str,
+    now: i64,
+) -> Result<()> {
+    oauth_refresh_token::Entity::update_many()
+        .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(oauth_refresh_token::Column::FamilyId.eq(family_id))
+        .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Token endpoint request validation (RFC 6749 §2.3, §4.1.3, §4.4, §6; RFC 7523 §2.2).
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+
+use crate::{ErrorCode, OAuthError, params::Params, pkce};
+
+pub const CLIENT_ASSERTION_TYPE_JWT: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How the client presented itself. Exactly one method per request (RFC 6749 §2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCredentials {
+    /// `client_secret_basic`.
+    Basic { client_id: String, secret: String },
+    /// `client_secret_post`.
+    Post { client_id: String, secret: String },
+    /// `private_key_jwt`: the assertion still has to be verified against the client's keys.
+    Assertion { client_id: Option<String>, assertion: String },
+    /// `none`: a public client naming itself.
+    None { client_id: String },
+}
+
+impl ClientCredentials {
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Basic { .. } => "client_secret_basic",
+            Self::Post { .. } => "client_secret_post",
+            Self::Assertion { .. } => "private_key_jwt",
+            Self::None { .. } => "none",
+        }
+    }
+}
+
+/// Reads the client's credentials from the `Authorization` header and the form. A request
+/// using two methods, or none at all, fails with `invalid_client` / `invalid_request`.
+pub fn client_credentials(
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<ClientCredentials, OAuthError> {
+    let form_id = params.get("client_id");
+    let form_secret = params.get("client_secret");
+    let assertion_type = params.get("client_assertion_type");
+    let assertion = params.get("client_assertion");
+
+    if let Some(header) = authorization {
+        if form_secret.is_some() || assertion.is_some() {
+            return Err(OAuthError::invalid_request("use one client authentication method"));
+        }
+        let (client_id, secret) = parse_basic(header)?;
+        if form_id.is_some_and(|id| id != client_id) {
+            return Err(OAuthError::invalid_client("client_id does not match the credentials"));
+        }
+        return Ok(ClientCredentials::Basic { client_id, secret });
+    }
+    match (assertion_type, assertion) {
+        (Some(CLIENT_ASSERTION_TYPE_JWT), Some(a)) => {
+            if form_secret.is_some() {
+                return Err(OAuthError::invalid_request("use one client authentication method"));
+            }
+            return Ok(ClientCredentials::Assertion {
+                client_id: form_id.map(str::to_owned),
+                assertion: a.to_owned(),
+            });
+        }
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_client("unsupported client_assertion_type"));
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+        (None, None) => {}
+    }
+    match (form_id, form_secret) {
+        (Some(id), Some(secret)) => {
+            Ok(ClientCredentials::Post { client_id: id.to_owned(), secret: secret.to_owned() })
+        }
+        (Some(id), None) => Ok(ClientCredentials::None { client_id: id.to_owned() }),
+        (None, _) => Err(OAuthError::invalid_client("client authentication is required")),
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
+    let bad = || OAuthError::invalid_client("malformed Basic credentials");
+    let (scheme, value) = header.trim().split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") || value.len() > 2048 {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| -> Result<String, OAuthError> {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(bad)
+    };
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    if id.is_empty() || secret.is_empty() {
+        return Err(bad());
+    }
+    Ok((id, secret))
+}
+
+/// A parsed token request, before the grant itself (code, refresh token) is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRequest {
+    AuthorizationCode { code: String, redirect_uri: String, code_verifier: Option<String> },
+    RefreshToken { refresh_token: String, scopes: Option<Vec<String>> },
+    ClientCredentials { scopes: Vec<String> },
+}
+
+fn scopes(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in s.split(' ').filter(|v| !v.is_empty()) {
+        if !out.iter().any(|o| o == v) {
+            out.push(v.to_owned());
+        }
+    }
+    out
+}
+
+pub fn parse_token_request(params: &Params) -> Result<TokenRequest, OAuthError> {
+    match params.require("grant_type")? {
+        "authorization_code" => {
+            let code_verifier = params.get("code_verifier").map(str::to_owned);
+            if let Some(v) = &code_verifier
+                && !pkce::valid_verifier(v)
+            {
+                return Err(OAuthError::invalid_request("malformed code_verifier"));
+            }
+            Ok(TokenRequest::AuthorizationCode {
+                code: params.require("code")?.to_owned(),
+                redirect_uri: params.require("redirect_uri")?.to_owned(),
+                code_verifier,
+            })
+        }
+        "refresh_token" => Ok(TokenRequest::RefreshToken {
+            refresh_token: params.require("refresh_token")?.to_owned(),
+            scopes: params.get("scope").map(scopes),
+        }),
+        "client_credentials" => Ok(TokenRequest::ClientCredentials {
+            scopes: params.get("scope").map(scopes).unwrap_or_default(),
+        }),
+        _ => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+    }
+}
+
+/// What an issued authorization code was bound to, as stored.
+#[derive(Debug, Clone)]
+pub struct CodeBinding<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub code_challenge: Option<&'a str>,
+    pub expires_at: i64,
+}
+
+/// Checks a presented code against what it was issued for (RFC 6749 §4.1.3, RFC 7636 §4.6).
+/// Every mismatch is `invalid_grant`, so a probe learns nothing about which part failed.
+pub fn check_code(
+    binding: &CodeBinding<'_>,
+    client_id: &str,
+    redirect_uri: &str,
+    code_verifier: Option<&str>,
+    now: i64,
+) -> Result<(), OAuthError> {
+    if binding.client_id != client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+    }
+    if now >= binding.expires_at {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    if binding.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (binding.code_challenge, code_verifier) {
+        (Some(challenge), Some(verifier)) if pkce::verify_s256(verifier, challenge) => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant("PKCE verification failed")),
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
+        // A verifier for a code issued without a challenge is a downgrade probe (RFC 9700 §2.1.1).
+        (None, Some(_)) => Err(OAuthError::invalid_grant("unexpected code_verifier")),
+        (None, None) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(q: &str) -> Params {
+        Params::parse(q).unwrap_or_default()
+    }
+
+    #[test]
+    fn client_authentication_methods_are_exclusive() {
+        let basic = format!("Basic {}", STANDARD.encode("client_a:s%3Acret"));
+        assert_eq!(
+            client_credentials(Some(&basic), &p("grant_type=x")),
+            Ok(ClientCredentials::Basic { client_id: "client_a".into(), secret: "s:cret".into() })
+        );
+        assert!(client_credentials(Some(&basic), &p("client_secret=x")).is_err());
+        assert_eq!(
+            client_credentials(Some(&basic), &p("client_id=client_b")).map_err(|e| e.code),
+            Err(ErrorCode::InvalidClient)
+        );
+        assert_eq!(
+            client_credentials(Some("Bearer abc"), &p("")).map_err(|e| e.code),
+            Err(ErrorCode::InvalidClient)
+        );
+        assert_eq!(
+            client_credentials(Some("Basic !!!"), &p("")).map_err(|e| e.code),
+            Err(ErrorCode::InvalidClient)
+        );
+        assert!(matches!(
+            client_credentials(None, &p("client_id=a&client_secret=b")),
+            Ok(ClientCredentials::Post { .. })
+        ));
+        assert!(matches!(
+            client_credentials(None, &p("client_id=a")),
+            Ok(ClientCredentials::None { .. })
+        ));
+        assert_eq!(
+            client_credentials(None, &p("grant_type=x")).map_err(|e| e.code),
+            Err(ErrorCode::InvalidClient)
+        );
+        let jwt = format!(
+            "client_assertion_type={}&client_assertion=e30",
+            CLIENT_ASSERTION_TYPE_JWT.replace(':', "%3A")
+        );
+        assert!(matches!(
+            client_credentials(None, &p(&jwt)),
+            Ok(ClientCredentials::Assertion { .. })
+        ));
+        assert!(client_credentials(None, &p(&format!("{jwt}&client_secret=x"))).is_err());
+        assert!(client_credentials(None, &p("client_assertion=e30")).is_err());
+    }
+
+    #[test]
+    fn token_requests_are_parsed_strictly() {
+        assert_eq!(
+            parse_token_request(&p("grant_type=password")).map_err(|e| e.code),
+            Err(ErrorCode::UnsupportedGrantType)
+        );
+        assert_eq!(parse_token_request(&p("")).map_err(|e| e.code), Err(ErrorCode::InvalidRequest));
+        assert_eq!(
+            parse_token_request(&p("grant_type=authorization_code&code=c")).map_err(|e| e.code),
+            Err(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            parse_token_request(&p(
+                "grant_type=authorization_code&code=c&redirect_uri=r&code_verifier=short"
+            ))
+            .map_err(|e| e.code),
+            Err(ErrorCode::InvalidRequest)
+        );
+        assert!(matches!(
+            parse_token_request(&p("grant_type=refresh_token&refresh_token=r&scope=openid+openid")),
+            Ok(TokenRequest::RefreshToken { scopes: Some(ref s), .. }) if s == &["openid"]
+        ));
+    }
+
+    #[test]
+    fn codes_bind_client_redirect_uri_pkce_and_time() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let b = CodeBinding {
+            client_id: "c",
+            redirect_uri: "https://rp/cb",
+            code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            expires_at: 100,
+        };
+        assert!(check_code(&b, "c", "https://rp/cb", Some(verifier), 99).is_ok());
+        for (client, uri, v, now) in [
+            ("d", "https://rp/cb", Some(verifier), 99),
+            ("c", "https://rp/cb2", Some(verifier), 99),
+            ("c", "https://rp/cb", Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK"), 99),
+            ("c", "https://rp/cb", None, 99),
+            ("c", "https://rp/cb", Some(verifier), 100),
+        ] {
+            assert_eq!(
+                check_code(&b, client, uri, v, now).map_err(|e| e.code),
+                Err(ErrorCode::InvalidGrant)
+            );
+        }
+        let no_pkce = CodeBinding { code_challenge: None, ..b };
+        assert!(check_code(&no_pkce, "c", "https://rp/cb", None, 1).is_ok());
+        assert!(check_code(&no_pkce, "c", "https://rp/cb", Some(verifier), 1).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! Client authentication at the token, introspection and revocation endpoints: secrets
+//! (basic/post), `private_key_jwt` (RFC 7523) with a `jti` replay check, and `none` for public
+//! clients. Every failure is `invalid_client`; the reason is logged, not sent.
+
+use actix_web::{HttpRequest, http::header};
+use latchkey_core::clients::{self, Client};
+use latchkey_oidc::{
+    OAuthError,
+    params::Params,
+    token::{ClientCredentials, client_credentials},
+};
+use serde_json::Value;
+
+use crate::AppState;
+
+/// Longest accepted assertion lifetime: RFC 7523 assertions are meant to be single-shot.
+const MAX_ASSERTION_LIFETIME_SECS: i64 = 600;
+
+fn reject(reason: &str) -> OAuthError {
+    tracing::info!(reason, "client authentication failed");
+    OAuthError::invalid_client("client authentication failed")
+}
+
+/// Authenticates the calling client. `allow_public` is false where RFC 7662 wants a
+/// confidential caller (introspection).
+pub async fn authenticate(
+    req: &HttpRequest,
+    params: &Params,
+    state: &AppState,
+    allow_public: bool,
+) -> Result<Client, super::error::OidcError> {
+    let authorization =
+        req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let creds = client_credentials(authorization, params).map_err(super::error::json)?;
+    let core = &state.core;
+    let client = match &creds {
+        ClientCredentials::Basic { client_id, secret }
+        | ClientCredentials::Post { client_id, secret } => {
+            let client = core
+                .clients
+                .find(client_id)
+                .await?
+                .ok_or_else(|| super::error::json(reject("unknown client")))?;
+            if client.token_endpoint_auth_method != creds.method() {
+                return Err(super::error::json(reject("auth method not registered for client")));
+            }
+            if !core.clients.verify_secret(client_id, secret).await? {
+                return Err(super::error::json(reject("wrong client secret")));
+            }
+            client
+        }
+        ClientCredentials::None { client_id } => {
+            let client = core
+                .clients
+                .find(client_id)
+                .await?
+                .ok_or_else(|| super::error::json(reject("unknown client")))?;
+            if !client.is_public() || client.token_endpoint_auth_method != clients::AUTH_NONE {
+                return Err(super::error::json(reject("confidential client without credentials")));
+            }
+            if !allow_public {
+                return Err(super::error::json(reject(
+                    "public clients may not call this endpoint",
+                )));
+            }
+            client
+        }
+        ClientCredentials::Assertion { client_id, assertion } => {
+            verify_assertion(state, client_id.as_deref(), assertion).await?
+        }
+    };
+    Ok(client)
+}
+
+/// RFC 7523 §3: iss = sub = client_id, aud = our token endpoint (or the issuer), exp in the
+/// near future, a fresh `jti`, signed by one of the client's registered keys with an
+/// asymmetric algorithm (`alg: none` and HMAC never verify).
+async fn verify_assertion(
+    state: &AppState,
+    form_client_id: Option<&str>,
+    assertion: &str,
+) -> Result<Client, super::error::OidcError> {
+    let core = &state.core;
+    let err = |r: &str| super::error::json(reject(r));
+    // Read the claimed issuer to find the client's keys; nothing is trusted before verification.
+    let unverified = assertion
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .ok_or_else(|| err("malformed assertion"))?;
+    let claimed = unverified
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("assertion without iss"))?;
+    if form_client_id.is_some_and(|id| id != claimed) {
+        return Err(err("client_id does not match the assertion"));
+    }
+    let client = core.clients.find(claimed).await?.ok_or_else(|| err("unknown client"))?;
+    if client.token_endpoint_auth_method != clients::AUTH_PRIVATE_KEY_JWT {
+        return Err(err("client is not registered for private_key_jwt"));
+    }
+    let jwks = client.jwks.clone().ok_or_else(|| err("client has no keys"))?;
+    let (_, claims) = latchkey_core::oauth::verify_with_jwks(assertion, &jwks)
+        .map_err(|_| err("assertion signature not valid"))?;
+    let now = latchkey_core::now_unix();
+    let s = |k: &str| claims.get(k).and_then(Value::as_str);
+    if s("iss") != Some(&client.client_id) || s("sub") != Some(&client.client_id) {
+        return Err(err("assertion iss/sub is not the client"));
+    }
+    let issuer = &core.settings.public_url;
+    let token_endpoint = format!("{}/oauth2/token", issuer.trim_end_matches('/'));
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == &token_endpoint || a == issuer,
+        Some(Value::Array(list)) => {
+            list.iter().any(|a| a.as_str().is_some_and(|a| a == token_endpoint || a == issuer))
+        }
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(err("assertion audience is not this server"));
+    }
+    let exp =
+        claims.get("exp").and_then(Value::as_i64).ok_or_else(|| err("assertion without exp"))?;
+    if exp <= now || exp > now + MAX_ASSERTION_LIFETIME_SECS {
+        return Err(err("assertion expired or too long-lived"));
+    }
+    if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf > now + 30) {
+        return Err(err("assertion not yet valid"));
+    }
+    let jti = s("jti")
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| err("assertion without jti"))?;
+    if !core.oauth.remember_jti(&client.client_id, jti, exp).await? {
+        return Err(err("assertion replayed (jti seen before)"));
+    }
+    Ok(client)
+}
