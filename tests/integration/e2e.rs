@@ -52,3 +52,76 @@ async fn account_flow_in_chromium() {
     assert!(report.contains("pass 1") || report.contains("✔"), "{report}");
     node.stop().await;
 }
+
+/// openid-client (npm, current major) as the relying party, signing in through the real pages
+/// in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_relying_party() {
+    use latchkey_core::{audit::Actor, clients::NewClient, users::NewUser};
+
+    let dir = e2e_dir();
+    assert!(
+        dir.join("node_modules/openid-client").is_dir(),
+        "openid-client is not installed: run ./scripts/test"
+    );
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    node.core
+        .users
+        .create(
+            NewUser {
+                email: "ada@example.com".into(),
+                password: Some("correct horse battery".into()),
+                email_verified: true,
+                ..Default::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let callback_port = crate::support::free_listener().local_addr().unwrap().port();
+    let created = node
+        .core
+        .clients
+        .create(
+            NewClient {
+                name: "Reports (third party)".into(),
+                redirect_uris: vec![format!("http://127.0.0.1:{callback_port}/callback")],
+                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                ..Default::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let base = node.base_url.clone();
+    let script = dir.join("oidc-rp.mjs");
+    let client_id = created.client.client_id.clone();
+    let secret = created.client_secret.clone().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg(script)
+            .env("LATCHKEY_URL", base)
+            .env("CLIENT_ID", client_id)
+            .env("CLIENT_SECRET", secret)
+            .env("CALLBACK_PORT", callback_port.to_string())
+            .env("USER_EMAIL", "ada@example.com")
+            .env("USER_PASSWORD", "correct horse battery")
+            .env("SCREENSHOT_DIR", &screenshots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openid-client test failed:\n{report}");
+    node.stop().await;
+}
