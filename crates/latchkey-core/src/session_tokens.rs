@@ -10,7 +10,6 @@ use std::sync::{
     atomic::{AtomicI64, Ordering},
 };
 
-use josekit::jws::JwsHeader;
 use serde::Serialize;
 
 use crate::{
@@ -146,10 +145,7 @@ impl SessionTokenService {
             org: snapshot.org.as_ref(),
         };
         let payload = serde_json::to_vec(&claims)?;
-        let mut header = JwsHeader::new();
-        header.set_token_type("JWT");
-        header.set_key_id(&signer.kid);
-        let jwt = josekit::jws::serialize_compact(&payload, &header, signer.signer.as_ref())?;
+        let jwt = signer.sign_jwt(&payload)?;
         Ok(MintedToken {
             jwt,
             expires_at: exp,
