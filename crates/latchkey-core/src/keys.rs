@@ -97,7 +97,8 @@ impl LoadedSigner {
     /// being rebuilt for every token on the hot path.
     pub fn sign_jwt(&self, payload: &[u8]) -> Result<String> {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-        let mut out = String::with_capacity(self.jwt_header_b64.len() + payload.len() * 4 / 3 + 100);
+        let mut out =
+            String::with_capacity(self.jwt_header_b64.len() + payload.len() * 4 / 3 + 100);
         out.push_str(&self.jwt_header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut out);
