@@ -117,11 +117,36 @@ pub struct KeyService {
     store: Store,
     /// How long a retired key stays published: longest token lifetime plus clock skew.
     retention: Duration,
+    /// Unsealed active keys, each tagged with the store revision it was loaded at; rotation
+    /// bumps the revision, so every node picks up a new key on its next signature.
+    signers: Arc<std::sync::RwLock<std::collections::HashMap<SigningAlg, (i64, Arc<LoadedSigner>)>>>,
+    gate: Arc<crate::revision::RevisionGate>,
 }
 
 impl KeyService {
     pub fn new(store: Store, settings: &Settings) -> Self {
-        Self { store, retention: settings.max_token_lifetime() + settings.clock_skew }
+        Self {
+            store,
+            retention: settings.max_token_lifetime() + settings.clock_skew,
+            signers: Arc::default(),
+            gate: Arc::default(),
+        }
+    }
+
+    /// The active key for `alg`, from the cache unless a rotation happened since it was loaded.
+    /// Loading means a query, unsealing and parsing the key, far more than one signature.
+    pub async fn current_signer(&self, alg: SigningAlg) -> Result<Arc<LoadedSigner>> {
+        let revision = self.gate.current(&self.store).await?;
+        if let Ok(cache) = self.signers.read()
+            && let Some((_, signer)) = cache.get(&alg).filter(|(rev, _)| *rev >= revision)
+        {
+            return Ok(signer.clone());
+        }
+        let signer = self.load_signer(alg).await?;
+        if let Ok(mut cache) = self.signers.write() {
+            cache.insert(alg, (revision, signer.clone()));
+        }
+        Ok(signer)
     }
 
     fn seal_purpose(kid: &str) -> String {

@@ -166,7 +166,7 @@ impl OAuthService {
 
     /// Signs `claims` with the instance's active key for `alg`, with the given `typ`.
     pub async fn sign(&self, alg: SigningAlg, typ: &str, claims: &Value) -> Result<String> {
-        let signer = self.keys.load_signer(alg).await?;
+        let signer = self.keys.current_signer(alg).await?;
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
         header.set_key_id(&signer.kid);
