@@ -7,6 +7,7 @@
 
 mod support;
 
+mod backchannel;
 mod cli;
 mod e2e;
 mod first_start;

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod auth;
+pub mod backchannel;
 pub mod clients;
 pub mod config;
 pub mod consumer_domains;
@@ -60,6 +61,7 @@ pub struct Latchkey {
     pub session_tokens: SessionTokenService,
     pub clients: ClientService,
     pub oauth: oauth::OAuthService,
+    pub backchannel: backchannel::BackchannelService,
 }
 
 impl Latchkey {
@@ -91,6 +93,11 @@ impl Latchkey {
         let orgs = OrgService::new(store.clone());
         let clients = ClientService::new(store.clone());
         let oauth = oauth::OAuthService::new(store.clone(), keys.clone());
+        let backchannel = backchannel::BackchannelService::new(
+            store.clone(),
+            oauth.clone(),
+            &settings.public_url,
+        )?;
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -120,6 +127,7 @@ impl Latchkey {
             session_tokens,
             clients,
             oauth,
+            backchannel,
         })
     }
 }
