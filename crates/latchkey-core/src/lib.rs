@@ -15,6 +15,7 @@ pub mod entity;
 mod error;
 pub mod ids;
 pub mod invitations;
+pub mod jwt_templates;
 pub mod keys;
 pub mod mail;
 pub mod model;
@@ -62,6 +63,7 @@ pub struct Latchkey {
     pub clients: ClientService,
     pub oauth: oauth::OAuthService,
     pub backchannel: backchannel::BackchannelService,
+    pub jwt_templates: jwt_templates::JwtTemplateService,
 }
 
 impl Latchkey {
@@ -98,6 +100,8 @@ impl Latchkey {
             oauth.clone(),
             &settings.public_url,
         )?;
+        let jwt_templates =
+            jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -128,6 +132,7 @@ impl Latchkey {
             clients,
             oauth,
             backchannel,
+            jwt_templates,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod audit_event;
 pub mod backchannel_outbox;
+pub mod jwt_template;
 pub mod mail_outbox;
 pub mod membership;
 pub mod oauth_assertion_jti;
