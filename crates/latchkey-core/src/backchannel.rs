@@ -240,11 +240,12 @@ impl BackchannelService {
     /// The logout token for a row (Back-Channel Logout 1.0 §2.4): no nonce, `typ: logout+jwt`,
     /// signed with the key of the client's ID-token algorithm.
     pub async fn logout_token(&self, row: &backchannel_outbox::Model) -> Result<String> {
-        let alg = oauth_client::Entity::find_by_id(row.client_id.clone())
+        // A client deleted since the session ended is not told anything.
+        let client = oauth_client::Entity::find_by_id(row.client_id.clone())
             .one(self.store.db())
             .await?
-            .and_then(|c| SigningAlg::parse(&c.id_token_alg))
-            .unwrap_or(SigningAlg::RS256);
+            .ok_or_else(|| Error::NotFound(format!("client {}", row.client_id)))?;
+        let alg = SigningAlg::parse(&client.id_token_alg).unwrap_or(SigningAlg::RS256);
         let now = now_unix();
         let claims = json!({
             "iss": self.issuer,
@@ -262,6 +263,7 @@ impl BackchannelService {
     async fn post(&self, row: &backchannel_outbox::Model) -> Outcome {
         let token = match self.logout_token(row).await {
             Ok(t) => t,
+            Err(e @ Error::NotFound(_)) => return Outcome::Fail(e.to_string()),
             Err(e) => return Outcome::Retry(format!("signing: {e}")),
         };
         let res = self
