@@ -8,6 +8,8 @@ mod m20261128_000002_mail_outbox;
 mod m20261128_000003_org_domains;
 mod m20261128_000004_auth_flows;
 mod m20261128_000005_oidc;
+mod m20261128_000006_backchannel_logout;
+mod m20261128_000007_jwt_templates;
 
 pub struct Migrator;
 
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_org_domains::Migration),
             Box::new(m20261128_000004_auth_flows::Migration),
             Box::new(m20261128_000005_oidc::Migration),
+            Box::new(m20261128_000006_backchannel_logout::Migration),
+            Box::new(m20261128_000007_jwt_templates::Migration),
         ]
     }
 }

@@ -7,10 +7,12 @@
 
 mod support;
 
+mod backchannel;
 mod cli;
 mod e2e;
 mod first_start;
 mod http_hygiene;
+mod jwt_templates;
 mod keys;
 mod mail;
 mod oidc;

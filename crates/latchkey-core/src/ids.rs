@@ -17,6 +17,8 @@ pub const OAUTH_CLIENT_SECRET: &str = "csec";
 pub const OAUTH_CODE: &str = "acd";
 pub const REFRESH_TOKEN: &str = "rtk";
 pub const CONSENT: &str = "cns";
+pub const BACKCHANNEL_LOGOUT: &str = "bcl";
+pub const JWT_TEMPLATE: &str = "jtpl";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

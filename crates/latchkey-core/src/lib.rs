@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod auth;
+pub mod backchannel;
 pub mod clients;
 pub mod config;
 pub mod consumer_domains;
@@ -14,6 +15,7 @@ pub mod entity;
 mod error;
 pub mod ids;
 pub mod invitations;
+pub mod jwt_templates;
 pub mod keys;
 pub mod mail;
 pub mod model;
@@ -60,6 +62,8 @@ pub struct Latchkey {
     pub session_tokens: SessionTokenService,
     pub clients: ClientService,
     pub oauth: oauth::OAuthService,
+    pub backchannel: backchannel::BackchannelService,
+    pub jwt_templates: jwt_templates::JwtTemplateService,
 }
 
 impl Latchkey {
@@ -91,6 +95,13 @@ impl Latchkey {
         let orgs = OrgService::new(store.clone());
         let clients = ClientService::new(store.clone());
         let oauth = oauth::OAuthService::new(store.clone(), keys.clone());
+        let backchannel = backchannel::BackchannelService::new(
+            store.clone(),
+            oauth.clone(),
+            &settings.public_url,
+        )?;
+        let jwt_templates =
+            jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -120,6 +131,8 @@ impl Latchkey {
             session_tokens,
             clients,
             oauth,
+            backchannel,
+            jwt_templates,
         })
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::json;
 
@@ -176,11 +176,15 @@ impl SessionService {
             .await?;
         let changed = res.rows_affected > 0;
         if changed {
+            crate::backchannel::enqueue_for_sessions(&txn, &[id.to_owned()], now).await?;
             audit::record(&txn, actor, "session.revoked", Some(id), json!({ "reason": reason }))
                 .await?;
             Store::bump_revision(&txn).await?;
         }
         txn.commit().await?;
+        if changed {
+            self.store.notify_backchannel();
+        }
         Ok(changed)
     }
 
@@ -204,6 +208,7 @@ impl SessionService {
         .await?;
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
+        self.store.notify_backchannel();
         Ok(n)
     }
 
@@ -211,15 +216,22 @@ impl SessionService {
     pub async fn revoke_others(&self, user_id: &str, keep: &str, actor: &Actor) -> Result<u64> {
         let now = now_unix();
         let txn = self.store.begin_write().await?;
+        let ids = crate::backchannel::active_session_ids(
+            &txn,
+            Condition::all()
+                .add(session::Column::UserId.eq(user_id))
+                .add(session::Column::Id.ne(keep)),
+        )
+        .await?;
         let res = session::Entity::update_many()
             .col_expr(session::Column::Status, Expr::value("revoked"))
             .col_expr(session::Column::EndReason, Expr::value("signed_out_elsewhere"))
             .col_expr(session::Column::EndedAt, Expr::value(now))
-            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::Id.is_in(ids.iter().cloned()))
             .filter(session::Column::Status.eq("active"))
-            .filter(session::Column::Id.ne(keep))
             .exec(&txn)
             .await?;
+        crate::backchannel::enqueue_for_sessions(&txn, &ids, now).await?;
         audit::record(
             &txn,
             actor,
@@ -230,6 +242,7 @@ impl SessionService {
         .await?;
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
+        self.store.notify_backchannel();
         Ok(res.rows_affected)
     }
 
@@ -246,10 +259,14 @@ impl SessionService {
             .exec(&txn)
             .await?;
         if res.rows_affected > 0 {
+            crate::backchannel::enqueue_for_sessions(&txn, &[id.to_owned()], now).await?;
             audit::record(&txn, actor, "session.ended", Some(id), json!({})).await?;
             Store::bump_revision(&txn).await?;
         }
         txn.commit().await?;
+        if res.rows_affected > 0 {
+            self.store.notify_backchannel();
+        }
         Ok(res.rows_affected > 0)
     }
 

@@ -15,6 +15,8 @@ use crate::{Error, Result, crypto::MasterKey, entity::store_revision};
 pub struct Store {
     db: DatabaseConnection,
     master_key: Arc<MasterKey>,
+    /// Wakes the back-channel logout worker after a commit that queued notifications.
+    backchannel_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -37,7 +39,11 @@ impl Store {
             opts.max_connections(16).min_connections(1);
         }
         let db = Database::connect(opts).await?;
-        Ok(Self { db, master_key: Arc::new(master_key) })
+        Ok(Self {
+            db,
+            master_key: Arc::new(master_key),
+            backchannel_wake: Arc::new(tokio::sync::Notify::new()),
+        })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -46,6 +52,15 @@ impl Store {
 
     pub fn master_key(&self) -> &MasterKey {
         &self.master_key
+    }
+
+    /// Call after committing a session change: queued logout notifications go out at once.
+    pub fn notify_backchannel(&self) {
+        self.backchannel_wake.notify_one();
+    }
+
+    pub(crate) fn backchannel_wake(&self) -> &tokio::sync::Notify {
+        &self.backchannel_wake
     }
 
     pub fn backend(&self) -> DbBackend {

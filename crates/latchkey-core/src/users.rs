@@ -300,6 +300,9 @@ impl UserService {
         .await?;
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
+        if revoked > 0 {
+            self.store.notify_backchannel();
+        }
         Ok(updated.into())
     }
 }
@@ -311,14 +314,21 @@ pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
     reason: &str,
     now: i64,
 ) -> Result<u64> {
+    let ids = crate::backchannel::active_session_ids(
+        conn,
+        sea_orm::Condition::all().add(session::Column::UserId.eq(user_id)),
+    )
+    .await?;
     let res = session::Entity::update_many()
         .col_expr(session::Column::Status, sea_orm::sea_query::Expr::value("revoked"))
         .col_expr(session::Column::EndReason, sea_orm::sea_query::Expr::value(reason))
         .col_expr(session::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
-        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::Id.is_in(ids.iter().cloned()))
         .filter(session::Column::Status.eq("active"))
         .exec(conn)
         .await?;
+    // Queued with the revocation, so clients hear of it exactly when it commits.
+    crate::backchannel::enqueue_for_sessions(conn, &ids, now).await?;
     Ok(res.rows_affected)
 }
 

@@ -65,6 +65,8 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
     let _ = handle;
     // Outgoing mail: delivers what requests enqueued (and anything left from before a restart).
     core.mail.spawn_worker();
+    // Back-channel logout notifications queued by ended sessions.
+    core.backchannel.spawn_worker();
     Ok(server)
 }
 

@@ -41,6 +41,9 @@ pub enum Command {
     /// Manage OpenID Connect / OAuth clients (relying parties).
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Manage JWT templates (claims for POST /v1/session/token/{name}).
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -248,6 +251,43 @@ pub enum ClientsCommand {
     Delete {
         /// Client id (client_…).
         client_id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Add a JWT template.
+    Add {
+        /// Template name (a-z, 0-9, - and _), used in the URL.
+        #[arg(long)]
+        name: String,
+        /// Claims as a JSON object; string values may hold {{user.…}}, {{session.…}} and
+        /// {{org.…}} placeholders.
+        #[arg(long, value_name = "JSON")]
+        claims: String,
+        /// Sign with HS256 using the secret in this file (at least 32 bytes; one trailing
+        /// newline is ignored) instead of the instance key.
+        #[arg(long, value_name = "FILE")]
+        hs256_secret_file: Option<PathBuf>,
+        /// Token lifetime, such as 60s or 5m (30 s to 24 h; default 60 s).
+        #[arg(long, value_name = "DURATION")]
+        lifetime: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List JWT templates.
+    List(JsonFlag),
+    /// Show one JWT template.
+    Show {
+        name: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Delete a JWT template; tokens already issued stay valid until they expire.
+    Delete {
+        name: String,
         #[command(flatten)]
         out: JsonFlag,
     },

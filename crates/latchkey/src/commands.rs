@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::{
     cli::{
         AdminCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, NewClientArgs,
-        NewUserArgs, SessionsCommand, UsersCommand,
+        NewUserArgs, SessionsCommand, TemplatesCommand, UsersCommand,
     },
     output::{self, print_json},
 };
@@ -267,6 +267,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Clients(command) => manage_clients(core, command, &actor).await,
+        Command::Templates(command) => manage_templates(core, command, &actor).await,
         Command::Serve | Command::Migrate | Command::Config(_) => {
             Err(CliError::Usage("handled elsewhere".into()))
         }
@@ -404,4 +405,88 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
         }
     }
     Ok(())
+}
+
+async fn manage_templates(core: &Latchkey, command: TemplatesCommand, actor: &Actor) -> Result<()> {
+    match command {
+        TemplatesCommand::Add { name, claims, hs256_secret_file, lifetime, out } => {
+            let claims = serde_json::from_str(&claims)
+                .map_err(|e| CliError::Usage(format!("--claims is not JSON: {e}")))?;
+            let hs256_secret = match &hs256_secret_file {
+                None => None,
+                Some(path) => {
+                    let mut bytes = std::fs::read(path).map_err(|e| {
+                        CliError::Io(format!("cannot read {}: {e}", path.display()))
+                    })?;
+                    // Files written by editors and `echo` end with a newline; it is not key material.
+                    if bytes.ends_with(b"\r\n") {
+                        bytes.truncate(bytes.len() - 2);
+                    } else if bytes.ends_with(b"\n") {
+                        bytes.truncate(bytes.len() - 1);
+                    }
+                    Some(bytes)
+                }
+            };
+            let lifetime_secs = match &lifetime {
+                None => None,
+                Some(text) => {
+                    let d = humantime::parse_duration(text).map_err(|e| {
+                        CliError::Usage(format!("--lifetime {text:?} is not a duration: {e}"))
+                    })?;
+                    Some(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                }
+            };
+            let template = core
+                .jwt_templates
+                .create(
+                    latchkey_core::jwt_templates::NewTemplate {
+                        name,
+                        claims,
+                        hs256_secret,
+                        lifetime_secs,
+                    },
+                    actor,
+                )
+                .await?;
+            if out.json {
+                print_json(&template)
+            } else {
+                say!(
+                    "created JWT template {} ({}, {} s); served at POST /v1/session/token/{}",
+                    template.name,
+                    template.signing,
+                    template.lifetime_secs,
+                    template.name
+                )
+            }
+            Ok(())
+        }
+        TemplatesCommand::List(out) => {
+            let templates = core.jwt_templates.list().await?;
+            if out.json {
+                print_json(&templates)
+            } else {
+                output::templates_table(&templates)
+            }
+            Ok(())
+        }
+        TemplatesCommand::Show { name, out } => {
+            let template = core.jwt_templates.get(&name).await?;
+            if out.json {
+                print_json(&template)
+            } else {
+                output::template_details(&template)
+            }
+            Ok(())
+        }
+        TemplatesCommand::Delete { name, out } => {
+            core.jwt_templates.delete(&name, actor).await?;
+            if out.json {
+                print_json(&json!({ "deleted": name }))
+            } else {
+                say!("deleted JWT template {name}")
+            }
+            Ok(())
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use latchkey_core::{
     auth::LockoutStatus,
     clients::Client,
+    jwt_templates::JwtTemplate,
     model::{Membership, Session, SigningKeyInfo, User},
 };
 
@@ -133,4 +134,26 @@ pub fn client_details(c: &Client) {
         say!("back-channel:   {uri}");
     }
     say!("created:        {}", time(Some(c.created_at)));
+}
+
+pub fn templates_table(templates: &[JwtTemplate]) {
+    say!("{:<24} {:<9} {:<9} {}", "NAME", "SIGNING", "LIFETIME", "CREATED");
+    for t in templates {
+        say!(
+            "{:<24} {:<9} {:<9} {}",
+            t.name,
+            t.signing,
+            format!("{} s", t.lifetime_secs),
+            time(Some(t.created_at))
+        );
+    }
+}
+
+pub fn template_details(t: &JwtTemplate) {
+    say!("name:      {}", t.name);
+    say!("id:        {}", t.id);
+    say!("signing:   {}", t.signing);
+    say!("lifetime:  {} s", t.lifetime_secs);
+    say!("created:   {}", time(Some(t.created_at)));
+    say!("claims:    {}", serde_json::to_string_pretty(&t.claims).unwrap_or_default());
 }

@@ -124,6 +124,7 @@ impl AuthService {
         )
         .await?;
         txn.commit().await?;
+        self.store.notify_backchannel();
         Ok(())
     }
 }

@@ -16,5 +16,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(session_token::mint))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
         )
+        .service(
+            web::resource("/v1/session/token/{template}")
+                .route(web::post().to(session_token::mint_template))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
+        )
         .configure(orgs::configure);
 }

@@ -45,6 +45,39 @@ pub async fn mint(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     Ok(res)
 }
 
+/// `POST /v1/session/token/{template}`: a JWT rendered from a named template, under the same
+/// cookie and CSRF rules as [`mint`]. The session is checked before the template is looked up,
+/// so template names are not revealed to callers without a session.
+pub async fn mint_template(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let azp = csrf::api_origin(&req, &state)?;
+    let Some(cookie) = req.cookie(state.cookie_name) else {
+        state.metrics.token_rejected();
+        return Err(ApiError::Unauthenticated);
+    };
+    let ctx = match state.core.session_tokens.authenticate(cookie.value()).await {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e, latchkey_core::Error::Unauthenticated(_)) {
+                state.metrics.token_rejected();
+            }
+            return Err(e.into());
+        }
+    };
+    let minted = state.core.jwt_templates.mint(&path.into_inner(), &ctx, &azp).await?;
+    state.metrics.token_minted(&minted.alg);
+    let mut res = HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "jwt": minted.jwt, "expires_at": minted.expires_at }));
+    if req.headers().contains_key(header::ORIGIN) {
+        cors_headers(&mut res, &azp);
+    }
+    Ok(res)
+}
+
 /// CORS preflight for allowed origins only.
 pub async fn preflight(
     req: HttpRequest,

@@ -1,0 +1,286 @@
+//! Back-Channel Logout 1.0: ended sessions notify the clients that got tokens for them, through
+//! the durable queue, with logout tokens a third-party JOSE library accepts.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use latchkey_core::{
+    audit::Actor, backchannel::LOGOUT_EVENT, clients::NewClient, entity::backchannel_outbox,
+    oauth::NewCode,
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, data_dir},
+};
+
+/// A minimal HTTP receiver: records each request's path and `logout_token`, answers 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    async fn serve(&self, listener: TcpListener) {
+        let got = self.got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let got = got.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (head_end, length) = loop {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "connection closed mid-request");
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                                .unwrap_or(0);
+                            break (i + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        assert!(n > 0);
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    assert!(head.starts_with("POST "), "{head}");
+                    assert!(
+                        head.to_ascii_lowercase()
+                            .contains("content-type: application/x-www-form-urlencoded"),
+                        "{head}"
+                    );
+                    let path = head.split(' ').nth(1).unwrap().to_owned();
+                    let body = &buf[head_end..head_end + length];
+                    let token = url::form_urlencoded::parse(body)
+                        .find(|(k, _)| k == "logout_token")
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap();
+                    got.lock().unwrap().push((path, token));
+                    sock.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
+                });
+            }
+        });
+    }
+
+    fn received(&self) -> Vec<(String, String)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
+        for _ in 0..200 {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} logout tokens, got {:?}", self.received());
+    }
+}
+
+async fn add_client(
+    node: &TestServer,
+    name: &str,
+    bcl: Option<String>,
+    alg: Option<&str>,
+) -> String {
+    node.core
+        .clients
+        .create(
+            NewClient {
+                name: name.into(),
+                redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+                backchannel_logout_uri: bcl,
+                id_token_alg: alg.map(str::to_owned),
+                ..Default::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap()
+        .client
+        .client_id
+}
+
+/// Links `client_id` to the session the way the authorization flow does: a code issued for
+/// the session and redeemed (tokens were issued).
+async fn grant(node: &TestServer, client_id: &str, user_id: &str, session_id: &str, redeem: bool) {
+    let code = node
+        .core
+        .oauth
+        .issue_code(NewCode {
+            client_id: client_id.into(),
+            user_id: user_id.into(),
+            session_id: session_id.into(),
+            redirect_uri: "http://127.0.0.1:9/cb".into(),
+            scopes: vec!["openid".into()],
+            nonce: Some("n".into()),
+            code_challenge: None,
+            auth_time: 0,
+        })
+        .await
+        .unwrap();
+    if redeem {
+        node.core.oauth.redeem_code(&code).await.unwrap();
+    }
+}
+
+/// Checks a logout token with `jsonwebtoken` against the published JWKS (Back-Channel Logout
+/// 1.0 §2.4 and §2.6) and returns its claims and algorithm.
+async fn verify_logout_token(node: &TestServer, token: &str, aud: &str) -> (Value, String) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwks = node.jwks().await;
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[node.base_url.as_str()]);
+    validation.set_audience(&[aud]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "iat", "sub"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation).unwrap().claims;
+    assert_eq!(claims["events"], json!({ LOGOUT_EVENT: {} }));
+    assert!(claims.get("nonce").is_none(), "a logout token must not carry a nonce");
+    assert!(claims["jti"].as_str().unwrap().starts_with("bcl_"));
+    (claims, format!("{:?}", header.alg))
+}
+
+async fn revoked_session_notifies_its_clients(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = Receiver::default();
+    receiver.serve(listener).await;
+    let uri = |p: &str| Some(format!("http://127.0.0.1:{port}/{p}"));
+
+    let wiki = add_client(&node, "Wiki", uri("wiki"), None).await;
+    let chat = add_client(&node, "Chat", uri("chat"), Some("ES256")).await;
+    let quiet = add_client(&node, "Quiet", None, None).await;
+    let unused = add_client(&node, "Unused", uri("unused"), None).await;
+    let ada = node.user("ada@example.com").await;
+    let (sid, _) = node.session(&ada).await;
+    let (other_sid, _) = node.session(&ada).await;
+    grant(&node, &wiki, &ada.id, &sid, true).await;
+    grant(&node, &wiki, &ada.id, &sid, true).await;
+    grant(&node, &chat, &ada.id, &sid, true).await;
+    grant(&node, &quiet, &ada.id, &sid, true).await;
+    // A code never redeemed issued nothing: that client is not told.
+    grant(&node, &unused, &ada.id, &sid, false).await;
+    grant(&node, &wiki, &ada.id, &other_sid, true).await;
+
+    assert!(node.core.sessions.revoke(&sid, "admin", &Actor::cli()).await.unwrap());
+    let mut got = receiver.wait_for(2).await;
+    got.sort();
+    assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["/chat", "/wiki"]);
+    let (chat_claims, chat_alg) = verify_logout_token(&node, &got[0].1, &chat).await;
+    let (wiki_claims, wiki_alg) = verify_logout_token(&node, &got[1].1, &wiki).await;
+    assert_eq!(chat_alg, "ES256", "signed with the client's ID-token algorithm");
+    assert_eq!(wiki_alg, "RS256");
+    for claims in [&chat_claims, &wiki_claims] {
+        assert_eq!(claims["sid"], sid.as_str());
+        assert_eq!(claims["sub"], ada.id.as_str());
+    }
+    assert_ne!(chat_claims["jti"], wiki_claims["jti"]);
+    let rows = backchannel_outbox::Entity::find().all(node.core.store.db()).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for _ in 0..100 {
+        let rows = backchannel_outbox::Entity::find().all(node.core.store.db()).await.unwrap();
+        if rows.iter().all(|r| r.status == "sent" && r.attempts == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = backchannel_outbox::Entity::find().all(node.core.store.db()).await.unwrap();
+    assert!(rows.iter().all(|r| r.status == "sent" && r.attempts == 1), "{rows:?}");
+
+    // Signing out of the other session (end) notifies Wiki for that one.
+    assert!(node.core.sessions.end(&other_sid, &Actor::cli()).await.unwrap());
+    let got = receiver.wait_for(3).await;
+    assert_eq!(got[2].0, "/wiki");
+    let (claims, _) = verify_logout_token(&node, &got[2].1, &wiki).await;
+    assert_eq!(claims["sid"], other_sid.as_str());
+    // Ending an already ended session queues nothing more.
+    assert!(!node.core.sessions.revoke(&sid, "again", &Actor::cli()).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 3);
+    node.stop().await;
+}
+on_both_backends!(revoked_session_notifies_its_clients);
+
+async fn undelivered_logout_is_retried_once_the_receiver_is_up(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    // Reserve a port, then close it: the receiver is down.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let wiki = add_client(&node, "Wiki", Some(format!("http://127.0.0.1:{port}/bcl")), None).await;
+    let ada = node.user("ada@example.com").await;
+    let (sid, _) = node.session(&ada).await;
+    grant(&node, &wiki, &ada.id, &sid, true).await;
+
+    // Deactivating the user revokes the session (through the shared revocation path).
+    node.core.users.deactivate(&ada.id, None, &Actor::cli()).await.unwrap();
+    let db_conn = node.core.store.db();
+    let mut row = None;
+    for _ in 0..200 {
+        let rows = backchannel_outbox::Entity::find().all(db_conn).await.unwrap();
+        if let Some(r) = rows.into_iter().find(|r| r.attempts >= 1 && r.status == "pending") {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = row.expect("a failed first attempt, waiting to be retried");
+    assert!(row.last_error.is_some());
+    assert!(row.next_attempt_at > latchkey_core::now_unix(), "backs off");
+    assert_eq!(row.session_id, sid);
+
+    let receiver = Receiver::default();
+    receiver.serve(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    // Make it due now, as if the backoff had passed; a second core (another node) races the
+    // server's worker for it, and the lease lets only one of them deliver.
+    backchannel_outbox::Entity::update_many()
+        .col_expr(backchannel_outbox::Column::NextAttemptAt, Expr::value(0i64))
+        .filter(backchannel_outbox::Column::Id.eq(&row.id))
+        .exec(db_conn)
+        .await
+        .unwrap();
+    let other = node.second_core().await;
+    node.core.store.notify_backchannel();
+    let (a, b) = tokio::join!(other.backchannel.deliver_due(), node.core.backchannel.deliver_due());
+    let got = receiver.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "delivered exactly once");
+    assert!(a.unwrap() + b.unwrap() <= 1);
+    let (claims, _) = verify_logout_token(&node, &got[0].1, &wiki).await;
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["jti"], row.id.as_str(), "the jti stays the same across retries");
+    let row = backchannel_outbox::Entity::find_by_id(row.id).one(db_conn).await.unwrap().unwrap();
+    assert_eq!(row.status, "sent");
+    assert_eq!(row.attempts, 2);
+    node.stop().await;
+}
+on_both_backends!(undelivered_logout_is_retried_once_the_receiver_is_up);
