@@ -41,7 +41,13 @@ struct Claims<'a> {
 }
 
 /// A fresh key for `alg`, the JWS header the endpoint uses (`typ`, `kid`) and a typical payload.
-fn raw_signer(alg: SigningAlg) -> Result<(Box<dyn JwsSigner>, JwsHeader, Vec<u8>), BoxError> {
+struct RawSigner {
+    signer: Box<dyn JwsSigner>,
+    header: JwsHeader,
+    payload: Vec<u8>,
+}
+
+fn raw_signer(alg: SigningAlg) -> Result<RawSigner, BoxError> {
     let kid = ids::new_id(ids::SIGNING_KEY);
     let (pem, _jwk) = alg.generate()?;
     let signer = alg.signer_from_pem(&pem, &kid)?;
@@ -59,7 +65,7 @@ fn raw_signer(alg: SigningAlg) -> Result<(Box<dyn JwsSigner>, JwsHeader, Vec<u8>
         exp: now + 60,
         azp: ORIGIN,
     })?;
-    Ok((signer, header, payload))
+    Ok(RawSigner { signer, header, payload })
 }
 
 /// An opened store using `alg` for session tokens, with one user and one active session.
@@ -123,7 +129,7 @@ fn token_mint(c: &mut Criterion) {
     let mut group = c.benchmark_group("token_mint");
     group.throughput(Throughput::Elements(1));
     for alg in SigningAlg::ALL {
-        let (signer, header, payload) =
+        let RawSigner { signer, header, payload } =
             raw_signer(alg).unwrap_or_else(|e| fail("cannot set up the signer", alg, &e));
         group.bench_function(BenchmarkId::new("raw_sign", alg.as_str()), |b| {
             b.iter(|| {

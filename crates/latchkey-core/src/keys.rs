@@ -112,6 +112,9 @@ impl LoadedSigner {
 const ACTIVE: &str = "active";
 const RETIRED: &str = "retired";
 
+/// Active signers by algorithm, each with the store revision it was loaded at.
+type SignerCache = std::collections::HashMap<SigningAlg, (i64, Arc<LoadedSigner>)>;
+
 #[derive(Clone)]
 pub struct KeyService {
     store: Store,
@@ -119,7 +122,7 @@ pub struct KeyService {
     retention: Duration,
     /// Unsealed active keys, each tagged with the store revision it was loaded at; rotation
     /// bumps the revision, so every node picks up a new key on its next signature.
-    signers: Arc<std::sync::RwLock<std::collections::HashMap<SigningAlg, (i64, Arc<LoadedSigner>)>>>,
+    signers: Arc<std::sync::RwLock<SignerCache>>,
     gate: Arc<crate::revision::RevisionGate>,
 }
 
