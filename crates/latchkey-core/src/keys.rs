@@ -140,16 +140,32 @@ impl KeyService {
     /// Loading means a query, unsealing and parsing the key, far more than one signature.
     pub async fn current_signer(&self, alg: SigningAlg) -> Result<Arc<LoadedSigner>> {
         let revision = self.gate.current(&self.store).await?;
-        if let Ok(cache) = self.signers.read()
-            && let Some((_, signer)) = cache.get(&alg).filter(|(rev, _)| *rev >= revision)
-        {
-            return Ok(signer.clone());
-        }
-        let signer = self.load_signer(alg).await?;
+        let cached = self.signers.read().ok().and_then(|c| c.get(&alg).cloned());
+        let signer = self.refresh_signer(alg, revision, cached).await?;
         if let Ok(mut cache) = self.signers.write() {
             cache.insert(alg, (revision, signer.clone()));
         }
         Ok(signer)
+    }
+
+    /// `cached` if it was loaded at `revision` or later, or if the store's active key for `alg`
+    /// is still the same one (most revision bumps are revocations, not rotations); otherwise
+    /// the newly active key.
+    pub async fn refresh_signer(
+        &self,
+        alg: SigningAlg,
+        revision: i64,
+        cached: Option<(i64, Arc<LoadedSigner>)>,
+    ) -> Result<Arc<LoadedSigner>> {
+        match cached {
+            Some((rev, signer)) if rev >= revision => Ok(signer),
+            Some((_, signer))
+                if self.active_model(alg).await?.is_some_and(|m| m.kid == signer.kid) =>
+            {
+                Ok(signer)
+            }
+            _ => self.load_signer(alg).await,
+        }
     }
 
     fn seal_purpose(kid: &str) -> String {

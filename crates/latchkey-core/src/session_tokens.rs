@@ -250,12 +250,11 @@ impl SessionTokenService {
 
     async fn signer(&self, revision: i64) -> Result<Arc<LoadedSigner>> {
         let inner = &*self.inner;
-        if let Ok(guard) = inner.signer.read()
-            && let Some((_, signer)) = guard.as_ref().filter(|(rev, _)| *rev >= revision)
-        {
+        let cached = inner.signer.read().ok().and_then(|g| g.clone());
+        if let Some((_, signer)) = cached.as_ref().filter(|(rev, _)| *rev >= revision) {
             return Ok(signer.clone());
         }
-        let signer = inner.keys.load_signer(inner.alg).await?;
+        let signer = inner.keys.refresh_signer(inner.alg, revision, cached).await?;
         if let Ok(mut guard) = inner.signer.write() {
             *guard = Some((revision, signer.clone()));
         }
