@@ -21,7 +21,10 @@ use tracing::instrument::WithSubscriber;
 
 use crate::{
     on_both_backends,
-    support::{Backend, SmtpSink, TestDb, data_dir, free_listener, open_core, parse_mail_files},
+    support::{
+        Backend, SmtpSink, SmtpTls, TestDb, TestPki, data_dir, free_listener, open_core,
+        parse_mail_files,
+    },
 };
 
 const FROM: &str = "Latchkey Tests <noreply@latchkey.test>";
@@ -395,3 +398,96 @@ async fn without_smtp_mail_is_written_to_the_data_dir(backend: Backend) {
     assert_eq!(std::fs::read_dir(dir.path().join("mail")).unwrap().count(), 1);
 }
 on_both_backends!(without_smtp_mail_is_written_to_the_data_dir);
+
+/// Sends one sign-up code through `url` and returns the outbox row after one delivery pass.
+async fn send_one(core: &Latchkey, code: &str) -> (usize, mail_outbox::Model) {
+    let id = enqueue(core, "ada@example.com", MailKind::SignUpCode { code: code.into() }).await;
+    let sent = core.mail.deliver_due().await.unwrap();
+    (sent, row(core, &id).await)
+}
+
+/// `LATCHKEY_SMTP_URL` over STARTTLS (`?tls=required`) and implicit TLS (`smtps://`), with AUTH
+/// from the URL, against a server whose certificate chains to a private CA trusted through
+/// `LATCHKEY_SMTP_CA_FILE`. The server refuses MAIL before AUTH and anything before TLS.
+async fn tls_with_auth_delivers_when_the_ca_file_is_trusted(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let pki = TestPki::new();
+    let ca = pki.ca_cert().display().to_string();
+    for (mode, scheme, query) in
+        [(SmtpTls::StartTls, "smtp", "?tls=required"), (SmtpTls::Implicit, "smtps", "")]
+    {
+        let dir = data_dir();
+        let sink = SmtpSink::start_tls(mode, &pki).await;
+        let url = format!("{scheme}://mailer:s3cret@127.0.0.1:{}{query}", sink.port);
+        let core = open_core(
+            dir.path(),
+            &db,
+            &[
+                ("LATCHKEY_SMTP_URL", &url),
+                ("LATCHKEY_SMTP_CA_FILE", &ca),
+                ("LATCHKEY_MAIL_FROM", FROM),
+            ],
+        )
+        .await;
+        let (sent, stored) = send_one(&core, "502913").await;
+        assert_eq!(sent, 1, "{mode:?}: {stored:?}");
+        assert_eq!((stored.status.as_str(), stored.attempts), (status::SENT, 1), "{mode:?}");
+        let messages = sink.messages();
+        assert_eq!(messages.len(), 1, "{mode:?}");
+        let m = &messages[0];
+        assert_eq!(m.message_id, format!("<{}@latchkey.test>", stored.id));
+        assert_eq!(m.from, FROM);
+        assert_eq!(m.to, "ada@example.com");
+        assert_eq!(m.content_type, "multipart/alternative");
+        assert!(m.part("text/plain").contains("502913"), "{mode:?}");
+        assert!(m.part("text/html").contains("502913"), "{mode:?}");
+        mail_outbox::Entity::delete_many().exec(core.store.db()).await.unwrap();
+        core.store.clone().close().await;
+    }
+}
+on_both_backends!(tls_with_auth_delivers_when_the_ca_file_is_trusted);
+
+/// A wrong password is refused by the server: nothing is delivered and the mail waits for a retry.
+async fn a_wrong_smtp_password_sends_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let pki = TestPki::new();
+    let ca = pki.ca_cert().display().to_string();
+    let dir = data_dir();
+    let sink = SmtpSink::start_tls(SmtpTls::StartTls, &pki).await;
+    let url = format!("smtp://mailer:wrong@127.0.0.1:{}?tls=required", sink.port);
+    let core =
+        open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &url), ("LATCHKEY_SMTP_CA_FILE", &ca)])
+            .await;
+    let (sent, stored) = send_one(&core, "777001").await;
+    assert_eq!(sent, 0);
+    assert_eq!((stored.status.as_str(), stored.attempts), (status::PENDING, 1));
+    let error = stored.last_error.unwrap_or_default();
+    assert!(error.contains("535"), "{error}");
+    assert!(!error.contains("wrong"), "the password leaked into the row: {error}");
+    assert!(sink.messages().is_empty());
+}
+on_both_backends!(a_wrong_smtp_password_sends_nothing);
+
+/// Without `LATCHKEY_SMTP_CA_FILE` the private CA is not trusted: the TLS handshake fails, so
+/// neither the credentials nor the mail reach the server, over STARTTLS or implicit TLS.
+async fn an_untrusted_smtp_certificate_is_refused(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let pki = TestPki::new();
+    for (mode, scheme, query) in
+        [(SmtpTls::StartTls, "smtp", "?tls=required"), (SmtpTls::Implicit, "smtps", "")]
+    {
+        let dir = data_dir();
+        let sink = SmtpSink::start_tls(mode, &pki).await;
+        let url = format!("{scheme}://mailer:s3cret@127.0.0.1:{}{query}", sink.port);
+        let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &url)]).await;
+        let (sent, stored) = send_one(&core, "424242").await;
+        assert_eq!(sent, 0, "{mode:?}");
+        assert_eq!(stored.status, status::PENDING, "{mode:?}");
+        let error = stored.last_error.clone().unwrap_or_default();
+        assert!(error.to_ascii_lowercase().contains("certificate"), "{mode:?}: {error}");
+        assert!(sink.messages().is_empty(), "{mode:?}: delivered to an untrusted server");
+        mail_outbox::Entity::delete_many().exec(core.store.db()).await.unwrap();
+        core.store.clone().close().await;
+    }
+}
+on_both_backends!(an_untrusted_smtp_certificate_is_refused);

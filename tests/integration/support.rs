@@ -292,6 +292,44 @@ impl SmtpSink {
         panic!("aiosmtpd did not listen on 127.0.0.1:{port} within 15 s");
     }
 
+    /// Starts tests/integration/smtp_tls_server.py on a free port: TLS only (STARTTLS required,
+    /// or implicit TLS) with `pki`'s server certificate, and AUTH required as `mailer`/`s3cret`.
+    pub async fn start_tls(mode: SmtpTls, pki: &TestPki) -> Self {
+        let port = free_listener().local_addr().unwrap().port();
+        let maildir = tempfile::tempdir().unwrap();
+        let ready = maildir.path().join("ready");
+        let script =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/integration/smtp_tls_server.py");
+        let mode_arg = match mode {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "smtps",
+        };
+        let child = Command::new(SYSTEM_PYTHON)
+            .arg(script)
+            .arg(mode_arg)
+            .arg(port.to_string())
+            .arg(pki.server_cert())
+            .arg(pki.server_key())
+            .arg(maildir.path().join("box"))
+            .arg(&ready)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script} ({SYSTEM_PYTHON}): {e}"));
+        let mut sink = Self { port, maildir, child };
+        for _ in 0..150 {
+            if let Some(status) = sink.child.try_wait().unwrap() {
+                panic!("{script} exited with {status}: is python3-aiosmtpd installed?");
+            }
+            if ready.exists() {
+                return sink;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{script} did not listen on 127.0.0.1:{port} within 15 s");
+    }
+
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
@@ -322,6 +360,95 @@ impl SmtpSink {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// How [`SmtpSink::start_tls`] speaks TLS.
+#[derive(Clone, Copy, Debug)]
+pub enum SmtpTls {
+    /// Plain SMTP that requires STARTTLS (`smtp://…?tls=required`).
+    StartTls,
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+}
+
+/// A throwaway CA and a server certificate it signed for 127.0.0.1 and localhost, made with the
+/// `openssl` CLI in a temporary directory.
+pub struct TestPki {
+    dir: TempDir,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").current_dir(dir.path()).args(args).output();
+            let out = out.unwrap_or_else(|e| panic!("run openssl: {e}"));
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", "/CN=Latchkey Test CA"],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"],
+                &ec[..],
+                &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n\
+             subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        Self { dir }
+    }
+
+    /// The CA certificate (PEM), for LATCHKEY_SMTP_CA_FILE.
+    pub fn ca_cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn server_cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    pub fn server_key(&self) -> std::path::PathBuf {
+        self.dir.path().join("server.key")
     }
 }
 

@@ -99,6 +99,9 @@ pub struct Settings {
     /// Outgoing mail server (lettre URL syntax); without one, mail is written to
     /// `<data_dir>/mail/<id>.eml` instead.
     pub smtp_url: Option<String>,
+    /// PEM file of extra CA certificates trusted for SMTP TLS (besides the built-in webpki roots),
+    /// already checked to hold at least one certificate.
+    pub smtp_ca_file: Option<PathBuf>,
     /// The From mailbox of every mail, already checked to parse (`Name <addr@host>` or `addr@host`).
     pub mail_from: String,
     pub log_format: LogFormat,
@@ -164,6 +167,7 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_MASTER_KEY", true),
     ("LATCHKEY_MASTER_KEY_FILE", false),
     ("LATCHKEY_SMTP_URL", false),
+    ("LATCHKEY_SMTP_CA_FILE", false),
     ("LATCHKEY_MAIL_FROM", false),
     ("LATCHKEY_LOG_FORMAT", false),
     ("LATCHKEY_LOG_LEVEL", false),
@@ -282,6 +286,15 @@ impl Settings {
             .into_iter()
             .map(|k| format!("ignoring unknown environment variable {k} (typo?)"))
             .collect();
+        let smtp_tls = settings.smtp_url.as_deref().is_some_and(|u| {
+            u.starts_with("smtps:") || u.contains("tls=required") || u.contains("tls=opportunistic")
+        });
+        if settings.smtp_ca_file.is_some() && !smtp_tls {
+            settings.warnings.push(
+                "LATCHKEY_SMTP_CA_FILE is set but LATCHKEY_SMTP_URL does not use TLS: it is unused"
+                    .to_owned(),
+            );
+        }
         Ok(settings)
     }
 
@@ -377,6 +390,21 @@ impl Settings {
                     ));
                 }
                 Some(v.to_owned())
+            }
+        };
+        let smtp_ca_file = match raw.get("LATCHKEY_SMTP_CA_FILE") {
+            None => None,
+            Some((v, source)) => {
+                let path = PathBuf::from(v.trim());
+                if let Err(got) = read_smtp_ca_file(&path) {
+                    return Err(ConfigError::from_source(
+                        "LATCHKEY_SMTP_CA_FILE",
+                        source,
+                        "a readable PEM file with at least one CA certificate",
+                        got,
+                    ));
+                }
+                Some(path)
             }
         };
         let mail_from = parse(
@@ -510,6 +538,7 @@ impl Settings {
             database_url,
             master_key,
             smtp_url,
+            smtp_ca_file,
             mail_from,
             log_format,
             log_level,
@@ -566,6 +595,12 @@ impl Settings {
         m.insert(
             "LATCHKEY_SMTP_URL",
             self.smtp_url.as_deref().map_or(serde_json::Value::Null, |u| json!(redact_url(u))),
+        );
+        m.insert(
+            "LATCHKEY_SMTP_CA_FILE",
+            self.smtp_ca_file
+                .as_deref()
+                .map_or(serde_json::Value::Null, |p| json!(p.display().to_string())),
         );
         m.insert("LATCHKEY_MAIL_FROM", json!(self.mail_from));
         m.insert("LATCHKEY_LOG_FORMAT", json!(self.log_format));
@@ -738,6 +773,28 @@ fn check_smtp_url(value: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Reads `LATCHKEY_SMTP_CA_FILE`: every `CERTIFICATE` block of the PEM file, each of which must
+/// parse as a trust anchor; at least one is required. The error is for humans (path included).
+pub(crate) fn read_smtp_ca_file(
+    path: &Path,
+) -> Result<lettre::transport::smtp::client::Certificate, String> {
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    // lettre skips blocks that are not certificates, so an empty or key-only file would add nothing.
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{shown}: no PEM `CERTIFICATE` block"));
+    }
+    let cert = Certificate::from_pem(&pem).map_err(|e| format!("{shown}: {e}"))?;
+    // Building a TLS configuration parses each certificate into a trust anchor.
+    TlsParameters::builder("localhost".to_owned())
+        .certificate_store(CertificateStore::None)
+        .add_root_certificate(cert.clone())
+        .build()
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(cert)
+}
+
 fn redact_url(value: &str) -> String {
     match Url::parse(value) {
         Ok(mut url) if url.password().is_some() => {
@@ -866,6 +923,46 @@ mod tests {
         let err = load(&[("LATCHKEY_SMTP_URL", "smtp://u:hunter2@mail.example.com")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn smtp_ca_file_must_hold_a_certificate() {
+        assert_eq!(load(&[]).unwrap().smtp_ca_file, None);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args(["-nodes", "-keyout"])
+            .arg(dir.path().join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .args(["-days", "1", "-subj", "/CN=Test CA"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let shown = ca.display().to_string();
+        let url = "smtps://mailer:pw@mail.example.com";
+        let s = load(&[("LATCHKEY_SMTP_URL", url), ("LATCHKEY_SMTP_CA_FILE", &shown)]).unwrap();
+        assert_eq!(s.smtp_ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(s.redacted()["LATCHKEY_SMTP_CA_FILE"], shown.as_str());
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // Set without a TLS URL: accepted, with a warning that it is unused.
+        let s = load(&[("LATCHKEY_SMTP_CA_FILE", &shown)]).unwrap();
+        assert!(s.warnings.iter().any(|w| w.contains("LATCHKEY_SMTP_CA_FILE")), "{:?}", s.warnings);
+
+        let key_only = dir.path().join("ca.key").display().to_string();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        let garbage = garbage.display().to_string();
+        let missing = dir.path().join("missing.pem").display().to_string();
+        for bad in [&key_only, &garbage, &missing] {
+            let err = load(&[("LATCHKEY_SMTP_URL", url), ("LATCHKEY_SMTP_CA_FILE", bad)])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(err.setting, "LATCHKEY_SMTP_CA_FILE", "{err}");
+            assert!(err.to_string().contains(bad.as_str()), "{err}");
+        }
     }
 
     #[test]

@@ -8,7 +8,13 @@ use std::{
     time::Duration,
 };
 
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    transport::smtp::{
+        AsyncSmtpTransportBuilder,
+        client::{Tls, TlsParameters},
+    },
+};
 
 use crate::{Error, Result, Settings};
 
@@ -27,22 +33,20 @@ impl Transport {
         };
         // lettre's URL syntax: smtp:// plain, smtp://…?tls=required STARTTLS, smtps:// TLS,
         // user:password@ for AUTH. The settings have already refused clear text off loopback.
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| {
-                crate::config::ConfigError::new(
-                    "LATCHKEY_SMTP_URL",
-                    "an SMTP URL lettre accepts",
-                    e.to_string(),
-                )
-            })?
-            .timeout(Some(SMTP_TIMEOUT))
-            .build();
-        let server = url::Url::parse(url)
-            .map(|u| {
-                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-                format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or_default())
-            })
-            .unwrap_or_default();
+        let url_error = |e: String| {
+            crate::config::ConfigError::new("LATCHKEY_SMTP_URL", "an SMTP URL lettre accepts", e)
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| url_error(e.to_string()))?
+            .timeout(Some(SMTP_TIMEOUT));
+        let parsed = url::Url::parse(url).map_err(|e| url_error(e.to_string()))?;
+        if let Some(ca_file) = &settings.smtp_ca_file {
+            builder = with_extra_roots(builder, &parsed, ca_file)?;
+        }
+        let transport = builder.build();
+        let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let server =
+            format!("{}://{}{port}", parsed.scheme(), parsed.host_str().unwrap_or_default());
         Ok(Self::Smtp { transport, server })
     }
 
@@ -80,6 +84,40 @@ impl Transport {
             }
         }
     }
+}
+
+/// Replaces the TLS parameters lettre derived from the URL with ones that also trust the CA
+/// certificates of `LATCHKEY_SMTP_CA_FILE` (on top of the built-in webpki roots), keeping the
+/// URL's mode: `smtps://` implicit TLS, `?tls=required` or `?tls=opportunistic` STARTTLS. The
+/// server's certificate and host name are still verified. A plain `smtp://` URL uses no TLS, so
+/// the file changes nothing there.
+fn with_extra_roots(
+    builder: AsyncSmtpTransportBuilder,
+    url: &url::Url,
+    ca_file: &Path,
+) -> Result<AsyncSmtpTransportBuilder> {
+    let ca_error = |got: String| {
+        crate::config::ConfigError::new(
+            "LATCHKEY_SMTP_CA_FILE",
+            "a readable PEM file with at least one CA certificate",
+            got,
+        )
+    };
+    let tls_param = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let wrap: fn(TlsParameters) -> Tls = match (url.scheme(), tls_param.as_deref()) {
+        ("smtps", _) => Tls::Wrapper,
+        (_, Some("required")) => Tls::Required,
+        (_, Some("opportunistic")) => Tls::Opportunistic,
+        _ => return Ok(builder),
+    };
+    let cert = crate::config::read_smtp_ca_file(ca_file).map_err(ca_error)?;
+    // The same name lettre checks the certificate against when it builds from the URL.
+    let domain = url.host_str().unwrap_or_default().to_owned();
+    let params = TlsParameters::builder(domain)
+        .add_root_certificate(cert)
+        .build()
+        .map_err(|e| ca_error(format!("{}: {e}", ca_file.display())))?;
+    Ok(builder.tls(wrap(params)))
 }
 
 /// Owner-only, and via rename so a reader never sees half a file (a retry replaces it).
