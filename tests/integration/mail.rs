@@ -410,12 +410,13 @@ async fn send_one(core: &Latchkey, code: &str) -> (usize, mail_outbox::Model) {
 /// from the URL, against a server whose certificate chains to a private CA trusted through
 /// `LATCHKEY_SMTP_CA_FILE`. The server refuses MAIL before AUTH and anything before TLS.
 async fn tls_with_auth_delivers_when_the_ca_file_is_trusted(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else { return };
     let pki = TestPki::new();
     let ca = pki.ca_cert().display().to_string();
     for (mode, scheme, query) in
         [(SmtpTls::StartTls, "smtp", "?tls=required"), (SmtpTls::Implicit, "smtps", "")]
     {
+        // A fresh store per round: each round has its own data dir, hence its own master key.
+        let Some(db) = TestDb::new(backend).await else { return };
         let dir = data_dir();
         let sink = SmtpSink::start_tls(mode, &pki).await;
         let url = format!("{scheme}://mailer:s3cret@127.0.0.1:{}{query}", sink.port);
@@ -471,11 +472,12 @@ on_both_backends!(a_wrong_smtp_password_sends_nothing);
 /// Without `LATCHKEY_SMTP_CA_FILE` the private CA is not trusted: the TLS handshake fails, so
 /// neither the credentials nor the mail reach the server, over STARTTLS or implicit TLS.
 async fn an_untrusted_smtp_certificate_is_refused(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else { return };
     let pki = TestPki::new();
     for (mode, scheme, query) in
         [(SmtpTls::StartTls, "smtp", "?tls=required"), (SmtpTls::Implicit, "smtps", "")]
     {
+        // A fresh store per round: each round has its own data dir, hence its own master key.
+        let Some(db) = TestDb::new(backend).await else { return };
         let dir = data_dir();
         let sink = SmtpSink::start_tls(mode, &pki).await;
         let url = format!("{scheme}://mailer:s3cret@127.0.0.1:{}{query}", sink.port);
