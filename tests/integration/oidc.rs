@@ -1006,4 +1006,163 @@ mod flows {
         );
         node.stop().await;
     }
+
+    async fn exchange(node: &TestServer, basic: (&str, &str), code: &str) -> Value {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        let r = token(node, Some(basic), &form).await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        r.1
+    }
+
+    async fn refresh(node: &TestServer, basic: (&str, &str), t: &str) -> (StatusCode, Value) {
+        token(node, Some(basic), &[("grant_type", "refresh_token"), ("refresh_token", t)]).await
+    }
+
+    /// Concurrent refreshes are rotated in shared write transactions: every chain advances,
+    /// and the same token sent several times at once is honoured once, then the family dies.
+    async fn refresh_rotation_holds_under_concurrency(backend: Backend) {
+        let Some((node, _dir, id, secret)) = setup(backend).await else { return };
+        let basic = (id.as_str(), secret.as_str());
+        let browser = Browser::new(&node.base_url);
+        let mut chains = Vec::new();
+        for _ in 0..6 {
+            let code = code_for(&node, &browser, &id).await;
+            chains.push(
+                exchange(&node, basic, &code).await["refresh_token"].as_str().unwrap().to_owned(),
+            );
+        }
+        // Six chains, each rotated five times, all at once.
+        let runs = chains.iter().cloned().map(|first| {
+            let node = &node;
+            async move {
+                let mut seen = vec![first.clone()];
+                let mut t = first;
+                for _ in 0..5 {
+                    let (status, body) = refresh(node, basic, &t).await;
+                    assert_eq!(status, 200, "{body}");
+                    t = body["refresh_token"].as_str().unwrap().to_owned();
+                    assert!(!seen.contains(&t));
+                    seen.push(t.clone());
+                }
+                seen
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        let all: std::collections::HashSet<&String> = results.iter().flatten().collect();
+        assert_eq!(all.len(), 6 * 6, "every token is distinct");
+        // Old tokens of a chain are now reuse: the first one revokes chain 0's family.
+        let (status, body) = refresh(&node, basic, &results[0][1]).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
+        let (status, _) = refresh(&node, basic, results[0].last().unwrap()).await;
+        assert_eq!(status, 400, "the family of a reused token is revoked");
+        // Other chains are untouched.
+        let (status, body) = refresh(&node, basic, results[1].last().unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+
+        // One token, five concurrent uses: exactly one succeeds, and its successor is revoked
+        // with the family.
+        let t = results[2].last().unwrap().clone();
+        let tries = (0..5).map(|_| refresh(&node, basic, &t));
+        let outcomes = futures_util::future::join_all(tries).await;
+        let ok: Vec<&Value> = outcomes.iter().filter(|o| o.0 == 200).map(|o| &o.1).collect();
+        assert_eq!(ok.len(), 1, "{outcomes:?}");
+        for o in outcomes.iter().filter(|o| o.0 != 200) {
+            assert_eq!(error_of(o), (400, "invalid_grant"));
+        }
+        let successor = ok[0]["refresh_token"].as_str().unwrap();
+        assert_eq!(refresh(&node, basic, successor).await.0, 400);
+
+        // A token presented by another client is refused and stays usable by its owner.
+        let other = node
+            .core
+            .clients
+            .create(
+                NewClient {
+                    name: "Other".into(),
+                    redirect_uris: vec![REDIRECT.into()],
+                    first_party: true,
+                    ..Default::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+        let other_secret = other.client_secret.unwrap();
+        let t = results[3].last().unwrap();
+        let (status, _) = refresh(&node, (&other.client.client_id, &other_secret), t).await;
+        assert_eq!(status, 400);
+        assert_eq!(refresh(&node, basic, t).await.0, 200);
+
+        // A session revoked through another node ends its refresh tokens at once.
+        let t = results[4].last().unwrap();
+        let ada = node.core.users.find_by_email("ada@example.com").await.unwrap().unwrap();
+        let other_node = node.second_core().await;
+        other_node.sessions.revoke_all_for_user(&ada.id, "test", &Actor::cli()).await.unwrap();
+        let r = refresh(&node, basic, t).await;
+        assert_eq!(error_of(&r), (400, "invalid_grant"));
+        node.stop().await;
+    }
+    on_both_backends!(refresh_rotation_holds_under_concurrency);
+
+    /// `org_id`/`org_role` come with the `organization` scope only, and follow role changes
+    /// made on another node at the next refresh.
+    async fn organisation_claims_follow_scope(backend: Backend) {
+        let Some((node, _dir, id, secret)) = setup(backend).await else { return };
+        let basic = (id.as_str(), secret.as_str());
+        let browser = Browser::new(&node.base_url);
+        let ada = node.core.users.find_by_email("ada@example.com").await.unwrap().unwrap();
+        let acme = node.core.orgs.create("Acme Corp", "acme", &Actor::cli()).await.unwrap();
+        let bob = node.user("bob@example.com").await;
+        node.core.orgs.set_membership(&acme.id, &bob.id, "admin", &Actor::cli()).await.unwrap();
+        node.core.orgs.set_membership(&acme.id, &ada.id, "admin", &Actor::cli()).await.unwrap();
+        // Sign in, then make Acme the session's active organisation.
+        let code = code_for(&node, &browser, &id).await;
+        let plain = exchange(&node, basic, &code).await;
+        let sessions = node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap();
+        assert_eq!(sessions.len(), 1);
+        node.core
+            .sessions
+            .set_active_org(&sessions[0].id, Some(&acme.id), &Actor::cli())
+            .await
+            .unwrap();
+
+        // Without the scope: nothing about organisations, even after the switch.
+        let (status, body) = refresh(&node, basic, plain["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        for t in ["id_token", "access_token"] {
+            assert!(decode_payload(body[t].as_str().unwrap()).get("org_id").is_none(), "{t}");
+        }
+
+        let path = auth_path(&id, "")
+            .replace("scope=openid+offline_access", "scope=openid+offline_access+organization");
+        let q = authorize(&browser, &node.url(&path), "ada@example.com").await;
+        let scoped = exchange(&node, basic, &q["code"]).await;
+        for t in ["id_token", "access_token"] {
+            let c = decode_payload(scoped[t].as_str().unwrap());
+            assert_eq!(
+                (c["org_id"].as_str(), c["org_role"].as_str()),
+                (Some(acme.id.as_str()), Some("admin")),
+                "{t}"
+            );
+        }
+        // A role change on another node shows at the next refresh.
+        let other = node.second_core().await;
+        other.orgs.set_membership(&acme.id, &ada.id, "member", &Actor::cli()).await.unwrap();
+        let (status, body) = refresh(&node, basic, scoped["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        let c = decode_payload(body["id_token"].as_str().unwrap());
+        assert_eq!(c["org_role"], "member");
+        // Removed from the organisation: the claims go.
+        other.orgs.remove_member(&acme.id, &ada.id, &Actor::cli()).await.unwrap();
+        let (status, body) = refresh(&node, basic, body["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(decode_payload(body["access_token"].as_str().unwrap()).get("org_id").is_none());
+        node.stop().await;
+    }
+    on_both_backends!(organisation_claims_follow_scope);
 }

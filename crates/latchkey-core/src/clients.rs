@@ -2,6 +2,11 @@
 //! Latchkey. Client secrets are stored as SHA-256 hashes (they carry 256 random bits) and are
 //! shown once; rotating keeps the previous secret valid for an overlap period.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
     sea_query::Expr,
@@ -32,7 +37,8 @@ pub const AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
 pub const AUTH_NONE: &str = "none";
 
 /// Scopes a client may request unless told otherwise.
-pub const DEFAULT_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+pub const DEFAULT_SCOPES: [&str; 5] =
+    ["openid", "profile", "email", "offline_access", "organization"];
 
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_URI_LEN: usize = 2000;
@@ -217,11 +223,82 @@ fn dedup(list: Vec<String>) -> Vec<String> {
 #[derive(Clone)]
 pub struct ClientService {
     store: Store,
+    /// Clients with their secret hashes, each tagged with the store revision it was read at.
+    /// Changes to a client or its secrets bump the revision, so every node re-reads it on its
+    /// next request; unknown ids are never cached.
+    cache: Arc<RwLock<HashMap<String, Arc<CachedClient>>>>,
 }
+
+struct CachedClient {
+    revision: i64,
+    client: Arc<Client>,
+    /// (SHA-256 hex, expiry) of each stored secret.
+    secrets: Vec<(String, Option<i64>)>,
+}
+
+/// Bounds the cache when ids are made up: only registered clients are cached, and there are
+/// rarely this many.
+const CACHE_CAPACITY: usize = 10_000;
 
 impl ClientService {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self { store, cache: Arc::default() }
+    }
+
+    /// The client (and its secrets) as of `revision`, from memory unless it changed since.
+    async fn cached(&self, client_id: &str, revision: i64) -> Result<Option<Arc<CachedClient>>> {
+        if !ids::is_valid(ids::OAUTH_CLIENT, client_id) {
+            return Ok(None);
+        }
+        let hit = self.cache.read().ok().and_then(|c| c.get(client_id).cloned());
+        if let Some(c) = hit.filter(|c| c.revision >= revision) {
+            return Ok(Some(c));
+        }
+        let db = self.store.db();
+        let Some(model) = oauth_client::Entity::find_by_id(client_id.to_owned()).one(db).await?
+        else {
+            if let Ok(mut cache) = self.cache.write() {
+                cache.remove(client_id);
+            }
+            return Ok(None);
+        };
+        let secrets = oauth_client_secret::Entity::find()
+            .filter(oauth_client_secret::Column::ClientId.eq(client_id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|r| (r.secret_hash, r.expires_at))
+            .collect();
+        let entry = Arc::new(CachedClient { revision, client: Arc::new(model.into()), secrets });
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(client_id.to_owned(), entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    /// [`Self::find`] for the protocol endpoints: served from memory, current as of `revision`
+    /// (read with [`Store::current_revision`] after the request arrived).
+    pub async fn find_at(&self, client_id: &str, revision: i64) -> Result<Option<Arc<Client>>> {
+        Ok(self.cached(client_id, revision).await?.map(|c| c.client.clone()))
+    }
+
+    /// [`Self::verify_secret`] against the cached secret hashes, current as of `revision`.
+    pub async fn verify_secret_at(
+        &self,
+        client_id: &str,
+        secret: &str,
+        revision: i64,
+    ) -> Result<bool> {
+        if secret.is_empty() || secret.len() > 512 {
+            return Ok(false);
+        }
+        let Some(entry) = self.cached(client_id, revision).await? else {
+            return Ok(false);
+        };
+        Ok(secret_matches(&entry.secrets, secret, now_unix()))
     }
 
     pub async fn create(&self, new: NewClient, actor: &Actor) -> Result<CreatedClient> {
@@ -416,6 +493,7 @@ impl ClientService {
             json!({ "overlap_secs": overlap }),
         )
         .await?;
+        Store::bump_revision(&txn).await?;
         txn.commit().await?;
         Ok((client, secret))
     }
@@ -436,6 +514,7 @@ impl ClientService {
             json!({ "name": client.name }),
         )
         .await?;
+        Store::bump_revision(&txn).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -446,19 +525,27 @@ impl ClientService {
         if secret.is_empty() || secret.len() > 512 || !ids::is_valid(ids::OAUTH_CLIENT, client_id) {
             return Ok(false);
         }
-        let now = now_unix();
-        let hash = crypto::hash_secret_hex(secret);
-        let rows = oauth_client_secret::Entity::find()
+        let rows: Vec<(String, Option<i64>)> = oauth_client_secret::Entity::find()
             .filter(oauth_client_secret::Column::ClientId.eq(client_id))
             .all(self.store.db())
-            .await?;
-        let mut ok = false;
-        for row in rows {
-            let live = row.expires_at.is_none_or(|t| t > now);
-            ok |= live & crypto::constant_time_eq(&row.secret_hash, &hash);
-        }
-        Ok(ok)
+            .await?
+            .into_iter()
+            .map(|r| (r.secret_hash, r.expires_at))
+            .collect();
+        Ok(secret_matches(&rows, secret, now_unix()))
     }
+}
+
+/// True when `secret` hashes to one of the unexpired stored hashes; every hash is compared,
+/// in constant time.
+fn secret_matches(stored: &[(String, Option<i64>)], secret: &str, now: i64) -> bool {
+    let hash = crypto::hash_secret_hex(secret);
+    let mut ok = false;
+    for (stored_hash, expires_at) in stored {
+        let live = expires_at.is_none_or(|t| t > now);
+        ok |= live & crypto::constant_time_eq(stored_hash, &hash);
+    }
+    ok
 }
 
 async fn insert_secret<C: sea_orm::ConnectionTrait>(

@@ -82,24 +82,55 @@ impl SigningAlg {
     }
 }
 
+/// Token types whose JWS header is encoded once per key (`typ` values Latchkey signs).
+const CACHED_TYPS: [&str; 3] = ["JWT", "at+jwt", "logout+jwt"];
+
 /// An active key ready to sign.
 pub struct LoadedSigner {
     pub kid: String,
     pub alg: SigningAlg,
     pub signer: Box<dyn JwsSigner>,
-    /// base64url of `{"typ":"JWT","alg":…,"kid":…}`, which is the same for every session token.
-    jwt_header_b64: String,
+    /// base64url of `{"typ":…,"alg":…,"kid":…}` for each of [`CACHED_TYPS`]: the same for every
+    /// token of that type.
+    headers_b64: [String; CACHED_TYPS.len()],
+}
+
+fn header_b64(typ: &str, alg: SigningAlg, kid: &str) -> Result<String> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let header = serde_json::json!({ "typ": typ, "alg": alg.as_str(), "kid": kid });
+    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?))
 }
 
 impl LoadedSigner {
-    /// Signs `payload` as a compact JWS with the `typ: JWT` header. Equivalent to
-    /// `josekit::jws::serialize_compact`, but the header is encoded once per key instead of
-    /// being rebuilt for every token on the hot path.
+    fn new(kid: String, alg: SigningAlg, signer: Box<dyn JwsSigner>) -> Result<Self> {
+        let headers_b64 = [
+            header_b64(CACHED_TYPS[0], alg, &kid)?,
+            header_b64(CACHED_TYPS[1], alg, &kid)?,
+            header_b64(CACHED_TYPS[2], alg, &kid)?,
+        ];
+        Ok(Self { kid, alg, signer, headers_b64 })
+    }
+
+    /// Signs `payload` as a compact JWS with the `typ: JWT` header.
     pub fn sign_jwt(&self, payload: &[u8]) -> Result<String> {
+        self.sign_typed("JWT", payload)
+    }
+
+    /// Signs `payload` as a compact JWS whose header carries `typ`, `alg` and `kid`.
+    /// Equivalent to `josekit::jws::serialize_compact`, but the header of the usual token
+    /// types is encoded once per key instead of being rebuilt for every token on the hot path.
+    pub fn sign_typed(&self, typ: &str, payload: &[u8]) -> Result<String> {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-        let mut out =
-            String::with_capacity(self.jwt_header_b64.len() + payload.len() * 4 / 3 + 100);
-        out.push_str(&self.jwt_header_b64);
+        let built;
+        let header = match CACHED_TYPS.iter().position(|t| *t == typ) {
+            Some(i) => &self.headers_b64[i],
+            None => {
+                built = header_b64(typ, self.alg, &self.kid)?;
+                &built
+            }
+        };
+        let mut out = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
+        out.push_str(header);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut out);
         let signature = self.signer.sign(out.as_bytes())?;
@@ -112,6 +143,14 @@ impl LoadedSigner {
 const ACTIVE: &str = "active";
 const RETIRED: &str = "retired";
 
+#[derive(Clone)]
+struct CachedJwks {
+    revision: i64,
+    /// When the first retired key in the set stops being published.
+    stale_at: Option<i64>,
+    set: Arc<serde_json::Value>,
+}
+
 /// Active signers by algorithm, each with the store revision it was loaded at.
 type SignerCache = std::collections::HashMap<SigningAlg, (i64, Arc<LoadedSigner>)>;
 
@@ -123,7 +162,8 @@ pub struct KeyService {
     /// Unsealed active keys, each tagged with the store revision it was loaded at; rotation
     /// bumps the revision, so every node picks up a new key on its next signature.
     signers: Arc<std::sync::RwLock<SignerCache>>,
-    gate: Arc<crate::revision::RevisionGate>,
+    /// The published key set, tagged with the revision it was read at (rotation bumps it).
+    jwks: Arc<std::sync::RwLock<Option<CachedJwks>>>,
 }
 
 impl KeyService {
@@ -132,14 +172,19 @@ impl KeyService {
             store,
             retention: settings.max_token_lifetime() + settings.clock_skew,
             signers: Arc::default(),
-            gate: Arc::default(),
+            jwks: Arc::default(),
         }
     }
 
     /// The active key for `alg`, from the cache unless a rotation happened since it was loaded.
     /// Loading means a query, unsealing and parsing the key, far more than one signature.
     pub async fn current_signer(&self, alg: SigningAlg) -> Result<Arc<LoadedSigner>> {
-        let revision = self.gate.current(&self.store).await?;
+        let revision = self.store.current_revision().await?;
+        self.signer_at(alg, revision).await
+    }
+
+    /// As [`Self::current_signer`], for a caller that already read the store revision.
+    pub async fn signer_at(&self, alg: SigningAlg, revision: i64) -> Result<Arc<LoadedSigner>> {
         let cached = self.signers.read().ok().and_then(|c| c.get(&alg).cloned());
         let signer = self.refresh_signer(alg, revision, cached).await?;
         if let Ok(mut cache) = self.signers.write() {
@@ -284,19 +329,47 @@ impl KeyService {
     }
 
     /// The JWK Set: active keys and retired keys still inside their retention window.
-    pub async fn jwks(&self) -> Result<serde_json::Value> {
+    /// The published key set as of `revision`, from memory unless keys changed since. A
+    /// retired key's publication also ends by time, so the cache is re-read at that moment.
+    pub async fn jwks_at(&self, revision: i64) -> Result<Arc<serde_json::Value>> {
         let now = now_unix();
+        if let Some(c) = self.jwks.read().ok().and_then(|c| c.clone())
+            && c.revision >= revision
+            && c.stale_at.is_none_or(|t| t > now)
+        {
+            return Ok(c.set);
+        }
+        let (set, stale_at) = self.published(now).await?;
+        let set = Arc::new(set);
+        if let Ok(mut c) = self.jwks.write() {
+            *c = Some(CachedJwks { revision, stale_at, set: set.clone() });
+        }
+        Ok(set)
+    }
+
+    pub async fn jwks(&self) -> Result<serde_json::Value> {
+        Ok(self.published(now_unix()).await?.0)
+    }
+
+    /// The JWK set, and when its first retired key stops being published.
+    async fn published(&self, now: i64) -> Result<(serde_json::Value, Option<i64>)> {
         let mut keys = Vec::new();
+        let mut stale_at: Option<i64> = None;
         for m in signing_key::Entity::find()
             .order_by_desc(signing_key::Column::CreatedAt)
             .all(self.store.db())
             .await?
         {
             if is_published(&m, now) {
+                if m.status != ACTIVE
+                    && let Some(t) = m.publish_until
+                {
+                    stale_at = Some(stale_at.map_or(t, |s| s.min(t)));
+                }
                 keys.push(serde_json::from_str::<serde_json::Value>(&m.public_jwk)?);
             }
         }
-        Ok(serde_json::json!({ "keys": keys }))
+        Ok((serde_json::json!({ "keys": keys }), stale_at))
     }
 
     /// Loads the active key for `alg` and unseals its private half.
@@ -312,12 +385,7 @@ impl KeyService {
         };
         let pem = self.store.master_key().open(&Self::seal_purpose(&m.kid), &m.private_key_enc)?;
         let signer = alg.signer_from_pem(&pem, &m.kid)?;
-        let header = serde_json::json!({ "typ": "JWT", "alg": alg.as_str(), "kid": m.kid });
-        let jwt_header_b64 = {
-            use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?)
-        };
-        Ok(Arc::new(LoadedSigner { kid: m.kid, alg, signer, jwt_header_b64 }))
+        Ok(Arc::new(LoadedSigner::new(m.kid, alg, signer)?))
     }
 }
 

@@ -2,9 +2,11 @@
 //! consents, client-assertion replay and JWT signing/verification with the instance keys.
 //! The protocol rules live in `latchkey-oidc`; this module only keeps state, hashed at rest.
 
+use std::sync::Arc;
+
 use josekit::{
     jwk::Jwk,
-    jws::{ES256, EdDSA, JwsHeader, JwsVerifier, RS256},
+    jws::{ES256, EdDSA, JwsVerifier, RS256},
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
@@ -32,6 +34,56 @@ pub const CODE_TTL_SECS: i64 = 60;
 pub struct OAuthService {
     store: Store,
     keys: KeyService,
+    rotations: Arc<RotationQueue>,
+    /// Who is behind a grant (user, session, organisation role), keyed by session id and tagged
+    /// with the store revision it was read at. Revocations, role and profile changes bump the
+    /// revision, so a stale entry is never used.
+    subjects: Arc<quick_cache::sync::Cache<String, Arc<GrantSubject>>>,
+}
+
+const SUBJECT_CACHE_CAPACITY: usize = 100_000;
+/// Most refresh-token rotations one write transaction takes on.
+const ROTATION_BATCH: usize = 64;
+
+/// The user and session a grant belongs to, as of a store revision.
+#[derive(Debug)]
+pub struct GrantSubject {
+    revision: i64,
+    pub user: crate::model::User,
+    session: session::Model,
+    /// The user's role in the session's active organisation; None when no organisation is
+    /// active or the membership is gone.
+    pub org_role: Option<String>,
+}
+
+impl GrantSubject {
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+
+    pub fn auth_method(&self) -> &str {
+        &self.session.auth_method
+    }
+
+    /// The session's start: the time of the authentication behind the grant.
+    pub fn auth_time(&self) -> i64 {
+        self.session.created_at
+    }
+
+    /// The active organisation, when the user is (still) a member of it.
+    pub fn org_id(&self) -> Option<&str> {
+        self.org_role.as_ref().and(self.session.active_org_id.as_deref())
+    }
+
+    /// The session is stored active and inside both of its expiries, and the user is active.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.user.status == crate::model::UserStatus::Active
+            && session_model_active(&self.session, now)
+    }
+}
+
+fn session_model_active(s: &session::Model, now: i64) -> bool {
+    crate::model::Session::from_model(s.clone(), now).status == SessionStatus::Active
 }
 
 /// What a code is issued for.
@@ -161,24 +213,82 @@ pub fn verify_with_jwks(jwt: &str, jwks: &Value) -> Result<(Option<String>, Map<
 
 impl OAuthService {
     pub fn new(store: Store, keys: KeyService) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            rotations: Arc::default(),
+            subjects: Arc::new(quick_cache::sync::Cache::new(SUBJECT_CACHE_CAPACITY)),
+        }
+    }
+
+    /// The store revision as of a moment after this call (see [`Store::current_revision`]).
+    /// Read it once per request and pass it to the `*_at` lookups.
+    pub async fn revision(&self) -> Result<i64> {
+        self.store.current_revision().await
     }
 
     /// Signs `claims` with the instance's active key for `alg`, with the given `typ`.
     pub async fn sign(&self, alg: SigningAlg, typ: &str, claims: &Value) -> Result<String> {
-        let signer = self.keys.current_signer(alg).await?;
-        let mut header = JwsHeader::new();
-        header.set_token_type(typ);
-        header.set_key_id(&signer.kid);
-        let payload = serde_json::to_vec(claims)?;
-        Ok(josekit::jws::serialize_compact(&payload, &header, signer.signer.as_ref())?)
+        let revision = self.store.current_revision().await?;
+        self.sign_at(alg, typ, claims, revision).await
+    }
+
+    /// [`Self::sign`] for a caller that already read the store revision.
+    pub async fn sign_at(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &Value,
+        revision: i64,
+    ) -> Result<String> {
+        let signer = self.keys.signer_at(alg, revision).await?;
+        signer.sign_typed(typ, &serde_json::to_vec(claims)?)
     }
 
     /// Verifies a token Latchkey signed (any published key): signature only; the caller checks
     /// the claims.
     pub async fn verify_own(&self, jwt: &str) -> Result<(Option<String>, Map<String, Value>)> {
-        let jwks = self.keys.jwks().await?;
+        let revision = self.store.current_revision().await?;
+        let jwks = self.keys.jwks_at(revision).await?;
         verify_with_jwks(jwt, &jwks)
+    }
+
+    /// The user and session behind a grant, current as of `revision`. Whether the session is
+    /// still live is for the caller to ask ([`GrantSubject::is_live`]); an entry that looks
+    /// expired is re-read first, since another node may have recorded activity meanwhile.
+    pub async fn grant_subject(
+        &self,
+        session_id: &str,
+        revision: i64,
+    ) -> Result<Option<Arc<GrantSubject>>> {
+        let now = now_unix();
+        if let Some(s) = self.subjects.get(session_id).filter(|s| s.revision >= revision)
+            && s.is_live(now)
+        {
+            return Ok(Some(s));
+        }
+        let db = self.store.db();
+        let Some(session) = session::Entity::find_by_id(session_id.to_owned()).one(db).await?
+        else {
+            return Ok(None);
+        };
+        let Some(user) =
+            crate::entity::user::Entity::find_by_id(session.user_id.clone()).one(db).await?
+        else {
+            return Ok(None);
+        };
+        let org_role = match &session.active_org_id {
+            Some(org) => crate::entity::membership::Entity::find()
+                .filter(crate::entity::membership::Column::OrgId.eq(org))
+                .filter(crate::entity::membership::Column::UserId.eq(&session.user_id))
+                .one(db)
+                .await?
+                .map(|m| m.role),
+            None => None,
+        };
+        let subject = Arc::new(GrantSubject { revision, user: user.into(), session, org_role });
+        self.subjects.insert(session_id.to_owned(), subject.clone());
+        Ok(Some(subject))
     }
 
     pub async fn session_is_active(&self, session_id: &str) -> Result<bool> {
@@ -297,71 +407,51 @@ impl OAuthService {
     }
 
     /// Exchanges a refresh token for its successor (rotation on every use). Reuse of a rotated
-    /// token revokes the whole family; a token whose session is over is refused.
+    /// token revokes the whole family; a token whose session (or user) is over is refused and
+    /// its family revoked. Concurrent rotations share one write transaction (see
+    /// [`RotationQueue`]); `revision` (read after the request arrived) decides how fresh the
+    /// session check must be.
     pub async fn rotate_refresh(
         &self,
         token: &str,
         client_id: &str,
         ttl_secs: i64,
+        revision: i64,
     ) -> Result<RefreshOutcome> {
         if token.is_empty() || token.len() > 128 {
             return Ok(RefreshOutcome::Invalid("unknown refresh token"));
         }
-        let hash = crypto::hash_secret_hex(token);
-        let now = now_unix();
-        let txn = self.store.begin_write().await?;
-        let Some(row) = oauth_refresh_token::Entity::find()
-            .filter(oauth_refresh_token::Column::TokenHash.eq(&hash))
-            .one(&txn)
-            .await?
-        else {
-            return Ok(RefreshOutcome::Invalid("unknown refresh token"));
+        let job = RotationJob {
+            hash: crypto::hash_secret_hex(token),
+            client_id: client_id.to_owned(),
+            ttl_secs,
         };
-        // A token presented by another client says nothing about its owner: refuse, keep it.
-        if row.client_id != client_id {
-            return Ok(RefreshOutcome::Invalid("refresh token was issued to another client"));
-        }
-        if row.revoked_at.is_some() {
-            return Ok(RefreshOutcome::Invalid("refresh token revoked"));
-        }
-        if row.rotated_at.is_some() {
-            revoke_family(&txn, &row.family_id, now).await?;
-            txn.commit().await?;
-            tracing::warn!(family = %row.family_id, client_id, "rotated refresh token reused; family revoked");
-            return Ok(RefreshOutcome::Reused);
-        }
-        if now >= row.expires_at {
-            return Ok(RefreshOutcome::Invalid("refresh token expired"));
-        }
-        if !session_is_active(&txn, &row.session_id, now).await? {
-            revoke_family(&txn, &row.family_id, now).await?;
+        let (row, token) = match self.rotations.submit(&self.store, job).await? {
+            Claim::Rotated { row, token } => (row, token),
+            Claim::Invalid(reason) => return Ok(RefreshOutcome::Invalid(reason)),
+            Claim::Reused => return Ok(RefreshOutcome::Reused),
+        };
+        let live = self
+            .grant_subject(&row.session_id, revision)
+            .await?
+            .is_some_and(|s| s.user.id == row.user_id && s.is_live(now_unix()));
+        if !live {
+            let txn = self.store.begin_write().await?;
+            revoke_family(&txn, &row.family_id, now_unix()).await?;
             txn.commit().await?;
             return Ok(RefreshOutcome::Invalid("the session behind this grant has ended"));
         }
-        let claimed = oauth_refresh_token::Entity::update_many()
-            .col_expr(oauth_refresh_token::Column::RotatedAt, Expr::value(now))
-            .filter(oauth_refresh_token::Column::Id.eq(&row.id))
-            .filter(oauth_refresh_token::Column::RotatedAt.is_null())
-            .filter(oauth_refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if claimed.rows_affected != 1 {
-            // Lost a race with another use of the same token: that is reuse too.
-            revoke_family(&txn, &row.family_id, now).await?;
-            txn.commit().await?;
-            return Ok(RefreshOutcome::Reused);
-        }
-        let grant = RefreshGrant {
-            family_id: row.family_id,
-            client_id: row.client_id,
-            user_id: row.user_id,
-            session_id: row.session_id,
-            scopes: split_scopes(&row.scopes),
-            auth_time: row.auth_time,
-        };
-        let token = insert_refresh(&txn, &grant, ttl_secs, now).await?;
-        txn.commit().await?;
-        Ok(RefreshOutcome::Rotated { grant, token })
+        Ok(RefreshOutcome::Rotated {
+            grant: RefreshGrant {
+                family_id: row.family_id,
+                client_id: row.client_id,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                scopes: split_scopes(&row.scopes),
+                auth_time: row.auth_time,
+            },
+            token,
+        })
     }
 
     /// RFC 7009: revokes the family of a refresh token of this client. Unknown tokens and tokens
@@ -545,24 +635,34 @@ async fn insert_refresh<C: sea_orm::ConnectionTrait>(
     ttl_secs: i64,
     now: i64,
 ) -> Result<String> {
+    let (model, token) = refresh_model(grant, grant.scopes.join(" "), ttl_secs, now);
+    model.insert(conn).await?;
+    Ok(token)
+}
+
+/// A new refresh token of `grant`'s family (scopes given space-separated), and its secret.
+fn refresh_model(
+    grant: &RefreshGrant,
+    scopes: String,
+    ttl_secs: i64,
+    now: i64,
+) -> (oauth_refresh_token::ActiveModel, String) {
     let token = crypto::random_secret();
-    oauth_refresh_token::ActiveModel {
+    let model = oauth_refresh_token::ActiveModel {
         id: Set(ids::new_id(ids::REFRESH_TOKEN)),
         family_id: Set(grant.family_id.clone()),
         token_hash: Set(crypto::hash_secret_hex(&token)),
         client_id: Set(grant.client_id.clone()),
         user_id: Set(grant.user_id.clone()),
         session_id: Set(grant.session_id.clone()),
-        scopes: Set(grant.scopes.join(" ")),
+        scopes: Set(scopes),
         auth_time: Set(grant.auth_time),
         created_at: Set(now),
         expires_at: Set(now + ttl_secs),
         rotated_at: Set(None),
         revoked_at: Set(None),
-    }
-    .insert(conn)
-    .await?;
-    Ok(token)
+    };
+    (model, token)
 }
 
 async fn revoke_family<C: sea_orm::ConnectionTrait>(
@@ -577,4 +677,185 @@ async fn revoke_family<C: sea_orm::ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// One refresh token to rotate.
+struct RotationJob {
+    hash: String,
+    client_id: String,
+    ttl_secs: i64,
+}
+
+/// What a rotation job came to, inside the batch transaction.
+enum Claim {
+    /// `row` is the presented token (now marked rotated); `token` its stored successor.
+    Rotated {
+        row: Box<oauth_refresh_token::Model>,
+        token: String,
+    },
+    Invalid(&'static str),
+    Reused,
+}
+
+type Reply = tokio::sync::oneshot::Sender<std::result::Result<Claim, String>>;
+
+/// Group commit for refresh-token rotation. Every rotation is a write; one transaction per
+/// request would make the database's commit rate the ceiling of the refresh grant. Requests
+/// queue their job; whoever takes the lock runs everything queued so far in one transaction
+/// (one UPDATE … RETURNING claims all of them, one INSERT stores the successors) and hands each
+/// caller its result. Jobs arriving meanwhile form the next batch.
+#[derive(Default)]
+struct RotationQueue {
+    pending: std::sync::Mutex<Vec<(RotationJob, Reply)>>,
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl RotationQueue {
+    async fn submit(&self, store: &Store, job: RotationJob) -> Result<Claim> {
+        let lost = || Error::Internal("refresh rotation was not completed".into());
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.pending.lock().map_err(|_| lost())?.push((job, tx));
+        let guard = self.running.clone().lock_owned().await;
+        match rx.try_recv() {
+            Ok(result) => return result.map_err(Error::Internal),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(lost()),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+        }
+        let jobs = std::mem::take(&mut *self.pending.lock().map_err(|_| lost())?);
+        // Detached, holding the lock: a caller that goes away cannot abandon the batch half-way.
+        let store = store.clone();
+        let batch = tokio::spawn(async move {
+            for chunk in chunks(jobs, ROTATION_BATCH) {
+                let (jobs, replies): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
+                match rotate_batch(&store, &jobs).await {
+                    Ok(claims) => {
+                        for (reply, claim) in replies.into_iter().zip(claims) {
+                            let _ = reply.send(Ok(claim));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, jobs = jobs.len(), "refresh rotation batch failed");
+                        for reply in replies {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+            drop(guard);
+        });
+        let _ = batch.await;
+        rx.await.map_err(|_| lost())?.map_err(Error::Internal)
+    }
+}
+
+fn chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::with_capacity(items.len().div_ceil(size));
+    while items.len() > size {
+        let rest = items.split_off(size);
+        out.push(std::mem::replace(&mut items, rest));
+    }
+    if !items.is_empty() {
+        out.push(items);
+    }
+    out
+}
+
+/// Rotates every job's token in one transaction; returns one claim per job, in order.
+async fn rotate_batch(store: &Store, jobs: &[RotationJob]) -> Result<Vec<Claim>> {
+    use sea_orm::Condition;
+    let now = now_unix();
+    let txn = store.begin_write().await?;
+    let mut wanted = Condition::any();
+    for job in jobs {
+        wanted = wanted.add(
+            Condition::all()
+                .add(oauth_refresh_token::Column::TokenHash.eq(&job.hash))
+                // A token presented by another client says nothing about its owner: keep it.
+                .add(oauth_refresh_token::Column::ClientId.eq(&job.client_id)),
+        );
+    }
+    let claimed = oauth_refresh_token::Entity::update_many()
+        .col_expr(oauth_refresh_token::Column::RotatedAt, Expr::value(now))
+        .filter(wanted)
+        .filter(oauth_refresh_token::Column::RotatedAt.is_null())
+        .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+        .filter(oauth_refresh_token::Column::ExpiresAt.gt(now))
+        .exec_with_returning(&txn)
+        .await?;
+    let mut claimed: std::collections::HashMap<String, oauth_refresh_token::Model> =
+        claimed.into_iter().map(|m| (m.token_hash.clone(), m)).collect();
+
+    let mut claims: Vec<Option<Claim>> = Vec::with_capacity(jobs.len());
+    let mut successors = Vec::new();
+    let mut unclaimed = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        // The same token twice in one batch: the first use wins, the second is reuse.
+        match claimed.remove(&job.hash) {
+            Some(row) => {
+                let grant = RefreshGrant {
+                    family_id: row.family_id.clone(),
+                    client_id: row.client_id.clone(),
+                    user_id: row.user_id.clone(),
+                    session_id: row.session_id.clone(),
+                    scopes: Vec::new(),
+                    auth_time: row.auth_time,
+                };
+                let (model, token) = refresh_model(&grant, row.scopes.clone(), job.ttl_secs, now);
+                successors.push(model);
+                claims.push(Some(Claim::Rotated { row: Box::new(row), token }));
+            }
+            None => {
+                unclaimed.push(i);
+                claims.push(None);
+            }
+        }
+    }
+    if !successors.is_empty() {
+        oauth_refresh_token::Entity::insert_many(successors).exec_without_returning(&txn).await?;
+    }
+    if !unclaimed.is_empty() {
+        let rows: std::collections::HashMap<String, oauth_refresh_token::Model> =
+            oauth_refresh_token::Entity::find()
+                .filter(
+                    oauth_refresh_token::Column::TokenHash
+                        .is_in(unclaimed.iter().map(|&i| jobs[i].hash.clone())),
+                )
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|m| (m.token_hash.clone(), m))
+                .collect();
+        let mut reused = Vec::new();
+        for i in unclaimed {
+            let job = &jobs[i];
+            let claim = match rows.get(&job.hash) {
+                None => Claim::Invalid("unknown refresh token"),
+                Some(r) if r.client_id != job.client_id => {
+                    Claim::Invalid("refresh token was issued to another client")
+                }
+                Some(r) if r.revoked_at.is_some() => Claim::Invalid("refresh token revoked"),
+                Some(r) if r.rotated_at.is_some() => {
+                    tracing::warn!(family = %r.family_id, client_id = %job.client_id, "rotated refresh token reused; family revoked");
+                    reused.push(r.family_id.clone());
+                    Claim::Reused
+                }
+                Some(r) if now >= r.expires_at => Claim::Invalid("refresh token expired"),
+                Some(_) => Claim::Invalid("refresh token could not be rotated"),
+            };
+            claims[i] = Some(claim);
+        }
+        if !reused.is_empty() {
+            oauth_refresh_token::Entity::update_many()
+                .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
+                .filter(oauth_refresh_token::Column::FamilyId.is_in(reused))
+                .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(claims
+        .into_iter()
+        .map(|c| c.unwrap_or(Claim::Invalid("refresh token could not be rotated")))
+        .collect())
 }

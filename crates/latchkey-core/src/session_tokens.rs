@@ -1,7 +1,7 @@
 //! Minting short-lived session JWTs: the hot path of the hybrid session model.
 //!
-//! Each request reads the store revision through the [`RevisionGate`] (one query shared by all
-//! requests waiting at that moment), then serves the session from an in-memory snapshot tagged
+//! Each request reads the store revision through the shared [`crate::revision::RevisionGate`]
+//! (one query serves all requests waiting at that moment), then serves the session from an in-memory snapshot tagged
 //! with the revision it was loaded at. Any revocation bumps the revision, so the next request on
 //! every node reloads from the database and sees it.
 
@@ -19,7 +19,6 @@ use crate::{
     keys::{KeyService, LoadedSigner, SigningAlg},
     model::UserStatus,
     now_unix,
-    revision::RevisionGate,
     sessions::{self, SessionService},
     store::Store,
 };
@@ -84,7 +83,6 @@ struct Inner {
     ttl_secs: i64,
     alg: SigningAlg,
     idle_timeout_secs: i64,
-    gate: RevisionGate,
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Snapshot>>,
     signer: RwLock<Option<(i64, Arc<LoadedSigner>)>>,
     activity: ActivityTracker,
@@ -114,7 +112,6 @@ impl SessionTokenService {
                 ttl_secs: i64::try_from(settings.session_token_ttl.as_secs()).unwrap_or(60),
                 alg: settings.session_token_alg,
                 idle_timeout_secs: policy.idle_timeout_secs,
-                gate: RevisionGate::default(),
                 cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
                 signer: RwLock::new(None),
                 activity: ActivityTracker::default(),
@@ -177,7 +174,7 @@ impl SessionTokenService {
         {
             return Err(Error::Unauthenticated("malformed session secret"));
         }
-        let revision = inner.gate.current(&inner.store).await?;
+        let revision = inner.store.current_revision().await?;
         let hash = crypto::hash_secret(secret);
         let now = now_unix();
 

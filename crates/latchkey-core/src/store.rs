@@ -9,7 +9,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-use crate::{Error, Result, crypto::MasterKey, entity::store_revision};
+use crate::{Error, Result, crypto::MasterKey, entity::store_revision, revision::RevisionGate};
 
 #[derive(Clone)]
 pub struct Store {
@@ -17,6 +17,9 @@ pub struct Store {
     master_key: Arc<MasterKey>,
     /// Wakes the back-channel logout worker after a commit that queued notifications.
     backchannel_wake: Arc<tokio::sync::Notify>,
+    /// Shared by every cache that is tagged with the store revision, so one request's read
+    /// serves all of them.
+    gate: Arc<RevisionGate>,
 }
 
 impl Store {
@@ -43,6 +46,7 @@ impl Store {
             db,
             master_key: Arc::new(master_key),
             backchannel_wake: Arc::new(tokio::sync::Notify::new()),
+            gate: Arc::default(),
         })
     }
 
@@ -101,6 +105,13 @@ impl Store {
     pub async fn revision(&self) -> Result<i64> {
         let row = store_revision::Entity::find_by_id(1).one(&self.db).await?;
         row.map(|r| r.revision).ok_or_else(|| Error::Internal("store_revision row missing".into()))
+    }
+
+    /// The revision as of some moment after this call began, read through the shared
+    /// [`RevisionGate`] (one query serves every request waiting at that moment). Caches keyed by
+    /// revision compare against it: anything committed before the request arrived is seen.
+    pub async fn current_revision(&self) -> Result<i64> {
+        self.gate.current(self).await
     }
 
     pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {

@@ -190,6 +190,8 @@ impl UserService {
         let updated = am.update(&txn).await?;
         audit::record(&txn, actor, "user.profile_updated", Some(user_id), json!({ "name": name }))
             .await?;
+        // Profile claims are cached with the grants they appear in.
+        Store::bump_revision(&txn).await?;
         txn.commit().await?;
         Ok(updated.into())
     }

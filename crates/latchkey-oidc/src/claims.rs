@@ -5,7 +5,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::{SCOPE_EMAIL, SCOPE_PROFILE};
+use crate::{SCOPE_EMAIL, SCOPE_ORGANIZATION, SCOPE_PROFILE};
 
 /// `at_hash`: base64url of the left half of the hash of the access token, the hash being the
 /// one of the ID token's signing algorithm (SHA-256 for RS256/ES256, SHA-512 for Ed25519).
@@ -103,11 +103,15 @@ pub fn id_token_claims(input: &IdTokenInput<'_>) -> Value {
     if let Some(at) = input.access_token {
         m.insert("at_hash".into(), json!(at_hash(at, input.alg)));
     }
-    insert_org(&mut m, input.auth);
+    insert_org(&mut m, input.auth, input.scopes);
     Value::Object(m)
 }
 
-fn insert_org(m: &mut Map<String, Value>, auth: &AuthContext<'_>) {
+/// `org_id`/`org_role` when the `organization` scope was granted and an organisation is active.
+fn insert_org(m: &mut Map<String, Value>, auth: &AuthContext<'_>, scopes: &[String]) {
+    if !scopes.iter().any(|s| s == SCOPE_ORGANIZATION) {
+        return;
+    }
     if let Some(org_id) = auth.org_id {
         m.insert("org_id".into(), json!(org_id));
         if let Some(role) = auth.org_role {
@@ -150,7 +154,7 @@ pub fn access_token_claims(input: &AccessTokenInput<'_>) -> Value {
         if let Some(acr) = auth.acr {
             m.insert("acr".into(), json!(acr));
         }
-        insert_org(&mut m, auth);
+        insert_org(&mut m, auth, input.scopes);
     }
     Value::Object(m)
 }
@@ -193,7 +197,7 @@ mod tests {
             org_role: Some("admin"),
         };
         let s = subject();
-        let scopes = vec!["openid".to_owned(), "email".to_owned()];
+        let scopes = vec!["openid".to_owned(), "email".to_owned(), "organization".to_owned()];
         let c = id_token_claims(&IdTokenInput {
             issuer: "https://id.example",
             client_id: "client_a",
@@ -240,7 +244,58 @@ mod tests {
             ttl_secs: 60,
         });
         assert_eq!(at["sub"], "client_m2m");
-        assert_eq!(at["scope"], "openid email");
+        assert_eq!(at["scope"], "openid email organization");
         assert!(at.get("sid").is_none());
+    }
+
+    #[test]
+    fn organisation_claims_need_the_organization_scope() {
+        let auth = AuthContext {
+            session_id: "ses_1",
+            auth_time: 90,
+            amr: vec![],
+            acr: None,
+            org_id: Some("org_1"),
+            org_role: Some("member"),
+        };
+        let s = subject();
+        let claims_for = |scopes: &[String]| {
+            let id = id_token_claims(&IdTokenInput {
+                issuer: "https://id.example",
+                client_id: "client_a",
+                subject: &s,
+                auth: &auth,
+                scopes,
+                nonce: None,
+                access_token: None,
+                alg: "RS256",
+                now: 100,
+                ttl_secs: 300,
+            });
+            let at = access_token_claims(&AccessTokenInput {
+                issuer: "https://id.example",
+                audience: "https://id.example",
+                client_id: "client_a",
+                subject: Some("usr_1"),
+                auth: Some(&auth),
+                scopes,
+                jti: "j",
+                now: 100,
+                ttl_secs: 60,
+            });
+            (id, at)
+        };
+        let (id, at) = claims_for(&["openid".to_owned()]);
+        assert!(id.get("org_id").is_none() && at.get("org_id").is_none());
+        assert!(id.get("org_role").is_none() && at.get("org_role").is_none());
+        let (id, at) = claims_for(&["openid".to_owned(), "organization".to_owned()]);
+        assert_eq!(
+            (id["org_id"].as_str(), id["org_role"].as_str()),
+            (Some("org_1"), Some("member"))
+        );
+        assert_eq!(
+            (at["org_id"].as_str(), at["org_role"].as_str()),
+            (Some("org_1"), Some("member"))
+        );
     }
 }

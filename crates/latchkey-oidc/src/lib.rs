@@ -19,8 +19,11 @@ pub const SCOPE_OPENID: &str = "openid";
 pub const SCOPE_PROFILE: &str = "profile";
 pub const SCOPE_EMAIL: &str = "email";
 pub const SCOPE_OFFLINE_ACCESS: &str = "offline_access";
-pub const SUPPORTED_SCOPES: [&str; 4] =
-    [SCOPE_OPENID, SCOPE_PROFILE, SCOPE_EMAIL, SCOPE_OFFLINE_ACCESS];
+/// Asks for `org_id` and `org_role` (the session's active organisation), as Keycloak's
+/// `organization` scope does; without it tokens say nothing about organisations.
+pub const SCOPE_ORGANIZATION: &str = "organization";
+pub const SUPPORTED_SCOPES: [&str; 5] =
+    [SCOPE_OPENID, SCOPE_PROFILE, SCOPE_EMAIL, SCOPE_OFFLINE_ACCESS, SCOPE_ORGANIZATION];
 
 /// Longest single parameter value accepted anywhere; anything longer is an attack or a bug.
 pub const MAX_PARAM_LEN: usize = 2048;

@@ -202,7 +202,8 @@ pub struct NewClientArgs {
     /// (default: authorization_code and refresh_token).
     #[arg(long = "grant-type", value_name = "GRANT")]
     pub grant_types: Vec<String>,
-    /// Allowed scope; repeat for several (default: openid profile email offline_access).
+    /// Allowed scope; repeat for several (default: openid profile email offline_access
+    /// organization).
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// Token endpoint authentication: client_secret_basic (default), client_secret_post or

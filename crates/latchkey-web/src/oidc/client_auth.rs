@@ -2,6 +2,8 @@
 //! (basic/post), `private_key_jwt` (RFC 7523) with a `jti` replay check, and `none` for public
 //! clients. Every failure is `invalid_client`; the reason is logged, not sent.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, http::header};
 use latchkey_core::clients::{self, Client};
 use latchkey_oidc::{
@@ -22,13 +24,15 @@ fn reject(reason: &str) -> OAuthError {
 }
 
 /// Authenticates the calling client. `allow_public` is false where RFC 7662 wants a
-/// confidential caller (introspection).
+/// confidential caller (introspection). `revision` is the store revision read after the request
+/// arrived: clients and their secrets come from memory unless they changed since.
 pub async fn authenticate(
     req: &HttpRequest,
     params: &Params,
     state: &AppState,
     allow_public: bool,
-) -> Result<Client, super::error::OidcError> {
+    revision: i64,
+) -> Result<Arc<Client>, super::error::OidcError> {
     let authorization =
         req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
     let creds = client_credentials(authorization, params).map_err(super::error::json)?;
@@ -38,13 +42,13 @@ pub async fn authenticate(
         | ClientCredentials::Post { client_id, secret } => {
             let client = core
                 .clients
-                .find(client_id)
+                .find_at(client_id, revision)
                 .await?
                 .ok_or_else(|| super::error::json(reject("unknown client")))?;
             if client.token_endpoint_auth_method != creds.method() {
                 return Err(super::error::json(reject("auth method not registered for client")));
             }
-            if !core.clients.verify_secret(client_id, secret).await? {
+            if !core.clients.verify_secret_at(client_id, secret, revision).await? {
                 return Err(super::error::json(reject("wrong client secret")));
             }
             client
@@ -52,7 +56,7 @@ pub async fn authenticate(
         ClientCredentials::None { client_id } => {
             let client = core
                 .clients
-                .find(client_id)
+                .find_at(client_id, revision)
                 .await?
                 .ok_or_else(|| super::error::json(reject("unknown client")))?;
             if !client.is_public() || client.token_endpoint_auth_method != clients::AUTH_NONE {
@@ -66,7 +70,7 @@ pub async fn authenticate(
             client
         }
         ClientCredentials::Assertion { client_id, assertion } => {
-            verify_assertion(state, client_id.as_deref(), assertion).await?
+            verify_assertion(state, client_id.as_deref(), assertion, revision).await?
         }
     };
     Ok(client)
@@ -79,7 +83,8 @@ async fn verify_assertion(
     state: &AppState,
     form_client_id: Option<&str>,
     assertion: &str,
-) -> Result<Client, super::error::OidcError> {
+    revision: i64,
+) -> Result<Arc<Client>, super::error::OidcError> {
     let core = &state.core;
     let err = |r: &str| super::error::json(reject(r));
     // Read the claimed issuer to find the client's keys; nothing is trusted before verification.
@@ -99,7 +104,8 @@ async fn verify_assertion(
     if form_client_id.is_some_and(|id| id != claimed) {
         return Err(err("client_id does not match the assertion"));
     }
-    let client = core.clients.find(claimed).await?.ok_or_else(|| err("unknown client"))?;
+    let client =
+        core.clients.find_at(claimed, revision).await?.ok_or_else(|| err("unknown client"))?;
     if client.token_endpoint_auth_method != clients::AUTH_PRIVATE_KEY_JWT {
         return Err(err("client is not registered for private_key_jwt"));
     }

@@ -5,6 +5,8 @@
 mod client_auth;
 mod error;
 
+use std::sync::Arc;
+
 use actix_web::{
     HttpRequest, HttpResponse,
     http::{StatusCode, header},
@@ -16,7 +18,7 @@ use latchkey_core::{
     clients::{self, Client},
     keys::SigningAlg,
     now_unix,
-    oauth::{CodeRedemption, NewCode, RefreshGrant, RefreshOutcome},
+    oauth::{CodeRedemption, GrantSubject, NewCode, RefreshGrant, RefreshOutcome},
 };
 use latchkey_oidc::{
     ErrorCode, OAuthError, SCOPE_OFFLINE_ACCESS, SCOPE_OPENID,
@@ -370,6 +372,7 @@ fn scope_label(scope: &str) -> String {
         SCOPE_OPENID => "Your account identifier".into(),
         "profile" => "Your name and picture".into(),
         "email" => "Your email address".into(),
+        latchkey_oidc::SCOPE_ORGANIZATION => "Your current organisation and role".into(),
         SCOPE_OFFLINE_ACCESS => "Access while you are away (until you sign out)".into(),
         other => other.to_owned(),
     }
@@ -430,43 +433,45 @@ fn alg_of(client: &Client) -> SigningAlg {
     SigningAlg::parse(&client.id_token_alg).unwrap_or(SigningAlg::RS256)
 }
 
-/// The user-side context of a grant: subject claims and the authentication event.
+/// The user-side context of a grant: subject claims and the authentication event, current as
+/// of the request's store revision.
 struct GrantContext {
-    user: latchkey_core::model::User,
+    subject: Arc<GrantSubject>,
     amr: Vec<String>,
-    org_id: Option<String>,
-    org_role: Option<String>,
+    revision: i64,
 }
 
+impl GrantContext {
+    fn org_id(&self) -> Option<&str> {
+        self.subject.org_id()
+    }
+}
+
+/// The grant's user and session; `invalid_grant` when either is no longer live.
 async fn grant_context(
     state: &AppState,
     user_id: &str,
     session_id: &str,
+    revision: i64,
 ) -> Result<GrantContext, OidcError> {
-    let core = &state.core;
-    let user = core.users.get(user_id).await?;
-    if user.status != latchkey_core::model::UserStatus::Active {
+    let subject = state
+        .core
+        .oauth
+        .grant_subject(session_id, revision)
+        .await?
+        .filter(|s| s.user.id == user_id)
+        .ok_or_else(|| json_err(OAuthError::invalid_grant("the session has ended")))?;
+    if subject.user.status != latchkey_core::model::UserStatus::Active {
         return Err(json_err(OAuthError::invalid_grant("the user is not active")));
     }
-    let session = core.sessions.get(session_id).await?;
-    let amr = match session.auth_method.as_str() {
+    if !subject.is_live(now_unix()) {
+        return Err(json_err(OAuthError::invalid_grant("the session has ended")));
+    }
+    let amr = match subject.auth_method() {
         "password" => vec!["pwd".to_owned()],
         _ => Vec::new(),
     };
-    let (org_id, org_role) = match session.active_org_id {
-        Some(org) => {
-            let role = core
-                .orgs
-                .memberships_of_user(user_id)
-                .await?
-                .into_iter()
-                .find(|m| m.org_id == org)
-                .map(|m| m.role);
-            if role.is_some() { (Some(org), role) } else { (None, None) }
-        }
-        None => (None, None),
-    };
-    Ok(GrantContext { user, amr, org_id, org_role })
+    Ok(GrantContext { subject, amr, revision })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -489,15 +494,15 @@ async fn issue_tokens(
         auth_time,
         amr: ctx.amr.clone(),
         acr: None,
-        org_id: ctx.org_id.as_deref(),
-        org_role: ctx.org_role.as_deref(),
+        org_id: ctx.org_id(),
+        org_role: ctx.subject.org_role.as_deref(),
     };
     let jti = latchkey_core::ids::new_id("at");
     let at_claims = claims::access_token_claims(&claims::AccessTokenInput {
         issuer: issuer(state),
         audience: issuer(state),
         client_id: &client.client_id,
-        subject: Some(&ctx.user.id),
+        subject: Some(&ctx.subject.user.id),
         auth: Some(&auth),
         scopes: &scopes,
         jti: &jti,
@@ -507,9 +512,9 @@ async fn issue_tokens(
     let mut at_claims = at_claims;
     // The grant the token came from, so revoking the grant ends its access tokens at once.
     at_claims["grant_id"] = json!(grant_id);
-    let access_token = core.oauth.sign(alg, "at+jwt", &at_claims).await?;
+    let access_token = core.oauth.sign_at(alg, "at+jwt", &at_claims, ctx.revision).await?;
     let id_token = if scopes.iter().any(|s| s == SCOPE_OPENID) {
-        let u = &ctx.user;
+        let u = &ctx.subject.user;
         let subject = Subject {
             user_id: &u.id,
             email: &u.primary_email,
@@ -532,7 +537,7 @@ async fn issue_tokens(
             now,
             ttl_secs: client.id_token_ttl_secs,
         });
-        Some(core.oauth.sign(alg, "JWT", &claims).await?)
+        Some(core.oauth.sign_at(alg, "JWT", &claims, ctx.revision).await?)
     } else {
         None
     };
@@ -563,9 +568,10 @@ fn token_response(i: Issued) -> HttpResponse {
 
 async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
     let params = form_params(&req, &body).map_err(json_err)?;
-    let client = client_auth::authenticate(&req, &params, &state, true).await?;
-    let request = token::parse_token_request(&params).map_err(json_err)?;
     let core = &state.core;
+    let revision = core.oauth.revision().await?;
+    let client = client_auth::authenticate(&req, &params, &state, true, revision).await?;
+    let request = token::parse_token_request(&params).map_err(json_err)?;
     let unauthorized = || {
         json_err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -595,10 +601,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 now_unix(),
             )
             .map_err(json_err)?;
-            if !core.oauth.session_is_active(&c.session_id).await? {
-                return Err(json_err(OAuthError::invalid_grant("the session has ended")));
-            }
-            let ctx = grant_context(&state, &c.user_id, &c.session_id).await?;
+            let ctx = grant_context(&state, &c.user_id, &c.session_id, revision).await?;
             let refresh = if c.scopes.iter().any(|s| s == SCOPE_OFFLINE_ACCESS)
                 && client.allows_grant(clients::GRANT_REFRESH_TOKEN)
             {
@@ -638,7 +641,12 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             }
             let (grant, new_token) = match core
                 .oauth
-                .rotate_refresh(&refresh_token, &client.client_id, client.refresh_token_ttl_secs)
+                .rotate_refresh(
+                    &refresh_token,
+                    &client.client_id,
+                    client.refresh_token_ttl_secs,
+                    revision,
+                )
                 .await?
             {
                 RefreshOutcome::Rotated { grant, token } => (grant, token),
@@ -662,7 +670,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 }
                 None => grant.scopes.clone(),
             };
-            let ctx = grant_context(&state, &grant.user_id, &grant.session_id).await?;
+            let ctx = grant_context(&state, &grant.user_id, &grant.session_id, revision).await?;
             let issued = issue_tokens(
                 &state,
                 &client,
@@ -704,7 +712,8 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 now,
                 ttl_secs: client.access_token_ttl_secs,
             });
-            let access_token = core.oauth.sign(alg_of(&client), "at+jwt", &claims).await?;
+            let access_token =
+                core.oauth.sign_at(alg_of(&client), "at+jwt", &claims, revision).await?;
             Ok(token_response(Issued {
                 access_token,
                 expires_in: client.access_token_ttl_secs,
@@ -797,7 +806,8 @@ async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> Res {
 async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
     let params = form_params(&req, &body).map_err(json_err)?;
     // RFC 7662 §2.1: the caller must be authenticated; public clients may not probe tokens.
-    client_auth::authenticate(&req, &params, &state, false).await?;
+    let revision = state.core.oauth.revision().await?;
+    client_auth::authenticate(&req, &params, &state, false, revision).await?;
     let token = params.require("token").map_err(json_err)?;
     if token.split('.').count() == 3 {
         if let Some(c) = verify_access_token(&state, token).await {
@@ -831,7 +841,8 @@ async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
 /// allows). Unknown tokens also get 200.
 async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
     let params = form_params(&req, &body).map_err(json_err)?;
-    let client = client_auth::authenticate(&req, &params, &state, true).await?;
+    let revision = state.core.oauth.revision().await?;
+    let client = client_auth::authenticate(&req, &params, &state, true, revision).await?;
     let token = params.require("token").map_err(json_err)?;
     if token.split('.').count() != 3 {
         state.core.oauth.revoke_refresh(token, &client.client_id).await?;
