@@ -36,9 +36,11 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .app_data(web::FormConfig::default().limit(max_body).error_handler(error::form_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
+            // The protocol endpoints first: actix tries resources in order, and the dynamic
+            // paths of the admin API and pages cost a regex match each.
+            .configure(oidc::configure)
             .configure(routes::configure)
             .configure(pages::configure)
-            .configure(oidc::configure)
             .default_service(web::to(error::not_found))
             .wrap(from_fn(http_middleware::body_limit))
             .wrap(http_middleware::security_headers(state.core.settings.secure_cookies()))
