@@ -284,3 +284,114 @@ async fn undelivered_logout_is_retried_once_the_receiver_is_up(backend: Backend)
     node.stop().await;
 }
 on_both_backends!(undelivered_logout_is_retried_once_the_receiver_is_up);
+
+/// Sessions that expire (absolute or idle) while stored as active are marked `expired` by the
+/// sweep, which queues back-channel logout for their clients once, even when two nodes sweep
+/// at the same moment.
+async fn expired_sessions_notify_their_clients_once(backend: Backend) {
+    use latchkey_core::{entity::session, model::SessionStatus, now_unix};
+
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let other = node.second_core().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = Receiver::default();
+    receiver.serve(listener).await;
+    let wiki = add_client(&node, "Wiki", Some(format!("http://127.0.0.1:{port}/wiki")), None).await;
+    let ada = node.user("ada@example.com").await;
+
+    let db_conn = node.core.store.db();
+    let now = now_unix();
+    let set = |id: String, expires_at: i64, idle_expires_at: i64| async move {
+        session::Entity::update_many()
+            .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
+            .col_expr(session::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+            .filter(session::Column::Id.eq(id))
+            .exec(db_conn)
+            .await
+            .unwrap();
+    };
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        let (sid, secret) = node.session(&ada).await;
+        grant(&node, &wiki, &ada.id, &sid, true).await;
+        sessions.push((sid, secret));
+    }
+    let [absolute, idle, grace, old, live] = <[(String, String); 5]>::try_from(sessions).unwrap();
+    // Past its absolute expiry; idle long enough; idle only for a moment (activity another
+    // node has not written yet may still move it); expired two days ago; alive.
+    set(absolute.0.clone(), now - 1, now + 600).await;
+    set(idle.0.clone(), now + 3600, now - 300).await;
+    set(grace.0.clone(), now + 3600, now - 5).await;
+    set(old.0.clone(), now - 2 * 86400, now - 2 * 86400).await;
+    let revision = node.core.store.revision().await.unwrap();
+
+    // Expired sessions are refused before any sweep, and nothing has been sent yet.
+    assert_eq!(node.token_request(&absolute.1).await.status(), 401);
+    assert!(receiver.received().is_empty());
+
+    // Two nodes sweep at once: every due session is marked once, in total.
+    let (a, b) = tokio::join!(node.core.sessions.sweep_expired(), other.sessions.sweep_expired());
+    assert_eq!(a.unwrap() + b.unwrap(), 3, "absolute, idle and old");
+    node.core.store.notify_backchannel();
+    let mut got = receiver.wait_for(2).await;
+    let mut sids = Vec::new();
+    for (path, token) in &got {
+        assert_eq!(path, "/wiki");
+        let (claims, _) = verify_logout_token(&node, token, &wiki).await;
+        assert_eq!(claims["sub"], ada.id.as_str());
+        sids.push(claims["sid"].as_str().unwrap().to_owned());
+    }
+    sids.sort();
+    let mut expected = vec![absolute.0.clone(), idle.0.clone()];
+    expected.sort();
+    assert_eq!(sids, expected, "the old one is marked without news for the client");
+
+    let status = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            let m = session::Entity::find_by_id(id).one(db_conn).await.unwrap().unwrap();
+            (m.status, m.end_reason, m.ended_at)
+        }
+    };
+    assert_eq!(
+        status(&absolute.0).await,
+        ("expired".into(), Some("absolute_timeout".into()), Some(now - 1))
+    );
+    assert_eq!(
+        status(&idle.0).await,
+        ("expired".into(), Some("idle_timeout".into()), Some(now - 300))
+    );
+    assert_eq!(status(&old.0).await.0, "expired");
+    assert_eq!(status(&grace.0).await, ("active".into(), None, None));
+    assert_eq!(status(&live.0).await, ("active".into(), None, None));
+    assert!(node.core.store.revision().await.unwrap() > revision, "caches must reload");
+    assert_eq!(node.core.sessions.get(&idle.0).await.unwrap().status, SessionStatus::Expired);
+
+    // Marked expired, an idle session stays unusable even if its idle expiry moves again
+    // (a longer timeout, late activity): the stored status decides.
+    set(idle.0.clone(), now + 3600, now + 3600).await;
+    assert_eq!(node.token_request(&idle.1).await.status(), 401);
+    assert_eq!(node.token_request(&live.1).await.status(), 200);
+
+    // Sweeping again finds nothing and queues nothing more.
+    assert_eq!(node.core.sessions.sweep_expired().await.unwrap(), 0);
+    assert_eq!(other.sessions.sweep_expired().await.unwrap(), 0);
+    let rows = backchannel_outbox::Entity::find().all(db_conn).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got = receiver.received();
+    assert_eq!(got.len(), 2);
+
+    // Past the grace, the briefly idle session goes too.
+    set(grace.0.clone(), now + 3600, now - 120).await;
+    assert_eq!(other.sessions.sweep_expired().await.unwrap(), 1);
+    node.core.store.notify_backchannel();
+    let got = receiver.wait_for(3).await;
+    let (claims, _) = verify_logout_token(&node, &got[2].1, &wiki).await;
+    assert_eq!(claims["sid"], grace.0.as_str());
+    node.stop().await;
+}
+on_both_backends!(expired_sessions_notify_their_clients_once);

@@ -744,8 +744,280 @@ mod flows {
         let q = authorize(&browser, &node.url(&auth_path(&id, "&prompt=login")), "ada@example.com")
             .await;
         assert!(q.contains_key("code"));
+        // Without a session, the one sign-in satisfies prompt=login and max_age=0: the request
+        // that comes back is not sent to sign-in a second time.
+        for extra in ["&prompt=login", "&max_age=0"] {
+            let fresh = Browser::new(&node.base_url);
+            let q = authorize(&fresh, &node.url(&auth_path(&id, extra)), "ada@example.com").await;
+            assert!(q.contains_key("code"), "{extra}");
+        }
         node.stop().await;
     }
+
+    /// An authorization request for scopes `openid email` with `prompt` (URL-encoded).
+    fn select_path(client_id: &str, prompt: &str) -> String {
+        auth_path(client_id, &format!("&prompt={prompt}"))
+            .replace("scope=openid+offline_access", "scope=openid+email")
+    }
+
+    /// The value of a hidden form field, HTML-unescaped.
+    fn hidden(html: &str, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}"))
+            + marker.len();
+        let end = start + html[start..].find('"').unwrap();
+        html[start..end]
+            .replace("&#43;", "+")
+            .replace("&#34;", "\"")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#38;", "&")
+            .replace("&amp;", "&")
+    }
+
+    /// Redeems a code of the Wiki client (openid email) and returns the ID token's claims.
+    async fn id_token_claims(node: &TestServer, id: &str, secret: &str, code: &str) -> Value {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        let (status, body) = token(node, Some((id, secret)), &form).await;
+        assert_eq!(status, 200, "{body}");
+        let id_token = body["id_token"].as_str().unwrap();
+        let jwks = node.jwks().await;
+        let header = jsonwebtoken::decode_header(id_token).unwrap();
+        let key =
+            jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
+                .unwrap();
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.set_issuer(&[&node.base_url]);
+        v.set_audience(&[id]);
+        jsonwebtoken::decode::<Value>(id_token, &key, &v).unwrap().claims
+    }
+
+    /// prompt=select_account: sign-in without a session, the account chooser with one, and
+    /// "Continue" (CSRF-protected, bound to the session shown) finishing the flow.
+    async fn select_account_shows_the_account_chooser(backend: Backend) {
+        let Some((node, _dir, id, secret)) = setup(backend).await else { return };
+        let ada = node.core.users.find_by_email("ada@example.com").await.unwrap().unwrap();
+        node.core
+            .users
+            .update_name(&ada.id, Some("Ada Lovelace".into()), &Actor::cli())
+            .await
+            .unwrap();
+        let browser = Browser::new(&node.base_url);
+        let path = select_path(&id, "select_account");
+
+        // No session: signing in is choosing; the request that comes back gets its code
+        // (`authorize` fails on anything but the self-navigating page).
+        let q = authorize(&browser, &node.url(&path), "ada@example.com").await;
+        assert_eq!(q["state"], "st");
+        let claims = id_token_claims(&node, &id, &secret, &q["code"]).await;
+        assert_eq!(claims["sub"], ada.id.as_str());
+
+        // With a session: the chooser, with the account, and no code.
+        let res = browser.client.get(node.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("location").is_none());
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("form-action 'self' http://127.0.0.1:9;"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        let body = res.text().await.unwrap();
+        for text in [
+            "Choose an account",
+            "to continue to Wiki",
+            "ada@example.com",
+            "Continue as Ada Lovelace",
+            "Use another account",
+            "action=\"/oauth2/select-account\"",
+        ] {
+            assert!(body.contains(text), "{text} in {body}");
+        }
+        assert!(!body.contains("code="), "{body}");
+        let csrf = crate::pages::csrf_in(&body);
+        let request = hidden(&body, "request");
+        assert_eq!(request, path.split_once('?').unwrap().1);
+        let session = hidden(&body, "session");
+        assert!(session.starts_with("ses_"));
+
+        // A forged re-authentication marker does not skip the chooser.
+        let forged = format!("{path}&lk_auth_after={}.00ff", latchkey_core::now_unix());
+        let (status, body, _) = browser.get(&forged).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("Use another account"));
+
+        // The choice needs the form's CSRF token and a same-site post.
+        let form = |csrf: &str, session: &str, decision: &str| {
+            vec![
+                ("csrf_token".to_owned(), csrf.to_owned()),
+                ("request".to_owned(), request.clone()),
+                ("session".to_owned(), session.to_owned()),
+                ("decision".to_owned(), decision.to_owned()),
+            ]
+        };
+        let wrong = "A".repeat(43);
+        let res = browser
+            .client
+            .post(node.url("/oauth2/select-account"))
+            .header("Origin", node.base_url.clone())
+            .form(&form(&wrong, &session, "continue"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((res.status().as_u16(), res.headers().get("location")), (400, None));
+        let res = browser
+            .client
+            .post(node.url("/oauth2/select-account"))
+            .header("Origin", "http://evil.example")
+            .form(&form(&csrf, &session, "continue"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((res.status().as_u16(), res.headers().get("location")), (400, None));
+        // A choice made for another session is asked again.
+        let res = browser
+            .client
+            .post(node.url("/oauth2/select-account"))
+            .header("Origin", node.base_url.clone())
+            .form(&form(&csrf, "ses_01jzzzzzzzzzzzzzzzzzzzzzzz", "continue"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.text().await.unwrap().contains("Use another account"));
+
+        // Continue: the code, for the account shown.
+        let res = browser
+            .client
+            .post(node.url("/oauth2/select-account"))
+            .header("Origin", node.base_url.clone())
+            .form(&form(&csrf, &session, "continue"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        let q = query_of(&location);
+        assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st", node.base_url.as_str()));
+        let claims = id_token_claims(&node, &id, &secret, &q["code"]).await;
+        assert_eq!(claims["sub"], ada.id.as_str());
+        assert_eq!(claims["email"], "ada@example.com");
+        assert_eq!(claims["sid"], session.as_str());
+
+        // A third-party client: the chooser, then its consent page.
+        let other = node
+            .core
+            .clients
+            .create(
+                NewClient {
+                    name: "Other App".into(),
+                    redirect_uris: vec![REDIRECT.into()],
+                    ..Default::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap()
+            .client
+            .client_id;
+        let (status, body, _) = browser.get(&select_path(&other, "select_account")).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("to continue to Other App"), "{body}");
+        let (status, body, location) = browser
+            .post(
+                "/oauth2/select-account",
+                &[
+                    ("csrf_token", &crate::pages::csrf_in(&body)),
+                    ("request", &hidden(&body, "request")),
+                    ("session", &hidden(&body, "session")),
+                    ("decision", "continue"),
+                ],
+            )
+            .await;
+        assert_eq!((status.as_u16(), location), (200, None));
+        assert!(body.contains("Allow Other App?"), "{body}");
+        assert!(!body.contains("Use another account"));
+
+        // prompt=none with select_account is invalid_request (OIDC Core 3.1.2.1), signed in
+        // or not.
+        for b in [&browser, &Browser::new(&node.base_url)] {
+            let (status, _, location) = b.get(&select_path(&id, "none+select_account")).await;
+            assert_eq!(status, 303);
+            let q = query_of(&location.unwrap());
+            assert_eq!((q["error"].as_str(), q["state"].as_str()), ("invalid_request", "st"));
+            assert!(!q.contains_key("code"));
+        }
+        node.stop().await;
+    }
+    on_both_backends!(select_account_shows_the_account_chooser);
+
+    /// "Use another account" ends the current session and signs in again into the same request,
+    /// which then completes for the new account without the chooser.
+    async fn select_account_use_another_account(backend: Backend) {
+        let Some((node, _dir, id, secret)) = setup(backend).await else { return };
+        let ada = node.core.users.find_by_email("ada@example.com").await.unwrap().unwrap();
+        let bob = node.user("bob@example.com").await;
+        let (ada_sid, ada_secret) = node.session(&ada).await;
+        let browser = Browser::new(&node.base_url);
+        browser.set_session(&ada_secret);
+
+        let path = format!("{}&login_hint=ada%40example.com", select_path(&id, "select_account"));
+        let (status, body, _) = browser.get(&path).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("ada@example.com"), "{body}");
+        let (status, _, location) = browser
+            .post(
+                "/oauth2/select-account",
+                &[
+                    ("csrf_token", &crate::pages::csrf_in(&body)),
+                    ("request", &hidden(&body, "request")),
+                    ("session", &ada_sid),
+                    ("decision", "switch"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 303);
+        let location = location.unwrap();
+        assert!(location.starts_with("/sign-in?return_to="), "{location}");
+        // The hint named the account just turned down.
+        assert!(!location.contains("login_hint=ada"), "{location}");
+
+        // The old session is over: ended (not just forgotten by the browser), cookie dead.
+        assert!(browser.cookie("latchkey_session").is_none_or(|v| v.is_empty()));
+        let old = node.core.sessions.get(&ada_sid).await.unwrap();
+        assert_eq!(old.status, latchkey_core::model::SessionStatus::Ended);
+        assert_eq!(node.token_request(&ada_secret).await.status(), 401);
+
+        // Sign in as someone else; back in the same request, no chooser: a code for Bob.
+        let return_to = query_of(&location)["return_to"].clone();
+        assert!(return_to.starts_with("/oauth2/authorize/resume?"), "{return_to}");
+        assert!(return_to.contains("prompt=select_account"), "{return_to}");
+        let (status, body, back) = browser.sign_in("bob@example.com", PASSWORD, &return_to).await;
+        assert_eq!(status, 303, "{body}");
+        assert_eq!(back.as_deref(), Some(return_to.as_str()));
+        let (status, body, _) = browser.get(&return_to).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(!body.contains("Use another account"), "{body}");
+        let q = query_of(&meta_refresh(&body));
+        assert_eq!(q["state"], "st");
+        let claims = id_token_claims(&node, &id, &secret, &q["code"]).await;
+        assert_eq!(claims["sub"], bob.id.as_str());
+        assert_eq!(claims["email"], "bob@example.com");
+        assert_ne!(claims["sid"], ada_sid.as_str());
+
+        // A new request with prompt=select_account asks again, now showing Bob.
+        let (status, body, _) = browser.get(&path).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("bob@example.com") && body.contains("Use another account"));
+        node.stop().await;
+    }
+    on_both_backends!(select_account_use_another_account);
 
     /// Third-party clients ask for consent once; prompt=none without consent → consent_required.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,17 +14,37 @@ use crate::{
 pub struct Browser {
     pub client: reqwest::Client,
     pub base: String,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36")
             .build()
             .unwrap();
-        Self { client, base: base.to_owned() }
+        Self { client, base: base.to_owned(), jar }
+    }
+
+    /// Puts a session cookie (from `TestServer::session`) in the jar, as a sign-in would.
+    pub fn set_session(&self, secret: &str) {
+        let url = reqwest::Url::parse(&self.base).unwrap();
+        self.jar.add_cookie_str(&format!("latchkey_session={secret}; Path=/"), &url);
+    }
+
+    /// The value of a cookie the browser holds for the site, if any.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = reqwest::Url::parse(&self.base).unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned()))
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, String, Option<String>) {

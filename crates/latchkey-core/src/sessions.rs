@@ -44,6 +44,16 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
+/// How often each node looks for sessions that expired while stored as active.
+pub const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// A session is swept this long after its stored idle expiry, not at once: another node may have
+/// seen activity that it has not written yet (it writes every 10 s), which moves the expiry.
+pub const IDLE_SWEEP_GRACE: Duration = Duration::from_secs(60);
+/// Sessions that expired longer ago than this (a backlog after downtime or an upgrade) are
+/// marked without notifying clients: the outbox gives up on such old news anyway.
+const EXPIRY_NOTIFY_HORIZON: Duration = Duration::from_secs(24 * 3600);
+const SWEEP_BATCH: u64 = 200;
+
 impl SessionService {
     pub fn new(store: Store, settings: &Settings) -> Self {
         Self {
@@ -309,6 +319,102 @@ impl SessionService {
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Marks sessions that are past their absolute or idle expiry but still stored as active as
+    /// `expired` (`end_reason` `absolute_timeout` or `idle_timeout`, `ended_at` the moment they
+    /// expired), and queues back-channel logout for them in the same transaction. Each session
+    /// is claimed with a conditional UPDATE (still active, still expired), so when several nodes
+    /// sweep at once exactly one of them marks and notifies it. Idle expiry is acted on only
+    /// [`IDLE_SWEEP_GRACE`] after the stored time. Returns how many sessions this call marked.
+    pub async fn sweep_expired(&self) -> Result<u64> {
+        let mut marked = 0;
+        loop {
+            let (n, full) = self.sweep_batch().await?;
+            marked += n;
+            // Stop when nothing is left, or when another node took this whole batch.
+            if !full || n == 0 {
+                return Ok(marked);
+            }
+        }
+    }
+
+    async fn sweep_batch(&self) -> Result<(u64, bool)> {
+        let now = now_unix();
+        let idle_cutoff = now - secs(IDLE_SWEEP_GRACE);
+        let absolute = || session::Column::ExpiresAt.lte(now);
+        let idle = || session::Column::IdleExpiresAt.lte(idle_cutoff);
+        let txn = self.store.begin_write().await?;
+        let due: Vec<(String, i64, i64)> = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .column(session::Column::ExpiresAt)
+            .column(session::Column::IdleExpiresAt)
+            .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
+            .filter(Condition::any().add(absolute()).add(idle()))
+            .order_by_asc(session::Column::Id)
+            .limit(SWEEP_BATCH)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let full = due.len() as u64 == SWEEP_BATCH;
+        let mut marked = 0;
+        let mut notify = Vec::new();
+        for (id, expires_at, idle_expires_at) in due {
+            // Re-checked by the claim: the condition that made the session due.
+            let still_due = if expires_at <= now { absolute() } else { idle() };
+            let (reason, expired_at) = if idle_expires_at < expires_at {
+                ("idle_timeout", idle_expires_at)
+            } else {
+                ("absolute_timeout", expires_at)
+            };
+            // The claim: only the sweep whose update changes the row marks and notifies.
+            let res = session::Entity::update_many()
+                .col_expr(session::Column::Status, Expr::value(SessionStatus::Expired.as_str()))
+                .col_expr(session::Column::EndReason, Expr::value(reason))
+                .col_expr(session::Column::EndedAt, Expr::value(expired_at))
+                .filter(session::Column::Id.eq(id.as_str()))
+                .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
+                .filter(still_due)
+                .exec(&txn)
+                .await?;
+            if res.rows_affected == 0 {
+                continue;
+            }
+            marked += 1;
+            if expired_at >= now - secs(EXPIRY_NOTIFY_HORIZON) {
+                notify.push(id);
+            }
+        }
+        let queued = crate::backchannel::enqueue_for_sessions(&txn, &notify, now).await?;
+        if marked > 0 {
+            Store::bump_revision(&txn).await?;
+        }
+        txn.commit().await?;
+        if queued > 0 {
+            self.store.notify_backchannel();
+        }
+        if marked > 0 {
+            tracing::info!(sessions = marked, notifications = queued, "marked expired sessions");
+        }
+        Ok((marked, full))
+    }
+
+    /// Background loop: [`Self::sweep_expired`] every [`EXPIRY_SWEEP_INTERVAL`].
+    pub fn spawn_expiry_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EXPIRY_SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: start with the next one.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.sweep_expired().await {
+                    tracing::warn!(error = %e, "session expiry sweep failed");
+                }
+            }
+        })
     }
 
     /// Number of sessions per stored status, for metrics.

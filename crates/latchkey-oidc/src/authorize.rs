@@ -380,6 +380,30 @@ mod tests {
     }
 
     #[test]
+    fn prompt_none_cannot_be_combined_with_other_values() {
+        // OIDC Core §3.1.2.1: `none` with any other value is invalid_request, in any order.
+        for prompt in [
+            "none+login",
+            "none+consent",
+            "none+select_account",
+            "select_account+none",
+            "login+consent+none",
+        ] {
+            assert_eq!(
+                redirect_code(run(&format!("{}&prompt={prompt}", base()), true)),
+                ErrorCode::InvalidRequest,
+                "{prompt}"
+            );
+        }
+        let r = run(&format!("{}&prompt=select_account", base()), true);
+        assert!(matches!(r, Ok(ref r) if r.prompt.select_account && !r.prompt.none), "{r:?}");
+        let r = run(&format!("{}&prompt=select_account+consent", base()), true);
+        assert!(matches!(r, Ok(ref r) if r.prompt.select_account && r.prompt.consent), "{r:?}");
+        let r = run(&format!("{}&prompt=none", base()), true);
+        assert!(matches!(r, Ok(ref r) if r.prompt.none && !r.prompt.select_account), "{r:?}");
+    }
+
+    #[test]
     fn max_age_and_prompt_login_force_reauthentication() {
         let Ok(mut r) = run(&base(), true) else { return };
         assert!(!needs_reauthentication(&r, 100, 1000));

@@ -69,6 +69,8 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
     core.mail.spawn_worker();
     // Back-channel logout notifications queued by ended sessions.
     core.backchannel.spawn_worker();
+    // Sessions that expire (absolute or idle) are marked so, and their clients notified.
+    core.sessions.spawn_expiry_sweeper();
     Ok(server)
 }
 

@@ -54,6 +54,11 @@ fn auth_after_mac(state: &AppState, areq: &AuthorizationRequest, t: i64) -> Stri
     state.core.store.master_key().mac_hex("oidc_auth_after", &data)
 }
 
+/// A marker saying sign-in was requested at `now`, for [`to_sign_in`].
+fn auth_after_marker(state: &AppState, areq: &AuthorizationRequest, now: i64) -> String {
+    format!("{now}.{}", auth_after_mac(state, areq, now))
+}
+
 /// The time a verified re-authentication marker says sign-in was requested at.
 fn auth_after(state: &AppState, areq: &AuthorizationRequest, params: &Params) -> Option<i64> {
     let (t, mac) = params.get(AUTH_AFTER)?.split_once('.')?;
@@ -71,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/oauth2/authorize/resume").route(web::get().to(authorize_resume)))
         .service(web::resource("/oauth2/consent").route(web::post().to(consent)))
+        .service(web::resource("/oauth2/select-account").route(web::post().to(select_account)))
         .service(web::resource("/oauth2/token").route(web::post().to(token_endpoint)))
         .service(
             web::resource("/oauth2/userinfo")
@@ -124,13 +130,13 @@ fn json_ok(body: Value) -> HttpResponse {
 
 async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Res {
     let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
-    authorize_with(&req, &state, params, req.query_string().to_owned(), false).await
+    authorize_with(&req, &state, params, req.query_string().to_owned(), Entry::Request).await
 }
 
 async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
     let params = form_params(&req, &body).map_err(|e| OidcError::Page(e.description))?;
     let query = std::str::from_utf8(&body).unwrap_or_default().to_owned();
-    authorize_with(&req, &state, params, query, false).await
+    authorize_with(&req, &state, params, query, Entry::Request).await
 }
 
 /// Where the sign-in pages send the browser back to. Browsers apply the sign-in page's CSP
@@ -139,7 +145,7 @@ async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web:
 /// navigates on its own instead.
 async fn authorize_resume(req: HttpRequest, state: web::Data<AppState>) -> Res {
     let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
-    authorize_with(&req, &state, params, req.query_string().to_owned(), true).await
+    authorize_with(&req, &state, params, req.query_string().to_owned(), Entry::Resume).await
 }
 
 /// A page that sends the browser to `location` by itself (meta refresh, plus a link).
@@ -245,12 +251,37 @@ fn to_sign_in(
         .finish()
 }
 
+/// How a request reached [`authorize_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// The relying party's request, straight from the browser.
+    Request,
+    /// Back from the sign-in pages: a success ends with a page that navigates by itself.
+    Resume,
+    /// "Continue as …" on the account chooser: the account is chosen (prompt=select_account),
+    /// and the chooser's CSP lets its form end at the client's redirect URI.
+    AccountChosen,
+}
+
+/// Page CSP that also lets forms end at the client's (verified) redirect URI: browsers apply
+/// `form-action` to the redirects that follow a submission.
+fn allow_form_redirect(mut res: HttpResponse, areq: &AuthorizationRequest) -> HttpResponse {
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+        csp_source(&areq.redirect_uri)
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&csp) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}
+
 async fn authorize_with(
     req: &HttpRequest,
     state: &AppState,
     params: Params,
     query: String,
-    resume: bool,
+    entry: Entry,
 ) -> Res {
     let (client, areq) = validate_request(state, &params).await?;
     let now = now_unix();
@@ -262,7 +293,10 @@ async fn authorize_with(
                 OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
             ));
         }
-        return Ok(to_sign_in(&areq, &query, None));
+        // Signing in answers every reason to sign in (prompt=login, max_age) and chooses the
+        // account (prompt=select_account): the marker keeps the request that comes back with
+        // the new session from being sent to sign-in, or the chooser, again.
+        return Ok(to_sign_in(&areq, &query, Some(auth_after_marker(state, &areq, now))));
     };
     let auth_time = state.core.sessions.get(&session.session_id).await?.created_at;
     // A re-authentication we asked for is satisfied by a session started after we asked.
@@ -276,8 +310,36 @@ async fn authorize_with(
                 OAuthError::new(ErrorCode::LoginRequired, "re-authentication is required"),
             ));
         }
-        let marker = format!("{now}.{}", auth_after_mac(state, &areq, now));
-        return Ok(to_sign_in(&areq, &query, Some(marker)));
+        return Ok(to_sign_in(&areq, &query, Some(auth_after_marker(state, &areq, now))));
+    }
+
+    // prompt=select_account: the signed-in account is shown, with the choice to use another
+    // one. A sign-in made for this request (the marker) or "Continue" on the chooser (a
+    // CSRF-checked post) has already chosen.
+    if areq.prompt.select_account && !reauthenticated && entry != Entry::AccountChosen {
+        let user = state.core.users.get(&session.user_id).await?;
+        let name = user.name.clone().or_else(|| {
+            let parts: Vec<&str> = [user.given_name.as_deref(), user.family_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        });
+        let shown = name.as_deref().unwrap_or(&user.primary_email);
+        let c = csrf(req, state);
+        let view = SelectAccountView {
+            csrf: &c.token,
+            request: &query,
+            session: &session.session_id,
+            client_name: &client.name,
+            email: &user.primary_email,
+            name: name.as_deref(),
+            shown,
+            initial: shown.chars().next().map(|c| c.to_uppercase().collect()).unwrap_or_default(),
+        };
+        let res = render(state, Some(&c), StatusCode::OK, &view)
+            .map_err(|_| OidcError::Page("The account chooser could not be shown.".into()))?;
+        return Ok(allow_form_redirect(res, &areq));
     }
 
     if !client.first_party {
@@ -300,26 +362,20 @@ async fn authorize_with(
                 email: &user.primary_email,
                 scopes: areq.scopes.iter().map(|s| scope_label(s)).collect(),
             };
-            let mut res = render(state, Some(&c), StatusCode::OK, &view)
+            let res = render(state, Some(&c), StatusCode::OK, &view)
                 .map_err(|_| OidcError::Page("The consent page could not be shown.".into()))?;
-            // Browsers apply form-action to the redirects that follow a submission, so the
-            // consent form must be allowed to end at the client's (verified) redirect URI.
-            let csp = format!(
-                "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
-                csp_source(&areq.redirect_uri)
-            );
-            if let Ok(v) = header::HeaderValue::from_str(&csp) {
-                res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
-            }
-            return Ok(res);
+            // The consent form must be allowed to end at the client's redirect URI.
+            return Ok(allow_form_redirect(res, &areq));
         }
     }
     let res = issue_code(state, &client, &areq, &session.session_id, &session.user_id, auth_time);
-    match (res.await, resume) {
-        (Ok(r), true) => match r.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
-            Some(location) => Ok(navigate_page(location)),
-            None => Ok(r),
-        },
+    match (res.await, entry) {
+        (Ok(r), Entry::Resume) => {
+            match r.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+                Some(location) => Ok(navigate_page(location)),
+                None => Ok(r),
+            }
+        }
         (other, _) => other,
     }
 }
@@ -386,6 +442,72 @@ struct ConsentView<'a> {
     client_name: &'a str,
     email: &'a str,
     scopes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/select_account.html")]
+struct SelectAccountView<'a> {
+    csrf: &'a str,
+    request: &'a str,
+    session: &'a str,
+    client_name: &'a str,
+    email: &'a str,
+    name: Option<&'a str>,
+    /// The name, or the address without one.
+    shown: &'a str,
+    initial: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SelectAccountForm {
+    csrf_token: String,
+    request: String,
+    /// The session the chooser showed; the choice holds for that session only.
+    session: String,
+    decision: String,
+}
+
+/// The account chooser's answer (prompt=select_account). "continue" resumes the request with
+/// the account chosen; "switch" ends this session (back-channel logout included) and sends the
+/// browser to sign-in, coming back to the same request with a marker so the chooser is not
+/// shown again.
+async fn select_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<SelectAccountForm>,
+) -> Res {
+    verify_csrf(&req, &state, &form.csrf_token)
+        .map_err(|_| OidcError::Page("This form has expired. Start the sign-in again.".into()))?;
+    let params = Params::parse(&form.request).map_err(|e| OidcError::Page(e.description))?;
+    let (_, mut areq) = validate_request(&state, &params).await?;
+    let now = now_unix();
+    let Some((session, _)) = current_session(&req, &state).await else {
+        // Signed out meanwhile: signing in chooses the account.
+        return Ok(to_sign_in(&areq, &form.request, Some(auth_after_marker(&state, &areq, now))));
+    };
+    if !latchkey_core::crypto::constant_time_eq(&form.session, &session.session_id) {
+        // Another account signed in since the chooser was shown: ask again, for that one.
+        return authorize_with(&req, &state, params, form.request.clone(), Entry::Request).await;
+    }
+    match form.decision.as_str() {
+        "continue" => {
+            authorize_with(&req, &state, params, form.request.clone(), Entry::AccountChosen).await
+        }
+        "switch" => {
+            let client = crate::pages::support::client_info(&req);
+            let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
+            state.core.sessions.end(&session.session_id, &actor).await?;
+            // The hint named the account the user just turned down.
+            areq.login_hint = None;
+            let marker = auth_after_marker(&state, &areq, now);
+            let mut res = to_sign_in(&areq, &form.request, Some(marker));
+            if let Err(e) = res.add_cookie(&crate::pages::support::clear_session_cookie(&state)) {
+                tracing::warn!(error = %e, "could not clear the session cookie");
+            }
+            Ok(res)
+        }
+        _ => Err(OidcError::Page("Choose an account to continue.".into())),
+    }
 }
 
 #[derive(serde::Deserialize)]
