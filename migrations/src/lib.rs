@@ -10,6 +10,7 @@ mod m20261128_000004_auth_flows;
 mod m20261128_000005_oidc;
 mod m20261128_000006_backchannel_logout;
 mod m20261128_000007_jwt_templates;
+mod m20261128_000008_client_audiences_templates;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_oidc::Migration),
             Box::new(m20261128_000006_backchannel_logout::Migration),
             Box::new(m20261128_000007_jwt_templates::Migration),
+            Box::new(m20261128_000008_client_audiences_templates::Migration),
         ]
     }
 }
