@@ -10,6 +10,7 @@ mod m20261128_000004_auth_flows;
 mod m20261128_000005_oidc;
 mod m20261128_000006_backchannel_logout;
 mod m20261128_000007_jwt_templates;
+mod m20261128_000008_client_audiences_templates;
 mod m20261128_000009_session_expiry_sweep;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_oidc::Migration),
             Box::new(m20261128_000006_backchannel_logout::Migration),
             Box::new(m20261128_000007_jwt_templates::Migration),
+            Box::new(m20261128_000008_client_audiences_templates::Migration),
             Box::new(m20261128_000009_session_expiry_sweep::Migration),
         ]
     }

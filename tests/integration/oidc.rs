@@ -202,7 +202,7 @@ async fn cli_manages_clients() {
 
 // ------------------------------------------------------------------ protocol flows
 
-mod flows {
+pub(crate) mod flows {
     use std::collections::HashMap;
 
     use latchkey_core::{audit::Actor, clients::NewClient, keys::SigningAlg};
@@ -220,10 +220,10 @@ mod flows {
         support::{Backend, TestDb, TestServer, client, data_dir},
     };
 
-    const PASSWORD: &str = "correct horse battery";
-    const REDIRECT: &str = "http://127.0.0.1:9/cb";
-    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    pub(crate) const PASSWORD: &str = "correct horse battery";
+    pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/cb";
+    pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     fn query_of(location: &str) -> HashMap<String, String> {
         let url = url_parse(location);
@@ -237,7 +237,11 @@ mod flows {
     }
 
     /// Follows an authorization URL through sign-in (if needed) to the code redirect.
-    async fn authorize(browser: &Browser, auth_url: &str, email: &str) -> HashMap<String, String> {
+    pub(crate) async fn authorize(
+        browser: &Browser,
+        auth_url: &str,
+        email: &str,
+    ) -> HashMap<String, String> {
         let path = {
             let u = url_parse(auth_url);
             format!("{}?{}", u.path(), u.query().unwrap_or_default())
@@ -268,7 +272,7 @@ mod flows {
         html[start..end].replace("&amp;", "&")
     }
 
-    async fn token(
+    pub(crate) async fn token(
         node: &TestServer,
         basic: Option<(&str, &str)>,
         form: &[(&str, &str)],
@@ -283,7 +287,7 @@ mod flows {
         (status, res.json().await.unwrap())
     }
 
-    fn error_of(v: &(StatusCode, Value)) -> (u16, &str) {
+    pub(crate) fn error_of(v: &(StatusCode, Value)) -> (u16, &str) {
         (v.0.as_u16(), v.1["error"].as_str().unwrap_or("<none>"))
     }
 
@@ -467,14 +471,19 @@ mod flows {
         )
         .unwrap()
     }
-    fn decode_payload(jwt: &str) -> Value {
+    pub(crate) fn decode_payload(jwt: &str) -> Value {
         decode_part(jwt, 1)
     }
-    fn decode_header(jwt: &str) -> Value {
+    pub(crate) fn decode_header(jwt: &str) -> Value {
         decode_part(jwt, 0)
     }
 
-    async fn introspect(node: &TestServer, id: &str, secret: &str, token: &str) -> Value {
+    pub(crate) async fn introspect(
+        node: &TestServer,
+        id: &str,
+        secret: &str,
+        token: &str,
+    ) -> Value {
         let res = client()
             .post(node.url("/oauth2/introspect"))
             .basic_auth(id, Some(secret))

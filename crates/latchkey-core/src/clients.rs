@@ -1,6 +1,8 @@
 //! The OAuth / OpenID Connect client registry: relying parties that delegate sign-in to
 //! Latchkey. Client secrets are stored as SHA-256 hashes (they carry 256 random bits) and are
-//! shown once; rotating keeps the previous secret valid for an overlap period.
+//! shown once; rotating keeps the previous secret valid for an overlap period. A client may
+//! also register the audiences its client_credentials tokens may be issued for (RFC 8707) and
+//! name JWT templates whose claims are added to its access and ID tokens.
 
 use std::{
     collections::HashMap,
@@ -18,7 +20,7 @@ use crate::{
     Error, Result,
     audit::{self, Actor},
     crypto,
-    entity::{oauth_client, oauth_client_secret},
+    entity::{jwt_template, oauth_client, oauth_client_secret},
     ids,
     keys::SigningAlg,
     now_unix,
@@ -41,6 +43,7 @@ pub const DEFAULT_SCOPES: [&str; 5] =
     ["openid", "profile", "email", "offline_access", "organization"];
 
 const MAX_REDIRECT_URIS: usize = 20;
+const MAX_AUDIENCES: usize = 20;
 const MAX_URI_LEN: usize = 2000;
 /// Default overlap during which a rotated-out secret still works.
 pub const DEFAULT_SECRET_OVERLAP_SECS: i64 = 24 * 3600;
@@ -86,6 +89,12 @@ pub struct Client {
     pub access_token_ttl_secs: i64,
     pub id_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
+    /// Audiences client_credentials may ask for with `resource` / `audience` (RFC 8707).
+    pub audiences: Vec<String>,
+    /// JWT template (by name) whose claims are added to the client's access tokens.
+    pub access_token_template: Option<String>,
+    /// JWT template (by name) whose claims are added to the client's ID tokens.
+    pub id_token_template: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -123,6 +132,9 @@ impl From<oauth_client::Model> for Client {
             grant_types: json_list(&m.grant_types),
             allowed_scopes: json_list(&m.allowed_scopes),
             jwks: m.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+            audiences: m.audiences.as_deref().map(json_list).unwrap_or_default(),
+            access_token_template: m.access_token_template,
+            id_token_template: m.id_token_template,
             client_id: m.client_id,
             name: m.name,
             token_endpoint_auth_method: m.token_endpoint_auth_method,
@@ -154,6 +166,12 @@ pub struct NewClient {
     pub allowed_scopes: Vec<String>,
     pub id_token_alg: Option<String>,
     pub access_token_ttl_secs: Option<i64>,
+    /// Audiences for client_credentials (needs that grant type).
+    pub audiences: Vec<String>,
+    /// JWT template names for the access / ID tokens of user grants (need
+    /// authorization_code); each must exist.
+    pub access_token_template: Option<String>,
+    pub id_token_template: Option<String>,
 }
 
 /// A client with its one-time secret (None for public clients).
@@ -200,6 +218,28 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<()> {
             format!("{uri:?}: use https, http on loopback, or a reverse-domain private scheme"),
         ))
     }
+}
+
+/// An audience a client may ask for: an absolute URI without a fragment (RFC 8707 §2), later
+/// compared byte for byte with the requested `resource` / `audience`.
+pub fn validate_audience(uri: &str) -> Result<()> {
+    if uri.is_empty() || uri.len() > MAX_URI_LEN {
+        return Err(Error::invalid("audience", "must be 1-2000 characters"));
+    }
+    let parsed = url::Url::parse(uri)
+        .map_err(|e| Error::invalid("audience", format!("{uri:?} is not an absolute URI: {e}")))?;
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return Err(Error::invalid("audience", format!("{uri:?} must not contain a fragment")));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid("audience", format!("{uri:?} must not contain spaces")));
+    }
+    Ok(())
+}
+
+/// A template name as given (trimmed); empty means none.
+fn template_name(name: Option<String>) -> Option<String> {
+    name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
 fn validate_ttl(field: &'static str, secs: i64, min: i64, max: i64) -> Result<i64> {
@@ -341,6 +381,31 @@ impl ClientService {
         if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) && redirect_uris.is_empty() {
             return Err(Error::invalid("redirect_uri", "give at least one for authorization_code"));
         }
+        let audiences = dedup(new.audiences);
+        if audiences.len() > MAX_AUDIENCES {
+            return Err(Error::invalid("audience", "at most 20"));
+        }
+        for aud in &audiences {
+            validate_audience(aud)?;
+        }
+        if !audiences.is_empty() && !grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
+            return Err(Error::invalid(
+                "audience",
+                "audiences are for client_credentials tokens: add that grant type",
+            ));
+        }
+        let templates = [
+            ("access_token_template", template_name(new.access_token_template)),
+            ("id_token_template", template_name(new.id_token_template)),
+        ];
+        if let Some((field, _)) = templates.iter().find(|(_, t)| t.is_some())
+            && !grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE)
+        {
+            return Err(Error::invalid(
+                field,
+                "templates apply to user tokens: the client needs authorization_code",
+            ));
+        }
 
         let auth_method = match (new.public, new.token_endpoint_auth_method.as_deref()) {
             (true, None | Some(AUTH_NONE)) => AUTH_NONE,
@@ -409,11 +474,27 @@ impl ClientService {
             access_token_ttl_secs: Set(access_ttl),
             id_token_ttl_secs: Set(300),
             refresh_token_ttl_secs: Set(30 * 24 * 3600),
+            audiences: Set((!audiences.is_empty()).then(|| json!(audiences).to_string())),
+            access_token_template: Set(templates[0].1.clone()),
+            id_token_template: Set(templates[1].1.clone()),
             created_at: Set(now),
             updated_at: Set(now),
         };
 
         let txn = self.store.begin_write().await?;
+        // Checked in the write transaction, so a template cannot vanish in between (deleting
+        // one checks for clients naming it, also in a write transaction).
+        for (field, name) in &templates {
+            let Some(name) = name else { continue };
+            let exists = jwt_template::Entity::find()
+                .filter(jwt_template::Column::Name.eq(name))
+                .one(&txn)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(Error::invalid(field, format!("no JWT template named {name:?}")));
+            }
+        }
         let model = model.insert(&txn).await?;
         let secret =
             if client_type == ClientType::Confidential && auth_method != AUTH_PRIVATE_KEY_JWT {
@@ -426,7 +507,13 @@ impl ClientService {
             actor,
             "client.created",
             Some(&client_id),
-            json!({ "name": model.name, "client_type": model.client_type }),
+            json!({
+                "name": model.name,
+                "client_type": model.client_type,
+                "audiences": audiences,
+                "access_token_template": model.access_token_template,
+                "id_token_template": model.id_token_template,
+            }),
         )
         .await?;
         txn.commit().await?;
@@ -595,5 +682,15 @@ mod tests {
         assert!(
             validate_redirect_uri("r", &format!("https://a.example/{}", "x".repeat(2000))).is_err()
         );
+    }
+
+    #[test]
+    fn audiences_are_absolute_uris_without_fragments() {
+        for ok in ["https://api.example.com", "https://api.example.com/v1/", "urn:example:api"] {
+            assert!(validate_audience(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "api", "/v1", "https://api.example.com/#x", "https://a.example/ b"] {
+            assert!(matches!(validate_audience(bad), Err(Error::Invalid { .. })), "{bad}");
+        }
     }
 }

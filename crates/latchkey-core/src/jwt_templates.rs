@@ -8,6 +8,12 @@
 //! standard claims `iss sub sid iat nbf exp azp` are always set by Latchkey and cannot be
 //! templated. A template signs with the instance's session-token key (verifiable through the
 //! JWKS) or, Supabase-style, with its own HS256 secret, stored sealed with the master key.
+//!
+//! An OpenID Connect client may also name templates for its access and ID tokens
+//! ([`JwtTemplateService::render_for_session`]): the rendered claims are added to those tokens,
+//! which keep their own protocol claims and are signed as usual (the template's signing
+//! settings only concern `/v1/session/token/{name}`). A template a client names cannot be
+//! deleted.
 
 use josekit::jws::{HS256, JwsHeader};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -17,7 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     Error, Result, Settings,
     audit::{self, Actor},
-    entity::{jwt_template, membership, organisation, session, user},
+    entity::{jwt_template, membership, oauth_client, organisation, session, user},
     ids,
     keys::{KeyService, SigningAlg},
     now_unix,
@@ -152,17 +158,26 @@ fn check_strings(v: &Value) -> Result<()> {
 
 /// Checks a template: a JSON object, no reserved claims, only known placeholders.
 pub fn validate(claims: &Value) -> Result<()> {
-    let Value::Object(map) = claims else {
-        return Err(Error::invalid("claims", "must be a JSON object"));
-    };
-    if serde_json::to_vec(claims)?.len() > MAX_TEMPLATE_BYTES {
-        return Err(Error::invalid("claims", "is larger than 16 KiB"));
-    }
-    if let Some(k) = map.keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
+    validate_shape(claims)?;
+    if let Value::Object(map) = claims
+        && let Some(k) = map.keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str()))
+    {
         return Err(Error::invalid(
             "claims",
             format!("{k:?} is set by Latchkey and cannot be templated"),
         ));
+    }
+    Ok(())
+}
+
+/// What rendering needs: a JSON object of bounded size with only known placeholders. Reserved
+/// claims are left to the token being built, which sets its own after (or instead of) them.
+fn validate_shape(claims: &Value) -> Result<()> {
+    if !claims.is_object() {
+        return Err(Error::invalid("claims", "must be a JSON object"));
+    }
+    if serde_json::to_vec(claims)?.len() > MAX_TEMPLATE_BYTES {
+        return Err(Error::invalid("claims", "is larger than 16 KiB"));
     }
     check_strings(claims)
 }
@@ -206,10 +221,11 @@ fn render_value(v: &Value, ctx: &Value) -> Result<Value> {
     })
 }
 
-/// Renders a validated template against a context of the shape
-/// `{"user": {…}, "session": {…}, "org": {…} | null}`.
+/// Renders a template against a context of the shape
+/// `{"user": {…}, "session": {…}, "org": {…} | null}`. The caller sets the token's own claims
+/// after rendering, so they replace whatever a template holds under those names.
 pub fn render(claims: &Value, ctx: &Value) -> Result<Map<String, Value>> {
-    validate(claims)?;
+    validate_shape(claims)?;
     match render_value(claims, ctx)? {
         Value::Object(map) => Ok(map),
         _ => Err(Error::Internal("template did not render to an object".into())),
@@ -332,6 +348,22 @@ impl JwtTemplateService {
 
     pub async fn delete(&self, name: &str, actor: &Actor) -> Result<()> {
         let txn = self.store.begin_write().await?;
+        // A client's tokens would fail without it: refuse while a client names the template.
+        let in_use = oauth_client::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(oauth_client::Column::AccessTokenTemplate.eq(name))
+                    .add(oauth_client::Column::IdTokenTemplate.eq(name)),
+            )
+            .order_by_asc(oauth_client::Column::ClientId)
+            .one(&txn)
+            .await?;
+        if let Some(client) = in_use {
+            return Err(Error::Conflict(format!(
+                "JWT template {name} is used by client {}; delete that client first",
+                client.client_id
+            )));
+        }
         let res = jwt_template::Entity::delete_many()
             .filter(jwt_template::Column::Name.eq(name))
             .exec(&txn)
@@ -344,10 +376,11 @@ impl JwtTemplateService {
         Ok(())
     }
 
-    /// The rendering context for a live session, read fresh from the store.
-    async fn context(&self, session_ctx: &SessionContext) -> Result<Value> {
+    /// The rendering context for a live session and its active organisation (if any), read
+    /// fresh from the store.
+    async fn context(&self, session_id: &str, org_id: Option<&str>) -> Result<Value> {
         let db = self.store.db();
-        let s = session::Entity::find_by_id(session_ctx.session_id.clone())
+        let s = session::Entity::find_by_id(session_id.to_owned())
             .one(db)
             .await?
             .ok_or(Error::Unauthenticated("session is gone"))?;
@@ -355,10 +388,10 @@ impl JwtTemplateService {
             .one(db)
             .await?
             .ok_or(Error::Unauthenticated("session user is gone"))?;
-        let org = match &session_ctx.org_id {
+        let org = match org_id {
             None => Value::Null,
             Some(org_id) => {
-                let o = organisation::Entity::find_by_id(org_id.clone()).one(db).await?;
+                let o = organisation::Entity::find_by_id(org_id.to_owned()).one(db).await?;
                 let m = membership::Entity::find()
                     .filter(membership::Column::OrgId.eq(org_id))
                     .filter(membership::Column::UserId.eq(&u.id))
@@ -398,6 +431,21 @@ impl JwtTemplateService {
         }))
     }
 
+    /// Renders template `name` for a session's user, the session and its active organisation
+    /// `org_id`, for claims that go into another token (an OpenID Connect client's access or ID
+    /// token). The caller adds them to its own claims without letting them replace any.
+    pub async fn render_for_session(
+        &self,
+        name: &str,
+        session_id: &str,
+        org_id: Option<&str>,
+    ) -> Result<Map<String, Value>> {
+        let template = self.model(name).await?;
+        let claims: Value = serde_json::from_str(&template.claims)?;
+        let ctx = self.context(session_id, org_id).await?;
+        render(&claims, &ctx)
+    }
+
     /// Mints a token from template `name` for an authenticated session (see
     /// [`crate::session_tokens::SessionTokenService::authenticate`]) on behalf of `azp`.
     pub async fn mint(
@@ -408,7 +456,7 @@ impl JwtTemplateService {
     ) -> Result<TemplateToken> {
         let template = self.model(name).await?;
         let claims: Value = serde_json::from_str(&template.claims)?;
-        let ctx = self.context(session_ctx).await?;
+        let ctx = self.context(&session_ctx.session_id, session_ctx.org_id.as_deref()).await?;
         let mut rendered = render(&claims, &ctx)?;
         let now = now_unix();
         let exp = now + template.lifetime_secs;
@@ -503,5 +551,11 @@ mod tests {
         ] {
             assert!(matches!(validate(&bad), Err(Error::Invalid { field: "claims", .. })), "{bad}");
         }
+        // Rendering leaves reserved claims to the token being built (which sets its own after),
+        // but still refuses what it cannot render.
+        let out = render(&json!({"sub": "{{user.id}}", "role": "x"}), &ctx()).unwrap();
+        assert_eq!((out["sub"].as_str(), out["role"].as_str()), (Some("usr_1"), Some("x")));
+        assert!(render(&json!({"x": "{{nope}}"}), &ctx()).is_err());
+        assert!(render(&json!(["x"]), &ctx()).is_err());
     }
 }

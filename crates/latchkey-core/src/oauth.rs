@@ -761,12 +761,7 @@ fn chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
 }
 
 /// Rotates every job's token in one transaction; returns one claim per job, in order.
-static DBG_B: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static DBG_J: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 async fn rotate_batch(store: &Store, jobs: &[RotationJob]) -> Result<Vec<Claim>> {
-    let b = DBG_B.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    let j = DBG_J.fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed) + jobs.len() as u64;
-    if b % 500 == 0 { tracing::warn!(batches = b, jobs = j, "DBG rotation batches"); }
     use sea_orm::Condition;
     let now = now_unix();
     let txn = store.begin_write().await?;

@@ -159,6 +159,54 @@ pub fn access_token_claims(input: &AccessTokenInput<'_>) -> Value {
     Value::Object(m)
 }
 
+/// The `aud` of an access token issued for the audiences a client asked for (RFC 8707): None when
+/// it asked for none (the token keeps its default audience), a string for one, an array for
+/// several (RFC 7519 §4.1.3).
+pub fn audience_claim(audiences: &[String]) -> Option<Value> {
+    match audiences {
+        [] => None,
+        [one] => Some(json!(one)),
+        several => Some(json!(several)),
+    }
+}
+
+/// Registered and protocol claims of Latchkey's ID and access tokens. A client's JWT template
+/// never sets them, not even when the token at hand lacks one (a refreshed ID token has no
+/// `nonce`; only client tokens carry `client_id`).
+pub const PROTOCOL_CLAIMS: [&str; 18] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "sid",
+    "azp",
+    "at_hash",
+    "client_id",
+    "scope",
+    "grant_id",
+    "typ",
+];
+
+/// Adds the claims rendered from a client's JWT template to a token's claim set. The template
+/// only adds: a protocol claim ([`PROTOCOL_CLAIMS`]) is never taken from it, and a claim the
+/// token already carries (`email`, `org_id`, …) keeps the value Latchkey gave it.
+pub fn merge_template_claims(claims: &mut Value, template: Map<String, Value>) {
+    let Value::Object(token) = claims else { return };
+    for (k, v) in template {
+        if PROTOCOL_CLAIMS.contains(&k.as_str()) || token.contains_key(&k) {
+            continue;
+        }
+        token.insert(k, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +345,44 @@ mod tests {
             (at["org_id"].as_str(), at["org_role"].as_str()),
             (Some("org_1"), Some("member"))
         );
+    }
+
+    #[test]
+    fn audiences_become_a_string_or_an_array() {
+        assert_eq!(audience_claim(&[]), None);
+        assert_eq!(audience_claim(&["https://a".into()]), Some(json!("https://a")));
+        assert_eq!(
+            audience_claim(&["https://a".into(), "https://b".into()]),
+            Some(json!(["https://a", "https://b"]))
+        );
+    }
+
+    #[test]
+    fn templates_add_claims_but_never_replace_protocol_or_existing_ones() {
+        let mut claims = json!({
+            "iss": "https://id.example", "sub": "usr_1", "aud": "https://id.example",
+            "scope": "openid", "email": "ada@example.com",
+        });
+        let mut template = Map::new();
+        for k in PROTOCOL_CLAIMS {
+            template.insert(k.to_owned(), json!("forged"));
+        }
+        template.insert("email".into(), json!("eve@example.com"));
+        template.insert("role".into(), json!("authenticated"));
+        template.insert("meta".into(), json!({"plan": "pro"}));
+        template.insert("org".into(), Value::Null);
+        merge_template_claims(&mut claims, template);
+        assert_eq!(
+            claims,
+            json!({
+                "iss": "https://id.example", "sub": "usr_1", "aud": "https://id.example",
+                "scope": "openid", "email": "ada@example.com",
+                "role": "authenticated", "meta": {"plan": "pro"}, "org": null,
+            })
+        );
+        // Not an object: nothing to merge into.
+        let mut not_object = json!("x");
+        merge_template_claims(&mut not_object, Map::from_iter([("a".into(), json!(1))]));
+        assert_eq!(not_object, json!("x"));
     }
 }

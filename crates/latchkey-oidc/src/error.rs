@@ -3,7 +3,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// OAuth 2.0 / OpenID Connect error codes (RFC 6749 §4.1.2.1 and §5.2, OIDC Core §3.1.2.6,
-/// RFC 6750 §3.1).
+/// RFC 6750 §3.1, RFC 8707 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -23,6 +23,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidToken,
     UnsupportedTokenType,
+    /// RFC 8707: the requested resource (audience) is invalid or not allowed for the client.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -44,6 +46,7 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidToken => "invalid_token",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::InvalidTarget => "invalid_target",
         }
     }
 
@@ -138,6 +141,11 @@ mod tests {
         assert_eq!(e.to_json()["error"], "invalid_grant");
         assert_eq!(e.to_json()["error_description"], "code  reused  ");
         assert_eq!(ErrorCode::InvalidClient.http_status(), 401);
+        let target = OAuthError::new(ErrorCode::InvalidTarget, "unknown resource");
+        assert_eq!(
+            (target.code.http_status(), target.to_json()["error"].as_str()),
+            (400, Some("invalid_target"))
+        );
 
         let url = OAuthError::new(ErrorCode::LoginRequired, "sign in")
             .redirect_url("https://rp.example/cb?x=1", Some("a b&c"), "https://id.example")

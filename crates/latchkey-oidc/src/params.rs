@@ -1,16 +1,22 @@
-//! Request parameters as the protocol sees them: RFC 6749 §3.1 forbids repeating a parameter,
-//! and empty values count as absent.
+//! Request parameters as the protocol sees them: RFC 6749 §3.1 forbids repeating a parameter
+//! (except the few that are lists by definition, see [`MULTI_VALUED`]), and empty values count
+//! as absent.
 
 use std::collections::HashMap;
 
 use crate::{MAX_PARAM_LEN, OAuthError};
 
-/// At most this many distinct parameters per request.
+/// At most this many parameters (counting repeats) per request.
 const MAX_PARAMS: usize = 40;
+
+/// Parameters that may be repeated: RFC 8707 `resource` and RFC 8693 `audience`.
+pub const MULTI_VALUED: [&str; 2] = ["resource", "audience"];
 
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     map: HashMap<String, String>,
+    /// Every value of the [`MULTI_VALUED`] parameters, in request order.
+    multi: HashMap<String, Vec<String>>,
 }
 
 impl Params {
@@ -23,9 +29,12 @@ impl Params {
         V: Into<String>,
     {
         let mut map = HashMap::new();
+        let mut multi: HashMap<String, Vec<String>> = HashMap::new();
+        let mut count = 0;
         for (k, v) in pairs {
             let (k, v) = (k.into(), v.into());
-            if map.len() >= MAX_PARAMS {
+            count += 1;
+            if count > MAX_PARAMS {
                 return Err(OAuthError::invalid_request("too many parameters"));
             }
             if k.len() > 64 || v.len() > MAX_PARAM_LEN {
@@ -40,6 +49,10 @@ impl Params {
                     printable(&k)
                 )));
             }
+            if MULTI_VALUED.contains(&k.as_str()) {
+                multi.entry(k).or_default().push(v);
+                continue;
+            }
             if map.insert(k.clone(), v).is_some() {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {} is repeated",
@@ -47,7 +60,7 @@ impl Params {
                 )));
             }
         }
-        Ok(Self { map })
+        Ok(Self { map, multi })
     }
 
     /// Parses an `application/x-www-form-urlencoded` string (query or body).
@@ -58,9 +71,23 @@ impl Params {
         Self::from_pairs(url::form_urlencoded::parse(encoded.as_bytes()).into_owned())
     }
 
-    /// The value, or None when absent or empty.
+    /// The value, or None when absent or empty. For a [`MULTI_VALUED`] parameter, the first
+    /// non-empty value (use [`Params::get_all`] to see them all).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.map.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        match self.map.get(name) {
+            Some(v) => Some(v.as_str()).filter(|v| !v.is_empty()),
+            None => self.get_all(name).into_iter().next(),
+        }
+    }
+
+    /// Every non-empty value of a parameter, in request order (at most one unless the
+    /// parameter is [`MULTI_VALUED`]).
+    pub fn get_all(&self, name: &str) -> Vec<&str> {
+        match (self.map.get(name), self.multi.get(name)) {
+            (Some(v), _) => [v.as_str()].into_iter().filter(|v| !v.is_empty()).collect(),
+            (None, Some(vs)) => vs.iter().map(String::as_str).filter(|v| !v.is_empty()).collect(),
+            (None, None) => Vec::new(),
+        }
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
@@ -92,5 +119,20 @@ mod tests {
         assert!(Params::parse(&format!("a={}", "x".repeat(MAX_PARAM_LEN + 1))).is_err());
         assert!(Params::parse("a=%0d%0a").is_err());
         assert!(Params::parse(&"a=1&".repeat(10_000)).is_err());
+    }
+
+    #[test]
+    fn resource_and_audience_may_repeat() {
+        let p =
+            Params::parse("resource=https%3A%2F%2Fa&resource=&resource=https%3A%2F%2Fb&audience=x")
+                .unwrap_or_default();
+        assert_eq!(p.get_all("resource"), ["https://a", "https://b"]);
+        assert_eq!(p.get("resource"), Some("https://a"));
+        assert_eq!(p.get_all("audience"), ["x"]);
+        assert!(p.get_all("scope").is_empty());
+        assert_eq!(Params::parse("scope=a").unwrap_or_default().get_all("scope"), ["a"]);
+        // Repeats still count towards the limit.
+        assert!(Params::parse(&"resource=https%3A%2F%2Fa&".repeat(41)).is_err());
+        assert!(Params::parse("resource=a&scope=1&scope=2").is_err());
     }
 }

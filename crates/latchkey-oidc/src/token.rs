@@ -1,4 +1,5 @@
-//! Token endpoint request validation (RFC 6749 §2.3, §4.1.3, §4.4, §6; RFC 7523 §2.2).
+//! Token endpoint request validation (RFC 6749 §2.3, §4.1.3, §4.4, §6; RFC 7523 §2.2; RFC 8707
+//! resource indicators).
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 
@@ -107,9 +108,21 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
 /// A parsed token request, before the grant itself (code, refresh token) is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenRequest {
-    AuthorizationCode { code: String, redirect_uri: String, code_verifier: Option<String> },
-    RefreshToken { refresh_token: String, scopes: Option<Vec<String>> },
-    ClientCredentials { scopes: Vec<String> },
+    AuthorizationCode {
+        code: String,
+        redirect_uri: String,
+        code_verifier: Option<String>,
+    },
+    RefreshToken {
+        refresh_token: String,
+        scopes: Option<Vec<String>>,
+    },
+    /// `audiences`: the requested `resource` (RFC 8707) and `audience` values, deduplicated in
+    /// request order; empty when the client named none.
+    ClientCredentials {
+        scopes: Vec<String>,
+        audiences: Vec<String>,
+    },
 }
 
 fn scopes(s: &str) -> Vec<String> {
@@ -143,8 +156,46 @@ pub fn parse_token_request(params: &Params) -> Result<TokenRequest, OAuthError> 
         }),
         "client_credentials" => Ok(TokenRequest::ClientCredentials {
             scopes: params.get("scope").map(scopes).unwrap_or_default(),
+            audiences: requested_audiences(params)?,
         }),
         _ => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+    }
+}
+
+/// The audiences a token request names: every `resource` (RFC 8707 §2: an absolute URI without a
+/// fragment, else `invalid_target`) and every `audience` (RFC 8693 style, any string), both
+/// repeatable, deduplicated in request order.
+pub fn requested_audiences(params: &Params) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::new();
+    for resource in params.get_all("resource") {
+        let absolute = url::Url::parse(resource).is_ok_and(|u| u.fragment().is_none());
+        if !absolute || resource.contains('#') {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource must be an absolute URI without a fragment",
+            ));
+        }
+        if !out.iter().any(|o| o == resource) {
+            out.push(resource.to_owned());
+        }
+    }
+    for audience in params.get_all("audience") {
+        if !out.iter().any(|o| o == audience) {
+            out.push(audience.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Every requested audience must be one registered for the client, compared byte for byte;
+/// otherwise `invalid_target` (RFC 8707 §2).
+pub fn check_audiences(requested: &[String], registered: &[String]) -> Result<(), OAuthError> {
+    match requested.iter().find(|r| !registered.contains(r)) {
+        None => Ok(()),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "the requested resource or audience is not registered for this client",
+        )),
     }
 }
 
@@ -261,6 +312,69 @@ mod tests {
             parse_token_request(&p("grant_type=refresh_token&refresh_token=r&scope=openid+openid")),
             Ok(TokenRequest::RefreshToken { scopes: Some(ref s), .. }) if s == &["openid"]
         ));
+    }
+
+    #[test]
+    fn client_credentials_parse_resources_and_audiences() {
+        let cc = |q: &str| parse_token_request(&p(&format!("grant_type=client_credentials{q}")));
+        assert_eq!(
+            cc("&scope=a"),
+            Ok(TokenRequest::ClientCredentials { scopes: vec!["a".into()], audiences: vec![] })
+        );
+        assert_eq!(
+            cc("&audience=https%3A%2F%2Fapi.example.com"),
+            Ok(TokenRequest::ClientCredentials {
+                scopes: vec![],
+                audiences: vec!["https://api.example.com".into()]
+            })
+        );
+        // RFC 8707: repeatable; merged with audience, deduplicated, request order kept.
+        assert_eq!(
+            cc("&resource=https%3A%2F%2Fb.example&resource=https%3A%2F%2Fa.example\
+                &audience=https%3A%2F%2Fb.example&audience=api"),
+            Ok(TokenRequest::ClientCredentials {
+                scopes: vec![],
+                audiences: vec![
+                    "https://b.example".into(),
+                    "https://a.example".into(),
+                    "api".into()
+                ]
+            })
+        );
+        // Empty values count as absent.
+        assert!(matches!(
+            cc("&resource="),
+            Ok(TokenRequest::ClientCredentials { ref audiences, .. }) if audiences.is_empty()
+        ));
+        // A resource must be an absolute URI without a fragment.
+        for bad in
+            ["api", "%2Fapi", "https%3A%2F%2Fa.example%2F%23frag", "https%3A%2F%2Fa.example%23"]
+        {
+            assert_eq!(
+                cc(&format!("&resource={bad}")).map_err(|e| e.code),
+                Err(ErrorCode::InvalidTarget),
+                "{bad}"
+            );
+        }
+        // Other parameters still may not repeat.
+        assert!(Params::parse("grant_type=client_credentials&scope=a&scope=b").is_err());
+    }
+
+    #[test]
+    fn only_registered_audiences_are_allowed() {
+        let registered = vec!["https://a.example".to_owned(), "https://b.example".to_owned()];
+        assert!(check_audiences(&[], &registered).is_ok());
+        assert!(check_audiences(&[], &[]).is_ok());
+        assert!(check_audiences(&registered, &registered).is_ok());
+        for bad in ["https://c.example", "https://a.example/", "HTTPS://a.example", ""] {
+            assert_eq!(
+                check_audiences(&["https://a.example".into(), bad.into()], &registered)
+                    .map_err(|e| e.code),
+                Err(ErrorCode::InvalidTarget),
+                "{bad}"
+            );
+        }
+        assert!(check_audiences(&["https://a.example".into()], &[]).is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (creates the data directory, master key and first signing key if missing).
@@ -41,7 +43,7 @@ pub enum Command {
     /// Manage OpenID Connect / OAuth clients (relying parties).
     #[command(subcommand)]
     Clients(ClientsCommand),
-    /// Manage JWT templates (claims for POST /v1/session/token/{name}).
+    /// Manage JWT templates (claims for POST /v1/session/token/{name} and for clients' tokens).
     #[command(subcommand)]
     Templates(TemplatesCommand),
 }
@@ -219,6 +221,18 @@ pub struct NewClientArgs {
     /// Access token lifetime in seconds (60-3600, default 300).
     #[arg(long, value_name = "SECS")]
     pub access_token_ttl: Option<i64>,
+    /// An audience (absolute URI) the client may ask for with `resource` or `audience` in
+    /// client_credentials requests; the token's aud becomes that value. Repeat for several;
+    /// needs --grant-type client_credentials.
+    #[arg(long = "audience", value_name = "URI")]
+    pub audiences: Vec<String>,
+    /// JWT template (see `latchkey templates`) whose claims are added to the client's access
+    /// tokens. Protocol claims (iss, sub, aud, exp, scope, …) are never taken from it.
+    #[arg(long, value_name = "NAME")]
+    pub access_token_template: Option<String>,
+    /// JWT template whose claims are added to the client's ID tokens (same rules).
+    #[arg(long, value_name = "NAME")]
+    pub id_token_template: Option<String>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -286,7 +300,8 @@ pub enum TemplatesCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Delete a JWT template; tokens already issued stay valid until they expire.
+    /// Delete a JWT template; tokens already issued stay valid until they expire. Refused while
+    /// a client uses it for its tokens.
     Delete {
         name: String,
         #[command(flatten)]

@@ -387,6 +387,9 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
                 allowed_scopes: args.scopes,
                 id_token_alg: args.id_token_alg,
                 access_token_ttl_secs: args.access_token_ttl,
+                audiences: args.audiences,
+                access_token_template: args.access_token_template,
+                id_token_template: args.id_token_template,
             },
             actor,
         )

@@ -108,9 +108,31 @@ pub fn keys_table(keys: &[SigningKeyInfo]) {
 }
 
 pub fn clients_table(clients: &[Client]) {
-    say!("{:<34} {:<13} {:<12} {}", "CLIENT ID", "TYPE", "FIRST-PARTY", "NAME");
+    say!(
+        "{:<34} {:<13} {:<12} {:<24} {:<32} {}",
+        "CLIENT ID",
+        "TYPE",
+        "FIRST-PARTY",
+        "TEMPLATES (AT/ID)",
+        "AUDIENCES",
+        "NAME"
+    );
     for c in clients {
-        say!("{:<34} {:<13} {:<12} {}", c.client_id, c.client_type.as_str(), c.first_party, c.name);
+        let templates = format!(
+            "{}/{}",
+            c.access_token_template.as_deref().unwrap_or("-"),
+            c.id_token_template.as_deref().unwrap_or("-")
+        );
+        let audiences = if c.audiences.is_empty() { "-".to_owned() } else { c.audiences.join(",") };
+        say!(
+            "{:<34} {:<13} {:<12} {:<24} {:<32} {}",
+            c.client_id,
+            c.client_type.as_str(),
+            c.first_party,
+            templates,
+            audiences,
+            c.name
+        );
     }
 }
 
@@ -132,6 +154,15 @@ pub fn client_details(c: &Client) {
     }
     if let Some(uri) = &c.backchannel_logout_uri {
         say!("back-channel:   {uri}");
+    }
+    for aud in &c.audiences {
+        say!("audience:       {aud}");
+    }
+    if let Some(t) = &c.access_token_template {
+        say!("at template:    {t}");
+    }
+    if let Some(t) = &c.id_token_template {
+        say!("id template:    {t}");
     }
     say!("created:        {}", time(Some(c.created_at)));
 }

@@ -28,6 +28,12 @@ pub struct Model {
     pub refresh_token_ttl_secs: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// JSON array of the audiences client_credentials may request (RFC 8707); NULL for none.
+    pub audiences: Option<String>,
+    /// Name of the JWT template whose claims are added to the client's access tokens.
+    pub access_token_template: Option<String>,
+    /// Name of the JWT template whose claims are added to the client's ID tokens.
+    pub id_token_template: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

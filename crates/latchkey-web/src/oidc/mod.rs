@@ -634,6 +634,8 @@ async fn issue_tokens(
     let mut at_claims = at_claims;
     // The grant the token came from, so revoking the grant ends its access tokens at once.
     at_claims["grant_id"] = json!(grant_id);
+    let template = client.access_token_template.as_deref();
+    merge_template(state, &mut at_claims, template, session_id, ctx.org_id()).await?;
     let access_token = core.oauth.sign_at(alg, "at+jwt", &at_claims, ctx.revision).await?;
     let id_token = if scopes.iter().any(|s| s == SCOPE_OPENID) {
         let u = &ctx.subject.user;
@@ -647,7 +649,7 @@ async fn issue_tokens(
             picture: u.image_url.as_deref(),
             updated_at: u.updated_at,
         };
-        let claims = claims::id_token_claims(&claims::IdTokenInput {
+        let mut claims = claims::id_token_claims(&claims::IdTokenInput {
             issuer: issuer(state),
             client_id: &client.client_id,
             subject: &subject,
@@ -659,6 +661,8 @@ async fn issue_tokens(
             now,
             ttl_secs: client.id_token_ttl_secs,
         });
+        let template = client.id_token_template.as_deref();
+        merge_template(state, &mut claims, template, session_id, ctx.org_id()).await?;
         Some(core.oauth.sign_at(alg, "JWT", &claims, ctx.revision).await?)
     } else {
         None
@@ -670,6 +674,24 @@ async fn issue_tokens(
         refresh_token,
         scopes,
     })
+}
+
+/// Adds the claims of a client's JWT template (if it names one), rendered for the grant's
+/// session and organisation, to a user token's claims; the token's own claims always win
+/// (`latchkey_oidc::claims::merge_template_claims`). A template that cannot be rendered fails
+/// the request rather than issue a token without the claims the client relies on.
+async fn merge_template(
+    state: &AppState,
+    claims: &mut Value,
+    template: Option<&str>,
+    session_id: &str,
+    org_id: Option<&str>,
+) -> Result<(), OidcError> {
+    if let Some(name) = template {
+        let extra = state.core.jwt_templates.render_for_session(name, session_id, org_id).await?;
+        claims::merge_template_claims(claims, extra);
+    }
+    Ok(())
 }
 
 fn token_response(i: Issued) -> HttpResponse {
@@ -807,7 +829,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             .await?;
             Ok(token_response(issued))
         }
-        TokenRequest::ClientCredentials { scopes } => {
+        TokenRequest::ClientCredentials { scopes, audiences } => {
             if client.is_public() || !client.allows_grant(clients::GRANT_CLIENT_CREDENTIALS) {
                 return Err(unauthorized());
             }
@@ -821,9 +843,11 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                     format!("scope {s:?} is not allowed for this client"),
                 )));
             }
+            // RFC 8707: only audiences registered for the client; none keeps the issuer.
+            token::check_audiences(&audiences, &client.audiences).map_err(json_err)?;
             let now = now_unix();
             let jti = latchkey_core::ids::new_id("at");
-            let claims = claims::access_token_claims(&claims::AccessTokenInput {
+            let mut claims = claims::access_token_claims(&claims::AccessTokenInput {
                 issuer: issuer(&state),
                 audience: issuer(&state),
                 client_id: &client.client_id,
@@ -834,6 +858,9 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 now,
                 ttl_secs: client.access_token_ttl_secs,
             });
+            if let Some(aud) = claims::audience_claim(&audiences) {
+                claims["aud"] = aud;
+            }
             let access_token =
                 core.oauth.sign_at(alg_of(&client), "at+jwt", &claims, revision).await?;
             Ok(token_response(Issued {
@@ -849,11 +876,47 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
 
 // ---------------------------------------------------------------- access tokens
 
-/// Verifies one of our RFC 9068 access tokens: signature, `typ`, issuer, audience, expiry, and
-/// (at once, not at expiry) that the session behind it is still live.
+/// Which `aud` an access token may carry for the party checking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    /// Latchkey's own endpoints (userinfo): exactly the issuer.
+    Issuer,
+    /// Introspection for resource servers: the issuer, or audiences that are registered for
+    /// the token's client (client_credentials with `resource` / `audience`).
+    IssuerOrRegistered,
+}
+
+/// True when the token's `aud` is acceptable under `policy`.
+async fn audience_ok(
+    state: &AppState,
+    claims: &serde_json::Map<String, Value>,
+    policy: Audience,
+) -> bool {
+    let aud = claims.get("aud");
+    if aud.and_then(Value::as_str) == Some(issuer(state)) {
+        return true;
+    }
+    if policy == Audience::Issuer {
+        return false;
+    }
+    // Every value must be a string registered for the token's client.
+    let values: Option<Vec<&str>> = match aud {
+        Some(Value::String(a)) => Some(vec![a.as_str()]),
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(Value::as_str).collect(),
+        _ => None,
+    };
+    let Some(values) = values else { return false };
+    let Some(client_id) = claims.get("client_id").and_then(Value::as_str) else { return false };
+    let Ok(Some(client)) = state.core.clients.find(client_id).await else { return false };
+    values.iter().all(|v| client.audiences.iter().any(|a| a == v))
+}
+
+/// Verifies one of our RFC 9068 access tokens: signature, `typ`, issuer, audience (see
+/// [`Audience`]), expiry, and (at once, not at expiry) that the session behind it is still live.
 async fn verify_access_token(
     state: &AppState,
     token: &str,
+    audience: Audience,
 ) -> Option<serde_json::Map<String, Value>> {
     let (typ, claims) = state.core.oauth.verify_own(token).await.ok()?;
     if !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")) {
@@ -861,7 +924,7 @@ async fn verify_access_token(
     }
     let now = now_unix();
     let s = |k: &str| claims.get(k).and_then(Value::as_str);
-    if s("iss") != Some(issuer(state)) || s("aud") != Some(issuer(state)) {
+    if s("iss") != Some(issuer(state)) || !audience_ok(state, &claims, audience).await {
         return None;
     }
     if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now) {
@@ -892,7 +955,7 @@ async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> Res {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned())
         .ok_or_else(invalid)?;
-    let claims = verify_access_token(&state, &token).await.ok_or_else(invalid)?;
+    let claims = verify_access_token(&state, &token, Audience::Issuer).await.ok_or_else(invalid)?;
     let scopes: Vec<String> = claims
         .get("scope")
         .and_then(Value::as_str)
@@ -932,7 +995,7 @@ async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     client_auth::authenticate(&req, &params, &state, false, revision).await?;
     let token = params.require("token").map_err(json_err)?;
     if token.split('.').count() == 3 {
-        if let Some(c) = verify_access_token(&state, token).await {
+        if let Some(c) = verify_access_token(&state, token, Audience::IssuerOrRegistered).await {
             let mut out = json!({ "active": true, "token_type": "Bearer" });
             for k in
                 ["scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "sid", "auth_time"]
