@@ -32,6 +32,14 @@ pub enum Error {
     Internal(String),
 }
 
+/// The few statements run on Latchkey's own SQLite connections (see `store.rs`) fail like any
+/// other database statement.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(sea_orm::DbErr::Custom(format!("sqlite: {e}")))
+    }
+}
+
 impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid { field, message: message.into() }

@@ -22,6 +22,7 @@ pub mod model;
 pub mod oauth;
 pub mod orgs;
 pub mod passwords;
+mod refresh_rotation;
 pub mod revision;
 pub mod session_tokens;
 pub mod sessions;

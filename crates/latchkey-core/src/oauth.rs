@@ -34,7 +34,7 @@ pub const CODE_TTL_SECS: i64 = 60;
 pub struct OAuthService {
     store: Store,
     keys: KeyService,
-    rotations: Arc<RotationQueue>,
+    rotations: Arc<crate::refresh_rotation::RotationQueue>,
     /// Who is behind a grant (user, session, organisation role), keyed by session id and tagged
     /// with the store revision it was read at. Revocations, role and profile changes bump the
     /// revision, so a stale entry is never used.
@@ -42,8 +42,6 @@ pub struct OAuthService {
 }
 
 const SUBJECT_CACHE_CAPACITY: usize = 100_000;
-/// Most refresh-token rotations one write transaction takes on.
-const ROTATION_BATCH: usize = 64;
 
 /// The user and session a grant belongs to, as of a store revision.
 #[derive(Debug)]
@@ -149,7 +147,7 @@ pub enum RefreshOutcome {
     Reused,
 }
 
-fn split_scopes(s: &str) -> Vec<String> {
+pub(crate) fn split_scopes(s: &str) -> Vec<String> {
     s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
@@ -409,7 +407,7 @@ impl OAuthService {
     /// Exchanges a refresh token for its successor (rotation on every use). Reuse of a rotated
     /// token revokes the whole family; a token whose session (or user) is over is refused and
     /// its family revoked. Concurrent rotations share one write transaction (see
-    /// [`RotationQueue`]); `revision` (read after the request arrived) decides how fresh the
+    /// [`crate::refresh_rotation::RotationQueue`]); `revision` (read after the request arrived) decides how fresh the
     /// session check must be.
     pub async fn rotate_refresh(
         &self,
@@ -421,6 +419,7 @@ impl OAuthService {
         if token.is_empty() || token.len() > 128 {
             return Ok(RefreshOutcome::Invalid("unknown refresh token"));
         }
+        use crate::refresh_rotation::{Claim, RotationJob};
         let job = RotationJob {
             hash: crypto::hash_secret_hex(token),
             client_id: client_id.to_owned(),
@@ -641,7 +640,7 @@ async fn insert_refresh<C: sea_orm::ConnectionTrait>(
 }
 
 /// A new refresh token of `grant`'s family (scopes given space-separated), and its secret.
-fn refresh_model(
+pub(crate) fn refresh_model(
     grant: &RefreshGrant,
     scopes: String,
     ttl_secs: i64,
@@ -665,7 +664,7 @@ fn refresh_model(
     (model, token)
 }
 
-async fn revoke_family<C: sea_orm::ConnectionTrait>(
+pub(crate) async fn revoke_family<C: sea_orm::ConnectionTrait>(
     conn: &C,
     family_id: &str,
     now: i64,
@@ -677,185 +676,4 @@ async fn revoke_family<C: sea_orm::ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(())
-}
-
-/// One refresh token to rotate.
-struct RotationJob {
-    hash: String,
-    client_id: String,
-    ttl_secs: i64,
-}
-
-/// What a rotation job came to, inside the batch transaction.
-enum Claim {
-    /// `row` is the presented token (now marked rotated); `token` its stored successor.
-    Rotated {
-        row: Box<oauth_refresh_token::Model>,
-        token: String,
-    },
-    Invalid(&'static str),
-    Reused,
-}
-
-type Reply = tokio::sync::oneshot::Sender<std::result::Result<Claim, String>>;
-
-/// Group commit for refresh-token rotation. Every rotation is a write; one transaction per
-/// request would make the database's commit rate the ceiling of the refresh grant. Requests
-/// queue their job; whoever takes the lock runs everything queued so far in one transaction
-/// (one UPDATE … RETURNING claims all of them, one INSERT stores the successors) and hands each
-/// caller its result. Jobs arriving meanwhile form the next batch.
-#[derive(Default)]
-struct RotationQueue {
-    pending: std::sync::Mutex<Vec<(RotationJob, Reply)>>,
-    running: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl RotationQueue {
-    async fn submit(&self, store: &Store, job: RotationJob) -> Result<Claim> {
-        let lost = || Error::Internal("refresh rotation was not completed".into());
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.pending.lock().map_err(|_| lost())?.push((job, tx));
-        let guard = self.running.clone().lock_owned().await;
-        match rx.try_recv() {
-            Ok(result) => return result.map_err(Error::Internal),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(lost()),
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-        }
-        let jobs = std::mem::take(&mut *self.pending.lock().map_err(|_| lost())?);
-        // Detached, holding the lock: a caller that goes away cannot abandon the batch half-way.
-        let store = store.clone();
-        let batch = tokio::spawn(async move {
-            for chunk in chunks(jobs, ROTATION_BATCH) {
-                let (jobs, replies): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
-                match rotate_batch(&store, &jobs).await {
-                    Ok(claims) => {
-                        for (reply, claim) in replies.into_iter().zip(claims) {
-                            let _ = reply.send(Ok(claim));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, jobs = jobs.len(), "refresh rotation batch failed");
-                        for reply in replies {
-                            let _ = reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-            drop(guard);
-        });
-        let _ = batch.await;
-        rx.await.map_err(|_| lost())?.map_err(Error::Internal)
-    }
-}
-
-fn chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::with_capacity(items.len().div_ceil(size));
-    while items.len() > size {
-        let rest = items.split_off(size);
-        out.push(std::mem::replace(&mut items, rest));
-    }
-    if !items.is_empty() {
-        out.push(items);
-    }
-    out
-}
-
-/// Rotates every job's token in one transaction; returns one claim per job, in order.
-async fn rotate_batch(store: &Store, jobs: &[RotationJob]) -> Result<Vec<Claim>> {
-    use sea_orm::Condition;
-    let now = now_unix();
-    let txn = store.begin_write().await?;
-    let mut wanted = Condition::any();
-    for job in jobs {
-        wanted = wanted.add(
-            Condition::all()
-                .add(oauth_refresh_token::Column::TokenHash.eq(&job.hash))
-                // A token presented by another client says nothing about its owner: keep it.
-                .add(oauth_refresh_token::Column::ClientId.eq(&job.client_id)),
-        );
-    }
-    let claimed = oauth_refresh_token::Entity::update_many()
-        .col_expr(oauth_refresh_token::Column::RotatedAt, Expr::value(now))
-        .filter(wanted)
-        .filter(oauth_refresh_token::Column::RotatedAt.is_null())
-        .filter(oauth_refresh_token::Column::RevokedAt.is_null())
-        .filter(oauth_refresh_token::Column::ExpiresAt.gt(now))
-        .exec_with_returning(&txn)
-        .await?;
-    let mut claimed: std::collections::HashMap<String, oauth_refresh_token::Model> =
-        claimed.into_iter().map(|m| (m.token_hash.clone(), m)).collect();
-
-    let mut claims: Vec<Option<Claim>> = Vec::with_capacity(jobs.len());
-    let mut successors = Vec::new();
-    let mut unclaimed = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        // The same token twice in one batch: the first use wins, the second is reuse.
-        match claimed.remove(&job.hash) {
-            Some(row) => {
-                let grant = RefreshGrant {
-                    family_id: row.family_id.clone(),
-                    client_id: row.client_id.clone(),
-                    user_id: row.user_id.clone(),
-                    session_id: row.session_id.clone(),
-                    scopes: Vec::new(),
-                    auth_time: row.auth_time,
-                };
-                let (model, token) = refresh_model(&grant, row.scopes.clone(), job.ttl_secs, now);
-                successors.push(model);
-                claims.push(Some(Claim::Rotated { row: Box::new(row), token }));
-            }
-            None => {
-                unclaimed.push(i);
-                claims.push(None);
-            }
-        }
-    }
-    if !successors.is_empty() {
-        oauth_refresh_token::Entity::insert_many(successors).exec_without_returning(&txn).await?;
-    }
-    if !unclaimed.is_empty() {
-        let rows: std::collections::HashMap<String, oauth_refresh_token::Model> =
-            oauth_refresh_token::Entity::find()
-                .filter(
-                    oauth_refresh_token::Column::TokenHash
-                        .is_in(unclaimed.iter().map(|&i| jobs[i].hash.clone())),
-                )
-                .all(&txn)
-                .await?
-                .into_iter()
-                .map(|m| (m.token_hash.clone(), m))
-                .collect();
-        let mut reused = Vec::new();
-        for i in unclaimed {
-            let job = &jobs[i];
-            let claim = match rows.get(&job.hash) {
-                None => Claim::Invalid("unknown refresh token"),
-                Some(r) if r.client_id != job.client_id => {
-                    Claim::Invalid("refresh token was issued to another client")
-                }
-                Some(r) if r.revoked_at.is_some() => Claim::Invalid("refresh token revoked"),
-                Some(r) if r.rotated_at.is_some() => {
-                    tracing::warn!(family = %r.family_id, client_id = %job.client_id, "rotated refresh token reused; family revoked");
-                    reused.push(r.family_id.clone());
-                    Claim::Reused
-                }
-                Some(r) if now >= r.expires_at => Claim::Invalid("refresh token expired"),
-                Some(_) => Claim::Invalid("refresh token could not be rotated"),
-            };
-            claims[i] = Some(claim);
-        }
-        if !reused.is_empty() {
-            oauth_refresh_token::Entity::update_many()
-                .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
-                .filter(oauth_refresh_token::Column::FamilyId.is_in(reused))
-                .filter(oauth_refresh_token::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await?;
-        }
-    }
-    txn.commit().await?;
-    Ok(claims
-        .into_iter()
-        .map(|c| c.unwrap_or(Claim::Invalid("refresh token could not be rotated")))
-        .collect())
 }

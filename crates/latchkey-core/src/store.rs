@@ -23,6 +23,22 @@ pub struct Store {
     /// SQLite only: a plain connection for reading the revision in-line (see
     /// [`Store::current_revision`]).
     revision_reader: Option<Arc<RevisionReader>>,
+    /// SQLite only: a write connection of Latchkey's own, for batches of writes that would
+    /// otherwise cost a pool round trip per statement (see [`Store::with_sqlite_writer`]).
+    sqlite_writer: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
+}
+
+/// Opens a plain connection to the store's SQLite file, with the settings the pool uses.
+fn open_sqlite(path: &std::path::Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy)?;
+    // Per connection, as in the pool: commits without fsync (WAL keeps them atomic), and
+    // foreign keys enforced.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }
 
 /// Reads the revision row of an SQLite store directly, on the calling thread. Through the
@@ -36,12 +52,9 @@ struct RevisionReader {
 
 impl RevisionReader {
     fn open(path: &std::path::Path) -> Option<Self> {
-        use rusqlite::OpenFlags;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = rusqlite::Connection::open_with_flags(path, flags)
+        let conn = open_sqlite(path, Duration::from_millis(20))
             .inspect_err(|e| tracing::warn!(error = %e, "no in-line revision reader"))
             .ok()?;
-        conn.busy_timeout(Duration::from_millis(20)).ok()?;
         Some(Self { conn: std::sync::Mutex::new(conn) })
     }
 
@@ -79,6 +92,13 @@ impl Store {
             backchannel_wake: Arc::new(tokio::sync::Notify::new()),
             gate: Arc::default(),
             revision_reader: sqlite_path(url).and_then(|p| RevisionReader::open(&p)).map(Arc::new),
+            sqlite_writer: sqlite_path(url)
+                .and_then(|p| {
+                    open_sqlite(&p, Duration::from_secs(10))
+                        .inspect_err(|e| tracing::warn!(error = %e, "no own SQLite writer"))
+                        .ok()
+                })
+                .map(|c| Arc::new(std::sync::Mutex::new(c))),
         })
     }
 
@@ -149,6 +169,26 @@ impl Store {
         self.gate.current(self).await
     }
 
+    pub(crate) fn has_sqlite_writer(&self) -> bool {
+        self.sqlite_writer.is_some()
+    }
+
+    /// SQLite only: runs `f` on Latchkey's own write connection, on a blocking thread. None
+    /// on PostgreSQL (or when the connection could not be opened): use the pool.
+    pub(crate) async fn with_sqlite_writer<T, F>(&self, f: F) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.sqlite_writer.clone()?;
+        let run = tokio::task::spawn_blocking(move || {
+            let mut conn =
+                writer.lock().map_err(|_| Error::Internal("SQLite writer poisoned".into()))?;
+            f(&mut conn)
+        });
+        Some(run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")))))
+    }
+
     pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {
         use sea_orm::sea_query::{Expr, ExprTrait, Query};
         let stmt = Query::update()
@@ -179,8 +219,5 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 }
 
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
-    sqlite_path(url)?
-        .parent()
-        .map(|p| p.to_path_buf())
-        .filter(|p| !p.as_os_str().is_empty())
+    sqlite_path(url)?.parent().map(|p| p.to_path_buf()).filter(|p| !p.as_os_str().is_empty())
 }
