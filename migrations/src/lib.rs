@@ -12,6 +12,7 @@ mod m20261128_000006_backchannel_logout;
 mod m20261128_000007_jwt_templates;
 mod m20261128_000008_client_audiences_templates;
 mod m20261128_000009_session_expiry_sweep;
+mod m20261128_000010_refresh_token_indexes;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_jwt_templates::Migration),
             Box::new(m20261128_000008_client_audiences_templates::Migration),
             Box::new(m20261128_000009_session_expiry_sweep::Migration),
+            Box::new(m20261128_000010_refresh_token_indexes::Migration),
         ]
     }
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     Error, Result,
-    entity::{backchannel_outbox, oauth_client, oauth_code, oauth_refresh_token},
+    entity::{backchannel_outbox, oauth_client, oauth_code},
     ids,
     keys::SigningAlg,
     mail::{retry_delay, status},
@@ -48,7 +48,8 @@ fn secs(d: Duration) -> i64 {
 }
 
 /// Queues one notification per (session, client with a back-channel URI) that was issued
-/// tokens for the session: a redeemed code or a refresh token bound to it. Call in the
+/// tokens for the session, that is redeemed a code bound to it (every refresh-token family
+/// starts from such a code, so the refresh tokens need no lookup of their own). Call in the
 /// transaction that ends the sessions; returns how many were queued.
 pub(crate) async fn enqueue_for_sessions<C: ConnectionTrait>(
     conn: &C,
@@ -69,17 +70,6 @@ pub(crate) async fn enqueue_for_sessions<C: ConnectionTrait>(
         .into_tuple()
         .all(conn)
         .await?;
-    let refresh: Vec<(String, String, String)> = oauth_refresh_token::Entity::find()
-        .select_only()
-        .column(oauth_refresh_token::Column::SessionId)
-        .column(oauth_refresh_token::Column::ClientId)
-        .column(oauth_refresh_token::Column::UserId)
-        .filter(oauth_refresh_token::Column::SessionId.is_in(session_ids.iter().cloned()))
-        .distinct()
-        .into_tuple()
-        .all(conn)
-        .await?;
-    pairs.extend(refresh);
     pairs.sort();
     pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     if pairs.is_empty() {

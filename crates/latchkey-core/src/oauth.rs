@@ -80,8 +80,9 @@ impl GrantSubject {
     }
 }
 
+/// As [`crate::model::Session::from_model`] reads it: stored active and inside both expiries.
 fn session_model_active(s: &session::Model, now: i64) -> bool {
-    crate::model::Session::from_model(s.clone(), now).status == SessionStatus::Active
+    s.status == "active" && now < s.expires_at && now < s.idle_expires_at
 }
 
 /// What a code is issued for.

@@ -95,6 +95,14 @@ impl Store {
             sqlite_writer: sqlite_path(url)
                 .and_then(|p| {
                     open_sqlite(&p, Duration::from_secs(10))
+                        .and_then(|c| {
+                            // Batches touch index pages all over the token tables: keep more of
+                            // them (16 MiB), and checkpoint in larger steps so a page rewritten
+                            // by many commits is copied back to the database file once.
+                            c.pragma_update(None, "cache_size", -16384)?;
+                            c.pragma_update(None, "wal_autocheckpoint", 4000)?;
+                            Ok(c)
+                        })
                         .inspect_err(|e| tracing::warn!(error = %e, "no own SQLite writer"))
                         .ok()
                 })

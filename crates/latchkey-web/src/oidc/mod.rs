@@ -694,20 +694,33 @@ async fn merge_template(
     Ok(())
 }
 
+/// RFC 6749 §5.1 (with OIDC Core §3.1.3.3's `id_token`). A struct rather than a JSON value:
+/// this is the hottest response Latchkey writes.
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+}
+
 fn token_response(i: Issued) -> HttpResponse {
-    let mut body = json!({
-        "access_token": i.access_token,
-        "token_type": "Bearer",
-        "expires_in": i.expires_in,
-        "scope": i.scopes.join(" "),
-    });
-    if let Some(t) = i.id_token {
-        body["id_token"] = json!(t);
-    }
-    if let Some(t) = i.refresh_token {
-        body["refresh_token"] = json!(t);
-    }
-    json_ok(body)
+    let body = TokenResponse {
+        access_token: &i.access_token,
+        token_type: "Bearer",
+        expires_in: i.expires_in,
+        scope: i.scopes.join(" "),
+        id_token: i.id_token.as_deref(),
+        refresh_token: i.refresh_token.as_deref(),
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
 }
 
 async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
