@@ -4,6 +4,8 @@
 //! the revision row per request would cost one query each; instead, requests that arrive while
 //! a read is queued share the next read, which starts after all of them arrived. So under load
 //! one query serves many requests, and no request ever uses a value read before it came in.
+//! On SQLite the read itself is in-line (see `store.rs`); the reader first yields once so the
+//! requests ready at that moment can join it.
 
 use std::sync::{
     Mutex,
@@ -32,8 +34,9 @@ impl Default for RevisionGate {
 }
 
 impl RevisionGate {
-    /// The revision as of some moment after this call began.
-    pub async fn current(&self, store: &Store) -> Result<i64> {
+    /// The revision as of some moment after this call began. With `inline`, an SQLite store
+    /// reads it on this thread (see `store.rs`); otherwise through the pool.
+    pub async fn current(&self, store: &Store, inline: bool) -> Result<i64> {
         let ticket = self.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(rev) = self.covered(ticket) {
             return Ok(rev);
@@ -42,9 +45,18 @@ impl RevisionGate {
         if let Some(rev) = self.covered(ticket) {
             return Ok(rev);
         }
+        let inline = inline && store.reads_revision_inline();
+        if inline {
+            // An in-line read never leaves the thread, so nobody would queue behind it: let the
+            // requests that are ready run up to here first, so that this one read covers them.
+            tokio::task::yield_now().await;
+        }
         // Every ticket handed out so far arrived before this read starts, so it covers them all.
         let covers = self.arrivals.load(Ordering::SeqCst);
-        let rev = store.revision().await?;
+        let rev = match inline.then(|| store.revision_inline()).flatten() {
+            Some(rev) => rev,
+            None => store.revision().await?,
+        };
         if let Ok(mut latest) = self.latest.lock()
             && covers > latest.0
         {

@@ -174,7 +174,7 @@ impl SessionTokenService {
         {
             return Err(Error::Unauthenticated("malformed session secret"));
         }
-        let revision = inner.store.current_revision().await?;
+        let revision = inner.store.current_revision_pooled().await?;
         let hash = crypto::hash_secret(secret);
         let now = now_unix();
 

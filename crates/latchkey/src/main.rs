@@ -16,11 +16,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// The token endpoints allocate many small, short-lived buffers (claims, JSON, headers); the
-/// system allocator spent close to a tenth of their CPU time on them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
