@@ -1446,4 +1446,48 @@ pub(crate) mod flows {
         node.stop().await;
     }
     on_both_backends!(organisation_claims_follow_scope);
+
+    /// Clients and their secrets are cached behind the store revision: a secret rotated or a
+    /// client deleted on another node stops working at the very next request here.
+    async fn client_changes_reach_the_token_endpoint_at_once(backend: Backend) {
+        let Some(db) = TestDb::new(backend).await else { return };
+        let dir = data_dir();
+        let node = TestServer::start(dir.path(), &db, &[]).await;
+        let created = node
+            .core
+            .clients
+            .create(
+                NewClient {
+                    name: "Batch job".into(),
+                    grant_types: vec!["client_credentials".into()],
+                    allowed_scopes: vec!["reports".into()],
+                    ..Default::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+        let id = created.client.client_id;
+        let old = created.client_secret.unwrap();
+        // The other node first: opening it may bump the revision itself.
+        let other = node.second_core().await;
+        let grant = [("grant_type", "client_credentials")];
+        // Twice: the second answer comes from the cache.
+        for _ in 0..2 {
+            assert_eq!(token(&node, Some((&id, &old)), &grant).await.0, 200);
+        }
+        let (_, new) = other.clients.rotate_secret(&id, 0, &Actor::cli()).await.unwrap();
+        assert_eq!(
+            error_of(&token(&node, Some((&id, &old)), &grant).await),
+            (401, "invalid_client")
+        );
+        assert_eq!(token(&node, Some((&id, &new)), &grant).await.0, 200);
+        other.clients.delete(&id, &Actor::cli()).await.unwrap();
+        assert_eq!(
+            error_of(&token(&node, Some((&id, &new)), &grant).await),
+            (401, "invalid_client")
+        );
+        node.stop().await;
+    }
+    on_both_backends!(client_changes_reach_the_token_endpoint_at_once);
 }
