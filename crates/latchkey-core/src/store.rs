@@ -100,7 +100,7 @@ impl Store {
                             // them (16 MiB), and checkpoint in larger steps so a page rewritten
                             // by many commits is copied back to the database file once.
                             c.pragma_update(None, "cache_size", -16384)?;
-                            c.pragma_update(None, "wal_autocheckpoint", 4000)?;
+                            c.pragma_update(None, "wal_autocheckpoint", 16000)?;
                             Ok(c)
                         })
                         .inspect_err(|e| tracing::warn!(error = %e, "no own SQLite writer"))
