@@ -240,6 +240,17 @@ impl OAuthService {
         claims: &Value,
         revision: i64,
     ) -> Result<String> {
+        self.sign_serialized_at(alg, typ, claims, revision).await
+    }
+
+    /// Signs any serialisable claim set (a typed struct saves building a JSON value first).
+    pub async fn sign_serialized_at<T: serde::Serialize + ?Sized>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+        revision: i64,
+    ) -> Result<String> {
         let signer = self.keys.signer_at(alg, revision).await?;
         signer.sign_typed(typ, &serde_json::to_vec(claims)?)
     }

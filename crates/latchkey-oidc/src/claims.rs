@@ -2,6 +2,7 @@
 //! job (the key service); these functions decide what goes in.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
@@ -81,43 +82,90 @@ pub struct IdTokenInput<'a> {
     pub ttl_secs: i64,
 }
 
-pub fn id_token_claims(input: &IdTokenInput<'_>) -> Value {
-    let mut m = user_claims(input.subject, input.scopes);
-    m.insert("iss".into(), json!(input.issuer));
-    m.insert("aud".into(), json!(input.client_id));
-    // azp: the party the token was issued to (OIDC Core §2); equal to the single audience.
-    m.insert("azp".into(), json!(input.client_id));
-    m.insert("iat".into(), json!(input.now));
-    m.insert("exp".into(), json!(input.now + input.ttl_secs));
-    m.insert("auth_time".into(), json!(input.auth.auth_time));
-    m.insert("sid".into(), json!(input.auth.session_id));
-    if !input.auth.amr.is_empty() {
-        m.insert("amr".into(), json!(input.auth.amr));
-    }
-    if let Some(acr) = input.auth.acr {
-        m.insert("acr".into(), json!(acr));
-    }
-    if let Some(nonce) = input.nonce {
-        m.insert("nonce".into(), json!(nonce));
-    }
-    if let Some(at) = input.access_token {
-        m.insert("at_hash".into(), json!(at_hash(at, input.alg)));
-    }
-    insert_org(&mut m, input.auth, input.scopes);
-    Value::Object(m)
+/// An ID token's claims, serialised as they are: the hot path signs these bytes without
+/// building a JSON value first. [`id_token_claims`] gives the same claims as a value (for
+/// template merging and tests).
+#[derive(Debug, Serialize)]
+pub struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    azp: &'a str,
+    iat: i64,
+    exp: i64,
+    auth_time: i64,
+    sid: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    amr: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    given_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_role: Option<&'a str>,
 }
 
-/// `org_id`/`org_role` when the `organization` scope was granted and an organisation is active.
-fn insert_org(m: &mut Map<String, Value>, auth: &AuthContext<'_>, scopes: &[String]) {
-    if !scopes.iter().any(|s| s == SCOPE_ORGANIZATION) {
-        return;
-    }
-    if let Some(org_id) = auth.org_id {
-        m.insert("org_id".into(), json!(org_id));
-        if let Some(role) = auth.org_role {
-            m.insert("org_role".into(), json!(role));
+/// `org_id`/`org_role`, when the `organization` scope was granted and an organisation is active.
+fn org_claims<'a>(auth: &AuthContext<'a>, scopes: &[String]) -> (Option<&'a str>, Option<&'a str>) {
+    match auth.org_id {
+        Some(org_id) if scopes.iter().any(|s| s == SCOPE_ORGANIZATION) => {
+            (Some(org_id), auth.org_role)
         }
+        _ => (None, None),
     }
+}
+
+pub fn id_token<'a>(input: &IdTokenInput<'a>) -> IdTokenClaims<'a> {
+    let has = |s: &str| input.scopes.iter().any(|x| x == s);
+    let (org_id, org_role) = org_claims(input.auth, input.scopes);
+    let (email, profile) = (has(SCOPE_EMAIL), has(SCOPE_PROFILE));
+    let subject = input.subject;
+    IdTokenClaims {
+        iss: input.issuer,
+        sub: subject.user_id,
+        aud: input.client_id,
+        // azp: the party the token was issued to (OIDC Core §2); equal to the single audience.
+        azp: input.client_id,
+        iat: input.now,
+        exp: input.now + input.ttl_secs,
+        auth_time: input.auth.auth_time,
+        sid: input.auth.session_id,
+        amr: &input.auth.amr,
+        acr: input.auth.acr,
+        nonce: input.nonce,
+        at_hash: input.access_token.map(|at| at_hash(at, input.alg)),
+        email: email.then_some(subject.email),
+        email_verified: email.then_some(subject.email_verified),
+        name: subject.name.filter(|_| profile),
+        given_name: subject.given_name.filter(|_| profile),
+        family_name: subject.family_name.filter(|_| profile),
+        picture: subject.picture.filter(|_| profile),
+        updated_at: profile.then_some(subject.updated_at),
+        org_id,
+        org_role,
+    }
+}
+
+pub fn id_token_claims(input: &IdTokenInput<'_>) -> Value {
+    serde_json::to_value(id_token(input)).unwrap_or(Value::Null)
 }
 
 pub struct AccessTokenInput<'a> {
@@ -134,29 +182,78 @@ pub struct AccessTokenInput<'a> {
     pub ttl_secs: i64,
 }
 
-/// RFC 9068 §2.2 claims; the header must carry `typ: at+jwt`.
-pub fn access_token_claims(input: &AccessTokenInput<'_>) -> Value {
-    let mut m = Map::new();
-    m.insert("iss".into(), json!(input.issuer));
-    m.insert("aud".into(), json!(input.audience));
-    m.insert("sub".into(), json!(input.subject.unwrap_or(input.client_id)));
-    m.insert("client_id".into(), json!(input.client_id));
-    m.insert("iat".into(), json!(input.now));
-    m.insert("exp".into(), json!(input.now + input.ttl_secs));
-    m.insert("jti".into(), json!(input.jti));
-    m.insert("scope".into(), json!(input.scopes.join(" ")));
-    if let Some(auth) = input.auth {
-        m.insert("auth_time".into(), json!(auth.auth_time));
-        m.insert("sid".into(), json!(auth.session_id));
-        if !auth.amr.is_empty() {
-            m.insert("amr".into(), json!(auth.amr));
+/// An access token's `aud`: one value or several (RFC 7519 §4.1.3).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum AudienceClaim<'a> {
+    One(&'a str),
+    Several(&'a [String]),
+}
+
+/// RFC 9068 §2.2 claims (the header must carry `typ: at+jwt`), serialised as they are; see
+/// [`IdTokenClaims`].
+#[derive(Debug, Serialize)]
+pub struct AccessTokenClaims<'a> {
+    iss: &'a str,
+    aud: AudienceClaim<'a>,
+    sub: &'a str,
+    client_id: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: &'a str,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    amr: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_role: Option<&'a str>,
+    /// The grant (code and refresh family) the token came from, so revoking the grant ends its
+    /// access tokens at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<&'a str>,
+}
+
+impl<'a> AccessTokenClaims<'a> {
+    /// The audiences a client_credentials request asked for (RFC 8707), instead of the default.
+    pub fn set_audiences(&mut self, audiences: &'a [String]) {
+        match audiences {
+            [] => {}
+            [one] => self.aud = AudienceClaim::One(one),
+            several => self.aud = AudienceClaim::Several(several),
         }
-        if let Some(acr) = auth.acr {
-            m.insert("acr".into(), json!(acr));
-        }
-        insert_org(&mut m, auth, input.scopes);
     }
-    Value::Object(m)
+}
+
+pub fn access_token<'a>(input: &AccessTokenInput<'a>) -> AccessTokenClaims<'a> {
+    let (org_id, org_role) = input.auth.map(|a| org_claims(a, input.scopes)).unwrap_or_default();
+    AccessTokenClaims {
+        iss: input.issuer,
+        aud: AudienceClaim::One(input.audience),
+        sub: input.subject.unwrap_or(input.client_id),
+        client_id: input.client_id,
+        iat: input.now,
+        exp: input.now + input.ttl_secs,
+        jti: input.jti,
+        scope: input.scopes.join(" "),
+        auth_time: input.auth.map(|a| a.auth_time),
+        sid: input.auth.map(|a| a.session_id),
+        amr: input.auth.map_or(&[], |a| &a.amr),
+        acr: input.auth.and_then(|a| a.acr),
+        org_id,
+        org_role,
+        grant_id: None,
+    }
+}
+
+pub fn access_token_claims(input: &AccessTokenInput<'_>) -> Value {
+    serde_json::to_value(access_token(input)).unwrap_or(Value::Null)
 }
 
 /// The `aud` of an access token issued for the audiences a client asked for (RFC 8707): None when

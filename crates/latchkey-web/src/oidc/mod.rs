@@ -620,7 +620,7 @@ async fn issue_tokens(
         org_role: ctx.subject.org_role.as_deref(),
     };
     let jti = latchkey_core::ids::new_id("at");
-    let at_claims = claims::access_token_claims(&claims::AccessTokenInput {
+    let at_input = claims::AccessTokenInput {
         issuer: issuer(state),
         audience: issuer(state),
         client_id: &client.client_id,
@@ -630,13 +630,20 @@ async fn issue_tokens(
         jti: &jti,
         now,
         ttl_secs: client.access_token_ttl_secs,
-    });
-    let mut at_claims = at_claims;
+    };
+    let mut at_claims = claims::access_token(&at_input);
     // The grant the token came from, so revoking the grant ends its access tokens at once.
-    at_claims["grant_id"] = json!(grant_id);
-    let template = client.access_token_template.as_deref();
-    merge_template(state, &mut at_claims, template, session_id, ctx.org_id()).await?;
-    let access_token = core.oauth.sign_at(alg, "at+jwt", &at_claims, ctx.revision).await?;
+    at_claims.grant_id = Some(grant_id);
+    let access_token = match client.access_token_template.as_deref() {
+        // Without a template the typed claims are signed as they are: no JSON value is built.
+        None => core.oauth.sign_serialized_at(alg, "at+jwt", &at_claims, ctx.revision).await?,
+        template => {
+            let mut value = serde_json::to_value(&at_claims)
+                .map_err(|e| latchkey_core::Error::Internal(e.to_string()))?;
+            merge_template(state, &mut value, template, session_id, ctx.org_id()).await?;
+            core.oauth.sign_at(alg, "at+jwt", &value, ctx.revision).await?
+        }
+    };
     let id_token = if scopes.iter().any(|s| s == SCOPE_OPENID) {
         let u = &ctx.subject.user;
         let subject = Subject {
@@ -649,7 +656,7 @@ async fn issue_tokens(
             picture: u.image_url.as_deref(),
             updated_at: u.updated_at,
         };
-        let mut claims = claims::id_token_claims(&claims::IdTokenInput {
+        let id_claims = claims::id_token(&claims::IdTokenInput {
             issuer: issuer(state),
             client_id: &client.client_id,
             subject: &subject,
@@ -661,9 +668,15 @@ async fn issue_tokens(
             now,
             ttl_secs: client.id_token_ttl_secs,
         });
-        let template = client.id_token_template.as_deref();
-        merge_template(state, &mut claims, template, session_id, ctx.org_id()).await?;
-        Some(core.oauth.sign_at(alg, "JWT", &claims, ctx.revision).await?)
+        Some(match client.id_token_template.as_deref() {
+            None => core.oauth.sign_serialized_at(alg, "JWT", &id_claims, ctx.revision).await?,
+            template => {
+                let mut value = serde_json::to_value(&id_claims)
+                    .map_err(|e| latchkey_core::Error::Internal(e.to_string()))?;
+                merge_template(state, &mut value, template, session_id, ctx.org_id()).await?;
+                core.oauth.sign_at(alg, "JWT", &value, ctx.revision).await?
+            }
+        })
     } else {
         None
     };
@@ -860,7 +873,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             token::check_audiences(&audiences, &client.audiences).map_err(json_err)?;
             let now = now_unix();
             let jti = latchkey_core::ids::new_id("at");
-            let mut claims = claims::access_token_claims(&claims::AccessTokenInput {
+            let mut claims = claims::access_token(&claims::AccessTokenInput {
                 issuer: issuer(&state),
                 audience: issuer(&state),
                 client_id: &client.client_id,
@@ -871,11 +884,9 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 now,
                 ttl_secs: client.access_token_ttl_secs,
             });
-            if let Some(aud) = claims::audience_claim(&audiences) {
-                claims["aud"] = aud;
-            }
+            claims.set_audiences(&audiences);
             let access_token =
-                core.oauth.sign_at(alg_of(&client), "at+jwt", &claims, revision).await?;
+                core.oauth.sign_serialized_at(alg_of(&client), "at+jwt", &claims, revision).await?;
             Ok(token_response(Issued {
                 access_token,
                 expires_in: client.access_token_ttl_secs,
