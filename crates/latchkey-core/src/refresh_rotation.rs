@@ -61,9 +61,6 @@ impl RotationQueue {
             Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(lost()),
             Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
         }
-        // Let the requests that are ready queue their jobs first: a bigger batch shares one
-        // commit (and the pages every insert touches) among more rotations.
-        tokio::task::yield_now().await;
         let jobs = std::mem::take(&mut *self.pending.lock().map_err(|_| lost())?);
         // Detached, holding the lock: a caller that goes away cannot abandon the batch half-way.
         let store = store.clone();

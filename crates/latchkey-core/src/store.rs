@@ -26,6 +26,34 @@ pub struct Store {
     /// SQLite only: a write connection of Latchkey's own, for batches of writes that would
     /// otherwise cost a pool round trip per statement (see [`Store::with_sqlite_writer`]).
     sqlite_writer: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
+    /// Dropped with the last clone of the store: background threads watch it to know when to
+    /// stop.
+    alive: Arc<()>,
+}
+
+/// How often the background checkpointer copies committed WAL pages back to the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// SQLite: copies the WAL back into the database file from a thread of its own, with passive
+/// checkpoints (they never block readers or writers). Left to the committing connection, a
+/// checkpoint runs inside whatever write happens to cross the threshold, and a burst of refresh
+/// rotations waited tens of milliseconds behind one.
+fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) {
+    let spawned = std::thread::Builder::new().name("latchkey-checkpoint".into()).spawn(move || {
+        let Ok(conn) = open_sqlite(&path, Duration::from_millis(100)) else { return };
+        loop {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            if alive.upgrade().is_none() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "background checkpoint skipped");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no background checkpointer; SQLite checkpoints on commit");
+    }
 }
 
 /// Opens a plain connection to the store's SQLite file, with the settings the pool uses.
@@ -97,8 +125,9 @@ impl Store {
                     open_sqlite(&p, Duration::from_secs(10))
                         .and_then(|c| {
                             // Batches touch index pages all over the token tables: keep more of
-                            // them (16 MiB), and checkpoint in larger steps so a page rewritten
-                            // by many commits is copied back to the database file once.
+                            // them (16 MiB). Checkpoints run in the background (see
+                            // `spawn_checkpointer`); this connection only steps in if the WAL
+                            // grows past ~64 MB regardless.
                             c.pragma_update(None, "cache_size", -16384)?;
                             c.pragma_update(None, "wal_autocheckpoint", 16000)?;
                             Ok(c)
@@ -107,6 +136,12 @@ impl Store {
                         .ok()
                 })
                 .map(|c| Arc::new(std::sync::Mutex::new(c))),
+            alive: Arc::new(()),
+        })
+        .inspect(|store| {
+            if let Some(path) = sqlite_path(url) {
+                spawn_checkpointer(path, Arc::downgrade(&store.alive));
+            }
         })
     }
 
