@@ -377,6 +377,51 @@ async fn failures_from_one_ip_are_capped_across_accounts() {
     node.stop().await;
 }
 
+/// A browser whose requests carry `X-Forwarded-For: <forwarded>`, as if behind a proxy.
+fn forwarded_browser(base: &str, forwarded: &str) -> Browser {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let mut headers = header::HeaderMap::new();
+    headers.insert("x-forwarded-for", header::HeaderValue::from_str(forwarded).unwrap());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    Browser { client, base: base.to_owned(), jar }
+}
+
+/// Behind a trusted proxy the per-address cap and the session's address are the forwarded
+/// client's; from an untrusted peer a forged `X-Forwarded-For` changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    for trusted in [true, false] {
+        let db = TestDb::new(Backend::Sqlite).await.unwrap();
+        let dir = data_dir();
+        let mut env = vec![("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", "4")];
+        if trusted {
+            env.push(("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32, ::1"));
+        }
+        let node = TestServer::start(dir.path(), &db, &env).await;
+        let ada = node.user("ada@example.com").await;
+        // The client wrote the left entry itself; the proxy appended the right one.
+        let mallory = forwarded_browser(&node.base_url, "198.51.100.1, 203.0.113.1");
+        for i in 0..4 {
+            assert_eq!(fail_once(&mallory, &format!("user{i}@example.com")).await, 401);
+        }
+        let other = forwarded_browser(&node.base_url, "198.51.100.1, 203.0.113.2");
+        let (status, _, _) = other.sign_in("ada@example.com", "correct horse battery", "").await;
+        if trusted {
+            assert_eq!(status, 303, "another client behind the proxy is not blocked");
+            let sessions = node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap();
+            assert_eq!(sessions[0].client_ip.as_deref(), Some("203.0.113.2"));
+        } else {
+            assert_eq!(status, 429, "a forged header must not escape the per-address cap");
+        }
+        node.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_without_a_valid_csrf_token_are_refused() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();

@@ -115,6 +115,10 @@ pub struct Settings {
     pub auth: AuthPolicy,
     /// Origins (scheme://host[:port]) allowed to request session tokens, besides our own.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies / load balancers whose `X-Forwarded-For` is believed: the client address
+    /// (for per-address sign-in limits, sessions and audit events) is the rightmost address in
+    /// that header that is not one of them. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Leeway for clocks that disagree; retired keys stay published this much longer too.
     pub clock_skew: Duration,
     pub max_body_bytes: usize,
@@ -184,10 +188,19 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_ARGON2_ITERATIONS", false),
     ("LATCHKEY_ARGON2_PARALLELISM", false),
     ("LATCHKEY_ALLOWED_ORIGINS", false),
+    ("LATCHKEY_TRUSTED_PROXIES", false),
     ("LATCHKEY_CLOCK_SKEW", false),
     ("LATCHKEY_MAX_BODY_BYTES", false),
     ("LATCHKEY_DNS_RESOLVER", false),
 ];
+
+/// An address (a single host) or a CIDR range.
+fn parse_ip_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .map(|n| n.trunc())
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
 
 fn toml_key(setting: &str) -> String {
     setting.trim_start_matches("LATCHKEY_").to_ascii_lowercase()
@@ -512,6 +525,24 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let trusted_proxies = match raw.get("LATCHKEY_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some((v, source)) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|p| {
+                    parse_ip_net(p).ok_or_else(|| {
+                        ConfigError::from_source(
+                            "LATCHKEY_TRUSTED_PROXIES",
+                            source,
+                            "a comma-separated list of addresses or CIDR ranges such as 10.0.0.0/8,2001:db8::1",
+                            quote(p),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         let clock_skew =
             duration(raw, "LATCHKEY_CLOCK_SKEW", "60s", Duration::ZERO, Duration::from_secs(600))?;
         let auth = auth_policy(raw)?;
@@ -549,6 +580,7 @@ impl Settings {
             session_absolute_timeout,
             auth,
             allowed_origins,
+            trusted_proxies,
             clock_skew,
             max_body_bytes,
             dns_resolver,
@@ -620,6 +652,10 @@ impl Settings {
             json!(humantime::format_duration(self.session_absolute_timeout).to_string()),
         );
         m.insert("LATCHKEY_ALLOWED_ORIGINS", json!(self.allowed_origins));
+        m.insert(
+            "LATCHKEY_TRUSTED_PROXIES",
+            json!(self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        );
         m.insert("LATCHKEY_SIGN_IN_MAX_FAILURES", json!(self.auth.max_failures));
         m.insert(
             "LATCHKEY_SIGN_IN_LOCKOUT",
@@ -844,6 +880,15 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let s = load(&[("LATCHKEY_TRUSTED_PROXIES", " 10.1.2.3/8, 192.0.2.7 ,2001:db8::/32,")])
+            .unwrap();
+        let list: Vec<String> = s.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(list, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert!(load(&[]).unwrap().trusted_proxies.is_empty());
+    }
+
+    #[test]
     fn each_bad_value_names_its_setting() {
         for (name, value) in [
             ("LATCHKEY_LISTEN", "not-an-address"),
@@ -867,6 +912,8 @@ mod tests {
             ("LATCHKEY_MAX_BODY_BYTES", "12"),
             ("LATCHKEY_DNS_RESOLVER", "dns.google"),
             ("LATCHKEY_DNS_RESOLVER", "127.0.0.1:53,nope"),
+            ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1,proxy.example.com"),
         ] {
             let err =
                 load(&[(name, value)]).err().unwrap_or_else(|| panic!("{name}={value} accepted"));

@@ -1,6 +1,7 @@
 //! The actix-web application: routes, middleware and the mapping of core errors to HTTP.
 //! Handlers stay thin: parse the request, call a core service, render the result.
 
+pub mod client_ip;
 pub mod csrf;
 mod error;
 pub mod extract;

@@ -150,7 +150,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 
 pub fn client_info(req: &HttpRequest) -> ClientInfo {
     ClientInfo {
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: crate::client_ip::client_ip(req).map(|a| a.to_string()),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)

@@ -106,7 +106,7 @@ fn no_content() -> Response {
 fn actor(req: &HttpRequest, api: &ApiSession) -> Actor {
     Actor::user(
         &api.session.user_id,
-        req.peer_addr().map(|a| a.ip().to_string()),
+        crate::client_ip::client_ip(req).map(|a| a.to_string()),
         req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     )
 }
