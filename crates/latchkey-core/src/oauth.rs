@@ -323,6 +323,7 @@ impl OAuthService {
             expires_at: Set(now + CODE_TTL_SECS),
             used_at: Set(None),
             replayed_at: Set(None),
+            revoked_at: Set(None),
         }
         .insert(self.store.db())
         .await?;
@@ -385,23 +386,10 @@ impl OAuthService {
     }
 
     /// True when the grant (a code and the refresh family it started) was revoked: its code was
-    /// replayed, or one of its refresh tokens was revoked (reuse, RFC 7009, consent withdrawn).
+    /// replayed, or the family was revoked (reuse, RFC 7009, consent withdrawn, session over).
     /// Access tokens carry the grant id, so they stop working at once too.
     pub async fn grant_revoked(&self, grant_id: &str) -> Result<bool> {
-        let db = self.store.db();
-        let replayed = oauth_code::Entity::find_by_id(grant_id.to_owned())
-            .one(db)
-            .await?
-            .is_some_and(|c| c.replayed_at.is_some());
-        if replayed {
-            return Ok(true);
-        }
-        Ok(oauth_refresh_token::Entity::find()
-            .filter(oauth_refresh_token::Column::FamilyId.eq(grant_id))
-            .filter(oauth_refresh_token::Column::RevokedAt.is_not_null())
-            .one(db)
-            .await?
-            .is_some())
+        grant_is_revoked(self.store.db(), grant_id).await
     }
 
     /// After an exchange stored its refresh token: if the code was replayed meanwhile, revoke
@@ -499,6 +487,9 @@ impl OAuthService {
         if row.revoked_at.is_some() || row.rotated_at.is_some() || now >= row.expires_at {
             return Ok(None);
         }
+        if grant_is_revoked(self.store.db(), &row.family_id).await? {
+            return Ok(None);
+        }
         if !session_is_active(self.store.db(), &row.session_id, now).await? {
             return Ok(None);
         }
@@ -591,11 +582,12 @@ impl OAuthService {
             .filter(oauth_consent::Column::ClientId.eq(client_id))
             .exec(&txn)
             .await?;
-        oauth_refresh_token::Entity::update_many()
-            .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
-            .filter(oauth_refresh_token::Column::UserId.eq(user_id))
-            .filter(oauth_refresh_token::Column::ClientId.eq(client_id))
-            .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+        // Every grant the user gave the client: their refresh tokens and access tokens end.
+        oauth_code::Entity::update_many()
+            .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
+            .filter(oauth_code::Column::UserId.eq(user_id))
+            .filter(oauth_code::Column::ClientId.eq(client_id))
+            .filter(oauth_code::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
         if res.rows_affected > 0 {
@@ -676,16 +668,29 @@ pub(crate) fn refresh_model(
     (model, token)
 }
 
+/// Revokes a grant: the code that started it, and with it every refresh token of its family
+/// (recorded once, on the code, whose id is the family id; see `refresh_rotation.rs`).
 pub(crate) async fn revoke_family<C: sea_orm::ConnectionTrait>(
     conn: &C,
     family_id: &str,
     now: i64,
 ) -> Result<()> {
-    oauth_refresh_token::Entity::update_many()
-        .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
-        .filter(oauth_refresh_token::Column::FamilyId.eq(family_id))
-        .filter(oauth_refresh_token::Column::RevokedAt.is_null())
+    oauth_code::Entity::update_many()
+        .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
+        .filter(oauth_code::Column::Id.eq(family_id))
+        .filter(oauth_code::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// The grant's code was replayed or the grant revoked (an unknown grant counts as revoked).
+pub(crate) async fn grant_is_revoked<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    grant_id: &str,
+) -> Result<bool> {
+    Ok(oauth_code::Entity::find_by_id(grant_id.to_owned())
+        .one(conn)
+        .await?
+        .is_none_or(|c| c.replayed_at.is_some() || c.revoked_at.is_some()))
 }

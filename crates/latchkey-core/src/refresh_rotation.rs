@@ -8,13 +8,16 @@
 //! same logic through sea-orm (one UPDATE … RETURNING claims the batch, one INSERT stores the
 //! successors).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 
 use crate::{
     Error, Result,
-    entity::oauth_refresh_token,
+    entity::{oauth_code, oauth_refresh_token},
     now_unix,
     oauth::{RefreshGrant, refresh_model},
     store::Store,
@@ -129,14 +132,48 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
         .await?;
     let mut claimed: HashMap<String, oauth_refresh_token::Model> =
         claimed.into_iter().map(|m| (m.token_hash.clone(), m)).collect();
+    // Why the others could not be claimed.
+    let unclaimed: Vec<String> =
+        jobs.iter().map(|j| j.hash.clone()).filter(|h| !claimed.contains_key(h)).collect();
+    let found: HashMap<String, oauth_refresh_token::Model> = if unclaimed.is_empty() {
+        HashMap::new()
+    } else {
+        oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::TokenHash.is_in(unclaimed))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| (m.token_hash.clone(), m))
+            .collect()
+    };
+    // A family's revocation is recorded on the code that started it.
+    let families: Vec<String> =
+        claimed.values().chain(found.values()).map(|m| m.family_id.clone()).collect();
+    let revoked: HashSet<String> = oauth_code::Entity::find()
+        .select_only()
+        .column(oauth_code::Column::Id)
+        .filter(oauth_code::Column::Id.is_in(families))
+        .filter(
+            Condition::any()
+                .add(oauth_code::Column::RevokedAt.is_not_null())
+                .add(oauth_code::Column::ReplayedAt.is_not_null()),
+        )
+        .into_tuple::<String>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
 
-    let mut claims: Vec<Option<Claim>> = Vec::with_capacity(jobs.len());
+    let mut claims = Vec::with_capacity(jobs.len());
     let mut successors = Vec::new();
-    let mut unclaimed = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        // The same token twice in one batch: the first use wins, the second is reuse.
-        match claimed.remove(&job.hash) {
-            Some(row) => {
+    let mut rotated_here: HashMap<&str, String> = HashMap::new();
+    let mut reused = Vec::new();
+    for job in jobs {
+        let claim = if let Some(row) = claimed.remove(&job.hash) {
+            rotated_here.insert(&job.hash, row.family_id.clone());
+            if revoked.contains(&row.family_id) {
+                Claim::Invalid("refresh token revoked")
+            } else {
                 let grant = RefreshGrant {
                     family_id: row.family_id.clone(),
                     client_id: row.client_id.clone(),
@@ -147,37 +184,21 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
                 };
                 let (model, token) = refresh_model(&grant, row.scopes.clone(), job.ttl_secs, now);
                 successors.push(model);
-                claims.push(Some(Claim::Rotated { row: Box::new(row), token }));
+                Claim::Rotated { row: Box::new(row), token }
             }
-            None => {
-                unclaimed.push(i);
-                claims.push(None);
-            }
-        }
-    }
-    if !successors.is_empty() {
-        oauth_refresh_token::Entity::insert_many(successors).exec_without_returning(&txn).await?;
-    }
-    if !unclaimed.is_empty() {
-        let rows: HashMap<String, oauth_refresh_token::Model> = oauth_refresh_token::Entity::find()
-            .filter(
-                oauth_refresh_token::Column::TokenHash
-                    .is_in(unclaimed.iter().map(|&i| jobs[i].hash.clone())),
-            )
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|m| (m.token_hash.clone(), m))
-            .collect();
-        let mut reused = Vec::new();
-        for i in unclaimed {
-            let job = &jobs[i];
-            let claim = match rows.get(&job.hash) {
+        } else if let Some(family) = rotated_here.get(job.hash.as_str()) {
+            // The same token twice in one batch: the first use won, this one is reuse.
+            reused.push(family.clone());
+            Claim::Reused
+        } else {
+            match found.get(&job.hash) {
                 None => Claim::Invalid("unknown refresh token"),
                 Some(r) if r.client_id != job.client_id => {
                     Claim::Invalid("refresh token was issued to another client")
                 }
-                Some(r) if r.revoked_at.is_some() => Claim::Invalid("refresh token revoked"),
+                Some(r) if r.revoked_at.is_some() || revoked.contains(&r.family_id) => {
+                    Claim::Invalid("refresh token revoked")
+                }
                 Some(r) if r.rotated_at.is_some() => {
                     tracing::warn!(family = %r.family_id, client_id = %job.client_id, "rotated refresh token reused; family revoked");
                     reused.push(r.family_id.clone());
@@ -185,23 +206,23 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
                 }
                 Some(r) if now >= r.expires_at => Claim::Invalid("refresh token expired"),
                 Some(_) => Claim::Invalid("refresh token could not be rotated"),
-            };
-            claims[i] = Some(claim);
-        }
-        if !reused.is_empty() {
-            oauth_refresh_token::Entity::update_many()
-                .col_expr(oauth_refresh_token::Column::RevokedAt, Expr::value(now))
-                .filter(oauth_refresh_token::Column::FamilyId.is_in(reused))
-                .filter(oauth_refresh_token::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await?;
-        }
+            }
+        };
+        claims.push(claim);
+    }
+    if !successors.is_empty() {
+        oauth_refresh_token::Entity::insert_many(successors).exec_without_returning(&txn).await?;
+    }
+    if !reused.is_empty() {
+        oauth_code::Entity::update_many()
+            .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
+            .filter(oauth_code::Column::Id.is_in(reused))
+            .filter(oauth_code::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
-    Ok(claims
-        .into_iter()
-        .map(|c| c.unwrap_or(Claim::Invalid("refresh token could not be rotated")))
-        .collect())
+    Ok(claims)
 }
 
 /// The batch on the store's own SQLite connection: per job, one cached statement claims the
@@ -249,9 +270,13 @@ mod sqlite {
                 "SELECT family_id, client_id, rotated_at, revoked_at, expires_at \
                  FROM oauth_refresh_tokens WHERE token_hash = ?1",
             )?;
+            // A family's revocation is recorded on the code that started it.
+            let mut family_revoked = tx.prepare_cached(
+                "SELECT 1 FROM oauth_codes WHERE id = ?1 \
+                 AND (revoked_at IS NOT NULL OR replayed_at IS NOT NULL)",
+            )?;
             let mut revoke = tx.prepare_cached(
-                "UPDATE oauth_refresh_tokens SET revoked_at = ?1 \
-                 WHERE family_id = ?2 AND revoked_at IS NULL",
+                "UPDATE oauth_codes SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
             )?;
             for job in jobs {
                 let claimed = claim
@@ -273,6 +298,10 @@ mod sqlite {
                     })
                     .optional()?;
                 if let Some(row) = claimed {
+                    if family_revoked.exists(params![row.family_id])? {
+                        claims.push(Claim::Invalid("refresh token revoked"));
+                        continue;
+                    }
                     let token = crypto::random_secret();
                     insert.execute(params![
                         ids::new_id(ids::REFRESH_TOKEN),
@@ -297,12 +326,17 @@ mod sqlite {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
                     .optional()?;
+                let revoked_family = match &found {
+                    Some((family, ..)) => family_revoked.exists(params![family])?,
+                    None => false,
+                };
                 claims.push(match found {
                     None => Claim::Invalid("unknown refresh token"),
                     Some((_, client, ..)) if client != job.client_id => {
                         Claim::Invalid("refresh token was issued to another client")
                     }
                     Some((_, _, _, Some(_), _)) => Claim::Invalid("refresh token revoked"),
+                    _ if revoked_family => Claim::Invalid("refresh token revoked"),
                     Some((family, _, Some(_), None, _)) => {
                         tracing::warn!(family = %family, client_id = %job.client_id, "rotated refresh token reused; family revoked");
                         revoke.execute(params![now, family])?;

@@ -21,6 +21,9 @@ pub struct Model {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub replayed_at: Option<i64>,
+    /// Set when the grant (this code and the refresh-token family it started) was revoked:
+    /// refresh reuse, RFC 7009, consent withdrawn, session ended. Replay sets both.
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
