@@ -188,9 +188,14 @@ async fn health_readiness_and_metrics() {
     node.core.sessions.revoke(&sid, "test", &Actor::cli()).await.unwrap();
     assert_eq!(node.token_request(&secret).await.status(), 401);
 
+    // A made-up method must not create series of its own.
+    let odd = reqwest::Method::from_bytes(b"BREW").unwrap();
+    client().request(odd, node.url("/healthz")).send().await.unwrap();
     let res = client().get(node.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
+    assert!(!text.contains("BREW"), "{text}");
+    assert!(text.contains("method=\"OTHER\",route=\"/healthz\""), "{text}");
     assert!(text.contains("latchkey_session_tokens_minted_total{alg=\"ES256\"} 2"), "{text}");
     assert!(text.contains("latchkey_sessions_revoked_total 1"), "{text}");
     assert!(text.contains("latchkey_session_token_rejections_total 1"), "{text}");

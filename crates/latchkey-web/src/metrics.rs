@@ -8,17 +8,40 @@ use prometheus_client::{
     registry::Registry,
 };
 
+// Request labels are interned `&'static str`s: looking a series up then allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: &'static str,
+}
+
+/// The label for an HTTP method: the standard ones by name, anything else as `OTHER` (a client
+/// must not be able to create series at will).
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] =
+        ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.iter().find(|m| **m == method).copied().unwrap_or("OTHER")
+}
+
+/// A route pattern as a `&'static str`. Patterns are the registered routes (plus `unmatched`),
+/// a fixed set, so each is leaked once.
+fn route_label(route: &str) -> &'static str {
+    static ROUTES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let Ok(mut routes) = ROUTES.get_or_init(Default::default).lock() else { return "unknown" };
+    if let Some(r) = routes.get(route) {
+        return r;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    routes.insert(leaked);
+    leaked
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,16 +109,9 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned() })
-            .observe(elapsed.as_secs_f64());
+        let (method, route) = (method_label(method), route_label(route));
+        self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+        self.latency.get_or_create(&RouteLabels { method, route }).observe(elapsed.as_secs_f64());
     }
 
     pub fn token_minted(&self, alg: &str) {
