@@ -111,9 +111,15 @@ pub struct Session {
 }
 
 impl Session {
+    /// A stored session is live when it is `active` and inside both of its expiries; the one
+    /// rule every check of a session's liveness uses.
+    pub fn model_is_active(m: &entity::session::Model, now: i64) -> bool {
+        m.status == "active" && now < m.expires_at && now < m.idle_expires_at
+    }
+
     pub fn from_model(m: entity::session::Model, now: i64) -> Self {
         let status = match m.status.as_str() {
-            "active" if now >= m.expires_at || now >= m.idle_expires_at => SessionStatus::Expired,
+            "active" if !Self::model_is_active(&m, now) => SessionStatus::Expired,
             "active" => SessionStatus::Active,
             "ended" => SessionStatus::Ended,
             "expired" => SessionStatus::Expired,

@@ -22,7 +22,6 @@ use crate::{
     },
     ids,
     keys::{KeyService, SigningAlg},
-    model::SessionStatus,
     now_unix,
     store::Store,
 };
@@ -76,13 +75,8 @@ impl GrantSubject {
     /// The session is stored active and inside both of its expiries, and the user is active.
     pub fn is_live(&self, now: i64) -> bool {
         self.user.status == crate::model::UserStatus::Active
-            && session_model_active(&self.session, now)
+            && crate::model::Session::model_is_active(&self.session, now)
     }
-}
-
-/// As [`crate::model::Session::from_model`] reads it: stored active and inside both expiries.
-fn session_model_active(s: &session::Model, now: i64) -> bool {
-    s.status == "active" && now < s.expires_at && now < s.idle_expires_at
 }
 
 /// What a code is issued for.
@@ -140,8 +134,9 @@ pub struct RefreshGrant {
 
 #[derive(Debug, Clone)]
 pub enum RefreshOutcome {
-    /// The presented token is now rotated; `token` replaces it.
-    Rotated { grant: RefreshGrant, token: String },
+    /// The presented token is now rotated; `token` replaces it. `subject` is the grant's user
+    /// and session, found live at the request's revision.
+    Rotated { grant: RefreshGrant, token: String, subject: Arc<GrantSubject> },
     /// Unknown, expired, revoked, of another client, or its session is over.
     Invalid(&'static str),
     /// A rotated token came back: the family is revoked.
@@ -161,7 +156,7 @@ async fn session_is_active<C: sea_orm::ConnectionTrait>(
     Ok(session::Entity::find_by_id(session_id.to_owned())
         .one(conn)
         .await?
-        .is_some_and(|s| crate::model::Session::from_model(s, now).status == SessionStatus::Active))
+        .is_some_and(|s| crate::model::Session::model_is_active(&s, now)))
 }
 
 /// A JWS verifier for a public JWK, limited to the algorithms Latchkey signs with. `alg: none`
@@ -430,16 +425,16 @@ impl OAuthService {
             Claim::Invalid(reason) => return Ok(RefreshOutcome::Invalid(reason)),
             Claim::Reused => return Ok(RefreshOutcome::Reused),
         };
-        let live = self
+        let subject = self
             .grant_subject(&row.session_id, revision)
             .await?
-            .is_some_and(|s| s.user.id == row.user_id && s.is_live(now_unix()));
-        if !live {
+            .filter(|s| s.user.id == row.user_id && s.is_live(now_unix()));
+        let Some(subject) = subject else {
             let txn = self.store.begin_write().await?;
             revoke_family(&txn, &row.family_id, now_unix()).await?;
             txn.commit().await?;
             return Ok(RefreshOutcome::Invalid("the session behind this grant has ended"));
-        }
+        };
         Ok(RefreshOutcome::Rotated {
             grant: RefreshGrant {
                 family_id: row.family_id,
@@ -450,6 +445,7 @@ impl OAuthService {
                 auth_time: row.auth_time,
             },
             token,
+            subject,
         })
     }
 

@@ -44,6 +44,33 @@ pub(crate) enum Claim {
     Reused,
 }
 
+/// What is known of a presented token that could not be claimed.
+struct Unclaimable<'a> {
+    family_id: &'a str,
+    client_id: &'a str,
+    revoked: bool,
+    rotated: bool,
+    expires_at: i64,
+}
+
+/// Why a token could not be claimed, the one rule both batch paths apply. `Reused` means the
+/// caller must revoke the family (`found.family_id`).
+fn classify(job: &RotationJob, found: Option<&Unclaimable<'_>>, now: i64) -> Claim {
+    match found {
+        None => Claim::Invalid("unknown refresh token"),
+        Some(r) if r.client_id != job.client_id => {
+            Claim::Invalid("refresh token was issued to another client")
+        }
+        Some(r) if r.revoked => Claim::Invalid("refresh token revoked"),
+        Some(r) if r.rotated => {
+            tracing::warn!(family = %r.family_id, client_id = %job.client_id, "rotated refresh token reused; family revoked");
+            Claim::Reused
+        }
+        Some(r) if now >= r.expires_at => Claim::Invalid("refresh token expired"),
+        Some(_) => Claim::Invalid("refresh token could not be rotated"),
+    }
+}
+
 type Reply = tokio::sync::oneshot::Sender<std::result::Result<Claim, String>>;
 
 /// The queue of rotations waiting for the next batch (see the module documentation).
@@ -191,22 +218,18 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
             reused.push(family.clone());
             Claim::Reused
         } else {
-            match found.get(&job.hash) {
-                None => Claim::Invalid("unknown refresh token"),
-                Some(r) if r.client_id != job.client_id => {
-                    Claim::Invalid("refresh token was issued to another client")
-                }
-                Some(r) if r.revoked_at.is_some() || revoked.contains(&r.family_id) => {
-                    Claim::Invalid("refresh token revoked")
-                }
-                Some(r) if r.rotated_at.is_some() => {
-                    tracing::warn!(family = %r.family_id, client_id = %job.client_id, "rotated refresh token reused; family revoked");
-                    reused.push(r.family_id.clone());
-                    Claim::Reused
-                }
-                Some(r) if now >= r.expires_at => Claim::Invalid("refresh token expired"),
-                Some(_) => Claim::Invalid("refresh token could not be rotated"),
+            let found = found.get(&job.hash).map(|r| Unclaimable {
+                family_id: &r.family_id,
+                client_id: &r.client_id,
+                revoked: r.revoked_at.is_some() || revoked.contains(&r.family_id),
+                rotated: r.rotated_at.is_some(),
+                expires_at: r.expires_at,
+            });
+            let claim = classify(job, found.as_ref(), now);
+            if let (Claim::Reused, Some(r)) = (&claim, &found) {
+                reused.push(r.family_id.to_owned());
             }
+            claim
         };
         claims.push(claim);
     }
@@ -230,7 +253,7 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
 mod sqlite {
     use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-    use super::{Claim, RotationJob};
+    use super::{Claim, RotationJob, Unclaimable, classify};
     use crate::{Error, Result, crypto, entity::oauth_refresh_token, ids, now_unix, store::Store};
 
     /// The claims, or the jobs back when the store has no SQLite writer.
@@ -330,23 +353,19 @@ mod sqlite {
                     Some((family, ..)) => family_revoked.exists(params![family])?,
                     None => false,
                 };
-                claims.push(match found {
-                    None => Claim::Invalid("unknown refresh token"),
-                    Some((_, client, ..)) if client != job.client_id => {
-                        Claim::Invalid("refresh token was issued to another client")
-                    }
-                    Some((_, _, _, Some(_), _)) => Claim::Invalid("refresh token revoked"),
-                    _ if revoked_family => Claim::Invalid("refresh token revoked"),
-                    Some((family, _, Some(_), None, _)) => {
-                        tracing::warn!(family = %family, client_id = %job.client_id, "rotated refresh token reused; family revoked");
-                        revoke.execute(params![now, family])?;
-                        Claim::Reused
-                    }
-                    Some((.., expires_at)) if now >= expires_at => {
-                        Claim::Invalid("refresh token expired")
-                    }
-                    Some(_) => Claim::Invalid("refresh token could not be rotated"),
-                });
+                let found =
+                    found.as_ref().map(|(family, client, rotated, revoked, expires)| Unclaimable {
+                        family_id: family,
+                        client_id: client,
+                        revoked: revoked.is_some() || revoked_family,
+                        rotated: rotated.is_some(),
+                        expires_at: *expires,
+                    });
+                let claim = classify(job, found.as_ref(), now);
+                if let (Claim::Reused, Some(r)) = (&claim, &found) {
+                    revoke.execute(params![now, r.family_id])?;
+                }
+                claims.push(claim);
             }
         }
         tx.commit()?;

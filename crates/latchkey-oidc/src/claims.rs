@@ -221,7 +221,8 @@ pub struct AccessTokenClaims<'a> {
 }
 
 impl<'a> AccessTokenClaims<'a> {
-    /// The audiences a client_credentials request asked for (RFC 8707), instead of the default.
+    /// The audiences a client_credentials request asked for (RFC 8707), instead of the default:
+    /// none keeps the default, one is a string, several an array (RFC 7519 §4.1.3).
     pub fn set_audiences(&mut self, audiences: &'a [String]) {
         match audiences {
             [] => {}
@@ -254,17 +255,6 @@ pub fn access_token<'a>(input: &AccessTokenInput<'a>) -> AccessTokenClaims<'a> {
 
 pub fn access_token_claims(input: &AccessTokenInput<'_>) -> Value {
     serde_json::to_value(access_token(input)).unwrap_or(Value::Null)
-}
-
-/// The `aud` of an access token issued for the audiences a client asked for (RFC 8707): None when
-/// it asked for none (the token keeps its default audience), a string for one, an array for
-/// several (RFC 7519 §4.1.3).
-pub fn audience_claim(audiences: &[String]) -> Option<Value> {
-    match audiences {
-        [] => None,
-        [one] => Some(json!(one)),
-        several => Some(json!(several)),
-    }
 }
 
 /// Registered and protocol claims of Latchkey's ID and access tokens. A client's JWT template
@@ -446,11 +436,27 @@ mod tests {
 
     #[test]
     fn audiences_become_a_string_or_an_array() {
-        assert_eq!(audience_claim(&[]), None);
-        assert_eq!(audience_claim(&["https://a".into()]), Some(json!("https://a")));
+        let scopes = Vec::new();
+        let aud = |audiences: &[String]| {
+            let mut c = access_token(&AccessTokenInput {
+                issuer: "https://id.example",
+                audience: "https://id.example",
+                client_id: "client_m2m",
+                subject: None,
+                auth: None,
+                scopes: &scopes,
+                jti: "j",
+                now: 1,
+                ttl_secs: 60,
+            });
+            c.set_audiences(audiences);
+            serde_json::to_value(&c).unwrap()["aud"].clone()
+        };
+        assert_eq!(aud(&[]), json!("https://id.example"));
+        assert_eq!(aud(&["https://a".into()]), json!("https://a"));
         assert_eq!(
-            audience_claim(&["https://a".into(), "https://b".into()]),
-            Some(json!(["https://a", "https://b"]))
+            aud(&["https://a".into(), "https://b".into()]),
+            json!(["https://a", "https://b"])
         );
     }
 

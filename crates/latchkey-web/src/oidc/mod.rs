@@ -583,6 +583,11 @@ async fn grant_context(
         .await?
         .filter(|s| s.user.id == user_id)
         .ok_or_else(|| json_err(OAuthError::invalid_grant("the session has ended")))?;
+    context_of(subject, revision)
+}
+
+/// [`grant_context`] for a subject already looked up (a refresh finds it while rotating).
+fn context_of(subject: Arc<GrantSubject>, revision: i64) -> Result<GrantContext, OidcError> {
     if subject.user.status != latchkey_core::model::UserStatus::Active {
         return Err(json_err(OAuthError::invalid_grant("the user is not active")));
     }
@@ -809,7 +814,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             if !client.allows_grant(clients::GRANT_REFRESH_TOKEN) {
                 return Err(unauthorized());
             }
-            let (grant, new_token) = match core
+            let (grant, new_token, subject) = match core
                 .oauth
                 .rotate_refresh(
                     &refresh_token,
@@ -819,7 +824,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 )
                 .await?
             {
-                RefreshOutcome::Rotated { grant, token } => (grant, token),
+                RefreshOutcome::Rotated { grant, token, subject } => (grant, token, subject),
                 RefreshOutcome::Invalid(reason) => {
                     return Err(json_err(OAuthError::invalid_grant(reason)));
                 }
@@ -840,7 +845,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 }
                 None => grant.scopes.clone(),
             };
-            let ctx = grant_context(&state, &grant.user_id, &grant.session_id, revision).await?;
+            let ctx = context_of(subject, revision)?;
             let issued = issue_tokens(
                 &state,
                 &client,
