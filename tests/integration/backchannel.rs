@@ -7,8 +7,8 @@ use std::{
 };
 
 use latchkey_core::{
-    audit::Actor, backchannel::LOGOUT_EVENT, clients::NewClient, entity::backchannel_outbox,
-    oauth::NewCode,
+    infra::audit::Actor, infra::entity::backchannel_outbox, oauth::NewCode,
+    oauth::backchannel::LOGOUT_EVENT, oauth::clients::NewClient,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
@@ -289,7 +289,7 @@ on_both_backends!(undelivered_logout_is_retried_once_the_receiver_is_up);
 /// sweep, which queues back-channel logout for their clients once, even when two nodes sweep
 /// at the same moment.
 async fn expired_sessions_notify_their_clients_once(backend: Backend) {
-    use latchkey_core::{entity::session, model::SessionStatus, now_unix};
+    use latchkey_core::{infra::entity::session, model::SessionStatus, now_unix};
 
     let Some(db) = TestDb::new(backend).await else { return };
     let dir = data_dir();

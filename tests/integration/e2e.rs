@@ -57,7 +57,7 @@ async fn account_flow_in_chromium() {
 /// in Chromium.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openid_client_relying_party() {
-    use latchkey_core::{audit::Actor, clients::NewClient, users::NewUser};
+    use latchkey_core::{identity::users::NewUser, infra::audit::Actor, oauth::clients::NewClient};
 
     let dir = e2e_dir();
     assert!(

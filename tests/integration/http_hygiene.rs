@@ -1,6 +1,6 @@
 //! Every route: clean 4xx on malformed input, security headers, request IDs, health and metrics.
 
-use latchkey_core::audit::Actor;
+use latchkey_core::infra::audit::Actor;
 use reqwest::Method;
 
 use crate::support::{Backend, TestDb, TestServer, client, data_dir};

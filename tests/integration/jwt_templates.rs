@@ -1,7 +1,9 @@
 //! JWT templates: rendering through `POST /v1/session/token/{template}`, instance-key and HS256
 //! signing checked with `jsonwebtoken`, session and template errors, and the CLI.
 
-use latchkey_core::{Error, audit::Actor, entity::user, jwt_templates::NewTemplate};
+use latchkey_core::{
+    Error, infra::audit::Actor, infra::entity::user, oauth::jwt_templates::NewTemplate,
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use latchkey_core::{audit::Actor, keys::SigningAlg};
+use latchkey_core::{infra::audit::Actor, infra::jose::SigningAlg};
 
 use crate::{
     on_both_backends,
@@ -70,7 +70,7 @@ async fn every_algorithm_mints_verifiable_tokens() {
         // The private key is sealed at rest: the stored row holds no PEM.
         let keys = {
             use sea_orm::EntityTrait;
-            latchkey_core::entity::signing_key::Entity::find()
+            latchkey_core::infra::entity::signing_key::Entity::find()
                 .all(node.core.store.db())
                 .await
                 .unwrap()

@@ -10,8 +10,8 @@ use std::{
 
 use latchkey_core::{
     Latchkey,
-    entity::mail_outbox,
-    mail::{MailKind, status},
+    infra::entity::mail_outbox,
+    infra::mail::{MailKind, status},
     now_unix,
 };
 use sea_orm::{

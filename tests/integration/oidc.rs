@@ -2,8 +2,8 @@
 
 use latchkey_core::{
     Error,
-    audit::Actor,
-    clients::{self, NewClient},
+    infra::audit::Actor,
+    oauth::clients::{self, NewClient},
 };
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ async fn client_registry_stores_hashed_rotating_secrets(backend: Backend) {
     assert!(client.has_post_logout_redirect_uri("https://rp.example.com/bye"));
 
     // Secrets are stored hashed, never in clear.
-    use latchkey_core::entity::oauth_client_secret;
+    use latchkey_core::infra::entity::oauth_client_secret;
     use sea_orm::EntityTrait;
     let rows = oauth_client_secret::Entity::find().all(core.store.db()).await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -205,7 +205,7 @@ async fn cli_manages_clients() {
 pub(crate) mod flows {
     use std::collections::HashMap;
 
-    use latchkey_core::{audit::Actor, clients::NewClient, keys::SigningAlg};
+    use latchkey_core::{infra::audit::Actor, infra::jose::SigningAlg, oauth::clients::NewClient};
     use openidconnect::{
         AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
         OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
@@ -587,7 +587,7 @@ pub(crate) mod flows {
         // Expired code.
         let code = code_for(&node, &browser, &id).await;
         {
-            use latchkey_core::entity::oauth_code;
+            use latchkey_core::infra::entity::oauth_code;
             use sea_orm::{EntityTrait, sea_query::Expr};
             oauth_code::Entity::update_many()
                 .col_expr(oauth_code::Column::ExpiresAt, Expr::value(latchkey_core::now_unix() - 1))
@@ -733,7 +733,7 @@ pub(crate) mod flows {
         let browser = Browser::new(&node.base_url);
         code_for(&node, &browser, &id).await;
         {
-            use latchkey_core::entity::session;
+            use latchkey_core::infra::entity::session;
             use sea_orm::{EntityTrait, sea_query::Expr};
             session::Entity::update_many()
                 .col_expr(session::Column::CreatedAt, Expr::value(latchkey_core::now_unix() - 3600))

@@ -3,7 +3,8 @@
 //! ID-token claims.
 
 use latchkey_core::{
-    Error, audit::Actor, clients::NewClient, jwt_templates::NewTemplate, keys::SigningAlg,
+    Error, infra::audit::Actor, infra::jose::SigningAlg, oauth::clients::NewClient,
+    oauth::jwt_templates::NewTemplate,
 };
 use serde_json::{Value, json};
 
@@ -196,7 +197,7 @@ fn auth_path(client_id: &str) -> String {
 /// Sets a stored template's claims directly, bypassing the checks of `templates add` (as a
 /// template written by hand or by an older version could be).
 async fn force_template_claims(node: &TestServer, name: &str, claims: &Value) {
-    use latchkey_core::entity::jwt_template;
+    use latchkey_core::infra::entity::jwt_template;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     let res = jwt_template::Entity::update_many()
         .col_expr(jwt_template::Column::Claims, Expr::value(claims.to_string()))

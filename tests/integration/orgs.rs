@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey_core::{audit::Actor, model::User, users::NewUser};
+use latchkey_core::{identity::users::NewUser, infra::audit::Actor, model::User};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -102,7 +102,7 @@ fn token_of(accept_url: &str) -> String {
 }
 
 async fn audit_actions(node: &TestServer) -> Vec<String> {
-    latchkey_core::audit::recent(node.core.store.db(), 500)
+    latchkey_core::infra::audit::recent(node.core.store.db(), 500)
         .await
         .unwrap()
         .into_iter()
@@ -111,7 +111,7 @@ async fn audit_actions(node: &TestServer) -> Vec<String> {
 }
 
 async fn invitations_are_single_use_and_bound_to_the_address(backend: Backend) {
-    use latchkey_core::entity::org_invitation;
+    use latchkey_core::infra::entity::org_invitation;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
     let Some(db) = TestDb::new(backend).await else { return };

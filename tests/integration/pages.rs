@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use latchkey_core::audit::Actor;
+use latchkey_core::infra::audit::Actor;
 use reqwest::{StatusCode, header};
 
 use crate::{
@@ -264,7 +264,7 @@ async fn sign_in_and_account_pages(backend: Backend) {
     assert_eq!(browser.get("/account").await.0, 303);
     assert!(node.core.sessions.list(Some(&ada.id), false, 10).await.unwrap().is_empty());
 
-    let events = latchkey_core::audit::recent(node.core.store.db(), 200).await.unwrap();
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 200).await.unwrap();
     for action in [
         "sign_in.failed",
         "sign_in.succeeded",
@@ -337,7 +337,7 @@ async fn failed_sign_ins_are_throttled_and_lock_the_account(backend: Backend) {
     let (status, body, _) = browser.sign_in("ada@example.com", "correct horse battery", "").await;
     assert_eq!(status, 429, "locked account accepted the right password");
     assert!(body.contains("Too many attempts"));
-    let events = latchkey_core::audit::recent(node.core.store.db(), 100).await.unwrap();
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 100).await.unwrap();
     assert!(events.iter().any(|e| e.action == "user.locked_out"));
 
     // An administrator can see and clear the lockout.
@@ -715,7 +715,7 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
     let mails = smtp.wait_for(3, Duration::from_secs(15)).await;
     let code = code_in(mails.iter().find(|m| m.to.contains("edsger@")).unwrap().part("text/plain"));
     {
-        use latchkey_core::entity::sign_up_attempt;
+        use latchkey_core::infra::entity::sign_up_attempt;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
         sign_up_attempt::Entity::update_many()
             .col_expr(
@@ -829,7 +829,7 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
     {
-        use latchkey_core::entity::password_reset;
+        use latchkey_core::infra::entity::password_reset;
         use sea_orm::{EntityTrait, sea_query::Expr};
         password_reset::Entity::update_many()
             .col_expr(password_reset::Column::ExpiresAt, Expr::value(latchkey_core::now_unix() - 1))
@@ -854,7 +854,7 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
         303
     );
 
-    let events = latchkey_core::audit::recent(node.core.store.db(), 200).await.unwrap();
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 200).await.unwrap();
     assert!(events.iter().any(|e| e.action == "password.reset"));
     assert!(events.iter().any(|e| e.action == "password.reset_requested"));
     node.stop().await;

@@ -1,6 +1,6 @@
 //! The hybrid session model: session → short-lived JWT → revoke → 401, on every node.
 
-use latchkey_core::audit::Actor;
+use latchkey_core::infra::audit::Actor;
 use serde_json::Value;
 
 use crate::{
@@ -95,7 +95,7 @@ async fn deactivated_and_banned_users_get_no_token(backend: Backend) {
     assert!(node.core.sessions.create(&bob.id, Default::default(), &Actor::cli()).await.is_err());
 
     // The audit trail has the deactivation.
-    let events = latchkey_core::audit::recent(node.core.store.db(), 50).await.unwrap();
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 50).await.unwrap();
     assert!(
         events
             .iter()
@@ -141,7 +141,7 @@ async fn active_organisation_appears_in_the_token(backend: Backend) {
 on_both_backends!(active_organisation_appears_in_the_token);
 
 async fn expired_and_idle_sessions_get_no_token(backend: Backend) {
-    use latchkey_core::entity::session;
+    use latchkey_core::infra::entity::session;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
     let Some(db) = TestDb::new(backend).await else { return };
@@ -173,7 +173,7 @@ async fn expired_and_idle_sessions_get_no_token(backend: Backend) {
         .exec(other.store.db())
         .await
         .unwrap();
-    latchkey_core::store::Store::bump_revision(other.store.db()).await.unwrap();
+    latchkey_core::infra::store::Store::bump_revision(other.store.db()).await.unwrap();
 
     assert_eq!(node.token_request(&idle_secret).await.status(), 401);
     assert_eq!(node.token_request(&old_secret).await.status(), 401);

@@ -2,7 +2,8 @@ use std::{collections::HashMap, net::TcpListener, path::Path, process::Command, 
 
 use actix_web::dev::ServerHandle;
 use latchkey_core::{
-    Latchkey, Settings, audit::Actor, model::User, sessions::SessionOrigin, users::NewUser,
+    Latchkey, Settings, identity::sessions::SessionOrigin, identity::users::NewUser,
+    infra::audit::Actor, model::User,
 };
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;

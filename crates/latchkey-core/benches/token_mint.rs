@@ -17,8 +17,8 @@ use std::{
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use josekit::jws::{JwsHeader, JwsSigner};
 use latchkey_core::{
-    Latchkey, Settings, audit::Actor, ids, keys::SigningAlg, now_unix, sessions::SessionOrigin,
-    store::Store, users::NewUser,
+    Latchkey, Settings, identity::sessions::SessionOrigin, identity::users::NewUser,
+    infra::audit::Actor, infra::ids, infra::jose::SigningAlg, infra::store::Store, now_unix,
 };
 use serde::Serialize;
 

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use latchkey_core::config::AuthPolicy;
+use latchkey_core::infra::config::AuthPolicy;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut seconds = 5.0f64;

@@ -14,7 +14,7 @@ use std::{
 };
 
 use josekit::jws::JwsHeader;
-use latchkey_core::{ids, keys::SigningAlg, now_unix};
+use latchkey_core::{infra::ids, infra::jose::SigningAlg, now_unix};
 use serde::Serialize;
 
 type BoxError = Box<dyn std::error::Error>;

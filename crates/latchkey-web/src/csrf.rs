@@ -16,7 +16,7 @@ pub fn api_origin(req: &HttpRequest, state: &AppState) -> Result<String, ApiErro
             let origin = value
                 .to_str()
                 .ok()
-                .and_then(latchkey_core::config::normalize_origin)
+                .and_then(latchkey_core::infra::config::normalize_origin)
                 .ok_or_else(|| ApiError::Forbidden("origin not allowed".into()))?;
             if state.allowed_origins.contains(&origin) {
                 Ok(origin)

@@ -3,7 +3,7 @@
 use std::{future::Future, pin::Pin};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use latchkey_core::session_tokens::SessionContext;
+use latchkey_core::identity::session_tokens::SessionContext;
 
 use crate::{ApiError, AppState, csrf};
 

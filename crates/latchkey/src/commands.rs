@@ -2,12 +2,12 @@ use std::{net::TcpListener, time::Instant};
 
 use latchkey_core::{
     Latchkey, Settings,
-    audit::Actor,
-    clients::NewClient,
-    config::{ConfigError, LogFormat},
-    keys::SigningAlg,
-    sessions::SessionOrigin,
-    users::NewUser,
+    identity::sessions::SessionOrigin,
+    identity::users::NewUser,
+    infra::audit::Actor,
+    infra::config::{ConfigError, LogFormat},
+    infra::jose::SigningAlg,
+    oauth::clients::NewClient,
 };
 use serde_json::json;
 
@@ -282,7 +282,7 @@ async fn create_user(
 ) -> Result<()> {
     let generated = is_admin && args.password.is_none();
     let password =
-        if generated { Some(latchkey_core::crypto::random_secret()) } else { args.password };
+        if generated { Some(latchkey_core::infra::crypto::random_secret()) } else { args.password };
     let user = core
         .users
         .create(
@@ -442,7 +442,7 @@ async fn manage_templates(core: &Latchkey, command: TemplatesCommand, actor: &Ac
             let template = core
                 .jwt_templates
                 .create(
-                    latchkey_core::jwt_templates::NewTemplate {
+                    latchkey_core::oauth::jwt_templates::NewTemplate {
                         name,
                         claims,
                         hs256_secret,

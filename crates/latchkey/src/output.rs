@@ -1,10 +1,10 @@
 //! Plain-text renderings of CLI results; `--json` prints the domain types as they are.
 
 use latchkey_core::{
-    auth::LockoutStatus,
-    clients::Client,
-    jwt_templates::JwtTemplate,
     model::{Membership, Session, SigningKeyInfo, User},
+    oauth::clients::Client,
+    oauth::jwt_templates::JwtTemplate,
+    sign_in::LockoutStatus,
 };
 
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) {

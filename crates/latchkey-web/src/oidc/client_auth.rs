@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, http::header};
-use latchkey_core::clients::{self, Client};
+use latchkey_core::oauth::clients::{self, Client};
 use latchkey_oidc::{
     OAuthError,
     params::Params,
@@ -110,7 +110,7 @@ async fn verify_assertion(
         return Err(err("client is not registered for private_key_jwt"));
     }
     let jwks = client.jwks.clone().ok_or_else(|| err("client has no keys"))?;
-    let (_, claims) = latchkey_core::oauth::verify_with_jwks(assertion, &jwks)
+    let (_, claims) = latchkey_core::infra::jose::verify_with_jwks(assertion, &jwks)
         .map_err(|_| err("assertion signature not valid"))?;
     let now = latchkey_core::now_unix();
     let s = |k: &str| claims.get(k).and_then(Value::as_str);

@@ -14,10 +14,10 @@ use actix_web::{
 };
 use askama::Template;
 use latchkey_core::{
-    audit::Actor,
-    clients::{self, Client},
-    keys::SigningAlg,
+    infra::audit::Actor,
+    infra::jose::SigningAlg,
     now_unix,
+    oauth::clients::{self, Client},
     oauth::{CodeRedemption, GrantSubject, NewCode, RefreshGrant, RefreshOutcome},
 };
 use latchkey_oidc::{
@@ -64,7 +64,8 @@ fn auth_after(state: &AppState, areq: &AuthorizationRequest, params: &Params) ->
     let (t, mac) = params.get(AUTH_AFTER)?.split_once('.')?;
     let t: i64 = t.parse().ok()?;
     let expected = auth_after_mac(state, areq, t);
-    (!expected.is_empty() && latchkey_core::crypto::constant_time_eq(&expected, mac)).then_some(t)
+    (!expected.is_empty() && latchkey_core::infra::crypto::constant_time_eq(&expected, mac))
+        .then_some(t)
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -485,7 +486,7 @@ async fn select_account(
         // Signed out meanwhile: signing in chooses the account.
         return Ok(to_sign_in(&areq, &form.request, Some(auth_after_marker(&state, &areq, now))));
     };
-    if !latchkey_core::crypto::constant_time_eq(&form.session, &session.session_id) {
+    if !latchkey_core::infra::crypto::constant_time_eq(&form.session, &session.session_id) {
         // Another account signed in since the chooser was shown: ask again, for that one.
         return authorize_with(&req, &state, params, form.request.clone(), Entry::Request).await;
     }
@@ -624,7 +625,7 @@ async fn issue_tokens(
         org_id: ctx.org_id(),
         org_role: ctx.subject.org_role.as_deref(),
     };
-    let jti = latchkey_core::ids::new_id("at");
+    let jti = latchkey_core::infra::ids::new_id("at");
     let at_input = claims::AccessTokenInput {
         issuer: issuer(state),
         audience: issuer(state),
@@ -877,7 +878,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             // RFC 8707: only audiences registered for the client; none keeps the issuer.
             token::check_audiences(&audiences, &client.audiences).map_err(json_err)?;
             let now = now_unix();
-            let jti = latchkey_core::ids::new_id("at");
+            let jti = latchkey_core::infra::ids::new_id("at");
             let mut claims = claims::access_token(&claims::AccessTokenInput {
                 issuer: issuer(&state),
                 audience: issuer(&state),

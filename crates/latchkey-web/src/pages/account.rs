@@ -1,7 +1,7 @@
 //! `/account`: profile, password, and the user's own sessions.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use latchkey_core::{Error as CoreError, audit::Actor};
+use latchkey_core::{Error as CoreError, infra::audit::Actor};
 use serde::Deserialize;
 
 use super::{

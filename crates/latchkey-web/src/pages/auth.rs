@@ -5,7 +5,7 @@ use actix_web::{
     http::{StatusCode, header},
     web,
 };
-use latchkey_core::{Error as CoreError, audit::Actor, auth::SignInMethod};
+use latchkey_core::{Error as CoreError, infra::audit::Actor, sign_in::SignInMethod};
 use serde::Deserialize;
 
 use super::{

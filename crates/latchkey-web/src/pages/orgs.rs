@@ -2,7 +2,7 @@
 //! join, and the admins' list of join requests.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use latchkey_core::{Error as CoreError, audit::Actor};
+use latchkey_core::{Error as CoreError, infra::audit::Actor};
 use serde::Deserialize;
 
 use super::{

@@ -7,7 +7,7 @@ use actix_web::{
     http::{StatusCode, header},
 };
 use askama::Template;
-use latchkey_core::{auth::ClientInfo, crypto, session_tokens::SessionContext};
+use latchkey_core::{identity::session_tokens::SessionContext, infra::crypto, sign_in::ClientInfo};
 
 use super::error::PageError;
 use crate::AppState;
@@ -43,7 +43,7 @@ pub fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -> Resu
         let ok = origin
             .to_str()
             .ok()
-            .and_then(latchkey_core::config::normalize_origin)
+            .and_then(latchkey_core::infra::config::normalize_origin)
             .is_some_and(|o| o == state.public_origin);
         if !ok {
             return Err(PageError::Csrf);

@@ -8,7 +8,7 @@ use actix_web::{
     http::{StatusCode, header},
     web,
 };
-use latchkey_core::{audit::Actor, ids, model::EnrollmentMode};
+use latchkey_core::{infra::audit::Actor, infra::ids, model::EnrollmentMode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -179,7 +179,7 @@ async fn set_member(
     let org_id = org_id(&path)?;
     state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let user_id = id(ids::USER, &body.user_id)?;
-    let role = body.role.as_deref().unwrap_or(latchkey_core::orgs::ROLE_MEMBER);
+    let role = body.role.as_deref().unwrap_or(latchkey_core::tenancy::orgs::ROLE_MEMBER);
     let m = state.core.orgs.set_membership(org_id, user_id, role, &actor(&req, &api)).await?;
     render(StatusCode::OK, &m)
 }
@@ -223,7 +223,7 @@ async fn invite(
 ) -> Response {
     let org_id = org_id(&path)?;
     state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
-    let role = body.role.as_deref().unwrap_or(latchkey_core::orgs::ROLE_MEMBER);
+    let role = body.role.as_deref().unwrap_or(latchkey_core::tenancy::orgs::ROLE_MEMBER);
     let issued = state
         .core
         .invitations

@@ -1,0 +1,366 @@
+//! Users: creation, lookup, deactivation.
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::json;
+
+use crate::{
+    Error, Result,
+    identity::model::{User, UserStatus},
+    identity::passwords::{self, Passwords},
+    infra::audit::{self, Actor},
+    infra::entity::{password_credential, session, user, user_email},
+    infra::ids,
+    infra::store::Store,
+    now_unix,
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub email: String,
+    pub password: Option<String>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub email_verified: bool,
+    pub is_admin: bool,
+}
+
+#[derive(Clone)]
+pub struct UserService {
+    store: Store,
+    passwords: Passwords,
+}
+
+/// Lower-cases and checks an address; the store keeps one canonical form per address.
+pub fn normalize_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 320
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+                && !local.contains('@')
+        });
+    if valid { Ok(email) } else { Err(Error::invalid("email", "is not a valid email address")) }
+}
+
+impl UserService {
+    pub fn new(store: Store, passwords: Passwords) -> Self {
+        Self { store, passwords }
+    }
+
+    /// Creates a user; an operator-set password only has to meet the length policy.
+    pub async fn create(&self, mut new: NewUser, actor: &Actor) -> Result<User> {
+        let password_hash = match new.password.take() {
+            Some(p) => {
+                passwords::check_policy(&p)?;
+                Some(self.passwords.hash(p).await?)
+            }
+            None => None,
+        };
+        self.create_with_hash(new, password_hash, actor).await
+    }
+
+    /// Creates a user whose password (if any) is already hashed.
+    pub async fn create_with_hash(
+        &self,
+        new: NewUser,
+        password_hash: Option<String>,
+        actor: &Actor,
+    ) -> Result<User> {
+        let email = normalize_email(&new.email)?;
+        let now = now_unix();
+        let id = ids::new_id(ids::USER);
+        let txn = self.store.begin_write().await?;
+        let taken = user_email::Entity::find()
+            .filter(user_email::Column::Email.eq(&email))
+            .count(&txn)
+            .await?
+            > 0;
+        if taken {
+            return Err(Error::Conflict(format!("a user with email {email} already exists")));
+        }
+        let model = user::ActiveModel {
+            id: Set(id.clone()),
+            primary_email: Set(email.clone()),
+            email_verified: Set(new.email_verified),
+            name: Set(new.name.filter(|s| !s.trim().is_empty())),
+            given_name: Set(new.given_name),
+            family_name: Set(new.family_name),
+            image_url: Set(None),
+            public_metadata: Set("{}".into()),
+            private_metadata: Set("{}".into()),
+            is_admin: Set(new.is_admin),
+            status: Set(UserStatus::Active.as_str().into()),
+            status_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            last_sign_in_at: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| unique_violation(e, &email))?;
+        user_email::ActiveModel {
+            id: Set(ids::new_id(ids::USER_EMAIL)),
+            user_id: Set(id.clone()),
+            email: Set(email.clone()),
+            verified: Set(new.email_verified),
+            created_at: Set(now),
+            verified_at: Set(new.email_verified.then_some(now)),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| unique_violation(e, &email))?;
+        if let Some(hash) = password_hash {
+            password_credential::ActiveModel {
+                user_id: Set(id.clone()),
+                password_hash: Set(hash),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        audit::record(
+            &txn,
+            actor,
+            "user.created",
+            Some(&id),
+            json!({ "email": email, "admin": new.is_admin }),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(model.into())
+    }
+
+    /// Sets or replaces a user's password hash in the caller's transaction.
+    pub async fn set_password_hash<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        user_id: &str,
+        hash: String,
+    ) -> Result<()> {
+        let now = now_unix();
+        match password_credential::Entity::find_by_id(user_id.to_owned()).one(conn).await? {
+            Some(existing) => {
+                let mut am: password_credential::ActiveModel = existing.into();
+                am.password_hash = Set(hash);
+                am.updated_at = Set(now);
+                am.update(conn).await?;
+            }
+            None => {
+                password_credential::ActiveModel {
+                    user_id: Set(user_id.to_owned()),
+                    password_hash: Set(hash),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates profile fields the user may change themselves.
+    pub async fn update_name(
+        &self,
+        user_id: &str,
+        name: Option<String>,
+        actor: &Actor,
+    ) -> Result<User> {
+        let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if name.as_ref().is_some_and(|n| n.chars().count() > 256) {
+            return Err(Error::invalid("name", "must be at most 256 characters"));
+        }
+        let txn = self.store.begin_write().await?;
+        let existing = user::Entity::find_by_id(user_id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        let mut am: user::ActiveModel = existing.into();
+        am.name = Set(name.clone());
+        am.updated_at = Set(now_unix());
+        let updated = am.update(&txn).await?;
+        audit::record(&txn, actor, "user.profile_updated", Some(user_id), json!({ "name": name }))
+            .await?;
+        // Profile claims are cached with the grants they appear in.
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(updated.into())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<User> {
+        user::Entity::find_by_id(id.to_owned())
+            .one(self.store.db())
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| Error::NotFound(format!("user {id}")))
+    }
+
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<User>> {
+        let email = normalize_email(email)?;
+        let Some(e) = user_email::Entity::find()
+            .filter(user_email::Column::Email.eq(email))
+            .one(self.store.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(user::Entity::find_by_id(e.user_id).one(self.store.db()).await?.map(Into::into))
+    }
+
+    /// Resolves a user by id (`usr_…`) or email address.
+    pub async fn resolve(&self, id_or_email: &str) -> Result<User> {
+        if id_or_email.starts_with("usr_") {
+            return self.get(id_or_email).await;
+        }
+        self.find_by_email(id_or_email)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {id_or_email}")))
+    }
+
+    pub async fn list(&self, limit: u64, offset: u64) -> Result<Vec<User>> {
+        Ok(user::Entity::find()
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub async fn count_admins(&self) -> Result<u64> {
+        Ok(user::Entity::find()
+            .filter(user::Column::IsAdmin.eq(true))
+            .count(self.store.db())
+            .await?)
+    }
+
+    /// Marks the user deactivated and revokes all of their sessions at once.
+    pub async fn deactivate(
+        &self,
+        id: &str,
+        reason: Option<String>,
+        actor: &Actor,
+    ) -> Result<User> {
+        self.set_status(id, UserStatus::Deactivated, reason, actor).await
+    }
+
+    pub async fn ban(&self, id: &str, reason: Option<String>, actor: &Actor) -> Result<User> {
+        self.set_status(id, UserStatus::Banned, reason, actor).await
+    }
+
+    pub async fn reactivate(&self, id: &str, actor: &Actor) -> Result<User> {
+        self.set_status(id, UserStatus::Active, None, actor).await
+    }
+
+    async fn set_status(
+        &self,
+        id: &str,
+        status: UserStatus,
+        reason: Option<String>,
+        actor: &Actor,
+    ) -> Result<User> {
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let existing = user::Entity::find_by_id(id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+        let mut am: user::ActiveModel = existing.into();
+        am.status = Set(status.as_str().into());
+        am.status_reason = Set(reason.clone());
+        am.updated_at = Set(now);
+        let updated = am.update(&txn).await?;
+        let mut revoked = 0;
+        if status != UserStatus::Active {
+            revoked =
+                revoke_user_sessions(&txn, id, &format!("user_{}", status.as_str()), now).await?;
+        }
+        let action = match status {
+            UserStatus::Active => "user.reactivated",
+            UserStatus::Deactivated => "user.deactivated",
+            UserStatus::Banned => "user.banned",
+        };
+        audit::record(
+            &txn,
+            actor,
+            action,
+            Some(id),
+            json!({ "reason": reason, "sessions_revoked": revoked }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        if revoked > 0 {
+            self.store.notify_backchannel();
+        }
+        Ok(updated.into())
+    }
+}
+
+/// Ends every active session of a user in the caller's transaction; returns how many.
+pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64> {
+    let ids = crate::oauth::backchannel::active_session_ids(
+        conn,
+        sea_orm::Condition::all().add(session::Column::UserId.eq(user_id)),
+    )
+    .await?;
+    let res = session::Entity::update_many()
+        .col_expr(session::Column::Status, sea_orm::sea_query::Expr::value("revoked"))
+        .col_expr(session::Column::EndReason, sea_orm::sea_query::Expr::value(reason))
+        .col_expr(session::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
+        .filter(session::Column::Id.is_in(ids.iter().cloned()))
+        .filter(session::Column::Status.eq("active"))
+        .exec(conn)
+        .await?;
+    // Queued with the revocation, so clients hear of it exactly when it commits.
+    crate::oauth::backchannel::enqueue_for_sessions(conn, &ids, now).await?;
+    Ok(res.rows_affected)
+}
+
+fn unique_violation(e: sea_orm::DbErr, email: &str) -> Error {
+    match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+            Error::Conflict(format!("a user with email {email} already exists"))
+        }
+        _ => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(normalize_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@localhost",
+            "a b@example.com",
+            "ada@exa mple.com",
+            "a@b@c.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The JOSE algorithms Latchkey signs with, and the verification of compact JWS against a JWK
+//! set. Verification never trusts the header's algorithm beyond this list: `none` and HMAC
+//! have no verifier here.
+
+use josekit::{
+    jwk::{Jwk, alg::ed::EdCurve},
+    jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::infra::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    ES256,
+    RS256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Generates a key pair: (PKCS#8 private PEM, public JWK without kid).
+    pub fn generate(self) -> Result<(Vec<u8>, Jwk)> {
+        Ok(match self {
+            Self::ES256 => {
+                let kp = ES256.generate_key_pair()?;
+                (kp.to_pem_private_key(), kp.to_jwk_public_key())
+            }
+            Self::RS256 => {
+                let kp = RS256.generate_key_pair(2048)?;
+                (kp.to_pem_private_key(), kp.to_jwk_public_key())
+            }
+            Self::EdDSA => {
+                let kp = EdDSA.generate_key_pair(EdCurve::Ed25519)?;
+                (kp.to_pem_private_key(), kp.to_jwk_public_key())
+            }
+        })
+    }
+
+    pub fn signer_from_pem(self, pem: &[u8], kid: &str) -> Result<Box<dyn JwsSigner>> {
+        Ok(match self {
+            Self::ES256 => {
+                let mut s = ES256.signer_from_pem(pem)?;
+                s.set_key_id(kid);
+                Box::new(s)
+            }
+            Self::RS256 => {
+                let mut s = RS256.signer_from_pem(pem)?;
+                s.set_key_id(kid);
+                Box::new(s)
+            }
+            Self::EdDSA => {
+                let mut s = EdDSA.signer_from_pem(pem)?;
+                s.set_key_id(kid);
+                Box::new(s)
+            }
+        })
+    }
+}
+
+/// A JWS verifier for a public JWK, limited to the algorithms Latchkey signs with. `alg: none`
+/// and HMAC never get a verifier, so tokens using them cannot pass.
+pub fn verifier_for(jwk: &Jwk, alg: &str) -> Result<Box<dyn JwsVerifier>> {
+    if jwk.algorithm().is_some_and(|a| a != alg) {
+        return Err(Error::Crypto("JWK algorithm mismatch".into()));
+    }
+    Ok(match alg {
+        "RS256" => Box::new(RS256.verifier_from_jwk(jwk)?),
+        "ES256" => Box::new(ES256.verifier_from_jwk(jwk)?),
+        "EdDSA" => Box::new(EdDSA.verifier_from_jwk(jwk)?),
+        _ => return Err(Error::Crypto(format!("algorithm {alg:?} is not accepted"))),
+    })
+}
+
+/// Verifies a compact JWS against a JWK set (`{"keys": [...]}`), picking the key by `kid` (or
+/// trying each key when there is none). Returns the header's `typ` and the claims.
+pub fn verify_with_jwks(jwt: &str, jwks: &Value) -> Result<(Option<String>, Map<String, Value>)> {
+    if jwt.len() > 16 * 1024 || jwt.split('.').count() != 3 {
+        return Err(Error::Unauthenticated("malformed JWT"));
+    }
+    let header = josekit::jwt::decode_header(jwt)
+        .map_err(|_| Error::Unauthenticated("malformed JWT header"))?;
+    let alg = header
+        .claim("alg")
+        .and_then(Value::as_str)
+        .ok_or(Error::Unauthenticated("JWT without alg"))?
+        .to_owned();
+    let kid = header.claim("kid").and_then(Value::as_str).map(str::to_owned);
+    let typ = header.claim("typ").and_then(Value::as_str).map(str::to_owned);
+    let keys = jwks.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
+    for key in keys {
+        let Value::Object(map) = key else { continue };
+        let Ok(jwk) = Jwk::from_map(map) else { continue };
+        if kid.as_deref().is_some_and(|k| jwk.key_id() != Some(k)) {
+            continue;
+        }
+        let Ok(verifier) = verifier_for(&jwk, &alg) else { continue };
+        if let Ok((payload, _)) = josekit::jws::deserialize_compact(jwt, verifier.as_ref()) {
+            let claims: Map<String, Value> = serde_json::from_slice(&payload)
+                .map_err(|_| Error::Unauthenticated("JWT payload is not a JSON object"))?;
+            return Ok((typ, claims));
+        }
+    }
+    Err(Error::Unauthenticated("JWT signature not valid"))
+}

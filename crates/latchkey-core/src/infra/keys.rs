@@ -1,0 +1,353 @@
+//! Signing keys: generation, sealed storage, rotation and the published JWKS.
+
+use std::{sync::Arc, time::Duration};
+
+use josekit::jws::JwsSigner;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Serialize;
+
+use crate::{
+    Error, Result, Settings,
+    infra::audit::{self, Actor},
+    infra::entity::signing_key,
+    infra::ids,
+    infra::jose::SigningAlg,
+    infra::store::Store,
+    now_unix,
+};
+
+/// Token types whose JWS header is encoded once per key (`typ` values Latchkey signs).
+const CACHED_TYPS: [&str; 3] = ["JWT", "at+jwt", "logout+jwt"];
+
+/// An active key ready to sign.
+pub struct LoadedSigner {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub signer: Box<dyn JwsSigner>,
+    /// base64url of `{"typ":…,"alg":…,"kid":…}` for each of [`CACHED_TYPS`]: the same for every
+    /// token of that type.
+    headers_b64: [String; CACHED_TYPS.len()],
+}
+
+fn header_b64(typ: &str, alg: SigningAlg, kid: &str) -> Result<String> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let header = serde_json::json!({ "typ": typ, "alg": alg.as_str(), "kid": kid });
+    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?))
+}
+
+impl LoadedSigner {
+    fn new(kid: String, alg: SigningAlg, signer: Box<dyn JwsSigner>) -> Result<Self> {
+        let headers_b64 = [
+            header_b64(CACHED_TYPS[0], alg, &kid)?,
+            header_b64(CACHED_TYPS[1], alg, &kid)?,
+            header_b64(CACHED_TYPS[2], alg, &kid)?,
+        ];
+        Ok(Self { kid, alg, signer, headers_b64 })
+    }
+
+    /// Signs `payload` as a compact JWS with the `typ: JWT` header.
+    pub fn sign_jwt(&self, payload: &[u8]) -> Result<String> {
+        self.sign_typed("JWT", payload)
+    }
+
+    /// Signs `payload` as a compact JWS whose header carries `typ`, `alg` and `kid`.
+    /// Equivalent to `josekit::jws::serialize_compact`, but the header of the usual token
+    /// types is encoded once per key instead of being rebuilt for every token on the hot path.
+    pub fn sign_typed(&self, typ: &str, payload: &[u8]) -> Result<String> {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let built;
+        let header = match CACHED_TYPS.iter().position(|t| *t == typ) {
+            Some(i) => &self.headers_b64[i],
+            None => {
+                built = header_b64(typ, self.alg, &self.kid)?;
+                &built
+            }
+        };
+        let mut out = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
+        out.push_str(header);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut out);
+        let signature = self.signer.sign(out.as_bytes())?;
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut out);
+        Ok(out)
+    }
+}
+
+const ACTIVE: &str = "active";
+const RETIRED: &str = "retired";
+
+#[derive(Clone)]
+struct CachedJwks {
+    revision: i64,
+    /// When the first retired key in the set stops being published.
+    stale_at: Option<i64>,
+    set: Arc<serde_json::Value>,
+}
+
+/// Active signers by algorithm, each with the store revision it was loaded at.
+type SignerCache = std::collections::HashMap<SigningAlg, (i64, Arc<LoadedSigner>)>;
+
+#[derive(Clone)]
+pub struct KeyService {
+    store: Store,
+    /// How long a retired key stays published: longest token lifetime plus clock skew.
+    retention: Duration,
+    /// Unsealed active keys, each tagged with the store revision it was loaded at; rotation
+    /// bumps the revision, so every node picks up a new key on its next signature.
+    signers: Arc<std::sync::RwLock<SignerCache>>,
+    /// The published key set, tagged with the revision it was read at (rotation bumps it).
+    jwks: Arc<std::sync::RwLock<Option<CachedJwks>>>,
+}
+
+impl KeyService {
+    pub fn new(store: Store, settings: &Settings) -> Self {
+        Self {
+            store,
+            retention: settings.max_token_lifetime() + settings.clock_skew,
+            signers: Arc::default(),
+            jwks: Arc::default(),
+        }
+    }
+
+    /// The active key for `alg`, from the cache unless a rotation happened since it was loaded.
+    /// Loading means a query, unsealing and parsing the key, far more than one signature.
+    pub async fn current_signer(&self, alg: SigningAlg) -> Result<Arc<LoadedSigner>> {
+        let revision = self.store.current_revision().await?;
+        self.signer_at(alg, revision).await
+    }
+
+    /// As [`Self::current_signer`], for a caller that already read the store revision.
+    pub async fn signer_at(&self, alg: SigningAlg, revision: i64) -> Result<Arc<LoadedSigner>> {
+        let cached = self.signers.read().ok().and_then(|c| c.get(&alg).cloned());
+        let signer = self.refresh_signer(alg, revision, cached).await?;
+        if let Ok(mut cache) = self.signers.write() {
+            cache.insert(alg, (revision, signer.clone()));
+        }
+        Ok(signer)
+    }
+
+    /// `cached` if it was loaded at `revision` or later, or if the store's active key for `alg`
+    /// is still the same one (most revision bumps are revocations, not rotations); otherwise
+    /// the newly active key.
+    pub async fn refresh_signer(
+        &self,
+        alg: SigningAlg,
+        revision: i64,
+        cached: Option<(i64, Arc<LoadedSigner>)>,
+    ) -> Result<Arc<LoadedSigner>> {
+        match cached {
+            Some((rev, signer)) if rev >= revision => Ok(signer),
+            Some((_, signer))
+                if self.active_model(alg).await?.is_some_and(|m| m.kid == signer.kid) =>
+            {
+                Ok(signer)
+            }
+            _ => self.load_signer(alg).await,
+        }
+    }
+
+    fn seal_purpose(kid: &str) -> String {
+        format!("signing_key:{kid}")
+    }
+
+    fn new_key_model(&self, alg: SigningAlg, now: i64) -> Result<signing_key::ActiveModel> {
+        let kid = ids::new_id(ids::SIGNING_KEY);
+        let (pem, mut jwk) = alg.generate()?;
+        let pem = zeroize::Zeroizing::new(pem);
+        jwk.set_key_id(&kid);
+        jwk.set_algorithm(alg.as_str());
+        jwk.set_key_use("sig");
+        let sealed = self.store.master_key().seal(&Self::seal_purpose(&kid), &pem)?;
+        Ok(signing_key::ActiveModel {
+            kid: Set(kid),
+            alg: Set(alg.as_str().to_owned()),
+            private_key_enc: Set(sealed),
+            public_jwk: Set(jwk.to_string()),
+            status: Set(ACTIVE.to_owned()),
+            created_at: Set(now),
+            retired_at: Set(None),
+            publish_until: Set(None),
+        })
+    }
+
+    async fn active_model(&self, alg: SigningAlg) -> Result<Option<signing_key::Model>> {
+        Ok(signing_key::Entity::find()
+            .filter(signing_key::Column::Alg.eq(alg.as_str()))
+            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .one(self.store.db())
+            .await?)
+    }
+
+    /// Makes sure an active key exists for `alg`, generating the first one if needed.
+    pub async fn ensure_active(&self, alg: SigningAlg) -> Result<SigningKeyInfo> {
+        if let Some(m) = self.active_model(alg).await? {
+            return Ok(info(m, now_unix()));
+        }
+        let model = self.new_key_model(alg, now_unix())?;
+        let txn = self.store.begin_write().await?;
+        // Another process may have created one meanwhile; the re-check inside the transaction
+        // keeps one active key per algorithm.
+        let existing = signing_key::Entity::find()
+            .filter(signing_key::Column::Alg.eq(alg.as_str()))
+            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .one(&txn)
+            .await?;
+        if let Some(m) = existing {
+            txn.rollback().await?;
+            return Ok(info(m, now_unix()));
+        }
+        let m = model.insert(&txn).await?;
+        audit::record(
+            &txn,
+            &Actor::system(),
+            "key.created",
+            Some(&m.kid),
+            serde_json::json!({ "alg": alg.as_str() }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        tracing::info!(kid = %m.kid, alg = alg.as_str(), "generated signing key");
+        Ok(info(m, now_unix()))
+    }
+
+    /// Introduces a new active key for `alg`; the previous one stays published until every
+    /// token it signed has expired.
+    pub async fn rotate(
+        &self,
+        alg: SigningAlg,
+        actor: &Actor,
+    ) -> Result<(SigningKeyInfo, Option<SigningKeyInfo>)> {
+        let now = now_unix();
+        let model = self.new_key_model(alg, now)?;
+        let retention = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
+        let txn = self.store.begin_write().await?;
+        let previous = signing_key::Entity::find()
+            .filter(signing_key::Column::Alg.eq(alg.as_str()))
+            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .all(&txn)
+            .await?;
+        let mut retired = None;
+        for old in previous {
+            let mut am: signing_key::ActiveModel = old.into();
+            am.status = Set(RETIRED.to_owned());
+            am.retired_at = Set(Some(now));
+            am.publish_until = Set(Some(now + retention));
+            retired = Some(am.update(&txn).await?);
+        }
+        let new = model.insert(&txn).await?;
+        audit::record(
+            &txn,
+            actor,
+            "key.rotated",
+            Some(&new.kid),
+            serde_json::json!({ "alg": alg.as_str(), "retired": retired.as_ref().map(|m| m.kid.clone()) }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((info(new, now), retired.map(|m| info(m, now))))
+    }
+
+    pub async fn list(&self) -> Result<Vec<SigningKeyInfo>> {
+        let now = now_unix();
+        Ok(signing_key::Entity::find()
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|m| info(m, now))
+            .collect())
+    }
+
+    /// The JWK Set: active keys and retired keys still inside their retention window.
+    /// The published key set as of `revision`, from memory unless keys changed since. A
+    /// retired key's publication also ends by time, so the cache is re-read at that moment.
+    pub async fn jwks_at(&self, revision: i64) -> Result<Arc<serde_json::Value>> {
+        let now = now_unix();
+        if let Some(c) = self.jwks.read().ok().and_then(|c| c.clone())
+            && c.revision >= revision
+            && c.stale_at.is_none_or(|t| t > now)
+        {
+            return Ok(c.set);
+        }
+        let (set, stale_at) = self.published(now).await?;
+        let set = Arc::new(set);
+        if let Ok(mut c) = self.jwks.write() {
+            *c = Some(CachedJwks { revision, stale_at, set: set.clone() });
+        }
+        Ok(set)
+    }
+
+    pub async fn jwks(&self) -> Result<serde_json::Value> {
+        Ok(self.published(now_unix()).await?.0)
+    }
+
+    /// The JWK set, and when its first retired key stops being published.
+    async fn published(&self, now: i64) -> Result<(serde_json::Value, Option<i64>)> {
+        let mut keys = Vec::new();
+        let mut stale_at: Option<i64> = None;
+        for m in signing_key::Entity::find()
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .all(self.store.db())
+            .await?
+        {
+            if is_published(&m, now) {
+                if m.status != ACTIVE
+                    && let Some(t) = m.publish_until
+                {
+                    stale_at = Some(stale_at.map_or(t, |s| s.min(t)));
+                }
+                keys.push(serde_json::from_str::<serde_json::Value>(&m.public_jwk)?);
+            }
+        }
+        Ok((serde_json::json!({ "keys": keys }), stale_at))
+    }
+
+    /// Loads the active key for `alg` and unseals its private half.
+    pub async fn load_signer(&self, alg: SigningAlg) -> Result<Arc<LoadedSigner>> {
+        let m = match self.active_model(alg).await? {
+            Some(m) => m,
+            None => {
+                self.ensure_active(alg).await?;
+                self.active_model(alg)
+                    .await?
+                    .ok_or_else(|| Error::Internal("no active signing key".into()))?
+            }
+        };
+        let pem = self.store.master_key().open(&Self::seal_purpose(&m.kid), &m.private_key_enc)?;
+        let signer = alg.signer_from_pem(&pem, &m.kid)?;
+        Ok(Arc::new(LoadedSigner::new(m.kid, alg, signer)?))
+    }
+}
+
+fn is_published(m: &signing_key::Model, now: i64) -> bool {
+    m.status == ACTIVE || m.publish_until.is_some_and(|t| t > now)
+}
+
+fn info(m: signing_key::Model, now: i64) -> SigningKeyInfo {
+    SigningKeyInfo {
+        published: is_published(&m, now),
+        kid: m.kid,
+        alg: m.alg,
+        status: m.status,
+        created_at: m.created_at,
+        retired_at: m.retired_at,
+        publish_until: m.publish_until,
+    }
+}
+#[derive(Debug, Clone, Serialize)]
+pub struct SigningKeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub status: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    /// A retired key stays in the JWKS until this time.
+    pub publish_until: Option<i64>,
+    pub published: bool,
+}

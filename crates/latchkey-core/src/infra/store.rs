@@ -1,0 +1,284 @@
+//! The database connection and the few operations every service shares.
+
+use std::{sync::Arc, time::Duration};
+
+use latchkey_migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::{
+    Error, Result, infra::crypto::MasterKey, infra::entity::store_revision,
+    infra::revision::RevisionGate,
+};
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    master_key: Arc<MasterKey>,
+    /// Wakes the back-channel logout worker after a commit that queued notifications.
+    backchannel_wake: Arc<tokio::sync::Notify>,
+    /// Shared by every cache that is tagged with the store revision, so one request's read
+    /// serves all of them.
+    gate: Arc<RevisionGate>,
+    /// SQLite only: a plain connection for reading the revision in-line (see
+    /// [`Store::current_revision`]).
+    revision_reader: Option<Arc<RevisionReader>>,
+    /// SQLite only: a write connection of Latchkey's own, for batches of writes that would
+    /// otherwise cost a pool round trip per statement (see [`Store::with_sqlite_writer`]).
+    sqlite_writer: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
+    /// Dropped with the last clone of the store: background threads watch it to know when to
+    /// stop.
+    alive: Arc<()>,
+}
+
+/// How often the background checkpointer copies committed WAL pages back to the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// SQLite: copies the WAL back into the database file from a thread of its own, with passive
+/// checkpoints (they never block readers or writers). Left to the committing connection, a
+/// checkpoint runs inside whatever write happens to cross the threshold, and a burst of refresh
+/// rotations waited tens of milliseconds behind one.
+fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) {
+    let spawned = std::thread::Builder::new().name("latchkey-checkpoint".into()).spawn(move || {
+        let Ok(conn) = open_sqlite(&path, Duration::from_millis(100)) else { return };
+        loop {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            if alive.upgrade().is_none() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "background checkpoint skipped");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no background checkpointer; SQLite checkpoints on commit");
+    }
+}
+
+/// Opens a plain connection to the store's SQLite file, with the settings the pool uses.
+fn open_sqlite(path: &std::path::Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy)?;
+    // Per connection, as in the pool: commits without fsync (WAL keeps them atomic), and
+    // foreign keys enforced.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Reads the revision row of an SQLite store directly, on the calling thread. Through the
+/// pool a read is a round trip to a worker thread, tens of microseconds of wake-ups; here it
+/// is a few microseconds, cheap enough to do for every request. WAL readers never wait for
+/// writers, so the call does not block in practice; a busy or failed read falls back to the
+/// pool.
+struct RevisionReader {
+    conn: std::sync::Mutex<rusqlite::Connection>,
+}
+
+impl RevisionReader {
+    fn open(path: &std::path::Path) -> Option<Self> {
+        let conn = open_sqlite(path, Duration::from_millis(20))
+            .inspect_err(|e| tracing::warn!(error = %e, "no in-line revision reader"))
+            .ok()?;
+        Some(Self { conn: std::sync::Mutex::new(conn) })
+    }
+
+    fn read(&self) -> Option<i64> {
+        let conn = self.conn.lock().ok()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT revision FROM store_revision WHERE id = 1").ok()?;
+        stmt.query_row([], |row| row.get(0)).ok()
+    }
+}
+
+impl Store {
+    pub async fn connect(url: &str, master_key: MasterKey) -> Result<Self> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
+        if url.starts_with("sqlite:") {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                crate::infra::crypto::create_private_dir(&dir)?;
+            }
+            // WAL lets the CLI write while the server reads; busy_timeout makes concurrent
+            // writers wait instead of failing.
+            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        let db = Database::connect(opts).await?;
+        Ok(Self {
+            db,
+            master_key: Arc::new(master_key),
+            backchannel_wake: Arc::new(tokio::sync::Notify::new()),
+            gate: Arc::default(),
+            revision_reader: sqlite_path(url).and_then(|p| RevisionReader::open(&p)).map(Arc::new),
+            sqlite_writer: sqlite_path(url)
+                .and_then(|p| {
+                    open_sqlite(&p, Duration::from_secs(10))
+                        .and_then(|c| {
+                            // Batches touch index pages all over the token tables: keep more of
+                            // them (16 MiB). Checkpoints run in the background (see
+                            // `spawn_checkpointer`); this connection only steps in if the WAL
+                            // grows past ~64 MB regardless.
+                            c.pragma_update(None, "cache_size", -16384)?;
+                            c.pragma_update(None, "wal_autocheckpoint", 16000)?;
+                            Ok(c)
+                        })
+                        .inspect_err(|e| tracing::warn!(error = %e, "no own SQLite writer"))
+                        .ok()
+                })
+                .map(|c| Arc::new(std::sync::Mutex::new(c))),
+            alive: Arc::new(()),
+        })
+        .inspect(|store| {
+            if let Some(path) = sqlite_path(url) {
+                spawn_checkpointer(path, Arc::downgrade(&store.alive));
+            }
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master_key
+    }
+
+    /// Call after committing a session change: queued logout notifications go out at once.
+    pub fn notify_backchannel(&self) {
+        self.backchannel_wake.notify_one();
+    }
+
+    pub(crate) fn backchannel_wake(&self) -> &tokio::sync::Notify {
+        &self.backchannel_wake
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Applies pending migrations. On PostgreSQL an advisory lock serialises nodes that start
+    /// together, so only one of them migrates.
+    pub async fn migrate(&self) -> Result<()> {
+        if self.backend() == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7361726)").await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await?;
+        } else {
+            Migrator::up(&self.db, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails at once with
+    /// SQLITE_BUSY when another connection wrote in between, while an immediate one waits for
+    /// the busy timeout. PostgreSQL ignores the option.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(Error::from)
+    }
+
+    /// The store-wide revision: bumped by every write that can make a cached session or key stale.
+    pub async fn revision(&self) -> Result<i64> {
+        let row = store_revision::Entity::find_by_id(1).one(&self.db).await?;
+        row.map(|r| r.revision).ok_or_else(|| Error::Internal("store_revision row missing".into()))
+    }
+
+    /// The revision as of some moment after this call began, read through the shared
+    /// [`RevisionGate`] (one query serves every request waiting at that moment). Caches keyed by
+    /// revision compare against it: anything committed before the request arrived is seen.
+    pub async fn current_revision(&self) -> Result<i64> {
+        self.gate.current(self, true).await
+    }
+
+    /// [`Self::current_revision`] with the read always going through the pool. The slower read
+    /// lets more requests queue behind it, so more of them finish together; on the session-token
+    /// path, whose requests are otherwise very short, that measured about a fifth less CPU per
+    /// token (docs/benchmarks.md), while the OAuth token endpoint is faster with the in-line
+    /// read.
+    pub async fn current_revision_pooled(&self) -> Result<i64> {
+        self.gate.current(self, false).await
+    }
+
+    /// Reads the revision in-line if this store can (SQLite); None otherwise.
+    pub(crate) fn revision_inline(&self) -> Option<i64> {
+        self.revision_reader.as_ref().and_then(|r| r.read())
+    }
+
+    pub(crate) fn reads_revision_inline(&self) -> bool {
+        self.revision_reader.is_some()
+    }
+
+    pub(crate) fn has_sqlite_writer(&self) -> bool {
+        self.sqlite_writer.is_some()
+    }
+
+    /// SQLite only: runs `f` on Latchkey's own write connection, on a blocking thread. None
+    /// on PostgreSQL (or when the connection could not be opened): use the pool.
+    pub(crate) async fn with_sqlite_writer<T, F>(&self, f: F) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.sqlite_writer.clone()?;
+        let run = tokio::task::spawn_blocking(move || {
+            let mut conn =
+                writer.lock().map_err(|_| Error::Internal("SQLite writer poisoned".into()))?;
+            f(&mut conn)
+        });
+        Some(run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")))))
+    }
+
+    pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {
+        use sea_orm::sea_query::{Expr, ExprTrait, Query};
+        let stmt = Query::update()
+            .table(store_revision::Entity)
+            .value(
+                store_revision::Column::Revision,
+                Expr::col(store_revision::Column::Revision).add(1),
+            )
+            .and_where(Expr::col(store_revision::Column::Id).eq(1))
+            .to_owned();
+        conn.execute(&stmt).await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+/// The database file of an `sqlite:` URL; None for other URLs and in-memory databases.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" || path.starts_with("file::memory:") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    sqlite_path(url)?.parent().map(|p| p.to_path_buf()).filter(|p| !p.as_os_str().is_empty())
+}

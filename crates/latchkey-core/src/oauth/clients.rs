@@ -1,0 +1,696 @@
+//! The OAuth / OpenID Connect client registry: relying parties that delegate sign-in to
+//! Latchkey. Client secrets are stored as SHA-256 hashes (they carry 256 random bits) and are
+//! shown once; rotating keeps the previous secret valid for an overlap period. A client may
+//! also register the audiences its client_credentials tokens may be issued for (RFC 8707) and
+//! name JWT templates whose claims are added to its access and ID tokens.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    Error, Result,
+    infra::audit::{self, Actor},
+    infra::crypto,
+    infra::entity::{jwt_template, oauth_client, oauth_client_secret},
+    infra::ids,
+    infra::jose::SigningAlg,
+    infra::store::Store,
+    now_unix,
+};
+
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+const KNOWN_GRANTS: [&str; 3] =
+    [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS];
+
+pub const AUTH_SECRET_BASIC: &str = "client_secret_basic";
+pub const AUTH_SECRET_POST: &str = "client_secret_post";
+pub const AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
+pub const AUTH_NONE: &str = "none";
+
+/// Scopes a client may request unless told otherwise.
+pub const DEFAULT_SCOPES: [&str; 5] =
+    ["openid", "profile", "email", "offline_access", "organization"];
+
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_AUDIENCES: usize = 20;
+const MAX_URI_LEN: usize = 2000;
+/// Default overlap during which a rotated-out secret still works.
+pub const DEFAULT_SECRET_OVERLAP_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confidential => "confidential",
+            Self::Public => "public",
+        }
+    }
+
+    /// Unknown stored values read as `Public`: a public client gets no secret-based trust.
+    fn parse(s: &str) -> Self {
+        if s == "confidential" { Self::Confidential } else { Self::Public }
+    }
+}
+
+/// A registered client as the rest of Latchkey sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub client_type: ClientType,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    pub first_party: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub allowed_scopes: Vec<String>,
+    pub require_pkce: bool,
+    pub id_token_alg: String,
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    /// Audiences client_credentials may ask for with `resource` / `audience` (RFC 8707).
+    pub audiences: Vec<String>,
+    /// JWT template (by name) whose claims are added to the client's access tokens.
+    pub access_token_template: Option<String>,
+    /// JWT template (by name) whose claims are added to the client's ID tokens.
+    pub id_token_template: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.client_type == ClientType::Public
+    }
+
+    /// Exact string comparison, as OAuth 2.1 requires: no prefix or pattern matching.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|u| u == uri)
+    }
+
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|u| u == uri)
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    // A corrupt list reads as empty, which matches nothing: fail closed.
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl From<oauth_client::Model> for Client {
+    fn from(m: oauth_client::Model) -> Self {
+        Self {
+            client_type: ClientType::parse(&m.client_type),
+            redirect_uris: json_list(&m.redirect_uris),
+            post_logout_redirect_uris: json_list(&m.post_logout_redirect_uris),
+            grant_types: json_list(&m.grant_types),
+            allowed_scopes: json_list(&m.allowed_scopes),
+            jwks: m.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+            audiences: m.audiences.as_deref().map(json_list).unwrap_or_default(),
+            access_token_template: m.access_token_template,
+            id_token_template: m.id_token_template,
+            client_id: m.client_id,
+            name: m.name,
+            token_endpoint_auth_method: m.token_endpoint_auth_method,
+            first_party: m.first_party,
+            backchannel_logout_uri: m.backchannel_logout_uri,
+            require_pkce: m.require_pkce,
+            id_token_alg: m.id_token_alg,
+            access_token_ttl_secs: m.access_token_ttl_secs,
+            id_token_ttl_secs: m.id_token_ttl_secs,
+            refresh_token_ttl_secs: m.refresh_token_ttl_secs,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// What `clients add` registers. Empty lists mean "the defaults for this client type".
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub name: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub jwks: Option<serde_json::Value>,
+    pub first_party: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub allowed_scopes: Vec<String>,
+    pub id_token_alg: Option<String>,
+    pub access_token_ttl_secs: Option<i64>,
+    /// Audiences for client_credentials (needs that grant type).
+    pub audiences: Vec<String>,
+    /// JWT template names for the access / ID tokens of user grants (need
+    /// authorization_code); each must exist.
+    pub access_token_template: Option<String>,
+    pub id_token_template: Option<String>,
+}
+
+/// A client with its one-time secret (None for public clients).
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedClient {
+    #[serde(flatten)]
+    pub client: Client,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// Registered redirect URIs are compared byte for byte, so they must be unambiguous: absolute,
+/// no fragment, HTTPS except on loopback (RFC 8252 native apps may also use a private-use
+/// scheme with a dot, e.g. `com.example.app:/cb`).
+pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<()> {
+    if uri.is_empty() || uri.len() > MAX_URI_LEN {
+        return Err(Error::invalid(field, "must be 1-2000 characters"));
+    }
+    let parsed = url::Url::parse(uri)
+        .map_err(|e| Error::invalid(field, format!("{uri:?} is not an absolute URL: {e}")))?;
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return Err(Error::invalid(field, format!("{uri:?} must not contain a fragment")));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Error::invalid(field, format!("{uri:?} must not contain credentials")));
+    }
+    let loopback = matches!(
+        parsed.host(),
+        Some(url::Host::Domain("localhost"))
+            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+    );
+    let ok = match parsed.scheme() {
+        "https" => parsed.host().is_some(),
+        "http" => loopback,
+        "javascript" | "data" | "file" | "vbscript" => false,
+        other => other.contains('.'),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{uri:?}: use https, http on loopback, or a reverse-domain private scheme"),
+        ))
+    }
+}
+
+/// An audience a client may ask for: an absolute URI without a fragment (RFC 8707 §2), later
+/// compared byte for byte with the requested `resource` / `audience`.
+pub fn validate_audience(uri: &str) -> Result<()> {
+    if uri.is_empty() || uri.len() > MAX_URI_LEN {
+        return Err(Error::invalid("audience", "must be 1-2000 characters"));
+    }
+    let parsed = url::Url::parse(uri)
+        .map_err(|e| Error::invalid("audience", format!("{uri:?} is not an absolute URI: {e}")))?;
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return Err(Error::invalid("audience", format!("{uri:?} must not contain a fragment")));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid("audience", format!("{uri:?} must not contain spaces")));
+    }
+    Ok(())
+}
+
+/// A template name as given (trimmed); empty means none.
+fn template_name(name: Option<String>) -> Option<String> {
+    name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())
+}
+
+fn validate_ttl(field: &'static str, secs: i64, min: i64, max: i64) -> Result<i64> {
+    if (min..=max).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(Error::invalid(field, format!("must be between {min} and {max} seconds")))
+    }
+}
+
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+#[derive(Clone)]
+pub struct ClientService {
+    store: Store,
+    /// Clients with their secret hashes, each tagged with the store revision it was read at.
+    /// Changes to a client or its secrets bump the revision, so every node re-reads it on its
+    /// next request; unknown ids are never cached.
+    cache: Arc<RwLock<HashMap<String, Arc<CachedClient>>>>,
+}
+
+struct CachedClient {
+    revision: i64,
+    client: Arc<Client>,
+    /// (SHA-256 hex, expiry) of each stored secret.
+    secrets: Vec<(String, Option<i64>)>,
+}
+
+/// Bounds the cache when ids are made up: only registered clients are cached, and there are
+/// rarely this many.
+const CACHE_CAPACITY: usize = 10_000;
+
+impl ClientService {
+    pub fn new(store: Store) -> Self {
+        Self { store, cache: Arc::default() }
+    }
+
+    /// The client (and its secrets) as of `revision`, from memory unless it changed since.
+    async fn cached(&self, client_id: &str, revision: i64) -> Result<Option<Arc<CachedClient>>> {
+        if !ids::is_valid(ids::OAUTH_CLIENT, client_id) {
+            return Ok(None);
+        }
+        let hit = self.cache.read().ok().and_then(|c| c.get(client_id).cloned());
+        if let Some(c) = hit.filter(|c| c.revision >= revision) {
+            return Ok(Some(c));
+        }
+        let db = self.store.db();
+        let Some(model) = oauth_client::Entity::find_by_id(client_id.to_owned()).one(db).await?
+        else {
+            if let Ok(mut cache) = self.cache.write() {
+                cache.remove(client_id);
+            }
+            return Ok(None);
+        };
+        let secrets = oauth_client_secret::Entity::find()
+            .filter(oauth_client_secret::Column::ClientId.eq(client_id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|r| (r.secret_hash, r.expires_at))
+            .collect();
+        let entry = Arc::new(CachedClient { revision, client: Arc::new(model.into()), secrets });
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(client_id.to_owned(), entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    /// [`Self::find`] for the protocol endpoints: served from memory, current as of `revision`
+    /// (read with [`Store::current_revision`] after the request arrived).
+    pub async fn find_at(&self, client_id: &str, revision: i64) -> Result<Option<Arc<Client>>> {
+        Ok(self.cached(client_id, revision).await?.map(|c| c.client.clone()))
+    }
+
+    /// [`Self::verify_secret`] against the cached secret hashes, current as of `revision`.
+    pub async fn verify_secret_at(
+        &self,
+        client_id: &str,
+        secret: &str,
+        revision: i64,
+    ) -> Result<bool> {
+        if secret.is_empty() || secret.len() > 512 {
+            return Ok(false);
+        }
+        let Some(entry) = self.cached(client_id, revision).await? else {
+            return Ok(false);
+        };
+        Ok(secret_matches(&entry.secrets, secret, now_unix()))
+    }
+
+    pub async fn create(&self, new: NewClient, actor: &Actor) -> Result<CreatedClient> {
+        let name = new.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Error::invalid("name", "must be 1-200 characters"));
+        }
+        let redirect_uris = dedup(new.redirect_uris);
+        if redirect_uris.len() > MAX_REDIRECT_URIS {
+            return Err(Error::invalid("redirect_uri", "at most 20"));
+        }
+        for uri in &redirect_uris {
+            validate_redirect_uri("redirect_uri", uri)?;
+        }
+        let post_logout = dedup(new.post_logout_redirect_uris);
+        if post_logout.len() > MAX_REDIRECT_URIS {
+            return Err(Error::invalid("post_logout_redirect_uri", "at most 20"));
+        }
+        for uri in &post_logout {
+            validate_redirect_uri("post_logout_redirect_uri", uri)?;
+        }
+        if let Some(uri) = &new.backchannel_logout_uri {
+            validate_redirect_uri("backchannel_logout_uri", uri)?;
+        }
+
+        let client_type = if new.public { ClientType::Public } else { ClientType::Confidential };
+        let mut grant_types = dedup(new.grant_types);
+        if grant_types.is_empty() {
+            grant_types = vec![GRANT_AUTHORIZATION_CODE.into(), GRANT_REFRESH_TOKEN.into()];
+        }
+        if let Some(g) = grant_types.iter().find(|g| !KNOWN_GRANTS.contains(&g.as_str())) {
+            return Err(Error::invalid("grant_type", format!("unsupported grant type {g:?}")));
+        }
+        if new.public && grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
+            return Err(Error::invalid(
+                "grant_type",
+                "public clients cannot use client_credentials",
+            ));
+        }
+        if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) && redirect_uris.is_empty() {
+            return Err(Error::invalid("redirect_uri", "give at least one for authorization_code"));
+        }
+        let audiences = dedup(new.audiences);
+        if audiences.len() > MAX_AUDIENCES {
+            return Err(Error::invalid("audience", "at most 20"));
+        }
+        for aud in &audiences {
+            validate_audience(aud)?;
+        }
+        if !audiences.is_empty() && !grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
+            return Err(Error::invalid(
+                "audience",
+                "audiences are for client_credentials tokens: add that grant type",
+            ));
+        }
+        let templates = [
+            ("access_token_template", template_name(new.access_token_template)),
+            ("id_token_template", template_name(new.id_token_template)),
+        ];
+        if let Some((field, _)) = templates.iter().find(|(_, t)| t.is_some())
+            && !grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE)
+        {
+            return Err(Error::invalid(
+                field,
+                "templates apply to user tokens: the client needs authorization_code",
+            ));
+        }
+
+        let auth_method = match (new.public, new.token_endpoint_auth_method.as_deref()) {
+            (true, None | Some(AUTH_NONE)) => AUTH_NONE,
+            (true, Some(_)) => {
+                return Err(Error::invalid(
+                    "token_endpoint_auth_method",
+                    "public clients use none",
+                ));
+            }
+            (false, None) => AUTH_SECRET_BASIC,
+            (false, Some(m @ (AUTH_SECRET_BASIC | AUTH_SECRET_POST | AUTH_PRIVATE_KEY_JWT))) => m,
+            (false, Some(other)) => {
+                return Err(Error::invalid(
+                    "token_endpoint_auth_method",
+                    format!("unsupported for confidential clients: {other:?}"),
+                ));
+            }
+        };
+        if auth_method == AUTH_PRIVATE_KEY_JWT {
+            let has_keys = new
+                .jwks
+                .as_ref()
+                .and_then(|j| j.get("keys"))
+                .and_then(|k| k.as_array())
+                .is_some_and(|k| !k.is_empty());
+            if !has_keys {
+                return Err(Error::invalid("jwks", "private_key_jwt needs a JWK set with keys"));
+            }
+        }
+
+        let mut allowed_scopes = dedup(new.allowed_scopes);
+        if allowed_scopes.is_empty() {
+            allowed_scopes = DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        }
+        if let Some(s) = allowed_scopes.iter().find(|s| {
+            s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        }) {
+            return Err(Error::invalid("scope", format!("invalid scope {s:?}")));
+        }
+        // RS256 is what every relying-party library accepts without configuration.
+        let id_token_alg = match new.id_token_alg.as_deref() {
+            None => SigningAlg::RS256,
+            Some(a) => SigningAlg::parse(a)
+                .ok_or_else(|| Error::invalid("id_token_alg", "use RS256, ES256 or EdDSA"))?,
+        };
+        let access_ttl =
+            validate_ttl("access_token_ttl", new.access_token_ttl_secs.unwrap_or(300), 60, 3600)?;
+
+        let now = now_unix();
+        let client_id = ids::new_id(ids::OAUTH_CLIENT);
+        let model = oauth_client::ActiveModel {
+            client_id: Set(client_id.clone()),
+            name: Set(name),
+            client_type: Set(client_type.as_str().to_owned()),
+            redirect_uris: Set(json!(redirect_uris).to_string()),
+            post_logout_redirect_uris: Set(json!(post_logout).to_string()),
+            grant_types: Set(json!(grant_types).to_string()),
+            token_endpoint_auth_method: Set(auth_method.to_owned()),
+            jwks: Set(new.jwks.as_ref().map(ToString::to_string)),
+            first_party: Set(new.first_party),
+            backchannel_logout_uri: Set(new.backchannel_logout_uri),
+            allowed_scopes: Set(json!(allowed_scopes).to_string()),
+            // PKCE is on for every client by default (OAuth 2.1); public clients cannot opt out.
+            require_pkce: Set(true),
+            id_token_alg: Set(id_token_alg.as_str().to_owned()),
+            access_token_ttl_secs: Set(access_ttl),
+            id_token_ttl_secs: Set(300),
+            refresh_token_ttl_secs: Set(30 * 24 * 3600),
+            audiences: Set((!audiences.is_empty()).then(|| json!(audiences).to_string())),
+            access_token_template: Set(templates[0].1.clone()),
+            id_token_template: Set(templates[1].1.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+
+        let txn = self.store.begin_write().await?;
+        // Checked in the write transaction, so a template cannot vanish in between (deleting
+        // one checks for clients naming it, also in a write transaction).
+        for (field, name) in &templates {
+            let Some(name) = name else { continue };
+            let exists = jwt_template::Entity::find()
+                .filter(jwt_template::Column::Name.eq(name))
+                .one(&txn)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(Error::invalid(field, format!("no JWT template named {name:?}")));
+            }
+        }
+        let model = model.insert(&txn).await?;
+        let secret =
+            if client_type == ClientType::Confidential && auth_method != AUTH_PRIVATE_KEY_JWT {
+                Some(insert_secret(&txn, &client_id, now).await?)
+            } else {
+                None
+            };
+        audit::record(
+            &txn,
+            actor,
+            "client.created",
+            Some(&client_id),
+            json!({
+                "name": model.name,
+                "client_type": model.client_type,
+                "audiences": audiences,
+                "access_token_template": model.access_token_template,
+                "id_token_template": model.id_token_template,
+            }),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(CreatedClient { client: model.into(), client_secret: secret })
+    }
+
+    pub async fn list(&self) -> Result<Vec<Client>> {
+        Ok(oauth_client::Entity::find()
+            .order_by_asc(oauth_client::Column::CreatedAt)
+            .order_by_asc(oauth_client::Column::ClientId)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The client, or None for an unknown (or malformed) client_id.
+    pub async fn find(&self, client_id: &str) -> Result<Option<Client>> {
+        if !ids::is_valid(ids::OAUTH_CLIENT, client_id) {
+            return Ok(None);
+        }
+        Ok(oauth_client::Entity::find_by_id(client_id.to_owned())
+            .one(self.store.db())
+            .await?
+            .map(Into::into))
+    }
+
+    pub async fn get(&self, client_id: &str) -> Result<Client> {
+        self.find(client_id).await?.ok_or_else(|| Error::NotFound(format!("client {client_id}")))
+    }
+
+    /// Issues a new secret; older secrets keep working for `overlap_secs` (0 ends them now).
+    pub async fn rotate_secret(
+        &self,
+        client_id: &str,
+        overlap_secs: i64,
+        actor: &Actor,
+    ) -> Result<(Client, String)> {
+        let overlap = validate_ttl("overlap", overlap_secs, 0, 30 * 24 * 3600)?;
+        let client = self.get(client_id).await?;
+        if client.is_public() || client.token_endpoint_auth_method == AUTH_PRIVATE_KEY_JWT {
+            return Err(Error::invalid("client", "this client does not use a client secret"));
+        }
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        // Shorten, never extend, the life of secrets already on their way out.
+        oauth_client_secret::Entity::update_many()
+            .col_expr(oauth_client_secret::Column::ExpiresAt, Expr::value(now + overlap))
+            .filter(oauth_client_secret::Column::ClientId.eq(client_id))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(oauth_client_secret::Column::ExpiresAt.is_null())
+                    .add(oauth_client_secret::Column::ExpiresAt.gt(now + overlap)),
+            )
+            .exec(&txn)
+            .await?;
+        let secret = insert_secret(&txn, client_id, now).await?;
+        audit::record(
+            &txn,
+            actor,
+            "client.secret_rotated",
+            Some(client_id),
+            json!({ "overlap_secs": overlap }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((client, secret))
+    }
+
+    pub async fn delete(&self, client_id: &str, actor: &Actor) -> Result<()> {
+        let client = self.get(client_id).await?;
+        let txn = self.store.begin_write().await?;
+        oauth_client_secret::Entity::delete_many()
+            .filter(oauth_client_secret::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        oauth_client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
+        audit::record(
+            &txn,
+            actor,
+            "client.deleted",
+            Some(client_id),
+            json!({ "name": client.name }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// True when `secret` is one of the client's unexpired secrets. The stored hashes are
+    /// compared in constant time.
+    pub async fn verify_secret(&self, client_id: &str, secret: &str) -> Result<bool> {
+        if secret.is_empty() || secret.len() > 512 || !ids::is_valid(ids::OAUTH_CLIENT, client_id) {
+            return Ok(false);
+        }
+        let rows: Vec<(String, Option<i64>)> = oauth_client_secret::Entity::find()
+            .filter(oauth_client_secret::Column::ClientId.eq(client_id))
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|r| (r.secret_hash, r.expires_at))
+            .collect();
+        Ok(secret_matches(&rows, secret, now_unix()))
+    }
+}
+
+/// True when `secret` hashes to one of the unexpired stored hashes; every hash is compared,
+/// in constant time.
+fn secret_matches(stored: &[(String, Option<i64>)], secret: &str, now: i64) -> bool {
+    let hash = crypto::hash_secret_hex(secret);
+    let mut ok = false;
+    for (stored_hash, expires_at) in stored {
+        let live = expires_at.is_none_or(|t| t > now);
+        ok |= live & crypto::constant_time_eq(stored_hash, &hash);
+    }
+    ok
+}
+
+async fn insert_secret<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    client_id: &str,
+    now: i64,
+) -> Result<String> {
+    let secret = crypto::random_secret();
+    oauth_client_secret::ActiveModel {
+        id: Set(ids::new_id(ids::OAUTH_CLIENT_SECRET)),
+        client_id: Set(client_id.to_owned()),
+        secret_hash: Set(crypto::hash_secret_hex(&secret)),
+        created_at: Set(now),
+        expires_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_exact_and_safe() {
+        for ok in [
+            "https://app.example.com/callback",
+            "http://127.0.0.1:8080/cb",
+            "http://localhost/cb",
+            "http://[::1]:9/cb",
+            "com.example.app:/oauth",
+        ] {
+            assert!(validate_redirect_uri("r", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/relative",
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "https://user:pw@app.example.com/cb",
+            "javascript:alert(1)",
+            "myapp:/cb",
+        ] {
+            assert!(validate_redirect_uri("r", bad).is_err(), "{bad}");
+        }
+        assert!(
+            validate_redirect_uri("r", &format!("https://a.example/{}", "x".repeat(2000))).is_err()
+        );
+    }
+
+    #[test]
+    fn audiences_are_absolute_uris_without_fragments() {
+        for ok in ["https://api.example.com", "https://api.example.com/v1/", "urn:example:api"] {
+            assert!(validate_audience(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "api", "/v1", "https://api.example.com/#x", "https://a.example/ b"] {
+            assert!(matches!(validate_audience(bad), Err(Error::Invalid { .. })), "{bad}");
+        }
+    }
+}

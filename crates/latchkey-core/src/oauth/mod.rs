@@ -1,0 +1,648 @@
+//! Storage side of the OpenID Connect provider: authorization codes, refresh-token families,
+//! consents, client-assertion replay and JWT signing/verification with the instance keys.
+//! The protocol rules live in `latchkey-oidc`; this module only keeps state, hashed at rest.
+
+pub mod backchannel;
+pub mod clients;
+pub mod jwt_templates;
+mod refresh_rotation;
+
+use std::sync::Arc;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
+};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    Result,
+    infra::audit::{self, Actor},
+    infra::crypto,
+    infra::entity::{
+        oauth_assertion_jti, oauth_client, oauth_code, oauth_consent, oauth_refresh_token, session,
+    },
+    infra::ids,
+    infra::jose::SigningAlg,
+    infra::keys::KeyService,
+    infra::store::Store,
+    now_unix,
+};
+
+/// Authorization codes live at most this long (OAuth 2.1 recommends ≤ 10 min; we use 1 min).
+pub const CODE_TTL_SECS: i64 = 60;
+
+#[derive(Clone)]
+pub struct OAuthService {
+    store: Store,
+    keys: KeyService,
+    rotations: Arc<crate::oauth::refresh_rotation::RotationQueue>,
+    /// Who is behind a grant (user, session, organisation role), keyed by session id and tagged
+    /// with the store revision it was read at. Revocations, role and profile changes bump the
+    /// revision, so a stale entry is never used.
+    subjects: Arc<quick_cache::sync::Cache<String, Arc<GrantSubject>>>,
+}
+
+const SUBJECT_CACHE_CAPACITY: usize = 100_000;
+
+/// The user and session a grant belongs to, as of a store revision.
+#[derive(Debug)]
+pub struct GrantSubject {
+    revision: i64,
+    pub user: crate::identity::model::User,
+    session: session::Model,
+    /// The user's role in the session's active organisation; None when no organisation is
+    /// active or the membership is gone.
+    pub org_role: Option<String>,
+}
+
+impl GrantSubject {
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+
+    pub fn auth_method(&self) -> &str {
+        &self.session.auth_method
+    }
+
+    /// The session's start: the time of the authentication behind the grant.
+    pub fn auth_time(&self) -> i64 {
+        self.session.created_at
+    }
+
+    /// The active organisation, when the user is (still) a member of it.
+    pub fn org_id(&self) -> Option<&str> {
+        self.org_role.as_ref().and(self.session.active_org_id.as_deref())
+    }
+
+    /// The session is stored active and inside both of its expiries, and the user is active.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.user.status == crate::identity::model::UserStatus::Active
+            && crate::identity::model::Session::model_is_active(&self.session, now)
+    }
+}
+
+/// What a code is issued for.
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedeemedCode {
+    /// The code's id: also the id of the refresh-token family it starts.
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum CodeRedemption {
+    Redeemed(Box<RedeemedCode>),
+    /// Unknown code, or one already used (whose tokens are now revoked).
+    Invalid,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsentInfo {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshGrant {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub scopes: Vec<String>,
+    pub auth_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// The presented token is now rotated; `token` replaces it. `subject` is the grant's user
+    /// and session, found live at the request's revision.
+    Rotated { grant: RefreshGrant, token: String, subject: Arc<GrantSubject> },
+    /// Unknown, expired, revoked, of another client, or its session is over.
+    Invalid(&'static str),
+    /// A rotated token came back: the family is revoked.
+    Reused,
+}
+
+pub(crate) fn split_scopes(s: &str) -> Vec<String> {
+    s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// A live session is stored `active` and inside both of its expiries.
+async fn session_is_active<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    session_id: &str,
+    now: i64,
+) -> Result<bool> {
+    Ok(session::Entity::find_by_id(session_id.to_owned())
+        .one(conn)
+        .await?
+        .is_some_and(|s| crate::identity::model::Session::model_is_active(&s, now)))
+}
+
+impl OAuthService {
+    pub fn new(store: Store, keys: KeyService) -> Self {
+        Self {
+            store,
+            keys,
+            rotations: Arc::default(),
+            subjects: Arc::new(quick_cache::sync::Cache::new(SUBJECT_CACHE_CAPACITY)),
+        }
+    }
+
+    /// The store revision as of a moment after this call (see [`Store::current_revision`]).
+    /// Read it once per request and pass it to the `*_at` lookups.
+    pub async fn revision(&self) -> Result<i64> {
+        self.store.current_revision().await
+    }
+
+    /// Signs `claims` with the instance's active key for `alg`, with the given `typ`.
+    pub async fn sign(&self, alg: SigningAlg, typ: &str, claims: &Value) -> Result<String> {
+        let revision = self.store.current_revision().await?;
+        self.sign_at(alg, typ, claims, revision).await
+    }
+
+    /// [`Self::sign`] for a caller that already read the store revision.
+    pub async fn sign_at(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &Value,
+        revision: i64,
+    ) -> Result<String> {
+        self.sign_serialized_at(alg, typ, claims, revision).await
+    }
+
+    /// Signs any serialisable claim set (a typed struct saves building a JSON value first).
+    pub async fn sign_serialized_at<T: serde::Serialize + ?Sized>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+        revision: i64,
+    ) -> Result<String> {
+        let signer = self.keys.signer_at(alg, revision).await?;
+        signer.sign_typed(typ, &serde_json::to_vec(claims)?)
+    }
+
+    /// Verifies a token Latchkey signed (any published key): signature only; the caller checks
+    /// the claims.
+    pub async fn verify_own(&self, jwt: &str) -> Result<(Option<String>, Map<String, Value>)> {
+        let revision = self.store.current_revision().await?;
+        let jwks = self.keys.jwks_at(revision).await?;
+        crate::infra::jose::verify_with_jwks(jwt, &jwks)
+    }
+
+    /// The user and session behind a grant, current as of `revision`. Whether the session is
+    /// still live is for the caller to ask ([`GrantSubject::is_live`]); an entry that looks
+    /// expired is re-read first, since another node may have recorded activity meanwhile.
+    pub async fn grant_subject(
+        &self,
+        session_id: &str,
+        revision: i64,
+    ) -> Result<Option<Arc<GrantSubject>>> {
+        let now = now_unix();
+        if let Some(s) = self.subjects.get(session_id).filter(|s| s.revision >= revision)
+            && s.is_live(now)
+        {
+            return Ok(Some(s));
+        }
+        let db = self.store.db();
+        let Some(session) = session::Entity::find_by_id(session_id.to_owned()).one(db).await?
+        else {
+            return Ok(None);
+        };
+        let Some(user) =
+            crate::infra::entity::user::Entity::find_by_id(session.user_id.clone()).one(db).await?
+        else {
+            return Ok(None);
+        };
+        let org_role = match &session.active_org_id {
+            Some(org) => crate::infra::entity::membership::Entity::find()
+                .filter(crate::infra::entity::membership::Column::OrgId.eq(org))
+                .filter(crate::infra::entity::membership::Column::UserId.eq(&session.user_id))
+                .one(db)
+                .await?
+                .map(|m| m.role),
+            None => None,
+        };
+        let subject = Arc::new(GrantSubject { revision, user: user.into(), session, org_role });
+        self.subjects.insert(session_id.to_owned(), subject.clone());
+        Ok(Some(subject))
+    }
+
+    pub async fn session_is_active(&self, session_id: &str) -> Result<bool> {
+        session_is_active(self.store.db(), session_id, now_unix()).await
+    }
+
+    pub async fn issue_code(&self, new: NewCode) -> Result<String> {
+        let code = crypto::random_secret();
+        let now = now_unix();
+        oauth_code::ActiveModel {
+            id: Set(ids::new_id(ids::OAUTH_CODE)),
+            code_hash: Set(crypto::hash_secret_hex(&code)),
+            client_id: Set(new.client_id),
+            user_id: Set(new.user_id),
+            session_id: Set(new.session_id),
+            redirect_uri: Set(new.redirect_uri),
+            scopes: Set(new.scopes.join(" ")),
+            nonce: Set(new.nonce),
+            code_challenge: Set(new.code_challenge),
+            auth_time: Set(new.auth_time),
+            created_at: Set(now),
+            expires_at: Set(now + CODE_TTL_SECS),
+            used_at: Set(None),
+            replayed_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(self.store.db())
+        .await?;
+        Ok(code)
+    }
+
+    /// Marks the code used (atomically: one caller wins) and returns what it was bound to. A code
+    /// presented again revokes every refresh token its first use issued (RFC 6749 §4.1.2).
+    /// Expiry, client, redirect URI and PKCE are checked by the caller on the returned binding;
+    /// the code is burnt either way.
+    pub async fn redeem_code(&self, code: &str) -> Result<CodeRedemption> {
+        if code.is_empty() || code.len() > 128 {
+            return Ok(CodeRedemption::Invalid);
+        }
+        let hash = crypto::hash_secret_hex(code);
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let Some(row) = oauth_code::Entity::find()
+            .filter(oauth_code::Column::CodeHash.eq(&hash))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(CodeRedemption::Invalid);
+        };
+        let claimed = oauth_code::Entity::update_many()
+            .col_expr(oauth_code::Column::UsedAt, Expr::value(now))
+            .filter(oauth_code::Column::Id.eq(&row.id))
+            .filter(oauth_code::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            oauth_code::Entity::update_many()
+                .col_expr(oauth_code::Column::ReplayedAt, Expr::value(now))
+                .filter(oauth_code::Column::Id.eq(&row.id))
+                .exec(&txn)
+                .await?;
+            revoke_family(&txn, &row.id, now).await?;
+            txn.commit().await?;
+            tracing::warn!(code_id = %row.id, client_id = %row.client_id, "authorization code replayed; its tokens are revoked");
+            return Ok(CodeRedemption::Invalid);
+        }
+        txn.commit().await?;
+        Ok(CodeRedemption::Redeemed(Box::new(RedeemedCode {
+            scopes: split_scopes(&row.scopes),
+            id: row.id,
+            client_id: row.client_id,
+            user_id: row.user_id,
+            session_id: row.session_id,
+            redirect_uri: row.redirect_uri,
+            nonce: row.nonce,
+            code_challenge: row.code_challenge,
+            auth_time: row.auth_time,
+            expires_at: row.expires_at,
+        })))
+    }
+
+    /// Starts (or continues) a refresh-token family; returns the new token.
+    pub async fn issue_refresh(&self, grant: &RefreshGrant, ttl_secs: i64) -> Result<String> {
+        insert_refresh(self.store.db(), grant, ttl_secs, now_unix()).await
+    }
+
+    /// True when the grant (a code and the refresh family it started) was revoked: its code was
+    /// replayed, or the family was revoked (reuse, RFC 7009, consent withdrawn, session over).
+    /// Access tokens carry the grant id, so they stop working at once too.
+    pub async fn grant_revoked(&self, grant_id: &str) -> Result<bool> {
+        grant_is_revoked(self.store.db(), grant_id).await
+    }
+
+    /// After an exchange stored its refresh token: if the code was replayed meanwhile, revoke
+    /// the family now (the replay may have run before the token existed).
+    pub async fn settle_grant(&self, grant_id: &str) -> Result<bool> {
+        if self.grant_revoked(grant_id).await? {
+            let txn = self.store.begin_write().await?;
+            revoke_family(&txn, grant_id, now_unix()).await?;
+            txn.commit().await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Exchanges a refresh token for its successor (rotation on every use). Reuse of a rotated
+    /// token revokes the whole family; a token whose session (or user) is over is refused and
+    /// its family revoked. Concurrent rotations share one write transaction (see
+    /// [`crate::oauth::refresh_rotation::RotationQueue`]); `revision` (read after the request arrived) decides how fresh the
+    /// session check must be.
+    pub async fn rotate_refresh(
+        &self,
+        token: &str,
+        client_id: &str,
+        ttl_secs: i64,
+        revision: i64,
+    ) -> Result<RefreshOutcome> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(RefreshOutcome::Invalid("unknown refresh token"));
+        }
+        use crate::oauth::refresh_rotation::{Claim, RotationJob};
+        let job = RotationJob {
+            hash: crypto::hash_secret_hex(token),
+            client_id: client_id.to_owned(),
+            ttl_secs,
+        };
+        let (row, token) = match self.rotations.submit(&self.store, job).await? {
+            Claim::Rotated { row, token } => (row, token),
+            Claim::Invalid(reason) => return Ok(RefreshOutcome::Invalid(reason)),
+            Claim::Reused => return Ok(RefreshOutcome::Reused),
+        };
+        let subject = self
+            .grant_subject(&row.session_id, revision)
+            .await?
+            .filter(|s| s.user.id == row.user_id && s.is_live(now_unix()));
+        let Some(subject) = subject else {
+            let txn = self.store.begin_write().await?;
+            revoke_family(&txn, &row.family_id, now_unix()).await?;
+            txn.commit().await?;
+            return Ok(RefreshOutcome::Invalid("the session behind this grant has ended"));
+        };
+        Ok(RefreshOutcome::Rotated {
+            grant: RefreshGrant {
+                family_id: row.family_id,
+                client_id: row.client_id,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                scopes: split_scopes(&row.scopes),
+                auth_time: row.auth_time,
+            },
+            token,
+            subject,
+        })
+    }
+
+    /// RFC 7009: revokes the family of a refresh token of this client. Unknown tokens and tokens
+    /// of other clients are ignored (the endpoint answers 200 either way).
+    pub async fn revoke_refresh(&self, token: &str, client_id: &str) -> Result<bool> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(false);
+        }
+        let hash = crypto::hash_secret_hex(token);
+        let txn = self.store.begin_write().await?;
+        let row = oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::TokenHash.eq(&hash))
+            .one(&txn)
+            .await?;
+        let Some(row) = row.filter(|r| r.client_id == client_id) else {
+            return Ok(false);
+        };
+        revoke_family(&txn, &row.family_id, now_unix()).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Introspection of a refresh token: the grant when it is live, else None.
+    pub async fn live_refresh(&self, token: &str) -> Result<Option<(RefreshGrant, i64)>> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let now = now_unix();
+        let row = oauth_refresh_token::Entity::find()
+            .filter(oauth_refresh_token::Column::TokenHash.eq(crypto::hash_secret_hex(token)))
+            .one(self.store.db())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.revoked_at.is_some() || row.rotated_at.is_some() || now >= row.expires_at {
+            return Ok(None);
+        }
+        if grant_is_revoked(self.store.db(), &row.family_id).await? {
+            return Ok(None);
+        }
+        if !session_is_active(self.store.db(), &row.session_id, now).await? {
+            return Ok(None);
+        }
+        Ok(Some((
+            RefreshGrant {
+                family_id: row.family_id,
+                client_id: row.client_id,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                scopes: split_scopes(&row.scopes),
+                auth_time: row.auth_time,
+            },
+            row.expires_at,
+        )))
+    }
+
+    /// Records a `private_key_jwt` assertion id; false when it was seen before (replay).
+    pub async fn remember_jti(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
+        let now = now_unix();
+        let key = format!("{client_id}:{}", crypto::hash_secret_hex(jti));
+        let txn = self.store.begin_write().await?;
+        // Expired ids can go: an assertion past its exp is refused anyway.
+        oauth_assertion_jti::Entity::delete_many()
+            .filter(oauth_assertion_jti::Column::ExpiresAt.lt(now))
+            .exec(&txn)
+            .await?;
+        if oauth_assertion_jti::Entity::find_by_id(key.clone()).one(&txn).await?.is_some() {
+            return Ok(false);
+        }
+        let inserted =
+            oauth_assertion_jti::ActiveModel { jti_key: Set(key), expires_at: Set(expires_at) }
+                .insert(&txn)
+                .await;
+        match inserted {
+            Ok(_) => {
+                txn.commit().await?;
+                Ok(true)
+            }
+            // A concurrent insert of the same id lost the race on the primary key: a replay.
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// The scopes the user already granted this client, if any.
+    pub async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Vec<String>>> {
+        Ok(oauth_consent::Entity::find()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .filter(oauth_consent::Column::RevokedAt.is_null())
+            .one(self.store.db())
+            .await?
+            .map(|c| split_scopes(&c.scopes)))
+    }
+
+    /// Clients the user has granted access to (the third-party apps shown on `/account`).
+    pub async fn consents_of(&self, user_id: &str) -> Result<Vec<ConsentInfo>> {
+        let rows = oauth_consent::Entity::find()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::RevokedAt.is_null())
+            .all(self.store.db())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name = oauth_client::Entity::find_by_id(r.client_id.clone())
+                .one(self.store.db())
+                .await?
+                .map(|c| c.name)
+                .unwrap_or_else(|| r.client_id.clone());
+            out.push(ConsentInfo {
+                client_id: r.client_id,
+                client_name: name,
+                scopes: split_scopes(&r.scopes),
+                granted_at: r.granted_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Withdraws a consent and revokes every refresh token the user gave that client.
+    pub async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        let res = oauth_consent::Entity::delete_many()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        // Every grant the user gave the client: their refresh tokens and access tokens end.
+        oauth_code::Entity::update_many()
+            .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
+            .filter(oauth_code::Column::UserId.eq(user_id))
+            .filter(oauth_code::Column::ClientId.eq(client_id))
+            .filter(oauth_code::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if res.rows_affected > 0 {
+            audit::record(
+                &txn,
+                actor,
+                "consent.revoked",
+                Some(client_id),
+                json!({ "user_id": user_id }),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(res.rows_affected > 0)
+    }
+
+    pub async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<()> {
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        oauth_consent::Entity::delete_many()
+            .filter(oauth_consent::Column::UserId.eq(user_id))
+            .filter(oauth_consent::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        oauth_consent::ActiveModel {
+            id: Set(ids::new_id(ids::CONSENT)),
+            user_id: Set(user_id.to_owned()),
+            client_id: Set(client_id.to_owned()),
+            scopes: Set(scopes.join(" ")),
+            granted_at: Set(now),
+            revoked_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_refresh<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    grant: &RefreshGrant,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<String> {
+    let (model, token) = refresh_model(grant, grant.scopes.join(" "), ttl_secs, now);
+    model.insert(conn).await?;
+    Ok(token)
+}
+
+/// A new refresh token of `grant`'s family (scopes given space-separated), and its secret.
+pub(crate) fn refresh_model(
+    grant: &RefreshGrant,
+    scopes: String,
+    ttl_secs: i64,
+    now: i64,
+) -> (oauth_refresh_token::ActiveModel, String) {
+    let token = crypto::random_secret();
+    let model = oauth_refresh_token::ActiveModel {
+        id: Set(ids::new_id(ids::REFRESH_TOKEN)),
+        family_id: Set(grant.family_id.clone()),
+        token_hash: Set(crypto::hash_secret_hex(&token)),
+        client_id: Set(grant.client_id.clone()),
+        user_id: Set(grant.user_id.clone()),
+        session_id: Set(grant.session_id.clone()),
+        scopes: Set(scopes),
+        auth_time: Set(grant.auth_time),
+        created_at: Set(now),
+        expires_at: Set(now + ttl_secs),
+        rotated_at: Set(None),
+        revoked_at: Set(None),
+    };
+    (model, token)
+}
+
+/// Revokes a grant: the code that started it, and with it every refresh token of its family
+/// (recorded once, on the code, whose id is the family id; see `refresh_rotation.rs`).
+pub(crate) async fn revoke_family<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    family_id: &str,
+    now: i64,
+) -> Result<()> {
+    oauth_code::Entity::update_many()
+        .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
+        .filter(oauth_code::Column::Id.eq(family_id))
+        .filter(oauth_code::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// The grant's code was replayed or the grant revoked (an unknown grant counts as revoked).
+pub(crate) async fn grant_is_revoked<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    grant_id: &str,
+) -> Result<bool> {
+    Ok(oauth_code::Entity::find_by_id(grant_id.to_owned())
+        .one(conn)
+        .await?
+        .is_none_or(|c| c.replayed_at.is_some() || c.revoked_at.is_some()))
+}

@@ -1,0 +1,437 @@
+//! Organisations and memberships.
+//!
+//! Every write that depends on the set of memberships (last-admin rules, "already a member"
+//! checks, invitations, join requests) first locks the organisation row with [`lock_org`], so
+//! concurrent changes to one organisation are serialised on PostgreSQL (SQLite serialises all
+//! writers anyway).
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use serde_json::json;
+
+use crate::{
+    Error, Result,
+    infra::audit::{self, Actor},
+    infra::entity::{membership, organisation, session, user},
+    infra::ids,
+    infra::store::Store,
+    now_unix,
+    tenancy::model::{Member, Membership, Organisation, UserOrganisation},
+};
+
+/// Full control of the organisation: members, invitations, domains.
+pub const ROLE_ADMIN: &str = "admin";
+/// The default role of people who join.
+pub const ROLE_MEMBER: &str = "member";
+
+#[derive(Clone)]
+pub struct OrgService {
+    store: Store,
+}
+
+/// Slugs are lower-case ASCII letters, digits and single hyphens: they appear in URLs and tokens.
+pub fn validate_slug(slug: &str) -> Result<()> {
+    let ok = (2..=64).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+        && !slug.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("slug", "use 2-64 lower-case letters, digits and single hyphens"))
+    }
+}
+
+pub fn validate_role(role: &str) -> Result<()> {
+    let ok = (1..=64).contains(&role.len())
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("role", "use lower-case letters, digits, `_` and `:`"))
+    }
+}
+
+/// Loads the organisation row for update (`SELECT … FOR UPDATE` on PostgreSQL; SQLite ignores
+/// the clause and serialises writers itself).
+pub(crate) async fn lock_org<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+) -> Result<organisation::Model> {
+    organisation::Entity::find_by_id(org_id.to_owned())
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
+}
+
+pub(crate) async fn find_membership<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    user_id: &str,
+) -> Result<Option<membership::Model>> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .one(conn)
+        .await?)
+}
+
+/// Inserts a membership in the caller's transaction (the caller checked it does not exist).
+pub(crate) async fn insert_membership<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    user_id: &str,
+    role: &str,
+) -> Result<membership::Model> {
+    Ok(membership::ActiveModel {
+        id: Set(ids::new_id(ids::MEMBERSHIP)),
+        org_id: Set(org_id.to_owned()),
+        user_id: Set(user_id.to_owned()),
+        role: Set(role.to_owned()),
+        created_at: Set(now_unix()),
+    }
+    .insert(conn)
+    .await?)
+}
+
+async fn count_admins<C: ConnectionTrait>(conn: &C, org_id: &str) -> Result<u64> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::Role.eq(ROLE_ADMIN))
+        .count(conn)
+        .await?)
+}
+
+/// Emails of the organisation's admins, for notifications.
+pub(crate) async fn admin_emails<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+) -> Result<Vec<String>> {
+    let admin_ids: Vec<String> = membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::Role.eq(ROLE_ADMIN))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    if admin_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(admin_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| u.primary_email)
+        .collect())
+}
+
+fn slug_taken(e: sea_orm::DbErr, slug: &str) -> Error {
+    match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+            Error::Conflict(format!("an organisation with slug {slug} already exists"))
+        }
+        _ => e.into(),
+    }
+}
+
+impl OrgService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Creates an organisation without members (operators, the CLI).
+    pub async fn create(&self, name: &str, slug: &str, actor: &Actor) -> Result<Organisation> {
+        Ok(self.create_inner(name, slug, None, actor).await?.0)
+    }
+
+    /// Creates an organisation on behalf of a user, who becomes its first admin.
+    pub async fn create_for_user(
+        &self,
+        name: &str,
+        slug: &str,
+        user_id: &str,
+        actor: &Actor,
+    ) -> Result<(Organisation, Membership)> {
+        let (org, membership) = self.create_inner(name, slug, Some(user_id), actor).await?;
+        let membership =
+            membership.ok_or_else(|| Error::Internal("creator membership missing".into()))?;
+        Ok((org, membership))
+    }
+
+    async fn create_inner(
+        &self,
+        name: &str,
+        slug: &str,
+        creator: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(Organisation, Option<Membership>)> {
+        validate_slug(slug)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 256 {
+            return Err(Error::invalid("name", "must be 1-256 characters"));
+        }
+        let now = now_unix();
+        let txn = self.store.begin_write().await?;
+        if organisation::Entity::find()
+            .filter(organisation::Column::Slug.eq(slug))
+            .one(&txn)
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict(format!(
+                "an organisation with slug {slug} already exists"
+            )));
+        }
+        if let Some(user_id) = creator
+            && user::Entity::find_by_id(user_id.to_owned()).one(&txn).await?.is_none()
+        {
+            return Err(Error::NotFound(format!("user {user_id}")));
+        }
+        let m = organisation::ActiveModel {
+            id: Set(ids::new_id(ids::ORGANISATION)),
+            name: Set(name.to_owned()),
+            slug: Set(slug.to_owned()),
+            public_metadata: Set("{}".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| slug_taken(e, slug))?;
+        audit::record(
+            &txn,
+            actor,
+            "org.created",
+            Some(&m.id),
+            json!({ "slug": slug, "creator": creator }),
+        )
+        .await?;
+        let membership = match creator {
+            Some(user_id) => {
+                let mem = insert_membership(&txn, &m.id, user_id, ROLE_ADMIN).await?;
+                audit::record(
+                    &txn,
+                    actor,
+                    "org.membership_set",
+                    Some(&m.id),
+                    json!({ "user_id": user_id, "role": ROLE_ADMIN }),
+                )
+                .await?;
+                Store::bump_revision(&txn).await?;
+                Some(mem.into())
+            }
+            None => None,
+        };
+        txn.commit().await?;
+        Ok((m.into(), membership))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Organisation> {
+        organisation::Entity::find_by_id(id.to_owned())
+            .one(self.store.db())
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| Error::NotFound(format!("organisation {id}")))
+    }
+
+    pub async fn get_by_slug(&self, slug: &str) -> Result<Organisation> {
+        organisation::Entity::find()
+            .filter(organisation::Column::Slug.eq(slug))
+            .one(self.store.db())
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| Error::NotFound(format!("organisation {slug}")))
+    }
+
+    /// The organisations a user belongs to, with their role, oldest membership first.
+    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<UserOrganisation>> {
+        let memberships = self.memberships_of_user(user_id).await?;
+        if memberships.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut orgs: HashMap<String, organisation::Model> = organisation::Entity::find()
+            .filter(organisation::Column::Id.is_in(memberships.iter().map(|m| m.org_id.clone())))
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect();
+        Ok(memberships
+            .into_iter()
+            .filter_map(|m| {
+                orgs.remove(&m.org_id)
+                    .map(|o| UserOrganisation { organisation: o.into(), role: m.role })
+            })
+            .collect())
+    }
+
+    /// The organisation's members with their email and name, oldest first.
+    pub async fn members(&self, org_id: &str) -> Result<Vec<Member>> {
+        let db = self.store.db();
+        let memberships = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(org_id))
+            .order_by_asc(membership::Column::CreatedAt)
+            .order_by_asc(membership::Column::Id)
+            .all(db)
+            .await?;
+        if memberships.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: HashMap<String, user::Model> = user::Entity::find()
+            .filter(user::Column::Id.is_in(memberships.iter().map(|m| m.user_id.clone())))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect();
+        Ok(memberships
+            .into_iter()
+            .filter_map(|m| {
+                let u = users.get(&m.user_id)?;
+                Some(Member {
+                    email: u.primary_email.clone(),
+                    name: u.name.clone(),
+                    membership: m.into(),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn membership(&self, org_id: &str, user_id: &str) -> Result<Option<Membership>> {
+        Ok(find_membership(self.store.db(), org_id, user_id).await?.map(Into::into))
+    }
+
+    /// The caller's membership; an organisation they do not belong to reads as not found, so
+    /// outsiders cannot even learn that it exists.
+    pub async fn require_member(&self, org_id: &str, user_id: &str) -> Result<Membership> {
+        self.membership(org_id, user_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
+    }
+
+    /// Like [`Self::require_member`], and the member must be an admin.
+    pub async fn require_admin(&self, org_id: &str, user_id: &str) -> Result<Membership> {
+        let m = self.require_member(org_id, user_id).await?;
+        if m.role == ROLE_ADMIN {
+            Ok(m)
+        } else {
+            Err(Error::Forbidden("only organisation admins may do this".into()))
+        }
+    }
+
+    /// Adds a member, or changes the role of an existing one. Demoting the last admin is refused:
+    /// an organisation with members always keeps someone who can manage it.
+    pub async fn set_membership(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: &str,
+        actor: &Actor,
+    ) -> Result<Membership> {
+        validate_role(role)?;
+        let txn = self.store.begin_write().await?;
+        lock_org(&txn, org_id).await?;
+        if user::Entity::find_by_id(user_id.to_owned()).one(&txn).await?.is_none() {
+            return Err(Error::NotFound(format!("user {user_id}")));
+        }
+        let m = match find_membership(&txn, org_id, user_id).await? {
+            Some(m) => {
+                if m.role == ROLE_ADMIN
+                    && role != ROLE_ADMIN
+                    && count_admins(&txn, org_id).await? <= 1
+                {
+                    return Err(Error::Conflict(
+                        "cannot demote the last admin of the organisation; make another member admin first"
+                            .into(),
+                    ));
+                }
+                let mut am: membership::ActiveModel = m.into();
+                am.role = Set(role.to_owned());
+                am.update(&txn).await?
+            }
+            None => insert_membership(&txn, org_id, user_id, role).await?,
+        };
+        audit::record(
+            &txn,
+            actor,
+            "org.membership_set",
+            Some(org_id),
+            json!({ "user_id": user_id, "role": role }),
+        )
+        .await?;
+        // Roles are in session tokens, so cached sessions must be reloaded.
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(m.into())
+    }
+
+    /// An admin removes a member. The last admin cannot be removed.
+    pub async fn remove_member(&self, org_id: &str, user_id: &str, actor: &Actor) -> Result<()> {
+        self.end_membership(org_id, user_id, "org.member_removed", actor).await
+    }
+
+    /// A member leaves. The last admin cannot leave (they may delete the organisation later, or
+    /// hand over first).
+    pub async fn leave(&self, org_id: &str, user_id: &str, actor: &Actor) -> Result<()> {
+        self.end_membership(org_id, user_id, "org.member_left", actor).await
+    }
+
+    async fn end_membership(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        action: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let txn = self.store.begin_write().await?;
+        lock_org(&txn, org_id).await?;
+        let m = find_membership(&txn, org_id, user_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("membership of {user_id} in {org_id}")))?;
+        if m.role == ROLE_ADMIN && count_admins(&txn, org_id).await? <= 1 {
+            return Err(Error::Conflict(
+                "the last admin cannot leave or be removed; make another member admin first".into(),
+            ));
+        }
+        membership::Entity::delete_by_id(m.id.clone()).exec(&txn).await?;
+        // Sessions that had this organisation active fall back to none.
+        session::Entity::update_many()
+            .col_expr(session::Column::ActiveOrgId, Expr::value(Option::<String>::None))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::ActiveOrgId.eq(org_id))
+            .exec(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            actor,
+            action,
+            Some(org_id),
+            json!({ "user_id": user_id, "role": m.role }),
+        )
+        .await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>> {
+        Ok(membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user_id))
+            .order_by_asc(membership::Column::CreatedAt)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+}
