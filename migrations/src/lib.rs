@@ -1,3 +1,5 @@
+//! (Migrations are schema definitions: one long `up` reads better than pieces.)
+#![allow(clippy::too_many_lines)]
 //! Schema migrations for Latchkey. Each migration must run unchanged on SQLite and PostgreSQL,
 //! so columns use portable types: text ids, BIGINT unix-second timestamps, JSON kept as text.
 

@@ -255,7 +255,7 @@ async fn undelivered_logout_is_retried_once_the_receiver_is_up(backend: Backend)
     }
     let row = row.expect("a failed first attempt, waiting to be retried");
     assert!(row.last_error.is_some());
-    assert!(row.next_attempt_at > latchkey_core::now_unix(), "backs off");
+    assert!(row.next_attempt_at > crate::support::unix_now(), "backs off");
     assert_eq!(row.session_id, sid);
 
     let receiver = Receiver::default();
@@ -289,7 +289,7 @@ on_both_backends!(undelivered_logout_is_retried_once_the_receiver_is_up);
 /// sweep, which queues back-channel logout for their clients once, even when two nodes sweep
 /// at the same moment.
 async fn expired_sessions_notify_their_clients_once(backend: Backend) {
-    use latchkey_core::{infra::entity::session, model::SessionStatus, now_unix};
+    use latchkey_core::{infra::entity::session, model::SessionStatus};
 
     let Some(db) = TestDb::new(backend).await else { return };
     let dir = data_dir();
@@ -303,7 +303,7 @@ async fn expired_sessions_notify_their_clients_once(backend: Backend) {
     let ada = node.user("ada@example.com").await;
 
     let db_conn = node.core.store.db();
-    let now = now_unix();
+    let now = crate::support::unix_now();
     let set = |id: String, expires_at: i64, idle_expires_at: i64| async move {
         session::Entity::update_many()
             .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))

@@ -12,7 +12,6 @@ use latchkey_core::{
     Latchkey,
     infra::entity::mail_outbox,
     infra::mail::{MailKind, status},
-    now_unix,
 };
 use sea_orm::{
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait, sea_query::Expr,
@@ -45,7 +44,7 @@ async fn row(core: &Latchkey, id: &str) -> mail_outbox::Model {
 /// Makes every pending row due now, as the passing of its backoff delay would.
 async fn make_due(core: &Latchkey) {
     mail_outbox::Entity::update_many()
-        .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(now_unix() - 1))
+        .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(crate::support::unix_now() - 1))
         .filter(mail_outbox::Column::Status.eq(status::PENDING))
         .exec(core.store.db())
         .await
@@ -167,7 +166,7 @@ async fn outage_is_retried_with_backoff_and_survives_a_restart(backend: Backend)
     let id =
         enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "246810".into() }).await;
 
-    let before = now_unix();
+    let before = crate::support::unix_now();
     assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
     let stored = row(&core, &id).await;
     assert_eq!(stored.status, status::PENDING);
@@ -212,7 +211,10 @@ async fn undeliverable_mail_is_given_up_after_a_day(backend: Backend) {
     let id =
         enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "111111".into() }).await;
     mail_outbox::Entity::update_many()
-        .col_expr(mail_outbox::Column::CreatedAt, Expr::value(now_unix() - 25 * 3600))
+        .col_expr(
+            mail_outbox::Column::CreatedAt,
+            Expr::value(crate::support::unix_now() - 25 * 3600),
+        )
         .filter(mail_outbox::Column::Id.eq(&id))
         .exec(core.store.db())
         .await
@@ -243,9 +245,9 @@ async fn an_expired_claim_is_taken_over(backend: Backend) {
             .col_expr(mail_outbox::Column::ClaimedUntil, Expr::value(until))
             .filter(mail_outbox::Column::Id.eq(id.clone()))
     };
-    claim(now_unix() + 300).exec(core.store.db()).await.unwrap();
+    claim(crate::support::unix_now() + 300).exec(core.store.db()).await.unwrap();
     assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "a live claim is respected");
-    claim(now_unix() - 1).exec(core.store.db()).await.unwrap();
+    claim(crate::support::unix_now() - 1).exec(core.store.db()).await.unwrap();
     assert_eq!(core.mail.deliver_due().await.unwrap(), 1);
     assert_eq!(sink.messages().len(), 1);
     assert_eq!(row(&core, &id).await.status, status::SENT);

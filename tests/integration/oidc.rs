@@ -590,7 +590,10 @@ pub(crate) mod flows {
             use latchkey_core::infra::entity::oauth_code;
             use sea_orm::{EntityTrait, sea_query::Expr};
             oauth_code::Entity::update_many()
-                .col_expr(oauth_code::Column::ExpiresAt, Expr::value(latchkey_core::now_unix() - 1))
+                .col_expr(
+                    oauth_code::Column::ExpiresAt,
+                    Expr::value(crate::support::unix_now() - 1),
+                )
                 .exec(node.core.store.db())
                 .await
                 .unwrap();
@@ -736,7 +739,10 @@ pub(crate) mod flows {
             use latchkey_core::infra::entity::session;
             use sea_orm::{EntityTrait, sea_query::Expr};
             session::Entity::update_many()
-                .col_expr(session::Column::CreatedAt, Expr::value(latchkey_core::now_unix() - 3600))
+                .col_expr(
+                    session::Column::CreatedAt,
+                    Expr::value(crate::support::unix_now() - 3600),
+                )
                 .exec(node.core.store.db())
                 .await
                 .unwrap();
@@ -855,7 +861,7 @@ pub(crate) mod flows {
         assert!(session.starts_with("ses_"));
 
         // A forged re-authentication marker does not skip the chooser.
-        let forged = format!("{path}&lk_auth_after={}.00ff", latchkey_core::now_unix());
+        let forged = format!("{path}&lk_auth_after={}.00ff", crate::support::unix_now());
         let (status, body, _) = browser.get(&forged).await;
         assert_eq!(status, 200);
         assert!(body.contains("Use another account"));
@@ -1211,7 +1217,7 @@ pub(crate) mod flows {
             .unwrap();
         assert!(m2m.client_secret.is_none());
         let id = m2m.client.client_id;
-        let now = latchkey_core::now_unix();
+        let now = crate::support::unix_now();
         let claims = |jti: &str| json!({ "iss": id, "sub": id, "aud": node.url("/oauth2/token"), "exp": now + 60, "iat": now, "jti": jti });
         let send = |a: String, scope: &'static str| {
             let node_url = node.url("/oauth2/token");

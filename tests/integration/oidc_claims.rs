@@ -320,7 +320,7 @@ async fn client_templates_shape_user_tokens(backend: Backend) {
     ];
     let ok = token(&node, basic, &form).await;
     assert_eq!(ok.0, 200, "{}", ok.1);
-    let now = latchkey_core::now_unix();
+    let now = crate::support::unix_now();
     let check_access = |at: &Value| {
         assert_eq!(at["role"], "authenticated");
         assert_eq!(at["email"], "ada@example.com");

@@ -238,7 +238,7 @@ async fn invitations_are_single_use_and_bound_to_the_address(backend: Backend) {
         a.post(&invitations, json!({ "email": &dave.primary_email, "role": "admin" })).await;
     let dave_token = token_of(inv["accept_url"].as_str().unwrap());
     org_invitation::Entity::update_many()
-        .col_expr(org_invitation::Column::ExpiresAt, Expr::value(latchkey_core::now_unix() - 1))
+        .col_expr(org_invitation::Column::ExpiresAt, Expr::value(crate::support::unix_now() - 1))
         .filter(org_invitation::Column::Id.eq(inv["id"].as_str().unwrap()))
         .exec(node.core.store.db())
         .await

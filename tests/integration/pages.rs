@@ -140,7 +140,7 @@ async fn sign_in_and_account_pages(backend: Backend) {
     assert_eq!(status, 401);
 
     // Wait out the retry delay two failures earned, then sign in.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    node.clock.advance(Duration::from_secs(1));
     let (status, _, location) =
         browser.sign_in("Ada@Example.com", "correct horse battery", "").await;
     assert_eq!(status, 303);
@@ -355,7 +355,7 @@ async fn failed_sign_ins_are_throttled_and_lock_the_account(backend: Backend) {
     let browser = Browser::new(&node.base_url);
     assert_eq!(fail_once(&browser, "ada@example.com").await, 401);
     assert_eq!(browser.sign_in("ada@example.com", "correct horse battery", "").await.0, 429);
-    tokio::time::sleep(Duration::from_millis(5100)).await;
+    node.clock.advance(Duration::from_secs(5));
     assert_eq!(browser.sign_in("ada@example.com", "correct horse battery", "").await.0, 303);
     node.stop().await;
 }
@@ -720,7 +720,7 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
         sign_up_attempt::Entity::update_many()
             .col_expr(
                 sign_up_attempt::Column::ExpiresAt,
-                Expr::value(latchkey_core::now_unix() - 1),
+                Expr::value(crate::support::unix_now() - 1),
             )
             .filter(sign_up_attempt::Column::Id.eq(attempt.as_str()))
             .exec(node.core.store.db())
@@ -832,7 +832,10 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
         use latchkey_core::infra::entity::password_reset;
         use sea_orm::{EntityTrait, sea_query::Expr};
         password_reset::Entity::update_many()
-            .col_expr(password_reset::Column::ExpiresAt, Expr::value(latchkey_core::now_unix() - 1))
+            .col_expr(
+                password_reset::Column::ExpiresAt,
+                Expr::value(crate::support::unix_now() - 1),
+            )
             .exec(node.core.store.db())
             .await
             .unwrap();

@@ -157,7 +157,7 @@ async fn expired_and_idle_sessions_get_no_token(backend: Backend) {
     // Write the activity those requests recorded; otherwise it would (rightly) count as fresher
     // than the past we are about to write into the rows.
     node.core.session_tokens.flush_activity().await.unwrap();
-    let now = latchkey_core::now_unix();
+    let now = crate::support::unix_now();
     let other = node.second_core().await;
     // Move the clock of two sessions into the past, as if time had passed.
     session::Entity::update_many()
@@ -192,7 +192,7 @@ async fn expired_and_idle_sessions_get_no_token(backend: Backend) {
 
     // Activity is kept in memory and written in batches.
     let before = node.core.sessions.get(&live_sid).await.unwrap().last_active_at;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    node.clock.advance(std::time::Duration::from_secs(1));
     node.token(&live_secret).await;
     assert!(node.core.session_tokens.flush_activity().await.unwrap() >= 1);
     let after = node.core.sessions.get(&live_sid).await.unwrap();

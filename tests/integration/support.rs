@@ -3,7 +3,7 @@ use std::{collections::HashMap, net::TcpListener, path::Path, process::Command, 
 use actix_web::dev::ServerHandle;
 use latchkey_core::{
     Latchkey, Settings, identity::sessions::SessionOrigin, identity::users::NewUser,
-    infra::audit::Actor, model::User,
+    infra::audit::Actor, infra::clock::Clock, model::User,
 };
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
@@ -79,6 +79,9 @@ pub fn free_listener() -> TcpListener {
 /// One Latchkey node running in-process.
 pub struct TestServer {
     pub core: Latchkey,
+    /// This node's clock, shared with [`Self::second_core`]: tests move it forward instead of
+    /// sleeping.
+    pub clock: Clock,
     pub base_url: String,
     pub env: HashMap<String, String>,
     handle: ServerHandle,
@@ -100,16 +103,19 @@ impl TestServer {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
         let settings = Settings::load(None, &env).expect("valid test settings");
-        let core = Latchkey::open(settings).await.expect("open the store");
+        let clock = Clock::system();
+        let core =
+            Latchkey::open_with_clock(settings, clock.clone()).await.expect("open the store");
         let server = latchkey_web::start(core.clone(), listener).expect("start the server");
         let handle = server.handle();
         tokio::spawn(server);
-        Self { core, base_url: format!("http://{addr}"), env, handle }
+        Self { core, clock, base_url: format!("http://{addr}"), env, handle }
     }
 
     /// Another process's view of the same store (like the CLI, or a second node's core).
     pub async fn second_core(&self) -> Latchkey {
-        Latchkey::open(Settings::load(None, &self.env).unwrap()).await.unwrap()
+        let settings = Settings::load(None, &self.env).unwrap();
+        Latchkey::open_with_clock(settings, self.clock.clone()).await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -481,4 +487,10 @@ print(json.dumps(out))
     let output = Command::new(SYSTEM_PYTHON).arg("-c").arg(SCRIPT).args(files).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The system time as unix seconds, for tests that compare against stored timestamps without
+/// moving a node's clock.
+pub fn unix_now() -> i64 {
+    latchkey_core::infra::clock::Clock::system().now()
 }

@@ -18,7 +18,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use josekit::jws::{JwsHeader, JwsSigner};
 use latchkey_core::{
     Latchkey, Settings, identity::sessions::SessionOrigin, identity::users::NewUser,
-    infra::audit::Actor, infra::ids, infra::jose::SigningAlg, infra::store::Store, now_unix,
+    infra::audit::Actor, infra::ids, infra::jose::SigningAlg, infra::store::Store,
 };
 use serde::Serialize;
 
@@ -54,7 +54,7 @@ fn raw_signer(alg: SigningAlg) -> Result<RawSigner, BoxError> {
     let mut header = JwsHeader::new();
     header.set_token_type("JWT");
     header.set_key_id(&kid);
-    let now = now_unix();
+    let now = latchkey_core::infra::clock::Clock::system().now();
     let (sub, sid) = (ids::new_id(ids::USER), ids::new_id(ids::SESSION));
     let payload = serde_json::to_vec(&Claims {
         iss: ORIGIN,

@@ -14,7 +14,7 @@ use std::{
 };
 
 use josekit::jws::JwsHeader;
-use latchkey_core::{infra::ids, infra::jose::SigningAlg, now_unix};
+use latchkey_core::{infra::ids, infra::jose::SigningAlg};
 use serde::Serialize;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -78,7 +78,7 @@ fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
     header.set_token_type("JWT");
     header.set_key_id(&kid);
     let origin = "http://127.0.0.1:8080";
-    let now = now_unix();
+    let now = latchkey_core::infra::clock::Clock::system().now();
     let (sub, sid) = (ids::new_id(ids::USER), ids::new_id(ids::SESSION));
     let payload = serde_json::to_vec(&Claims {
         iss: origin,

@@ -11,6 +11,7 @@ pub mod tenancy;
 pub mod model {
     pub use crate::{
         identity::model::*,
+        infra::clock::Clock,
         infra::{audit::AuditEvent, keys::SigningKeyInfo},
         tenancy::model::*,
     };
@@ -25,21 +26,18 @@ pub use infra::{
 
 use crate::{
     identity::session_tokens::SessionTokenService, identity::sessions::SessionService,
-    identity::users::UserService, infra::keys::KeyService, infra::mail::MailService,
-    infra::store::Store, oauth::clients::ClientService, sign_in::AuthService,
-    tenancy::domains::DomainService, tenancy::enrollment::EnrollmentService,
+    identity::users::UserService, infra::clock::Clock, infra::keys::KeyService,
+    infra::mail::MailService, infra::store::Store, oauth::clients::ClientService,
+    sign_in::AuthService, tenancy::domains::DomainService, tenancy::enrollment::EnrollmentService,
     tenancy::invitations::InvitationService, tenancy::orgs::OrgService,
 };
-
-/// Current time as unix seconds; every timestamp in the store uses this unit.
-pub fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
-}
 
 /// The identity store with all of its services, shared by the web app and the CLI.
 #[derive(Clone)]
 pub struct Latchkey {
     pub settings: Arc<Settings>,
+    /// The time every service reads (tests advance it).
+    pub clock: Clock,
     pub store: Store,
     pub auth: AuthService,
     pub mail: MailService,
@@ -61,9 +59,15 @@ impl Latchkey {
     /// Opens the store described by `settings`: creates the data directory and master key on
     /// first use, connects, runs migrations and makes sure the session-token signing key exists.
     pub async fn open(settings: Settings) -> Result<Self> {
+        Self::open_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`Self::open`] with a given clock: tests share one between the nodes they start and
+    /// move it forward instead of waiting.
+    pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
         let master_key = infra::crypto::MasterKey::load_or_create(&settings)?;
-        let store = Store::connect(&settings.database_url, master_key).await?;
+        let store = Store::connect(&settings.database_url, master_key, clock.clone()).await?;
         store.migrate().await?;
         let keys = KeyService::new(store.clone(), &settings);
         keys.ensure_active(settings.session_token_alg).await?;
@@ -109,6 +113,7 @@ impl Latchkey {
         );
         Ok(Self {
             settings,
+            clock,
             store,
             auth,
             mail,

@@ -21,7 +21,6 @@ use crate::{
     infra::jose::SigningAlg,
     infra::keys::{KeyService, LoadedSigner},
     infra::store::Store,
-    now_unix,
 };
 
 /// What a token needs to know about a session, cached between requests.
@@ -177,7 +176,7 @@ impl SessionTokenService {
         }
         let revision = inner.store.current_revision_pooled().await?;
         let hash = crypto::hash_secret(secret);
-        let now = now_unix();
+        let now = inner.store.now();
 
         let snapshot = match inner.cache.get(&hash).filter(|s| s.revision >= revision) {
             Some(cached) if self.check(&cached, now).is_ok() => cached,

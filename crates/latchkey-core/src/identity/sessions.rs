@@ -17,7 +17,6 @@ use crate::{
     infra::entity::{membership, session, user},
     infra::ids,
     infra::store::Store,
-    now_unix,
 };
 
 /// Where a new session comes from.
@@ -77,7 +76,7 @@ impl SessionService {
         origin: SessionOrigin,
         actor: &Actor,
     ) -> Result<(Session, String)> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let u = user::Entity::find_by_id(user_id.to_owned())
             .one(&txn)
@@ -112,6 +111,7 @@ impl SessionService {
             .await?;
         audit::record(
             &txn,
+            now,
             actor,
             "session.created",
             Some(&model.id),
@@ -126,7 +126,7 @@ impl SessionService {
         session::Entity::find_by_id(id.to_owned())
             .one(self.store.db())
             .await?
-            .map(|m| Session::from_model(m, now_unix()))
+            .map(|m| Session::from_model(m, self.store.now()))
             .ok_or_else(|| Error::NotFound(format!("session {id}")))
     }
 
@@ -148,7 +148,7 @@ impl SessionService {
         include_ended: bool,
         limit: u64,
     ) -> Result<Vec<Session>> {
-        let now = now_unix();
+        let now = self.store.now();
         let mut q = session::Entity::find();
         if let Some(u) = user_id {
             q = q.filter(session::Column::UserId.eq(u));
@@ -171,7 +171,7 @@ impl SessionService {
     /// Revokes one session; the next token request for it, on any node, gets 401.
     /// Returns false when it was not active.
     pub async fn revoke(&self, id: &str, reason: &str, actor: &Actor) -> Result<bool> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         if session::Entity::find_by_id(id.to_owned()).one(&txn).await?.is_none() {
             return Err(Error::NotFound(format!("session {id}")));
@@ -187,8 +187,15 @@ impl SessionService {
         let changed = res.rows_affected > 0;
         if changed {
             crate::oauth::backchannel::enqueue_for_sessions(&txn, &[id.to_owned()], now).await?;
-            audit::record(&txn, actor, "session.revoked", Some(id), json!({ "reason": reason }))
-                .await?;
+            audit::record(
+                &txn,
+                now,
+                actor,
+                "session.revoked",
+                Some(id),
+                json!({ "reason": reason }),
+            )
+            .await?;
             Store::bump_revision(&txn).await?;
         }
         txn.commit().await?;
@@ -205,11 +212,12 @@ impl SessionService {
         reason: &str,
         actor: &Actor,
     ) -> Result<u64> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let n = crate::identity::users::revoke_user_sessions(&txn, user_id, reason, now).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "session.revoked_all",
             Some(user_id),
@@ -224,7 +232,7 @@ impl SessionService {
 
     /// Revokes every active session of a user except `keep` ("sign out everywhere else").
     pub async fn revoke_others(&self, user_id: &str, keep: &str, actor: &Actor) -> Result<u64> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let ids = crate::oauth::backchannel::active_session_ids(
             &txn,
@@ -244,6 +252,7 @@ impl SessionService {
         crate::oauth::backchannel::enqueue_for_sessions(&txn, &ids, now).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "session.revoked_others",
             Some(user_id),
@@ -258,7 +267,7 @@ impl SessionService {
 
     /// Ends a session by its owner's choice (sign-out).
     pub async fn end(&self, id: &str, actor: &Actor) -> Result<bool> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let res = session::Entity::update_many()
             .col_expr(session::Column::Status, Expr::value("ended"))
@@ -270,7 +279,7 @@ impl SessionService {
             .await?;
         if res.rows_affected > 0 {
             crate::oauth::backchannel::enqueue_for_sessions(&txn, &[id.to_owned()], now).await?;
-            audit::record(&txn, actor, "session.ended", Some(id), json!({})).await?;
+            audit::record(&txn, now, actor, "session.ended", Some(id), json!({})).await?;
             Store::bump_revision(&txn).await?;
         }
         txn.commit().await?;
@@ -287,6 +296,7 @@ impl SessionService {
         org_id: Option<&str>,
         actor: &Actor,
     ) -> Result<()> {
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let s = session::Entity::find_by_id(session_id.to_owned())
             .one(&txn)
@@ -310,6 +320,7 @@ impl SessionService {
         am.update(&txn).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "session.org_switched",
             Some(session_id),
@@ -340,7 +351,7 @@ impl SessionService {
     }
 
     async fn sweep_batch(&self) -> Result<(u64, bool)> {
-        let now = now_unix();
+        let now = self.store.now();
         let idle_cutoff = now - secs(IDLE_SWEEP_GRACE);
         let absolute = || session::Column::ExpiresAt.lte(now);
         let idle = || session::Column::IdleExpiresAt.lte(idle_cutoff);

@@ -14,7 +14,6 @@ use crate::{
     infra::entity::{password_credential, session, user, user_email},
     infra::ids,
     infra::store::Store,
-    now_unix,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -75,7 +74,7 @@ impl UserService {
         actor: &Actor,
     ) -> Result<User> {
         let email = normalize_email(&new.email)?;
-        let now = now_unix();
+        let now = self.store.now();
         let id = ids::new_id(ids::USER);
         let txn = self.store.begin_write().await?;
         let taken = user_email::Entity::find()
@@ -129,6 +128,7 @@ impl UserService {
         }
         audit::record(
             &txn,
+            now,
             actor,
             "user.created",
             Some(&id),
@@ -146,7 +146,7 @@ impl UserService {
         user_id: &str,
         hash: String,
     ) -> Result<()> {
-        let now = now_unix();
+        let now = self.store.now();
         match password_credential::Entity::find_by_id(user_id.to_owned()).one(conn).await? {
             Some(existing) => {
                 let mut am: password_credential::ActiveModel = existing.into();
@@ -175,6 +175,7 @@ impl UserService {
         name: Option<String>,
         actor: &Actor,
     ) -> Result<User> {
+        let now = self.store.now();
         let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         if name.as_ref().is_some_and(|n| n.chars().count() > 256) {
             return Err(Error::invalid("name", "must be at most 256 characters"));
@@ -186,10 +187,17 @@ impl UserService {
             .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
         let mut am: user::ActiveModel = existing.into();
         am.name = Set(name.clone());
-        am.updated_at = Set(now_unix());
+        am.updated_at = Set(self.store.now());
         let updated = am.update(&txn).await?;
-        audit::record(&txn, actor, "user.profile_updated", Some(user_id), json!({ "name": name }))
-            .await?;
+        audit::record(
+            &txn,
+            now,
+            actor,
+            "user.profile_updated",
+            Some(user_id),
+            json!({ "name": name }),
+        )
+        .await?;
         // Profile claims are cached with the grants they appear in.
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
@@ -271,7 +279,7 @@ impl UserService {
         reason: Option<String>,
         actor: &Actor,
     ) -> Result<User> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let existing = user::Entity::find_by_id(id.to_owned())
             .one(&txn)
@@ -294,6 +302,7 @@ impl UserService {
         };
         audit::record(
             &txn,
+            now,
             actor,
             action,
             Some(id),

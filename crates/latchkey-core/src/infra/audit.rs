@@ -4,7 +4,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder, QueryS
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Result, infra::entity::audit_event, infra::ids, now_unix};
+use crate::{Result, infra::entity::audit_event, infra::ids};
 
 /// Who performed an action and from where.
 #[derive(Debug, Clone)]
@@ -31,6 +31,7 @@ impl Actor {
 
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
+    now: i64,
     actor: &Actor,
     action: &str,
     target_id: Option<&str>,
@@ -38,7 +39,7 @@ pub async fn record<C: ConnectionTrait>(
 ) -> Result<()> {
     audit_event::Entity::insert(audit_event::ActiveModel {
         id: Set(ids::new_id(ids::AUDIT_EVENT)),
-        occurred_at: Set(now_unix()),
+        occurred_at: Set(now),
         actor: Set(actor.name.clone()),
         action: Set(action.to_owned()),
         target_id: Set(target_id.map(str::to_owned)),

@@ -15,7 +15,6 @@ use crate::{
     infra::ids,
     infra::jose::SigningAlg,
     infra::store::Store,
-    now_unix,
 };
 
 /// Token types whose JWS header is encoded once per key (`typ` values Latchkey signs).
@@ -184,10 +183,11 @@ impl KeyService {
 
     /// Makes sure an active key exists for `alg`, generating the first one if needed.
     pub async fn ensure_active(&self, alg: SigningAlg) -> Result<SigningKeyInfo> {
+        let now = self.store.now();
         if let Some(m) = self.active_model(alg).await? {
-            return Ok(info(m, now_unix()));
+            return Ok(info(m, self.store.now()));
         }
-        let model = self.new_key_model(alg, now_unix())?;
+        let model = self.new_key_model(alg, self.store.now())?;
         let txn = self.store.begin_write().await?;
         // Another process may have created one meanwhile; the re-check inside the transaction
         // keeps one active key per algorithm.
@@ -198,11 +198,12 @@ impl KeyService {
             .await?;
         if let Some(m) = existing {
             txn.rollback().await?;
-            return Ok(info(m, now_unix()));
+            return Ok(info(m, self.store.now()));
         }
         let m = model.insert(&txn).await?;
         audit::record(
             &txn,
+            now,
             &Actor::system(),
             "key.created",
             Some(&m.kid),
@@ -212,7 +213,7 @@ impl KeyService {
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
         tracing::info!(kid = %m.kid, alg = alg.as_str(), "generated signing key");
-        Ok(info(m, now_unix()))
+        Ok(info(m, self.store.now()))
     }
 
     /// Introduces a new active key for `alg`; the previous one stays published until every
@@ -222,7 +223,7 @@ impl KeyService {
         alg: SigningAlg,
         actor: &Actor,
     ) -> Result<(SigningKeyInfo, Option<SigningKeyInfo>)> {
-        let now = now_unix();
+        let now = self.store.now();
         let model = self.new_key_model(alg, now)?;
         let retention = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
         let txn = self.store.begin_write().await?;
@@ -240,8 +241,7 @@ impl KeyService {
             retired = Some(am.update(&txn).await?);
         }
         let new = model.insert(&txn).await?;
-        audit::record(
-            &txn,
+        audit::record(&txn, now,
             actor,
             "key.rotated",
             Some(&new.kid),
@@ -254,7 +254,7 @@ impl KeyService {
     }
 
     pub async fn list(&self) -> Result<Vec<SigningKeyInfo>> {
-        let now = now_unix();
+        let now = self.store.now();
         Ok(signing_key::Entity::find()
             .order_by_desc(signing_key::Column::CreatedAt)
             .all(self.store.db())
@@ -268,7 +268,7 @@ impl KeyService {
     /// The published key set as of `revision`, from memory unless keys changed since. A
     /// retired key's publication also ends by time, so the cache is re-read at that moment.
     pub async fn jwks_at(&self, revision: i64) -> Result<Arc<serde_json::Value>> {
-        let now = now_unix();
+        let now = self.store.now();
         if let Some(c) = self.jwks.read().ok().and_then(|c| c.clone())
             && c.revision >= revision
             && c.stale_at.is_none_or(|t| t > now)
@@ -284,7 +284,7 @@ impl KeyService {
     }
 
     pub async fn jwks(&self) -> Result<serde_json::Value> {
-        Ok(self.published(now_unix()).await?.0)
+        Ok(self.published(self.store.now()).await?.0)
     }
 
     /// The JWK set, and when its first retired key stops being published.

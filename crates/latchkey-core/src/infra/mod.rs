@@ -3,6 +3,7 @@
 //! Nothing here knows about users, organisations or OAuth.
 
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod entity;

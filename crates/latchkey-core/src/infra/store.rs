@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::{
-    Error, Result, infra::crypto::MasterKey, infra::entity::store_revision,
+    Error, Result, infra::clock::Clock, infra::crypto::MasterKey, infra::entity::store_revision,
     infra::revision::RevisionGate,
 };
 
@@ -32,6 +32,7 @@ pub struct Store {
     /// Dropped with the last clone of the store: background threads watch it to know when to
     /// stop.
     alive: Arc<()>,
+    clock: Clock,
 }
 
 /// How often the background checkpointer copies committed WAL pages back to the database file.
@@ -98,7 +99,7 @@ impl RevisionReader {
 }
 
 impl Store {
-    pub async fn connect(url: &str, master_key: MasterKey) -> Result<Self> {
+    pub async fn connect(url: &str, master_key: MasterKey, clock: Clock) -> Result<Self> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
         if url.starts_with("sqlite:") {
@@ -140,12 +141,23 @@ impl Store {
                 })
                 .map(|c| Arc::new(std::sync::Mutex::new(c))),
             alive: Arc::new(()),
+            clock,
         })
         .inspect(|store| {
             if let Some(path) = sqlite_path(url) {
                 spawn_checkpointer(path, Arc::downgrade(&store.alive));
             }
         })
+    }
+
+    /// The clock every service of this store reads the time from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Current time as unix seconds (see [`Clock`]).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -23,7 +23,6 @@ use crate::{
     infra::jose::SigningAlg,
     infra::mail::{retry_delay, status},
     infra::store::Store,
-    now_unix,
     oauth::OAuthService,
 };
 
@@ -177,7 +176,7 @@ impl BackchannelService {
     pub async fn deliver_due(&self) -> Result<usize> {
         let mut sent = 0;
         loop {
-            let now = now_unix();
+            let now = self.store.now();
             let due: Vec<String> = backchannel_outbox::Entity::find()
                 .select_only()
                 .column(backchannel_outbox::Column::Id)
@@ -204,7 +203,7 @@ impl BackchannelService {
     }
 
     async fn claim(&self, id: &str) -> Result<Option<(backchannel_outbox::Model, i64)>> {
-        let now = now_unix();
+        let now = self.store.now();
         let lease = now + secs(CLAIM_LEASE);
         let res = backchannel_outbox::Entity::update_many()
             .col_expr(backchannel_outbox::Column::Status, Expr::value(status::SENDING))
@@ -236,7 +235,7 @@ impl BackchannelService {
             .await?
             .ok_or_else(|| Error::NotFound(format!("client {}", row.client_id)))?;
         let alg = SigningAlg::parse(&client.id_token_alg).unwrap_or(SigningAlg::RS256);
-        let now = now_unix();
+        let now = self.store.now();
         let claims = json!({
             "iss": self.issuer,
             "aud": row.client_id,
@@ -276,7 +275,7 @@ impl BackchannelService {
 
     async fn attempt(&self, row: backchannel_outbox::Model, lease: i64) -> Result<bool> {
         let outcome = self.post(&row).await;
-        let now = now_unix();
+        let now = self.store.now();
         let update = backchannel_outbox::Entity::update_many()
             .col_expr(backchannel_outbox::Column::ClaimedUntil, Expr::value(None::<i64>));
         let (update, sent) = match &outcome {
@@ -348,7 +347,7 @@ impl BackchannelService {
                 }
                 if last_purge.is_none_or(|at| at.elapsed() >= PURGE_INTERVAL) {
                     last_purge = Some(tokio::time::Instant::now());
-                    let cutoff = now_unix() - secs(RETENTION);
+                    let cutoff = service.store.now() - secs(RETENTION);
                     let res = backchannel_outbox::Entity::delete_many()
                         .filter(
                             backchannel_outbox::Column::Status

@@ -24,7 +24,6 @@ use crate::{
     infra::ids,
     infra::jose::SigningAlg,
     infra::store::Store,
-    now_unix,
 };
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
@@ -338,7 +337,7 @@ impl ClientService {
         let Some(entry) = self.cached(client_id, revision).await? else {
             return Ok(false);
         };
-        Ok(secret_matches(&entry.secrets, secret, now_unix()))
+        Ok(secret_matches(&entry.secrets, secret, self.store.now()))
     }
 
     pub async fn create(&self, new: NewClient, actor: &Actor) -> Result<CreatedClient> {
@@ -454,7 +453,7 @@ impl ClientService {
         let access_ttl =
             validate_ttl("access_token_ttl", new.access_token_ttl_secs.unwrap_or(300), 60, 3600)?;
 
-        let now = now_unix();
+        let now = self.store.now();
         let client_id = ids::new_id(ids::OAUTH_CLIENT);
         let model = oauth_client::ActiveModel {
             client_id: Set(client_id.clone()),
@@ -504,6 +503,7 @@ impl ClientService {
             };
         audit::record(
             &txn,
+            now,
             actor,
             "client.created",
             Some(&client_id),
@@ -558,7 +558,7 @@ impl ClientService {
         if client.is_public() || client.token_endpoint_auth_method == AUTH_PRIVATE_KEY_JWT {
             return Err(Error::invalid("client", "this client does not use a client secret"));
         }
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         // Shorten, never extend, the life of secrets already on their way out.
         oauth_client_secret::Entity::update_many()
@@ -574,6 +574,7 @@ impl ClientService {
         let secret = insert_secret(&txn, client_id, now).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "client.secret_rotated",
             Some(client_id),
@@ -586,6 +587,7 @@ impl ClientService {
     }
 
     pub async fn delete(&self, client_id: &str, actor: &Actor) -> Result<()> {
+        let now = self.store.now();
         let client = self.get(client_id).await?;
         let txn = self.store.begin_write().await?;
         oauth_client_secret::Entity::delete_many()
@@ -595,6 +597,7 @@ impl ClientService {
         oauth_client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "client.deleted",
             Some(client_id),
@@ -619,7 +622,7 @@ impl ClientService {
             .into_iter()
             .map(|r| (r.secret_hash, r.expires_at))
             .collect();
-        Ok(secret_matches(&rows, secret, now_unix()))
+        Ok(secret_matches(&rows, secret, self.store.now()))
     }
 }
 

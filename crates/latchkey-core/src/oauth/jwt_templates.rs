@@ -29,7 +29,6 @@ use crate::{
     infra::jose::SigningAlg,
     infra::keys::KeyService,
     infra::store::Store,
-    now_unix,
 };
 
 /// Every placeholder a template may use.
@@ -281,7 +280,7 @@ impl JwtTemplateService {
                 (HS256_NAME, Some(self.store.master_key().seal(&secret_purpose(&id), secret)?))
             }
         };
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         if jwt_template::Entity::find()
             .filter(jwt_template::Column::Name.eq(&name))
@@ -315,6 +314,7 @@ impl JwtTemplateService {
         .await?;
         audit::record(
             &txn,
+            now,
             actor,
             "jwt_template.created",
             Some(&id),
@@ -348,6 +348,7 @@ impl JwtTemplateService {
     }
 
     pub async fn delete(&self, name: &str, actor: &Actor) -> Result<()> {
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         // A client's tokens would fail without it: refuse while a client names the template.
         let in_use = oauth_client::Entity::find()
@@ -372,7 +373,8 @@ impl JwtTemplateService {
         if res.rows_affected == 0 {
             return Err(Error::NotFound(format!("JWT template {name}")));
         }
-        audit::record(&txn, actor, "jwt_template.deleted", None, json!({ "name": name })).await?;
+        audit::record(&txn, now, actor, "jwt_template.deleted", None, json!({ "name": name }))
+            .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -459,7 +461,7 @@ impl JwtTemplateService {
         let claims: Value = serde_json::from_str(&template.claims)?;
         let ctx = self.context(&session_ctx.session_id, session_ctx.org_id.as_deref()).await?;
         let mut rendered = render(&claims, &ctx)?;
-        let now = now_unix();
+        let now = self.store.now();
         let exp = now + template.lifetime_secs;
         // Set last, so nothing in a template can replace them.
         for (k, v) in [

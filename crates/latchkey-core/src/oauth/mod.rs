@@ -25,7 +25,6 @@ use crate::{
     infra::jose::SigningAlg,
     infra::keys::KeyService,
     infra::store::Store,
-    now_unix,
 };
 
 /// Authorization codes live at most this long (OAuth 2.1 recommends ≤ 10 min; we use 1 min).
@@ -222,7 +221,7 @@ impl OAuthService {
         session_id: &str,
         revision: i64,
     ) -> Result<Option<Arc<GrantSubject>>> {
-        let now = now_unix();
+        let now = self.store.now();
         if let Some(s) = self.subjects.get(session_id).filter(|s| s.revision >= revision)
             && s.is_live(now)
         {
@@ -253,12 +252,12 @@ impl OAuthService {
     }
 
     pub async fn session_is_active(&self, session_id: &str) -> Result<bool> {
-        session_is_active(self.store.db(), session_id, now_unix()).await
+        session_is_active(self.store.db(), session_id, self.store.now()).await
     }
 
     pub async fn issue_code(&self, new: NewCode) -> Result<String> {
         let code = crypto::random_secret();
-        let now = now_unix();
+        let now = self.store.now();
         oauth_code::ActiveModel {
             id: Set(ids::new_id(ids::OAUTH_CODE)),
             code_hash: Set(crypto::hash_secret_hex(&code)),
@@ -290,7 +289,7 @@ impl OAuthService {
             return Ok(CodeRedemption::Invalid);
         }
         let hash = crypto::hash_secret_hex(code);
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let Some(row) = oauth_code::Entity::find()
             .filter(oauth_code::Column::CodeHash.eq(&hash))
@@ -333,7 +332,7 @@ impl OAuthService {
 
     /// Starts (or continues) a refresh-token family; returns the new token.
     pub async fn issue_refresh(&self, grant: &RefreshGrant, ttl_secs: i64) -> Result<String> {
-        insert_refresh(self.store.db(), grant, ttl_secs, now_unix()).await
+        insert_refresh(self.store.db(), grant, ttl_secs, self.store.now()).await
     }
 
     /// True when the grant (a code and the refresh family it started) was revoked: its code was
@@ -348,7 +347,7 @@ impl OAuthService {
     pub async fn settle_grant(&self, grant_id: &str) -> Result<bool> {
         if self.grant_revoked(grant_id).await? {
             let txn = self.store.begin_write().await?;
-            revoke_family(&txn, grant_id, now_unix()).await?;
+            revoke_family(&txn, grant_id, self.store.now()).await?;
             txn.commit().await?;
             return Ok(false);
         }
@@ -384,10 +383,10 @@ impl OAuthService {
         let subject = self
             .grant_subject(&row.session_id, revision)
             .await?
-            .filter(|s| s.user.id == row.user_id && s.is_live(now_unix()));
+            .filter(|s| s.user.id == row.user_id && s.is_live(self.store.now()));
         let Some(subject) = subject else {
             let txn = self.store.begin_write().await?;
-            revoke_family(&txn, &row.family_id, now_unix()).await?;
+            revoke_family(&txn, &row.family_id, self.store.now()).await?;
             txn.commit().await?;
             return Ok(RefreshOutcome::Invalid("the session behind this grant has ended"));
         };
@@ -420,7 +419,7 @@ impl OAuthService {
         let Some(row) = row.filter(|r| r.client_id == client_id) else {
             return Ok(false);
         };
-        revoke_family(&txn, &row.family_id, now_unix()).await?;
+        revoke_family(&txn, &row.family_id, self.store.now()).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -430,7 +429,7 @@ impl OAuthService {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        let now = now_unix();
+        let now = self.store.now();
         let row = oauth_refresh_token::Entity::find()
             .filter(oauth_refresh_token::Column::TokenHash.eq(crypto::hash_secret_hex(token)))
             .one(self.store.db())
@@ -460,7 +459,7 @@ impl OAuthService {
 
     /// Records a `private_key_jwt` assertion id; false when it was seen before (replay).
     pub async fn remember_jti(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
-        let now = now_unix();
+        let now = self.store.now();
         let key = format!("{client_id}:{}", crypto::hash_secret_hex(jti));
         let txn = self.store.begin_write().await?;
         // Expired ids can go: an assertion past its exp is refused anyway.
@@ -527,7 +526,7 @@ impl OAuthService {
         client_id: &str,
         actor: &Actor,
     ) -> Result<bool> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let res = oauth_consent::Entity::delete_many()
             .filter(oauth_consent::Column::UserId.eq(user_id))
@@ -545,6 +544,7 @@ impl OAuthService {
         if res.rows_affected > 0 {
             audit::record(
                 &txn,
+                now,
                 actor,
                 "consent.revoked",
                 Some(client_id),
@@ -562,7 +562,7 @@ impl OAuthService {
         client_id: &str,
         scopes: &[String],
     ) -> Result<()> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         oauth_consent::Entity::delete_many()
             .filter(oauth_consent::Column::UserId.eq(user_id))

@@ -19,7 +19,6 @@ use crate::{
     Error, Result,
     infra::entity::{oauth_code, oauth_refresh_token},
     infra::store::Store,
-    now_unix,
     oauth::{RefreshGrant, refresh_model},
 };
 
@@ -138,7 +137,7 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
         Err(jobs) => jobs,
     };
     let jobs = &jobs[..];
-    let now = now_unix();
+    let now = store.now();
     let txn = store.begin_write().await?;
     let mut wanted = Condition::any();
     for job in jobs {
@@ -256,7 +255,7 @@ mod sqlite {
     use super::{Claim, RotationJob, Unclaimable, classify};
     use crate::{
         Error, Result, infra::crypto, infra::entity::oauth_refresh_token, infra::ids,
-        infra::store::Store, now_unix,
+        infra::store::Store,
     };
 
     /// The claims, or the jobs back when the store has no SQLite writer.
@@ -267,8 +266,8 @@ mod sqlite {
         if !store.has_sqlite_writer() {
             return Err(jobs);
         }
-        let outcome =
-            store.with_sqlite_writer(move |conn| rotate_in(conn, &jobs, now_unix())).await;
+        let now = store.now();
+        let outcome = store.with_sqlite_writer(move |conn| rotate_in(conn, &jobs, now)).await;
         Ok(outcome.unwrap_or_else(|| Err(Error::Internal("no SQLite writer".into()))))
     }
 

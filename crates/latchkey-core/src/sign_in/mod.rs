@@ -121,11 +121,12 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<SignedIn> {
         let email = normalize_email(email).map_err(|_| Error::Unauthenticated("invalid email"))?;
-        let now = crate::now_unix();
+        let now = self.store.now();
         let keys = throttle::Keys::new(&email, client.ip.as_deref());
         if let Err(e) = throttle::check(self.store.db(), &keys, &self.policy, now).await {
             audit::record(
                 self.store.db(),
+                now,
                 &client.actor_for(None),
                 "sign_in.throttled",
                 None,
@@ -161,6 +162,7 @@ impl AuthService {
                     .await?;
                 audit::record(
                     self.store.db(),
+                    now,
                     &actor,
                     "sign_in.succeeded",
                     Some(&user.id),
@@ -182,6 +184,7 @@ impl AuthService {
                 let actor = client.actor_for(None);
                 audit::record(
                     self.store.db(),
+                    now,
                     &actor,
                     "sign_in.failed",
                     user_id,
@@ -189,7 +192,7 @@ impl AuthService {
                 )
                 .await?;
                 if locked {
-                    audit::record(self.store.db(), &Actor::system(), "user.locked_out", user_id, json!({ "email": email, "until": now + self.policy.lockout.as_secs() as i64 })).await?;
+                    audit::record(self.store.db(), now, &Actor::system(), "user.locked_out", user_id, json!({ "email": email, "until": now + self.policy.lockout.as_secs() as i64 })).await?;
                 }
                 Err(Error::Unauthenticated("wrong email or password"))
             }
@@ -199,16 +202,17 @@ impl AuthService {
     /// Lockout state of an account, for administrators.
     pub async fn lockout_status(&self, email: &str) -> Result<LockoutStatus> {
         let email = normalize_email(email)?;
-        throttle::status(self.store.db(), &throttle::Keys::new(&email, None), crate::now_unix())
+        throttle::status(self.store.db(), &throttle::Keys::new(&email, None), self.store.now())
             .await
     }
 
     /// Clears an account's failed sign-in counter and lockout.
     pub async fn unlock(&self, email: &str, actor: &Actor) -> Result<()> {
+        let now = self.store.now();
         let email = normalize_email(email)?;
         let txn = self.store.begin_write().await?;
         throttle::record_success(&txn, &throttle::Keys::new(&email, None)).await?;
-        audit::record(&txn, actor, "user.unlocked", None, json!({ "email": email })).await?;
+        audit::record(&txn, now, actor, "user.unlocked", None, json!({ "email": email })).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -221,6 +225,7 @@ impl AuthService {
         new: &str,
         client: &ClientInfo,
     ) -> Result<()> {
+        let now = self.store.now();
         let user = self.users.get(user_id).await?;
         let credential =
             password_credential::Entity::find_by_id(user.id.clone()).one(self.store.db()).await?;
@@ -231,6 +236,7 @@ impl AuthService {
         if !ok {
             audit::record(
                 self.store.db(),
+                now,
                 &client.actor_for(Some(user_id)),
                 "password.change_failed",
                 Some(user_id),
@@ -249,6 +255,7 @@ impl AuthService {
         self.users.set_password_hash(&txn, user_id, hash).await?;
         audit::record(
             &txn,
+            now,
             &client.actor_for(Some(user_id)),
             "password.changed",
             Some(user_id),
@@ -277,7 +284,7 @@ impl AuthService {
         email: &str,
         client: &ClientInfo,
     ) -> Result<()> {
-        let now = crate::now_unix();
+        let now = self.store.now();
         let window = self.policy.lockout.as_secs() as i64;
         if let Some(ip) = &client.ip {
             throttle::hit(

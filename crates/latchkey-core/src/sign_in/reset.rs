@@ -9,7 +9,7 @@ use super::{AuthService, ClientInfo};
 use crate::{
     Error, Result, identity::model::UserStatus, identity::passwords,
     identity::users::normalize_email, infra::crypto, infra::entity::password_reset, infra::ids,
-    infra::mail::MailKind, now_unix,
+    infra::mail::MailKind,
 };
 
 const RESET_TTL_SECS: i64 = crate::infra::mail::PASSWORD_RESET_VALIDITY.as_secs() as i64;
@@ -18,6 +18,7 @@ impl AuthService {
     /// Mails a reset link if the address belongs to an active account; otherwise does nothing,
     /// and the caller shows the same message either way.
     pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<()> {
+        let now = self.store.now();
         let Ok(email) = normalize_email(email) else { return Ok(()) };
         self.limit_mail_requests("password_reset", &email, client).await?;
         let Some(user) =
@@ -25,6 +26,7 @@ impl AuthService {
         else {
             crate::infra::audit::record(
                 self.store.db(),
+                now,
                 &client.actor_for(None),
                 "password.reset_requested",
                 None,
@@ -34,7 +36,7 @@ impl AuthService {
             return Ok(());
         };
         let token = crypto::random_secret();
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         password_reset::ActiveModel {
             id: Set(ids::new_id("pwr")),
@@ -50,6 +52,7 @@ impl AuthService {
         self.mail.enqueue(&txn, &user.primary_email, MailKind::PasswordReset { link }).await?;
         crate::infra::audit::record(
             &txn,
+            now,
             &client.actor_for(None),
             "password.reset_requested",
             Some(&user.id),
@@ -74,7 +77,7 @@ impl AuthService {
             .filter(password_reset::Column::TokenHash.eq(crypto::hash_secret_hex(token)))
             .one(self.store.db())
             .await?
-            .filter(|r| r.used_at.is_none() && r.expires_at > now_unix()))
+            .filter(|r| r.used_at.is_none() && r.expires_at > self.store.now()))
     }
 
     /// Sets a new password through a reset link. The link works once; every session of the
@@ -94,7 +97,7 @@ impl AuthService {
             self.policy.password_min_score,
         )?;
         let hash = self.passwords.hash(new_password.to_owned()).await?;
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let used = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(now))
@@ -119,6 +122,7 @@ impl AuthService {
         crate::infra::store::Store::bump_revision(&txn).await?;
         crate::infra::audit::record(
             &txn,
+            now,
             &client.actor_for(Some(&user.id)),
             "password.reset",
             Some(&user.id),

@@ -15,7 +15,6 @@ use crate::{
     infra::entity::sign_up_attempt,
     infra::ids,
     infra::mail::MailKind,
-    now_unix,
 };
 
 /// The mailed code's lifetime, as the mail itself states it.
@@ -46,7 +45,7 @@ impl AuthService {
         let exists = self.users.find_by_email(&email).await?.is_some();
         let id = ids::new_id("sua");
         let code = random_digits(6);
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         sign_up_attempt::ActiveModel {
             id: Set(id.clone()),
@@ -70,6 +69,7 @@ impl AuthService {
         }
         crate::infra::audit::record(
             &txn,
+            now,
             &client.actor_for(None),
             "sign_up.started",
             Some(&id),
@@ -85,7 +85,7 @@ impl AuthService {
         let row = sign_up_attempt::Entity::find_by_id(id.to_owned())
             .one(self.store.db())
             .await?
-            .filter(|r| r.completed_at.is_none() && r.expires_at > now_unix())
+            .filter(|r| r.completed_at.is_none() && r.expires_at > self.store.now())
             .ok_or_else(|| Error::NotFound("sign-up".into()))?;
         Ok(PendingSignUp { id: row.id, email: row.email, expires_at: row.expires_at })
     }
@@ -98,7 +98,7 @@ impl AuthService {
         code: &str,
         client: &ClientInfo,
     ) -> Result<SignedIn> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let row = sign_up_attempt::Entity::find_by_id(id.to_owned()).one(&txn).await?;
         let Some(row) = row.filter(|r| r.completed_at.is_none()) else {
@@ -121,6 +121,7 @@ impl AuthService {
                 .await?;
             crate::infra::audit::record(
                 &txn,
+                now,
                 &client.actor_for(None),
                 "sign_up.code_failed",
                 Some(id),
@@ -168,6 +169,7 @@ impl AuthService {
             self.sessions.create(&user.id, client.session_origin("password"), &actor).await?;
         crate::infra::audit::record(
             self.store.db(),
+            now,
             &actor,
             "sign_up.completed",
             Some(&user.id),

@@ -31,7 +31,6 @@ use crate::{
     infra::ids,
     infra::mail::{MailKind, MailService},
     infra::store::Store,
-    now_unix,
     tenancy::consumer_domains::is_consumer_domain,
     tenancy::model::{EnrollmentMode, InvitationStatus, JoinRequestStatus, OrgDomain},
     tenancy::orgs::lock_org,
@@ -123,7 +122,7 @@ impl DomainService {
                 format!("{domain} is a public email provider; it cannot belong to an organisation"),
             ));
         }
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
         let existing = org_domain::Entity::find()
@@ -159,6 +158,7 @@ impl DomainService {
         .await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.domain_added",
             Some(org_id),
@@ -215,7 +215,7 @@ impl DomainService {
         }
         let txn = self.store.begin_write().await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
-        let d = mark_verified(&txn, d, "dns", actor).await?;
+        let d = mark_verified(&txn, d, "dns", actor, self.store.now()).await?;
         txn.commit().await?;
         Ok(d.into())
     }
@@ -285,7 +285,7 @@ impl DomainService {
     ) -> Result<String> {
         let address = normalize_email(address)
             .map_err(|_| Error::invalid("address", "is not a valid email address"))?;
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
         if d.verified_domain.is_some() {
@@ -311,6 +311,7 @@ impl DomainService {
         am.update(&txn).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.domain_email_verification_started",
             Some(org_id),
@@ -339,7 +340,7 @@ impl DomainService {
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::invalid("code", "must be the 6 digits from the email"));
         }
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
         if d.verified_domain.is_some() {
@@ -371,7 +372,7 @@ impl DomainService {
             return Err(Error::invalid("code", "is not the code that was sent"));
         }
         let d = Self::load(&txn, org_id, domain_id).await?;
-        let d = mark_verified(&txn, d, "email", actor).await?;
+        let d = mark_verified(&txn, d, "email", actor, now).await?;
         txn.commit().await?;
         Ok(d.into())
     }
@@ -383,15 +384,17 @@ impl DomainService {
         mode: EnrollmentMode,
         actor: &Actor,
     ) -> Result<OrgDomain> {
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
         let domain = d.domain.clone();
         let mut am: org_domain::ActiveModel = d.into();
         am.enrollment_mode = Set(mode.as_str().into());
-        am.updated_at = Set(now_unix());
+        am.updated_at = Set(self.store.now());
         let d = am.update(&txn).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.domain_enrollment_mode_set",
             Some(org_id),
@@ -405,7 +408,7 @@ impl DomainService {
     /// Removes the domain. Automatic invitations and suggestions it created and nobody acted on
     /// yet go with it; memberships stay.
     pub async fn remove_domain(&self, org_id: &str, domain_id: &str, actor: &Actor) -> Result<()> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
@@ -427,6 +430,7 @@ impl DomainService {
             .await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.domain_removed",
             Some(org_id),
@@ -445,6 +449,7 @@ async fn mark_verified<C: ConnectionTrait>(
     d: org_domain::Model,
     method: &str,
     actor: &Actor,
+    now: i64,
 ) -> Result<org_domain::Model> {
     if d.verified_domain.is_some() {
         return Ok(d);
@@ -458,7 +463,6 @@ async fn mark_verified<C: ConnectionTrait>(
     if holder.is_some() {
         return Err(taken());
     }
-    let now = now_unix();
     let (org_id, domain_id, domain) = (d.org_id.clone(), d.id.clone(), d.domain.clone());
     let mut am: org_domain::ActiveModel = d.into();
     am.verified_domain = Set(Some(domain.clone()));
@@ -477,6 +481,7 @@ async fn mark_verified<C: ConnectionTrait>(
     })?;
     audit::record(
         txn,
+        now,
         actor,
         "org.domain_verified",
         Some(&org_id),

@@ -16,7 +16,6 @@ use crate::{
     infra::ids,
     infra::mail::{MailKind, MailService},
     infra::store::Store,
-    now_unix,
     tenancy::invitations::{self, InvitationSource},
     tenancy::model::{
         EnrollmentMode, JoinRequest, JoinRequestStatus, JoinRequestView, JoinSuggestion,
@@ -69,7 +68,7 @@ impl EnrollmentService {
         if mode == EnrollmentMode::Manual {
             return Ok(());
         }
-        let now = now_unix();
+        let now = self.store.now();
         lock_org(&txn, &d.org_id).await?;
         if find_membership(&txn, &d.org_id, &u.id).await?.is_some() {
             return Ok(());
@@ -93,6 +92,7 @@ impl EnrollmentService {
                 .await?;
                 audit::record(
                     &txn,
+                    now,
                     &actor,
                     "org.invitation_created",
                     Some(&d.org_id),
@@ -127,6 +127,7 @@ impl EnrollmentService {
                 .await?;
                 audit::record(
                     &txn,
+                    now,
                     &actor,
                     "org.join_suggested",
                     Some(&d.org_id),
@@ -141,7 +142,9 @@ impl EnrollmentService {
 
     /// Invitations the user can accept, for their account page.
     pub async fn pending_invitations_for_user(&self, user: &User) -> Result<Vec<UserInvitation>> {
-        let pending = invitations::pending_for_email(self.store.db(), &user.primary_email).await?;
+        let pending =
+            invitations::pending_for_email(self.store.db(), &user.primary_email, self.store.now())
+                .await?;
         Ok(pending
             .into_iter()
             .map(|(inv, org)| UserInvitation {
@@ -193,7 +196,7 @@ impl EnrollmentService {
         user_id: &str,
         actor: &Actor,
     ) -> Result<JoinRequest> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let org = lock_org(&txn, org_id).await?;
         let u = user::Entity::find_by_id(user_id.to_owned())
@@ -265,6 +268,7 @@ impl EnrollmentService {
         };
         audit::record(
             &txn,
+            now,
             actor,
             "org.join_requested",
             Some(org_id),
@@ -333,17 +337,19 @@ impl EnrollmentService {
         request_id: &str,
         actor: &Actor,
     ) -> Result<Membership> {
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
         let r = self.pending_request(&txn, org_id, request_id).await?;
         let user_id = r.user_id.clone();
         let membership = match find_membership(&txn, org_id, &user_id).await? {
             Some(m) => m,
-            None => insert_membership(&txn, org_id, &user_id, ROLE_MEMBER).await?,
+            None => insert_membership(&txn, org_id, &user_id, ROLE_MEMBER, now).await?,
         };
         self.decide(&txn, r, JoinRequestStatus::Approved, actor).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.join_request_approved",
             Some(org_id),
@@ -362,6 +368,7 @@ impl EnrollmentService {
         request_id: &str,
         actor: &Actor,
     ) -> Result<JoinRequest> {
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
         let r = self.pending_request(&txn, org_id, request_id).await?;
@@ -369,6 +376,7 @@ impl EnrollmentService {
         let r = self.decide(&txn, r, JoinRequestStatus::Rejected, actor).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.join_request_rejected",
             Some(org_id),
@@ -412,7 +420,7 @@ impl EnrollmentService {
     ) -> Result<org_join_request::Model> {
         let mut am: org_join_request::ActiveModel = r.into();
         am.status = Set(status.as_str().into());
-        am.decided_at = Set(Some(now_unix()));
+        am.decided_at = Set(Some(self.store.now()));
         am.decided_by = Set(Some(actor.name.clone()));
         Ok(am.update(conn).await?)
     }

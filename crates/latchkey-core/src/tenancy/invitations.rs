@@ -18,7 +18,6 @@ use crate::{
     infra::ids,
     infra::mail::{MailKind, MailService},
     infra::store::Store,
-    now_unix,
     tenancy::model::{Invitation, InvitationStatus, Membership},
     tenancy::orgs::{find_membership, insert_membership, lock_org, validate_role},
 };
@@ -136,7 +135,7 @@ impl InvitationService {
     ) -> Result<IssuedInvitation> {
         validate_role(role)?;
         let email = normalize_email(email)?;
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let org = lock_org(&txn, org_id).await?;
         if let Some(owner) = user_email::Entity::find()
@@ -171,6 +170,7 @@ impl InvitationService {
         let accept_url = self.accept_url(&token);
         audit::record(
             &txn,
+            now,
             actor,
             "org.invitation_created",
             Some(org_id),
@@ -195,7 +195,7 @@ impl InvitationService {
 
     /// Invitations of the organisation that can still be accepted, oldest first.
     pub async fn list_pending(&self, org_id: &str) -> Result<Vec<Invitation>> {
-        let now = now_unix();
+        let now = self.store.now();
         Ok(org_invitation::Entity::find()
             .filter(org_invitation::Column::OrgId.eq(org_id))
             .filter(org_invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))
@@ -215,7 +215,7 @@ impl InvitationService {
         invitation_id: &str,
         actor: &Actor,
     ) -> Result<Invitation> {
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let m = org_invitation::Entity::find_by_id(invitation_id.to_owned())
             .filter(org_invitation::Column::OrgId.eq(org_id))
@@ -231,6 +231,7 @@ impl InvitationService {
         let m = am.update(&txn).await?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.invitation_revoked",
             Some(org_id),
@@ -256,7 +257,7 @@ impl InvitationService {
             .one(self.store.db())
             .await?
             .ok_or_else(not_found)?;
-        let invitation = Invitation::from_model(m, now_unix());
+        let invitation = Invitation::from_model(m, self.store.now());
         if invitation.status != InvitationStatus::Pending {
             return Err(not_found());
         }
@@ -278,7 +279,7 @@ impl InvitationService {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::NotFound("invitation".into()))?;
-        let membership = accept_in(&txn, m, user_id, actor).await?;
+        let membership = accept_in(&txn, m, user_id, actor, self.store.now()).await?;
         txn.commit().await?;
         Ok(membership)
     }
@@ -301,7 +302,7 @@ impl InvitationService {
         if u.is_none_or(|u| u.primary_email != m.email) {
             return Err(Error::NotFound(format!("invitation {invitation_id}")));
         }
-        let membership = accept_in(&txn, m, user_id, actor).await?;
+        let membership = accept_in(&txn, m, user_id, actor, self.store.now()).await?;
         txn.commit().await?;
         Ok(membership)
     }
@@ -314,8 +315,8 @@ async fn accept_in<C: ConnectionTrait>(
     m: org_invitation::Model,
     user_id: &str,
     actor: &Actor,
+    now: i64,
 ) -> Result<Membership> {
-    let now = now_unix();
     lock_org(txn, &m.org_id).await?;
     // Re-read under the lock: a concurrent accept of the same token must see it used.
     let m = org_invitation::Entity::find_by_id(m.id.clone())
@@ -353,7 +354,7 @@ async fn accept_in<C: ConnectionTrait>(
     }
     let membership = match find_membership(txn, &m.org_id, user_id).await? {
         Some(existing) => existing,
-        None => insert_membership(txn, &m.org_id, user_id, &m.role).await?,
+        None => insert_membership(txn, &m.org_id, user_id, &m.role, now).await?,
     };
     let org_id = m.org_id.clone();
     let invitation_id = m.id.clone();
@@ -364,6 +365,7 @@ async fn accept_in<C: ConnectionTrait>(
     am.update(txn).await?;
     audit::record(
         txn,
+        now,
         actor,
         "org.invitation_accepted",
         Some(&org_id),
@@ -378,9 +380,9 @@ async fn accept_in<C: ConnectionTrait>(
 pub(crate) async fn pending_for_email<C: ConnectionTrait>(
     conn: &C,
     email: &str,
+    now: i64,
 ) -> Result<Vec<(org_invitation::Model, crate::infra::entity::organisation::Model)>> {
     use crate::infra::entity::organisation;
-    let now = now_unix();
     let invitations = org_invitation::Entity::find()
         .filter(org_invitation::Column::Email.eq(email))
         .filter(org_invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))

@@ -19,7 +19,6 @@ use crate::{
     infra::entity::{membership, organisation, session, user},
     infra::ids,
     infra::store::Store,
-    now_unix,
     tenancy::model::{Member, Membership, Organisation, UserOrganisation},
 };
 
@@ -90,13 +89,14 @@ pub(crate) async fn insert_membership<C: ConnectionTrait>(
     org_id: &str,
     user_id: &str,
     role: &str,
+    now: i64,
 ) -> Result<membership::Model> {
     Ok(membership::ActiveModel {
         id: Set(ids::new_id(ids::MEMBERSHIP)),
         org_id: Set(org_id.to_owned()),
         user_id: Set(user_id.to_owned()),
         role: Set(role.to_owned()),
-        created_at: Set(now_unix()),
+        created_at: Set(now),
     }
     .insert(conn)
     .await?)
@@ -180,7 +180,7 @@ impl OrgService {
         if name.is_empty() || name.chars().count() > 256 {
             return Err(Error::invalid("name", "must be 1-256 characters"));
         }
-        let now = now_unix();
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         if organisation::Entity::find()
             .filter(organisation::Column::Slug.eq(slug))
@@ -210,6 +210,7 @@ impl OrgService {
         .map_err(|e| slug_taken(e, slug))?;
         audit::record(
             &txn,
+            now,
             actor,
             "org.created",
             Some(&m.id),
@@ -218,9 +219,10 @@ impl OrgService {
         .await?;
         let membership = match creator {
             Some(user_id) => {
-                let mem = insert_membership(&txn, &m.id, user_id, ROLE_ADMIN).await?;
+                let mem = insert_membership(&txn, &m.id, user_id, ROLE_ADMIN, now).await?;
                 audit::record(
                     &txn,
+                    now,
                     actor,
                     "org.membership_set",
                     Some(&m.id),
@@ -338,6 +340,7 @@ impl OrgService {
         role: &str,
         actor: &Actor,
     ) -> Result<Membership> {
+        let now = self.store.now();
         validate_role(role)?;
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
@@ -359,10 +362,11 @@ impl OrgService {
                 am.role = Set(role.to_owned());
                 am.update(&txn).await?
             }
-            None => insert_membership(&txn, org_id, user_id, role).await?,
+            None => insert_membership(&txn, org_id, user_id, role, now).await?,
         };
         audit::record(
             &txn,
+            now,
             actor,
             "org.membership_set",
             Some(org_id),
@@ -393,6 +397,7 @@ impl OrgService {
         action: &str,
         actor: &Actor,
     ) -> Result<()> {
+        let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
         let m = find_membership(&txn, org_id, user_id)
@@ -413,6 +418,7 @@ impl OrgService {
             .await?;
         audit::record(
             &txn,
+            now,
             actor,
             action,
             Some(org_id),

@@ -112,7 +112,7 @@ async fn verify_assertion(
     let jwks = client.jwks.clone().ok_or_else(|| err("client has no keys"))?;
     let (_, claims) = latchkey_core::infra::jose::verify_with_jwks(assertion, &jwks)
         .map_err(|_| err("assertion signature not valid"))?;
-    let now = latchkey_core::now_unix();
+    let now = state.core.clock.now();
     let s = |k: &str| claims.get(k).and_then(Value::as_str);
     if s("iss") != Some(&client.client_id) || s("sub") != Some(&client.client_id) {
         return Err(err("assertion iss/sub is not the client"));

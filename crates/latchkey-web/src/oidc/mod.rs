@@ -16,7 +16,6 @@ use askama::Template;
 use latchkey_core::{
     infra::audit::Actor,
     infra::jose::SigningAlg,
-    now_unix,
     oauth::clients::{self, Client},
     oauth::{CodeRedemption, GrantSubject, NewCode, RefreshGrant, RefreshOutcome},
 };
@@ -285,7 +284,7 @@ async fn authorize_with(
     entry: Entry,
 ) -> Res {
     let (client, areq) = validate_request(state, &params).await?;
-    let now = now_unix();
+    let now = state.core.clock.now();
     let Some((session, _)) = current_session(req, state).await else {
         if areq.prompt.none {
             return Err(redirect_error(
@@ -481,7 +480,7 @@ async fn select_account(
         .map_err(|_| OidcError::Page("This form has expired. Start the sign-in again.".into()))?;
     let params = Params::parse(&form.request).map_err(|e| OidcError::Page(e.description))?;
     let (_, mut areq) = validate_request(&state, &params).await?;
-    let now = now_unix();
+    let now = state.core.clock.now();
     let Some((session, _)) = current_session(&req, &state).await else {
         // Signed out meanwhile: signing in chooses the account.
         return Ok(to_sign_in(&areq, &form.request, Some(auth_after_marker(&state, &areq, now))));
@@ -584,15 +583,19 @@ async fn grant_context(
         .await?
         .filter(|s| s.user.id == user_id)
         .ok_or_else(|| json_err(OAuthError::invalid_grant("the session has ended")))?;
-    context_of(subject, revision)
+    context_of(subject, revision, state.core.clock.now())
 }
 
 /// [`grant_context`] for a subject already looked up (a refresh finds it while rotating).
-fn context_of(subject: Arc<GrantSubject>, revision: i64) -> Result<GrantContext, OidcError> {
+fn context_of(
+    subject: Arc<GrantSubject>,
+    revision: i64,
+    now: i64,
+) -> Result<GrantContext, OidcError> {
     if subject.user.status != latchkey_core::model::UserStatus::Active {
         return Err(json_err(OAuthError::invalid_grant("the user is not active")));
     }
-    if !subject.is_live(now_unix()) {
+    if !subject.is_live(now) {
         return Err(json_err(OAuthError::invalid_grant("the session has ended")));
     }
     let amr = match subject.auth_method() {
@@ -615,7 +618,7 @@ async fn issue_tokens(
     grant_id: &str,
 ) -> Result<Issued, OidcError> {
     let core = &state.core;
-    let now = now_unix();
+    let now = state.core.clock.now();
     let alg = alg_of(client);
     let auth = AuthContext {
         session_id,
@@ -774,7 +777,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 &client.client_id,
                 &redirect_uri,
                 code_verifier.as_deref(),
-                now_unix(),
+                state.core.clock.now(),
             )
             .map_err(json_err)?;
             let ctx = grant_context(&state, &c.user_id, &c.session_id, revision).await?;
@@ -846,7 +849,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 }
                 None => grant.scopes.clone(),
             };
-            let ctx = context_of(subject, revision)?;
+            let ctx = context_of(subject, revision, state.core.clock.now())?;
             let issued = issue_tokens(
                 &state,
                 &client,
@@ -877,7 +880,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             }
             // RFC 8707: only audiences registered for the client; none keeps the issuer.
             token::check_audiences(&audiences, &client.audiences).map_err(json_err)?;
-            let now = now_unix();
+            let now = state.core.clock.now();
             let jti = latchkey_core::infra::ids::new_id("at");
             let mut claims = claims::access_token(&claims::AccessTokenInput {
                 issuer: issuer(&state),
@@ -952,7 +955,7 @@ async fn verify_access_token(
     if !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")) {
         return None;
     }
-    let now = now_unix();
+    let now = state.core.clock.now();
     let s = |k: &str| claims.get(k).and_then(Value::as_str);
     if s("iss") != Some(issuer(state)) || !audience_ok(state, &claims, audience).await {
         return None;

@@ -16,9 +16,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use tokio::sync::Notify;
 
 use self::transport::Transport;
-use crate::{
-    Error, Result, Settings, infra::entity::mail_outbox, infra::ids, infra::store::Store, now_unix,
-};
+use crate::{Error, Result, Settings, infra::entity::mail_outbox, infra::ids, infra::store::Store};
 
 pub use queue::{GIVE_UP_AFTER, retry_delay, status};
 
@@ -130,7 +128,7 @@ impl MailService {
         let rendered = templates::render(&kind, &self.inner.site)?;
         let key = self.inner.store.master_key();
         let id = ids::new_id(ids::MAIL);
-        let now = now_unix();
+        let now = self.inner.store.now();
         mail_outbox::Entity::insert(mail_outbox::ActiveModel {
             id: Set(id.clone()),
             kind: Set(kind.name().to_owned()),

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 
 use super::{BODY_PURPOSE, MailService};
-use crate::{Error, Result, infra::entity::mail_outbox, now_unix};
+use crate::{Error, Result, infra::entity::mail_outbox};
 
 /// Values of `mail_outbox.status`.
 pub mod status {
@@ -78,7 +78,7 @@ impl MailService {
     pub async fn deliver_due(&self) -> Result<usize> {
         let mut sent = 0;
         loop {
-            let now = now_unix();
+            let now = self.inner.store.now();
             let due: Vec<String> = mail_outbox::Entity::find()
                 .select_only()
                 .column(mail_outbox::Column::Id)
@@ -107,7 +107,7 @@ impl MailService {
 
     /// Takes the row if it is still claimable; the lease ends the claim if we crash.
     async fn claim(&self, id: &str) -> Result<Option<(mail_outbox::Model, i64)>> {
-        let now = now_unix();
+        let now = self.inner.store.now();
         let lease = now + secs(CLAIM_LEASE);
         let res = mail_outbox::Entity::update_many()
             .col_expr(mail_outbox::Column::Status, Expr::value(status::SENDING))
@@ -139,7 +139,7 @@ impl MailService {
             },
             Err(e) => Outcome::Fail(e.to_string()),
         };
-        let now = now_unix();
+        let now = self.inner.store.now();
         let update = mail_outbox::Entity::update_many()
             .col_expr(mail_outbox::Column::ClaimedUntil, Expr::value(None::<i64>));
         let (update, sent) = match &outcome {
@@ -244,7 +244,7 @@ impl MailService {
     }
 
     async fn purge_finished(&self) -> Result<u64> {
-        let cutoff = now_unix() - secs(RETENTION);
+        let cutoff = self.inner.store.now() - secs(RETENTION);
         let res = mail_outbox::Entity::delete_many()
             .filter(mail_outbox::Column::Status.is_in([status::SENT, status::FAILED]))
             .filter(mail_outbox::Column::CreatedAt.lt(cutoff))
