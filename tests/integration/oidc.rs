@@ -729,6 +729,40 @@ pub(crate) mod flows {
     }
     on_both_backends!(oauth_errors_are_exact);
 
+    /// A store failure behind the browser-facing authorization endpoint is answered with an
+    /// HTML page of its class (503), never with the JSON of the API endpoints.
+    async fn authorize_failures_render_as_pages(backend: Backend) {
+        let Some((node, _dir, _, _)) = setup(backend).await else { return };
+        let third_party = node
+            .core
+            .clients
+            .create(
+                NewClient {
+                    name: "Elsewhere".into(),
+                    redirect_uris: vec![REDIRECT.into()],
+                    ..Default::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+        let browser = Browser::new(&node.base_url);
+        assert_eq!(browser.sign_in("ada@example.com", PASSWORD, "").await.0, 303);
+        // The consent lookup now fails in the store.
+        use sea_orm::ConnectionTrait;
+        node.core.store.db().execute_unprepared("DROP TABLE oauth_consents").await.unwrap();
+        let path = format!(
+            "/oauth2/authorize?response_type=code&client_id={}&redirect_uri={REDIRECT}&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256&state=s",
+            third_party.client.client_id
+        );
+        let res = browser.client.get(node.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/html"), "{kind}");
+        node.stop().await;
+    }
+    on_both_backends!(authorize_failures_render_as_pages);
+
     /// max_age forces a fresh sign-in when the session is older; afterwards the flow completes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn max_age_forces_reauthentication() {

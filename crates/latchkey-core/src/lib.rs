@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use infra::{
     config::Settings,
-    error::{Error, Result},
+    error::{Error, ErrorClass, Result},
 };
 
 use crate::{

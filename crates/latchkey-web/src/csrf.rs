@@ -17,15 +17,15 @@ pub fn api_origin(req: &HttpRequest, state: &AppState) -> Result<String, ApiErro
                 .to_str()
                 .ok()
                 .and_then(latchkey_core::infra::config::normalize_origin)
-                .ok_or_else(|| ApiError::Forbidden("origin not allowed".into()))?;
+                .ok_or_else(|| ApiError::forbidden("origin not allowed"))?;
             if state.allowed_origins.contains(&origin) {
                 Ok(origin)
             } else {
                 tracing::warn!(%origin, path = req.path(), "request from a disallowed origin");
-                Err(ApiError::Forbidden("origin not allowed".into()))
+                Err(ApiError::forbidden("origin not allowed"))
             }
         }
         None if req.headers().contains_key(CSRF_HEADER) => Ok(state.public_origin.clone()),
-        None => Err(ApiError::Forbidden(format!("an Origin or {CSRF_HEADER} header is required"))),
+        None => Err(ApiError::forbidden(format!("an Origin or {CSRF_HEADER} header is required"))),
     }
 }

@@ -22,14 +22,14 @@ impl FromRequest for ApiSession {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal)?.clone();
+            let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::internal())?.clone();
             // Safe methods change nothing, so only unsafe ones need the CSRF check.
             let origin = if req.method().is_safe() {
                 state.public_origin.clone()
             } else {
                 csrf::api_origin(&req, &state)?
             };
-            let secret = req.cookie(state.cookie_name).ok_or(ApiError::Unauthenticated)?;
+            let secret = req.cookie(state.cookie_name).ok_or(ApiError::unauthenticated())?;
             let session = state.core.session_tokens.authenticate(secret.value()).await?;
             Ok(Self { session, origin })
         })

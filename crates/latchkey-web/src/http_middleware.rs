@@ -84,7 +84,7 @@ pub async fn body_limit(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        let res = actix_web::ResponseError::error_response(&crate::ApiError::PayloadTooLarge);
+        let res = crate::error::api::payload_too_large();
         return Ok(req.into_response(res).map_into_right_body());
     }
     Ok(next.call(req).await?.map_into_left_body())

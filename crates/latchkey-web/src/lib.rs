@@ -33,16 +33,20 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::JsonConfig::default().limit(max_body).error_handler(error::json_error))
-            .app_data(web::FormConfig::default().limit(max_body).error_handler(error::form_error))
-            .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .app_data(
+                web::JsonConfig::default().limit(max_body).error_handler(error::api::json_error),
+            )
+            .app_data(
+                web::FormConfig::default().limit(max_body).error_handler(error::api::form_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(error::api::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::api::path_error))
             // The protocol endpoints first: actix tries resources in order, and the dynamic
             // paths of the admin API and pages cost a regex match each.
             .configure(oidc::configure)
             .configure(routes::configure)
             .configure(pages::configure)
-            .default_service(web::to(error::not_found))
+            .default_service(web::to(error::api::not_found))
             .wrap(from_fn(http_middleware::body_limit))
             .wrap(http_middleware::security_headers(state.core.settings.secure_cookies()))
             .wrap(from_fn(http_middleware::observe))

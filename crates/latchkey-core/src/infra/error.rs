@@ -44,6 +44,83 @@ impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid { field, message: message.into() }
     }
+
+    /// How this failure is answered. The one classification: the web crate's JSON, HTML and
+    /// OAuth renderers only format it, so one error gets the same answer on every route.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Invalid { .. } => ErrorClass::InvalidInput,
+            Self::Unauthenticated(_) => ErrorClass::Unauthenticated,
+            Self::Forbidden(_) => ErrorClass::Forbidden,
+            Self::NotFound(_) => ErrorClass::NotFound,
+            Self::Conflict(_) => ErrorClass::Conflict,
+            Self::RateLimited { retry_after_secs } => {
+                ErrorClass::RateLimited { retry_after_secs: *retry_after_secs }
+            }
+            Self::Database(_) => ErrorClass::Unavailable,
+            Self::Config(_) | Self::Crypto(_) | Self::Io { .. } | Self::Internal(_) => {
+                ErrorClass::Internal
+            }
+        }
+    }
+
+    /// What the caller may be told: the message of an input, conflict or permission error.
+    /// Everything else (what was not found, why a session was refused, internal details) is
+    /// logged, never sent.
+    pub fn public_message(&self) -> Option<String> {
+        match self {
+            Self::Invalid { .. } | Self::Conflict(_) | Self::Forbidden(_) => Some(self.to_string()),
+            Self::NotFound(_)
+            | Self::Unauthenticated(_)
+            | Self::RateLimited { .. }
+            | Self::Database(_)
+            | Self::Config(_)
+            | Self::Crypto(_)
+            | Self::Io { .. }
+            | Self::Internal(_) => None,
+        }
+    }
+}
+
+/// The kinds of answer a failure can get, independent of the protocol that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request is malformed or a value is not acceptable (400).
+    InvalidInput,
+    /// No valid credentials or session (401).
+    Unauthenticated,
+    /// Known caller, not allowed (403).
+    Forbidden,
+    /// No such thing, or not visible to this caller (404).
+    NotFound,
+    /// The request clashes with the current state (409).
+    Conflict,
+    /// Too many attempts; retry later (429).
+    RateLimited { retry_after_secs: u64 },
+    /// The database did not answer; a retry may work (503).
+    Unavailable,
+    /// A fault of ours (500).
+    Internal,
+}
+
+impl ErrorClass {
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidInput => 400,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::RateLimited { .. } => 429,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// True for failures that are ours rather than the caller's: logged at error level.
+    pub fn is_server_fault(self) -> bool {
+        matches!(self, Self::Unavailable | Self::Internal)
+    }
 }
 
 impl From<josekit::JoseError> for Error {
@@ -55,5 +132,31 @@ impl From<josekit::JoseError> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Self::Internal(format!("JSON: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_one_class_and_only_safe_messages_are_public() {
+        let invalid = Error::invalid("email", "is not a valid email address");
+        assert_eq!(invalid.class(), ErrorClass::InvalidInput);
+        assert_eq!(invalid.class().http_status(), 400);
+        assert_eq!(
+            invalid.public_message().as_deref(),
+            Some("invalid email: is not a valid email address")
+        );
+        let db = Error::Database(sea_orm::DbErr::Custom("connection refused".into()));
+        assert_eq!(db.class(), ErrorClass::Unavailable);
+        assert!(db.public_message().is_none());
+        assert!(Error::NotFound("user usr_x".into()).public_message().is_none());
+        assert!(Error::Unauthenticated("expired").public_message().is_none());
+        assert_eq!(
+            Error::RateLimited { retry_after_secs: 7 }.class(),
+            ErrorClass::RateLimited { retry_after_secs: 7 }
+        );
+        assert!(Error::Internal("x".into()).class().is_server_fault());
     }
 }

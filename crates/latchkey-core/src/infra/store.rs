@@ -3,6 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use latchkey_migration::{Migrator, MigratorTrait};
+pub use sea_orm::DbErr;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     EntityTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait,

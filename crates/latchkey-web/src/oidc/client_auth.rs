@@ -13,7 +13,7 @@ use latchkey_oidc::{
 };
 use serde_json::Value;
 
-use crate::AppState;
+use crate::{AppState, error::oauth::OidcError};
 
 /// Longest accepted assertion lifetime: RFC 7523 assertions are meant to be single-shot.
 const MAX_ASSERTION_LIFETIME_SECS: i64 = 600;
@@ -32,10 +32,10 @@ pub async fn authenticate(
     state: &AppState,
     allow_public: bool,
     revision: i64,
-) -> Result<Arc<Client>, super::error::OidcError> {
+) -> Result<Arc<Client>, OidcError> {
     let authorization =
         req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
-    let creds = client_credentials(authorization, params).map_err(super::error::json)?;
+    let creds = client_credentials(authorization, params).map_err(OidcError::Json)?;
     let core = &state.core;
     let client = match &creds {
         ClientCredentials::Basic { client_id, secret }
@@ -44,12 +44,12 @@ pub async fn authenticate(
                 .clients
                 .find_at(client_id, revision)
                 .await?
-                .ok_or_else(|| super::error::json(reject("unknown client")))?;
+                .ok_or_else(|| OidcError::Json(reject("unknown client")))?;
             if client.token_endpoint_auth_method != creds.method() {
-                return Err(super::error::json(reject("auth method not registered for client")));
+                return Err(OidcError::Json(reject("auth method not registered for client")));
             }
             if !core.clients.verify_secret_at(client_id, secret, revision).await? {
-                return Err(super::error::json(reject("wrong client secret")));
+                return Err(OidcError::Json(reject("wrong client secret")));
             }
             client
         }
@@ -58,14 +58,12 @@ pub async fn authenticate(
                 .clients
                 .find_at(client_id, revision)
                 .await?
-                .ok_or_else(|| super::error::json(reject("unknown client")))?;
+                .ok_or_else(|| OidcError::Json(reject("unknown client")))?;
             if !client.is_public() || client.token_endpoint_auth_method != clients::AUTH_NONE {
-                return Err(super::error::json(reject("confidential client without credentials")));
+                return Err(OidcError::Json(reject("confidential client without credentials")));
             }
             if !allow_public {
-                return Err(super::error::json(reject(
-                    "public clients may not call this endpoint",
-                )));
+                return Err(OidcError::Json(reject("public clients may not call this endpoint")));
             }
             client
         }
@@ -84,9 +82,9 @@ async fn verify_assertion(
     form_client_id: Option<&str>,
     assertion: &str,
     revision: i64,
-) -> Result<Arc<Client>, super::error::OidcError> {
+) -> Result<Arc<Client>, OidcError> {
     let core = &state.core;
-    let err = |r: &str| super::error::json(reject(r));
+    let err = |r: &str| OidcError::Json(reject(r));
     // Read the claimed issuer to find the client's keys; nothing is trusted before verification.
     let unverified = assertion
         .split('.')

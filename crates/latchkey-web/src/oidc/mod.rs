@@ -1,9 +1,8 @@
 //! OpenID Connect provider endpoints. Handlers only move data between HTTP and the protocol
 //! rules (`latchkey-oidc`) and the store (`latchkey_core::{clients, oauth}`); every failure is
-//! rendered by [`error::OidcError`].
+//! rendered by `crate::error::oauth`.
 
 mod client_auth;
-mod error;
 
 use std::sync::Arc;
 
@@ -28,13 +27,16 @@ use latchkey_oidc::{
 };
 use serde_json::{Value, json};
 
-use self::error::{OidcError, json as json_err};
+use crate::error::oauth::{BrowserError, OidcError};
 use crate::{
     AppState,
     pages::support::{csrf, current_session, render, verify_csrf},
 };
 
+/// Endpoints called by programs answer failures as OAuth JSON.
 type Res = Result<HttpResponse, OidcError>;
+/// Endpoints a browser visits answer failures with a redirect to the client or a page.
+type Page = Result<HttpResponse, BrowserError>;
 
 /// Parameter that records when a forced re-authentication started, so the request that comes
 /// back from the sign-in pages is not sent there again (prompt=login, max_age). Its value is
@@ -128,13 +130,14 @@ fn json_ok(body: Value) -> HttpResponse {
 
 // ---------------------------------------------------------------- authorization endpoint
 
-async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Res {
-    let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
+async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Page {
+    let params =
+        Params::parse(req.query_string()).map_err(|e| BrowserError::Invalid(e.description))?;
     authorize_with(&req, &state, params, req.query_string().to_owned(), Entry::Request).await
 }
 
-async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
-    let params = form_params(&req, &body).map_err(|e| OidcError::Page(e.description))?;
+async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Page {
+    let params = form_params(&req, &body).map_err(|e| BrowserError::Invalid(e.description))?;
     let query = std::str::from_utf8(&body).unwrap_or_default().to_owned();
     authorize_with(&req, &state, params, query, Entry::Request).await
 }
@@ -143,8 +146,9 @@ async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web:
 /// `form-action` to every redirect that follows the form post, so a 303 to the client's
 /// redirect URI would be blocked there; this endpoint ends the chain with a page that
 /// navigates on its own instead.
-async fn authorize_resume(req: HttpRequest, state: web::Data<AppState>) -> Res {
-    let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
+async fn authorize_resume(req: HttpRequest, state: web::Data<AppState>) -> Page {
+    let params =
+        Params::parse(req.query_string()).map_err(|e| BrowserError::Invalid(e.description))?;
     authorize_with(&req, &state, params, req.query_string().to_owned(), Entry::Resume).await
 }
 
@@ -175,8 +179,12 @@ fn navigate_page(location: &str) -> HttpResponse {
         .body(body)
 }
 
-fn redirect_error(state: &AppState, areq: &AuthorizationRequest, error: OAuthError) -> OidcError {
-    OidcError::Redirect {
+fn redirect_error(
+    state: &AppState,
+    areq: &AuthorizationRequest,
+    error: OAuthError,
+) -> BrowserError {
+    BrowserError::Redirect {
         redirect_uri: areq.redirect_uri.clone(),
         state: areq.state.clone(),
         error,
@@ -188,14 +196,14 @@ fn redirect_error(state: &AppState, areq: &AuthorizationRequest, error: OAuthErr
 async fn validate_request(
     state: &AppState,
     params: &Params,
-) -> Result<(Client, AuthorizationRequest), OidcError> {
+) -> Result<(Client, AuthorizationRequest), BrowserError> {
     let client_id = authorize::client_id(params).map_err(|e| match e {
-        AuthorizeError::Page(m) => OidcError::Page(m),
-        AuthorizeError::Redirect { .. } => OidcError::Page("Invalid request.".into()),
+        AuthorizeError::Page(m) => BrowserError::Invalid(m),
+        AuthorizeError::Redirect { .. } => BrowserError::Invalid("Invalid request.".into()),
     })?;
     let client = state.core.clients.find(client_id).await.map_err(|e| {
         tracing::error!(error = %e, "client lookup failed");
-        OidcError::Page("The sign-in service is temporarily unavailable.".into())
+        BrowserError::Invalid("The sign-in service is temporarily unavailable.".into())
     })?;
     let policy = client.as_ref().map(|c| ClientPolicy {
         client_id: &c.client_id,
@@ -205,10 +213,13 @@ async fn validate_request(
         allowed_scopes: &c.allowed_scopes,
     });
     let areq = authorize::validate(params, policy).map_err(|e| match e {
-        AuthorizeError::Page(m) => OidcError::Page(m),
-        AuthorizeError::Redirect { redirect_uri, state: st, error } => {
-            OidcError::Redirect { redirect_uri, state: st, error, issuer: issuer(state).to_owned() }
-        }
+        AuthorizeError::Page(m) => BrowserError::Invalid(m),
+        AuthorizeError::Redirect { redirect_uri, state: st, error } => BrowserError::Redirect {
+            redirect_uri,
+            state: st,
+            error,
+            issuer: issuer(state).to_owned(),
+        },
     })?;
     match client {
         Some(c) if c.allows_grant(clients::GRANT_AUTHORIZATION_CODE) => Ok((c, areq)),
@@ -282,7 +293,7 @@ async fn authorize_with(
     params: Params,
     query: String,
     entry: Entry,
-) -> Res {
+) -> Page {
     let (client, areq) = validate_request(state, &params).await?;
     let now = state.core.clock.now();
     let Some((session, _)) = current_session(req, state).await else {
@@ -338,7 +349,7 @@ async fn authorize_with(
             initial: shown.chars().next().map(|c| c.to_uppercase().collect()).unwrap_or_default(),
         };
         let res = render(state, Some(&c), StatusCode::OK, &view)
-            .map_err(|_| OidcError::Page("The account chooser could not be shown.".into()))?;
+            .map_err(|_| BrowserError::Invalid("The account chooser could not be shown.".into()))?;
         return Ok(allow_form_redirect(res, &areq));
     }
 
@@ -362,8 +373,9 @@ async fn authorize_with(
                 email: &user.primary_email,
                 scopes: areq.scopes.iter().map(|s| scope_label(s)).collect(),
             };
-            let res = render(state, Some(&c), StatusCode::OK, &view)
-                .map_err(|_| OidcError::Page("The consent page could not be shown.".into()))?;
+            let res = render(state, Some(&c), StatusCode::OK, &view).map_err(|_| {
+                BrowserError::Invalid("The consent page could not be shown.".into())
+            })?;
             // The consent form must be allowed to end at the client's redirect URI.
             return Ok(allow_form_redirect(res, &areq));
         }
@@ -387,7 +399,7 @@ async fn issue_code(
     session_id: &str,
     user_id: &str,
     auth_time: i64,
-) -> Res {
+) -> Page {
     let code = state
         .core
         .oauth
@@ -407,7 +419,7 @@ async fn issue_code(
             redirect_error(state, areq, OAuthError::new(ErrorCode::ServerError, "try again"))
         })?;
     let location = authorize::success_redirect(areq, &code, issuer(state))
-        .map_err(|_| OidcError::Page("The redirect URI is not valid.".into()))?;
+        .map_err(|_| BrowserError::Invalid("The redirect URI is not valid.".into()))?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -475,10 +487,11 @@ async fn select_account(
     req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<SelectAccountForm>,
-) -> Res {
-    verify_csrf(&req, &state, &form.csrf_token)
-        .map_err(|_| OidcError::Page("This form has expired. Start the sign-in again.".into()))?;
-    let params = Params::parse(&form.request).map_err(|e| OidcError::Page(e.description))?;
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token).map_err(|_| {
+        BrowserError::Invalid("This form has expired. Start the sign-in again.".into())
+    })?;
+    let params = Params::parse(&form.request).map_err(|e| BrowserError::Invalid(e.description))?;
     let (_, mut areq) = validate_request(&state, &params).await?;
     let now = state.core.clock.now();
     let Some((session, _)) = current_session(&req, &state).await else {
@@ -506,7 +519,7 @@ async fn select_account(
             }
             Ok(res)
         }
-        _ => Err(OidcError::Page("Choose an account to continue.".into())),
+        _ => Err(BrowserError::Invalid("Choose an account to continue.".into())),
     }
 }
 
@@ -521,10 +534,11 @@ async fn consent(
     req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<ConsentForm>,
-) -> Res {
-    verify_csrf(&req, &state, &form.csrf_token)
-        .map_err(|_| OidcError::Page("This form has expired. Start the sign-in again.".into()))?;
-    let params = Params::parse(&form.request).map_err(|e| OidcError::Page(e.description))?;
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token).map_err(|_| {
+        BrowserError::Invalid("This form has expired. Start the sign-in again.".into())
+    })?;
+    let params = Params::parse(&form.request).map_err(|e| BrowserError::Invalid(e.description))?;
     let (client, areq) = validate_request(&state, &params).await?;
     let Some((session, _)) = current_session(&req, &state).await else {
         return Ok(to_sign_in(&areq, &form.request, None));
@@ -582,7 +596,7 @@ async fn grant_context(
         .grant_subject(session_id, revision)
         .await?
         .filter(|s| s.user.id == user_id)
-        .ok_or_else(|| json_err(OAuthError::invalid_grant("the session has ended")))?;
+        .ok_or_else(|| OidcError::Json(OAuthError::invalid_grant("the session has ended")))?;
     context_of(subject, revision, state.core.clock.now())
 }
 
@@ -593,10 +607,10 @@ fn context_of(
     now: i64,
 ) -> Result<GrantContext, OidcError> {
     if subject.user.status != latchkey_core::model::UserStatus::Active {
-        return Err(json_err(OAuthError::invalid_grant("the user is not active")));
+        return Err(OidcError::Json(OAuthError::invalid_grant("the user is not active")));
     }
     if !subject.is_live(now) {
-        return Err(json_err(OAuthError::invalid_grant("the session has ended")));
+        return Err(OidcError::Json(OAuthError::invalid_grant("the session has ended")));
     }
     let amr = match subject.auth_method() {
         "password" => vec!["pwd".to_owned()],
@@ -746,13 +760,13 @@ fn token_response(i: Issued) -> HttpResponse {
 }
 
 async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
-    let params = form_params(&req, &body).map_err(json_err)?;
+    let params = form_params(&req, &body).map_err(OidcError::Json)?;
     let core = &state.core;
     let revision = core.oauth.revision().await?;
     let client = client_auth::authenticate(&req, &params, &state, true, revision).await?;
-    let request = token::parse_token_request(&params).map_err(json_err)?;
+    let request = token::parse_token_request(&params).map_err(OidcError::Json)?;
     let unauthorized = || {
-        json_err(OAuthError::new(
+        OidcError::Json(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "grant type not allowed for this client",
         ))
@@ -763,7 +777,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 return Err(unauthorized());
             }
             let CodeRedemption::Redeemed(c) = core.oauth.redeem_code(&code).await? else {
-                return Err(json_err(OAuthError::invalid_grant(
+                return Err(OidcError::Json(OAuthError::invalid_grant(
                     "the code is invalid or was already used",
                 )));
             };
@@ -779,7 +793,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                 code_verifier.as_deref(),
                 state.core.clock.now(),
             )
-            .map_err(json_err)?;
+            .map_err(OidcError::Json)?;
             let ctx = grant_context(&state, &c.user_id, &c.session_id, revision).await?;
             let refresh = if c.scopes.iter().any(|s| s == SCOPE_OFFLINE_ACCESS)
                 && client.allows_grant(clients::GRANT_REFRESH_TOKEN)
@@ -810,7 +824,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             .await?;
             // A replay of the code racing this exchange revokes what we just issued.
             if !core.oauth.settle_grant(&c.id).await? {
-                return Err(json_err(OAuthError::invalid_grant("the code was used twice")));
+                return Err(OidcError::Json(OAuthError::invalid_grant("the code was used twice")));
             }
             Ok(token_response(issued))
         }
@@ -830,10 +844,10 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             {
                 RefreshOutcome::Rotated { grant, token, subject } => (grant, token, subject),
                 RefreshOutcome::Invalid(reason) => {
-                    return Err(json_err(OAuthError::invalid_grant(reason)));
+                    return Err(OidcError::Json(OAuthError::invalid_grant(reason)));
                 }
                 RefreshOutcome::Reused => {
-                    return Err(json_err(OAuthError::invalid_grant(
+                    return Err(OidcError::Json(OAuthError::invalid_grant(
                         "refresh token reuse detected; the grant is revoked",
                     )));
                 }
@@ -842,7 +856,7 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
             let scopes = match scopes {
                 Some(s) if s.iter().all(|x| grant.scopes.contains(x)) => s,
                 Some(_) => {
-                    return Err(json_err(OAuthError::new(
+                    return Err(OidcError::Json(OAuthError::new(
                         ErrorCode::InvalidScope,
                         "scope exceeds the original grant",
                     )));
@@ -873,13 +887,13 @@ async fn token_endpoint(req: HttpRequest, state: web::Data<AppState>, body: web:
                     || *s == SCOPE_OFFLINE_ACCESS
                     || !client.allowed_scopes.iter().any(|a| a == *s)
             }) {
-                return Err(json_err(OAuthError::new(
+                return Err(OidcError::Json(OAuthError::new(
                     ErrorCode::InvalidScope,
                     format!("scope {s:?} is not allowed for this client"),
                 )));
             }
             // RFC 8707: only audiences registered for the client; none keeps the issuer.
-            token::check_audiences(&audiences, &client.audiences).map_err(json_err)?;
+            token::check_audiences(&audiences, &client.audiences).map_err(OidcError::Json)?;
             let now = state.core.clock.now();
             let jti = latchkey_core::infra::ids::new_id("at");
             let mut claims = claims::access_token(&claims::AccessTokenInput {
@@ -1022,11 +1036,11 @@ async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> Res {
 }
 
 async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
-    let params = form_params(&req, &body).map_err(json_err)?;
+    let params = form_params(&req, &body).map_err(OidcError::Json)?;
     // RFC 7662 §2.1: the caller must be authenticated; public clients may not probe tokens.
     let revision = state.core.oauth.revision().await?;
     client_auth::authenticate(&req, &params, &state, false, revision).await?;
-    let token = params.require("token").map_err(json_err)?;
+    let token = params.require("token").map_err(OidcError::Json)?;
     if token.split('.').count() == 3 {
         if let Some(c) = verify_access_token(&state, token, Audience::IssuerOrRegistered).await {
             let mut out = json!({ "active": true, "token_type": "Bearer" });
@@ -1058,10 +1072,10 @@ async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
 /// end with their session, so revoking one alone is not supported (answered 200 as the RFC
 /// allows). Unknown tokens also get 200.
 async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
-    let params = form_params(&req, &body).map_err(json_err)?;
+    let params = form_params(&req, &body).map_err(OidcError::Json)?;
     let revision = state.core.oauth.revision().await?;
     let client = client_auth::authenticate(&req, &params, &state, true, revision).await?;
-    let token = params.require("token").map_err(json_err)?;
+    let token = params.require("token").map_err(OidcError::Json)?;
     if token.split('.').count() != 3 {
         state.core.oauth.revoke_refresh(token, &client.client_id).await?;
     }
@@ -1070,20 +1084,21 @@ async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) 
 
 // ---------------------------------------------------------------- RP-initiated logout
 
-async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> Res {
-    let params = Params::parse(req.query_string()).map_err(|e| OidcError::Page(e.description))?;
+async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> Page {
+    let params =
+        Params::parse(req.query_string()).map_err(|e| BrowserError::Invalid(e.description))?;
     logout_with(&req, &state, params).await
 }
 
-async fn logout_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Res {
-    let params = form_params(&req, &body).map_err(|e| OidcError::Page(e.description))?;
+async fn logout_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Page {
+    let params = form_params(&req, &body).map_err(|e| BrowserError::Invalid(e.description))?;
     logout_with(&req, &state, params).await
 }
 
 /// RP-Initiated Logout 1.0. Without a valid `id_token_hint` for the current session the user
 /// confirms on the sign-out page (a bare link must not sign people out); with one, the session
 /// ends and the browser goes to the registered `post_logout_redirect_uri` (with `state`).
-async fn logout_with(req: &HttpRequest, state: &AppState, params: Params) -> Res {
+async fn logout_with(req: &HttpRequest, state: &AppState, params: Params) -> Page {
     let hint = match params.get("id_token_hint") {
         Some(t) => Some(
             state
@@ -1098,14 +1113,16 @@ async fn logout_with(req: &HttpRequest, state: &AppState, params: Params) -> Res
                 })
                 .map(|(_, c)| c)
                 .filter(|c| c.get("iss").and_then(Value::as_str) == Some(issuer(state)))
-                .ok_or_else(|| OidcError::Page("The id_token_hint is not valid.".into()))?,
+                .ok_or_else(|| BrowserError::Invalid("The id_token_hint is not valid.".into()))?,
         ),
         None => None,
     };
     let hint_client = hint.as_ref().and_then(|c| c.get("aud")).and_then(Value::as_str);
     let client_id = match (params.get("client_id"), hint_client) {
         (Some(a), Some(b)) if a != b => {
-            return Err(OidcError::Page("client_id does not match the id_token_hint.".into()));
+            return Err(BrowserError::Invalid(
+                "client_id does not match the id_token_hint.".into(),
+            ));
         }
         (Some(a), _) => Some(a),
         (None, b) => b,
@@ -1119,15 +1136,16 @@ async fn logout_with(req: &HttpRequest, state: &AppState, params: Params) -> Res
             };
             match client {
                 Some(c) if c.has_post_logout_redirect_uri(uri) => {
-                    let mut url = url::Url::parse(uri)
-                        .map_err(|_| OidcError::Page("Invalid post_logout_redirect_uri.".into()))?;
+                    let mut url = url::Url::parse(uri).map_err(|_| {
+                        BrowserError::Invalid("Invalid post_logout_redirect_uri.".into())
+                    })?;
                     if let Some(st) = params.get("state") {
                         url.query_pairs_mut().append_pair("state", st);
                     }
                     Some(String::from(url))
                 }
                 _ => {
-                    return Err(OidcError::Page(
+                    return Err(BrowserError::Invalid(
                         "The post_logout_redirect_uri is not registered for this application."
                             .into(),
                     ));

@@ -5,14 +5,13 @@ use latchkey_core::{Error as CoreError, infra::audit::Actor};
 use serde::Deserialize;
 
 use super::{
-    error::PageError,
     support::{
         client_info, csrf, current_session, device_label, render, see_other, to_sign_in,
         verify_csrf,
     },
     views,
 };
-use crate::AppState;
+use crate::{AppState, error::page::PageError};
 
 type Page = Result<HttpResponse, PageError>;
 
@@ -275,7 +274,7 @@ pub async fn revoke_session(
     let owned =
         state.core.sessions.get(&target).await.ok().filter(|s| s.user_id == session.user_id);
     if owned.is_none() {
-        return Err(PageError::NotFound);
+        return Err(PageError::not_found());
     }
     let client = client_info(&req);
     let actor = Actor::user(&session.user_id, client.ip, client.user_agent);

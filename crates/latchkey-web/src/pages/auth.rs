@@ -9,14 +9,13 @@ use latchkey_core::{Error as CoreError, infra::audit::Actor, sign_in::SignInMeth
 use serde::Deserialize;
 
 use super::{
-    error::PageError,
     support::{
         clear_session_cookie, client_info, csrf, current_session, render, return_query,
         safe_return_to, see_other, session_cookie, verify_csrf,
     },
     views,
 };
-use crate::AppState;
+use crate::{AppState, error::page::PageError};
 
 type Page = Result<HttpResponse, PageError>;
 

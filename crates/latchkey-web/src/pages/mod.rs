@@ -2,7 +2,6 @@
 
 mod account;
 mod auth;
-mod error;
 mod orgs;
 pub(crate) mod support;
 pub(crate) mod views;

@@ -6,11 +6,10 @@ use latchkey_core::{Error as CoreError, infra::audit::Actor};
 use serde::Deserialize;
 
 use super::{
-    error::PageError,
     support::{client_info, csrf, current_session, render, see_other, to_sign_in, verify_csrf},
     views,
 };
-use crate::AppState;
+use crate::{AppState, error::page::PageError};
 
 type Page = Result<HttpResponse, PageError>;
 
@@ -169,7 +168,7 @@ pub async fn switch_organisation(
         .await
     {
         Ok(()) => Ok(see_other("/account?notice=switched")),
-        Err(CoreError::Invalid { .. }) => Err(PageError::NotFound),
+        Err(CoreError::Invalid { .. }) => Err(PageError::not_found()),
         Err(e) => Err(e.into()),
     }
 }
@@ -196,7 +195,7 @@ pub async fn request_to_join(
             | CoreError::Forbidden(_)
             | CoreError::Conflict(_)
             | CoreError::Invalid { .. },
-        ) => Err(PageError::NotFound),
+        ) => Err(PageError::not_found()),
         Err(e) => Err(e.into()),
     }
 }
@@ -218,7 +217,7 @@ pub async fn join_requests(
     };
     let org_id = path.into_inner();
     if state.core.orgs.require_admin(&org_id, &session.user_id).await.is_err() {
-        return Err(PageError::NotFound);
+        return Err(PageError::not_found());
     }
     let org = state.core.orgs.get(&org_id).await?;
     let requests = state
@@ -266,7 +265,7 @@ pub async fn decide_join_request(
     };
     let (org_id, request_id, decision) = path.into_inner();
     if state.core.orgs.require_admin(&org_id, &session.user_id).await.is_err() {
-        return Err(PageError::NotFound);
+        return Err(PageError::not_found());
     }
     let actor = actor(&req, &session.user_id);
     let outcome = match decision.as_str() {
@@ -282,11 +281,11 @@ pub async fn decide_join_request(
             .reject_join_request(&org_id, &request_id, &actor)
             .await
             .map(|_| "rejected"),
-        _ => return Err(PageError::NotFound),
+        _ => return Err(PageError::not_found()),
     };
     match outcome {
         Ok(done) => Ok(see_other(&format!("/organizations/{org_id}/join-requests?notice={done}"))),
-        Err(CoreError::NotFound(_) | CoreError::Conflict(_)) => Err(PageError::NotFound),
+        Err(CoreError::NotFound(_) | CoreError::Conflict(_)) => Err(PageError::not_found()),
         Err(e) => Err(e.into()),
     }
 }

@@ -9,8 +9,7 @@ use actix_web::{
 use askama::Template;
 use latchkey_core::{identity::session_tokens::SessionContext, infra::crypto, sign_in::ClientInfo};
 
-use super::error::PageError;
-use crate::AppState;
+use crate::{AppState, error::page::PageError};
 
 const DEFAULT_RETURN: &str = "/account";
 
@@ -72,7 +71,7 @@ pub fn render<T: Template>(
 ) -> Result<HttpResponse, PageError> {
     let body = view.render().map_err(|e| {
         tracing::error!(error = %e, "template rendering failed");
-        PageError::Internal
+        PageError::internal()
     })?;
     let mut res = HttpResponse::build(status);
     res.content_type("text/html; charset=utf-8")

@@ -113,7 +113,7 @@ fn actor(req: &HttpRequest, api: &ApiSession) -> Actor {
 
 /// A path id of ours with the expected prefix; anything else cannot exist.
 fn id<'a>(prefix: &str, value: &'a str) -> Result<&'a str, ApiError> {
-    if ids::is_valid(prefix, value) { Ok(value) } else { Err(ApiError::NotFound) }
+    if ids::is_valid(prefix, value) { Ok(value) } else { Err(ApiError::not_found()) }
 }
 
 fn org_id(path: &str) -> Result<&str, ApiError> {

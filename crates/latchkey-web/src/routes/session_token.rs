@@ -24,7 +24,7 @@ pub async fn mint(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let azp = csrf::api_origin(&req, &state)?;
     let Some(cookie) = req.cookie(state.cookie_name) else {
         state.metrics.token_rejected();
-        return Err(ApiError::Unauthenticated);
+        return Err(ApiError::unauthenticated());
     };
     let minted = match state.core.session_tokens.mint(cookie.value(), &azp).await {
         Ok(m) => m,
@@ -56,7 +56,7 @@ pub async fn mint_template(
     let azp = csrf::api_origin(&req, &state)?;
     let Some(cookie) = req.cookie(state.cookie_name) else {
         state.metrics.token_rejected();
-        return Err(ApiError::Unauthenticated);
+        return Err(ApiError::unauthenticated());
     };
     let ctx = match state.core.session_tokens.authenticate(cookie.value()).await {
         Ok(c) => c,

@@ -1,0 +1,110 @@
+//! Page errors render as HTML pages, never as JSON.
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{StatusCode, header},
+};
+use askama::Template;
+use latchkey_core::{Error as CoreError, ErrorClass};
+
+use super::{Failure, MESSAGE_PAGE_CSP};
+use crate::pages::views::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The form's CSRF token or origin was refused.
+    #[error("form expired")]
+    Csrf,
+    #[error("{0:?}")]
+    Failed(Failure),
+}
+
+impl PageError {
+    pub fn not_found() -> Self {
+        Self::Failed(Failure::new(ErrorClass::NotFound, None))
+    }
+
+    pub fn internal() -> Self {
+        Self::Failed(Failure::new(ErrorClass::Internal, None))
+    }
+}
+
+impl From<CoreError> for PageError {
+    fn from(e: CoreError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+impl From<Failure> for PageError {
+    fn from(f: Failure) -> Self {
+        Self::Failed(f)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Csrf => StatusCode::FORBIDDEN,
+            Self::Failed(f) => f.status(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (title, message) = match self {
+            Self::Csrf => (
+                "This form has expired",
+                "For your security the form could not be accepted. Go back, reload the page and try again.".to_owned(),
+            ),
+            Self::Failed(f) => describe(f),
+        };
+        let mut res =
+            message_page(self.status_code(), title, &message, Some(("/sign-in", "Go to sign in")));
+        if let Self::Failed(Failure { class: ErrorClass::RateLimited { retry_after_secs }, .. }) =
+            self
+            && let Ok(v) = header::HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+}
+
+/// Title and text of the page for a failure; only a public message is ever shown.
+fn describe(f: &Failure) -> (&'static str, String) {
+    let (title, fallback) = match f.class {
+        ErrorClass::InvalidInput => {
+            ("This request is not valid", "Go back and check what you entered.")
+        }
+        ErrorClass::Unauthenticated => {
+            ("Please sign in", "Your session has ended. Sign in to continue.")
+        }
+        ErrorClass::Forbidden => ("Not allowed", "You do not have access to this."),
+        ErrorClass::NotFound => ("Page not found", "There is nothing here."),
+        ErrorClass::Conflict => ("This cannot be done now", "Reload the page and try again."),
+        ErrorClass::RateLimited { .. } => {
+            ("Too many requests", "Please wait a few minutes before trying again.")
+        }
+        ErrorClass::Unavailable => ("Temporarily unavailable", "Please try again in a moment."),
+        ErrorClass::Internal => (
+            "Something went wrong",
+            "Please try again. If it keeps happening, contact your administrator.",
+        ),
+    };
+    (title, f.message.clone().unwrap_or_else(|| fallback.to_owned()))
+}
+
+/// A text-only page (title, message, an optional link) with the page headers.
+pub fn message_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> HttpResponse {
+    let body = Message { title, message, link }.render().unwrap_or_else(|_| title.to_owned());
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, MESSAGE_PAGE_CSP))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        .body(body)
+}
