@@ -6,4 +6,5 @@ pub mod model;
 pub mod passwords;
 pub mod session_tokens;
 pub mod sessions;
+pub mod subject;
 pub mod users;

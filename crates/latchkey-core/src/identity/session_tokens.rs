@@ -16,7 +16,8 @@ use crate::{
     Error, Result, Settings,
     identity::activity::ActivityTracker,
     identity::model::UserStatus,
-    identity::sessions::{self, SessionService},
+    identity::sessions::SessionService,
+    identity::subject::{self, SessionSubject},
     infra::crypto,
     infra::jose::SigningAlg,
     infra::keys::{KeyService, LoadedSigner},
@@ -221,10 +222,10 @@ impl SessionTokenService {
         let Some(s) = inner.sessions.find_model_by_secret_hash(&crypto::hex(hash)).await? else {
             return Err(Error::Unauthenticated("unknown session"));
         };
-        let subject = sessions::load_token_subject(inner.store.db(), &s).await?;
-        let Some((user, org)) = subject else {
+        let Some(subject) = subject::load(inner.store.db(), s).await? else {
             return Err(Error::Unauthenticated("session user is gone"));
         };
+        let SessionSubject { session: s, user, org } = subject;
         let usable = s.status == "active" && UserStatus::parse(&user.status) == UserStatus::Active;
         let snapshot = Arc::new(Snapshot {
             revision,
@@ -235,10 +236,10 @@ impl SessionTokenService {
             idle_expires_at: s.idle_expires_at,
             last_active_at: AtomicI64::new(s.last_active_at),
             loaded_last_active: s.last_active_at,
-            org: org.map(|(m, slug)| OrgClaims {
-                org_id: m.org_id,
-                org_role: m.role,
-                org_slug: slug,
+            org: org.map(|o| OrgClaims {
+                org_id: o.org.id,
+                org_role: o.role,
+                org_slug: o.org.slug,
             }),
         });
         inner.cache.insert(*hash, snapshot.clone());

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::json;
 
@@ -471,38 +471,4 @@ impl SessionService {
         txn.commit().await?;
         Ok(())
     }
-}
-
-/// Loads what a session token needs in one place: the session, its user, and the active
-/// organisation membership if any.
-pub(crate) async fn load_token_subject<C: ConnectionTrait>(
-    conn: &C,
-    s: &session::Model,
-) -> Result<Option<(user::Model, Option<(membership::Model, String)>)>> {
-    let Some(u) = user::Entity::find_by_id(s.user_id.clone()).one(conn).await? else {
-        return Ok(None);
-    };
-    let org = match &s.active_org_id {
-        None => None,
-        Some(org_id) => {
-            let m = membership::Entity::find()
-                .filter(membership::Column::OrgId.eq(org_id))
-                .filter(membership::Column::UserId.eq(&s.user_id))
-                .one(conn)
-                .await?;
-            match m {
-                Some(m) => {
-                    let slug =
-                        crate::infra::entity::organisation::Entity::find_by_id(org_id.clone())
-                            .one(conn)
-                            .await?
-                            .map(|o| o.slug)
-                            .unwrap_or_default();
-                    Some((m, slug))
-                }
-                None => None,
-            }
-        }
-    };
-    Ok(Some((u, org)))
 }

@@ -23,8 +23,9 @@ use serde_json::{Map, Value, json};
 use crate::{
     Error, Result, Settings,
     identity::session_tokens::SessionContext,
+    identity::subject::{self, ActiveOrg, SessionSubject},
     infra::audit::{self, Actor},
-    infra::entity::{jwt_template, membership, oauth_client, organisation, session, user},
+    infra::entity::{jwt_template, oauth_client},
     infra::ids,
     infra::jose::SigningAlg,
     infra::keys::KeyService,
@@ -382,35 +383,20 @@ impl JwtTemplateService {
     /// The rendering context for a live session and its active organisation (if any), read
     /// fresh from the store.
     async fn context(&self, session_id: &str, org_id: Option<&str>) -> Result<Value> {
-        let db = self.store.db();
-        let s = session::Entity::find_by_id(session_id.to_owned())
-            .one(db)
-            .await?
-            .ok_or(Error::Unauthenticated("session is gone"))?;
-        let u = user::Entity::find_by_id(s.user_id.clone())
-            .one(db)
-            .await?
-            .ok_or(Error::Unauthenticated("session user is gone"))?;
-        let org = match org_id {
+        let SessionSubject { session: s, user: u, org } =
+            subject::load_by_id(self.store.db(), session_id)
+                .await?
+                .ok_or(Error::Unauthenticated("session or its user is gone"))?;
+        // The organisation the caller saw as active, if the session still has it.
+        let org = match org.filter(|o| org_id == Some(o.org.id.as_str())) {
+            Some(ActiveOrg { org: o, role }) => json!({
+                "id": o.id,
+                "name": o.name,
+                "slug": o.slug,
+                "role": role,
+                "public_metadata": metadata(&o.public_metadata),
+            }),
             None => Value::Null,
-            Some(org_id) => {
-                let o = organisation::Entity::find_by_id(org_id.to_owned()).one(db).await?;
-                let m = membership::Entity::find()
-                    .filter(membership::Column::OrgId.eq(org_id))
-                    .filter(membership::Column::UserId.eq(&u.id))
-                    .one(db)
-                    .await?;
-                match (o, m) {
-                    (Some(o), Some(m)) => json!({
-                        "id": o.id,
-                        "name": o.name,
-                        "slug": o.slug,
-                        "role": m.role,
-                        "public_metadata": metadata(&o.public_metadata),
-                    }),
-                    _ => Value::Null,
-                }
-            }
         };
         Ok(json!({
             "user": {

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     Result,
+    identity::subject,
     infra::audit::{self, Actor},
     infra::crypto,
     infra::entity::{
@@ -227,26 +228,15 @@ impl OAuthService {
         {
             return Ok(Some(s));
         }
-        let db = self.store.db();
-        let Some(session) = session::Entity::find_by_id(session_id.to_owned()).one(db).await?
-        else {
+        let Some(loaded) = subject::load_by_id(self.store.db(), session_id).await? else {
             return Ok(None);
         };
-        let Some(user) =
-            crate::infra::entity::user::Entity::find_by_id(session.user_id.clone()).one(db).await?
-        else {
-            return Ok(None);
-        };
-        let org_role = match &session.active_org_id {
-            Some(org) => crate::infra::entity::membership::Entity::find()
-                .filter(crate::infra::entity::membership::Column::OrgId.eq(org))
-                .filter(crate::infra::entity::membership::Column::UserId.eq(&session.user_id))
-                .one(db)
-                .await?
-                .map(|m| m.role),
-            None => None,
-        };
-        let subject = Arc::new(GrantSubject { revision, user: user.into(), session, org_role });
+        let subject = Arc::new(GrantSubject {
+            revision,
+            user: loaded.user.into(),
+            session: loaded.session,
+            org_role: loaded.org.map(|o| o.role),
+        });
         self.subjects.insert(session_id.to_owned(), subject.clone());
         Ok(Some(subject))
     }
