@@ -96,7 +96,7 @@ async fn every_kind_arrives_as_multipart_text_and_html(backend: Backend) {
     ];
     let mut ids = Vec::new();
     for (kind, _, _) in &cases {
-        ids.push(enqueue(&core, "Grace Hopper <grace@example.com>", kind.clone()).await);
+        ids.push(enqueue(&core, "Grace@Example.com", kind.clone()).await);
     }
     assert!(ids.iter().all(|id| id.starts_with("mail_")), "{ids:?}");
 
@@ -111,7 +111,7 @@ async fn every_kind_arrives_as_multipart_text_and_html(backend: Backend) {
             .find(|m| m.message_id == format!("<{id}@latchkey.test>"))
             .unwrap_or_else(|| panic!("{} mail {id} not received", kind.name()));
         assert_eq!(m.from, FROM);
-        assert_eq!(m.to, "Grace Hopper <grace@example.com>");
+        assert_eq!(m.to, "grace@example.com");
         assert!(m.subject.contains("Latchkey"), "{}", m.subject);
         assert!(m.subject.contains(subject_part), "{}", m.subject);
         assert_eq!(m.content_type, "multipart/alternative", "{m:?}");

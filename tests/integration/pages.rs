@@ -329,10 +329,10 @@ async fn failed_sign_ins_are_throttled_and_lock_the_account(backend: Backend) {
         assert_eq!(res.status(), 401);
     }
     // The third failure locks the account.
-    if node.core.auth.lockout_status("ada@example.com").await.unwrap().failures < 3 {
+    if node.core.sign_in.lockout_status("ada@example.com").await.unwrap().failures < 3 {
         assert_eq!(fail_once(&browser, "ada@example.com").await, 401);
     }
-    let lock = node.core.auth.lockout_status("ada@example.com").await.unwrap();
+    let lock = node.core.sign_in.lockout_status("ada@example.com").await.unwrap();
     assert!(lock.locked_until.is_some(), "{lock:?}");
     let (status, body, _) = browser.sign_in("ada@example.com", "correct horse battery", "").await;
     assert_eq!(status, 429, "locked account accepted the right password");
@@ -341,7 +341,7 @@ async fn failed_sign_ins_are_throttled_and_lock_the_account(backend: Backend) {
     assert!(events.iter().any(|e| e.action == "user.locked_out"));
 
     // An administrator can see and clear the lockout.
-    node.core.auth.unlock("ada@example.com", &Actor::cli()).await.unwrap();
+    node.core.sign_in.unlock("ada@example.com", &Actor::cli()).await.unwrap();
     assert_eq!(browser.sign_in("ada@example.com", "correct horse battery", "").await.0, 303);
     node.stop().await;
 

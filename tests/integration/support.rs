@@ -144,7 +144,7 @@ impl TestServer {
     /// Starts a session for `user` and returns (session id, cookie secret).
     pub async fn session(&self, user: &User) -> (String, String) {
         let origin = SessionOrigin {
-            auth_method: "test".into(),
+            auth_method: latchkey_core::identity::method::AuthMethod::Operator,
             client_ip: Some("127.0.0.1".into()),
             user_agent: Some("tests".into()),
         };

@@ -101,7 +101,7 @@ impl MintFixture {
                 )
                 .await?;
             let origin = SessionOrigin {
-                auth_method: "password".into(),
+                auth_method: latchkey_core::identity::method::AuthMethod::Password,
                 client_ip: Some("127.0.0.1".into()),
                 user_agent: Some("criterion".into()),
             };

@@ -28,7 +28,7 @@ use crate::{
     identity::session_tokens::SessionTokenService, identity::sessions::SessionService,
     identity::users::UserService, infra::clock::Clock, infra::keys::KeyService,
     infra::mail::MailService, infra::store::Store, oauth::clients::ClientService,
-    sign_in::AuthService, tenancy::domains::DomainService, tenancy::enrollment::EnrollmentService,
+    sign_in::{SignInService, pending::PendingStore}, tenancy::domains::DomainService, tenancy::enrollment::EnrollmentService,
     tenancy::invitations::InvitationService, tenancy::orgs::OrgService,
 };
 
@@ -39,7 +39,10 @@ pub struct Latchkey {
     /// The time every service reads (tests advance it).
     pub clock: Clock,
     pub store: Store,
-    pub auth: AuthService,
+    /// Every way of signing in, and the one completion they share.
+    pub sign_in: SignInService,
+    /// Requests waiting for an identity provider's answer.
+    pub pending: PendingStore,
     pub mail: MailService,
     pub users: UserService,
     pub sessions: SessionService,
@@ -102,20 +105,21 @@ impl Latchkey {
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
         let session_tokens =
             SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
-        let auth = AuthService::new(
+        let sign_in = SignInService::new(
             store.clone(),
             users.clone(),
             sessions.clone(),
             passwords,
             mail.clone(),
-            enrollment.clone(),
             &settings,
         );
+        let pending = PendingStore::new(store.clone());
         Ok(Self {
             settings,
             clock,
             store,
-            auth,
+            sign_in,
+            pending,
             mail,
             users,
             sessions,

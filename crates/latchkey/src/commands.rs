@@ -140,7 +140,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
         Command::Users(UsersCommand::Show { user, out }) => {
             let user = core.users.resolve(&user).await?;
             let memberships = core.orgs.memberships_of_user(&user.id).await?;
-            let lockout = core.auth.lockout_status(&user.primary_email).await?;
+            let lockout = core.sign_in.lockout_status(&user.primary_email).await?;
             if out.json {
                 print_json(
                     &json!({ "user": user, "memberships": memberships, "sign_in_lockout": lockout }),
@@ -152,7 +152,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
         }
         Command::Users(UsersCommand::Unlock { user, out }) => {
             let user = core.users.resolve(&user).await?;
-            core.auth.unlock(&user.primary_email, &actor).await?;
+            core.sign_in.unlock(&user.primary_email, &actor).await?;
             if out.json {
                 print_json(&json!({ "unlocked": user.id }))
             } else {
@@ -196,7 +196,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
         Command::Sessions(SessionsCommand::Create { user, out }) => {
             let user = core.users.resolve(&user).await?;
             let origin = SessionOrigin {
-                auth_method: "cli".into(),
+                auth_method: latchkey_core::identity::method::AuthMethod::Operator,
                 client_ip: None,
                 user_agent: Some("latchkey-cli".into()),
             };

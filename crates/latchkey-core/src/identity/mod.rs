@@ -2,6 +2,8 @@
 //! session tokens minted from them, and the activity that keeps them alive.
 
 pub mod activity;
+pub mod external;
+pub mod method;
 pub mod model;
 pub mod passwords;
 pub mod session_tokens;

@@ -90,6 +90,16 @@ impl SessionStatus {
             Self::Expired => "expired",
         }
     }
+
+    /// The stored status. Unknown values read as `Revoked`, so a corrupt row never grants access.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "ended" => Self::Ended,
+            "expired" => Self::Expired,
+            _ => Self::Revoked,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,7 +109,7 @@ pub struct Session {
     /// Effective status: a stored `active` session past either expiry reads as `expired`.
     pub status: SessionStatus,
     pub end_reason: Option<String>,
-    pub auth_method: String,
+    pub auth_method: crate::identity::method::AuthMethod,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub active_org_id: Option<String>,
@@ -114,23 +124,22 @@ impl Session {
     /// A stored session is live when it is `active` and inside both of its expiries; the one
     /// rule every check of a session's liveness uses.
     pub fn model_is_active(m: &entity::session::Model, now: i64) -> bool {
-        m.status == "active" && now < m.expires_at && now < m.idle_expires_at
+        SessionStatus::parse(&m.status) == SessionStatus::Active
+            && now < m.expires_at
+            && now < m.idle_expires_at
     }
 
     pub fn from_model(m: entity::session::Model, now: i64) -> Self {
-        let status = match m.status.as_str() {
-            "active" if !Self::model_is_active(&m, now) => SessionStatus::Expired,
-            "active" => SessionStatus::Active,
-            "ended" => SessionStatus::Ended,
-            "expired" => SessionStatus::Expired,
-            _ => SessionStatus::Revoked,
+        let status = match SessionStatus::parse(&m.status) {
+            SessionStatus::Active if !Self::model_is_active(&m, now) => SessionStatus::Expired,
+            status => status,
         };
         Self {
             id: m.id,
             user_id: m.user_id,
             status,
             end_reason: m.end_reason,
-            auth_method: m.auth_method,
+            auth_method: crate::identity::method::AuthMethod::from_stored(&m.auth_method),
             client_ip: m.client_ip,
             user_agent: m.user_agent,
             active_org_id: m.active_org_id,

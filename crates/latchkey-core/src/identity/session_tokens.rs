@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::{
     Error, Result, Settings,
     identity::activity::ActivityTracker,
-    identity::model::UserStatus,
+    identity::model::{SessionStatus, UserStatus},
     identity::sessions::SessionService,
     identity::subject::{self, SessionSubject},
     infra::crypto,
@@ -226,7 +226,7 @@ impl SessionTokenService {
             return Err(Error::Unauthenticated("session user is gone"));
         };
         let SessionSubject { session: s, user, org } = subject;
-        let usable = s.status == "active" && UserStatus::parse(&user.status) == UserStatus::Active;
+        let usable = SessionStatus::parse(&s.status) == SessionStatus::Active && UserStatus::parse(&user.status) == UserStatus::Active;
         let snapshot = Arc::new(Snapshot {
             revision,
             session_id: s.id,

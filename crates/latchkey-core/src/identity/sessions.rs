@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::json;
 
-use crate::{
+use crate::{identity::method::AuthMethod,
     Error, Result, Settings,
     identity::model::{Session, SessionStatus, UserStatus},
     infra::audit::{self, Actor},
@@ -20,11 +20,18 @@ use crate::{
 };
 
 /// Where a new session comes from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionOrigin {
-    pub auth_method: String,
+    pub auth_method: AuthMethod,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// An operator's session (`latchkey sessions create`), from nowhere in particular.
+impl Default for SessionOrigin {
+    fn default() -> Self {
+        Self { auth_method: AuthMethod::Operator, client_ip: None, user_agent: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +77,8 @@ impl SessionService {
 
     /// Starts a session for an active user; returns it with the secret for the cookie, which
     /// is never stored or shown again.
+    /// Signing in goes through `sign_in::complete`, which starts sessions in its own
+    /// transaction; this is for operators and tools (`latchkey sessions create`).
     pub async fn create(
         &self,
         user_id: &str,
@@ -78,8 +87,22 @@ impl SessionService {
     ) -> Result<(Session, String)> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
+        let started = self.start_in(&txn, user_id, &origin, actor, now).await?;
+        txn.commit().await?;
+        Ok(started)
+    }
+
+    /// Starts a session in the caller's transaction, after checking the user is active.
+    pub(crate) async fn start_in<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user_id: &str,
+        origin: &SessionOrigin,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<(Session, String)> {
         let u = user::Entity::find_by_id(user_id.to_owned())
-            .one(&txn)
+            .one(txn)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
         if UserStatus::parse(&u.status) != UserStatus::Active {
@@ -92,7 +115,7 @@ impl SessionService {
             user_id: Set(user_id.to_owned()),
             status: Set(SessionStatus::Active.as_str().into()),
             end_reason: Set(None),
-            auth_method: Set(origin.auth_method.clone()),
+            auth_method: Set(origin.auth_method.to_stored()),
             client_ip: Set(origin.client_ip.clone()),
             user_agent: Set(origin.user_agent.clone()),
             active_org_id: Set(None),
@@ -102,15 +125,15 @@ impl SessionService {
             expires_at: Set(now + self.policy.absolute_timeout_secs),
             ended_at: Set(None),
         }
-        .insert(&txn)
+        .insert(txn)
         .await?;
         user::Entity::update_many()
             .col_expr(user::Column::LastSignInAt, Expr::value(now))
             .filter(user::Column::Id.eq(user_id))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         audit::record(
-            &txn,
+            txn,
             now,
             actor,
             "session.created",
@@ -118,7 +141,6 @@ impl SessionService {
             json!({ "user_id": user_id, "auth_method": origin.auth_method }),
         )
         .await?;
-        txn.commit().await?;
         Ok((Session::from_model(model, now), secret))
     }
 
@@ -155,7 +177,7 @@ impl SessionService {
         }
         if !include_ended {
             q = q
-                .filter(session::Column::Status.eq("active"))
+                .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
                 .filter(session::Column::ExpiresAt.gt(now))
                 .filter(session::Column::IdleExpiresAt.gt(now));
         }
@@ -177,11 +199,11 @@ impl SessionService {
             return Err(Error::NotFound(format!("session {id}")));
         }
         let res = session::Entity::update_many()
-            .col_expr(session::Column::Status, Expr::value("revoked"))
+            .col_expr(session::Column::Status, Expr::value(SessionStatus::Revoked.as_str()))
             .col_expr(session::Column::EndReason, Expr::value(reason))
             .col_expr(session::Column::EndedAt, Expr::value(now))
             .filter(session::Column::Id.eq(id))
-            .filter(session::Column::Status.eq("active"))
+            .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
             .exec(&txn)
             .await?;
         let changed = res.rows_affected > 0;
@@ -242,11 +264,11 @@ impl SessionService {
         )
         .await?;
         let res = session::Entity::update_many()
-            .col_expr(session::Column::Status, Expr::value("revoked"))
+            .col_expr(session::Column::Status, Expr::value(SessionStatus::Revoked.as_str()))
             .col_expr(session::Column::EndReason, Expr::value("signed_out_elsewhere"))
             .col_expr(session::Column::EndedAt, Expr::value(now))
             .filter(session::Column::Id.is_in(ids.iter().cloned()))
-            .filter(session::Column::Status.eq("active"))
+            .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
             .exec(&txn)
             .await?;
         crate::oauth::backchannel::enqueue_for_sessions(&txn, &ids, now).await?;
@@ -270,11 +292,11 @@ impl SessionService {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let res = session::Entity::update_many()
-            .col_expr(session::Column::Status, Expr::value("ended"))
+            .col_expr(session::Column::Status, Expr::value(SessionStatus::Ended.as_str()))
             .col_expr(session::Column::EndReason, Expr::value("sign_out"))
             .col_expr(session::Column::EndedAt, Expr::value(now))
             .filter(session::Column::Id.eq(id))
-            .filter(session::Column::Status.eq("active"))
+            .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
             .exec(&txn)
             .await?;
         if res.rows_affected > 0 {
@@ -462,7 +484,7 @@ impl SessionService {
                     Expr::value(at + self.policy.idle_timeout_secs),
                 )
                 .filter(session::Column::Id.eq(id.as_str()))
-                .filter(session::Column::Status.eq("active"))
+                .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
                 .filter(session::Column::LastActiveAt.lt(*at))
                 .filter(session::Column::ExpiresAt.gt(*at))
                 .exec(&txn)

@@ -1,14 +1,15 @@
 //! Users: creation, lookup, deactivation.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter,
     QueryOrder, QuerySelect,
 };
 use serde_json::json;
 
 use crate::{
     Error, Result,
-    identity::model::{User, UserStatus},
+    identity::model::{SessionStatus, User, UserStatus},
     identity::passwords::{self, Passwords},
     infra::audit::{self, Actor},
     infra::entity::{password_credential, session, user, user_email},
@@ -33,21 +34,7 @@ pub struct UserService {
     passwords: Passwords,
 }
 
-/// Lower-cases and checks an address; the store keeps one canonical form per address.
-pub fn normalize_email(email: &str) -> Result<String> {
-    let email = email.trim().to_lowercase();
-    let valid = email.len() <= 320
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
-                && !local.contains('@')
-        });
-    if valid { Ok(email) } else { Err(Error::invalid("email", "is not a valid email address")) }
-}
+pub use crate::infra::email::normalize_email;
 
 impl UserService {
     pub fn new(store: Store, passwords: Passwords) -> Self {
@@ -73,71 +60,13 @@ impl UserService {
         password_hash: Option<String>,
         actor: &Actor,
     ) -> Result<User> {
-        let email = normalize_email(&new.email)?;
         let now = self.store.now();
-        let id = ids::new_id(ids::USER);
         let txn = self.store.begin_write().await?;
-        let taken = user_email::Entity::find()
-            .filter(user_email::Column::Email.eq(&email))
-            .count(&txn)
-            .await?
-            > 0;
-        if taken {
-            return Err(Error::Conflict(format!("a user with email {email} already exists")));
-        }
-        let model = user::ActiveModel {
-            id: Set(id.clone()),
-            primary_email: Set(email.clone()),
-            email_verified: Set(new.email_verified),
-            name: Set(new.name.filter(|s| !s.trim().is_empty())),
-            given_name: Set(new.given_name),
-            family_name: Set(new.family_name),
-            image_url: Set(None),
-            public_metadata: Set("{}".into()),
-            private_metadata: Set("{}".into()),
-            is_admin: Set(new.is_admin),
-            status: Set(UserStatus::Active.as_str().into()),
-            status_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            last_sign_in_at: Set(None),
-        }
-        .insert(&txn)
-        .await
-        .map_err(|e| unique_violation(e, &email))?;
-        user_email::ActiveModel {
-            id: Set(ids::new_id(ids::USER_EMAIL)),
-            user_id: Set(id.clone()),
-            email: Set(email.clone()),
-            verified: Set(new.email_verified),
-            created_at: Set(now),
-            verified_at: Set(new.email_verified.then_some(now)),
-        }
-        .insert(&txn)
-        .await
-        .map_err(|e| unique_violation(e, &email))?;
-        if let Some(hash) = password_hash {
-            password_credential::ActiveModel {
-                user_id: Set(id.clone()),
-                password_hash: Set(hash),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-        }
-        audit::record(
-            &txn,
-            now,
-            actor,
-            "user.created",
-            Some(&id),
-            json!({ "email": email, "admin": new.is_admin }),
-        )
-        .await?;
+        let user = insert_user(&txn, new, password_hash, actor, now).await?;
         txn.commit().await?;
-        Ok(model.into())
+        Ok(user)
     }
+
 
     /// Sets or replaces a user's password hash in the caller's transaction.
     pub async fn set_password_hash<C: sea_orm::ConnectionTrait>(
@@ -331,16 +260,88 @@ pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
     )
     .await?;
     let res = session::Entity::update_many()
-        .col_expr(session::Column::Status, sea_orm::sea_query::Expr::value("revoked"))
+        .col_expr(session::Column::Status, sea_orm::sea_query::Expr::value(SessionStatus::Revoked.as_str()))
         .col_expr(session::Column::EndReason, sea_orm::sea_query::Expr::value(reason))
         .col_expr(session::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
         .filter(session::Column::Id.is_in(ids.iter().cloned()))
-        .filter(session::Column::Status.eq("active"))
+        .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
         .exec(conn)
         .await?;
     // Queued with the revocation, so clients hear of it exactly when it commits.
     crate::oauth::backchannel::enqueue_for_sessions(conn, &ids, now).await?;
     Ok(res.rows_affected)
+}
+
+/// Creates a user in the caller's transaction: the account, its primary address and, if given,
+/// its password hash. A taken address is a conflict.
+pub(crate) async fn insert_user<C: ConnectionTrait>(
+    txn: &C,
+    new: NewUser,
+    password_hash: Option<String>,
+    actor: &Actor,
+    now: i64,
+) -> Result<User> {
+    let email = normalize_email(&new.email)?;
+    let id = ids::new_id(ids::USER);
+    let taken = user_email::Entity::find()
+        .filter(user_email::Column::Email.eq(&email))
+        .count(txn)
+        .await?
+        > 0;
+    if taken {
+        return Err(Error::Conflict(format!("a user with email {email} already exists")));
+    }
+    let model = user::ActiveModel {
+        id: Set(id.clone()),
+        primary_email: Set(email.clone()),
+        email_verified: Set(new.email_verified),
+        name: Set(new.name.filter(|s| !s.trim().is_empty())),
+        given_name: Set(new.given_name),
+        family_name: Set(new.family_name),
+        image_url: Set(None),
+        public_metadata: Set("{}".into()),
+        private_metadata: Set("{}".into()),
+        is_admin: Set(new.is_admin),
+        status: Set(UserStatus::Active.as_str().into()),
+        status_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        last_sign_in_at: Set(None),
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| unique_violation(e, &email))?;
+    user_email::ActiveModel {
+        id: Set(ids::new_id(ids::USER_EMAIL)),
+        user_id: Set(id.clone()),
+        email: Set(email.clone()),
+        verified: Set(new.email_verified),
+        created_at: Set(now),
+        verified_at: Set(new.email_verified.then_some(now)),
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| unique_violation(e, &email))?;
+    if let Some(hash) = password_hash {
+        password_credential::ActiveModel {
+            user_id: Set(id.clone()),
+            password_hash: Set(hash),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(txn)
+        .await?;
+    }
+    audit::record(
+        txn,
+        now,
+        actor,
+        "user.created",
+        Some(&id),
+        json!({ "email": email, "admin": new.is_admin }),
+    )
+    .await?;
+    Ok(model.into())
 }
 
 fn unique_violation(e: sea_orm::DbErr, email: &str) -> Error {
@@ -352,24 +353,17 @@ fn unique_violation(e: sea_orm::DbErr, email: &str) -> Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::normalize_email;
-
-    #[test]
-    fn emails_are_normalised_and_checked() {
-        assert_eq!(normalize_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in [
-            "",
-            "ada",
-            "@example.com",
-            "ada@",
-            "ada@localhost",
-            "a b@example.com",
-            "ada@exa mple.com",
-            "a@b@c.com",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad}");
-        }
-    }
+/// The account holding `email` and whether that address is verified, in the caller's
+/// transaction. An address the rule refuses belongs to nobody.
+pub(crate) async fn find_by_email_in<C: ConnectionTrait>(
+    conn: &C,
+    email: &str,
+) -> Result<Option<(user::Model, bool)>> {
+    let Ok(email) = normalize_email(email) else { return Ok(None) };
+    let Some(e) =
+        user_email::Entity::find().filter(user_email::Column::Email.eq(email)).one(conn).await?
+    else {
+        return Ok(None);
+    };
+    Ok(user::Entity::find_by_id(e.user_id).one(conn).await?.map(|u| (u, e.verified)))
 }

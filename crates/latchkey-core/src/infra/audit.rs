@@ -6,26 +6,85 @@ use serde_json::Value;
 
 use crate::{Result, infra::entity::audit_event, infra::ids};
 
+/// Who acts. Services decide what an actor may do from this, so the CLI, the pages and the APIs
+/// get the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user, by id.
+    User(String),
+    /// The operator at the server's command line: may do anything.
+    Cli,
+    /// Latchkey itself (workers, start-up, automatic enrollment).
+    System,
+    /// Someone not signed in (sign-in, sign-up and reset requests).
+    Anonymous,
+}
+
 /// Who performed an action and from where.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    /// `user:<id>`, `cli`, or `system`.
-    pub name: String,
+    pub principal: Principal,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
 }
 
 impl Actor {
     pub fn cli() -> Self {
-        Self { name: "cli".into(), client_ip: None, user_agent: None }
+        Self { principal: Principal::Cli, client_ip: None, user_agent: None }
     }
 
     pub fn system() -> Self {
-        Self { name: "system".into(), client_ip: None, user_agent: None }
+        Self { principal: Principal::System, client_ip: None, user_agent: None }
     }
 
     pub fn user(id: &str, client_ip: Option<String>, user_agent: Option<String>) -> Self {
-        Self { name: format!("user:{id}"), client_ip, user_agent }
+        Self { principal: Principal::User(id.to_owned()), client_ip, user_agent }
+    }
+
+    /// A request's actor: the signed-in user if there is one, else anonymous.
+    pub fn from_client(client: &ClientInfo, user_id: Option<&str>) -> Self {
+        let principal = match user_id {
+            Some(id) => Principal::User(id.to_owned()),
+            None => Principal::Anonymous,
+        };
+        Self { principal, client_ip: client.ip.clone(), user_agent: client.user_agent.clone() }
+    }
+
+    /// As recorded in audit events: `user:<id>`, `cli`, `system` or `anonymous`.
+    pub fn name(&self) -> String {
+        match &self.principal {
+            Principal::User(id) => format!("user:{id}"),
+            Principal::Cli => "cli".into(),
+            Principal::System => "system".into(),
+            Principal::Anonymous => "anonymous".into(),
+        }
+    }
+
+    /// The acting user, when a user acts.
+    pub fn user_id(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::User(id) => Some(id),
+            Principal::Cli | Principal::System | Principal::Anonymous => None,
+        }
+    }
+
+    /// The operator or Latchkey itself: not subject to an organisation's permissions.
+    pub fn is_operator(&self) -> bool {
+        matches!(self.principal, Principal::Cli | Principal::System)
+    }
+}
+
+/// Where a request comes from, for sessions, throttling and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// The actor of a request from here: the signed-in user if there is one, else anonymous.
+    pub fn actor_for(&self, user_id: Option<&str>) -> Actor {
+        Actor::from_client(self, user_id)
     }
 }
 
@@ -40,7 +99,7 @@ pub async fn record<C: ConnectionTrait>(
     audit_event::Entity::insert(audit_event::ActiveModel {
         id: Set(ids::new_id(ids::AUDIT_EVENT)),
         occurred_at: Set(now),
-        actor: Set(actor.name.clone()),
+        actor: Set(actor.name()),
         action: Set(action.to_owned()),
         target_id: Set(target_id.map(str::to_owned)),
         client_ip: Set(actor.client_ip.clone()),
@@ -49,7 +108,7 @@ pub async fn record<C: ConnectionTrait>(
     })
     .exec_without_returning(conn)
     .await?;
-    tracing::info!(actor = %actor.name, action, target = target_id.unwrap_or("-"), "audit");
+    tracing::info!(actor = %actor.name(), action, target = target_id.unwrap_or("-"), "audit");
     Ok(())
 }
 

@@ -19,6 +19,12 @@ pub const REFRESH_TOKEN: &str = "rtk";
 pub const CONSENT: &str = "cns";
 pub const BACKCHANNEL_LOGOUT: &str = "bcl";
 pub const JWT_TEMPLATE: &str = "jtpl";
+pub const SIGN_UP_ATTEMPT: &str = "sua";
+pub const PASSWORD_RESET: &str = "pwr";
+/// An access token's `jti`.
+pub const ACCESS_TOKEN: &str = "at";
+pub const EXTERNAL_IDENTITY: &str = "ext";
+pub const PENDING_REQUEST: &str = "pnd";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod email;
 pub mod entity;
 pub mod error;
 pub mod ids;

@@ -123,7 +123,7 @@ pub(crate) async fn active_session_ids<C: ConnectionTrait>(
     Ok(session::Entity::find()
         .select_only()
         .column(session::Column::Id)
-        .filter(session::Column::Status.eq("active"))
+        .filter(session::Column::Status.eq(crate::identity::model::SessionStatus::Active.as_str()))
         .filter(filter)
         .into_tuple()
         .all(conn)

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::{
+use crate::{identity::method::AuthMethod,
     Result,
     identity::subject,
     infra::audit::{self, Actor},
@@ -60,8 +60,8 @@ impl GrantSubject {
         &self.session.id
     }
 
-    pub fn auth_method(&self) -> &str {
-        &self.session.auth_method
+    pub fn auth_method(&self) -> AuthMethod {
+        AuthMethod::from_stored(&self.session.auth_method)
     }
 
     /// The session's start: the time of the authentication behind the grant.

@@ -5,7 +5,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{AuthService, ClientInfo};
+use super::{ClientInfo, SignInService};
 use crate::{
     Error, Result, identity::model::UserStatus, identity::passwords,
     identity::users::normalize_email, infra::crypto, infra::entity::password_reset, infra::ids,
@@ -14,15 +14,21 @@ use crate::{
 
 const RESET_TTL_SECS: i64 = crate::infra::mail::PASSWORD_RESET_VALIDITY.as_secs() as i64;
 
-impl AuthService {
+impl SignInService {
     /// Mails a reset link if the address belongs to an active account; otherwise does nothing,
     /// and the caller shows the same message either way.
     pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<()> {
         let now = self.store.now();
         let Ok(email) = normalize_email(email) else { return Ok(()) };
         self.limit_mail_requests("password_reset", &email, client).await?;
-        let Some(user) =
-            self.users.find_by_email(&email).await?.filter(|u| u.status == UserStatus::Active)
+        // An address its organisation sends through an enterprise connection has no password to
+        // reset; it gets the same answer as an address without an account.
+        let password_route = self.require_password_route(&email).await.is_ok();
+        let Some(user) = self
+            .users
+            .find_by_email(&email)
+            .await?
+            .filter(|u| u.status == UserStatus::Active && password_route)
         else {
             crate::infra::audit::record(
                 self.store.db(),
@@ -39,7 +45,7 @@ impl AuthService {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         password_reset::ActiveModel {
-            id: Set(ids::new_id("pwr")),
+            id: Set(ids::new_id(ids::PASSWORD_RESET)),
             user_id: Set(user.id.clone()),
             token_hash: Set(crypto::hash_secret_hex(&token)),
             expires_at: Set(now + RESET_TTL_SECS),

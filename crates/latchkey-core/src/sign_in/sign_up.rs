@@ -1,16 +1,19 @@
 //! Sign-up with an emailed 6-digit code: the account exists only once the code is entered.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
 use serde_json::json;
 
-use super::{AuthService, CODE_MAX_ATTEMPTS, ClientInfo, SignedIn, sign_up_code_purpose};
+use super::{ClientInfo, SignInService, SignedIn, Verified, VerifiedSubject};
 use crate::{
     Error, Result,
-    identity::passwords,
-    identity::users::{NewUser, normalize_email},
+    identity::{method::AuthMethod, passwords, users::normalize_email},
+    infra::audit,
     infra::crypto::{constant_time_eq, random_digits},
     infra::entity::sign_up_attempt,
     infra::ids,
@@ -29,7 +32,7 @@ pub struct PendingSignUp {
     pub expires_at: i64,
 }
 
-impl AuthService {
+impl SignInService {
     /// Checks the address and password, then mails a code. An address that already has an
     /// account gets the same answer and no code, so the form cannot be used to probe accounts.
     pub async fn start_sign_up(
@@ -39,11 +42,14 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<PendingSignUp> {
         let email = normalize_email(email)?;
+        self.require_password_route(&email).await.map_err(|_| {
+            Error::invalid("email", "signs in through its organisation's identity provider")
+        })?;
         passwords::check_strength(password, &email, self.policy.password_min_score)?;
         self.limit_mail_requests("sign_up", &email, client).await?;
         let hash = self.passwords.hash(password.to_owned()).await?;
         let exists = self.users.find_by_email(&email).await?.is_some();
-        let id = ids::new_id("sua");
+        let id = ids::new_id(ids::SIGN_UP_ATTEMPT);
         let code = random_digits(6);
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
@@ -90,8 +96,9 @@ impl AuthService {
         Ok(PendingSignUp { id: row.id, email: row.email, expires_at: row.expires_at })
     }
 
-    /// Checks the code; on success creates the verified account and signs it in.
-    /// Five wrong codes or ten minutes void the attempt.
+    /// Checks the code; on success creates the verified account and signs it in, all in one
+    /// transaction with the code's use. Each try is counted before the comparison, so parallel
+    /// guesses cannot exceed the limit; five wrong codes or ten minutes void the attempt.
     pub async fn complete_sign_up(
         &self,
         id: &str,
@@ -100,36 +107,19 @@ impl AuthService {
     ) -> Result<SignedIn> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        let row = sign_up_attempt::Entity::find_by_id(id.to_owned()).one(&txn).await?;
-        let Some(row) = row.filter(|r| r.completed_at.is_none()) else {
-            return Err(Error::invalid("code", "this sign-up is no longer valid; start again"));
+        let row = match reserve_try(&txn, id, now).await? {
+            Ok(row) => row,
+            Err(gone) => return Err(gone),
         };
-        if row.expires_at <= now || row.attempts >= CODE_MAX_ATTEMPTS {
-            return Err(Error::invalid("code", "the code has expired; start again"));
-        }
         let expected = &row.code_mac;
         let given = self.store.master_key().mac_hex(&sign_up_code_purpose(id), code.trim());
         if expected.is_empty() || !constant_time_eq(expected, &given) {
-            // Count the attempt atomically so parallel guesses cannot exceed the limit.
-            sign_up_attempt::Entity::update_many()
-                .col_expr(
-                    sign_up_attempt::Column::Attempts,
-                    Expr::col(sign_up_attempt::Column::Attempts).add(1),
-                )
-                .filter(sign_up_attempt::Column::Id.eq(id))
-                .exec(&txn)
-                .await?;
-            crate::infra::audit::record(
-                &txn,
-                now,
-                &client.actor_for(None),
-                "sign_up.code_failed",
-                Some(id),
-                json!({ "email": row.email }),
-            )
-            .await?;
+            let actor = client.actor_for(None);
+            let data = json!({ "email": row.email });
+            audit::record(&txn, now, &actor, "sign_up.code_failed", Some(id), data).await?;
+            // The counted try stays counted.
             txn.commit().await?;
-            let left = CODE_MAX_ATTEMPTS - row.attempts - 1;
+            let left = CODE_MAX_ATTEMPTS - row.attempts;
             return Err(Error::invalid(
                 "code",
                 if left > 0 {
@@ -139,45 +129,53 @@ impl AuthService {
                 },
             ));
         }
-        let claimed = sign_up_attempt::Entity::update_many()
+        sign_up_attempt::Entity::update_many()
             .col_expr(sign_up_attempt::Column::CompletedAt, Expr::value(now))
             .filter(sign_up_attempt::Column::Id.eq(id))
-            .filter(sign_up_attempt::Column::CompletedAt.is_null())
             .exec(&txn)
             .await?;
-        if claimed.rows_affected != 1 {
-            return Err(Error::invalid("code", "this sign-up is no longer valid; start again"));
-        }
+        let verified = Verified {
+            method: AuthMethod::Password,
+            subject: VerifiedSubject::NewAccount { email: row.email, password_hash: row.password_hash },
+            join: None,
+        };
+        let signed_in = self.complete_in(&txn, &verified, client, None, now).await?;
         txn.commit().await?;
-
-        let actor = client.actor_for(None);
-        let user = self
-            .users
-            .create_with_hash(
-                NewUser { email: row.email.clone(), email_verified: true, ..Default::default() },
-                Some(row.password_hash),
-                &actor,
-            )
-            .await?;
-        // Organisations that enrolled this email domain offer an invitation or a join
-        // suggestion; a failure there must not undo a finished sign-up.
-        if let Err(e) = self.enrollment.on_sign_up(&user).await {
-            tracing::error!(error = %e, user_id = %user.id, "domain enrollment after sign-up failed");
-        }
-        let actor = client.actor_for(Some(&user.id));
-        let (session, secret) =
-            self.sessions.create(&user.id, client.session_origin("password"), &actor).await?;
-        crate::infra::audit::record(
-            self.store.db(),
-            now,
-            &actor,
-            "sign_up.completed",
-            Some(&user.id),
-            json!({ "email": user.primary_email }),
-        )
-        .await?;
-        Ok(SignedIn { user, session, secret })
+        Ok(signed_in)
     }
 }
 
-use sea_orm::sea_query::ExprTrait as _;
+/// Counts one try of a sign-up's code, before it is compared: the row as counted, or the error
+/// to show when the sign-up is used, expired or out of tries.
+async fn reserve_try<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    now: i64,
+) -> Result<std::result::Result<sign_up_attempt::Model, Error>> {
+    let counted = sign_up_attempt::Entity::update_many()
+        .col_expr(
+            sign_up_attempt::Column::Attempts,
+            Expr::col(sign_up_attempt::Column::Attempts).add(1),
+        )
+        .filter(sign_up_attempt::Column::Id.eq(id))
+        .filter(sign_up_attempt::Column::CompletedAt.is_null())
+        .filter(sign_up_attempt::Column::ExpiresAt.gt(now))
+        .filter(sign_up_attempt::Column::Attempts.lt(CODE_MAX_ATTEMPTS))
+        .exec_with_returning(txn)
+        .await?;
+    if let Some(row) = counted.into_iter().next() {
+        return Ok(Ok(row));
+    }
+    let row = sign_up_attempt::Entity::find_by_id(id.to_owned()).one(txn).await?;
+    Ok(Err(match row.filter(|r| r.completed_at.is_none()) {
+        None => Error::invalid("code", "this sign-up is no longer valid; start again"),
+        Some(_) => Error::invalid("code", "the code has expired; start again"),
+    }))
+}
+
+/// Failed attempts left before a code is void.
+pub const CODE_MAX_ATTEMPTS: i32 = 5;
+
+fn sign_up_code_purpose(id: &str) -> String {
+    format!("sign_up_code:{id}")
+}

@@ -527,3 +527,16 @@ mod tests {
         assert_eq!(email_code_hash("dom_a", "123456"), email_code_hash("dom_a", "123456"));
     }
 }
+
+/// The organisation that verified `domain`, if any (a verified domain belongs to one
+/// organisation at most).
+pub(crate) async fn verified_owner<C: ConnectionTrait>(
+    conn: &C,
+    domain: &str,
+) -> Result<Option<String>> {
+    Ok(org_domain::Entity::find()
+        .filter(org_domain::Column::VerifiedDomain.eq(domain))
+        .one(conn)
+        .await?
+        .map(|d| d.org_id))
+}

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde_json::json;
 
@@ -44,98 +45,11 @@ impl EnrollmentService {
         Self { store, mail, public_url: settings.public_url.clone() }
     }
 
-    /// Called by the sign-up flow once the user's address is verified. For the verified domain
-    /// of that address (if any): `automatic_invitation` creates a pending invitation (no mail:
-    /// it shows on the account page), `automatic_suggestion` a suggestion to request to join,
-    /// `manual` nothing.
+    /// Applies the enrollment of the user's verified domain (see [`enroll_new_user`]) in its own
+    /// transaction.
     pub async fn on_sign_up(&self, user: &User) -> Result<()> {
         let txn = self.store.begin_write().await?;
-        // The stored row, not the caller's copy, decides whether the address is verified.
-        let Some(u) = user::Entity::find_by_id(user.id.clone()).one(&txn).await? else {
-            return Err(Error::NotFound(format!("user {}", user.id)));
-        };
-        let Some(domain) = verified_domain_of(&u) else {
-            return Ok(());
-        };
-        let Some(d) = org_domain::Entity::find()
-            .filter(org_domain::Column::VerifiedDomain.eq(domain))
-            .one(&txn)
-            .await?
-        else {
-            return Ok(());
-        };
-        let mode = EnrollmentMode::parse(&d.enrollment_mode);
-        if mode == EnrollmentMode::Manual {
-            return Ok(());
-        }
-        let now = self.store.now();
-        lock_org(&txn, &d.org_id).await?;
-        if find_membership(&txn, &d.org_id, &u.id).await?.is_some() {
-            return Ok(());
-        }
-        let actor = Actor::system();
-        match mode {
-            EnrollmentMode::Manual => {}
-            EnrollmentMode::AutomaticInvitation => {
-                if invitations::has_live_pending(&txn, &d.org_id, &u.primary_email, now).await? {
-                    return Ok(());
-                }
-                // The token is dropped: this invitation is accepted from the account page.
-                let (inv, _) = invitations::insert_invitation(
-                    &txn,
-                    &d.org_id,
-                    &u.primary_email,
-                    ROLE_MEMBER,
-                    InvitationSource::Domain { domain_id: &d.id },
-                    now,
-                )
-                .await?;
-                audit::record(
-                    &txn,
-                    now,
-                    &actor,
-                    "org.invitation_created",
-                    Some(&d.org_id),
-                    json!({
-                        "invitation_id": inv.id, "email": u.primary_email, "role": ROLE_MEMBER,
-                        "source": "domain", "domain": d.domain,
-                    }),
-                )
-                .await?;
-            }
-            EnrollmentMode::AutomaticSuggestion => {
-                let existing = org_join_request::Entity::find()
-                    .filter(org_join_request::Column::OrgId.eq(&d.org_id))
-                    .filter(org_join_request::Column::UserId.eq(&u.id))
-                    .one(&txn)
-                    .await?;
-                if existing.is_some() {
-                    return Ok(());
-                }
-                let r = org_join_request::ActiveModel {
-                    id: Set(ids::new_id(ids::JOIN_REQUEST)),
-                    org_id: Set(d.org_id.clone()),
-                    user_id: Set(u.id.clone()),
-                    domain_id: Set(Some(d.id.clone())),
-                    status: Set(JoinRequestStatus::Suggested.as_str().into()),
-                    created_at: Set(now),
-                    requested_at: Set(None),
-                    decided_at: Set(None),
-                    decided_by: Set(None),
-                }
-                .insert(&txn)
-                .await?;
-                audit::record(
-                    &txn,
-                    now,
-                    &actor,
-                    "org.join_suggested",
-                    Some(&d.org_id),
-                    json!({ "join_request_id": r.id, "user_id": u.id, "domain": d.domain }),
-                )
-                .await?;
-            }
-        }
+        enroll_new_user(&txn, &user.id, self.store.now()).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -421,7 +335,114 @@ impl EnrollmentService {
         let mut am: org_join_request::ActiveModel = r.into();
         am.status = Set(status.as_str().into());
         am.decided_at = Set(Some(self.store.now()));
-        am.decided_by = Set(Some(actor.name.clone()));
+        am.decided_by = Set(Some(actor.name()));
         Ok(am.update(conn).await?)
     }
+}
+
+/// For a new account whose address is verified, in the caller's transaction (the sign-in
+/// completion's): the organisation that verified the address's domain applies its enrollment
+/// mode. `automatic_invitation` creates a pending invitation (no mail: it shows on the account
+/// page), `automatic_suggestion` a suggestion to request to join, `manual` nothing.
+pub(crate) async fn enroll_new_user<C: ConnectionTrait>(
+    txn: &C,
+    user_id: &str,
+    now: i64,
+) -> Result<()> {
+    // The stored row, not a caller's copy, decides whether the address is verified.
+    let Some(u) = user::Entity::find_by_id(user_id.to_owned()).one(txn).await? else {
+        return Err(Error::NotFound(format!("user {user_id}")));
+    };
+    let Some(domain) = verified_domain_of(&u) else {
+        return Ok(());
+    };
+    let Some(d) =
+        org_domain::Entity::find().filter(org_domain::Column::VerifiedDomain.eq(domain)).one(txn).await?
+    else {
+        return Ok(());
+    };
+    let mode = EnrollmentMode::parse(&d.enrollment_mode);
+    if mode == EnrollmentMode::Manual {
+        return Ok(());
+    }
+    lock_org(txn, &d.org_id).await?;
+    if find_membership(txn, &d.org_id, &u.id).await?.is_some() {
+        return Ok(());
+    }
+    match mode {
+        EnrollmentMode::Manual => Ok(()),
+        EnrollmentMode::AutomaticInvitation => invite_by_domain(txn, &u, &d, now).await,
+        EnrollmentMode::AutomaticSuggestion => suggest_by_domain(txn, &u, &d, now).await,
+    }
+}
+
+async fn invite_by_domain<C: ConnectionTrait>(
+    txn: &C,
+    u: &user::Model,
+    d: &org_domain::Model,
+    now: i64,
+) -> Result<()> {
+    if invitations::has_live_pending(txn, &d.org_id, &u.primary_email, now).await? {
+        return Ok(());
+    }
+    // The token is dropped: this invitation is accepted from the account page.
+    let (inv, _) = invitations::insert_invitation(
+        txn,
+        &d.org_id,
+        &u.primary_email,
+        ROLE_MEMBER,
+        InvitationSource::Domain { domain_id: &d.id },
+        now,
+    )
+    .await?;
+    audit::record(
+        txn,
+        now,
+        &Actor::system(),
+        "org.invitation_created",
+        Some(&d.org_id),
+        json!({
+            "invitation_id": inv.id, "email": u.primary_email, "role": ROLE_MEMBER,
+            "source": "domain", "domain": d.domain,
+        }),
+    )
+    .await
+}
+
+async fn suggest_by_domain<C: ConnectionTrait>(
+    txn: &C,
+    u: &user::Model,
+    d: &org_domain::Model,
+    now: i64,
+) -> Result<()> {
+    let existing = org_join_request::Entity::find()
+        .filter(org_join_request::Column::OrgId.eq(&d.org_id))
+        .filter(org_join_request::Column::UserId.eq(&u.id))
+        .one(txn)
+        .await?;
+    if existing.is_some() {
+        return Ok(());
+    }
+    let r = org_join_request::ActiveModel {
+        id: Set(ids::new_id(ids::JOIN_REQUEST)),
+        org_id: Set(d.org_id.clone()),
+        user_id: Set(u.id.clone()),
+        domain_id: Set(Some(d.id.clone())),
+        status: Set(JoinRequestStatus::Suggested.as_str().into()),
+        created_at: Set(now),
+        requested_at: Set(None),
+        decided_at: Set(None),
+        decided_by: Set(None),
+    }
+    .insert(txn)
+    .await?;
+    audit::record(
+        txn,
+        now,
+        &Actor::system(),
+        "org.join_suggested",
+        Some(&d.org_id),
+        json!({ "join_request_id": r.id, "user_id": u.id, "domain": d.domain }),
+    )
+    .await
 }

@@ -441,3 +441,30 @@ impl OrgService {
             .collect())
     }
 }
+
+/// Makes `user_id` a member with `role` unless they already are one (an existing member keeps
+/// their role), in the caller's transaction: the membership an enterprise connection grants.
+pub(crate) async fn ensure_member<C: ConnectionTrait>(
+    txn: &C,
+    org_id: &str,
+    user_id: &str,
+    role: &str,
+    now: i64,
+) -> Result<()> {
+    validate_role(role)?;
+    lock_org(txn, org_id).await?;
+    if find_membership(txn, org_id, user_id).await?.is_some() {
+        return Ok(());
+    }
+    insert_membership(txn, org_id, user_id, role, now).await?;
+    audit::record(
+        txn,
+        now,
+        &Actor::system(),
+        "org.membership_set",
+        Some(org_id),
+        json!({ "user_id": user_id, "role": role, "source": "connection" }),
+    )
+    .await?;
+    Store::bump_revision(txn).await
+}

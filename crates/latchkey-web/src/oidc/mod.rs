@@ -612,10 +612,7 @@ fn context_of(
     if !subject.is_live(now) {
         return Err(OidcError::Json(OAuthError::invalid_grant("the session has ended")));
     }
-    let amr = match subject.auth_method() {
-        "password" => vec!["pwd".to_owned()],
-        _ => Vec::new(),
-    };
+    let amr = subject.auth_method().amr();
     Ok(GrantContext { subject, amr, revision })
 }
 

@@ -221,7 +221,7 @@ pub async fn change_password(
     };
     match state
         .core
-        .auth
+        .sign_in
         .change_password(
             &session.user_id,
             &form.current_password,

@@ -5,7 +5,7 @@ use actix_web::{
     http::{StatusCode, header},
     web,
 };
-use latchkey_core::{Error as CoreError, infra::audit::Actor, sign_in::SignInMethod};
+use latchkey_core::{Error as CoreError, infra::audit::Actor, sign_in::SignInRoute};
 use serde::Deserialize;
 
 use super::{
@@ -66,8 +66,9 @@ pub struct IdentifyForm {
     return_to: Option<String>,
 }
 
-/// Step one: the address decides the next step. Every valid address gets the password step
-/// today, so the page reveals nothing about which accounts exist.
+/// Step one: the address decides the next step: the password form, or the organisation's
+/// enterprise connection. The domain decides, never whether an account exists, so the page
+/// reveals nothing about accounts.
 pub async fn sign_in_identify(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -77,8 +78,11 @@ pub async fn sign_in_identify(
     let return_to = safe_return_to(form.return_to.as_deref(), &state);
     let c = csrf(&req, &state);
     let email = form.email.trim();
-    match state.core.auth.sign_in_method(email).await {
-        Ok(SignInMethod::Password) => render(
+    match state.core.sign_in.route(email).await {
+        Ok(SignInRoute::Enterprise { connection }) => {
+            Ok(see_other(&enterprise_start(&connection.start_path, email, &return_to)))
+        }
+        Ok(SignInRoute::Password) => render(
             &state,
             Some(&c),
             StatusCode::OK,
@@ -106,6 +110,16 @@ pub async fn sign_in_identify(
     }
 }
 
+/// The connection's start URL with the address as `login_hint` and where to come back to.
+fn enterprise_start(start_path: &str, email: &str, return_to: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("login_hint", email)
+        .append_pair("return_to", return_to)
+        .finish();
+    let sep = if start_path.contains('?') { '&' } else { '?' };
+    format!("{start_path}{sep}{query}")
+}
+
 #[derive(Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
@@ -126,7 +140,7 @@ pub async fn sign_in_password(
     verify_csrf(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref(), &state);
     let client = client_info(&req);
-    match state.core.auth.sign_in_with_password(&form.email, &form.password, &client).await {
+    match state.core.sign_in.sign_in_with_password(&form.email, &form.password, &client).await {
         Ok(signed_in) => {
             end_previous_session(&req, &state, &signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
@@ -218,7 +232,7 @@ pub async fn sign_up_submit(
 ) -> Page {
     verify_csrf(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref(), &state);
-    match state.core.auth.start_sign_up(&form.email, &form.password, &client_info(&req)).await {
+    match state.core.sign_in.start_sign_up(&form.email, &form.password, &client_info(&req)).await {
         Ok(pending) => {
             let rq = return_query(&return_to).replacen('?', "&", 1);
             Ok(see_other(&format!("/sign-up/verify?attempt={}{rq}", pending.id)))
@@ -261,7 +275,7 @@ pub async fn verify_form(
 ) -> Page {
     let return_to = safe_return_to(q.return_to.as_deref(), &state);
     let c = csrf(&req, &state);
-    match state.core.auth.pending_sign_up(&q.attempt).await {
+    match state.core.sign_in.pending_sign_up(&q.attempt).await {
         Ok(pending) => render(
             &state,
             Some(&c),
@@ -312,7 +326,7 @@ pub async fn verify_submit(
 ) -> Page {
     verify_csrf(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref(), &state);
-    match state.core.auth.complete_sign_up(&form.attempt, &form.code, &client_info(&req)).await {
+    match state.core.sign_in.complete_sign_up(&form.attempt, &form.code, &client_info(&req)).await {
         Ok(signed_in) => {
             end_previous_session(&req, &state, &signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
@@ -321,7 +335,7 @@ pub async fn verify_submit(
                 .finish())
         }
         Err(CoreError::Invalid { message, .. }) => {
-            let Ok(pending) = state.core.auth.pending_sign_up(&form.attempt).await else {
+            let Ok(pending) = state.core.sign_in.pending_sign_up(&form.attempt).await else {
                 return expired_sign_up(&state);
             };
             let c = csrf(&req, &state);
@@ -395,7 +409,7 @@ pub async fn forgot_submit(
     form: web::Form<ForgotForm>,
 ) -> Page {
     verify_csrf(&req, &state, &form.csrf_token)?;
-    state.core.auth.request_password_reset(&form.email, &client_info(&req)).await?;
+    state.core.sign_in.request_password_reset(&form.email, &client_info(&req)).await?;
     let c = csrf(&req, &state);
     render(&state, Some(&c), StatusCode::OK, &views::Forgot { csrf: &c.token, sent: true })
 }
@@ -411,7 +425,7 @@ pub async fn reset_form(
     state: web::Data<AppState>,
     q: web::Query<ResetQuery>,
 ) -> Page {
-    let valid = state.core.auth.password_reset_is_valid(&q.token).await?;
+    let valid = state.core.sign_in.password_reset_is_valid(&q.token).await?;
     let c = csrf(&req, &state);
     let status = if valid { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     render(
@@ -438,7 +452,7 @@ pub async fn reset_submit(
     form: web::Form<ResetForm>,
 ) -> Page {
     verify_csrf(&req, &state, &form.csrf_token)?;
-    match state.core.auth.reset_password(&form.token, &form.password, &client_info(&req)).await {
+    match state.core.sign_in.reset_password(&form.token, &form.password, &client_info(&req)).await {
         Ok(()) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/sign-in?reset=1"))
             .cookie(clear_session_cookie(&state))

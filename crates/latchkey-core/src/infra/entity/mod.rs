@@ -3,6 +3,7 @@
 
 pub mod audit_event;
 pub mod backchannel_outbox;
+pub mod external_identity;
 pub mod jwt_template;
 pub mod mail_outbox;
 pub mod membership;
@@ -18,6 +19,7 @@ pub mod org_join_request;
 pub mod organisation;
 pub mod password_credential;
 pub mod password_reset;
+pub mod pending_request;
 pub mod session;
 pub mod setting;
 pub mod sign_in_throttle;

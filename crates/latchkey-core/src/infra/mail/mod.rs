@@ -121,10 +121,10 @@ impl MailService {
         to: &str,
         kind: MailKind,
     ) -> Result<String> {
-        let to = to
-            .trim()
+        // The one address rule: whatever the store took, the mailer takes.
+        let to = crate::infra::email::normalize_email(to)?
             .parse::<Mailbox>()
-            .map_err(|_| Error::invalid("to", "is not a valid email address"))?;
+            .map_err(|_| Error::invalid("email", "is not a valid email address"))?;
         let rendered = templates::render(&kind, &self.inner.site)?;
         let key = self.inner.store.master_key();
         let id = ids::new_id(ids::MAIL);

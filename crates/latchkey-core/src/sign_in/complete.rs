@@ -1,0 +1,226 @@
+//! The one completion of every sign-in. A method (password, sign-up code, SAML, upstream OIDC)
+//! first verifies who is there in its own way; [`SignInService::complete`] then, in one
+//! transaction: resolves the account (the verified user, a new account, or the account an
+//! external identity is linked to, linking or provisioning it just in time under the
+//! connection's policy), checks it is active, applies the organisation membership a connection
+//! grants and the enrollment of a new account's verified domain, starts the session with its
+//! method, records the audit event and gives back the attempt's throttle reservation. A crash at
+//! any point leaves either all of it or none of it.
+
+use sea_orm::{ConnectionTrait, EntityTrait};
+use serde_json::json;
+
+use super::{ClientInfo, SignInService, throttle};
+use crate::{
+    Error, Result,
+    identity::{
+        external::{self, AccountByEmail, LinkPolicy, LinkVerdict, UpstreamIdentity},
+        method::AuthMethod,
+        model::{Session, User, UserStatus},
+        sessions::SessionOrigin,
+        users::{self, NewUser},
+    },
+    infra::{
+        audit::{self, Actor},
+        entity::user,
+    },
+    tenancy::{enrollment, orgs},
+};
+
+/// Who a method verified.
+#[derive(Debug, Clone)]
+pub enum VerifiedSubject {
+    /// A known account, proven by its own credentials.
+    User(String),
+    /// A new account whose address was just proven (sign-up with an emailed code).
+    NewAccount { email: String, password_hash: String },
+    /// An identity asserted by an enterprise connection or an upstream provider.
+    Upstream { identity: UpstreamIdentity, policy: LinkPolicy },
+}
+
+/// A membership an enterprise connection grants everyone who signs in through it.
+#[derive(Debug, Clone)]
+pub struct OrgGrant {
+    pub org_id: String,
+    pub role: String,
+}
+
+/// The outcome of a method's own verification, handed to [`SignInService::complete`].
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub method: AuthMethod,
+    pub subject: VerifiedSubject,
+    pub join: Option<OrgGrant>,
+}
+
+/// A new session: what the browser must store as its cookie.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub session: Session,
+    pub secret: String,
+    /// The account was created by this sign-in.
+    pub created: bool,
+}
+
+/// How the account behind a sign-in was found.
+struct Resolved {
+    user_id: String,
+    created: bool,
+    linked: bool,
+}
+
+impl SignInService {
+    /// Completes a verified sign-in in one transaction (see the module documentation). A
+    /// refusal (an inactive account, an address that belongs to someone else, a connection that
+    /// does not provision) is audited as `sign_in.failed` and changes nothing else.
+    pub async fn complete(&self, verified: Verified, client: &ClientInfo) -> Result<SignedIn> {
+        let now = self.store.now();
+        let txn = self.store.begin_write().await?;
+        match self.complete_in(&txn, &verified, client, None, now).await {
+            Ok(signed_in) => {
+                txn.commit().await?;
+                Ok(signed_in)
+            }
+            Err(e) => {
+                drop(txn);
+                let data = json!({ "method": verified.method, "reason": e.to_string() });
+                let actor = client.actor_for(None);
+                audit::record(self.store.db(), now, &actor, "sign_in.failed", None, data).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::complete`] inside the caller's transaction, which may already hold the method's
+    /// own writes (a used sign-up code). `throttle` is the attempt's reservation to give back.
+    pub(crate) async fn complete_in<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        v: &Verified,
+        client: &ClientInfo,
+        throttle: Option<&throttle::Keys>,
+        now: i64,
+    ) -> Result<SignedIn> {
+        let resolved = self.resolve(txn, v, client, now).await?;
+        let user_id = resolved.user_id.as_str();
+        let account = user::Entity::find_by_id(user_id.to_owned())
+            .one(txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        if UserStatus::parse(&account.status) != UserStatus::Active {
+            return Err(Error::Forbidden("this account is not active".into()));
+        }
+        if let Some(grant) = &v.join {
+            orgs::ensure_member(txn, &grant.org_id, user_id, &grant.role, now).await?;
+        }
+        if resolved.created {
+            enrollment::enroll_new_user(txn, user_id, now).await?;
+        }
+        let actor = client.actor_for(Some(user_id));
+        let origin = SessionOrigin {
+            auth_method: v.method.clone(),
+            client_ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        };
+        let (session, secret) = self.sessions.start_in(txn, user_id, &origin, &actor, now).await?;
+        let action = match v.subject {
+            VerifiedSubject::NewAccount { .. } => "sign_up.completed",
+            _ => "sign_in.succeeded",
+        };
+        let data = json!({
+            "method": v.method, "session_id": session.id, "email": account.primary_email,
+            "provisioned": resolved.created, "linked": resolved.linked,
+        });
+        audit::record(txn, now, &actor, action, Some(user_id), data).await?;
+        if let Some(keys) = throttle {
+            throttle::succeeded(txn, keys).await?;
+        }
+        Ok(SignedIn { user: account.into(), session, secret, created: resolved.created })
+    }
+
+    /// Finds or makes the account a verified subject signs in to.
+    async fn resolve<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        v: &Verified,
+        client: &ClientInfo,
+        now: i64,
+    ) -> Result<Resolved> {
+        match &v.subject {
+            VerifiedSubject::User(id) => {
+                Ok(Resolved { user_id: id.clone(), created: false, linked: false })
+            }
+            VerifiedSubject::NewAccount { email, password_hash } => {
+                let new = NewUser { email: email.clone(), email_verified: true, ..NewUser::default() };
+                let actor = client.actor_for(None);
+                let u = users::insert_user(txn, new, Some(password_hash.clone()), &actor, now).await?;
+                Ok(Resolved { user_id: u.id, created: true, linked: false })
+            }
+            VerifiedSubject::Upstream { identity, policy } => {
+                self.resolve_upstream(txn, identity, *policy, &v.method, now).await
+            }
+        }
+    }
+
+    async fn resolve_upstream<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        up: &UpstreamIdentity,
+        policy: LinkPolicy,
+        method: &AuthMethod,
+        now: i64,
+    ) -> Result<Resolved> {
+        let connection_id = match method {
+            AuthMethod::Saml { connection_id } => Some(connection_id.as_str()),
+            AuthMethod::UpstreamOidc { connection_id, .. } => connection_id.as_deref(),
+            AuthMethod::Password | AuthMethod::Operator => None,
+        };
+        let link = external::find(txn, &up.issuer, &up.subject).await?;
+        let by_email = self.account_by_email(txn, up).await?;
+        match external::decide(link.as_ref(), by_email.as_ref(), up, policy) {
+            LinkVerdict::Linked(user_id) => {
+                if let Some(l) = &link {
+                    external::touch(txn, &l.id, up.email.as_deref(), now).await?;
+                }
+                Ok(Resolved { user_id, created: false, linked: false })
+            }
+            LinkVerdict::LinkExisting(user_id) => {
+                external::link(txn, &user_id, up, connection_id, now).await?;
+                Ok(Resolved { user_id, created: false, linked: true })
+            }
+            LinkVerdict::Provision => {
+                let new = NewUser {
+                    email: up.email.clone().unwrap_or_default(),
+                    email_verified: up.email_verified,
+                    name: up.name.clone(),
+                    given_name: up.given_name.clone(),
+                    family_name: up.family_name.clone(),
+                    ..NewUser::default()
+                };
+                let u = users::insert_user(txn, new, None, &Actor::system(), now).await?;
+                external::link(txn, &u.id, up, connection_id, now).await?;
+                Ok(Resolved { user_id: u.id, created: true, linked: true })
+            }
+            LinkVerdict::Refuse(why) => Err(Error::Forbidden(why.message().into())),
+        }
+    }
+
+    /// The account holding the identity's address, if the address is one we could store.
+    async fn account_by_email<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        up: &UpstreamIdentity,
+    ) -> Result<Option<AccountByEmail>> {
+        let Some(email) = up.email.as_deref() else { return Ok(None) };
+        let Some((account, verified)) = users::find_by_email_in(txn, email).await? else {
+            return Ok(None);
+        };
+        let has_identity_at_issuer = external::has_identity_at(txn, &account.id, &up.issuer).await?;
+        Ok(Some(AccountByEmail {
+            user_id: account.id,
+            email_verified: verified,
+            has_identity_at_issuer,
+        }))
+    }
+}
