@@ -20,3 +20,4 @@ mod oidc_claims;
 mod orgs;
 pub mod pages;
 mod session_tokens;
+mod sign_in;

@@ -565,7 +565,7 @@ async fn pages_carry_a_strict_csp_and_work_without_javascript() {
 }
 
 /// The first 6-digit run in a mail's text part.
-fn code_in(text: &str) -> String {
+pub(crate) fn code_in(text: &str) -> String {
     let bytes = text.as_bytes();
     (0..bytes.len().saturating_sub(5))
         .find(|&i| {

@@ -25,11 +25,19 @@ pub use infra::{
 };
 
 use crate::{
-    identity::session_tokens::SessionTokenService, identity::sessions::SessionService,
-    identity::users::UserService, infra::clock::Clock, infra::keys::KeyService,
-    infra::mail::MailService, infra::store::Store, oauth::clients::ClientService,
-    sign_in::{SignInService, pending::PendingStore}, tenancy::domains::DomainService, tenancy::enrollment::EnrollmentService,
-    tenancy::invitations::InvitationService, tenancy::orgs::OrgService,
+    identity::session_tokens::SessionTokenService,
+    identity::sessions::SessionService,
+    identity::users::UserService,
+    infra::clock::Clock,
+    infra::keys::KeyService,
+    infra::mail::MailService,
+    infra::store::Store,
+    oauth::clients::ClientService,
+    sign_in::{SignInService, pending::PendingStore},
+    tenancy::domains::DomainService,
+    tenancy::enrollment::EnrollmentService,
+    tenancy::invitations::InvitationService,
+    tenancy::orgs::OrgService,
 };
 
 /// The identity store with all of its services, shared by the web app and the CLI.

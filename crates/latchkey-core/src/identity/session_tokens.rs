@@ -226,7 +226,8 @@ impl SessionTokenService {
             return Err(Error::Unauthenticated("session user is gone"));
         };
         let SessionSubject { session: s, user, org } = subject;
-        let usable = SessionStatus::parse(&s.status) == SessionStatus::Active && UserStatus::parse(&user.status) == UserStatus::Active;
+        let usable = SessionStatus::parse(&s.status) == SessionStatus::Active
+            && UserStatus::parse(&user.status) == UserStatus::Active;
         let snapshot = Arc::new(Snapshot {
             revision,
             session_id: s.id,

@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::json;
 
-use crate::{identity::method::AuthMethod,
+use crate::{
     Error, Result, Settings,
+    identity::method::AuthMethod,
     identity::model::{Session, SessionStatus, UserStatus},
     infra::audit::{self, Actor},
     infra::crypto,

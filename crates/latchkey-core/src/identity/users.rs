@@ -2,8 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::json;
 
@@ -66,7 +65,6 @@ impl UserService {
         txn.commit().await?;
         Ok(user)
     }
-
 
     /// Sets or replaces a user's password hash in the caller's transaction.
     pub async fn set_password_hash<C: sea_orm::ConnectionTrait>(
@@ -260,7 +258,10 @@ pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
     )
     .await?;
     let res = session::Entity::update_many()
-        .col_expr(session::Column::Status, sea_orm::sea_query::Expr::value(SessionStatus::Revoked.as_str()))
+        .col_expr(
+            session::Column::Status,
+            sea_orm::sea_query::Expr::value(SessionStatus::Revoked.as_str()),
+        )
         .col_expr(session::Column::EndReason, sea_orm::sea_query::Expr::value(reason))
         .col_expr(session::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
         .filter(session::Column::Id.is_in(ids.iter().cloned()))
@@ -283,11 +284,9 @@ pub(crate) async fn insert_user<C: ConnectionTrait>(
 ) -> Result<User> {
     let email = normalize_email(&new.email)?;
     let id = ids::new_id(ids::USER);
-    let taken = user_email::Entity::find()
-        .filter(user_email::Column::Email.eq(&email))
-        .count(txn)
-        .await?
-        > 0;
+    let taken =
+        user_email::Entity::find().filter(user_email::Column::Email.eq(&email)).count(txn).await?
+            > 0;
     if taken {
         return Err(Error::Conflict(format!("a user with email {email} already exists")));
     }

@@ -59,7 +59,8 @@ mod tests {
     #[test]
     fn addresses_are_normalised() {
         assert_eq!(normalize_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
-        for ok in ["a.b+tag@mail.example.co.uk", "o'brien@example.ie", "x_y-z@xn--bcher-kva.example"]
+        for ok in
+            ["a.b+tag@mail.example.co.uk", "o'brien@example.ie", "x_y-z@xn--bcher-kva.example"]
         {
             assert!(normalize_email(ok).is_ok(), "{ok}");
         }
@@ -101,7 +102,8 @@ mod tests {
 
     #[test]
     fn every_accepted_address_parses_as_a_mailbox() {
-        for ok in ["ada@example.com", "o'brien@example.ie", "a+b=c@example.org", "{x}@example.net"] {
+        for ok in ["ada@example.com", "o'brien@example.ie", "a+b=c@example.org", "{x}@example.net"]
+        {
             let n = normalize_email(ok).unwrap();
             assert!(n.parse::<lettre::message::Mailbox>().is_ok(), "{n}");
         }

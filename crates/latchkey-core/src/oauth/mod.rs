@@ -14,8 +14,9 @@ use sea_orm::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::{identity::method::AuthMethod,
+use crate::{
     Result,
+    identity::method::AuthMethod,
     identity::subject,
     infra::audit::{self, Actor},
     infra::crypto,

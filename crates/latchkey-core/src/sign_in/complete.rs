@@ -76,20 +76,35 @@ impl SignInService {
     /// does not provision) is audited as `sign_in.failed` and changes nothing else.
     pub async fn complete(&self, verified: Verified, client: &ClientInfo) -> Result<SignedIn> {
         let now = self.store.now();
-        let txn = self.store.begin_write().await?;
-        match self.complete_in(&txn, &verified, client, None, now).await {
-            Ok(signed_in) => {
-                txn.commit().await?;
-                Ok(signed_in)
-            }
+        let mut outcome = self.complete_once(&verified, client, now).await;
+        // Two first sign-ins of one new identity race to create its account; the loser finds
+        // the winner's link on a second try.
+        if matches!(outcome, Err(Error::Conflict(_)))
+            && matches!(verified.subject, VerifiedSubject::Upstream { .. })
+        {
+            outcome = self.complete_once(&verified, client, now).await;
+        }
+        match outcome {
+            Ok(signed_in) => Ok(signed_in),
             Err(e) => {
-                drop(txn);
                 let data = json!({ "method": verified.method, "reason": e.to_string() });
                 let actor = client.actor_for(None);
                 audit::record(self.store.db(), now, &actor, "sign_in.failed", None, data).await?;
                 Err(e)
             }
         }
+    }
+
+    async fn complete_once(
+        &self,
+        verified: &Verified,
+        client: &ClientInfo,
+        now: i64,
+    ) -> Result<SignedIn> {
+        let txn = self.store.begin_write().await?;
+        let signed_in = self.complete_in(&txn, verified, client, None, now).await?;
+        txn.commit().await?;
+        Ok(signed_in)
     }
 
     /// [`Self::complete`] inside the caller's transaction, which may already hold the method's
@@ -152,9 +167,11 @@ impl SignInService {
                 Ok(Resolved { user_id: id.clone(), created: false, linked: false })
             }
             VerifiedSubject::NewAccount { email, password_hash } => {
-                let new = NewUser { email: email.clone(), email_verified: true, ..NewUser::default() };
+                let new =
+                    NewUser { email: email.clone(), email_verified: true, ..NewUser::default() };
                 let actor = client.actor_for(None);
-                let u = users::insert_user(txn, new, Some(password_hash.clone()), &actor, now).await?;
+                let u =
+                    users::insert_user(txn, new, Some(password_hash.clone()), &actor, now).await?;
                 Ok(Resolved { user_id: u.id, created: true, linked: false })
             }
             VerifiedSubject::Upstream { identity, policy } => {
@@ -176,8 +193,10 @@ impl SignInService {
             AuthMethod::UpstreamOidc { connection_id, .. } => connection_id.as_deref(),
             AuthMethod::Password | AuthMethod::Operator => None,
         };
-        let link = external::find(txn, &up.issuer, &up.subject).await?;
+        // The address first, the link last: an account that a concurrent first sign-in of this
+        // identity just created is then always seen with its link, never as someone else's.
         let by_email = self.account_by_email(txn, up).await?;
+        let link = external::find(txn, &up.issuer, &up.subject).await?;
         match external::decide(link.as_ref(), by_email.as_ref(), up, policy) {
             LinkVerdict::Linked(user_id) => {
                 if let Some(l) = &link {
@@ -216,7 +235,8 @@ impl SignInService {
         let Some((account, verified)) = users::find_by_email_in(txn, email).await? else {
             return Ok(None);
         };
-        let has_identity_at_issuer = external::has_identity_at(txn, &account.id, &up.issuer).await?;
+        let has_identity_at_issuer =
+            external::has_identity_at(txn, &account.id, &up.issuer).await?;
         Ok(Some(AccountByEmail {
             user_id: account.id,
             email_verified: verified,

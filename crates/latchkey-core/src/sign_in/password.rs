@@ -77,8 +77,7 @@ impl SignInService {
                     join: None,
                 };
                 let txn = self.store.begin_write().await?;
-                let signed_in =
-                    self.complete_in(&txn, &verified, client, Some(&keys), now).await?;
+                let signed_in = self.complete_in(&txn, &verified, client, Some(&keys), now).await?;
                 txn.commit().await?;
                 Ok(signed_in)
             }
@@ -115,7 +114,9 @@ impl SignInService {
             None => Err((Failure::UnknownAccount, None)),
             Some(u) if credential.is_none() => Err((Failure::NoPassword, Some(u.id))),
             Some(u) if !matches => Err((Failure::WrongPassword, Some(u.id))),
-            Some(u) if u.status != UserStatus::Active => Err((Failure::AccountInactive, Some(u.id))),
+            Some(u) if u.status != UserStatus::Active => {
+                Err((Failure::AccountInactive, Some(u.id)))
+            }
             Some(u) => Ok(u),
         })
     }

@@ -42,12 +42,7 @@ pub enum PendingKind {
         pkce_verifier: String,
     },
     /// An upstream identity waiting for its owner to prove the existing account first.
-    LinkConfirmation {
-        user_id: String,
-        issuer: String,
-        subject: String,
-        email: Option<String>,
-    },
+    LinkConfirmation { user_id: String, issuer: String, subject: String, email: Option<String> },
 }
 
 impl PendingKind {

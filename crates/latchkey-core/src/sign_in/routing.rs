@@ -17,7 +17,9 @@ use crate::{Result, infra::email::normalize_email, tenancy::domains};
 pub enum SignInRoute {
     Password,
     /// Through the organisation's identity provider.
-    Enterprise { connection: EnterpriseConnection },
+    Enterprise {
+        connection: EnterpriseConnection,
+    },
 }
 
 /// An enabled enterprise connection that an organisation requires for a verified domain.
@@ -122,9 +124,6 @@ mod tests {
         );
         let bypassed = connection(&["Root@Example.com"]);
         assert_eq!(route("root@example.com", Some(bypassed.clone())), SignInRoute::Password);
-        assert!(matches!(
-            route("ada@example.com", Some(bypassed)),
-            SignInRoute::Enterprise { .. }
-        ));
+        assert!(matches!(route("ada@example.com", Some(bypassed)), SignInRoute::Enterprise { .. }));
     }
 }

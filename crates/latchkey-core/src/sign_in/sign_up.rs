@@ -136,7 +136,10 @@ impl SignInService {
             .await?;
         let verified = Verified {
             method: AuthMethod::Password,
-            subject: VerifiedSubject::NewAccount { email: row.email, password_hash: row.password_hash },
+            subject: VerifiedSubject::NewAccount {
+                email: row.email,
+                password_hash: row.password_hash,
+            },
             join: None,
         };
         let signed_in = self.complete_in(&txn, &verified, client, None, now).await?;

@@ -68,7 +68,7 @@ enum Verdict {
 
 /// Seconds to wait after `failures` consecutive failures: none for the first, then 1, 2, 4 … 60.
 fn delay_after(failures: i32) -> i64 {
-    if failures < 2 { 0 } else { 1i64 << std::cmp::min(failures - 2, 6) }
+    if failures < 2 { 0 } else { std::cmp::min(1i64 << std::cmp::min(failures - 2, 6), 60) }
 }
 
 fn wait(until: i64, now: i64) -> u64 {
@@ -101,7 +101,9 @@ fn window_rule(c: Option<Counter>, limit: u32, window: i64, now: i64) -> Verdict
     match c.filter(|c| now - c.first_at <= window) {
         Some(c) if c.count >= limit => Verdict::Refuse(wait(c.first_at + window, now)),
         Some(c) => Verdict::Take(Counter { count: c.count + 1, last_at: now, ..c }),
-        None => Verdict::Take(Counter { count: 1, first_at: now, last_at: now, locked_until: None }),
+        None => {
+            Verdict::Take(Counter { count: 1, first_at: now, last_at: now, locked_until: None })
+        }
     }
 }
 
@@ -120,7 +122,9 @@ where
         let stored = sign_in_throttle::Entity::find_by_id(key.to_owned()).one(conn).await?;
         let current = stored.as_ref().map(Counter::from);
         let next = match rule(current) {
-            Verdict::Refuse(retry_after_secs) => return Err(Error::RateLimited { retry_after_secs }),
+            Verdict::Refuse(retry_after_secs) => {
+                return Err(Error::RateLimited { retry_after_secs });
+            }
             Verdict::Take(next) => next,
         };
         let written = match current {

@@ -491,6 +491,19 @@ async fn mark_verified<C: ConnectionTrait>(
     Ok(updated)
 }
 
+/// The organisation that verified `domain`, if any (a verified domain belongs to one
+/// organisation at most).
+pub(crate) async fn verified_owner<C: ConnectionTrait>(
+    conn: &C,
+    domain: &str,
+) -> Result<Option<String>> {
+    Ok(org_domain::Entity::find()
+        .filter(org_domain::Column::VerifiedDomain.eq(domain))
+        .one(conn)
+        .await?
+        .map(|d| d.org_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,17 +539,4 @@ mod tests {
         assert_ne!(email_code_hash("dom_a", "123456"), email_code_hash("dom_b", "123456"));
         assert_eq!(email_code_hash("dom_a", "123456"), email_code_hash("dom_a", "123456"));
     }
-}
-
-/// The organisation that verified `domain`, if any (a verified domain belongs to one
-/// organisation at most).
-pub(crate) async fn verified_owner<C: ConnectionTrait>(
-    conn: &C,
-    domain: &str,
-) -> Result<Option<String>> {
-    Ok(org_domain::Entity::find()
-        .filter(org_domain::Column::VerifiedDomain.eq(domain))
-        .one(conn)
-        .await?
-        .map(|d| d.org_id))
 }

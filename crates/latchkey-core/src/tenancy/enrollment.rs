@@ -356,8 +356,10 @@ pub(crate) async fn enroll_new_user<C: ConnectionTrait>(
     let Some(domain) = verified_domain_of(&u) else {
         return Ok(());
     };
-    let Some(d) =
-        org_domain::Entity::find().filter(org_domain::Column::VerifiedDomain.eq(domain)).one(txn).await?
+    let Some(d) = org_domain::Entity::find()
+        .filter(org_domain::Column::VerifiedDomain.eq(domain))
+        .one(txn)
+        .await?
     else {
         return Ok(());
     };

@@ -80,7 +80,8 @@ pub async fn sign_in_identify(
     let email = form.email.trim();
     match state.core.sign_in.route(email).await {
         Ok(SignInRoute::Enterprise { connection }) => {
-            Ok(see_other(&enterprise_start(&connection.start_path, email, &return_to)))
+            let hint = latchkey_core::infra::email::normalize_email(email)?;
+            Ok(see_other(&enterprise_start(&connection.start_path, &hint, &return_to)))
         }
         Ok(SignInRoute::Password) => render(
             &state,
