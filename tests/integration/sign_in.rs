@@ -599,3 +599,58 @@ async fn pending_requests_are_single_use_expiring_and_browser_bound(backend: Bac
     node.stop().await;
 }
 on_both_backends!(pending_requests_are_single_use_expiring_and_browser_bound);
+
+// ------------------------------------------------------------------ authorisation in services
+
+/// The organisation services check the caller themselves: a member who is not an admin, an
+/// outsider and an anonymous caller are refused without any handler in between, and the
+/// operator (CLI) may act.
+async fn organisation_services_authorise_the_caller(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let core = &node.core;
+    let alice = node.user("alice@acme.test").await;
+    let mel = node.user("mel@acme.test").await;
+    let olly = node.user("olly@other.test").await;
+    let (org, _) =
+        core.orgs.create_for_user("Acme", "acme", &alice.id, &Actor::cli()).await.unwrap();
+    core.orgs.set_membership(&org.id, &mel.id, "member", &Actor::cli()).await.unwrap();
+    let as_user = |u: &latchkey_core::model::User| Actor::user(&u.id, None, None);
+    let (admin, member, outsider) = (as_user(&alice), as_user(&mel), as_user(&olly));
+    let anonymous = ClientInfo::default().actor_for(None);
+
+    // Members read; outsiders cannot tell the organisation exists.
+    assert_eq!(core.orgs.members(&org.id, &member).await.unwrap().len(), 2);
+    assert!(matches!(core.orgs.members(&org.id, &outsider).await, Err(Error::NotFound(_))));
+    assert!(matches!(core.orgs.view(&org.id, &anonymous).await, Err(Error::Unauthenticated(_))));
+
+    // Admin-only actions, straight at the services.
+    let r = core.orgs.set_membership(&org.id, &olly.id, "admin", &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.invitations.invite(&org.id, "x@acme.test", "member", Some(&mel.id), &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.invitations.list_pending(&org.id, &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.domains.add_domain(&org.id, "acme.test", &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.domains.list(&org.id, &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.enrollment.list_join_requests(&org.id, &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.orgs.remove_member(&org.id, &alice.id, &member).await;
+    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    let r = core.orgs.set_membership(&org.id, &olly.id, "admin", &outsider).await;
+    assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+    assert!(core.users.find_by_email("olly@other.test").await.unwrap().is_some());
+    assert!(core.orgs.membership(&org.id, &olly.id).await.unwrap().is_none());
+
+    // A member may leave on their own; the admin and the operator may act.
+    core.domains.add_domain(&org.id, "acme.test", &admin).await.unwrap();
+    assert_eq!(core.domains.list(&org.id, &Actor::cli()).await.unwrap().len(), 1);
+    assert_eq!(core.orgs.view(&org.id, &Actor::cli()).await.unwrap().role, "operator");
+    core.orgs.leave(&org.id, &mel.id, &member).await.unwrap();
+    core.orgs.set_membership(&org.id, &olly.id, "member", &admin).await.unwrap();
+    node.stop().await;
+}
+on_both_backends!(organisation_services_authorise_the_caller);

@@ -31,6 +31,7 @@ use crate::{
     infra::ids,
     infra::mail::{MailKind, MailService},
     infra::store::Store,
+    tenancy::access::{self, Need},
     tenancy::consumer_domains::is_consumer_domain,
     tenancy::model::{EnrollmentMode, InvitationStatus, JoinRequestStatus, OrgDomain},
     tenancy::orgs::lock_org,
@@ -115,6 +116,7 @@ impl DomainService {
 
     /// Adds an unverified domain to the organisation with a fresh verification token.
     pub async fn add_domain(&self, org_id: &str, domain: &str, actor: &Actor) -> Result<OrgDomain> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let domain = normalize_domain(domain)?;
         if is_consumer_domain(&domain) {
             return Err(Error::invalid(
@@ -169,7 +171,8 @@ impl DomainService {
         Ok(m.into())
     }
 
-    pub async fn list(&self, org_id: &str) -> Result<Vec<OrgDomain>> {
+    pub async fn list(&self, org_id: &str, actor: &Actor) -> Result<Vec<OrgDomain>> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         Ok(org_domain::Entity::find()
             .filter(org_domain::Column::OrgId.eq(org_id))
             .order_by_asc(org_domain::Column::Domain)
@@ -180,7 +183,8 @@ impl DomainService {
             .collect())
     }
 
-    pub async fn get(&self, org_id: &str, domain_id: &str) -> Result<OrgDomain> {
+    pub async fn get(&self, org_id: &str, domain_id: &str, actor: &Actor) -> Result<OrgDomain> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         Ok(Self::load(self.store.db(), org_id, domain_id).await?.into())
     }
 
@@ -192,6 +196,7 @@ impl DomainService {
         domain_id: &str,
         actor: &Actor,
     ) -> Result<OrgDomain> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let d = Self::load(self.store.db(), org_id, domain_id).await?;
         if d.verified_domain.is_some() {
             return Ok(d.into());
@@ -283,6 +288,7 @@ impl DomainService {
         address: &str,
         actor: &Actor,
     ) -> Result<String> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let address = normalize_email(address)
             .map_err(|_| Error::invalid("address", "is not a valid email address"))?;
         let now = self.store.now();
@@ -336,6 +342,7 @@ impl DomainService {
         code: &str,
         actor: &Actor,
     ) -> Result<OrgDomain> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let code = code.trim();
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::invalid("code", "must be the 6 digits from the email"));
@@ -384,6 +391,7 @@ impl DomainService {
         mode: EnrollmentMode,
         actor: &Actor,
     ) -> Result<OrgDomain> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
@@ -408,6 +416,7 @@ impl DomainService {
     /// Removes the domain. Automatic invitations and suggestions it created and nobody acted on
     /// yet go with it; memberships stay.
     pub async fn remove_domain(&self, org_id: &str, domain_id: &str, actor: &Actor) -> Result<()> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;

@@ -17,6 +17,7 @@ use crate::{
     infra::ids,
     infra::mail::{MailKind, MailService},
     infra::store::Store,
+    tenancy::access::{self, Need},
     tenancy::invitations::{self, InvitationSource},
     tenancy::model::{
         EnrollmentMode, JoinRequest, JoinRequestStatus, JoinRequestView, JoinSuggestion,
@@ -213,7 +214,12 @@ impl EnrollmentService {
     }
 
     /// Pending requests of the organisation with the requesters' identity, oldest first.
-    pub async fn list_join_requests(&self, org_id: &str) -> Result<Vec<JoinRequestView>> {
+    pub async fn list_join_requests(
+        &self,
+        org_id: &str,
+        actor: &Actor,
+    ) -> Result<Vec<JoinRequestView>> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let db = self.store.db();
         let rows = org_join_request::Entity::find()
             .filter(org_join_request::Column::OrgId.eq(org_id))
@@ -251,6 +257,7 @@ impl EnrollmentService {
         request_id: &str,
         actor: &Actor,
     ) -> Result<Membership> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
@@ -282,6 +289,7 @@ impl EnrollmentService {
         request_id: &str,
         actor: &Actor,
     ) -> Result<JoinRequest> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;

@@ -18,6 +18,7 @@ use crate::{
     infra::ids,
     infra::mail::{MailKind, MailService},
     infra::store::Store,
+    tenancy::access::{self, Need},
     tenancy::model::{Invitation, InvitationStatus, Membership},
     tenancy::orgs::{find_membership, insert_membership, lock_org, validate_role},
 };
@@ -133,6 +134,7 @@ impl InvitationService {
         inviter_user_id: Option<&str>,
         actor: &Actor,
     ) -> Result<IssuedInvitation> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         validate_role(role)?;
         let email = normalize_email(email)?;
         let now = self.store.now();
@@ -194,7 +196,8 @@ impl InvitationService {
     }
 
     /// Invitations of the organisation that can still be accepted, oldest first.
-    pub async fn list_pending(&self, org_id: &str) -> Result<Vec<Invitation>> {
+    pub async fn list_pending(&self, org_id: &str, actor: &Actor) -> Result<Vec<Invitation>> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         Ok(org_invitation::Entity::find()
             .filter(org_invitation::Column::OrgId.eq(org_id))
@@ -215,6 +218,7 @@ impl InvitationService {
         invitation_id: &str,
         actor: &Actor,
     ) -> Result<Invitation> {
+        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let m = org_invitation::Entity::find_by_id(invitation_id.to_owned())

@@ -1,5 +1,6 @@
 //! Organisations: memberships, invitations, verified domains and enrollment through them.
 
+pub mod access;
 pub mod consumer_domains;
 pub mod domains;
 pub mod enrollment;

@@ -19,6 +19,7 @@ use crate::{
     infra::entity::{membership, organisation, session, user},
     infra::ids,
     infra::store::Store,
+    tenancy::access::{self, Need},
     tenancy::model::{Member, Membership, Organisation, UserOrganisation},
 };
 
@@ -278,7 +279,8 @@ impl OrgService {
     }
 
     /// The organisation's members with their email and name, oldest first.
-    pub async fn members(&self, org_id: &str) -> Result<Vec<Member>> {
+    pub async fn members(&self, org_id: &str, actor: &Actor) -> Result<Vec<Member>> {
+        access::authorize(self.store.db(), org_id, actor, Need::Member).await?;
         let db = self.store.db();
         let memberships = membership::Entity::find()
             .filter(membership::Column::OrgId.eq(org_id))
@@ -313,22 +315,14 @@ impl OrgService {
         Ok(find_membership(self.store.db(), org_id, user_id).await?.map(Into::into))
     }
 
-    /// The caller's membership; an organisation they do not belong to reads as not found, so
-    /// outsiders cannot even learn that it exists.
-    pub async fn require_member(&self, org_id: &str, user_id: &str) -> Result<Membership> {
-        self.membership(org_id, user_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
-    }
-
-    /// Like [`Self::require_member`], and the member must be an admin.
-    pub async fn require_admin(&self, org_id: &str, user_id: &str) -> Result<Membership> {
-        let m = self.require_member(org_id, user_id).await?;
-        if m.role == ROLE_ADMIN {
-            Ok(m)
-        } else {
-            Err(Error::Forbidden("only organisation admins may do this".into()))
-        }
+    /// The organisation as the acting member sees it, with their role. An organisation they
+    /// do not belong to reads as not found, so outsiders cannot even learn that it exists.
+    pub async fn view(&self, org_id: &str, actor: &Actor) -> Result<UserOrganisation> {
+        let m = access::authorize(self.store.db(), org_id, actor, Need::Member).await?;
+        let organisation = self.get(org_id).await?;
+        // The operator sees every organisation without being a member of it.
+        let role = m.map_or_else(|| "operator".to_owned(), |m| m.role);
+        Ok(UserOrganisation { organisation, role })
     }
 
     /// Adds a member, or changes the role of an existing one. Demoting the last admin is refused:
@@ -343,6 +337,7 @@ impl OrgService {
         let now = self.store.now();
         validate_role(role)?;
         let txn = self.store.begin_write().await?;
+        access::authorize(&txn, org_id, actor, Need::Admin).await?;
         lock_org(&txn, org_id).await?;
         if user::Entity::find_by_id(user_id.to_owned()).one(&txn).await?.is_none() {
             return Err(Error::NotFound(format!("user {user_id}")));
@@ -400,6 +395,9 @@ impl OrgService {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
+        // Leaving needs only the membership itself; removing someone else needs an admin.
+        let need = if actor.user_id() == Some(user_id) { Need::Member } else { Need::Admin };
+        access::authorize(&txn, org_id, actor, need).await?;
         let m = find_membership(&txn, org_id, user_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("membership of {user_id} in {org_id}")))?;

@@ -216,15 +216,17 @@ pub async fn join_requests(
         return Ok(to_sign_in(&req));
     };
     let org_id = path.into_inner();
-    if state.core.orgs.require_admin(&org_id, &session.user_id).await.is_err() {
-        return Err(PageError::not_found());
-    }
+    // Outsiders and members who are not admins see no such page.
+    let reader = actor(&req, &session.user_id);
+    let requests = match state.core.enrollment.list_join_requests(&org_id, &reader).await {
+        Ok(r) => r,
+        Err(CoreError::NotFound(_) | CoreError::Forbidden(_)) => {
+            return Err(PageError::not_found());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let org = state.core.orgs.get(&org_id).await?;
-    let requests = state
-        .core
-        .enrollment
-        .list_join_requests(&org_id)
-        .await?
+    let requests = requests
         .into_iter()
         .filter(|r| r.request.status == latchkey_core::model::JoinRequestStatus::Pending)
         .map(|r| views::JoinRequestRow {
@@ -264,9 +266,6 @@ pub async fn decide_join_request(
         return Ok(to_sign_in(&req));
     };
     let (org_id, request_id, decision) = path.into_inner();
-    if state.core.orgs.require_admin(&org_id, &session.user_id).await.is_err() {
-        return Err(PageError::not_found());
-    }
     let actor = actor(&req, &session.user_id);
     let outcome = match decision.as_str() {
         "approve" => state
@@ -285,7 +284,9 @@ pub async fn decide_join_request(
     };
     match outcome {
         Ok(done) => Ok(see_other(&format!("/organizations/{org_id}/join-requests?notice={done}"))),
-        Err(CoreError::NotFound(_) | CoreError::Conflict(_)) => Err(PageError::not_found()),
+        Err(CoreError::NotFound(_) | CoreError::Conflict(_) | CoreError::Forbidden(_)) => {
+            Err(PageError::not_found())
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -103,6 +103,11 @@ fn no_content() -> Response {
     Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish())
 }
 
+/// The caller as the actor of a read (no request details needed).
+fn reader(api: &ApiSession) -> Actor {
+    Actor::user(&api.session.user_id, None, None)
+}
+
 fn actor(req: &HttpRequest, api: &ApiSession) -> Actor {
     Actor::user(
         &api.session.user_id,
@@ -149,18 +154,12 @@ async fn list_mine(state: State, api: ApiSession) -> Response {
 
 async fn get(state: State, api: ApiSession, path: web::Path<String>) -> Response {
     let org_id = org_id(&path)?;
-    let m = state.core.orgs.require_member(org_id, &api.session.user_id).await?;
-    let org = state.core.orgs.get(org_id).await?;
-    render(
-        StatusCode::OK,
-        &latchkey_core::model::UserOrganisation { organisation: org, role: m.role },
-    )
+    render(StatusCode::OK, &state.core.orgs.view(org_id, &reader(&api)).await?)
 }
 
 async fn members(state: State, api: ApiSession, path: web::Path<String>) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_member(org_id, &api.session.user_id).await?;
-    list(&state.core.orgs.members(org_id).await?)
+    list(&state.core.orgs.members(org_id, &reader(&api)).await?)
 }
 
 #[derive(Deserialize)]
@@ -177,7 +176,6 @@ async fn set_member(
     body: web::Json<SetMember>,
 ) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let user_id = id(ids::USER, &body.user_id)?;
     let role = body.role.as_deref().unwrap_or(latchkey_core::tenancy::orgs::ROLE_MEMBER);
     let m = state.core.orgs.set_membership(org_id, user_id, role, &actor(&req, &api)).await?;
@@ -191,7 +189,6 @@ async fn remove_member(
     path: web::Path<(String, String)>,
 ) -> Response {
     let org_id = org_id(&path.0)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let user_id = id(ids::USER, &path.1)?;
     state.core.orgs.remove_member(org_id, user_id, &actor(&req, &api)).await?;
     no_content()
@@ -222,7 +219,6 @@ async fn invite(
     body: web::Json<Invite>,
 ) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let role = body.role.as_deref().unwrap_or(latchkey_core::tenancy::orgs::ROLE_MEMBER);
     let issued = state
         .core
@@ -234,8 +230,7 @@ async fn invite(
 
 async fn list_invitations(state: State, api: ApiSession, path: web::Path<String>) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
-    list(&state.core.invitations.list_pending(org_id).await?)
+    list(&state.core.invitations.list_pending(org_id, &reader(&api)).await?)
 }
 
 async fn revoke_invitation(
@@ -245,7 +240,6 @@ async fn revoke_invitation(
     path: web::Path<(String, String)>,
 ) -> Response {
     let org_id = org_id(&path.0)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let invitation_id = id(ids::INVITATION, &path.1)?;
     let inv = state.core.invitations.revoke(org_id, invitation_id, &actor(&req, &api)).await?;
     render(StatusCode::OK, &inv)
@@ -303,31 +297,23 @@ async fn add_domain(
     body: web::Json<AddDomain>,
 ) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let d = state.core.domains.add_domain(org_id, &body.domain, &actor(&req, &api)).await?;
     render(StatusCode::CREATED, &d)
 }
 
 async fn list_domains(state: State, api: ApiSession, path: web::Path<String>) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
-    list(&state.core.domains.list(org_id).await?)
+    list(&state.core.domains.list(org_id, &reader(&api)).await?)
 }
 
-/// Checks admin rights and both ids of `/organizations/{org_id}/domains/{id}…`.
-async fn domain_path<'a>(
-    state: &State,
-    api: &ApiSession,
-    path: &'a (String, String),
-) -> Result<(&'a str, &'a str), ApiError> {
-    let org_id = org_id(&path.0)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
-    Ok((org_id, id(ids::ORG_DOMAIN, &path.1)?))
+/// Both ids of `/organizations/{org_id}/domains/{id}…` (the services check the caller).
+fn domain_path(path: &(String, String)) -> Result<(&str, &str), ApiError> {
+    Ok((org_id(&path.0)?, id(ids::ORG_DOMAIN, &path.1)?))
 }
 
 async fn get_domain(state: State, api: ApiSession, path: web::Path<(String, String)>) -> Response {
-    let (org_id, domain_id) = domain_path(&state, &api, &path).await?;
-    render(StatusCode::OK, &state.core.domains.get(org_id, domain_id).await?)
+    let (org_id, domain_id) = domain_path(&path)?;
+    render(StatusCode::OK, &state.core.domains.get(org_id, domain_id, &reader(&api)).await?)
 }
 
 #[derive(Deserialize)]
@@ -342,7 +328,7 @@ async fn update_domain(
     path: web::Path<(String, String)>,
     body: web::Json<UpdateDomain>,
 ) -> Response {
-    let (org_id, domain_id) = domain_path(&state, &api, &path).await?;
+    let (org_id, domain_id) = domain_path(&path)?;
     let d = state
         .core
         .domains
@@ -357,7 +343,7 @@ async fn remove_domain(
     api: ApiSession,
     path: web::Path<(String, String)>,
 ) -> Response {
-    let (org_id, domain_id) = domain_path(&state, &api, &path).await?;
+    let (org_id, domain_id) = domain_path(&path)?;
     state.core.domains.remove_domain(org_id, domain_id, &actor(&req, &api)).await?;
     no_content()
 }
@@ -368,7 +354,7 @@ async fn verify_dns(
     api: ApiSession,
     path: web::Path<(String, String)>,
 ) -> Response {
-    let (org_id, domain_id) = domain_path(&state, &api, &path).await?;
+    let (org_id, domain_id) = domain_path(&path)?;
     let d = state.core.domains.verify_dns(org_id, domain_id, &actor(&req, &api)).await?;
     render(StatusCode::OK, &d)
 }
@@ -385,13 +371,13 @@ async fn start_email_verification(
     path: web::Path<(String, String)>,
     body: web::Json<StartEmailVerification>,
 ) -> Response {
-    let (org_id, domain_id) = domain_path(&state, &api, &path).await?;
+    let (org_id, domain_id) = domain_path(&path)?;
     state
         .core
         .domains
         .start_email_verification(org_id, domain_id, &body.address, &actor(&req, &api))
         .await?;
-    render(StatusCode::ACCEPTED, &state.core.domains.get(org_id, domain_id).await?)
+    render(StatusCode::ACCEPTED, &state.core.domains.get(org_id, domain_id, &reader(&api)).await?)
 }
 
 #[derive(Deserialize)]
@@ -406,7 +392,7 @@ async fn confirm_email_code(
     path: web::Path<(String, String)>,
     body: web::Json<ConfirmEmailCode>,
 ) -> Response {
-    let (org_id, domain_id) = domain_path(&state, &api, &path).await?;
+    let (org_id, domain_id) = domain_path(&path)?;
     let d = state
         .core
         .domains
@@ -437,8 +423,7 @@ async fn request_to_join(
 
 async fn list_join_requests(state: State, api: ApiSession, path: web::Path<String>) -> Response {
     let org_id = org_id(&path)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
-    list(&state.core.enrollment.list_join_requests(org_id).await?)
+    list(&state.core.enrollment.list_join_requests(org_id, &reader(&api)).await?)
 }
 
 async fn approve_join_request(
@@ -448,7 +433,6 @@ async fn approve_join_request(
     path: web::Path<(String, String)>,
 ) -> Response {
     let org_id = org_id(&path.0)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let request_id = id(ids::JOIN_REQUEST, &path.1)?;
     let m =
         state.core.enrollment.approve_join_request(org_id, request_id, &actor(&req, &api)).await?;
@@ -462,7 +446,6 @@ async fn reject_join_request(
     path: web::Path<(String, String)>,
 ) -> Response {
     let org_id = org_id(&path.0)?;
-    state.core.orgs.require_admin(org_id, &api.session.user_id).await?;
     let request_id = id(ids::JOIN_REQUEST, &path.1)?;
     let r =
         state.core.enrollment.reject_join_request(org_id, request_id, &actor(&req, &api)).await?;
@@ -486,9 +469,8 @@ async fn set_active_organization(
     state.core.sessions.set_active_org(&api.session.session_id, org_id, &actor(&req, &api)).await?;
     let body = match org_id {
         Some(org_id) => {
-            let m = state.core.orgs.require_member(org_id, &api.session.user_id).await?;
-            let org = state.core.orgs.get(org_id).await?;
-            json!({ "org_id": org.id, "org_role": m.role, "org_slug": org.slug })
+            let o = state.core.orgs.view(org_id, &reader(&api)).await?;
+            json!({ "org_id": o.organisation.id, "org_role": o.role, "org_slug": o.organisation.slug })
         }
         None => json!({ "org_id": null, "org_role": null, "org_slug": null }),
     };

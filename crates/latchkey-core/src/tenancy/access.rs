@@ -1,0 +1,53 @@
+//! Who may do what in an organisation. Every tenancy service checks here, inside the service,
+//! so the JSON API, the pages, the CLI and the admin console to come cannot forget a check.
+
+use sea_orm::{ConnectionTrait, EntityTrait};
+
+use crate::{
+    Error, Result,
+    infra::{
+        audit::{Actor, Principal},
+        entity::{membership, organisation},
+    },
+    tenancy::orgs::{ROLE_ADMIN, find_membership},
+};
+
+/// What an action on an organisation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any member: reading the organisation and its members.
+    Member,
+    /// An admin: members, invitations, domains, join requests.
+    Admin,
+}
+
+/// Checks that `actor` may act on `org_id` with `need`; returns the acting user's membership.
+/// The operator (CLI) and Latchkey itself may do anything. A user who is not a member gets
+/// [`Error::NotFound`], so outsiders cannot even learn that the organisation exists; a member
+/// without the role gets [`Error::Forbidden`].
+pub(crate) async fn authorize<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    actor: &Actor,
+    need: Need,
+) -> Result<Option<membership::Model>> {
+    let not_found = || Error::NotFound(format!("organisation {org_id}"));
+    let user_id = match &actor.principal {
+        Principal::Cli | Principal::System => {
+            organisation::Entity::find_by_id(org_id.to_owned())
+                .one(conn)
+                .await?
+                .ok_or_else(not_found)?;
+            return Ok(None);
+        }
+        Principal::Anonymous => return Err(Error::Unauthenticated("no signed-in user")),
+        Principal::User(id) => id,
+    };
+    let m = find_membership(conn, org_id, user_id).await?.ok_or_else(not_found)?;
+    match need {
+        Need::Admin if m.role != ROLE_ADMIN => {
+            Err(Error::Forbidden("only organisation admins may do this".into()))
+        }
+        Need::Member | Need::Admin => Ok(Some(m)),
+    }
+}
