@@ -1,10 +1,6 @@
 //! OpenID Connect provider: the client registry (store on both backends, and the CLI).
 
-use latchkey_core::{
-    Error,
-    infra::audit::Actor,
-    oauth::clients::{self, NewClient},
-};
+use latchkey_core::{Error, infra::audit::Actor, oauth::clients::NewClient};
 use serde_json::Value;
 
 use crate::{
@@ -31,7 +27,7 @@ async fn client_registry_stores_hashed_rotating_secrets(backend: Backend) {
     let id = created.client.client_id.clone();
     let secret = created.client_secret.clone().unwrap();
     assert!(id.starts_with("client_"));
-    assert_eq!(created.client.token_endpoint_auth_method, clients::AUTH_SECRET_BASIC);
+    assert_eq!(created.client.token_endpoint_auth_method, "client_secret_basic");
     assert_eq!(created.client.id_token_alg, "RS256");
     assert!(created.client.require_pkce);
     assert!(!created.client.first_party);
@@ -77,7 +73,7 @@ async fn client_registry_stores_hashed_rotating_secrets(backend: Backend) {
         .await
         .unwrap();
     assert!(public.client_secret.is_none());
-    assert_eq!(public.client.token_endpoint_auth_method, clients::AUTH_NONE);
+    assert_eq!(public.client.token_endpoint_auth_method, "none");
     assert!(core.clients.rotate_secret(&public.client.client_id, 0, &actor).await.is_err());
     let bad = NewClient {
         public: true,
