@@ -16,6 +16,7 @@ mod jwt_templates;
 mod keys;
 mod mail;
 mod oidc;
+mod oidc_checks;
 mod oidc_claims;
 mod orgs;
 pub mod pages;

@@ -1,10 +1,6 @@
 //! OpenID Connect provider: the client registry (store on both backends, and the CLI).
 
-use latchkey_core::{
-    Error,
-    infra::audit::Actor,
-    oauth::clients::{self, NewClient},
-};
+use latchkey_core::{Error, infra::audit::Actor, oauth::clients::NewClient};
 use serde_json::Value;
 
 use crate::{
@@ -31,7 +27,7 @@ async fn client_registry_stores_hashed_rotating_secrets(backend: Backend) {
     let id = created.client.client_id.clone();
     let secret = created.client_secret.clone().unwrap();
     assert!(id.starts_with("client_"));
-    assert_eq!(created.client.token_endpoint_auth_method, clients::AUTH_SECRET_BASIC);
+    assert_eq!(created.client.token_endpoint_auth_method, "client_secret_basic");
     assert_eq!(created.client.id_token_alg, "RS256");
     assert!(created.client.require_pkce);
     assert!(!created.client.first_party);
@@ -77,7 +73,7 @@ async fn client_registry_stores_hashed_rotating_secrets(backend: Backend) {
         .await
         .unwrap();
     assert!(public.client_secret.is_none());
-    assert_eq!(public.client.token_endpoint_auth_method, clients::AUTH_NONE);
+    assert_eq!(public.client.token_endpoint_auth_method, "none");
     assert!(core.clients.rotate_secret(&public.client.client_id, 0, &actor).await.is_err());
     let bad = NewClient {
         public: true,
@@ -291,7 +287,9 @@ pub(crate) mod flows {
         (v.0.as_u16(), v.1["error"].as_str().unwrap_or("<none>"))
     }
 
-    async fn setup(backend: Backend) -> Option<(TestServer, tempfile::TempDir, String, String)> {
+    pub(crate) async fn setup(
+        backend: Backend,
+    ) -> Option<(TestServer, tempfile::TempDir, String, String)> {
         let db = TestDb::new(backend).await?;
         let dir = data_dir();
         let node = TestServer::start(dir.path(), &db, &[]).await;
@@ -495,13 +493,13 @@ pub(crate) mod flows {
         res.json().await.unwrap()
     }
 
-    fn auth_path(client_id: &str, extra: &str) -> String {
+    pub(crate) fn auth_path(client_id: &str, extra: &str) -> String {
         format!(
             "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid+offline_access&state=st&nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}"
         )
     }
 
-    async fn code_for(node: &TestServer, browser: &Browser, client_id: &str) -> String {
+    pub(crate) async fn code_for(node: &TestServer, browser: &Browser, client_id: &str) -> String {
         let q = authorize(browser, &node.url(&auth_path(client_id, "")), "ada@example.com").await;
         q["code"].clone()
     }
@@ -1214,7 +1212,7 @@ pub(crate) mod flows {
     }
     on_both_backends!(public_client_with_other_id_token_algs);
 
-    fn assertion(pem: &[u8], kid: &str, claims: &Value) -> String {
+    pub(crate) fn assertion(pem: &[u8], kid: &str, claims: &Value) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(kid.into());
         // PKCS#8 PEM → DER (jsonwebtoken's PEM parsing is behind a feature we do not build).
@@ -1328,7 +1326,7 @@ pub(crate) mod flows {
         node.stop().await;
     }
 
-    async fn exchange(node: &TestServer, basic: (&str, &str), code: &str) -> Value {
+    pub(crate) async fn exchange(node: &TestServer, basic: (&str, &str), code: &str) -> Value {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -1340,7 +1338,11 @@ pub(crate) mod flows {
         r.1
     }
 
-    async fn refresh(node: &TestServer, basic: (&str, &str), t: &str) -> (StatusCode, Value) {
+    pub(crate) async fn refresh(
+        node: &TestServer,
+        basic: (&str, &str),
+        t: &str,
+    ) -> (StatusCode, Value) {
         token(node, Some(basic), &[("grant_type", "refresh_token"), ("refresh_token", t)]).await
     }
 

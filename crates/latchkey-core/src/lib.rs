@@ -62,6 +62,9 @@ pub struct Latchkey {
     pub session_tokens: SessionTokenService,
     pub clients: ClientService,
     pub oauth: oauth::OAuthService,
+    /// The OpenID Connect provider's endpoints (token, userinfo, introspection, revocation,
+    /// authorization, consent, account chooser, logout).
+    pub oidc: oauth::OidcService,
     pub backchannel: oauth::backchannel::BackchannelService,
     pub jwt_templates: oauth::jwt_templates::JwtTemplateService,
 }
@@ -108,6 +111,18 @@ impl Latchkey {
         )?;
         let jwt_templates =
             oauth::jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
+        let oidc = oauth::OidcService::new(
+            &settings,
+            oauth::provider::Parts {
+                store: store.clone(),
+                clients: clients.clone(),
+                grants: oauth.clone(),
+                keys: keys.clone(),
+                templates: jwt_templates.clone(),
+                users: users.clone(),
+                sessions: sessions.clone(),
+            },
+        );
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
         let domains = DomainService::new(store.clone(), mail.clone(), &settings);
         let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
@@ -139,6 +154,7 @@ impl Latchkey {
             session_tokens,
             clients,
             oauth,
+            oidc,
             backchannel,
             jwt_templates,
         })

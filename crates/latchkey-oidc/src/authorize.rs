@@ -90,6 +90,40 @@ pub fn validate(
     params: &Params,
     client: Option<ClientPolicy<'_>>,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
+    let (client, redirect_uri) = verified_redirect(params, client)?;
+    let state = params.get("state").map(str::to_owned);
+    let fail = |error: OAuthError| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.to_owned(),
+        state: state.clone(),
+        error,
+    };
+    check_response(params).map_err(&fail)?;
+    let scopes = requested_scopes(params, &client).map_err(&fail)?;
+    let code_challenge = code_challenge(params, &client).map_err(&fail)?;
+    let prompt = Prompt::parse(params.get("prompt")).map_err(&fail)?;
+    let max_age = max_age(params).map_err(&fail)?;
+    let nonce = params.get("nonce").map(str::to_owned);
+    let login_hint = params.get("login_hint").map(|h| h.chars().take(320).collect());
+
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        scopes,
+        state,
+        nonce,
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint,
+    })
+}
+
+/// Stage one and a half: the client is registered and the redirect URI is one of its own, or
+/// the error is a page (redirecting to an unverified URI would make us an open redirector).
+fn verified_redirect<'p, 'c>(
+    params: &'p Params,
+    client: Option<ClientPolicy<'c>>,
+) -> Result<(ClientPolicy<'c>, &'p str), AuthorizeError> {
     let Some(client) = client else {
         return Err(AuthorizeError::Page("This application is not registered.".into()));
     };
@@ -106,107 +140,88 @@ pub fn validate(
             "The redirect_uri is not registered for this application.".into(),
         ));
     }
-    let state = params.get("state").map(str::to_owned);
-    let fail = |error: OAuthError| AuthorizeError::Redirect {
-        redirect_uri: redirect_uri.to_owned(),
-        state: state.clone(),
-        error,
-    };
+    Ok((client, redirect_uri))
+}
 
+/// `response_type=code`, `response_mode=query`, and no request objects.
+fn check_response(params: &Params) -> Result<(), OAuthError> {
     // Request objects (JAR) are not supported: say so rather than ignore their contents.
     if params.contains("request") {
-        return Err(fail(OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "request objects are not supported",
-        )));
+        return Err(OAuthError::invalid_request("request objects are not supported"));
     }
     if params.contains("request_uri") {
-        return Err(fail(OAuthError::invalid_request("request_uri is not supported")));
+        return Err(OAuthError::invalid_request("request_uri is not supported"));
     }
     match params.get("response_type") {
         Some("code") => {}
-        None => return Err(fail(OAuthError::invalid_request("missing parameter response_type"))),
+        None => return Err(OAuthError::invalid_request("missing parameter response_type")),
         Some(_) => {
-            return Err(fail(OAuthError::new(
+            return Err(OAuthError::new(
                 ErrorCode::UnsupportedResponseType,
                 "only response_type=code is supported",
-            )));
+            ));
         }
     }
-    if let Some(mode) = params.get("response_mode")
-        && mode != "query"
-    {
-        return Err(fail(OAuthError::invalid_request("only response_mode=query is supported")));
+    match params.get("response_mode") {
+        None | Some("query") => Ok(()),
+        Some(_) => Err(OAuthError::invalid_request("only response_mode=query is supported")),
     }
+}
 
+/// The requested scopes, deduplicated in request order: each supported and allowed for the
+/// client, `openid` among them.
+fn requested_scopes(params: &Params, client: &ClientPolicy<'_>) -> Result<Vec<String>, OAuthError> {
     let scope = params.get("scope").unwrap_or_default();
     let mut scopes: Vec<String> = Vec::new();
     for s in scope.split(' ').filter(|s| !s.is_empty()) {
         if !SUPPORTED_SCOPES.contains(&s) || !client.allowed_scopes.iter().any(|a| a == s) {
-            return Err(fail(OAuthError::new(
+            return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
                 format!("scope {s:?} is not allowed for this client"),
-            )));
+            ));
         }
         if !scopes.iter().any(|x| x == s) {
             scopes.push(s.to_owned());
         }
     }
     if !scopes.iter().any(|s| s == SCOPE_OPENID) {
-        return Err(fail(OAuthError::new(ErrorCode::InvalidScope, "the openid scope is required")));
+        return Err(OAuthError::new(ErrorCode::InvalidScope, "the openid scope is required"));
     }
+    Ok(scopes)
+}
 
-    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
+/// The S256 PKCE challenge; required for public clients and for clients that require PKCE.
+fn code_challenge(
+    params: &Params,
+    client: &ClientPolicy<'_>,
+) -> Result<Option<String>, OAuthError> {
+    match (params.get("code_challenge"), params.get("code_challenge_method")) {
         (None, Some(_)) => {
-            return Err(fail(OAuthError::invalid_request(
-                "code_challenge_method without code_challenge",
-            )));
+            Err(OAuthError::invalid_request("code_challenge_method without code_challenge"))
         }
         (None, None) if client.public || client.require_pkce => {
-            return Err(fail(OAuthError::invalid_request("PKCE is required: send code_challenge")));
+            Err(OAuthError::invalid_request("PKCE is required: send code_challenge"))
         }
-        (None, None) => None,
-        (Some(_), None | Some("plain")) => {
-            return Err(fail(OAuthError::invalid_request(
-                "code_challenge_method must be S256 (plain is not accepted)",
-            )));
-        }
-        (Some(c), Some("S256")) if pkce::valid_s256_challenge(c) => Some(c.to_owned()),
-        (Some(_), Some("S256")) => {
-            return Err(fail(OAuthError::invalid_request("malformed code_challenge")));
-        }
-        (Some(_), Some(_)) => {
-            return Err(fail(OAuthError::invalid_request("unsupported code_challenge_method")));
-        }
-    };
+        (None, None) => Ok(None),
+        (Some(_), None | Some("plain")) => Err(OAuthError::invalid_request(
+            "code_challenge_method must be S256 (plain is not accepted)",
+        )),
+        (Some(c), Some("S256")) if pkce::valid_s256_challenge(c) => Ok(Some(c.to_owned())),
+        (Some(_), Some("S256")) => Err(OAuthError::invalid_request("malformed code_challenge")),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request("unsupported code_challenge_method")),
+    }
+}
 
-    let prompt = Prompt::parse(params.get("prompt")).map_err(&fail)?;
-    let max_age = match params.get("max_age") {
-        None => None,
-        // Digits only: `u64::from_str` would also accept a leading `+`.
-        Some(v) => Some(
-            Some(v)
-                .filter(|v| v.len() <= 10 && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    fail(OAuthError::invalid_request("max_age must be a number of seconds"))
-                })?,
-        ),
-    };
-    let nonce = params.get("nonce").map(str::to_owned);
-    let login_hint = params.get("login_hint").map(|h| h.chars().take(320).collect());
-
-    Ok(AuthorizationRequest {
-        client_id: client.client_id.to_owned(),
-        redirect_uri: redirect_uri.to_owned(),
-        scopes,
-        state,
-        nonce,
-        code_challenge,
-        prompt,
-        max_age,
-        login_hint,
-    })
+/// `max_age` in seconds: digits only (`u64::from_str` would also accept a leading `+`).
+fn max_age(params: &Params) -> Result<Option<u64>, OAuthError> {
+    match params.get("max_age") {
+        None => Ok(None),
+        Some(v) => Some(v)
+            .filter(|v| v.len() <= 10 && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| OAuthError::invalid_request("max_age must be a number of seconds")),
+    }
 }
 
 /// Whether a session authenticated at `auth_time` must sign in again for this request.

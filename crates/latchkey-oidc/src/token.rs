@@ -3,7 +3,9 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 
-use crate::{ErrorCode, OAuthError, params::Params, pkce};
+use serde::Serialize;
+
+use crate::{ClientAuthMethod, ErrorCode, GrantType, OAuthError, params::Params, pkce};
 
 pub const CLIENT_ASSERTION_TYPE_JWT: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -22,12 +24,12 @@ pub enum ClientCredentials {
 }
 
 impl ClientCredentials {
-    pub fn method(&self) -> &'static str {
+    pub fn method(&self) -> ClientAuthMethod {
         match self {
-            Self::Basic { .. } => "client_secret_basic",
-            Self::Post { .. } => "client_secret_post",
-            Self::Assertion { .. } => "private_key_jwt",
-            Self::None { .. } => "none",
+            Self::Basic { .. } => ClientAuthMethod::ClientSecretBasic,
+            Self::Post { .. } => ClientAuthMethod::ClientSecretPost,
+            Self::Assertion { .. } => ClientAuthMethod::PrivateKeyJwt,
+            Self::None { .. } => ClientAuthMethod::None,
         }
     }
 }
@@ -105,17 +107,21 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     Ok((id, secret))
 }
 
-/// A parsed token request, before the grant itself (code, refresh token) is looked up.
+/// A parsed token request, before the grant itself (code, refresh token) is looked up. The
+/// user grants keep the `resource` / `audience` values they were sent, so that an unsupported
+/// one is refused before anything is written (see [`check_user_grant_audiences`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenRequest {
     AuthorizationCode {
         code: String,
         redirect_uri: String,
         code_verifier: Option<String>,
+        audiences: Vec<String>,
     },
     RefreshToken {
         refresh_token: String,
         scopes: Option<Vec<String>>,
+        audiences: Vec<String>,
     },
     /// `audiences`: the requested `resource` (RFC 8707) and `audience` values, deduplicated in
     /// request order; empty when the client named none.
@@ -135,9 +141,22 @@ fn scopes(s: &str) -> Vec<String> {
     out
 }
 
+impl TokenRequest {
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            Self::AuthorizationCode { .. } => GrantType::AuthorizationCode,
+            Self::RefreshToken { .. } => GrantType::RefreshToken,
+            Self::ClientCredentials { .. } => GrantType::ClientCredentials,
+        }
+    }
+}
+
 pub fn parse_token_request(params: &Params) -> Result<TokenRequest, OAuthError> {
-    match params.require("grant_type")? {
-        "authorization_code" => {
+    let grant = GrantType::parse(params.require("grant_type")?).ok_or_else(|| {
+        OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")
+    })?;
+    match grant {
+        GrantType::AuthorizationCode => {
             let code_verifier = params.get("code_verifier").map(str::to_owned);
             if let Some(v) = &code_verifier
                 && !pkce::valid_verifier(v)
@@ -148,17 +167,18 @@ pub fn parse_token_request(params: &Params) -> Result<TokenRequest, OAuthError> 
                 code: params.require("code")?.to_owned(),
                 redirect_uri: params.require("redirect_uri")?.to_owned(),
                 code_verifier,
+                audiences: requested_audiences(params)?,
             })
         }
-        "refresh_token" => Ok(TokenRequest::RefreshToken {
+        GrantType::RefreshToken => Ok(TokenRequest::RefreshToken {
             refresh_token: params.require("refresh_token")?.to_owned(),
             scopes: params.get("scope").map(scopes),
+            audiences: requested_audiences(params)?,
         }),
-        "client_credentials" => Ok(TokenRequest::ClientCredentials {
+        GrantType::ClientCredentials => Ok(TokenRequest::ClientCredentials {
             scopes: params.get("scope").map(scopes).unwrap_or_default(),
             audiences: requested_audiences(params)?,
         }),
-        _ => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
     }
 }
 
@@ -195,6 +215,19 @@ pub fn check_audiences(requested: &[String], registered: &[String]) -> Result<()
         Some(_) => Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             "the requested resource or audience is not registered for this client",
+        )),
+    }
+}
+
+/// User tokens (authorization_code, refresh_token) are always for the issuer: a `resource` or
+/// `audience` naming anything else cannot be honoured and is `invalid_target` (RFC 8707 §2),
+/// rather than silently issuing a token for another audience than the one asked for.
+pub fn check_user_grant_audiences(requested: &[String], issuer: &str) -> Result<(), OAuthError> {
+    match requested.iter().find(|r| r.as_str() != issuer) {
+        None => Ok(()),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "user tokens are issued for this server only: resource and audience may only name the issuer",
         )),
     }
 }
@@ -238,6 +271,20 @@ pub fn check_code(
     }
 }
 
+/// The successful token response (RFC 6749 §5.1, with OIDC Core §3.1.3.3's `id_token`). A
+/// struct rather than a JSON value: this is the hottest response Latchkey writes.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse<'a> {
+    pub access_token: &'a str,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<&'a str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +319,7 @@ mod tests {
         ));
         assert!(matches!(
             client_credentials(None, &p("client_id=a")),
-            Ok(ClientCredentials::None { .. })
+            Ok(ref c @ ClientCredentials::None { .. }) if c.method() == ClientAuthMethod::None
         ));
         assert_eq!(
             client_credentials(None, &p("grant_type=x")).map_err(|e| e.code),
@@ -358,6 +405,43 @@ mod tests {
         }
         // Other parameters still may not repeat.
         assert!(Params::parse("grant_type=client_credentials&scope=a&scope=b").is_err());
+    }
+
+    #[test]
+    fn user_grants_keep_their_resources_and_accept_only_the_issuer() {
+        let iss = "https://id.example";
+        let r = parse_token_request(&p(
+            "grant_type=refresh_token&refresh_token=r&resource=https%3A%2F%2Fapi.example&audience=x",
+        ));
+        let Ok(TokenRequest::RefreshToken { audiences, .. }) = r else { panic!("{r:?}") };
+        assert_eq!(audiences, ["https://api.example", "x"]);
+        assert_eq!(
+            check_user_grant_audiences(&audiences, iss).map_err(|e| e.code),
+            Err(ErrorCode::InvalidTarget)
+        );
+        let r = parse_token_request(&p(
+            "grant_type=authorization_code&code=c&redirect_uri=r&audience=https%3A%2F%2Fid.example",
+        ));
+        let Ok(TokenRequest::AuthorizationCode { audiences, .. }) = r else { panic!("{r:?}") };
+        assert!(check_user_grant_audiences(&audiences, iss).is_ok());
+        assert!(check_user_grant_audiences(&[], iss).is_ok());
+        for bad in ["https://id.example/", "HTTPS://id.example", "https://id.example.evil", ""] {
+            assert!(
+                check_user_grant_audiences(&[iss.to_owned(), bad.to_owned()], iss).is_err(),
+                "{bad}"
+            );
+        }
+        // A malformed resource is refused on every grant, before the grant is looked at.
+        assert_eq!(
+            parse_token_request(&p("grant_type=refresh_token&refresh_token=r&resource=api"))
+                .map_err(|e| e.code),
+            Err(ErrorCode::InvalidTarget)
+        );
+        assert_eq!(
+            parse_token_request(&p("grant_type=authorization_code&code=c&redirect_uri=r"))
+                .map(|r| r.grant_type()),
+            Ok(GrantType::AuthorizationCode)
+        );
     }
 
     #[test]

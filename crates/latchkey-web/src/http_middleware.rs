@@ -96,10 +96,7 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Referrer-Policy", "no-referrer"))
-        .add((
-            "Content-Security-Policy",
-            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ))
+        .add(("Content-Security-Policy", crate::csp::api()))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
         .add((
             "Permissions-Policy",

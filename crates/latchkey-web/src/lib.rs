@@ -2,6 +2,7 @@
 //! Handlers stay thin: parse the request, call a core service, render the result.
 
 pub mod client_ip;
+pub mod csp;
 pub mod csrf;
 mod error;
 pub mod extract;

@@ -21,6 +21,20 @@ pub enum SigningAlg {
 impl SigningAlg {
     pub const ALL: [SigningAlg; 3] = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA];
 
+    /// What ID tokens (and a client's other tokens) are signed with unless the client chose
+    /// otherwise: RS256 is the one algorithm every relying party accepts without configuration
+    /// (OIDC Core §15.1), so its key is published before discovery is served.
+    pub const ID_TOKEN_DEFAULT: SigningAlg = SigningAlg::RS256;
+
+    /// Every algorithm, the ID-token default first: the order discovery advertises them in.
+    pub fn advertised() -> [SigningAlg; 3] {
+        let mut algs = Self::ALL;
+        if let Some(i) = algs.iter().position(|a| *a == Self::ID_TOKEN_DEFAULT) {
+            algs[..=i].rotate_right(1);
+        }
+        algs
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ES256 => "ES256",
@@ -116,4 +130,14 @@ pub fn verify_with_jwks(jwt: &str, jwks: &Value) -> Result<(Option<String>, Map<
         }
     }
     Err(Error::Unauthenticated("JWT signature not valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SigningAlg;
+
+    #[test]
+    fn the_default_is_advertised_first() {
+        assert_eq!(SigningAlg::advertised().map(SigningAlg::as_str), ["RS256", "ES256", "EdDSA"]);
+    }
 }

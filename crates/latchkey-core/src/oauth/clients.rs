@@ -16,6 +16,9 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::json;
 
+use latchkey_oidc::{ClientAuthMethod, DEFAULT_CLIENT_SCOPES, GrantType};
+use sea_orm::DatabaseTransaction;
+
 use crate::{
     Error, Result,
     infra::audit::{self, Actor},
@@ -25,21 +28,6 @@ use crate::{
     infra::jose::SigningAlg,
     infra::store::Store,
 };
-
-pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
-pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
-pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
-const KNOWN_GRANTS: [&str; 3] =
-    [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS];
-
-pub const AUTH_SECRET_BASIC: &str = "client_secret_basic";
-pub const AUTH_SECRET_POST: &str = "client_secret_post";
-pub const AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
-pub const AUTH_NONE: &str = "none";
-
-/// Scopes a client may request unless told otherwise.
-pub const DEFAULT_SCOPES: [&str; 5] =
-    ["openid", "profile", "email", "offline_access", "organization"];
 
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_AUDIENCES: usize = 20;
@@ -112,8 +100,19 @@ impl Client {
         self.post_logout_redirect_uris.iter().any(|u| u == uri)
     }
 
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant)
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.iter().any(|g| g == grant.as_str())
+    }
+
+    /// The registered token-endpoint authentication method; None for a stored value Latchkey
+    /// does not know, which no credentials match.
+    pub fn auth_method(&self) -> Option<ClientAuthMethod> {
+        ClientAuthMethod::parse(&self.token_endpoint_auth_method)
+    }
+
+    /// What the client's ID tokens (and logout tokens) are signed with.
+    pub fn signing_alg(&self) -> SigningAlg {
+        SigningAlg::parse(&self.id_token_alg).unwrap_or(SigningAlg::ID_TOKEN_DEFAULT)
     }
 }
 
@@ -259,6 +258,213 @@ fn dedup(list: Vec<String>) -> Vec<String> {
     out
 }
 
+/// A registration that passed every check, ready to store.
+struct ValidClient {
+    name: String,
+    public: bool,
+    redirect_uris: Vec<String>,
+    post_logout: Vec<String>,
+    backchannel_logout_uri: Option<String>,
+    grant_types: Vec<String>,
+    audiences: Vec<String>,
+    /// (field, name) of the access- and ID-token templates.
+    templates: [(&'static str, Option<String>); 2],
+    auth_method: ClientAuthMethod,
+    jwks: Option<serde_json::Value>,
+    first_party: bool,
+    allowed_scopes: Vec<String>,
+    id_token_alg: SigningAlg,
+    access_ttl: i64,
+}
+
+impl ValidClient {
+    fn check(new: NewClient) -> Result<Self> {
+        let name = new.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Error::invalid("name", "must be 1-200 characters"));
+        }
+        let redirect_uris = uri_list("redirect_uri", new.redirect_uris)?;
+        let post_logout = uri_list("post_logout_redirect_uri", new.post_logout_redirect_uris)?;
+        if let Some(uri) = &new.backchannel_logout_uri {
+            validate_redirect_uri("backchannel_logout_uri", uri)?;
+        }
+        let grant_types = grant_types(new.grant_types, new.public, &redirect_uris)?;
+        let has = |g: GrantType| grant_types.iter().any(|x| x == g.as_str());
+        let audiences = audiences(new.audiences, has(GrantType::ClientCredentials))?;
+        let templates = [
+            ("access_token_template", template_name(new.access_token_template)),
+            ("id_token_template", template_name(new.id_token_template)),
+        ];
+        if let Some((field, _)) = templates.iter().find(|(_, t)| t.is_some())
+            && !has(GrantType::AuthorizationCode)
+        {
+            return Err(Error::invalid(
+                field,
+                "templates apply to user tokens: the client needs authorization_code",
+            ));
+        }
+        let auth_method = auth_method(new.public, new.token_endpoint_auth_method.as_deref())?;
+        if auth_method == ClientAuthMethod::PrivateKeyJwt && !has_keys(new.jwks.as_ref()) {
+            return Err(Error::invalid("jwks", "private_key_jwt needs a JWK set with keys"));
+        }
+        let allowed_scopes = allowed_scopes(new.allowed_scopes)?;
+        let id_token_alg = match new.id_token_alg.as_deref() {
+            None => SigningAlg::ID_TOKEN_DEFAULT,
+            Some(a) => SigningAlg::parse(a)
+                .ok_or_else(|| Error::invalid("id_token_alg", "use RS256, ES256 or EdDSA"))?,
+        };
+        let access_ttl =
+            validate_ttl("access_token_ttl", new.access_token_ttl_secs.unwrap_or(300), 60, 3600)?;
+        Ok(Self {
+            name,
+            public: new.public,
+            redirect_uris,
+            post_logout,
+            backchannel_logout_uri: new.backchannel_logout_uri,
+            grant_types,
+            audiences,
+            templates,
+            auth_method,
+            jwks: new.jwks,
+            first_party: new.first_party,
+            allowed_scopes,
+            id_token_alg,
+            access_ttl,
+        })
+    }
+
+    fn model(&self, client_id: &str, now: i64) -> oauth_client::ActiveModel {
+        let client_type = if self.public { ClientType::Public } else { ClientType::Confidential };
+        oauth_client::ActiveModel {
+            client_id: Set(client_id.to_owned()),
+            name: Set(self.name.clone()),
+            client_type: Set(client_type.as_str().to_owned()),
+            redirect_uris: Set(json!(self.redirect_uris).to_string()),
+            post_logout_redirect_uris: Set(json!(self.post_logout).to_string()),
+            grant_types: Set(json!(self.grant_types).to_string()),
+            token_endpoint_auth_method: Set(self.auth_method.as_str().to_owned()),
+            jwks: Set(self.jwks.as_ref().map(ToString::to_string)),
+            first_party: Set(self.first_party),
+            backchannel_logout_uri: Set(self.backchannel_logout_uri.clone()),
+            allowed_scopes: Set(json!(self.allowed_scopes).to_string()),
+            // PKCE is on for every client by default (OAuth 2.1); public clients cannot opt out.
+            require_pkce: Set(true),
+            id_token_alg: Set(self.id_token_alg.as_str().to_owned()),
+            access_token_ttl_secs: Set(self.access_ttl),
+            id_token_ttl_secs: Set(300),
+            refresh_token_ttl_secs: Set(30 * 24 * 3600),
+            audiences: Set((!self.audiences.is_empty()).then(|| json!(self.audiences).to_string())),
+            access_token_template: Set(self.templates[0].1.clone()),
+            id_token_template: Set(self.templates[1].1.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+}
+
+/// Deduplicated, at most [`MAX_REDIRECT_URIS`], each a safe redirect URI.
+fn uri_list(field: &'static str, uris: Vec<String>) -> Result<Vec<String>> {
+    let uris = dedup(uris);
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(Error::invalid(field, "at most 20"));
+    }
+    for uri in &uris {
+        validate_redirect_uri(field, uri)?;
+    }
+    Ok(uris)
+}
+
+/// The grant types (the defaults when none are given): known ones, client_credentials only for
+/// confidential clients, authorization_code only with a redirect URI.
+fn grant_types(given: Vec<String>, public: bool, redirect_uris: &[String]) -> Result<Vec<String>> {
+    let mut grants = dedup(given);
+    if grants.is_empty() {
+        grants = GrantType::DEFAULT.iter().map(|g| g.as_str().to_owned()).collect();
+    }
+    if let Some(g) = grants.iter().find(|g| GrantType::parse(g).is_none()) {
+        return Err(Error::invalid("grant_type", format!("unsupported grant type {g:?}")));
+    }
+    let has = |g: GrantType| grants.iter().any(|x| x == g.as_str());
+    if public && has(GrantType::ClientCredentials) {
+        return Err(Error::invalid("grant_type", "public clients cannot use client_credentials"));
+    }
+    if has(GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(Error::invalid("redirect_uri", "give at least one for authorization_code"));
+    }
+    Ok(grants)
+}
+
+/// The audiences client_credentials may ask for: valid, at most [`MAX_AUDIENCES`], and only for
+/// a client that may use that grant.
+fn audiences(given: Vec<String>, client_credentials: bool) -> Result<Vec<String>> {
+    let audiences = dedup(given);
+    if audiences.len() > MAX_AUDIENCES {
+        return Err(Error::invalid("audience", "at most 20"));
+    }
+    for aud in &audiences {
+        validate_audience(aud)?;
+    }
+    if !audiences.is_empty() && !client_credentials {
+        return Err(Error::invalid(
+            "audience",
+            "audiences are for client_credentials tokens: add that grant type",
+        ));
+    }
+    Ok(audiences)
+}
+
+/// Public clients use `none`; confidential ones a secret (basic by default) or `private_key_jwt`.
+fn auth_method(public: bool, given: Option<&str>) -> Result<ClientAuthMethod> {
+    let field = "token_endpoint_auth_method";
+    match (public, given.map(|m| (m, ClientAuthMethod::parse(m)))) {
+        (true, None | Some((_, Some(ClientAuthMethod::None)))) => Ok(ClientAuthMethod::None),
+        (true, Some(_)) => Err(Error::invalid(field, "public clients use none")),
+        (false, None) => Ok(ClientAuthMethod::CONFIDENTIAL_DEFAULT),
+        (false, Some((_, Some(m)))) if m.is_confidential() => Ok(m),
+        (false, Some((other, _))) => {
+            Err(Error::invalid(field, format!("unsupported for confidential clients: {other:?}")))
+        }
+    }
+}
+
+fn has_keys(jwks: Option<&serde_json::Value>) -> bool {
+    jwks.and_then(|j| j.get("keys")).and_then(|k| k.as_array()).is_some_and(|k| !k.is_empty())
+}
+
+/// The scopes the client may request (the defaults when none are given), each a plain token.
+fn allowed_scopes(given: Vec<String>) -> Result<Vec<String>> {
+    let mut scopes = dedup(given);
+    if scopes.is_empty() {
+        scopes = DEFAULT_CLIENT_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    }
+    if let Some(s) = scopes.iter().find(|s| {
+        s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        return Err(Error::invalid("scope", format!("invalid scope {s:?}")));
+    }
+    Ok(scopes)
+}
+
+/// Checked in the write transaction, so a template cannot vanish in between (deleting one checks
+/// for clients naming it, also in a write transaction).
+async fn check_templates_exist(
+    txn: &DatabaseTransaction,
+    templates: &[(&'static str, Option<String>)],
+) -> Result<()> {
+    for (field, name) in templates {
+        let Some(name) = name else { continue };
+        let exists = jwt_template::Entity::find()
+            .filter(jwt_template::Column::Name.eq(name))
+            .one(txn)
+            .await?
+            .is_some();
+        if !exists {
+            return Err(Error::invalid(field, format!("no JWT template named {name:?}")));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct ClientService {
     store: Store,
@@ -341,166 +547,18 @@ impl ClientService {
     }
 
     pub async fn create(&self, new: NewClient, actor: &Actor) -> Result<CreatedClient> {
-        let name = new.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Error::invalid("name", "must be 1-200 characters"));
-        }
-        let redirect_uris = dedup(new.redirect_uris);
-        if redirect_uris.len() > MAX_REDIRECT_URIS {
-            return Err(Error::invalid("redirect_uri", "at most 20"));
-        }
-        for uri in &redirect_uris {
-            validate_redirect_uri("redirect_uri", uri)?;
-        }
-        let post_logout = dedup(new.post_logout_redirect_uris);
-        if post_logout.len() > MAX_REDIRECT_URIS {
-            return Err(Error::invalid("post_logout_redirect_uri", "at most 20"));
-        }
-        for uri in &post_logout {
-            validate_redirect_uri("post_logout_redirect_uri", uri)?;
-        }
-        if let Some(uri) = &new.backchannel_logout_uri {
-            validate_redirect_uri("backchannel_logout_uri", uri)?;
-        }
-
-        let client_type = if new.public { ClientType::Public } else { ClientType::Confidential };
-        let mut grant_types = dedup(new.grant_types);
-        if grant_types.is_empty() {
-            grant_types = vec![GRANT_AUTHORIZATION_CODE.into(), GRANT_REFRESH_TOKEN.into()];
-        }
-        if let Some(g) = grant_types.iter().find(|g| !KNOWN_GRANTS.contains(&g.as_str())) {
-            return Err(Error::invalid("grant_type", format!("unsupported grant type {g:?}")));
-        }
-        if new.public && grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
-            return Err(Error::invalid(
-                "grant_type",
-                "public clients cannot use client_credentials",
-            ));
-        }
-        if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) && redirect_uris.is_empty() {
-            return Err(Error::invalid("redirect_uri", "give at least one for authorization_code"));
-        }
-        let audiences = dedup(new.audiences);
-        if audiences.len() > MAX_AUDIENCES {
-            return Err(Error::invalid("audience", "at most 20"));
-        }
-        for aud in &audiences {
-            validate_audience(aud)?;
-        }
-        if !audiences.is_empty() && !grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
-            return Err(Error::invalid(
-                "audience",
-                "audiences are for client_credentials tokens: add that grant type",
-            ));
-        }
-        let templates = [
-            ("access_token_template", template_name(new.access_token_template)),
-            ("id_token_template", template_name(new.id_token_template)),
-        ];
-        if let Some((field, _)) = templates.iter().find(|(_, t)| t.is_some())
-            && !grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE)
-        {
-            return Err(Error::invalid(
-                field,
-                "templates apply to user tokens: the client needs authorization_code",
-            ));
-        }
-
-        let auth_method = match (new.public, new.token_endpoint_auth_method.as_deref()) {
-            (true, None | Some(AUTH_NONE)) => AUTH_NONE,
-            (true, Some(_)) => {
-                return Err(Error::invalid(
-                    "token_endpoint_auth_method",
-                    "public clients use none",
-                ));
-            }
-            (false, None) => AUTH_SECRET_BASIC,
-            (false, Some(m @ (AUTH_SECRET_BASIC | AUTH_SECRET_POST | AUTH_PRIVATE_KEY_JWT))) => m,
-            (false, Some(other)) => {
-                return Err(Error::invalid(
-                    "token_endpoint_auth_method",
-                    format!("unsupported for confidential clients: {other:?}"),
-                ));
-            }
-        };
-        if auth_method == AUTH_PRIVATE_KEY_JWT {
-            let has_keys = new
-                .jwks
-                .as_ref()
-                .and_then(|j| j.get("keys"))
-                .and_then(|k| k.as_array())
-                .is_some_and(|k| !k.is_empty());
-            if !has_keys {
-                return Err(Error::invalid("jwks", "private_key_jwt needs a JWK set with keys"));
-            }
-        }
-
-        let mut allowed_scopes = dedup(new.allowed_scopes);
-        if allowed_scopes.is_empty() {
-            allowed_scopes = DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-        }
-        if let Some(s) = allowed_scopes.iter().find(|s| {
-            s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        }) {
-            return Err(Error::invalid("scope", format!("invalid scope {s:?}")));
-        }
-        // RS256 is what every relying-party library accepts without configuration.
-        let id_token_alg = match new.id_token_alg.as_deref() {
-            None => SigningAlg::RS256,
-            Some(a) => SigningAlg::parse(a)
-                .ok_or_else(|| Error::invalid("id_token_alg", "use RS256, ES256 or EdDSA"))?,
-        };
-        let access_ttl =
-            validate_ttl("access_token_ttl", new.access_token_ttl_secs.unwrap_or(300), 60, 3600)?;
-
         let now = self.store.now();
         let client_id = ids::new_id(ids::OAUTH_CLIENT);
-        let model = oauth_client::ActiveModel {
-            client_id: Set(client_id.clone()),
-            name: Set(name),
-            client_type: Set(client_type.as_str().to_owned()),
-            redirect_uris: Set(json!(redirect_uris).to_string()),
-            post_logout_redirect_uris: Set(json!(post_logout).to_string()),
-            grant_types: Set(json!(grant_types).to_string()),
-            token_endpoint_auth_method: Set(auth_method.to_owned()),
-            jwks: Set(new.jwks.as_ref().map(ToString::to_string)),
-            first_party: Set(new.first_party),
-            backchannel_logout_uri: Set(new.backchannel_logout_uri),
-            allowed_scopes: Set(json!(allowed_scopes).to_string()),
-            // PKCE is on for every client by default (OAuth 2.1); public clients cannot opt out.
-            require_pkce: Set(true),
-            id_token_alg: Set(id_token_alg.as_str().to_owned()),
-            access_token_ttl_secs: Set(access_ttl),
-            id_token_ttl_secs: Set(300),
-            refresh_token_ttl_secs: Set(30 * 24 * 3600),
-            audiences: Set((!audiences.is_empty()).then(|| json!(audiences).to_string())),
-            access_token_template: Set(templates[0].1.clone()),
-            id_token_template: Set(templates[1].1.clone()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-
+        let valid = ValidClient::check(new)?;
+        let model = valid.model(&client_id, now);
         let txn = self.store.begin_write().await?;
-        // Checked in the write transaction, so a template cannot vanish in between (deleting
-        // one checks for clients naming it, also in a write transaction).
-        for (field, name) in &templates {
-            let Some(name) = name else { continue };
-            let exists = jwt_template::Entity::find()
-                .filter(jwt_template::Column::Name.eq(name))
-                .one(&txn)
-                .await?
-                .is_some();
-            if !exists {
-                return Err(Error::invalid(field, format!("no JWT template named {name:?}")));
-            }
-        }
+        check_templates_exist(&txn, &valid.templates).await?;
         let model = model.insert(&txn).await?;
-        let secret =
-            if client_type == ClientType::Confidential && auth_method != AUTH_PRIVATE_KEY_JWT {
-                Some(insert_secret(&txn, &client_id, now).await?)
-            } else {
-                None
-            };
+        let secret = if valid.auth_method.uses_secret() {
+            Some(insert_secret(&txn, &client_id, now).await?)
+        } else {
+            None
+        };
         audit::record(
             &txn,
             now,
@@ -510,7 +568,7 @@ impl ClientService {
             json!({
                 "name": model.name,
                 "client_type": model.client_type,
-                "audiences": audiences,
+                "audiences": valid.audiences,
                 "access_token_template": model.access_token_template,
                 "id_token_template": model.id_token_template,
             }),
@@ -555,7 +613,7 @@ impl ClientService {
     ) -> Result<(Client, String)> {
         let overlap = validate_ttl("overlap", overlap_secs, 0, 30 * 24 * 3600)?;
         let client = self.get(client_id).await?;
-        if client.is_public() || client.token_endpoint_auth_method == AUTH_PRIVATE_KEY_JWT {
+        if !client.auth_method().is_some_and(ClientAuthMethod::uses_secret) {
             return Err(Error::invalid("client", "this client does not use a client secret"));
         }
         let now = self.store.now();

@@ -13,13 +13,15 @@ use std::{
     sync::Arc,
 };
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+};
 
 use crate::{
     Error, Result,
     infra::entity::{oauth_code, oauth_refresh_token},
     infra::store::Store,
-    oauth::{RefreshGrant, refresh_model},
+    oauth::model::{RefreshGrant, refresh_model},
 };
 
 /// Most refresh-token rotations one write transaction takes on.
@@ -136,9 +138,33 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
         Ok(claims) => return claims,
         Err(jobs) => jobs,
     };
-    let jobs = &jobs[..];
     let now = store.now();
     let txn = store.begin_write().await?;
+    let claimed = claim_all(&txn, &jobs, now).await?;
+    let found = find_unclaimed(&txn, &jobs, &claimed).await?;
+    let revoked = revoked_families(&txn, claimed.values().chain(found.values())).await?;
+    let settled = settle(&jobs, claimed, &found, &revoked, now);
+    if !settled.successors.is_empty() {
+        oauth_refresh_token::Entity::insert_many(settled.successors)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if !settled.reused.is_empty() {
+        oauth_code::Entity::update_many()
+            .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
+            .filter(oauth_code::Column::Id.is_in(settled.reused))
+            .filter(oauth_code::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(settled.claims)
+}
+
+type ByHash = HashMap<String, oauth_refresh_token::Model>;
+
+/// One `UPDATE … RETURNING` marks every claimable token of the batch rotated.
+async fn claim_all<C: ConnectionTrait>(conn: &C, jobs: &[RotationJob], now: i64) -> Result<ByHash> {
     let mut wanted = Condition::any();
     for job in jobs {
         wanted = wanted.add(
@@ -154,28 +180,38 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
         .filter(oauth_refresh_token::Column::RotatedAt.is_null())
         .filter(oauth_refresh_token::Column::RevokedAt.is_null())
         .filter(oauth_refresh_token::Column::ExpiresAt.gt(now))
-        .exec_with_returning(&txn)
+        .exec_with_returning(conn)
         .await?;
-    let mut claimed: HashMap<String, oauth_refresh_token::Model> =
-        claimed.into_iter().map(|m| (m.token_hash.clone(), m)).collect();
-    // Why the others could not be claimed.
+    Ok(claimed.into_iter().map(|m| (m.token_hash.clone(), m)).collect())
+}
+
+/// The stored rows of the tokens that could not be claimed, to say why.
+async fn find_unclaimed<C: ConnectionTrait>(
+    conn: &C,
+    jobs: &[RotationJob],
+    claimed: &ByHash,
+) -> Result<ByHash> {
     let unclaimed: Vec<String> =
         jobs.iter().map(|j| j.hash.clone()).filter(|h| !claimed.contains_key(h)).collect();
-    let found: HashMap<String, oauth_refresh_token::Model> = if unclaimed.is_empty() {
-        HashMap::new()
-    } else {
-        oauth_refresh_token::Entity::find()
-            .filter(oauth_refresh_token::Column::TokenHash.is_in(unclaimed))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|m| (m.token_hash.clone(), m))
-            .collect()
-    };
-    // A family's revocation is recorded on the code that started it.
-    let families: Vec<String> =
-        claimed.values().chain(found.values()).map(|m| m.family_id.clone()).collect();
-    let revoked: HashSet<String> = oauth_code::Entity::find()
+    if unclaimed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(oauth_refresh_token::Entity::find()
+        .filter(oauth_refresh_token::Column::TokenHash.is_in(unclaimed))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| (m.token_hash.clone(), m))
+        .collect())
+}
+
+/// Which of the rows' families are revoked (recorded on the code that started each).
+async fn revoked_families<'a, C: ConnectionTrait>(
+    conn: &C,
+    rows: impl Iterator<Item = &'a oauth_refresh_token::Model>,
+) -> Result<HashSet<String>> {
+    let families: Vec<String> = rows.map(|m| m.family_id.clone()).collect();
+    Ok(oauth_code::Entity::find()
         .select_only()
         .column(oauth_code::Column::Id)
         .filter(oauth_code::Column::Id.is_in(families))
@@ -185,15 +221,32 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
                 .add(oauth_code::Column::ReplayedAt.is_not_null()),
         )
         .into_tuple::<String>()
-        .all(&txn)
+        .all(conn)
         .await?
         .into_iter()
-        .collect();
+        .collect())
+}
 
-    let mut claims = Vec::with_capacity(jobs.len());
-    let mut successors = Vec::new();
+/// What a batch comes to: a claim per job, the successors to store and the families to revoke.
+struct Settled {
+    claims: Vec<Claim>,
+    successors: Vec<oauth_refresh_token::ActiveModel>,
+    reused: Vec<String>,
+}
+
+fn settle(
+    jobs: &[RotationJob],
+    mut claimed: ByHash,
+    found: &ByHash,
+    revoked: &HashSet<String>,
+    now: i64,
+) -> Settled {
+    let mut out = Settled {
+        claims: Vec::with_capacity(jobs.len()),
+        successors: Vec::new(),
+        reused: Vec::new(),
+    };
     let mut rotated_here: HashMap<&str, String> = HashMap::new();
-    let mut reused = Vec::new();
     for job in jobs {
         let claim = if let Some(row) = claimed.remove(&job.hash) {
             rotated_here.insert(&job.hash, row.family_id.clone());
@@ -209,12 +262,12 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
                     auth_time: row.auth_time,
                 };
                 let (model, token) = refresh_model(&grant, row.scopes.clone(), job.ttl_secs, now);
-                successors.push(model);
+                out.successors.push(model);
                 Claim::Rotated { row: Box::new(row), token }
             }
         } else if let Some(family) = rotated_here.get(job.hash.as_str()) {
             // The same token twice in one batch: the first use won, this one is reuse.
-            reused.push(family.clone());
+            out.reused.push(family.clone());
             Claim::Reused
         } else {
             let found = found.get(&job.hash).map(|r| Unclaimable {
@@ -226,25 +279,13 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
             });
             let claim = classify(job, found.as_ref(), now);
             if let (Claim::Reused, Some(r)) = (&claim, &found) {
-                reused.push(r.family_id.to_owned());
+                out.reused.push(r.family_id.to_owned());
             }
             claim
         };
-        claims.push(claim);
+        out.claims.push(claim);
     }
-    if !successors.is_empty() {
-        oauth_refresh_token::Entity::insert_many(successors).exec_without_returning(&txn).await?;
-    }
-    if !reused.is_empty() {
-        oauth_code::Entity::update_many()
-            .col_expr(oauth_code::Column::RevokedAt, Expr::value(now))
-            .filter(oauth_code::Column::Id.is_in(reused))
-            .filter(oauth_code::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-    }
-    txn.commit().await?;
-    Ok(claims)
+    out
 }
 
 /// The batch on the store's own SQLite connection: per job, one cached statement claims the
@@ -279,98 +320,122 @@ mod sqlite {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut claims = Vec::with_capacity(jobs.len());
         {
-            let mut claim = tx.prepare_cached(
-                "UPDATE oauth_refresh_tokens SET rotated_at = ?1 \
-                 WHERE token_hash = ?2 AND client_id = ?3 AND rotated_at IS NULL \
-                 AND revoked_at IS NULL AND expires_at > ?1 \
-                 RETURNING id, family_id, token_hash, client_id, user_id, session_id, scopes, \
-                 auth_time, created_at, expires_at, rotated_at, revoked_at",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO oauth_refresh_tokens (id, family_id, token_hash, client_id, \
-                 user_id, session_id, scopes, auth_time, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            let mut lookup = tx.prepare_cached(
-                "SELECT family_id, client_id, rotated_at, revoked_at, expires_at \
-                 FROM oauth_refresh_tokens WHERE token_hash = ?1",
-            )?;
-            // A family's revocation is recorded on the code that started it.
-            let mut family_revoked = tx.prepare_cached(
-                "SELECT 1 FROM oauth_codes WHERE id = ?1 \
-                 AND (revoked_at IS NOT NULL OR replayed_at IS NOT NULL)",
-            )?;
-            let mut revoke = tx.prepare_cached(
-                "UPDATE oauth_codes SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-            )?;
+            let mut statements = Statements::prepare(&tx)?;
             for job in jobs {
-                let claimed = claim
-                    .query_row(params![now, job.hash, job.client_id], |r| {
-                        Ok(oauth_refresh_token::Model {
-                            id: r.get(0)?,
-                            family_id: r.get(1)?,
-                            token_hash: r.get(2)?,
-                            client_id: r.get(3)?,
-                            user_id: r.get(4)?,
-                            session_id: r.get(5)?,
-                            scopes: r.get(6)?,
-                            auth_time: r.get(7)?,
-                            created_at: r.get(8)?,
-                            expires_at: r.get(9)?,
-                            rotated_at: r.get(10)?,
-                            revoked_at: r.get(11)?,
-                        })
-                    })
-                    .optional()?;
-                if let Some(row) = claimed {
-                    if family_revoked.exists(params![row.family_id])? {
-                        claims.push(Claim::Invalid("refresh token revoked"));
-                        continue;
-                    }
-                    let token = crypto::random_secret();
-                    insert.execute(params![
-                        ids::new_id(ids::REFRESH_TOKEN),
-                        row.family_id,
-                        crypto::hash_secret_hex(&token),
-                        row.client_id,
-                        row.user_id,
-                        row.session_id,
-                        row.scopes,
-                        row.auth_time,
-                        now,
-                        now + job.ttl_secs,
-                    ])?;
-                    claims.push(Claim::Rotated { row: Box::new(row), token });
-                    continue;
-                }
-                // Not claimable: say why. A second use of the same token in this batch finds
-                // it rotated a moment ago, which is reuse like any other.
-                type Found = (String, String, Option<i64>, Option<i64>, i64);
-                let found: Option<Found> = lookup
-                    .query_row(params![job.hash], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .optional()?;
-                let revoked_family = match &found {
-                    Some((family, ..)) => family_revoked.exists(params![family])?,
-                    None => false,
-                };
-                let found =
-                    found.as_ref().map(|(family, client, rotated, revoked, expires)| Unclaimable {
-                        family_id: family,
-                        client_id: client,
-                        revoked: revoked.is_some() || revoked_family,
-                        rotated: rotated.is_some(),
-                        expires_at: *expires,
-                    });
-                let claim = classify(job, found.as_ref(), now);
-                if let (Claim::Reused, Some(r)) = (&claim, &found) {
-                    revoke.execute(params![now, r.family_id])?;
-                }
-                claims.push(claim);
+                claims.push(statements.rotate(job, now)?);
             }
         }
         tx.commit()?;
         Ok(claims)
+    }
+
+    /// The batch's statements, prepared (and cached by the connection) once per batch.
+    struct Statements<'c> {
+        claim: rusqlite::CachedStatement<'c>,
+        insert: rusqlite::CachedStatement<'c>,
+        lookup: rusqlite::CachedStatement<'c>,
+        family_revoked: rusqlite::CachedStatement<'c>,
+        revoke: rusqlite::CachedStatement<'c>,
+    }
+
+    impl<'c> Statements<'c> {
+        fn prepare(conn: &'c rusqlite::Connection) -> rusqlite::Result<Self> {
+            Ok(Self {
+                claim: conn.prepare_cached(
+                    "UPDATE oauth_refresh_tokens SET rotated_at = ?1 \
+                     WHERE token_hash = ?2 AND client_id = ?3 AND rotated_at IS NULL \
+                     AND revoked_at IS NULL AND expires_at > ?1 \
+                     RETURNING id, family_id, token_hash, client_id, user_id, session_id, scopes, \
+                     auth_time, created_at, expires_at, rotated_at, revoked_at",
+                )?,
+                insert: conn.prepare_cached(
+                    "INSERT INTO oauth_refresh_tokens (id, family_id, token_hash, client_id, \
+                     user_id, session_id, scopes, auth_time, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?,
+                lookup: conn.prepare_cached(
+                    "SELECT family_id, client_id, rotated_at, revoked_at, expires_at \
+                     FROM oauth_refresh_tokens WHERE token_hash = ?1",
+                )?,
+                // A family's revocation is recorded on the code that started it.
+                family_revoked: conn.prepare_cached(
+                    "SELECT 1 FROM oauth_codes WHERE id = ?1 \
+                     AND (revoked_at IS NOT NULL OR replayed_at IS NOT NULL)",
+                )?,
+                revoke: conn.prepare_cached(
+                    "UPDATE oauth_codes SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                )?,
+            })
+        }
+
+        /// Claims one job's token and stores its successor, or says why it cannot.
+        fn rotate(&mut self, job: &RotationJob, now: i64) -> Result<Claim> {
+            let claimed = self
+                .claim
+                .query_row(params![now, job.hash, job.client_id], |r| {
+                    Ok(oauth_refresh_token::Model {
+                        id: r.get(0)?,
+                        family_id: r.get(1)?,
+                        token_hash: r.get(2)?,
+                        client_id: r.get(3)?,
+                        user_id: r.get(4)?,
+                        session_id: r.get(5)?,
+                        scopes: r.get(6)?,
+                        auth_time: r.get(7)?,
+                        created_at: r.get(8)?,
+                        expires_at: r.get(9)?,
+                        rotated_at: r.get(10)?,
+                        revoked_at: r.get(11)?,
+                    })
+                })
+                .optional()?;
+            let Some(row) = claimed else { return self.explain(job, now) };
+            if self.family_revoked.exists(params![row.family_id])? {
+                return Ok(Claim::Invalid("refresh token revoked"));
+            }
+            let token = crypto::random_secret();
+            self.insert.execute(params![
+                ids::new_id(ids::REFRESH_TOKEN),
+                row.family_id,
+                crypto::hash_secret_hex(&token),
+                row.client_id,
+                row.user_id,
+                row.session_id,
+                row.scopes,
+                row.auth_time,
+                now,
+                now + job.ttl_secs,
+            ])?;
+            Ok(Claim::Rotated { row: Box::new(row), token })
+        }
+
+        /// Not claimable: say why. A second use of the same token in this batch finds it
+        /// rotated a moment ago, which is reuse like any other (and revokes the family).
+        fn explain(&mut self, job: &RotationJob, now: i64) -> Result<Claim> {
+            type Found = (String, String, Option<i64>, Option<i64>, i64);
+            let found: Option<Found> = self
+                .lookup
+                .query_row(params![job.hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()?;
+            let revoked_family = match &found {
+                Some((family, ..)) => self.family_revoked.exists(params![family])?,
+                None => false,
+            };
+            let found =
+                found.as_ref().map(|(family, client, rotated, revoked, expires)| Unclaimable {
+                    family_id: family,
+                    client_id: client,
+                    revoked: revoked.is_some() || revoked_family,
+                    rotated: rotated.is_some(),
+                    expires_at: *expires,
+                });
+            let claim = classify(job, found.as_ref(), now);
+            if let (Claim::Reused, Some(r)) = (&claim, &found) {
+                self.revoke.execute(params![now, r.family_id])?;
+            }
+            Ok(claim)
+        }
     }
 }

@@ -48,9 +48,6 @@ pub fn status_of(class: ErrorClass) -> StatusCode {
     StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// The CSP of pages that show only text and a stylesheet: nothing may run, frame or post.
-pub const MESSAGE_PAGE_CSP: &str = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
 #[cfg(test)]
 mod tests {
     use actix_web::{ResponseError, body::MessageBody, http::header};

@@ -9,7 +9,10 @@ use actix_web::{
     HttpResponse, ResponseError,
     http::{StatusCode, header},
 };
-use latchkey_core::{Error as CoreError, ErrorClass};
+use latchkey_core::{
+    Error as CoreError, ErrorClass,
+    oauth::provider::{BrowserFailure, OAuthFailure},
+};
 use latchkey_oidc::{ErrorCode, OAuthError};
 
 use super::{Failure, page::PageError};
@@ -36,6 +39,26 @@ impl From<CoreError> for OidcError {
 impl From<OAuthError> for OidcError {
     fn from(e: OAuthError) -> Self {
         Self::Json(e)
+    }
+}
+
+/// A refusal as RFC 6749 JSON, a failure by its class.
+impl From<OAuthFailure> for OidcError {
+    fn from(f: OAuthFailure) -> Self {
+        match f {
+            OAuthFailure::Refused(e) => Self::Json(e),
+            OAuthFailure::Failed(e) => e.into(),
+        }
+    }
+}
+
+impl OidcError {
+    /// For resource endpoints (userinfo): a refusal as an RFC 6750 Bearer challenge.
+    pub fn bearer(f: OAuthFailure) -> Self {
+        match f {
+            OAuthFailure::Refused(e) => Self::Bearer(e),
+            OAuthFailure::Failed(e) => e.into(),
+        }
     }
 }
 
@@ -123,6 +146,18 @@ pub enum BrowserError {
 impl From<CoreError> for BrowserError {
     fn from(e: CoreError) -> Self {
         Self::Page(e.into())
+    }
+}
+
+impl From<BrowserFailure> for BrowserError {
+    fn from(f: BrowserFailure) -> Self {
+        match f {
+            BrowserFailure::Page(message) => Self::Invalid(message),
+            BrowserFailure::Redirect { redirect_uri, state, error, issuer } => {
+                Self::Redirect { redirect_uri, state, error, issuer }
+            }
+            BrowserFailure::Failed(e) => e.into(),
+        }
     }
 }
 

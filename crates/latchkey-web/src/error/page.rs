@@ -7,7 +7,7 @@ use actix_web::{
 use askama::Template;
 use latchkey_core::{Error as CoreError, ErrorClass};
 
-use super::{Failure, MESSAGE_PAGE_CSP};
+use super::Failure;
 use crate::pages::views::Message;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ pub fn message_page(
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, MESSAGE_PAGE_CSP))
+        .insert_header((header::CONTENT_SECURITY_POLICY, crate::csp::message_page()))
         .insert_header((header::REFERRER_POLICY, "same-origin"))
         .body(body)
 }

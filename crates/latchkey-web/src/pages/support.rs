@@ -97,10 +97,7 @@ pub fn render<T: Template>(
 fn page_csp(state: &AppState) -> String {
     let mut targets: Vec<&str> = state.allowed_origins.iter().map(String::as_str).collect();
     targets.sort_unstable();
-    format!(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
-        targets.join(" ")
-    )
+    crate::csp::page(targets)
 }
 
 /// `return_to` as given if it is a same-origin path or a URL on an allowed origin; otherwise

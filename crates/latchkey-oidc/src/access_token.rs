@@ -1,0 +1,263 @@
+//! Checks on Latchkey's own RFC 9068 access tokens once their signature is verified: the
+//! header's `typ`, `iss`, `exp`, the presence of `sub` and `client_id`, and the audience policy
+//! of the endpoint that reads them. What needs the store (is the session live, is the grant
+//! revoked, which audiences are registered for the client) is the caller's.
+
+use serde_json::{Map, Value};
+
+/// The `typ` of an access token (RFC 9068 §2.1).
+pub const TYP: &str = "at+jwt";
+
+/// True for the `typ` of an access token: `at+jwt`, or its media-type form
+/// `application/at+jwt` (RFC 9068 §4), case-insensitively. An ID token must never pass for one
+/// (nor one for an ID token: see `id_token_hint`).
+pub fn is_access_token_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case(TYP)
+            || (t.get(..12).is_some_and(|p| p.eq_ignore_ascii_case("application/"))
+                && t.get(12..).is_some_and(|rest| rest.eq_ignore_ascii_case(TYP)))
+    })
+}
+
+/// Which `aud` an access token may carry for the party checking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudiencePolicy {
+    /// Latchkey's own endpoints (userinfo): exactly the issuer, as a string.
+    Issuer,
+    /// Introspection for resource servers: the issuer, or audiences that are all registered for
+    /// the token's client (client_credentials with `resource` / `audience`).
+    IssuerOrRegistered,
+}
+
+/// What the audience check needs from the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// The token is for the issuer: accepted.
+    Issuer,
+    /// Accepted only if every one of `audiences` is registered for `client_id` (see
+    /// [`all_registered`]).
+    IfRegistered { client_id: &'a str, audiences: Vec<&'a str> },
+}
+
+/// Why a token was refused; logged, never sent (the caller answers `invalid_token` or
+/// `active: false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotAnAccessToken,
+    WrongIssuer,
+    Expired,
+    MissingClaim(&'static str),
+    WrongAudience,
+}
+
+/// RFC 9068 §4 for a token whose signature is already verified. On success, says what remains
+/// to check of the audience.
+pub fn check<'a>(
+    typ: Option<&str>,
+    claims: &'a Map<String, Value>,
+    issuer: &str,
+    now: i64,
+    policy: AudiencePolicy,
+) -> Result<Audience<'a>, Refusal> {
+    if !is_access_token_typ(typ) {
+        return Err(Refusal::NotAnAccessToken);
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(Refusal::WrongIssuer);
+    }
+    // A non-integer `exp` (a string, a float, a huge number) fails closed.
+    if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now) {
+        return Err(Refusal::Expired);
+    }
+    for required in ["sub", "client_id"] {
+        if claims.get(required).and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(Refusal::MissingClaim(required));
+        }
+    }
+    audience(claims, issuer, policy)
+}
+
+/// The audience policy alone (see [`AudiencePolicy`]).
+pub fn audience<'a>(
+    claims: &'a Map<String, Value>,
+    issuer: &str,
+    policy: AudiencePolicy,
+) -> Result<Audience<'a>, Refusal> {
+    let aud = claims.get("aud");
+    if aud.and_then(Value::as_str) == Some(issuer) {
+        return Ok(Audience::Issuer);
+    }
+    if policy == AudiencePolicy::Issuer {
+        return Err(Refusal::WrongAudience);
+    }
+    // Every value must be a string; an empty list names no one.
+    let audiences: Option<Vec<&str>> = match aud {
+        Some(Value::String(a)) => Some(vec![a.as_str()]),
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(Value::as_str).collect(),
+        _ => None,
+    };
+    let client_id = claims.get("client_id").and_then(Value::as_str);
+    match (audiences, client_id) {
+        (Some(audiences), Some(client_id)) => Ok(Audience::IfRegistered { client_id, audiences }),
+        _ => Err(Refusal::WrongAudience),
+    }
+}
+
+/// True when every audience is registered, compared byte for byte.
+pub fn all_registered(audiences: &[&str], registered: &[String]) -> bool {
+    audiences.iter().all(|a| registered.iter().any(|r| r == a))
+}
+
+/// The token's scopes (`scope`, space-separated); none when absent or not a string.
+pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
+    claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ISS: &str = "https://id.example";
+
+    fn claims(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn token() -> Value {
+        json!({ "iss": ISS, "aud": ISS, "sub": "usr_1", "client_id": "client_a", "exp": 200,
+                "scope": "openid email" })
+    }
+
+    #[test]
+    fn typ_must_be_at_jwt() {
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+            assert!(is_access_token_typ(Some(ok)), "{ok}");
+        }
+        for bad in [
+            None,
+            Some("JWT"),
+            Some(""),
+            Some("at+jwt "),
+            Some("application/jwt"),
+            Some("logout+jwt"),
+            Some("application/"),
+            Some("xapplication/at+jwt"),
+        ] {
+            assert!(!is_access_token_typ(bad), "{bad:?}");
+        }
+        let c = claims(token());
+        for typ in [None, Some("JWT")] {
+            assert_eq!(
+                check(typ, &c, ISS, 100, AudiencePolicy::Issuer),
+                Err(Refusal::NotAnAccessToken)
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_expiry_and_required_claims() {
+        let run = |v: Value, now: i64| {
+            check(Some(TYP), &claims(v), ISS, now, AudiencePolicy::Issuer)
+                .map(|a| a == Audience::Issuer)
+        };
+        assert_eq!(run(token(), 100), Ok(true));
+        let with = |k: &str, val: Value| {
+            let mut t = token();
+            t[k] = val;
+            t
+        };
+        let without = |k: &str| {
+            let mut t = token();
+            t.as_object_mut().map(|o| o.remove(k));
+            t
+        };
+        assert_eq!(run(token(), 200), Err(Refusal::Expired), "exp is exclusive");
+        assert_eq!(run(with("exp", json!("300")), 100), Err(Refusal::Expired));
+        assert_eq!(run(with("exp", json!(300.5)), 100), Err(Refusal::Expired));
+        assert_eq!(run(with("exp", json!(u64::MAX)), 100), Err(Refusal::Expired));
+        assert_eq!(run(without("exp"), 100), Err(Refusal::Expired));
+        for iss in
+            [json!("https://id.example/"), json!("https://evil.example"), json!([ISS]), json!(null)]
+        {
+            assert_eq!(run(with("iss", iss.clone()), 100), Err(Refusal::WrongIssuer), "{iss}");
+        }
+        assert_eq!(run(without("iss"), 100), Err(Refusal::WrongIssuer));
+        assert_eq!(run(without("sub"), 100), Err(Refusal::MissingClaim("sub")));
+        assert_eq!(run(with("sub", json!("")), 100), Err(Refusal::MissingClaim("sub")));
+        assert_eq!(run(with("client_id", json!(7)), 100), Err(Refusal::MissingClaim("client_id")));
+    }
+
+    #[test]
+    fn userinfo_takes_only_tokens_for_the_issuer() {
+        let aud = |a: Value| {
+            let mut t = token();
+            t["aud"] = a;
+            audience(&claims(t), ISS, AudiencePolicy::Issuer).map(|_| ())
+        };
+        assert_eq!(aud(json!(ISS)), Ok(()));
+        for bad in [
+            json!([ISS]),
+            json!("https://api.example"),
+            json!(["https://api.example"]),
+            json!(null),
+            json!(""),
+            json!("https://id.example/"),
+        ] {
+            assert_eq!(aud(bad.clone()), Err(Refusal::WrongAudience), "{bad}");
+        }
+    }
+
+    #[test]
+    fn introspection_also_takes_audiences_registered_for_the_client() {
+        let verdict = |a: Value| {
+            let mut t = token();
+            t["aud"] = a;
+            let c = claims(t);
+            audience(&c, ISS, AudiencePolicy::IssuerOrRegistered).map(|v| match v {
+                Audience::Issuer => (String::new(), vec![]),
+                Audience::IfRegistered { client_id, audiences } => (
+                    client_id.to_owned(),
+                    audiences.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+                ),
+            })
+        };
+        assert_eq!(verdict(json!(ISS)), Ok((String::new(), vec![])));
+        assert_eq!(
+            verdict(json!("https://api")),
+            Ok(("client_a".into(), vec!["https://api".to_owned()]))
+        );
+        assert_eq!(
+            verdict(json!(["https://a", ISS])),
+            Ok(("client_a".into(), vec!["https://a".to_owned(), ISS.to_owned()]))
+        );
+        for bad in [json!([]), json!(["https://a", 7]), json!(null), json!({"a": 1}), json!(1)] {
+            assert_eq!(verdict(bad.clone()), Err(Refusal::WrongAudience), "{bad}");
+        }
+        let registered = vec!["https://a".to_owned(), "https://b".to_owned()];
+        assert!(all_registered(&["https://a"], &registered));
+        assert!(all_registered(&["https://b", "https://a"], &registered));
+        for bad in [&["https://a", ISS][..], &["https://a/"], &["HTTPS://a"], &["https://c"]] {
+            assert!(!all_registered(bad, &registered), "{bad:?}");
+        }
+        assert!(!all_registered(&["https://a"], &[]));
+    }
+
+    #[test]
+    fn scopes_are_read_from_the_scope_claim() {
+        assert_eq!(scopes(&claims(token())), ["openid", "email"]);
+        assert!(scopes(&claims(json!({ "scope": ["openid"] }))).is_empty());
+        assert_eq!(scopes(&claims(json!({ "scope": " openid  x " }))), ["openid", "x"]);
+    }
+}
