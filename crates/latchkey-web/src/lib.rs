@@ -10,6 +10,7 @@ pub mod http_middleware;
 pub mod metrics;
 mod oidc;
 mod pages;
+pub mod pending;
 mod routes;
 mod state;
 
