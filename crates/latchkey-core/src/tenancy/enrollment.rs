@@ -118,68 +118,13 @@ impl EnrollmentService {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
-        let eligible_domain = match verified_domain_of(&u) {
-            Some(domain) => {
-                org_domain::Entity::find()
-                    .filter(org_domain::Column::OrgId.eq(org_id))
-                    .filter(org_domain::Column::VerifiedDomain.eq(domain))
-                    .filter(
-                        org_domain::Column::EnrollmentMode
-                            .eq(EnrollmentMode::AutomaticSuggestion.as_str()),
-                    )
-                    .one(&txn)
-                    .await?
-            }
-            None => None,
-        };
-        let Some(d) = eligible_domain else {
-            return Err(Error::Forbidden(
-                "your verified email address does not allow requests to join this organisation"
-                    .into(),
-            ));
-        };
+        let d = eligible_domain(&txn, org_id, &u).await?;
         if find_membership(&txn, org_id, user_id).await?.is_some() {
             return Err(Error::Conflict("you are already a member".into()));
         }
-        let existing = org_join_request::Entity::find()
-            .filter(org_join_request::Column::OrgId.eq(org_id))
-            .filter(org_join_request::Column::UserId.eq(user_id))
-            .one(&txn)
-            .await?;
-        let r = match existing {
-            Some(r) => match JoinRequestStatus::parse(&r.status) {
-                JoinRequestStatus::Pending => return Ok(r.into()),
-                JoinRequestStatus::Rejected => {
-                    return Err(Error::Conflict(
-                        "your request to join was declined; ask an admin for an invitation".into(),
-                    ));
-                }
-                // A suggestion, or an earlier approval of someone who has since left.
-                JoinRequestStatus::Suggested | JoinRequestStatus::Approved => {
-                    let mut am: org_join_request::ActiveModel = r.into();
-                    am.status = Set(JoinRequestStatus::Pending.as_str().into());
-                    am.domain_id = Set(Some(d.id.clone()));
-                    am.requested_at = Set(Some(now));
-                    am.decided_at = Set(None);
-                    am.decided_by = Set(None);
-                    am.update(&txn).await?
-                }
-            },
-            None => {
-                org_join_request::ActiveModel {
-                    id: Set(ids::new_id(ids::JOIN_REQUEST)),
-                    org_id: Set(org_id.to_owned()),
-                    user_id: Set(user_id.to_owned()),
-                    domain_id: Set(Some(d.id.clone())),
-                    status: Set(JoinRequestStatus::Pending.as_str().into()),
-                    created_at: Set(now),
-                    requested_at: Set(Some(now)),
-                    decided_at: Set(None),
-                    decided_by: Set(None),
-                }
-                .insert(&txn)
-                .await?
-            }
+        let r = match upsert_request(&txn, org_id, user_id, &d.id, now).await? {
+            Requested::AlreadyPending(r) => return Ok(r.into()),
+            Requested::Now(r) => r,
         };
         audit::record(
             &txn,
@@ -346,6 +291,91 @@ impl EnrollmentService {
         am.decided_by = Set(Some(actor.name()));
         Ok(am.update(conn).await?)
     }
+}
+
+/// The organisation's verified domain, in `automatic_suggestion` mode, of the user's verified
+/// address: what entitles them to ask to join.
+async fn eligible_domain<C: ConnectionTrait>(
+    txn: &C,
+    org_id: &str,
+    u: &user::Model,
+) -> Result<org_domain::Model> {
+    let found = match verified_domain_of(u) {
+        Some(domain) => {
+            org_domain::Entity::find()
+                .filter(org_domain::Column::OrgId.eq(org_id))
+                .filter(org_domain::Column::VerifiedDomain.eq(domain))
+                .filter(
+                    org_domain::Column::EnrollmentMode
+                        .eq(EnrollmentMode::AutomaticSuggestion.as_str()),
+                )
+                .one(txn)
+                .await?
+        }
+        None => None,
+    };
+    found.ok_or_else(|| {
+        Error::Forbidden(
+            "your verified email address does not allow requests to join this organisation".into(),
+        )
+    })
+}
+
+enum Requested {
+    /// Asked before and still pending: nothing changes.
+    AlreadyPending(org_join_request::Model),
+    Now(org_join_request::Model),
+}
+
+/// Records a pending request to join: a new one, or a suggestion (or an old approval of someone
+/// who has since left) turned into one. A declined request stays declined.
+async fn upsert_request<C: ConnectionTrait>(
+    txn: &C,
+    org_id: &str,
+    user_id: &str,
+    domain_id: &str,
+    now: i64,
+) -> Result<Requested> {
+    let existing = org_join_request::Entity::find()
+        .filter(org_join_request::Column::OrgId.eq(org_id))
+        .filter(org_join_request::Column::UserId.eq(user_id))
+        .one(txn)
+        .await?;
+    let r = match existing {
+        Some(r) => match JoinRequestStatus::parse(&r.status) {
+            JoinRequestStatus::Pending => return Ok(Requested::AlreadyPending(r)),
+            JoinRequestStatus::Rejected => {
+                return Err(Error::Conflict(
+                    "your request to join was declined; ask an admin for an invitation".into(),
+                ));
+            }
+            JoinRequestStatus::Suggested | JoinRequestStatus::Approved => {
+                let mut am: org_join_request::ActiveModel = r.into();
+                am.status = Set(JoinRequestStatus::Pending.as_str().into());
+                am.domain_id = Set(Some(domain_id.to_owned()));
+                am.requested_at = Set(Some(now));
+                am.decided_at = Set(None);
+                am.decided_by = Set(None);
+                am.update(txn).await?
+            }
+        },
+        None => {
+            org_join_request::ActiveModel {
+                id: Set(ids::new_id(ids::JOIN_REQUEST)),
+                org_id: Set(org_id.to_owned()),
+                user_id: Set(user_id.to_owned()),
+                domain_id: Set(Some(domain_id.to_owned())),
+                status: Set(JoinRequestStatus::Pending.as_str().into()),
+                created_at: Set(now),
+                requested_at: Set(Some(now)),
+                decided_at: Set(None),
+                decided_by: Set(None),
+            }
+            .insert(txn)
+            .await?
+        }
+    };
+    Ok(Requested::Now(r))
 }
 
 /// For a new account whose address is verified, in the caller's transaction (the sign-in
