@@ -5,7 +5,7 @@ use latchkey_core::{
     identity::sessions::SessionOrigin,
     identity::users::NewUser,
     infra::audit::Actor,
-    infra::config::{ConfigError, LogFormat},
+    infra::config::ConfigError,
     infra::jose::SigningAlg,
     oauth::clients::NewClient,
 };
@@ -44,22 +44,10 @@ impl CliError {
 
 type Result<T> = std::result::Result<T, CliError>;
 
-fn init_logging(settings: &Settings, serving: bool) {
-    use tracing_subscriber::{EnvFilter, fmt};
-    // CLI commands keep stdout for their output and log only problems.
-    let level = if serving { settings.log_level.clone() } else { "warn".to_owned() };
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match settings.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::from_env(cli.config.as_deref())?;
     let serving = matches!(cli.command, Command::Serve);
-    init_logging(&settings, serving);
+    crate::logging::init(&settings, serving);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
