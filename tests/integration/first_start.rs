@@ -378,3 +378,44 @@ async fn malformed_requests_are_not_errors_and_piped_logs_are_plain_text() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_database_that_cannot_be_opened_stops_start_up_fast_and_writes_no_key() {
+    let cwd = data_dir();
+    let refused = free_port(); // nothing listens there any more
+    let postgres = format!("postgres://latchkey:db-secret@127.0.0.1:{refused}/latchkey");
+    let directory = cwd.path().join("a-directory.db");
+    std::fs::create_dir(&directory).unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", directory.display());
+    let blocker = cwd.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let under_a_file = blocker.join("data");
+    let listen = format!("127.0.0.1:{}", free_port());
+    for (env, named) in [
+        (("LATCHKEY_DATABASE_URL", postgres.as_str()), "LATCHKEY_DATABASE_URL"),
+        (("LATCHKEY_DATABASE_URL", sqlite.as_str()), directory.to_str().unwrap()),
+        (("LATCHKEY_DATA_DIR", under_a_file.to_str().unwrap()), under_a_file.to_str().unwrap()),
+    ] {
+        for command in [&["serve"][..], &["users", "list"], &["migrate"]] {
+            let started = Instant::now();
+            let out = latchkey(cwd.path(), &[env, ("LATCHKEY_LISTEN", &listen)])
+                .args(command)
+                .output()
+                .unwrap();
+            let took = started.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(took < Duration::from_secs(4), "{env:?} {command:?} took {took:?}");
+            assert_eq!(out.status.code(), Some(2), "{env:?} {command:?}: {stderr}");
+            assert!(stderr.contains(named), "{env:?} {command:?}: {stderr}");
+            assert!(stderr.contains("LATCHKEY_DATABASE_URL"), "{stderr}");
+            assert!(!stderr.contains("db-secret"), "password shown: {stderr}");
+            assert!(!cwd.path().join("latchkey-data/master.key").exists(), "{env:?} {command:?}");
+        }
+    }
+    // The refusal says why.
+    let out =
+        latchkey(cwd.path(), &[("LATCHKEY_DATABASE_URL", &postgres)]).arg("migrate").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+    assert!(stderr.contains("<redacted>"), "{stderr}");
+}

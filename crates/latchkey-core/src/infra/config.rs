@@ -846,11 +846,12 @@ pub(crate) fn read_smtp_ca_file(
     Ok(cert)
 }
 
-fn redact_url(value: &str) -> String {
+pub(crate) fn redact_url(value: &str) -> String {
     match Url::parse(value) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("<redacted>"));
-            url.to_string()
+            // Shown as documented, not percent-encoded.
+            url.to_string().replacen("%3Credacted%3E", "<redacted>", 1)
         }
         _ => value.to_owned(),
     }
