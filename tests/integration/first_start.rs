@@ -94,7 +94,7 @@ async fn first_start_on_an_empty_directory() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(created["user"]["is_admin"], true);
+    assert_eq!(created["is_admin"], true);
     assert!(created["generated_password"].as_str().unwrap().len() >= 32);
 
     assert!(terminate(child).success(), "SIGTERM should stop the server cleanly");
@@ -413,8 +413,10 @@ fn a_database_that_cannot_be_opened_stops_start_up_fast_and_writes_no_key() {
         }
     }
     // The refusal says why.
-    let out =
-        latchkey(cwd.path(), &[("LATCHKEY_DATABASE_URL", &postgres)]).arg("migrate").output().unwrap();
+    let out = latchkey(cwd.path(), &[("LATCHKEY_DATABASE_URL", &postgres)])
+        .arg("migrate")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
     assert!(stderr.contains("<redacted>"), "{stderr}");

@@ -574,5 +574,5 @@ async fn cli_manages_client_audiences_and_templates() {
     let err = run_fails(dir, &["templates", "delete", "api"]);
     assert!(err.contains(&wiki_id), "{err}");
     run_json(dir, &["clients", "delete", &wiki_id]);
-    assert_eq!(run_json(dir, &["templates", "delete", "api"])["deleted"], "api");
+    assert_eq!(run_json(dir, &["templates", "delete", "api"])["name"], "api");
 }

@@ -251,9 +251,8 @@ impl Settings {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("--config", "a readable TOML file", format!("{shown}: {e}"))
             })?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| toml_syntax_error(&shown, &text, &e))?;
+            let table: toml::Table =
+                text.parse().map_err(|e: toml::de::Error| toml_syntax_error(&shown, &text, &e))?;
             for (key, value) in table {
                 let Some((name, _)) = SETTINGS.iter().find(|(n, _)| toml_key(n) == key) else {
                     return Err(ConfigError::new(

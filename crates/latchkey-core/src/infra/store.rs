@@ -311,10 +311,9 @@ async fn probe_postgres(url: &str) -> Result<()> {
             Ok(())
         }
         Ok(Err(e)) => Err(unopenable(url, e.to_string())),
-        Err(_) => Err(unopenable(
-            url,
-            format!("no answer within {} s", FIRST_CONNECT_TIMEOUT.as_secs()),
-        )),
+        Err(_) => {
+            Err(unopenable(url, format!("no answer within {} s", FIRST_CONNECT_TIMEOUT.as_secs())))
+        }
     }
 }
 
