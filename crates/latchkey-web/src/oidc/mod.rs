@@ -77,8 +77,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(authorize_post)),
         )
         .service(web::resource("/oauth2/authorize/resume").route(web::get().to(authorize_resume)))
-        .service(web::resource("/oauth2/consent").route(web::post().to(consent)))
-        .service(web::resource("/oauth2/select-account").route(web::post().to(select_account)))
+        .service(
+            web::resource("/oauth2/consent")
+                .route(web::post().to(consent))
+                .default_service(web::to(crate::pages::post_only_page)),
+        )
+        .service(
+            web::resource("/oauth2/select-account")
+                .route(web::post().to(select_account))
+                .default_service(web::to(crate::pages::post_only_page)),
+        )
         .service(web::resource("/oauth2/token").route(web::post().to(token_endpoint)))
         .service(
             web::resource("/oauth2/userinfo")
