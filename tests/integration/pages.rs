@@ -864,6 +864,49 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
 }
 on_both_backends!(password_reset_links_work_once_and_expire);
 
+/// Using an emailed reset link proves control of the address: it becomes verified.
+async fn a_password_reset_verifies_the_address(backend: Backend) {
+    use latchkey_core::infra::entity::user_email;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let Some(db) = TestDb::new(backend).await else { return };
+    let smtp = crate::support::SmtpSink::start(None).await;
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &smtp.url())]).await;
+    let ada = node.user("ada@example.com").await;
+    assert!(!ada.email_verified);
+    let browser = Browser::new(&node.base_url);
+    let csrf = browser.csrf("/password/forgot").await;
+    browser.post("/password/forgot", &[("csrf_token", &csrf), ("email", "ada@example.com")]).await;
+    let mails = smtp.wait_for(1, Duration::from_secs(15)).await;
+    let text = mails[0].part("text/plain");
+    let start = text.find("/password/reset?token=").unwrap() + "/password/reset?token=".len();
+    let token: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let (status, _, _) = browser
+        .post(
+            "/password/reset",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "new quartz violin ember")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(node.core.users.get(&ada.id).await.unwrap().email_verified);
+    let row = user_email::Entity::find()
+        .filter(user_email::Column::Email.eq("ada@example.com"))
+        .one(node.core.store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.verified && row.verified_at.is_some());
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 50).await.unwrap();
+    let verified = events.iter().find(|e| e.action == "email.verified").expect("audited");
+    assert_eq!(verified.data["method"], "password_reset");
+    node.stop().await;
+}
+on_both_backends!(a_password_reset_verifies_the_address);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_send_mail_are_rate_limited() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -956,6 +999,7 @@ async fn browsers_get_pages_for_wrong_methods_and_unknown_paths() {
         ("/account/sessions/ses_x/revoke", "/account"),
         ("/account/apps/client_x/revoke", "/account"),
         ("/account/organization", "/account"),
+        ("/account/email/verify", "/account"),
         ("/account/invitations/inv_x/accept", "/account"),
         ("/account/organizations/org_x/join", "/account"),
         (decision.as_str(), join_requests.as_str()),

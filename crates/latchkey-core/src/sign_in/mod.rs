@@ -4,6 +4,7 @@
 mod reset;
 mod sign_up;
 mod throttle;
+mod verify_email;
 
 use sea_orm::EntityTrait;
 use serde::Serialize;
@@ -11,6 +12,7 @@ use serde_json::json;
 
 pub use sign_up::PendingSignUp;
 pub use throttle::LockoutStatus;
+pub use verify_email::VerificationRequest;
 
 use crate::{
     Error, Result, Settings,

@@ -4,6 +4,7 @@ mod account;
 mod auth;
 mod orgs;
 pub(crate) mod support;
+mod verify_email;
 pub(crate) mod views;
 
 use actix_web::{
@@ -38,6 +39,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             to_account,
         ))
         .service(post_only("/account/organization", orgs::switch_organisation, to_account))
+        .service(post_only(
+            "/account/email/verify",
+            account::request_email_verification,
+            to_account,
+        ))
+        .service(form_page("/email/verify", verify_email::form, verify_email::submit))
         .service(post_only(
             "/account/invitations/{invitation_id}/accept",
             orgs::accept_listed_invitation,
