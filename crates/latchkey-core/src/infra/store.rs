@@ -326,6 +326,7 @@ fn unopenable(url: &str, cause: String) -> Error {
             "an SQLite database file that can be created or opened for reading and writing",
             format!("{} ({cause})", path.display()),
         ),
+        None if url.starts_with("sqlite:") => ("an SQLite database", format!("{url} ({cause})")),
         None => (
             "a PostgreSQL database that accepts connections",
             format!("{} ({cause})", crate::infra::config::redact_url(url)),
