@@ -32,8 +32,8 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
             "Grace Hopper",
         ],
     );
-    assert_eq!(added["user"]["primary_email"], "grace@example.com");
-    let user_id = added["user"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(added["primary_email"], "grace@example.com");
+    let user_id = added["id"].as_str().unwrap().to_owned();
     assert!(user_id.starts_with("usr_"));
 
     let dup =
@@ -49,14 +49,11 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     let listed = run_json(dir, &["users", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let shown = run_json(dir, &["users", "show", "grace@example.com"]);
-    assert_eq!(shown["user"]["id"], user_id);
-    assert_eq!(shown["user"]["name"], "Grace Hopper");
+    assert_eq!(shown["id"], user_id);
+    assert_eq!(shown["name"], "Grace Hopper");
     assert_eq!(shown["sign_in_lockout"]["failures"], 0);
     assert!(shown["sign_in_lockout"]["locked_until"].is_null());
-    assert_eq!(
-        run_json(dir, &["users", "unlock", "grace@example.com"])["unlocked"],
-        user_id.as_str()
-    );
+    assert_eq!(run_json(dir, &["users", "unlock", "grace@example.com"])["id"], user_id.as_str());
     let missing =
         latchkey(dir, &[]).args(["users", "show", "nobody@example.com"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(3));
@@ -72,14 +69,18 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     let sessions = run_json(dir, &["sessions", "list", "--user", "grace@example.com"]);
     assert_eq!(sessions.as_array().unwrap().len(), 2);
 
-    let sid1 = s1["session"]["id"].as_str().unwrap();
+    let sid1 = s1["id"].as_str().unwrap();
     let revoked = run_json(dir, &["sessions", "revoke", sid1]);
-    assert_eq!(revoked["revoked"], serde_json::json!([sid1]));
+    assert_eq!(revoked[0]["id"], sid1);
+    assert_eq!(
+        (revoked.as_array().unwrap().len(), revoked[0]["status"].as_str()),
+        (1, Some("revoked"))
+    );
     assert_eq!(node.token_request(secret1).await.status(), 401);
     assert_eq!(node.token_request(secret2).await.status(), 200);
 
     let revoked = run_json(dir, &["sessions", "revoke", "--user", "grace@example.com"]);
-    assert_eq!(revoked["revoked"].as_array().unwrap().len(), 1);
+    assert_eq!(revoked.as_array().unwrap().len(), 1);
     assert_eq!(node.token_request(secret2).await.status(), 401);
     assert_eq!(run_json(dir, &["sessions", "list", "--all"]).as_array().unwrap().len(), 2);
     assert_eq!(run_json(dir, &["sessions", "list"]).as_array().unwrap().len(), 0);
@@ -96,13 +97,13 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     let keys = run_json(dir, &["keys", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 1);
     let rotated = run_json(dir, &["keys", "rotate"]);
-    let new_kid = rotated["active"]["kid"].as_str().unwrap();
-    assert_eq!(rotated["retired"]["kid"], keys[0]["kid"]);
+    let new_kid = rotated[0]["kid"].as_str().unwrap();
+    assert_eq!(rotated[1]["kid"], keys[0]["kid"]);
     let jwks = node.jwks().await;
     assert!(jwks.find(new_kid).is_some());
     assert!(jwks.find(keys[0]["kid"].as_str().unwrap()).is_some());
     let rotated_rs = run_json(dir, &["keys", "rotate", "--alg", "RS256"]);
-    assert_eq!(rotated_rs["active"]["alg"], "RS256");
+    assert_eq!(rotated_rs[0]["alg"], "RS256");
     let bad = latchkey(dir, &[]).args(["keys", "rotate", "--alg", "HS256"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 
@@ -112,4 +113,191 @@ async fn cli_manages_users_sessions_and_keys_of_a_running_server() {
     let out = latchkey(dir, &[]).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(run_json(dir, &["users", "list"]).as_array().unwrap().len(), 1);
+}
+
+fn keys_of(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect()
+}
+
+/// Checks that every object has the noun's shape, allowing `once` (secrets shown once) on top.
+fn same_shape(noun: &str, reference: &Value, others: &[(&str, &Value)], once: &[&str]) {
+    let expected = keys_of(reference);
+    for (what, v) in others {
+        let mut got = keys_of(v);
+        for extra in once {
+            got.remove(*extra);
+        }
+        assert_eq!(got, expected, "{noun}: `{what}` has another shape than `show`: {v}");
+    }
+}
+
+fn exit_code(cwd: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = latchkey(cwd, &[]).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_noun_has_one_json_shape() {
+    let cwd = data_dir();
+    let dir = cwd.path();
+    let pw = "a long passphrase";
+
+    // Users (and their memberships).
+    let added = run_json(dir, &["users", "add", "--email", "ada@example.com", "--password", pw]);
+    let admin = run_json(dir, &["admin", "create", "--email", "root@example.com"]);
+    assert!(admin["generated_password"].as_str().unwrap().len() >= 32);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let core = crate::support::open_core(&dir.join("latchkey-data"), &db, &[]).await;
+    let ada_id = added["id"].as_str().unwrap();
+    core.orgs
+        .create_for_user("Acme", "acme", ada_id, &latchkey_core::infra::audit::Actor::cli())
+        .await
+        .unwrap();
+    core.store.close().await;
+    let shown = run_json(dir, &["users", "show", "ada@example.com"]);
+    assert_eq!(shown["memberships"][0]["role"], "admin");
+    let listed = run_json(dir, &["users", "list"]);
+    let listed_ada = listed.as_array().unwrap().iter().find(|u| u["id"] == ada_id).unwrap();
+    assert_eq!(listed_ada["memberships"], shown["memberships"]);
+    let unlocked = run_json(dir, &["users", "unlock", ada_id]);
+    let deactivated = run_json(dir, &["users", "deactivate", ada_id]);
+    assert_eq!(deactivated["status"], "deactivated");
+    let reactivated = run_json(dir, &["users", "reactivate", ada_id]);
+    same_shape(
+        "user",
+        &shown,
+        &[
+            ("users add", &added),
+            ("admin create", &admin),
+            ("users list", listed_ada),
+            ("users unlock", &unlocked),
+            ("users deactivate", &deactivated),
+            ("users reactivate", &reactivated),
+        ],
+        &["generated_password"],
+    );
+    same_shape(
+        "membership",
+        &shown["memberships"][0],
+        &[("list", &listed_ada["memberships"][0])],
+        &[],
+    );
+
+    // Sessions.
+    let created = run_json(dir, &["sessions", "create", "--user", ada_id]);
+    assert!(created["secret"].is_string() && created["cookie_name"].is_string());
+    let sessions = run_json(dir, &["sessions", "list", "--user", ada_id]);
+    let revoked = run_json(dir, &["sessions", "revoke", created["id"].as_str().unwrap()]);
+    run_json(dir, &["sessions", "create", "--user", ada_id]);
+    let revoked_all = run_json(dir, &["sessions", "revoke", "--user", ada_id]);
+    let ended = run_json(dir, &["sessions", "list", "--all"]);
+    same_shape(
+        "session",
+        &sessions[0],
+        &[
+            ("sessions create", &created),
+            ("sessions revoke", &revoked[0]),
+            ("sessions revoke --user", &revoked_all[0]),
+            ("sessions list --all", &ended[0]),
+        ],
+        &["secret", "cookie_name"],
+    );
+
+    // Signing keys.
+    let keys = run_json(dir, &["keys", "list"]);
+    let rotated = run_json(dir, &["keys", "rotate"]);
+    assert_eq!(rotated.as_array().unwrap().len(), 2, "the new key and the retired one");
+    same_shape("key", &keys[0], &[("keys rotate", &rotated[0]), ("retired", &rotated[1])], &[]);
+
+    // Clients.
+    let cb = "https://app.example.com/cb";
+    let client = run_json(dir, &["clients", "add", "--name", "App", "--redirect-uri", cb]);
+    let id = client["client_id"].as_str().unwrap();
+    assert!(client["client_secret"].is_string());
+    let public =
+        run_json(dir, &["clients", "add", "--name", "Spa", "--redirect-uri", cb, "--public"]);
+    let shown = run_json(dir, &["clients", "show", id]);
+    let listed = run_json(dir, &["clients", "list"]);
+    let rotated = run_json(dir, &["clients", "rotate-secret", id]);
+    assert!(rotated["client_secret"].is_string());
+    let deleted = run_json(dir, &["clients", "delete", id]);
+    same_shape(
+        "client",
+        &shown,
+        &[
+            ("clients add", &client),
+            ("clients add --public", &public),
+            ("clients list", &listed[0]),
+            ("clients rotate-secret", &rotated),
+            ("clients delete", &deleted),
+        ],
+        &["client_secret"],
+    );
+
+    // JWT templates.
+    let claims = r#"{"role":"authenticated"}"#;
+    let template = run_json(dir, &["templates", "add", "--name", "api", "--claims", claims]);
+    let shown = run_json(dir, &["templates", "show", "api"]);
+    let listed = run_json(dir, &["templates", "list"]);
+    let deleted = run_json(dir, &["templates", "delete", "api"]);
+    same_shape(
+        "template",
+        &shown,
+        &[
+            ("templates add", &template),
+            ("templates list", &listed[0]),
+            ("templates delete", &deleted),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_runtime_failures_1_and_missing_things_3() {
+    let cwd = data_dir();
+    let dir = cwd.path();
+    let cb = "https://app.example.com/cb";
+    let missing = dir.join("missing.json");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        &["users", "frobnicate"][..],
+        &["users", "list", "--limit", "many"],
+        &["users", "show"],
+        &["sessions", "revoke"],
+        &["users", "add", "--email", "not-an-address"],
+        &["users", "add", "--email", "x@example.com", "--password", "short"],
+        &["keys", "rotate", "--alg", "HS256"],
+        &["clients", "add", "--name", "App", "--redirect-uri", "http://evil.example/cb"],
+        &["clients", "add", "--name", "App", "--redirect-uri", cb, "--access-token-ttl", "5"],
+        &["clients", "add", "--name", "App", "--redirect-uri", cb, "--grant-type", "password"],
+        &[
+            "clients",
+            "add",
+            "--name",
+            "App",
+            "--redirect-uri",
+            cb,
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks-file",
+            missing,
+        ],
+        &["templates", "add", "--name", "api", "--claims", "not json"],
+        &["templates", "add", "--name", "Not A Name!", "--claims", "{}"],
+        &["templates", "add", "--name", "api", "--claims", "{}", "--lifetime", "soon"],
+        &["templates", "add", "--name", "api", "--claims", "{}", "--hs256-secret-file", missing],
+    ] {
+        let (code, stderr) = exit_code(dir, args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.is_empty(), "{args:?}: no message");
+    }
+    assert_eq!(exit_code(dir, &["users", "add", "--email", "ada@example.com"]).0, Some(0));
+    let (code, stderr) = exit_code(dir, &["users", "add", "--email", "ada@example.com"]);
+    assert_eq!(code, Some(1), "an existing account is a failure, not a usage error: {stderr}");
+    assert_eq!(exit_code(dir, &["users", "show", "nobody@example.com"]).0, Some(3));
+    assert_eq!(
+        exit_code(dir, &["clients", "show", "client_01m8nothere0000000000000000"]).0,
+        Some(3)
+    );
+    assert_eq!(exit_code(dir, &["--help"]).0, Some(0));
 }

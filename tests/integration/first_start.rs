@@ -94,7 +94,7 @@ async fn first_start_on_an_empty_directory() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(created["user"]["is_admin"], true);
+    assert_eq!(created["is_admin"], true);
     assert!(created["generated_password"].as_str().unwrap().len() >= 32);
 
     assert!(terminate(child).success(), "SIGTERM should stop the server cleanly");
@@ -276,4 +276,148 @@ async fn json_logs_carry_request_ids() {
     assert_eq!(access["status"], 200);
     assert_eq!(access["span"]["path"], "/healthz");
     assert!(events.iter().any(|e| e["message"] == "Latchkey is ready"));
+}
+
+/// `latchkey serve` with stderr captured line by line; returns once /healthz answers.
+async fn spawn_logging(
+    cwd: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = env.to_vec();
+    env.push(("LATCHKEY_LISTEN", &listen));
+    let mut cmd = latchkey(cwd, &env);
+    // As under systemd or with `2>file`: stderr is not a terminal, and NO_COLOR is not set.
+    cmd.env_remove("NO_COLOR");
+    let mut child = cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = client().get(format!("http://127.0.0.1:{port}/healthz")).send().await
+            && res.status() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "server not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (child, rx)
+}
+
+/// Sends raw bytes on a fresh connection and returns the status line of the answer.
+fn raw_request(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_not_errors_and_piped_logs_are_plain_text() {
+    let cwd = data_dir();
+    let port = free_port();
+    let (child, rx) = spawn_logging(cwd.path(), port, &[("LATCHKEY_LOG_LEVEL", "debug")]).await;
+    let malformed: [&[u8]; 6] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /sign-in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    ];
+    for _ in 0..5 {
+        for bytes in malformed {
+            let status = raw_request(port, bytes);
+            assert!(status.is_empty() || status.contains(" 400 "), "{status}");
+        }
+    }
+    // Malformed bodies and parameters that reach the app: 4xx, not errors either.
+    let base = format!("http://127.0.0.1:{port}");
+    for (path, content_type, body) in [
+        ("/v1/organizations", "application/json", "{not json"),
+        ("/oauth2/token", "application/x-www-form-urlencoded", "%%%"),
+        ("/oauth2/introspect", "text/plain", "token=x"),
+        ("/sign-in", "application/x-www-form-urlencoded", "csrf_token=%ff"),
+    ] {
+        let res = client()
+            .post(format!("{base}{path}"))
+            .header("Content-Type", content_type)
+            .header("X-Latchkey-CSRF", "1")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+    }
+    let res = client().get(format!("{base}/oauth2/authorize?%zz=1")).send().await.unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    assert!(terminate(child).success());
+
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("Latchkey is ready")), "{lines:?}");
+    let coloured: Vec<&String> = lines.iter().filter(|l| l.contains('\u{1b}')).collect();
+    assert!(coloured.is_empty(), "ANSI codes in piped logs: {coloured:?}");
+    let errors: Vec<&String> = lines.iter().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "client mistakes logged as errors: {errors:?}");
+    // Still on record for whoever debugs, at debug level.
+    assert!(
+        lines.iter().any(|l| l.contains("DEBUG") && l.contains("request parse error")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_stops_start_up_fast_and_writes_no_key() {
+    let cwd = data_dir();
+    let refused = free_port(); // nothing listens there any more
+    let postgres = format!("postgres://latchkey:db-secret@127.0.0.1:{refused}/latchkey");
+    let directory = cwd.path().join("a-directory.db");
+    std::fs::create_dir(&directory).unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", directory.display());
+    let blocker = cwd.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let under_a_file = blocker.join("data");
+    let listen = format!("127.0.0.1:{}", free_port());
+    for (env, named) in [
+        (("LATCHKEY_DATABASE_URL", postgres.as_str()), "LATCHKEY_DATABASE_URL"),
+        (("LATCHKEY_DATABASE_URL", sqlite.as_str()), directory.to_str().unwrap()),
+        (("LATCHKEY_DATA_DIR", under_a_file.to_str().unwrap()), under_a_file.to_str().unwrap()),
+    ] {
+        for command in [&["serve"][..], &["users", "list"], &["migrate"]] {
+            let started = Instant::now();
+            let out = latchkey(cwd.path(), &[env, ("LATCHKEY_LISTEN", &listen)])
+                .args(command)
+                .output()
+                .unwrap();
+            let took = started.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(took < Duration::from_secs(4), "{env:?} {command:?} took {took:?}");
+            assert_eq!(out.status.code(), Some(2), "{env:?} {command:?}: {stderr}");
+            assert!(stderr.contains(named), "{env:?} {command:?}: {stderr}");
+            assert!(stderr.contains("LATCHKEY_DATABASE_URL"), "{stderr}");
+            assert!(!stderr.contains("db-secret"), "password shown: {stderr}");
+            assert!(!cwd.path().join("latchkey-data/master.key").exists(), "{env:?} {command:?}");
+        }
+    }
+    // The refusal says why.
+    let out = latchkey(cwd.path(), &[("LATCHKEY_DATABASE_URL", &postgres)])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+    assert!(stderr.contains("<redacted>"), "{stderr}");
 }

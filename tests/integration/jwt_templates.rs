@@ -253,7 +253,7 @@ async fn cli_manages_templates() {
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
     node.stop().await;
 
-    assert_eq!(run_json(dir, &["templates", "delete", "supabase"])["deleted"], "supabase");
+    assert_eq!(run_json(dir, &["templates", "delete", "supabase"])["name"], "supabase");
     let missing = latchkey(dir, &[("LATCHKEY_DATA_DIR", &data)])
         .args(["templates", "show", "supabase"])
         .output()

@@ -190,7 +190,7 @@ async fn cli_manages_clients() {
         assert!(String::from_utf8_lossy(&help.stdout).contains("--json"), "{sub}");
     }
 
-    assert_eq!(run_json(dir, &["clients", "delete", &id])["deleted"], id.as_str());
+    assert_eq!(run_json(dir, &["clients", "delete", &id])["client_id"], id.as_str());
     let missing = latchkey(dir, &[]).args(["clients", "show", &id]).output().unwrap();
     assert_eq!(missing.status.code(), Some(3));
     assert_eq!(run_json(dir, &["clients", "list"]).as_array().unwrap().len(), 1);

@@ -964,3 +964,158 @@ async fn organisation_pages(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(organisation_pages);
+
+/// The link of the latest verification mail to `to`, as a path on the site.
+async fn verification_link(smtp: &crate::support::SmtpSink, to: &str, n: usize) -> String {
+    let mails = smtp.wait_for(n, Duration::from_secs(15)).await;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.to.contains(to) && m.subject.contains("Verify your email address"))
+        .unwrap_or_else(|| panic!("no verification mail to {to}"));
+    let text = mail.part("text/plain");
+    let link = text.split_whitespace().find(|w| w.contains("/email/verify?")).unwrap();
+    assert!(
+        mail.part("text/html").contains(&link.replace('&', "&amp;"))
+            || mail.part("text/html").contains(&link.replace('&', "&#38;"))
+    );
+    let url = url::Url::parse(link).unwrap();
+    format!("{}?{}", url.path(), url.query().unwrap())
+}
+
+/// An invitation to an address that is not verified yet: the page says why and offers a
+/// verification link; once the link is used, accepting works.
+async fn an_unverified_address_is_verified_by_link_before_accepting(backend: Backend) {
+    use crate::pages::{Browser, csrf_in};
+    use latchkey_core::infra::entity::{email_verification, user_email};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let Some(db) = TestDb::new(backend).await else { return };
+    let smtp = crate::support::SmtpSink::start(None).await;
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &smtp.url())]).await;
+    let (_, alice, _) = signed_in(&node, "alice@acme.test").await;
+    let org_id = create_org(&alice, "Acme", "acme").await;
+    let bob_user = new_user(&node, "bob@acme.test", false).await;
+    let (status, inv) = alice
+        .post(
+            &format!("/v1/organizations/{org_id}/invitations"),
+            json!({ "email": "bob@acme.test" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{inv}");
+    let accept_path =
+        inv["accept_url"].as_str().unwrap().trim_start_matches(&node.base_url).to_owned();
+    let token = token_of(&accept_path);
+    let bob = Browser::new(&node.base_url);
+    assert_eq!(bob.sign_in("bob@acme.test", "correct horse battery", &accept_path).await.0, 303);
+
+    // The page and the refusal say why, and the invitation stays pending.
+    let (status, body, _) = bob.get(&accept_path).await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("is not verified yet") && body.contains("Send a verification link"),
+        "{body}"
+    );
+    assert!(!body.contains("no longer valid"), "{body}");
+    let csrf = csrf_in(&body);
+    let (status, body, _) =
+        bob.post("/invitations/accept", &[("csrf_token", &csrf), ("token", &token)]).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("is not verified yet") && !body.contains("no longer valid"), "{body}");
+    let (status, body, _) = bob
+        .post(
+            &format!("/account/invitations/{}/accept", inv["id"].as_str().unwrap()),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("Verify your email address") && body.contains("email-unverified"),
+        "{body}"
+    );
+    assert_eq!(node.core.invitations.list_pending(&org_id, &Actor::cli()).await.unwrap().len(), 1);
+
+    // One click mails a link; the token is stored only as a hash.
+    let (status, body, _) = bob
+        .post("/account/email/verify", &[("csrf_token", &csrf), ("return_to", &accept_path)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Check your inbox") && body.contains("bob@acme.test"), "{body}");
+    let link = verification_link(&smtp, "bob@acme.test", 2).await;
+    let link_token = url::form_urlencoded::parse(link.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "token")
+        .unwrap()
+        .1
+        .into_owned();
+    let rows = email_verification::Entity::find().all(node.core.store.db()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].email.as_str(), rows[0].token_hash.len()), ("bob@acme.test", 64));
+    assert_ne!(rows[0].token_hash, link_token);
+
+    // Opening the link (twice, as a mail scanner might) does not use it; the button does.
+    for _ in 0..2 {
+        let (status, body, _) = bob.get(&link).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Verify my email address"), "{body}");
+    }
+    let (_, body, _) = bob.get(&link).await;
+    let form_return_to = format!("value=\"{}\"", accept_path.replace('&', "&#38;"));
+    assert!(body.contains(&form_return_to), "{body}");
+    let (status, _, location) = bob
+        .post(
+            "/email/verify",
+            &[("csrf_token", &csrf_in(&body)), ("token", &link_token), ("return_to", &accept_path)],
+        )
+        .await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some(accept_path.as_str())));
+    assert!(node.core.users.get(&bob_user.id).await.unwrap().email_verified);
+    let row = user_email::Entity::find()
+        .filter(user_email::Column::Email.eq("bob@acme.test"))
+        .one(node.core.store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.verified && row.verified_at.is_some());
+    // Single use.
+    assert_eq!(bob.get(&link).await.0, 400);
+    let (status, body, _) =
+        bob.post("/email/verify", &[("csrf_token", &csrf), ("token", &link_token)]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("no longer valid"), "{body}");
+
+    // Now accepting works.
+    let (status, body, _) = bob.get(&accept_path).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Join Acme") && body.contains("Accept invitation"), "{body}");
+    let (status, _, location) =
+        bob.post("/invitations/accept", &[("csrf_token", &csrf), ("token", &token)]).await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/account?notice=joined")));
+    assert_eq!(node.core.orgs.memberships_of_user(&bob_user.id).await.unwrap().len(), 1);
+    let actions = audit_actions(&node).await;
+    assert!(actions.iter().any(|a| a == "email.verification_requested"), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "email.verified"), "{actions:?}");
+
+    // Rate-limited like every mail a request can send; links expire.
+    let carol_user = new_user(&node, "carol@acme.test", false).await;
+    let carol = Browser::new(&node.base_url);
+    let (_, carol_secret) = node.session(&carol_user).await;
+    carol.set_session(&carol_secret);
+    let (status, body, _) = carol.get("/account").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("email-unverified"), "{body}");
+    let csrf = csrf_in(&body);
+    for i in 0..5 {
+        let (status, _, _) = carol.post("/account/email/verify", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 200, "request {i}");
+    }
+    let (status, _, _) = carol.post("/account/email/verify", &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, 429);
+    let link = verification_link(&smtp, "carol@acme.test", 7).await;
+    assert_eq!(carol.get(&link).await.0, 200);
+    node.clock.advance(Duration::from_secs(61 * 60));
+    assert_eq!(carol.get(&link).await.0, 400);
+    assert!(!node.core.users.get(&carol_user.id).await.unwrap().email_verified);
+    node.stop().await;
+}
+on_both_backends!(an_unverified_address_is_verified_by_link_before_accepting);

@@ -864,6 +864,49 @@ async fn password_reset_links_work_once_and_expire(backend: Backend) {
 }
 on_both_backends!(password_reset_links_work_once_and_expire);
 
+/// Using an emailed reset link proves control of the address: it becomes verified.
+async fn a_password_reset_verifies_the_address(backend: Backend) {
+    use latchkey_core::infra::entity::user_email;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let Some(db) = TestDb::new(backend).await else { return };
+    let smtp = crate::support::SmtpSink::start(None).await;
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &smtp.url())]).await;
+    let ada = node.user("ada@example.com").await;
+    assert!(!ada.email_verified);
+    let browser = Browser::new(&node.base_url);
+    let csrf = browser.csrf("/password/forgot").await;
+    browser.post("/password/forgot", &[("csrf_token", &csrf), ("email", "ada@example.com")]).await;
+    let mails = smtp.wait_for(1, Duration::from_secs(15)).await;
+    let text = mails[0].part("text/plain");
+    let start = text.find("/password/reset?token=").unwrap() + "/password/reset?token=".len();
+    let token: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let (status, _, _) = browser
+        .post(
+            "/password/reset",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "new quartz violin ember")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(node.core.users.get(&ada.id).await.unwrap().email_verified);
+    let row = user_email::Entity::find()
+        .filter(user_email::Column::Email.eq("ada@example.com"))
+        .one(node.core.store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.verified && row.verified_at.is_some());
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 50).await.unwrap();
+    let verified = events.iter().find(|e| e.action == "email.verified").expect("audited");
+    assert_eq!(verified.data["method"], "password_reset");
+    node.stop().await;
+}
+on_both_backends!(a_password_reset_verifies_the_address);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_send_mail_are_rate_limited() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -924,5 +967,115 @@ async fn requests_that_send_mail_are_rate_limited() {
         )
         .await;
     assert_eq!(status, 429);
+    node.stop().await;
+}
+
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// What a browser gets for an address it should not have asked for that way: a redirect to the
+/// form's page, or an HTML page (never an empty body); programs keep their JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_pages_for_wrong_methods_and_unknown_paths() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    node.user("ada@example.com").await;
+    let browser = Browser::new(&node.base_url);
+    let get = |path: &str| {
+        browser.client.get(node.url(path)).header(header::ACCEPT, BROWSER_ACCEPT).send()
+    };
+
+    // The reload after a wrong password lands on the sign-in form again.
+    let (status, _, _) = browser.sign_in("ada@example.com", "wrong password!", "").await;
+    assert_eq!(status, 401);
+    let org = "org_01m8aaaaaaaaaaaaaaaaaaaaaa";
+    let join_requests = format!("/organizations/{org}/join-requests");
+    let decision = format!("{join_requests}/jrq_01m8aaaaaaaaaaaaaaaaaaaaaa/approve");
+    let redirects = [
+        ("/sign-in/password", "/sign-in"),
+        ("/account/profile", "/account"),
+        ("/account/password", "/account"),
+        ("/account/sessions/revoke-others", "/account"),
+        ("/account/sessions/ses_x/revoke", "/account"),
+        ("/account/apps/client_x/revoke", "/account"),
+        ("/account/organization", "/account"),
+        ("/account/email/verify", "/account"),
+        ("/account/invitations/inv_x/accept", "/account"),
+        ("/account/organizations/org_x/join", "/account"),
+        (decision.as_str(), join_requests.as_str()),
+        ("/organizations/..%2F..%2Fevil/join-requests/x/approve", "/account"),
+    ];
+    for (path, form_page) in redirects {
+        let res = get(path).await.unwrap();
+        assert_eq!(res.status(), 303, "GET {path}");
+        assert_eq!(res.headers()[header::LOCATION], form_page, "GET {path}");
+    }
+
+    // No page to go back to, or another method: a 405 page that says so, with Allow.
+    let wrong_methods = [
+        (reqwest::Method::GET, "/oauth2/consent", "POST"),
+        (reqwest::Method::GET, "/oauth2/select-account", "POST"),
+        (reqwest::Method::PUT, "/oauth2/consent", "POST"),
+        (reqwest::Method::PUT, "/account/profile", "POST"),
+        (reqwest::Method::DELETE, "/sign-in/password", "POST"),
+        (reqwest::Method::DELETE, "/sign-in", "GET, POST"),
+        (reqwest::Method::PATCH, "/password/reset", "GET, POST"),
+        (reqwest::Method::POST, "/account", "GET"),
+        (reqwest::Method::POST, join_requests.as_str(), "GET"),
+    ];
+    for (method, path, allow) in wrong_methods {
+        let res = browser
+            .client
+            .request(method.clone(), node.url(path))
+            .header(header::ACCEPT, BROWSER_ACCEPT)
+            .header(header::ORIGIN, node.base_url.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()[header::ALLOW], allow, "{method} {path}");
+        let kind = res.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/html"), "{method} {path}: {kind}");
+        let body = res.text().await.unwrap();
+        assert!(
+            body.contains("cannot be opened directly") && body.contains("href=\"/account\""),
+            "{method} {path}: {body}"
+        );
+    }
+
+    // Unknown paths: a page for browsers, JSON for programs and under the API prefixes.
+    let res = get("/no-such-page").await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Page not found") && body.contains("href=\"/account\""), "{body}");
+    for (path, accept) in [
+        ("/no-such-page", None),
+        ("/no-such-page", Some("*/*")),
+        ("/no-such-page", Some("application/json")),
+        ("/no-such-page", Some("application/json, text/html;q=0.5")),
+        ("/v1/nope", Some(BROWSER_ACCEPT)),
+        ("/oauth2/nope", Some(BROWSER_ACCEPT)),
+        ("/.well-known/nope", Some(BROWSER_ACCEPT)),
+    ] {
+        let mut req = browser.client.get(node.url(path));
+        if let Some(accept) = accept {
+            req = req.header(header::ACCEPT, accept);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path} {accept:?}");
+        let json: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(json["error"], "not_found", "{path} {accept:?}");
+    }
+
+    // The tab icon: small, cached for long, compiled in.
+    let res = get("/favicon.ico").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "image/x-icon");
+    let cache = res.headers()[header::CACHE_CONTROL].to_str().unwrap().to_owned();
+    let max_age: u64 = cache.split("max-age=").nth(1).unwrap().parse().unwrap();
+    assert!(cache.contains("public") && max_age >= 86_400, "{cache}");
+    let icon = res.bytes().await.unwrap();
+    assert!(icon.starts_with(&[0, 0, 1, 0]) && icon.len() < 4096, "{} bytes", icon.len());
     node.stop().await;
 }

@@ -70,8 +70,9 @@ pub struct Latchkey {
 }
 
 impl Latchkey {
-    /// Opens the store described by `settings`: creates the data directory and master key on
-    /// first use, connects, runs migrations and makes sure the session-token signing key exists.
+    /// Opens the store described by `settings`: checks the master key setting, connects (creating
+    /// the data directory on first use), creates the master key on first use, runs migrations
+    /// and makes sure the session-token signing key exists.
     pub async fn open(settings: Settings) -> Result<Self> {
         Self::open_with_clock(settings, Clock::system()).await
     }
@@ -80,8 +81,15 @@ impl Latchkey {
     /// move it forward instead of waiting.
     pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
-        let master_key = infra::crypto::MasterKey::load_or_create(&settings)?;
-        let store = Store::connect(&settings.database_url, master_key, clock.clone()).await?;
+        // A bad key setting stops start-up before anything is touched; a database that cannot
+        // be opened stops it before a new key is written.
+        let master_key = infra::crypto::MasterKey::load(&settings)?;
+        let db = Store::open_database(&settings.database_url).await?;
+        let master_key = match master_key {
+            Some(key) => key,
+            None => infra::crypto::MasterKey::create_default(&settings)?,
+        };
+        let store = Store::new(db, &settings.database_url, master_key, clock.clone());
         store.migrate().await?;
         let keys = KeyService::new(store.clone(), &settings);
         keys.ensure_active(settings.session_token_alg).await?;

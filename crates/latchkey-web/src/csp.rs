@@ -34,9 +34,9 @@ pub fn api() -> &'static str {
     &POLICY
 }
 
-/// Text-only pages (errors, messages): the stylesheet; forms only to us.
+/// Text-only pages (errors, messages): the stylesheet and the site's icon; forms only to us.
 pub fn message_page() -> &'static str {
-    static POLICY: LazyLock<String> = LazyLock::new(|| policy(Assets::Styles, "'self'"));
+    static POLICY: LazyLock<String> = LazyLock::new(|| policy(Assets::StylesAndImages, "'self'"));
     &POLICY
 }
 
@@ -83,7 +83,9 @@ mod tests {
             api(),
             "default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
         );
-        assert!(message_page().contains("style-src 'self'; form-action 'self';"));
+        assert!(
+            message_page().contains("style-src 'self'; img-src 'self' data:; form-action 'self';")
+        );
         assert!(navigate_page().contains("style-src 'self'; form-action 'none';"));
         assert_eq!(
             page,

@@ -63,7 +63,13 @@ pub async fn observe(
             Ok(res)
         }
         Err(e) => {
-            tracing::error!(error = %e, "request failed");
+            // A refused request is the caller's mistake, not a fault of ours.
+            let status = e.as_response_error().status_code();
+            if status.is_server_error() {
+                tracing::error!(error = %e, status = status.as_u16(), "request failed");
+            } else {
+                tracing::debug!(error = %e, status = status.as_u16(), "request refused");
+            }
             Err(e)
         }
     }

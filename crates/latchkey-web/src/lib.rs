@@ -48,7 +48,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .configure(oidc::configure)
             .configure(routes::configure)
             .configure(pages::configure)
-            .default_service(web::to(error::api::not_found))
+            .default_service(web::to(error::not_found))
             .wrap(from_fn(http_middleware::body_limit))
             .wrap(http_middleware::security_headers(state.core.settings.secure_cookies()))
             .wrap(from_fn(http_middleware::observe))

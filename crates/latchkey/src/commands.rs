@@ -1,12 +1,8 @@
 use std::{net::TcpListener, time::Instant};
 
 use latchkey_core::{
-    Latchkey, Settings,
-    identity::sessions::SessionOrigin,
-    identity::users::NewUser,
-    infra::audit::Actor,
-    infra::config::{ConfigError, LogFormat},
-    infra::jose::SigningAlg,
+    Latchkey, Settings, identity::sessions::SessionOrigin, identity::users::NewUser,
+    infra::audit::Actor, infra::config::ConfigError, infra::jose::SigningAlg, model::User,
     oauth::clients::NewClient,
 };
 use serde_json::json;
@@ -16,6 +12,7 @@ use crate::{
         AdminCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, NewClientArgs,
         NewUserArgs, SessionsCommand, TemplatesCommand, UsersCommand,
     },
+    output::UserView,
     output::{self, print_json},
 };
 
@@ -32,34 +29,25 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// 2 for configuration and usage errors (clap's own parse errors exit with 2 too), 3 for
+    /// something named on the command line that does not exist, 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::Usage(_) => 2,
-            Self::Core(latchkey_core::Error::Config(_)) => 2,
+            // A value the core refuses came from the command line: a usage error.
+            Self::Core(latchkey_core::Error::Config(_) | latchkey_core::Error::Invalid { .. }) => 2,
             Self::Core(latchkey_core::Error::NotFound(_)) => 3,
-            _ => 1,
+            Self::Core(_) | Self::Io(_) => 1,
         }
     }
 }
 
 type Result<T> = std::result::Result<T, CliError>;
 
-fn init_logging(settings: &Settings, serving: bool) {
-    use tracing_subscriber::{EnvFilter, fmt};
-    // CLI commands keep stdout for their output and log only problems.
-    let level = if serving { settings.log_level.clone() } else { "warn".to_owned() };
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match settings.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::from_env(cli.config.as_deref())?;
     let serving = matches!(cli.command, Command::Serve);
-    init_logging(&settings, serving);
+    crate::logging::init(&settings, serving);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
@@ -127,60 +115,74 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
     let actor = Actor::cli();
     match command {
         Command::Admin(AdminCommand::Create(args)) => create_user(core, args, true, &actor).await,
-        Command::Users(UsersCommand::Add(args)) => create_user(core, args, false, &actor).await,
-        Command::Users(UsersCommand::List { limit, offset, out }) => {
+        Command::Users(command) => manage_users(core, command, &actor).await,
+        Command::Sessions(command) => manage_sessions(core, command, &actor).await,
+        Command::Keys(command) => manage_keys(core, command, &actor).await,
+        Command::Clients(command) => manage_clients(core, command, &actor).await,
+        Command::Templates(command) => manage_templates(core, command, &actor).await,
+        Command::Serve | Command::Migrate | Command::Config(_) => {
+            Err(CliError::Usage("handled elsewhere".into()))
+        }
+    }
+}
+
+/// The one JSON shape of a user: the same in `show`, in `list` items and after every change.
+async fn user_view(core: &Latchkey, user: User) -> Result<UserView> {
+    let memberships = core.orgs.memberships_of_user(&user.id).await?;
+    let sign_in_lockout = core.sign_in.lockout_status(&user.primary_email).await?;
+    Ok(UserView { user, memberships, sign_in_lockout })
+}
+
+async fn manage_users(core: &Latchkey, command: UsersCommand, actor: &Actor) -> Result<()> {
+    let (view, out, done) = match command {
+        UsersCommand::Add(args) => return create_user(core, args, false, actor).await,
+        UsersCommand::List { limit, offset, out } => {
             let users = core.users.list(limit, offset).await?;
             if out.json {
-                print_json(&users)
+                let mut views = Vec::with_capacity(users.len());
+                for user in users {
+                    views.push(user_view(core, user).await?);
+                }
+                print_json(&views);
             } else {
-                output::users_table(&users)
+                output::users_table(&users);
             }
-            Ok(())
+            return Ok(());
         }
-        Command::Users(UsersCommand::Show { user, out }) => {
+        UsersCommand::Show { user, out } => {
             let user = core.users.resolve(&user).await?;
-            let memberships = core.orgs.memberships_of_user(&user.id).await?;
-            let lockout = core.sign_in.lockout_status(&user.primary_email).await?;
-            if out.json {
-                print_json(
-                    &json!({ "user": user, "memberships": memberships, "sign_in_lockout": lockout }),
-                );
-            } else {
-                output::user_details(&user, &memberships, &lockout);
-            }
-            Ok(())
+            (user_view(core, user).await?, out, None)
         }
-        Command::Users(UsersCommand::Unlock { user, out }) => {
+        UsersCommand::Unlock { user, out } => {
             let user = core.users.resolve(&user).await?;
-            core.sign_in.unlock(&user.primary_email, &actor).await?;
-            if out.json {
-                print_json(&json!({ "unlocked": user.id }))
-            } else {
-                say!("unlocked {} ({})", user.primary_email, user.id)
-            }
-            Ok(())
+            core.sign_in.unlock(&user.primary_email, actor).await?;
+            (user_view(core, user).await?, out, Some("unlocked"))
         }
-        Command::Users(UsersCommand::Deactivate { user, reason, out }) => {
+        UsersCommand::Deactivate { user, reason, out } => {
             let user = core.users.resolve(&user).await?;
-            let user = core.users.deactivate(&user.id, reason, &actor).await?;
-            if out.json {
-                print_json(&user)
-            } else {
-                say!("deactivated {} ({}); all sessions revoked", user.primary_email, user.id)
-            }
-            Ok(())
+            let user = core.users.deactivate(&user.id, reason, actor).await?;
+            (user_view(core, user).await?, out, Some("deactivated"))
         }
-        Command::Users(UsersCommand::Reactivate { user, out }) => {
+        UsersCommand::Reactivate { user, out } => {
             let user = core.users.resolve(&user).await?;
-            let user = core.users.reactivate(&user.id, &actor).await?;
-            if out.json {
-                print_json(&user)
-            } else {
-                say!("reactivated {} ({})", user.primary_email, user.id)
-            }
-            Ok(())
+            let user = core.users.reactivate(&user.id, actor).await?;
+            (user_view(core, user).await?, out, Some("reactivated"))
         }
-        Command::Sessions(SessionsCommand::List { user, all, limit, out }) => {
+    };
+    match (out.json, done) {
+        (true, _) => print_json(&view),
+        (false, None) => output::user_details(&view.user, &view.memberships, &view.sign_in_lockout),
+        (false, Some("deactivated")) => {
+            say!("deactivated {} ({}); all sessions revoked", view.user.primary_email, view.user.id)
+        }
+        (false, Some(done)) => say!("{done} {} ({})", view.user.primary_email, view.user.id),
+    }
+    Ok(())
+}
+
+async fn manage_sessions(core: &Latchkey, command: SessionsCommand, actor: &Actor) -> Result<()> {
+    match command {
+        SessionsCommand::List { user, all, limit, out } => {
             let user_id = match user {
                 Some(u) => Some(core.users.resolve(&u).await?.id),
                 None => None,
@@ -193,39 +195,48 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Sessions(SessionsCommand::Create { user, out }) => {
+        SessionsCommand::Create { user, out } => {
             let user = core.users.resolve(&user).await?;
             let origin = SessionOrigin {
                 auth_method: latchkey_core::identity::method::AuthMethod::Operator,
                 client_ip: None,
                 user_agent: Some("latchkey-cli".into()),
             };
-            let (session, secret) = core.sessions.create(&user.id, origin, &actor).await?;
+            let (session, secret) = core.sessions.create(&user.id, origin, actor).await?;
             let cookie = latchkey_web::session_cookie_name(core.settings.secure_cookies());
             if out.json {
-                print_json(&json!({ "session": session, "secret": secret, "cookie_name": cookie }));
+                // The session's shape, plus the cookie secret, shown once.
+                print_json(&with_secrets(
+                    &session,
+                    json!({ "secret": secret, "cookie_name": cookie }),
+                ));
             } else {
                 say!("session {} for {}", session.id, user.primary_email);
                 say!("cookie: {cookie}={secret}");
             }
             Ok(())
         }
-        Command::Sessions(SessionsCommand::Revoke { session_id, user, out }) => {
+        SessionsCommand::Revoke { session_id, user, out } => {
             let revoked = match (session_id, user) {
                 (Some(id), None) => {
-                    let changed = core.sessions.revoke(&id, "revoked_by_admin", &actor).await?;
+                    let changed = core.sessions.revoke(&id, "revoked_by_admin", actor).await?;
                     if changed { vec![id] } else { Vec::new() }
                 }
                 (None, Some(u)) => {
                     let user = core.users.resolve(&u).await?;
                     let active = core.sessions.list(Some(&user.id), false, u64::MAX >> 1).await?;
-                    core.sessions.revoke_all_for_user(&user.id, "revoked_by_admin", &actor).await?;
+                    core.sessions.revoke_all_for_user(&user.id, "revoked_by_admin", actor).await?;
                     active.into_iter().map(|s| s.id).collect()
                 }
                 _ => return Err(CliError::Usage("give a session id or --user, not both".into())),
             };
             if out.json {
-                print_json(&json!({ "revoked": revoked }));
+                // Like `list`: the sessions this revoked, as they are now.
+                let mut sessions = Vec::with_capacity(revoked.len());
+                for id in &revoked {
+                    sessions.push(core.sessions.get(id).await?);
+                }
+                print_json(&sessions);
             } else if revoked.is_empty() {
                 say!("nothing to revoke: no active session matched");
             } else {
@@ -235,7 +246,12 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::List(out)) => {
+    }
+}
+
+async fn manage_keys(core: &Latchkey, command: KeysCommand, actor: &Actor) -> Result<()> {
+    match command {
+        KeysCommand::List(out) => {
             let keys = core.keys.list().await?;
             if out.json {
                 print_json(&keys)
@@ -244,16 +260,18 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate { alg, out }) => {
+        KeysCommand::Rotate { alg, out } => {
             let alg = match alg {
                 None => core.settings.session_token_alg,
                 Some(a) => SigningAlg::parse(&a).ok_or_else(|| {
                     CliError::Usage(format!("unknown algorithm {a:?}: use ES256, RS256 or EdDSA"))
                 })?,
             };
-            let (new, old) = core.keys.rotate(alg, &actor).await?;
+            let (new, old) = core.keys.rotate(alg, actor).await?;
             if out.json {
-                print_json(&json!({ "active": new, "retired": old }));
+                // Like `list`: the keys this changed, the new active one first.
+                let changed: Vec<_> = std::iter::once(&new).chain(old.as_ref()).collect();
+                print_json(&changed);
             } else {
                 say!("new {} key {} is active", new.alg, new.kid);
                 if let Some(old) = old {
@@ -266,12 +284,16 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Clients(command) => manage_clients(core, command, &actor).await,
-        Command::Templates(command) => manage_templates(core, command, &actor).await,
-        Command::Serve | Command::Migrate | Command::Config(_) => {
-            Err(CliError::Usage("handled elsewhere".into()))
-        }
     }
+}
+
+/// A noun's object with the secrets that are shown only once added to it.
+fn with_secrets<T: serde::Serialize>(object: &T, secrets: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::to_value(object).unwrap_or_default();
+    if let (Some(fields), serde_json::Value::Object(extra)) = (v.as_object_mut(), secrets) {
+        fields.extend(extra);
+    }
+    v
 }
 
 async fn create_user(
@@ -298,11 +320,11 @@ async fn create_user(
         )
         .await?;
     if args.out.json {
-        let mut v = json!({ "user": user });
-        if generated {
-            v["generated_password"] = json!(password);
+        let view = user_view(core, user).await?;
+        match (generated, password) {
+            (true, Some(p)) => print_json(&with_secrets(&view, json!({ "generated_password": p }))),
+            _ => print_json(&view),
         }
-        print_json(&v);
     } else {
         say!(
             "created {} {} ({})",
@@ -341,7 +363,7 @@ async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor)
         ClientsCommand::RotateSecret { client_id, overlap, out } => {
             let (client, secret) = core.clients.rotate_secret(&client_id, overlap, actor).await?;
             if out.json {
-                print_json(&json!({ "client_id": client.client_id, "client_secret": secret }));
+                print_json(&with_secrets(&client, json!({ "client_secret": secret })));
             } else {
                 say!("new secret for {} (shown once): {secret}", client.client_id);
                 say!("the previous secret stays valid for {overlap} s");
@@ -349,9 +371,10 @@ async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor)
             Ok(())
         }
         ClientsCommand::Delete { client_id, out } => {
+            let client = core.clients.get(&client_id).await?;
             core.clients.delete(&client_id, actor).await?;
             if out.json {
-                print_json(&json!({ "deleted": client_id }))
+                print_json(&client)
             } else {
                 say!("deleted client {client_id}")
             }
@@ -364,8 +387,9 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
     let jwks = match &args.jwks_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Usage(format!("--jwks-file: cannot read {}: {e}", path.display()))
+            })?;
             Some(serde_json::from_str(&text).map_err(|e| {
                 CliError::Usage(format!("{} is not a JSON JWK set: {e}", path.display()))
             })?)
@@ -419,7 +443,10 @@ async fn manage_templates(core: &Latchkey, command: TemplatesCommand, actor: &Ac
                 None => None,
                 Some(path) => {
                     let mut bytes = std::fs::read(path).map_err(|e| {
-                        CliError::Io(format!("cannot read {}: {e}", path.display()))
+                        CliError::Usage(format!(
+                            "--hs256-secret-file: cannot read {}: {e}",
+                            path.display()
+                        ))
                     })?;
                     // Files written by editors and `echo` end with a newline; it is not key material.
                     if bytes.ends_with(b"\r\n") {
@@ -483,9 +510,10 @@ async fn manage_templates(core: &Latchkey, command: TemplatesCommand, actor: &Ac
             Ok(())
         }
         TemplatesCommand::Delete { name, out } => {
+            let template = core.jwt_templates.get(&name).await?;
             core.jwt_templates.delete(&name, actor).await?;
             if out.json {
-                print_json(&json!({ "deleted": name }))
+                print_json(&template)
             } else {
                 say!("deleted JWT template {name}")
             }

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod cli;
 mod commands;
+mod logging;
 mod output;
 
 use std::process::ExitCode;

@@ -1,4 +1,6 @@
-//! Plain-text renderings of CLI results; `--json` prints the domain types as they are.
+//! Plain-text renderings of CLI results. `--json` prints one object shape per noun (the domain
+//! type, or [`UserView`] for users), the same in `show`, in `list` items and after a change;
+//! secrets shown once are added to that object as extra fields.
 
 use latchkey_core::{
     model::{Membership, Session, SigningKeyInfo, User},
@@ -6,6 +8,16 @@ use latchkey_core::{
     oauth::jwt_templates::JwtTemplate,
     sign_in::LockoutStatus,
 };
+
+/// A user as `--json` prints it everywhere: the user, their memberships and their sign-in
+/// lockout state.
+#[derive(serde::Serialize)]
+pub struct UserView {
+    #[serde(flatten)]
+    pub user: User,
+    pub memberships: Vec<Membership>,
+    pub sign_in_lockout: LockoutStatus,
+}
 
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {

@@ -184,12 +184,28 @@ pub fn check_strength(password: &str, email: &str, min_score: u8) -> Result<()> 
     if score < min_score {
         let hint = estimate
             .feedback()
-            .and_then(|f| f.warning().map(|w| w.to_string()))
+            .and_then(|f| f.warning().map(|w| clause(&w.to_string())))
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "add more words or characters".into());
         return Err(Error::invalid("password", format!("is too easy to guess: {hint}")));
     }
     Ok(())
+}
+
+/// zxcvbn's warnings are sentences ("This is a very common password."); the refusal carries
+/// one as a clause after a colon, and every caller ends the message with its own full stop.
+fn clause(sentence: &str) -> String {
+    let trimmed = sentence.trim().trim_end_matches(['.', '!']).trim_end();
+    let mut chars = trimmed.chars();
+    match chars.next() {
+        // Only a capital that starts an ordinary word is lowered ("This", not "I" or "ABC").
+        Some(first)
+            if first.is_uppercase() && chars.clone().next().is_some_and(char::is_lowercase) =>
+        {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => trimmed.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +232,24 @@ mod tests {
         assert!(check_strength("Grace.Hopper.Example!", "grace.hopper@example.com", 3).is_err());
         assert!(check_strength("quartz violin ember lantern", "ada@example.com", 3).is_ok());
         assert!(check_strength("short", "ada@example.com", 0).is_err());
+    }
+
+    #[test]
+    fn the_strength_refusal_reads_as_one_sentence() {
+        let Err(Error::Invalid { message, .. }) = check_strength("password1", "ada@example.com", 3)
+        else {
+            unreachable!("a common password must be refused")
+        };
+        assert!(message.starts_with("is too easy to guess: "), "{message}");
+        let hint = &message["is too easy to guess: ".len()..];
+        assert!(hint.starts_with(char::is_lowercase), "odd capital after the colon: {message}");
+        assert!(!message.ends_with('.'), "callers add the full stop: {message}");
+        // What the pages show: one sentence, one full stop.
+        let shown = format!("The password {message}.");
+        assert!(!shown.contains(".."), "{shown}");
+        assert_eq!(shown.matches('.').count(), 1, "{shown}");
+        assert_eq!(clause("This is a very common password."), "this is a very common password");
+        assert_eq!(clause("ABC is short!"), "ABC is short");
+        assert_eq!(clause(""), "");
     }
 }

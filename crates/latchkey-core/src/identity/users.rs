@@ -343,6 +343,36 @@ pub(crate) async fn insert_user<C: ConnectionTrait>(
     Ok(model.into())
 }
 
+/// Marks `email` verified for the user, on the user (when it is still the primary address) and
+/// on its `user_emails` row, in the caller's transaction. Called once something has proved
+/// control of the address: an emailed verification link or password-reset link. True when
+/// anything changed; the caller then bumps the store revision (`email_verified` is a claim).
+pub(crate) async fn mark_email_verified<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    email: &str,
+    now: i64,
+) -> Result<bool> {
+    use sea_orm::sea_query::Expr;
+    let on_user = user::Entity::update_many()
+        .col_expr(user::Column::EmailVerified, Expr::value(true))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::PrimaryEmail.eq(email))
+        .filter(user::Column::EmailVerified.eq(false))
+        .exec(conn)
+        .await?;
+    let on_address = user_email::Entity::update_many()
+        .col_expr(user_email::Column::Verified, Expr::value(true))
+        .col_expr(user_email::Column::VerifiedAt, Expr::value(now))
+        .filter(user_email::Column::UserId.eq(user_id))
+        .filter(user_email::Column::Email.eq(email))
+        .filter(user_email::Column::Verified.eq(false))
+        .exec(conn)
+        .await?;
+    Ok(on_user.rows_affected + on_address.rows_affected > 0)
+}
+
 fn unique_violation(e: sea_orm::DbErr, email: &str) -> Error {
     match e.sql_err() {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {

@@ -223,6 +223,21 @@ impl Raw {
     }
 }
 
+/// A TOML syntax error, placed as editors and compilers do: `path:line:column: message`.
+fn toml_syntax_error(shown: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end();
+    let got = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{shown}:{line}:{column}: {message}")
+        }
+        None => format!("{shown}: {message}"),
+    };
+    ConfigError::new("--config", "valid TOML", got)
+}
+
 impl Settings {
     /// Reads the optional TOML file, overlays the `LATCHKEY_*` variables from `env`, and
     /// validates the result. Errors name the setting and what it should look like.
@@ -236,9 +251,8 @@ impl Settings {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("--config", "a readable TOML file", format!("{shown}: {e}"))
             })?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                ConfigError::new("--config", "valid TOML", format!("{shown}: {}", e.message()))
-            })?;
+            let table: toml::Table =
+                text.parse().map_err(|e: toml::de::Error| toml_syntax_error(&shown, &text, &e))?;
             for (key, value) in table {
                 let Some((name, _)) = SETTINGS.iter().find(|(n, _)| toml_key(n) == key) else {
                     return Err(ConfigError::new(
@@ -831,11 +845,12 @@ pub(crate) fn read_smtp_ca_file(
     Ok(cert)
 }
 
-fn redact_url(value: &str) -> String {
+pub(crate) fn redact_url(value: &str) -> String {
     match Url::parse(value) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("<redacted>"));
-            url.to_string()
+            // Shown as documented, not percent-encoded.
+            url.to_string().replacen("%3Credacted%3E", "<redacted>", 1)
         }
         _ => value.to_owned(),
     }
@@ -942,6 +957,21 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let err = Settings::load(Some(&path), &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_give_the_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n# a comment\nlog_level = \"info\n")
+            .unwrap();
+        let err = Settings::load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        let at = format!("{}:3:", path.display());
+        assert!(err.contains(&at), "no line in {err}");
+        assert!(err.contains("valid TOML"), "{err}");
+        std::fs::write(&path, "listen = = 1\n").unwrap();
+        let err = Settings::load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains(&format!("{}:1:10: ", path.display())), "{err}");
     }
 
     #[test]

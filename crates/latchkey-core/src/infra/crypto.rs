@@ -61,8 +61,18 @@ impl MasterKey {
     /// Loads the key named by the settings; on first start, generates the default key file
     /// with 0600 permissions.
     pub fn load_or_create(settings: &Settings) -> Result<Self> {
+        match Self::load(settings)? {
+            Some(key) => Ok(key),
+            None => Self::create_default(settings),
+        }
+    }
+
+    /// Loads the key named by the settings, writing nothing. None when the default key file
+    /// does not exist yet: [`Self::create_default`] makes it, once the store has opened (a
+    /// database that cannot be reached must not leave a new key behind).
+    pub fn load(settings: &Settings) -> Result<Option<Self>> {
         match &settings.master_key {
-            MasterKeySource::Inline(text) => Self::from_text(text).ok_or_else(|| {
+            MasterKeySource::Inline(text) => Self::from_text(text).map(Some).ok_or_else(|| {
                 ConfigError::new(
                     "LATCHKEY_MASTER_KEY",
                     "32 random bytes in base64 (generate with `openssl rand -base64 32`)",
@@ -72,32 +82,44 @@ impl MasterKey {
             }),
             MasterKeySource::File { path, generate } => {
                 if !path.exists() {
-                    if !generate {
-                        return Err(ConfigError::new(
-                            "LATCHKEY_MASTER_KEY_FILE",
-                            "the path of an existing key file",
-                            format!("{} (no such file)", path.display()),
-                        )
-                        .into());
+                    if *generate {
+                        return Ok(None);
                     }
-                    write_private_file(path, Self::generate_text().as_bytes())?;
-                    tracing::info!(path = %path.display(), "generated a new master key");
-                }
-                let text =
-                    Zeroizing::new(fs::read_to_string(path).map_err(|source| Error::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?);
-                Self::from_text(&text).ok_or_else(|| {
-                    ConfigError::new(
+                    return Err(ConfigError::new(
                         "LATCHKEY_MASTER_KEY_FILE",
-                        "a file holding 32 random bytes in base64",
-                        format!("{} (unreadable key)", path.display()),
+                        "the path of an existing key file",
+                        format!("{} (no such file)", path.display()),
                     )
-                    .into()
-                })
+                    .into());
+                }
+                Self::read_file(path).map(Some)
             }
         }
+    }
+
+    /// Generates the default key file (first start) and loads it.
+    pub fn create_default(settings: &Settings) -> Result<Self> {
+        let MasterKeySource::File { path, generate: true } = &settings.master_key else {
+            return Err(Error::Internal("only the default master key file is generated".into()));
+        };
+        write_private_file(path, Self::generate_text().as_bytes())?;
+        tracing::info!(path = %path.display(), "generated a new master key");
+        Self::read_file(path)
+    }
+
+    fn read_file(path: &Path) -> Result<Self> {
+        let text = Zeroizing::new(
+            fs::read_to_string(path)
+                .map_err(|source| Error::Io { path: path.display().to_string(), source })?,
+        );
+        Self::from_text(&text).ok_or_else(|| {
+            ConfigError::new(
+                "LATCHKEY_MASTER_KEY_FILE",
+                "a file holding 32 random bytes in base64",
+                format!("{} (unreadable key)", path.display()),
+            )
+            .into()
+        })
     }
 
     /// HMAC-SHA256 of `data` for `purpose`, hex. Used for low-entropy one-time codes, which a

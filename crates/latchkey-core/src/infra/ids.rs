@@ -3,6 +3,7 @@
 
 pub const USER: &str = "usr";
 pub const USER_EMAIL: &str = "eml";
+pub const EMAIL_VERIFICATION: &str = "emv";
 pub const SESSION: &str = "ses";
 pub const ORGANISATION: &str = "org";
 pub const MEMBERSHIP: &str = "mem";

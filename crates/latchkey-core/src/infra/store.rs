@@ -100,12 +100,22 @@ impl RevisionReader {
 }
 
 impl Store {
+    /// Opens the database and builds the store on it (see [`Store::open_database`]).
     pub async fn connect(url: &str, master_key: MasterKey, clock: Clock) -> Result<Self> {
+        let db = Self::open_database(url).await?;
+        Ok(Self::new(db, url, master_key, clock))
+    }
+
+    /// Connects to the database of `url`. Fails fast, and as a configuration error that names
+    /// `LATCHKEY_DATABASE_URL` (password redacted) or the SQLite file, when it cannot be opened:
+    /// one connection attempt with a short timeout first, rather than the pool's retries.
+    pub async fn open_database(url: &str) -> Result<DatabaseConnection> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
         if url.starts_with("sqlite:") {
             if let Some(dir) = sqlite_parent_dir(url) {
-                crate::infra::crypto::create_private_dir(&dir)?;
+                crate::infra::crypto::create_private_dir(&dir)
+                    .map_err(|e| unopenable(url, io_cause(&e)))?;
             }
             // WAL lets the CLI write while the server reads; busy_timeout makes concurrent
             // writers wait instead of failing.
@@ -116,10 +126,15 @@ impl Store {
                     .foreign_keys(true)
             });
         } else {
+            probe_postgres(url).await?;
             opts.max_connections(16).min_connections(1);
         }
-        let db = Database::connect(opts).await?;
-        Ok(Self {
+        Database::connect(opts).await.map_err(|e| unopenable(url, e.to_string()))
+    }
+
+    /// The store on an open database.
+    pub fn new(db: DatabaseConnection, url: &str, master_key: MasterKey, clock: Clock) -> Self {
+        let store = Self {
             db,
             master_key: Arc::new(master_key),
             backchannel_wake: Arc::new(tokio::sync::Notify::new()),
@@ -143,12 +158,11 @@ impl Store {
                 .map(|c| Arc::new(std::sync::Mutex::new(c))),
             alive: Arc::new(()),
             clock,
-        })
-        .inspect(|store| {
-            if let Some(path) = sqlite_path(url) {
-                spawn_checkpointer(path, Arc::downgrade(&store.alive));
-            }
-        })
+        };
+        if let Some(path) = sqlite_path(url) {
+            spawn_checkpointer(path, Arc::downgrade(&store.alive));
+        }
+        store
     }
 
     /// The clock every service of this store reads the time from.
@@ -279,6 +293,52 @@ impl Store {
 
     pub async fn close(self) {
         let _ = self.db.close().await;
+    }
+}
+
+/// How long the first connection to PostgreSQL may take. The pool would retry a refused
+/// connection until its 10 s acquire timeout and then report only "pool timed out".
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection attempt, without the pool's retries, so that a database that is down or
+/// misnamed stops start-up at once with the reason.
+async fn probe_postgres(url: &str) -> Result<()> {
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _, postgres::PgConnectOptions};
+    let options: PgConnectOptions = url.parse().map_err(|e| unopenable(url, format!("{e}")))?;
+    match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(unopenable(url, e.to_string())),
+        Err(_) => {
+            Err(unopenable(url, format!("no answer within {} s", FIRST_CONNECT_TIMEOUT.as_secs())))
+        }
+    }
+}
+
+/// The error for a database that cannot be opened: a configuration error (exit code 2 in the
+/// CLI) naming the setting, with the URL's password redacted, or the SQLite file.
+fn unopenable(url: &str, cause: String) -> Error {
+    let cause = cause.trim_start_matches("Connection Error: ");
+    let (expected, got) = match sqlite_path(url) {
+        Some(path) => (
+            "an SQLite database file that can be created or opened for reading and writing",
+            format!("{} ({cause})", path.display()),
+        ),
+        None if url.starts_with("sqlite:") => ("an SQLite database", format!("{url} ({cause})")),
+        None => (
+            "a PostgreSQL database that accepts connections",
+            format!("{} ({cause})", crate::infra::config::redact_url(url)),
+        ),
+    };
+    crate::infra::config::ConfigError::new("LATCHKEY_DATABASE_URL", expected, got).into()
+}
+
+fn io_cause(e: &Error) -> String {
+    match e {
+        Error::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
     }
 }
 

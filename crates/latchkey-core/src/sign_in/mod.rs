@@ -13,6 +13,7 @@ mod reset;
 pub mod routing;
 mod sign_up;
 mod throttle;
+mod verify_email;
 
 use std::sync::{Arc, RwLock};
 
@@ -20,6 +21,7 @@ pub use complete::{OrgGrant, SignedIn, Verified, VerifiedSubject};
 pub use routing::{ConnectionRegistry, EnterpriseConnection, SignInRoute};
 pub use sign_up::PendingSignUp;
 pub use throttle::LockoutStatus;
+pub use verify_email::VerificationRequest;
 
 /// Where a request comes from (re-exported here for the pages that sign people in).
 pub use crate::infra::audit::ClientInfo;

@@ -1,4 +1,5 @@
-//! Password reset by emailed link: single use, 30 minutes, signs out every session.
+//! Password reset by emailed link: single use, 30 minutes, signs out every session, and marks
+//! the address verified (the link proves control of it).
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
@@ -125,6 +126,10 @@ impl SignInService {
         let revoked =
             crate::identity::users::revoke_user_sessions(&txn, &user.id, "password_reset", now)
                 .await?;
+        // The link went to the account's address: using it proves control of that address.
+        let verified =
+            crate::identity::users::mark_email_verified(&txn, &user.id, &user.primary_email, now)
+                .await?;
         crate::infra::store::Store::bump_revision(&txn).await?;
         crate::infra::audit::record(
             &txn,
@@ -135,6 +140,17 @@ impl SignInService {
             json!({ "sessions_revoked": revoked }),
         )
         .await?;
+        if verified {
+            crate::infra::audit::record(
+                &txn,
+                now,
+                &client.actor_for(Some(&user.id)),
+                "email.verified",
+                Some(&user.id),
+                json!({ "email": user.primary_email, "method": "password_reset" }),
+            )
+            .await?;
+        }
         txn.commit().await?;
         self.store.notify_backchannel();
         Ok(())

@@ -41,6 +41,25 @@ pub(crate) enum InvitationSource<'a> {
     Domain { domain_id: &'a str },
 }
 
+/// What stands between a signed-in user and an invitation that is still valid, when it is
+/// something the user can fix: the page says so (and how) rather than "no longer valid".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptBlocker {
+    /// The invitation was sent to another address.
+    OtherAddress { invited: String },
+    /// The invitation was sent to the user's address, which is not verified yet.
+    UnverifiedAddress { email: String },
+}
+
+/// A valid invitation as its link's page shows it to a signed-in user.
+#[derive(Debug, Clone)]
+pub struct InvitationPreview {
+    pub invitation: Invitation,
+    pub organisation: crate::tenancy::model::Organisation,
+    /// None when the user can accept it now.
+    pub blocker: Option<AcceptBlocker>,
+}
+
 #[derive(Clone)]
 pub struct InvitationService {
     store: Store,
@@ -270,6 +289,25 @@ impl InvitationService {
             .await?
             .ok_or_else(not_found)?;
         Ok((invitation, org.into()))
+    }
+
+    /// The invitation behind an accept-link token, and whether `user_id` can accept it now (the
+    /// same rules as [`Self::accept`]). Invitations that can no longer be accepted read as not
+    /// found, as in [`Self::peek`].
+    pub async fn preview(&self, token: &str, user_id: &str) -> Result<InvitationPreview> {
+        let (invitation, organisation) = self.peek(token).await?;
+        let user = user::Entity::find_by_id(user_id.to_owned())
+            .one(self.store.db())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        let blocker = if !user.primary_email.eq_ignore_ascii_case(&invitation.email) {
+            Some(AcceptBlocker::OtherAddress { invited: invitation.email.clone() })
+        } else if !user.email_verified {
+            Some(AcceptBlocker::UnverifiedAddress { email: user.primary_email })
+        } else {
+            None
+        };
+        Ok(InvitationPreview { invitation, organisation, blocker })
     }
 
     /// Accepts the invitation behind an accept-link token for `user_id`.

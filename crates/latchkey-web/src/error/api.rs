@@ -96,10 +96,6 @@ pub fn payload_too_large() -> HttpResponse {
         .json(json!({ "error": "invalid_request", "error_description": "request body too large" }))
 }
 
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found())
-}
-
 pub fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let described = match &e {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {

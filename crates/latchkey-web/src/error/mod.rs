@@ -7,7 +7,10 @@ pub mod api;
 pub mod oauth;
 pub mod page;
 
-use actix_web::http::StatusCode;
+use actix_web::{
+    HttpMessage, HttpRequest, HttpResponse, ResponseError,
+    http::{StatusCode, header},
+};
 use latchkey_core::{Error as CoreError, ErrorClass};
 
 pub use api::ApiError;
@@ -46,6 +49,23 @@ impl From<CoreError> for Failure {
 
 pub fn status_of(class: ErrorClass) -> StatusCode {
     StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Unknown paths: an HTML page for a browser, the JSON error for programs.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    if prefers_html(&req) { page::not_found_page() } else { ApiError::not_found().error_response() }
+}
+
+/// True for a browser asking for a page: an `Accept` header that ranks HTML first, on a path
+/// outside the program-facing prefixes (the JSON API, the OAuth endpoints, `.well-known`).
+fn prefers_html(req: &HttpRequest) -> bool {
+    const PROGRAMS: [&str; 3] = ["/v1/", "/oauth2/", "/.well-known/"];
+    if PROGRAMS.iter().any(|p| req.path().starts_with(p)) {
+        return false;
+    }
+    req.get_header::<header::Accept>().is_some_and(|accept| {
+        matches!(accept.preference().essence_str(), "text/html" | "application/xhtml+xml")
+    })
 }
 
 #[cfg(test)]

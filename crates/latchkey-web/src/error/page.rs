@@ -4,6 +4,7 @@ use actix_web::{
     HttpResponse, ResponseError,
     http::{StatusCode, header},
 };
+
 use askama::Template;
 use latchkey_core::{Error as CoreError, ErrorClass};
 
@@ -107,4 +108,29 @@ pub fn message_page(
         .insert_header((header::CONTENT_SECURITY_POLICY, crate::csp::message_page()))
         .insert_header((header::REFERRER_POLICY, "same-origin"))
         .body(body)
+}
+
+/// A method the address does not take (a GET of a form's target, say): a page that explains,
+/// with `Allow`, rather than an empty 405.
+pub fn method_not_allowed(allow: &str, link: (&str, &str)) -> HttpResponse {
+    let mut res = message_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This address cannot be opened directly",
+        "It only receives forms sent from another page. Go back to where you came from and try again.",
+        Some(link),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
+    res
+}
+
+/// An unknown address, for a browser.
+pub fn not_found_page() -> HttpResponse {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address. Check the link, or start again from your account.",
+        Some(("/account", "Go to your account")),
+    )
 }

@@ -32,10 +32,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/oauth2/authorize/resume")
                 .route(web::get().to(authorize::authorize_resume)),
         )
-        .service(web::resource("/oauth2/consent").route(web::post().to(authorize::consent)))
+        .service(
+            web::resource("/oauth2/consent")
+                .route(web::post().to(authorize::consent))
+                .default_service(web::to(crate::pages::post_only_page)),
+        )
         .service(
             web::resource("/oauth2/select-account")
-                .route(web::post().to(authorize::select_account)),
+                .route(web::post().to(authorize::select_account))
+                .default_service(web::to(crate::pages::post_only_page)),
         )
         .service(web::resource("/oauth2/token").route(web::post().to(token::token_endpoint)))
         .service(

@@ -1,13 +1,16 @@
 //! `/account`: profile, password, and the user's own sessions.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use latchkey_core::{Error as CoreError, infra::audit::Actor};
+use latchkey_core::{
+    Error as CoreError, infra::audit::Actor, infra::mail::EMAIL_VERIFICATION_VALIDITY,
+    sign_in::VerificationRequest,
+};
 use serde::Deserialize;
 
 use super::{
     support::{
-        client_info, csrf, current_session, device_label, render, see_other, to_sign_in,
-        verify_csrf,
+        client_info, csrf, current_session, device_label, render, safe_return_to, see_other,
+        to_sign_in, verify_csrf,
     },
     views,
 };
@@ -31,6 +34,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "switched" => Some("Your active organisation has changed."),
         "requested" => Some("Your request to join has been sent to the organisation's admins."),
         "app_revoked" => Some("That application no longer has access to your account."),
+        "email_verified" => Some("Your email address is verified."),
         _ => None,
     }
 }
@@ -55,7 +59,7 @@ pub async fn show(
     .await
 }
 
-async fn render_account(
+pub(super) async fn render_account(
     req: &HttpRequest,
     state: &AppState,
     user_id: &str,
@@ -299,4 +303,49 @@ pub async fn revoke_others(
     let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
     state.core.sessions.revoke_others(&session.user_id, &session.session_id, &actor).await?;
     Ok(see_other("/account?notice=others_revoked"))
+}
+
+#[derive(Deserialize)]
+pub struct VerificationRequestForm {
+    #[serde(default)]
+    csrf_token: String,
+    return_to: Option<String>,
+}
+
+/// Mails the signed-in user a link that verifies their address; the link leads back to
+/// `return_to` (the invitation that asked for it, say).
+pub async fn request_email_verification(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<VerificationRequestForm>,
+) -> Page {
+    verify_csrf(&req, &state, &form.csrf_token)?;
+    let Some((session, _)) = current_session(&req, &state).await else {
+        return Ok(to_sign_in(&req));
+    };
+    let return_to = safe_return_to(form.return_to.as_deref(), &state);
+    match state
+        .core
+        .sign_in
+        .request_email_verification(&session.user_id, Some(&return_to), &client_info(&req))
+        .await?
+    {
+        VerificationRequest::AlreadyVerified => Ok(see_other(&return_to)),
+        VerificationRequest::Sent { email } => {
+            let minutes = EMAIL_VERIFICATION_VALIDITY.as_secs() / 60;
+            let message = format!(
+                "We sent a link to {email}. Open it to verify your address: it works once, within {minutes} minutes."
+            );
+            render(
+                &state,
+                None,
+                StatusCode::OK,
+                &views::Message {
+                    title: "Check your inbox",
+                    message: &message,
+                    link: Some((&return_to, "Back")),
+                },
+            )
+        }
+    }
 }

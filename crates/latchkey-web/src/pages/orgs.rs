@@ -2,7 +2,7 @@
 //! join, and the admins' list of join requests.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use latchkey_core::{Error as CoreError, infra::audit::Actor};
+use latchkey_core::{Error as CoreError, infra::audit::Actor, tenancy::invitations::AcceptBlocker};
 use serde::Deserialize;
 
 use super::{
@@ -38,7 +38,7 @@ fn invalid_invitation(state: &AppState) -> Page {
 }
 
 /// The accept link from an invitation mail. Signing in comes first; the invitation only works
-/// for the address it was sent to.
+/// for the address it was sent to, once that address is verified.
 pub async fn invitation_form(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -47,29 +47,39 @@ pub async fn invitation_form(
     let Some((session, _)) = current_session(&req, &state).await else {
         return Ok(to_sign_in(&req));
     };
-    let (invitation, org) = match state.core.invitations.peek(&q.token).await {
+    invitation_page(&req, &state, &q.token, &session.user_id).await
+}
+
+/// The invitation with a Join button, or with what stands in the way: another address, or an
+/// address that is not verified yet (with a button that mails a verification link).
+async fn invitation_page(req: &HttpRequest, state: &AppState, token: &str, user_id: &str) -> Page {
+    let preview = match state.core.invitations.preview(token, user_id).await {
         Ok(found) => found,
-        Err(CoreError::NotFound(_)) => return invalid_invitation(&state),
+        Err(CoreError::NotFound(_)) => return invalid_invitation(state),
         Err(e) => return Err(e.into()),
     };
-    let user = state.core.users.get(&session.user_id).await?;
-    let mismatch = (user.primary_email != invitation.email).then(|| {
-        format!(
-            "This invitation was sent to {}. Sign in with that address to accept it.",
-            invitation.email
-        )
-    });
-    let c = csrf(&req, &state);
+    let (mismatch, unverified) = match &preview.blocker {
+        None => (None, None),
+        Some(AcceptBlocker::OtherAddress { invited }) => (
+            Some(format!(
+                "This invitation was sent to {invited}. Sign in with that address to accept it."
+            )),
+            None,
+        ),
+        Some(AcceptBlocker::UnverifiedAddress { email }) => (None, Some(email.as_str())),
+    };
+    let c = csrf(req, state);
     render(
-        &state,
+        state,
         Some(&c),
-        if mismatch.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK },
+        if preview.blocker.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK },
         &views::InvitationPage {
             csrf: &c.token,
-            token: &q.token,
-            org_name: &org.name,
-            role: &invitation.role,
+            token,
+            org_name: &preview.organisation.name,
+            role: &preview.invitation.role,
             error: mismatch.as_deref(),
+            unverified,
         },
     )
 }
@@ -98,12 +108,13 @@ pub async fn invitation_accept(
         .await
     {
         Ok(_) => Ok(see_other("/account?notice=joined")),
-        Err(
-            CoreError::NotFound(_)
-            | CoreError::Conflict(_)
-            | CoreError::Forbidden(_)
-            | CoreError::Invalid { .. },
-        ) => invalid_invitation(&state),
+        // Still valid, but not for this account yet: the page says why.
+        Err(CoreError::Forbidden(_)) => {
+            invitation_page(&req, &state, &form.token, &session.user_id).await
+        }
+        Err(CoreError::NotFound(_) | CoreError::Conflict(_) | CoreError::Invalid { .. }) => {
+            invalid_invitation(&state)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -132,12 +143,23 @@ pub async fn accept_listed_invitation(
         .await
     {
         Ok(_) => Ok(see_other("/account?notice=joined")),
-        Err(
-            CoreError::NotFound(_)
-            | CoreError::Conflict(_)
-            | CoreError::Forbidden(_)
-            | CoreError::Invalid { .. },
-        ) => invalid_invitation(&state),
+        // The invitation is the user's own (others read as not found): the address is not
+        // verified yet, and the account page offers to verify it.
+        Err(CoreError::Forbidden(_)) => {
+            super::account::render_account(
+                &req,
+                &state,
+                &session.user_id,
+                &session.session_id,
+                None,
+                Some("Verify your email address before accepting the invitation: send yourself a verification link."),
+                StatusCode::FORBIDDEN,
+            )
+            .await
+        }
+        Err(CoreError::NotFound(_) | CoreError::Conflict(_) | CoreError::Invalid { .. }) => {
+            invalid_invitation(&state)
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -68,6 +68,14 @@ pub struct Reset<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "pages/verify_email.html")]
+pub struct VerifyEmail<'a> {
+    pub csrf: &'a str,
+    pub token: &'a str,
+    pub return_to: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "pages/message.html")]
 pub struct Message<'a> {
     pub title: &'a str,
@@ -127,6 +135,9 @@ pub struct InvitationPage<'a> {
     pub org_name: &'a str,
     pub role: &'a str,
     pub error: Option<&'a str>,
+    /// The user's address when it is the invited one but not verified yet: the page offers to
+    /// mail a verification link.
+    pub unverified: Option<&'a str>,
 }
 
 pub struct JoinRequestRow {

@@ -3,6 +3,7 @@
 
 pub mod audit_event;
 pub mod backchannel_outbox;
+pub mod email_verification;
 pub mod external_identity;
 pub mod jwt_template;
 pub mod mail_outbox;

@@ -24,6 +24,8 @@ pub use queue::{GIVE_UP_AFTER, retry_delay, status};
 pub const SIGN_UP_CODE_VALIDITY: Duration = Duration::from_secs(10 * 60);
 /// How long a password-reset link is valid; the mail says so.
 pub const PASSWORD_RESET_VALIDITY: Duration = Duration::from_secs(30 * 60);
+/// How long an email-verification link is valid; the mail says so.
+pub const EMAIL_VERIFICATION_VALIDITY: Duration = Duration::from_secs(60 * 60);
 
 /// The product name every mail carries.
 const PRODUCT: &str = "Latchkey";
@@ -39,6 +41,11 @@ pub enum MailKind {
     },
     /// A single-use link, valid [`PASSWORD_RESET_VALIDITY`].
     PasswordReset {
+        link: String,
+    },
+    /// A single-use link that proves control of the address, valid
+    /// [`EMAIL_VERIFICATION_VALIDITY`].
+    EmailVerification {
         link: String,
     },
     Invitation {
@@ -64,6 +71,7 @@ impl MailKind {
         match self {
             Self::SignUpCode { .. } => "sign_up_code",
             Self::PasswordReset { .. } => "password_reset",
+            Self::EmailVerification { .. } => "email_verification",
             Self::Invitation { .. } => "invitation",
             Self::DomainVerificationCode { .. } => "domain_verification_code",
             Self::JoinRequest { .. } => "join_request",

@@ -4,7 +4,9 @@
 use askama::Template;
 use url::Url;
 
-use super::{MailKind, PASSWORD_RESET_VALIDITY, PRODUCT, SIGN_UP_CODE_VALIDITY};
+use super::{
+    EMAIL_VERIFICATION_VALIDITY, MailKind, PASSWORD_RESET_VALIDITY, PRODUCT, SIGN_UP_CODE_VALIDITY,
+};
 use crate::{Error, Result};
 
 pub(super) struct Rendered {
@@ -44,6 +46,25 @@ struct PasswordResetText<'a> {
 #[derive(Template)]
 #[template(path = "email/password_reset.html")]
 struct PasswordResetHtml<'a> {
+    product: &'a str,
+    site: &'a str,
+    subject: &'a str,
+    link: &'a str,
+    valid_minutes: u64,
+}
+
+#[derive(Template)]
+#[template(path = "email/email_verification.txt")]
+struct EmailVerificationText<'a> {
+    product: &'a str,
+    site: &'a str,
+    link: &'a str,
+    valid_minutes: u64,
+}
+
+#[derive(Template)]
+#[template(path = "email/email_verification.html")]
+struct EmailVerificationHtml<'a> {
     product: &'a str,
     site: &'a str,
     subject: &'a str,
@@ -134,6 +155,16 @@ pub(super) fn render(kind: &MailKind, site: &str) -> Result<Rendered> {
                 .render();
             (subject, text, html)
         }
+        MailKind::EmailVerification { link } => {
+            let link = check_link(link)?;
+            let valid_minutes = EMAIL_VERIFICATION_VALIDITY.as_secs() / 60;
+            let subject = format!("Verify your email address for {product}");
+            let text = EmailVerificationText { product, site, link, valid_minutes }.render();
+            let html =
+                EmailVerificationHtml { product, site, subject: &subject, link, valid_minutes }
+                    .render();
+            (subject, text, html)
+        }
         MailKind::Invitation { org_name, link, inviter } => {
             let link = check_link(link)?;
             let inviter = inviter.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -216,6 +247,7 @@ mod tests {
         for (kind, secret) in [
             (MailKind::SignUpCode { code: "123456".into() }, "123456"),
             (MailKind::PasswordReset { link: link.into() }, link),
+            (MailKind::EmailVerification { link: link.into() }, link),
             (
                 MailKind::Invitation {
                     org_name: "Acme".into(),
