@@ -434,38 +434,34 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
     Ok(())
 }
 
+/// The key material of `--hs256-secret-file`. Files written by editors and `echo` end with a
+/// newline; it is not key material.
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path).map_err(|e| {
+        CliError::Usage(format!("--hs256-secret-file: cannot read {}: {e}", path.display()))
+    })?;
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(bytes.len() - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(bytes.len() - 1);
+    }
+    Ok(bytes)
+}
+
+/// `--lifetime` in seconds.
+fn parse_lifetime(text: &str) -> Result<i64> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| CliError::Usage(format!("--lifetime {text:?} is not a duration: {e}")))?;
+    Ok(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 async fn manage_templates(core: &Latchkey, command: TemplatesCommand, actor: &Actor) -> Result<()> {
     match command {
         TemplatesCommand::Add { name, claims, hs256_secret_file, lifetime, out } => {
             let claims = serde_json::from_str(&claims)
                 .map_err(|e| CliError::Usage(format!("--claims is not JSON: {e}")))?;
-            let hs256_secret = match &hs256_secret_file {
-                None => None,
-                Some(path) => {
-                    let mut bytes = std::fs::read(path).map_err(|e| {
-                        CliError::Usage(format!(
-                            "--hs256-secret-file: cannot read {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                    // Files written by editors and `echo` end with a newline; it is not key material.
-                    if bytes.ends_with(b"\r\n") {
-                        bytes.truncate(bytes.len() - 2);
-                    } else if bytes.ends_with(b"\n") {
-                        bytes.truncate(bytes.len() - 1);
-                    }
-                    Some(bytes)
-                }
-            };
-            let lifetime_secs = match &lifetime {
-                None => None,
-                Some(text) => {
-                    let d = humantime::parse_duration(text).map_err(|e| {
-                        CliError::Usage(format!("--lifetime {text:?} is not a duration: {e}"))
-                    })?;
-                    Some(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                }
-            };
+            let hs256_secret = hs256_secret_file.as_deref().map(read_secret_file).transpose()?;
+            let lifetime_secs = lifetime.as_deref().map(parse_lifetime).transpose()?;
             let template = core
                 .jwt_templates
                 .create(
