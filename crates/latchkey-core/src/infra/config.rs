@@ -14,27 +14,11 @@ use url::Url;
 
 use crate::infra::jose::SigningAlg;
 
-/// A setting that could not be accepted. `setting` is the environment variable's name, which is
-/// also how the docs list it; `source` says where the bad value came from.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid setting {setting}{source_note}: expected {expected}, got {got}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub expected: String,
-    pub got: String,
-    source_note: String,
-}
+pub use crate::infra::error::ConfigError;
 
+/// Where a bad value came from, said in the error ([`ConfigError`] lives with the other errors,
+/// so that `error.rs` needs nothing from here).
 impl ConfigError {
-    pub fn new(setting: &str, expected: impl Into<String>, got: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            expected: expected.into(),
-            got: got.into(),
-            source_note: String::new(),
-        }
-    }
-
     fn from_source(
         setting: &str,
         source: &Source,

@@ -11,8 +11,11 @@ use sea_orm::{
 };
 
 use crate::{
-    Error, Result, infra::clock::Clock, infra::crypto::MasterKey, infra::entity::store_revision,
-    infra::revision::RevisionGate,
+    Error, Result,
+    infra::clock::Clock,
+    infra::crypto::MasterKey,
+    infra::entity::store_revision,
+    infra::revision::{RevisionGate, RevisionSource},
 };
 
 #[derive(Clone)]
@@ -234,15 +237,6 @@ impl Store {
         self.gate.current(self, false).await
     }
 
-    /// Reads the revision in-line if this store can (SQLite); None otherwise.
-    pub(crate) fn revision_inline(&self) -> Option<i64> {
-        self.revision_reader.as_ref().and_then(|r| r.read())
-    }
-
-    pub(crate) fn reads_revision_inline(&self) -> bool {
-        self.revision_reader.is_some()
-    }
-
     pub(crate) fn has_sqlite_writer(&self) -> bool {
         self.sqlite_writer.is_some()
     }
@@ -279,6 +273,21 @@ impl Store {
 
     pub async fn close(self) {
         let _ = self.db.close().await;
+    }
+}
+
+/// The gate reads the revision row through the store.
+impl RevisionSource for Store {
+    fn reads_inline(&self) -> bool {
+        self.revision_reader.is_some()
+    }
+
+    fn read_inline(&self) -> Option<i64> {
+        self.revision_reader.as_ref().and_then(|r| r.read())
+    }
+
+    fn read(&self) -> impl std::future::Future<Output = Result<i64>> + Send {
+        self.revision()
     }
 }
 
