@@ -67,7 +67,13 @@ impl Latchkey {
     pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
         let master_key = infra::crypto::MasterKey::load_or_create(&settings)?;
-        let store = Store::connect(&settings.database_url, master_key, clock.clone()).await?;
+        let store = Store::connect(
+            &settings.database_url,
+            settings.sqlite_synchronous,
+            master_key,
+            clock.clone(),
+        )
+        .await?;
         store.migrate().await?;
         let keys = KeyService::new(store.clone(), &settings);
         keys.ensure_active(settings.session_token_alg).await?;

@@ -13,6 +13,7 @@ use sea_orm::{
 use crate::{
     Error, Result,
     infra::clock::Clock,
+    infra::config::SqliteSync,
     infra::crypto::MasterKey,
     infra::entity::store_revision,
     infra::revision::{RevisionGate, RevisionSource},
@@ -46,9 +47,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// checkpoints (they never block readers or writers). Left to the committing connection, a
 /// checkpoint runs inside whatever write happens to cross the threshold, and a burst of refresh
 /// rotations waited tens of milliseconds behind one.
-fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) {
+fn spawn_checkpointer(path: std::path::PathBuf, sync: SqliteSync, alive: std::sync::Weak<()>) {
     let spawned = std::thread::Builder::new().name("latchkey-checkpoint".into()).spawn(move || {
-        let Ok(conn) = open_sqlite(&path, Duration::from_millis(100)) else { return };
+        let Ok(conn) = open_sqlite(&path, sync, Duration::from_millis(100)) else { return };
         loop {
             std::thread::sleep(CHECKPOINT_INTERVAL);
             if alive.upgrade().is_none() {
@@ -65,14 +66,18 @@ fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) {
 }
 
 /// Opens a plain connection to the store's SQLite file, with the settings the pool uses.
-fn open_sqlite(path: &std::path::Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
+fn open_sqlite(
+    path: &std::path::Path,
+    sync: SqliteSync,
+    busy: Duration,
+) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy)?;
-    // Per connection, as in the pool: commits without fsync (WAL keeps them atomic), and
-    // foreign keys enforced.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Per connection, as in the pool: the durability the operator chose
+    // (LATCHKEY_SQLITE_SYNCHRONOUS), and foreign keys enforced.
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -87,8 +92,8 @@ struct RevisionReader {
 }
 
 impl RevisionReader {
-    fn open(path: &std::path::Path) -> Option<Self> {
-        let conn = open_sqlite(path, Duration::from_millis(20))
+    fn open(path: &std::path::Path, sync: SqliteSync) -> Option<Self> {
+        let conn = open_sqlite(path, sync, Duration::from_millis(20))
             .inspect_err(|e| tracing::warn!(error = %e, "no in-line revision reader"))
             .ok()?;
         Some(Self { conn: std::sync::Mutex::new(conn) })
@@ -103,7 +108,14 @@ impl RevisionReader {
 }
 
 impl Store {
-    pub async fn connect(url: &str, master_key: MasterKey, clock: Clock) -> Result<Self> {
+    /// Connects to `url`; on SQLite every connection (the pool's and Latchkey's own) commits
+    /// with the durability `sync` asks for.
+    pub async fn connect(
+        url: &str,
+        sync: SqliteSync,
+        master_key: MasterKey,
+        clock: Clock,
+    ) -> Result<Self> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
         if url.starts_with("sqlite:") {
@@ -112,9 +124,13 @@ impl Store {
             }
             // WAL lets the CLI write while the server reads; busy_timeout makes concurrent
             // writers wait instead of failing.
-            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            let synchronous = match sync {
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+                SqliteSync::Full => SqliteSynchronous::Full,
+            };
+            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(synchronous)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
@@ -127,10 +143,12 @@ impl Store {
             master_key: Arc::new(master_key),
             backchannel_wake: Arc::new(tokio::sync::Notify::new()),
             gate: Arc::default(),
-            revision_reader: sqlite_path(url).and_then(|p| RevisionReader::open(&p)).map(Arc::new),
+            revision_reader: sqlite_path(url)
+                .and_then(|p| RevisionReader::open(&p, sync))
+                .map(Arc::new),
             sqlite_writer: sqlite_path(url)
                 .and_then(|p| {
-                    open_sqlite(&p, Duration::from_secs(10))
+                    open_sqlite(&p, sync, Duration::from_secs(10))
                         .and_then(|c| {
                             // Batches touch index pages all over the token tables: keep more of
                             // them (16 MiB). Checkpoints run in the background (see
@@ -149,7 +167,7 @@ impl Store {
         })
         .inspect(|store| {
             if let Some(path) = sqlite_path(url) {
-                spawn_checkpointer(path, Arc::downgrade(&store.alive));
+                spawn_checkpointer(path, sync, Arc::downgrade(&store.alive));
             }
         })
     }
@@ -303,4 +321,50 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
     sqlite_path(url)?.parent().map(|p| p.to_path_buf()).filter(|p| !p.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `PRAGMA synchronous` as the pool and each of Latchkey's own connections see it
+    /// (SQLite: 1 is NORMAL, 2 is FULL).
+    async fn synchronous_levels(store: &Store) -> Vec<i64> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = store
+            .db()
+            .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA synchronous"))
+            .await
+            .unwrap()
+            .unwrap();
+        let pool: i32 = row.try_get_by_index(0).unwrap();
+        let writer = store
+            .with_sqlite_writer(|c| {
+                Ok(c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))?)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let reader = store.revision_reader.as_ref().unwrap();
+        let reader = reader
+            .conn
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
+            .unwrap();
+        vec![i64::from(pool), writer, reader]
+    }
+
+    #[tokio::test]
+    async fn sqlite_synchronous_reaches_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sync, level) in [(SqliteSync::Normal, 1), (SqliteSync::Full, 2)] {
+            let path = dir.path().join(format!("{sync:?}.db"));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            let key = MasterKey::from_text(&MasterKey::generate_text()).unwrap();
+            let store = Store::connect(&url, sync, key, Clock::system()).await.unwrap();
+            store.migrate().await.unwrap();
+            assert_eq!(synchronous_levels(&store).await, [level; 3], "{sync:?}");
+        }
+    }
 }
