@@ -15,6 +15,7 @@ mod m20261128_000007_jwt_templates;
 mod m20261128_000008_client_audiences_templates;
 mod m20261128_000009_session_expiry_sweep;
 mod m20261128_000010_refresh_token_indexes;
+mod m20261206_000011_one_active_signing_key;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_client_audiences_templates::Migration),
             Box::new(m20261128_000009_session_expiry_sweep::Migration),
             Box::new(m20261128_000010_refresh_token_indexes::Migration),
+            Box::new(m20261206_000011_one_active_signing_key::Migration),
         ]
     }
 }

@@ -32,6 +32,19 @@ use crate::{
     tenancy::invitations::InvitationService, tenancy::orgs::OrgService,
 };
 
+/// The longest each kind of token signed with the instance keys can live, each from the setting
+/// or the validation rule that bounds it: how long a retired key must stay published.
+fn signed_lifetimes(settings: &Settings) -> infra::keys::SignedLifetimes {
+    let secs = |s: i64| std::time::Duration::from_secs(s.unsigned_abs());
+    infra::keys::SignedLifetimes {
+        session_token: settings.session_token_ttl,
+        access_token: secs(oauth::clients::MAX_ACCESS_TOKEN_TTL_SECS),
+        id_token: secs(oauth::clients::ID_TOKEN_TTL_SECS),
+        template_token: secs(oauth::jwt_templates::MAX_LIFETIME_SECS),
+        logout_token: secs(oauth::backchannel::LOGOUT_TOKEN_TTL_SECS),
+    }
+}
+
 /// The identity store with all of its services, shared by the web app and the CLI.
 #[derive(Clone)]
 pub struct Latchkey {
@@ -75,7 +88,7 @@ impl Latchkey {
         )
         .await?;
         store.migrate().await?;
-        let keys = KeyService::new(store.clone(), &settings);
+        let keys = KeyService::new(store.clone(), signed_lifetimes(&settings), settings.clock_skew);
         keys.ensure_active(settings.session_token_alg).await?;
         // Unseal the active key now: a wrong master key must stop start-up, not fail requests.
         keys.load_signer(settings.session_token_alg).await.map_err(|e| match e {

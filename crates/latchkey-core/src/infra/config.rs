@@ -387,17 +387,15 @@ impl Settings {
             },
         )?;
 
-        let sqlite_synchronous = parse(
-            raw,
-            "LATCHKEY_SQLITE_SYNCHRONOUS",
-            "normal",
-            "`normal` or `full`",
-            |v| match v.to_ascii_lowercase().as_str() {
+        let sqlite_synchronous =
+            parse(raw, "LATCHKEY_SQLITE_SYNCHRONOUS", "normal", "`normal` or `full`", |v| match v
+                .to_ascii_lowercase()
+                .as_str()
+            {
                 "normal" => Some(SqliteSync::Normal),
                 "full" => Some(SqliteSync::Full),
                 _ => None,
-            },
-        )?;
+            })?;
 
         let master_key = match (raw.get("LATCHKEY_MASTER_KEY"), raw.get("LATCHKEY_MASTER_KEY_FILE"))
         {
@@ -629,12 +627,6 @@ impl Settings {
     /// Cookies may drop `Secure` only when the issuer is plain-http loopback.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
-    }
-
-    /// The longest lifetime of any token signed with the instance keys; a retired key stays
-    /// published at least this long plus the clock skew.
-    pub fn max_token_lifetime(&self) -> Duration {
-        self.session_token_ttl
     }
 
     /// The effective configuration with secrets redacted, as `latchkey config check` prints it.

@@ -80,8 +80,9 @@ impl MasterKey {
                         )
                         .into());
                     }
-                    write_private_file(path, Self::generate_text().as_bytes())?;
-                    tracing::info!(path = %path.display(), "generated a new master key");
+                    if publish_private_file(path, Self::generate_text().as_bytes())? {
+                        tracing::info!(path = %path.display(), "generated a new master key");
+                    }
                 }
                 let text =
                     Zeroizing::new(fs::read_to_string(path).map_err(|source| Error::Io {
@@ -171,6 +172,23 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
     file.sync_all().map_err(io_err)
 }
 
+/// Writes `contents` to `path` all at once, unless the file already exists: written under a
+/// temporary name, then hard-linked into place (which fails if the name is taken). So processes
+/// that start together on one data directory never read a half-written file, and all use the
+/// first one's contents. Returns false when another process's file was there first.
+fn publish_private_file(path: &Path, contents: &[u8]) -> Result<bool> {
+    let io_err = |source| Error::Io { path: path.display().to_string(), source };
+    let tmp = path.with_extension(format!("tmp-{}", ulid::Ulid::new()));
+    write_private_file(&tmp, contents)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
 pub fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if path.is_dir() {
@@ -229,6 +247,19 @@ mod tests {
 
     fn key() -> MasterKey {
         MasterKey::from_text(&MasterKey::generate_text()).unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn a_generated_key_file_is_published_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        assert!(publish_private_file(&path, b"first").unwrap());
+        assert!(!publish_private_file(&path, b"second").unwrap(), "the first file stays");
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -203,17 +203,17 @@ impl Store {
         self.db.get_database_backend()
     }
 
-    /// Applies pending migrations. On PostgreSQL an advisory lock serialises nodes that start
-    /// together, so only one of them migrates.
+    /// Applies pending migrations, in one transaction that holds the store's lock, so that of
+    /// several nodes (or CLI commands) that start together only the first migrates and the others
+    /// then find nothing to do: on PostgreSQL an advisory lock, on SQLite the write lock
+    /// (`BEGIN IMMEDIATE`; without it two processes both create the first table and one fails).
     pub async fn migrate(&self) -> Result<()> {
+        let txn = self.begin_write().await?;
         if self.backend() == DbBackend::Postgres {
-            let txn = self.db.begin().await?;
             txn.execute_unprepared("SELECT pg_advisory_xact_lock(7361726)").await?;
-            Migrator::up(&txn, None).await?;
-            txn.commit().await?;
-        } else {
-            Migrator::up(&self.db, None).await?;
         }
+        Migrator::up(&txn, None).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use crate::{
 /// The event a logout token carries (Back-Channel Logout 1.0 §2.4).
 pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Logout tokens are only for immediate use; two minutes covers clock skew.
-const TOKEN_TTL_SECS: i64 = 120;
+pub const LOGOUT_TOKEN_TTL_SECS: i64 = 120;
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Longer than one attempt (the HTTP timeout), so only a crashed worker's claim expires.
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
@@ -240,7 +240,7 @@ impl BackchannelService {
             "iss": self.issuer,
             "aud": row.client_id,
             "iat": now,
-            "exp": now + TOKEN_TTL_SECS,
+            "exp": now + LOGOUT_TOKEN_TTL_SECS,
             "jti": row.id,
             "sub": row.user_id,
             "sid": row.session_id,
