@@ -12,6 +12,7 @@ mod cli;
 mod e2e;
 mod first_start;
 mod http_hygiene;
+mod jobs;
 mod jwt_templates;
 mod keys;
 mod mail;

@@ -4,6 +4,7 @@
 pub mod identity;
 pub mod infra;
 pub mod oauth;
+pub mod runtime;
 pub mod sign_in;
 pub mod tenancy;
 
@@ -65,6 +66,8 @@ pub struct Latchkey {
     pub clients: ClientService,
     pub oauth: oauth::OAuthService,
     pub backchannel: oauth::backchannel::BackchannelService,
+    /// Runs the job outbox (mail, back-channel logout); servers start it with `spawn`.
+    pub jobs: runtime::JobRunner,
     pub jwt_templates: oauth::jwt_templates::JwtTemplateService,
 }
 
@@ -114,6 +117,7 @@ impl Latchkey {
             oauth.clone(),
             &settings.public_url,
         )?;
+        let jobs = runtime::JobRunner::new(store.clone(), mail.clone(), backchannel.clone());
         let jwt_templates =
             oauth::jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
         let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
@@ -147,6 +151,7 @@ impl Latchkey {
             clients,
             oauth,
             backchannel,
+            jobs,
             jwt_templates,
         })
     }

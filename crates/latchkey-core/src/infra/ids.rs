@@ -19,6 +19,8 @@ pub const REFRESH_TOKEN: &str = "rtk";
 pub const CONSENT: &str = "cns";
 pub const BACKCHANNEL_LOGOUT: &str = "bcl";
 pub const JWT_TEMPLATE: &str = "jtpl";
+/// Background jobs other than mail (`mail_`) and logout notifications (`bcl_`).
+pub const JOB: &str = "job";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

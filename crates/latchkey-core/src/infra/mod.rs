@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod entity;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod jose;
 pub mod keys;
 pub mod mail;

@@ -23,8 +23,8 @@ use crate::{
 pub struct Store {
     db: DatabaseConnection,
     master_key: Arc<MasterKey>,
-    /// Wakes the back-channel logout worker after a commit that queued notifications.
-    backchannel_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this node's job runner after a commit that queued jobs.
+    jobs_wake: Arc<tokio::sync::Notify>,
     /// Shared by every cache that is tagged with the store revision, so one request's read
     /// serves all of them.
     gate: Arc<RevisionGate>,
@@ -141,7 +141,7 @@ impl Store {
         Ok(Self {
             db,
             master_key: Arc::new(master_key),
-            backchannel_wake: Arc::new(tokio::sync::Notify::new()),
+            jobs_wake: Arc::new(tokio::sync::Notify::new()),
             gate: Arc::default(),
             revision_reader: sqlite_path(url)
                 .and_then(|p| RevisionReader::open(&p, sync))
@@ -190,13 +190,14 @@ impl Store {
         &self.master_key
     }
 
-    /// Call after committing a session change: queued logout notifications go out at once.
-    pub fn notify_backchannel(&self) {
-        self.backchannel_wake.notify_one();
+    /// Call after committing a transaction that queued jobs (the job outbox, `jobs.rs`): this
+    /// node's runner runs them at once instead of at its next poll.
+    pub fn notify_jobs(&self) {
+        self.jobs_wake.notify_one();
     }
 
-    pub(crate) fn backchannel_wake(&self) -> &tokio::sync::Notify {
-        &self.backchannel_wake
+    pub(crate) fn jobs_wake(&self) -> &tokio::sync::Notify {
+        &self.jobs_wake
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -130,7 +130,7 @@ impl AuthService {
         )
         .await?;
         txn.commit().await?;
-        self.store.notify_backchannel();
+        self.store.notify_jobs();
         Ok(())
     }
 }
