@@ -312,12 +312,7 @@ impl Settings {
         let smtp_tls = settings.smtp_url.as_deref().is_some_and(|u| {
             u.starts_with("smtps:") || u.contains("tls=required") || u.contains("tls=opportunistic")
         });
-        if raw.get("LATCHKEY_SQLITE_SYNCHRONOUS").is_some() && !settings.is_sqlite() {
-            settings.warnings.push(
-                "LATCHKEY_SQLITE_SYNCHRONOUS is set but LATCHKEY_DATABASE_URL is not SQLite: it is unused"
-                    .to_owned(),
-            );
-        }
+        settings.warn_if_sqlite_setting_unused(&raw);
         if settings.smtp_ca_file.is_some() && !smtp_tls {
             settings.warnings.push(
                 "LATCHKEY_SMTP_CA_FILE is set but LATCHKEY_SMTP_URL does not use TLS: it is unused"
@@ -325,6 +320,16 @@ impl Settings {
             );
         }
         Ok(settings)
+    }
+
+    /// A durability chosen for SQLite does nothing on PostgreSQL: say so rather than ignore it.
+    fn warn_if_sqlite_setting_unused(&mut self, raw: &Raw) {
+        if raw.get("LATCHKEY_SQLITE_SYNCHRONOUS").is_some() && !self.is_sqlite() {
+            self.warnings.push(
+                "LATCHKEY_SQLITE_SYNCHRONOUS is set but LATCHKEY_DATABASE_URL is not SQLite: it is unused"
+                    .to_owned(),
+            );
+        }
     }
 
     /// Loads from the process environment.
@@ -387,15 +392,7 @@ impl Settings {
             },
         )?;
 
-        let sqlite_synchronous =
-            parse(raw, "LATCHKEY_SQLITE_SYNCHRONOUS", "normal", "`normal` or `full`", |v| match v
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                "normal" => Some(SqliteSync::Normal),
-                "full" => Some(SqliteSync::Full),
-                _ => None,
-            })?;
+        let sqlite_synchronous = sqlite_synchronous(raw)?;
 
         let master_key = match (raw.get("LATCHKEY_MASTER_KEY"), raw.get("LATCHKEY_MASTER_KEY_FILE"))
         {
@@ -734,6 +731,17 @@ fn auth_policy(raw: &Raw) -> Result<AuthPolicy, ConfigError> {
         )?,
         argon2_iterations: int("LATCHKEY_ARGON2_ITERATIONS", d.argon2_iterations, 1, 64)?,
         argon2_parallelism: int("LATCHKEY_ARGON2_PARALLELISM", d.argon2_parallelism, 1, 64)?,
+    })
+}
+
+fn sqlite_synchronous(raw: &Raw) -> Result<SqliteSync, ConfigError> {
+    let expected = "`normal` or `full`";
+    parse(raw, "LATCHKEY_SQLITE_SYNCHRONOUS", "normal", expected, |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "normal" => Some(SqliteSync::Normal),
+            "full" => Some(SqliteSync::Full),
+            _ => None,
+        }
     })
 }
 
