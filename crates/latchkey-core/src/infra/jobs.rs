@@ -103,6 +103,11 @@ pub enum JobKind {
 impl JobKind {
     pub const ALL: [JobKind; 3] = [Self::Mail, Self::SessionsEnded, Self::BackchannelLogout];
 
+    /// The kind named `name` in the `kind` column.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The `kind` column and the payload's tag.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -328,18 +333,23 @@ impl JobQueue {
         use tracing::instrument::WithSubscriber;
         let mut running = tokio::task::JoinSet::new();
         let mut claimed = 0;
+        let mut failure = None;
         for (id, kind) in due {
-            let Some(handler) = JobKind::ALL
-                .into_iter()
-                .find(|k| k.as_str() == kind)
-                .and_then(|k| handlers.get(&k))
-            else {
+            let Some(handler) = JobKind::parse(&kind).and_then(|k| handlers.get(&k)) else {
                 continue;
             };
             while running.len() >= CONCURRENCY {
                 collect(running.join_next().await, report);
             }
-            let Some((job, claim)) = self.claim(&id).await? else { continue };
+            let (job, claim) = match self.claim(&id).await {
+                Ok(Some(claimed)) => claimed,
+                Ok(None) => continue,
+                // Stop claiming, but let the jobs already running finish and record.
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             claimed += 1;
             let (queue, handler) = (self.clone(), handler.clone());
             // The task logs to whatever subscriber the caller runs under (tests capture logs).
@@ -351,7 +361,7 @@ impl JobQueue {
         while let Some(joined) = running.join_next().await {
             collect(Some(joined), report);
         }
-        Ok(claimed)
+        failure.map_or(Ok(claimed), Err)
     }
 
     /// Takes the job if it is still claimable, with a fresh token and lease.
@@ -620,6 +630,7 @@ mod tests {
                 }),
             };
             assert_eq!(job.kind(), kind);
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
             let json = serde_json::to_value(&job).unwrap();
             assert_eq!(json["kind"], kind.as_str(), "the tag is the kind column");
         }
