@@ -15,6 +15,8 @@ mod m20261128_000007_jwt_templates;
 mod m20261128_000008_client_audiences_templates;
 mod m20261128_000009_session_expiry_sweep;
 mod m20261128_000010_refresh_token_indexes;
+mod m20261206_000011_one_active_signing_key;
+mod m20261206_000012_job_outbox;
 mod m20261206_000014_sign_in_seam;
 mod m20261206_000019_email_verifications;
 
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_client_audiences_templates::Migration),
             Box::new(m20261128_000009_session_expiry_sweep::Migration),
             Box::new(m20261128_000010_refresh_token_indexes::Migration),
+            Box::new(m20261206_000011_one_active_signing_key::Migration),
+            Box::new(m20261206_000012_job_outbox::Migration),
             Box::new(m20261206_000014_sign_in_seam::Migration),
             Box::new(m20261206_000019_email_verifications::Migration),
         ]

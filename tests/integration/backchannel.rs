@@ -1,5 +1,5 @@
 //! Back-Channel Logout 1.0: ended sessions notify the clients that got tokens for them, through
-//! the durable queue, with logout tokens a third-party JOSE library accepts.
+//! the job outbox, with logout tokens a third-party JOSE library accepts.
 
 use std::{
     sync::{Arc, Mutex},
@@ -7,8 +7,13 @@ use std::{
 };
 
 use latchkey_core::{
-    infra::audit::Actor, infra::entity::backchannel_outbox, oauth::NewCode,
-    oauth::backchannel::LOGOUT_EVENT, oauth::clients::NewClient,
+    Latchkey,
+    infra::audit::Actor,
+    infra::entity::job_outbox,
+    infra::jobs::{Job, LogoutJob, RunReport, status},
+    oauth::NewCode,
+    oauth::backchannel::LOGOUT_EVENT,
+    oauth::clients::NewClient,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
@@ -95,6 +100,35 @@ impl Receiver {
         }
         panic!("expected {n} logout tokens, got {:?}", self.received());
     }
+}
+
+/// The logout notifications queued so far (one job per client and session).
+async fn logout_jobs(core: &Latchkey) -> Vec<job_outbox::Model> {
+    job_outbox::Entity::find()
+        .filter(job_outbox::Column::Kind.eq("backchannel_logout"))
+        .all(core.store.db())
+        .await
+        .unwrap()
+}
+
+fn logout_of(row: &job_outbox::Model) -> LogoutJob {
+    match serde_json::from_str(&row.payload).unwrap() {
+        Job::BackchannelLogout(l) => l,
+        other => panic!("not a logout: {other:?}"),
+    }
+}
+
+/// Waits until every queued job has finished (the server's runner works in the background), so
+/// that what a receiver got is final: a finished job is never claimed again.
+async fn wait_until_all_finished(core: &Latchkey) -> Vec<job_outbox::Model> {
+    for _ in 0..200 {
+        let rows = job_outbox::Entity::find().all(core.store.db()).await.unwrap();
+        if rows.iter().all(|r| r.status == status::DONE || r.status == status::FAILED) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("jobs still unfinished: {:?}", job_outbox::Entity::find().all(core.store.db()).await);
 }
 
 async fn add_client(
@@ -201,17 +235,15 @@ async fn revoked_session_notifies_its_clients(backend: Backend) {
         assert_eq!(claims["sub"], ada.id.as_str());
     }
     assert_ne!(chat_claims["jti"], wiki_claims["jti"]);
-    let rows = backchannel_outbox::Entity::find().all(node.core.store.db()).await.unwrap();
+    wait_until_all_finished(&node.core).await;
+    let rows = logout_jobs(&node.core).await;
     assert_eq!(rows.len(), 2);
-    for _ in 0..100 {
-        let rows = backchannel_outbox::Entity::find().all(node.core.store.db()).await.unwrap();
-        if rows.iter().all(|r| r.status == "sent" && r.attempts == 1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let rows = backchannel_outbox::Entity::find().all(node.core.store.db()).await.unwrap();
-    assert!(rows.iter().all(|r| r.status == "sent" && r.attempts == 1), "{rows:?}");
+    assert!(rows.iter().all(|r| r.status == status::DONE && r.attempts == 1), "{rows:?}");
+    let mut jtis: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    jtis.sort();
+    let mut sent = vec![chat_claims["jti"].as_str().unwrap(), wiki_claims["jti"].as_str().unwrap()];
+    sent.sort();
+    assert_eq!(jtis, sent, "the jti is the job id");
 
     // Signing out of the other session (end) notifies Wiki for that one.
     assert!(node.core.sessions.end(&other_sid, &Actor::cli()).await.unwrap());
@@ -220,8 +252,12 @@ async fn revoked_session_notifies_its_clients(backend: Backend) {
     let (claims, _) = verify_logout_token(&node, &got[2].1, &wiki).await;
     assert_eq!(claims["sid"], other_sid.as_str());
     // Ending an already ended session queues nothing more.
+    wait_until_all_finished(&node.core).await;
+    let queued = job_outbox::Entity::find().all(node.core.store.db()).await.unwrap().len();
     assert!(!node.core.sessions.revoke(&sid, "again", &Actor::cli()).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = job_outbox::Entity::find().all(node.core.store.db()).await.unwrap().len();
+    assert_eq!(after, queued, "a job was queued for an already ended session");
+    assert_eq!(node.core.jobs.run_due().await.unwrap(), RunReport::default());
     assert_eq!(receiver.received().len(), 3);
     node.stop().await;
 }
@@ -246,8 +282,8 @@ async fn undelivered_logout_is_retried_once_the_receiver_is_up(backend: Backend)
     let db_conn = node.core.store.db();
     let mut row = None;
     for _ in 0..200 {
-        let rows = backchannel_outbox::Entity::find().all(db_conn).await.unwrap();
-        if let Some(r) = rows.into_iter().find(|r| r.attempts >= 1 && r.status == "pending") {
+        let rows = logout_jobs(&node.core).await;
+        if let Some(r) = rows.into_iter().find(|r| r.attempts >= 1 && r.status == status::PENDING) {
             row = Some(r);
             break;
         }
@@ -255,31 +291,31 @@ async fn undelivered_logout_is_retried_once_the_receiver_is_up(backend: Backend)
     }
     let row = row.expect("a failed first attempt, waiting to be retried");
     assert!(row.last_error.is_some());
-    assert!(row.next_attempt_at > crate::support::unix_now(), "backs off");
-    assert_eq!(row.session_id, sid);
+    assert!(row.run_at > node.clock.now(), "backs off");
+    assert_eq!(logout_of(&row).session_id, sid);
 
     let receiver = Receiver::default();
     receiver.serve(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
     // Make it due now, as if the backoff had passed; a second core (another node) races the
     // server's worker for it, and the lease lets only one of them deliver.
-    backchannel_outbox::Entity::update_many()
-        .col_expr(backchannel_outbox::Column::NextAttemptAt, Expr::value(0i64))
-        .filter(backchannel_outbox::Column::Id.eq(&row.id))
+    let other = node.second_core().await;
+    job_outbox::Entity::update_many()
+        .col_expr(job_outbox::Column::RunAt, Expr::value(0i64))
+        .filter(job_outbox::Column::Id.eq(&row.id))
         .exec(db_conn)
         .await
         .unwrap();
-    let other = node.second_core().await;
-    node.core.store.notify_backchannel();
-    let (a, b) = tokio::join!(other.backchannel.deliver_due(), node.core.backchannel.deliver_due());
+    node.core.store.notify_jobs();
+    let (a, b) = tokio::join!(other.jobs.run_due(), node.core.jobs.run_due());
     let got = receiver.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_all_finished(&node.core).await;
     assert_eq!(receiver.received().len(), 1, "delivered exactly once");
-    assert!(a.unwrap() + b.unwrap() <= 1);
+    assert!(a.unwrap().done + b.unwrap().done <= 1);
     let (claims, _) = verify_logout_token(&node, &got[0].1, &wiki).await;
     assert_eq!(claims["sid"], sid.as_str());
     assert_eq!(claims["jti"], row.id.as_str(), "the jti stays the same across retries");
-    let row = backchannel_outbox::Entity::find_by_id(row.id).one(db_conn).await.unwrap().unwrap();
-    assert_eq!(row.status, "sent");
+    let row = job_outbox::Entity::find_by_id(row.id).one(db_conn).await.unwrap().unwrap();
+    assert_eq!(row.status, status::DONE);
     assert_eq!(row.attempts, 2);
     node.stop().await;
 }
@@ -335,7 +371,7 @@ async fn expired_sessions_notify_their_clients_once(backend: Backend) {
     // Two nodes sweep at once: every due session is marked once, in total.
     let (a, b) = tokio::join!(node.core.sessions.sweep_expired(), other.sessions.sweep_expired());
     assert_eq!(a.unwrap() + b.unwrap(), 3, "absolute, idle and old");
-    node.core.store.notify_backchannel();
+    node.core.store.notify_jobs();
     let mut got = receiver.wait_for(2).await;
     let mut sids = Vec::new();
     for (path, token) in &got {
@@ -377,18 +413,19 @@ async fn expired_sessions_notify_their_clients_once(backend: Backend) {
     assert_eq!(node.token_request(&live.1).await.status(), 200);
 
     // Sweeping again finds nothing and queues nothing more.
+    wait_until_all_finished(&node.core).await;
     assert_eq!(node.core.sessions.sweep_expired().await.unwrap(), 0);
     assert_eq!(other.sessions.sweep_expired().await.unwrap(), 0);
-    let rows = backchannel_outbox::Entity::find().all(db_conn).await.unwrap();
+    let rows = logout_jobs(&node.core).await;
     assert_eq!(rows.len(), 2, "{rows:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(other.jobs.run_due().await.unwrap(), RunReport::default());
     got = receiver.received();
     assert_eq!(got.len(), 2);
 
     // Past the grace, the briefly idle session goes too.
     set(grace.0.clone(), now + 3600, now - 120).await;
     assert_eq!(other.sessions.sweep_expired().await.unwrap(), 1);
-    node.core.store.notify_backchannel();
+    node.core.store.notify_jobs();
     let got = receiver.wait_for(3).await;
     let (claims, _) = verify_logout_token(&node, &got[2].1, &wiki).await;
     assert_eq!(claims["sid"], grace.0.as_str());

@@ -1,6 +1,7 @@
-//! Outgoing mail against a real SMTP server (aiosmtpd on loopback): every kind arrives as
-//! multipart text + HTML, the outbox survives an outage and a restart, claims keep two nodes from
-//! sending twice, a rolled-back enqueue sends nothing, and without SMTP mail lands in data_dir/mail.
+//! Outgoing mail against a real SMTP server (aiosmtpd on loopback), through the job outbox:
+//! every kind arrives as multipart text + HTML, the outbox survives an outage and a restart,
+//! claims keep two nodes from sending twice, a rolled-back enqueue sends nothing, and without
+//! SMTP mail lands in data_dir/mail.
 
 use std::{
     io::Write,
@@ -10,8 +11,9 @@ use std::{
 
 use latchkey_core::{
     Latchkey,
-    infra::entity::mail_outbox,
-    infra::mail::{MailKind, status},
+    infra::entity::job_outbox,
+    infra::jobs::{Job, MailJob, RunReport, status},
+    infra::mail::MailKind,
 };
 use sea_orm::{
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait, sea_query::Expr,
@@ -37,18 +39,31 @@ async fn enqueue(core: &Latchkey, to: &str, kind: MailKind) -> String {
     id
 }
 
-async fn row(core: &Latchkey, id: &str) -> mail_outbox::Model {
-    mail_outbox::Entity::find_by_id(id.to_owned()).one(core.store.db()).await.unwrap().unwrap()
+async fn row(core: &Latchkey, id: &str) -> job_outbox::Model {
+    job_outbox::Entity::find_by_id(id.to_owned()).one(core.store.db()).await.unwrap().unwrap()
+}
+
+/// The mail a job row carries.
+fn mail(row: &job_outbox::Model) -> MailJob {
+    match serde_json::from_str(&row.payload).unwrap() {
+        Job::Mail(m) => m,
+        other => panic!("not a mail: {other:?}"),
+    }
 }
 
 /// Makes every pending row due now, as the passing of its backoff delay would.
 async fn make_due(core: &Latchkey) {
-    mail_outbox::Entity::update_many()
-        .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(crate::support::unix_now() - 1))
-        .filter(mail_outbox::Column::Status.eq(status::PENDING))
+    job_outbox::Entity::update_many()
+        .col_expr(job_outbox::Column::RunAt, Expr::value(core.clock.now() - 1))
+        .filter(job_outbox::Column::Status.eq(status::PENDING))
         .exec(core.store.db())
         .await
         .unwrap();
+}
+
+/// Mails delivered by one pass of this node's job runner.
+async fn deliver_due(core: &Latchkey) -> usize {
+    core.jobs.run_due().await.unwrap().done
 }
 
 async fn every_kind_arrives_as_multipart_text_and_html(backend: Backend) {
@@ -100,7 +115,7 @@ async fn every_kind_arrives_as_multipart_text_and_html(backend: Backend) {
     }
     assert!(ids.iter().all(|id| id.starts_with("mail_")), "{ids:?}");
 
-    assert_eq!(core.mail.deliver_due().await.unwrap(), cases.len());
+    assert_eq!(deliver_due(&core).await, cases.len());
     let messages = sink.messages();
     assert_eq!(messages.len(), cases.len(), "{messages:#?}");
     for ((kind, secret, subject_part), id) in cases.iter().zip(&ids) {
@@ -128,14 +143,15 @@ async fn every_kind_arrives_as_multipart_text_and_html(backend: Backend) {
         }
 
         let stored = row(&core, id).await;
-        assert_eq!(stored.status, status::SENT);
+        assert_eq!(stored.status, status::DONE);
         assert_eq!(stored.attempts, 1);
-        assert!(stored.sent_at.is_some() && stored.claimed_until.is_none());
-        assert!(stored.text_body.is_empty() && stored.html_body.is_empty(), "bodies erased");
+        assert!(stored.finished_at.is_some() && stored.lease_until.is_none());
+        let stored = mail(&stored);
+        assert!(stored.text.is_empty() && stored.html.is_empty(), "bodies erased");
     }
 
     // Nothing left to send, and nothing is sent twice.
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(deliver_due(&core).await, 0);
     assert_eq!(sink.messages().len(), cases.len());
 }
 on_both_backends!(every_kind_arrives_as_multipart_text_and_html);
@@ -149,9 +165,11 @@ async fn queued_bodies_are_sealed(backend: Backend) {
         enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "135790".into() }).await;
     let stored = row(&core, &id).await;
     assert_eq!((stored.status.as_str(), stored.attempts), (status::PENDING, 0));
-    assert_eq!(stored.kind, "sign_up_code");
-    assert!(stored.text_body.starts_with("v1.") && stored.html_body.starts_with("v1."));
+    assert_eq!(stored.kind, "mail");
     assert!(!format!("{stored:?}").contains("135790"), "{stored:?}");
+    let stored = mail(&stored);
+    assert_eq!(stored.template, "sign_up_code");
+    assert!(stored.text.starts_with("v1.") && stored.html.starts_with("v1."));
 }
 on_both_backends!(queued_bodies_are_sealed);
 
@@ -166,16 +184,16 @@ async fn outage_is_retried_with_backoff_and_survives_a_restart(backend: Backend)
     let id =
         enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "246810".into() }).await;
 
-    let before = crate::support::unix_now();
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    let before = core.clock.now();
+    assert_eq!(core.jobs.run_due().await.unwrap().retried, 1);
     let stored = row(&core, &id).await;
     assert_eq!(stored.status, status::PENDING);
     assert_eq!(stored.attempts, 1);
-    assert!(stored.next_attempt_at >= before + 10, "next attempt {stored:?}");
-    assert!(stored.claimed_until.is_none());
+    assert!(stored.run_at >= before + 10, "next attempt {stored:?}");
+    assert!(stored.lease_until.is_none() && stored.claim.is_none());
     assert!(stored.last_error.as_deref().is_some_and(|e| !e.is_empty()), "{stored:?}");
     // Not due yet: another pass does not try again.
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(core.jobs.run_due().await.unwrap(), RunReport::default());
     assert_eq!(row(&core, &id).await.attempts, 1);
 
     // The server comes back, and Latchkey restarts before the retry is due.
@@ -183,20 +201,20 @@ async fn outage_is_retried_with_backoff_and_survives_a_restart(backend: Backend)
     core.store.clone().close().await;
     drop(core);
     let core = open_core(dir.path(), &db, &env).await;
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "retry is not due yet");
+    assert_eq!(deliver_due(&core).await, 0, "retry is not due yet");
     make_due(&core).await;
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 1);
+    assert_eq!(deliver_due(&core).await, 1);
     let messages = sink.messages();
     assert_eq!(messages.len(), 1);
     assert!(messages[0].part("text/plain").contains("246810"));
     assert!(messages[0].part("text/html").contains("246810"));
     let stored = row(&core, &id).await;
-    assert_eq!((stored.status.as_str(), stored.attempts), (status::SENT, 2));
+    assert_eq!((stored.status.as_str(), stored.attempts), (status::DONE, 2));
     assert_eq!(stored.last_error, None);
 
     // Delivered exactly once.
     make_due(&core).await;
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(deliver_due(&core).await, 0);
     assert_eq!(sink.messages().len(), 1);
 }
 on_both_backends!(outage_is_retried_with_backoff_and_survives_a_restart);
@@ -210,21 +228,13 @@ async fn undeliverable_mail_is_given_up_after_a_day(backend: Backend) {
     let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &url)]).await;
     let id =
         enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "111111".into() }).await;
-    mail_outbox::Entity::update_many()
-        .col_expr(
-            mail_outbox::Column::CreatedAt,
-            Expr::value(crate::support::unix_now() - 25 * 3600),
-        )
-        .filter(mail_outbox::Column::Id.eq(&id))
-        .exec(core.store.db())
-        .await
-        .unwrap();
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    core.clock.advance(Duration::from_secs(25 * 3600));
+    assert_eq!(core.jobs.run_due().await.unwrap().failed, 1);
     let stored = row(&core, &id).await;
     assert_eq!(stored.status, status::FAILED);
-    assert!(stored.last_error.is_some() && stored.text_body.is_empty());
+    assert!(stored.last_error.is_some() && mail(&stored).text.is_empty());
     make_due(&core).await;
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(deliver_due(&core).await, 0);
     assert_eq!(row(&core, &id).await.attempts, 1, "a failed mail is not tried again");
 }
 on_both_backends!(undeliverable_mail_is_given_up_after_a_day);
@@ -237,20 +247,23 @@ async fn an_expired_claim_is_taken_over(backend: Backend) {
     let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &sink.url())]).await;
     let id =
         enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "314159".into() }).await;
-    // As if a node had claimed the row and died mid-send.
-    let claim = |until: i64| {
-        mail_outbox::Entity::update_many()
-            .col_expr(mail_outbox::Column::Status, Expr::value(status::SENDING))
-            .col_expr(mail_outbox::Column::Attempts, Expr::value(1))
-            .col_expr(mail_outbox::Column::ClaimedUntil, Expr::value(until))
-            .filter(mail_outbox::Column::Id.eq(id.clone()))
-    };
-    claim(crate::support::unix_now() + 300).exec(core.store.db()).await.unwrap();
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "a live claim is respected");
-    claim(crate::support::unix_now() - 1).exec(core.store.db()).await.unwrap();
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 1);
+    // As if a node had claimed the row and died mid-send: its lease is not renewed.
+    job_outbox::Entity::update_many()
+        .col_expr(job_outbox::Column::Status, Expr::value(status::RUNNING))
+        .col_expr(job_outbox::Column::Attempts, Expr::value(1))
+        .col_expr(job_outbox::Column::Claim, Expr::value("claim_of_a_dead_node"))
+        .col_expr(job_outbox::Column::LeaseUntil, Expr::value(core.clock.now() + 30))
+        .filter(job_outbox::Column::Id.eq(id.clone()))
+        .exec(core.store.db())
+        .await
+        .unwrap();
+    assert_eq!(deliver_due(&core).await, 0, "a live claim is respected");
+    // The lease is short: half a minute later the mail goes out, not after minutes.
+    core.clock.advance(Duration::from_secs(31));
+    assert_eq!(deliver_due(&core).await, 1);
     assert_eq!(sink.messages().len(), 1);
-    assert_eq!(row(&core, &id).await.status, status::SENT);
+    let stored = row(&core, &id).await;
+    assert_eq!((stored.status.as_str(), stored.attempts), (status::DONE, 2));
 }
 on_both_backends!(an_expired_claim_is_taken_over);
 
@@ -267,8 +280,7 @@ async fn two_nodes_never_send_the_same_mail(backend: Backend) {
         let code = format!("{:06}", 100_000 + i);
         enqueue(&node_a, &format!("user{i}@example.com"), MailKind::SignUpCode { code }).await;
     }
-    let (a, b) = tokio::join!(node_a.mail.deliver_due(), node_b.mail.deliver_due());
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = tokio::join!(deliver_due(&node_a), deliver_due(&node_b));
     assert_eq!(a + b, N, "node a sent {a}, node b sent {b}");
     let messages = sink.messages();
     assert_eq!(messages.len(), N);
@@ -292,20 +304,20 @@ async fn a_rolled_back_enqueue_sends_nothing(backend: Backend) {
         .unwrap();
     txn.rollback().await.unwrap();
     core.mail.notify();
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
-    assert!(mail_outbox::Entity::find_by_id(id).one(core.store.db()).await.unwrap().is_none());
-    assert_eq!(mail_outbox::Entity::find().count(core.store.db()).await.unwrap(), 0);
+    assert_eq!(core.jobs.run_due().await.unwrap(), RunReport::default());
+    assert!(job_outbox::Entity::find_by_id(id).one(core.store.db()).await.unwrap().is_none());
+    assert_eq!(job_outbox::Entity::find().count(core.store.db()).await.unwrap(), 0);
     assert!(sink.messages().is_empty());
 }
 on_both_backends!(a_rolled_back_enqueue_sends_nothing);
 
-/// The worker the server spawns delivers as soon as it is notified.
+/// The job runner the server spawns delivers as soon as it is notified.
 async fn the_worker_delivers_on_notify(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let dir = data_dir();
     let sink = SmtpSink::start(None).await;
     let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &sink.url())]).await;
-    let worker = core.mail.spawn_worker();
+    let worker = core.jobs.spawn();
     let link = "https://id.example.com/reset/tok_worker".to_owned();
     let id =
         enqueue(&core, "ada@example.com", MailKind::PasswordReset { link: link.clone() }).await;
@@ -314,7 +326,7 @@ async fn the_worker_delivers_on_notify(backend: Backend) {
     worker.abort();
     assert_eq!(messages.len(), 1, "the worker did not deliver within 3 s");
     assert!(messages[0].part("text/plain").contains(&link));
-    assert_eq!(row(&core, &id).await.status, status::SENT);
+    assert_eq!(row(&core, &id).await.status, status::DONE);
 }
 on_both_backends!(the_worker_delivers_on_notify);
 
@@ -331,13 +343,13 @@ async fn required_tls_never_falls_back_to_plain_text(backend: Backend) {
         let core = open_core(dir.path(), &db, &[("LATCHKEY_SMTP_URL", &url)]).await;
         let id =
             enqueue(&core, "ada@example.com", MailKind::SignUpCode { code: "000111".into() }).await;
-        assert_eq!(core.mail.deliver_due().await.unwrap(), 0, "{url}");
+        assert_eq!(deliver_due(&core).await, 0, "{url}");
         let stored = row(&core, &id).await;
         assert_eq!(stored.status, status::PENDING, "{url}");
         assert!(stored.last_error.is_some(), "{url}");
         assert!(sink.messages().is_empty(), "{url}: delivered without TLS");
         // Out of the way for the next URL.
-        mail_outbox::Entity::delete_by_id(id).exec(core.store.db()).await.unwrap();
+        job_outbox::Entity::delete_by_id(id).exec(core.store.db()).await.unwrap();
     }
 }
 on_both_backends!(required_tls_never_falls_back_to_plain_text);
@@ -377,8 +389,8 @@ async fn without_smtp_mail_is_written_to_the_data_dir(backend: Backend) {
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .finish();
-    let sent = core.mail.deliver_due().with_subscriber(subscriber).await.unwrap();
-    assert_eq!(sent, 1);
+    let sent = core.jobs.run_due().with_subscriber(subscriber).await.unwrap();
+    assert_eq!(sent.done, 1);
 
     let path = dir.path().join("mail").join(format!("{id}.eml"));
     assert!(path.is_file(), "{} missing", path.display());
@@ -395,16 +407,16 @@ async fn without_smtp_mail_is_written_to_the_data_dir(backend: Backend) {
     let expected = format!("mail written to {} (no LATCHKEY_SMTP_URL configured)", path.display());
     assert!(logs.contains(&expected), "{logs}");
     assert!(logs.contains(" INFO "), "{logs}");
-    assert_eq!(row(&core, &id).await.status, status::SENT);
-    assert_eq!(core.mail.deliver_due().await.unwrap(), 0);
+    assert_eq!(row(&core, &id).await.status, status::DONE);
+    assert_eq!(deliver_due(&core).await, 0);
     assert_eq!(std::fs::read_dir(dir.path().join("mail")).unwrap().count(), 1);
 }
 on_both_backends!(without_smtp_mail_is_written_to_the_data_dir);
 
 /// Sends one sign-up code through `url` and returns the outbox row after one delivery pass.
-async fn send_one(core: &Latchkey, code: &str) -> (usize, mail_outbox::Model) {
+async fn send_one(core: &Latchkey, code: &str) -> (usize, job_outbox::Model) {
     let id = enqueue(core, "ada@example.com", MailKind::SignUpCode { code: code.into() }).await;
-    let sent = core.mail.deliver_due().await.unwrap();
+    let sent = deliver_due(core).await;
     (sent, row(core, &id).await)
 }
 
@@ -434,7 +446,7 @@ async fn tls_with_auth_delivers_when_the_ca_file_is_trusted(backend: Backend) {
         .await;
         let (sent, stored) = send_one(&core, "502913").await;
         assert_eq!(sent, 1, "{mode:?}: {stored:?}");
-        assert_eq!((stored.status.as_str(), stored.attempts), (status::SENT, 1), "{mode:?}");
+        assert_eq!((stored.status.as_str(), stored.attempts), (status::DONE, 1), "{mode:?}");
         let messages = sink.messages();
         assert_eq!(messages.len(), 1, "{mode:?}");
         let m = &messages[0];
@@ -444,7 +456,7 @@ async fn tls_with_auth_delivers_when_the_ca_file_is_trusted(backend: Backend) {
         assert_eq!(m.content_type, "multipart/alternative");
         assert!(m.part("text/plain").contains("502913"), "{mode:?}");
         assert!(m.part("text/html").contains("502913"), "{mode:?}");
-        mail_outbox::Entity::delete_many().exec(core.store.db()).await.unwrap();
+        job_outbox::Entity::delete_many().exec(core.store.db()).await.unwrap();
         core.store.clone().close().await;
     }
 }
@@ -490,7 +502,7 @@ async fn an_untrusted_smtp_certificate_is_refused(backend: Backend) {
         let error = stored.last_error.clone().unwrap_or_default();
         assert!(error.to_ascii_lowercase().contains("certificate"), "{mode:?}: {error}");
         assert!(sink.messages().is_empty(), "{mode:?}: delivered to an untrusted server");
-        mail_outbox::Entity::delete_many().exec(core.store.db()).await.unwrap();
+        job_outbox::Entity::delete_many().exec(core.store.db()).await.unwrap();
         core.store.clone().close().await;
     }
 }

@@ -13,6 +13,7 @@ mod cli;
 mod e2e;
 mod first_start;
 mod http_hygiene;
+mod jobs;
 mod jwt_templates;
 mod keys;
 mod mail;

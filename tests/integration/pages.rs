@@ -659,7 +659,7 @@ async fn sign_up_with_an_emailed_code(backend: Backend) {
     assert_eq!(status, 303);
     assert!(location.unwrap().starts_with("/sign-up/verify?attempt="));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    node.core.mail.deliver_due().await.unwrap();
+    node.core.jobs.run_due().await.unwrap();
     assert_eq!(smtp.messages().len(), 1, "a code was mailed for an existing account");
 
     // Five wrong codes void an attempt; so does the clock.

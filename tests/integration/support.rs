@@ -222,9 +222,20 @@ pub fn data_dir() -> TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Opens a core on a data dir and database without starting the web server, so no mail worker
-/// runs and a test drives delivery itself.
+/// Opens a core on a data dir and database without starting the web server, so no job runner
+/// runs and a test drives delivery itself (`core.jobs.run_due()`).
 pub async fn open_core(data_dir: &Path, db: &TestDb, extra: &[(&str, &str)]) -> Latchkey {
+    open_core_with_clock(data_dir, db, extra, Clock::system()).await
+}
+
+/// [`open_core`] on a given clock: cores opened on clones of one clock are nodes whose time a
+/// test moves together.
+pub async fn open_core_with_clock(
+    data_dir: &Path,
+    db: &TestDb,
+    extra: &[(&str, &str)],
+    clock: Clock,
+) -> Latchkey {
     let mut env = HashMap::from([("LATCHKEY_DATA_DIR".to_owned(), data_dir.display().to_string())]);
     if let Some(url) = &db.url {
         env.insert("LATCHKEY_DATABASE_URL".into(), url.clone());
@@ -232,7 +243,7 @@ pub async fn open_core(data_dir: &Path, db: &TestDb, extra: &[(&str, &str)]) -> 
     for (k, v) in extra {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
-    Latchkey::open(Settings::load(None, &env).expect("valid test settings"))
+    Latchkey::open_with_clock(Settings::load(None, &env).expect("valid test settings"), clock)
         .await
         .expect("open the store")
 }

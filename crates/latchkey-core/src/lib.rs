@@ -4,6 +4,7 @@
 pub mod identity;
 pub mod infra;
 pub mod oauth;
+pub mod runtime;
 pub mod sign_in;
 pub mod tenancy;
 
@@ -40,6 +41,19 @@ use crate::{
     tenancy::orgs::OrgService,
 };
 
+/// The longest each kind of token signed with the instance keys can live, each from the setting
+/// or the validation rule that bounds it: how long a retired key must stay published.
+fn signed_lifetimes(settings: &Settings) -> infra::keys::SignedLifetimes {
+    let secs = |s: i64| std::time::Duration::from_secs(s.unsigned_abs());
+    infra::keys::SignedLifetimes {
+        session_token: settings.session_token_ttl,
+        access_token: secs(oauth::clients::MAX_ACCESS_TOKEN_TTL_SECS),
+        id_token: secs(oauth::clients::ID_TOKEN_TTL_SECS),
+        template_token: secs(oauth::jwt_templates::MAX_LIFETIME_SECS),
+        logout_token: secs(oauth::backchannel::LOGOUT_TOKEN_TTL_SECS),
+    }
+}
+
 /// The identity store with all of its services, shared by the web app and the CLI.
 #[derive(Clone)]
 pub struct Latchkey {
@@ -66,6 +80,8 @@ pub struct Latchkey {
     /// authorization, consent, account chooser, logout).
     pub oidc: oauth::OidcService,
     pub backchannel: oauth::backchannel::BackchannelService,
+    /// Runs the job outbox (mail, back-channel logout); servers start it with `spawn`.
+    pub jobs: runtime::JobRunner,
     pub jwt_templates: oauth::jwt_templates::JwtTemplateService,
 }
 
@@ -84,14 +100,20 @@ impl Latchkey {
         // A bad key setting stops start-up before anything is touched; a database that cannot
         // be opened stops it before a new key is written.
         let master_key = infra::crypto::MasterKey::load(&settings)?;
-        let db = Store::open_database(&settings.database_url).await?;
+        let db = Store::open_database(&settings.database_url, settings.sqlite_synchronous).await?;
         let master_key = match master_key {
             Some(key) => key,
             None => infra::crypto::MasterKey::create_default(&settings)?,
         };
-        let store = Store::new(db, &settings.database_url, master_key, clock.clone());
+        let store = Store::new(
+            db,
+            &settings.database_url,
+            settings.sqlite_synchronous,
+            master_key,
+            clock.clone(),
+        );
         store.migrate().await?;
-        let keys = KeyService::new(store.clone(), &settings);
+        let keys = KeyService::new(store.clone(), signed_lifetimes(&settings), settings.clock_skew);
         keys.ensure_active(settings.session_token_alg).await?;
         // Unseal the active key now: a wrong master key must stop start-up, not fail requests.
         keys.load_signer(settings.session_token_alg).await.map_err(|e| match e {
@@ -117,6 +139,7 @@ impl Latchkey {
             oauth.clone(),
             &settings.public_url,
         )?;
+        let jobs = runtime::JobRunner::new(store.clone(), mail.clone(), backchannel.clone());
         let jwt_templates =
             oauth::jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
         let oidc = oauth::OidcService::new(
@@ -164,6 +187,7 @@ impl Latchkey {
             oauth,
             oidc,
             backchannel,
+            jobs,
             jwt_templates,
         })
     }

@@ -72,10 +72,9 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
         }
     });
     let _ = handle;
-    // Outgoing mail: delivers what requests enqueued (and anything left from before a restart).
-    core.mail.spawn_worker();
-    // Back-channel logout notifications queued by ended sessions.
-    core.backchannel.spawn_worker();
+    // The job outbox: outgoing mail and back-channel logout, whatever requests queued (and
+    // anything left from before a restart or by a node that died).
+    core.jobs.spawn();
     // Sessions that expire (absolute or idle) are marked so, and their clients notified.
     core.sessions.spawn_expiry_sweeper();
     Ok(server)

@@ -17,8 +17,41 @@ use crate::{
     infra::crypto,
     infra::entity::{membership, session, user},
     infra::ids,
+    infra::jobs::{self, Job},
     infra::store::Store,
 };
+
+/// Queues the news that `session_ids` ended, in the transaction that ends them, so it is sent
+/// exactly when the change commits: one [`Job::SessionsEnded`], whose handler (on the OAuth side)
+/// tells the clients that got tokens for these sessions. Returns whether a job was queued
+/// (nothing for no sessions); call [`Store::notify_jobs`] after committing.
+pub(crate) async fn enqueue_ended<C: ConnectionTrait>(
+    conn: &C,
+    session_ids: &[String],
+    now: i64,
+) -> Result<bool> {
+    if session_ids.is_empty() {
+        return Ok(false);
+    }
+    let job = Job::SessionsEnded { session_ids: session_ids.to_vec() };
+    Ok(jobs::enqueue(conn, &job, now, None).await?.is_some())
+}
+
+/// Active session ids matching `filter`, taken before they are ended so the caller can queue
+/// the news of their end in the same transaction.
+pub(crate) async fn active_session_ids<C: ConnectionTrait>(
+    conn: &C,
+    filter: Condition,
+) -> Result<Vec<String>> {
+    Ok(session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
+        .filter(filter)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
 
 /// Where a new session comes from.
 #[derive(Debug, Clone)]
@@ -57,7 +90,7 @@ pub const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// seen activity that it has not written yet (it writes every 10 s), which moves the expiry.
 pub const IDLE_SWEEP_GRACE: Duration = Duration::from_secs(60);
 /// Sessions that expired longer ago than this (a backlog after downtime or an upgrade) are
-/// marked without notifying clients: the outbox gives up on such old news anyway.
+/// marked without notifying clients: the job outbox gives up on such old news anyway.
 const EXPIRY_NOTIFY_HORIZON: Duration = Duration::from_secs(24 * 3600);
 const SWEEP_BATCH: u64 = 200;
 
@@ -209,7 +242,7 @@ impl SessionService {
             .await?;
         let changed = res.rows_affected > 0;
         if changed {
-            crate::oauth::backchannel::enqueue_for_sessions(&txn, &[id.to_owned()], now).await?;
+            enqueue_ended(&txn, &[id.to_owned()], now).await?;
             audit::record(
                 &txn,
                 now,
@@ -223,7 +256,7 @@ impl SessionService {
         }
         txn.commit().await?;
         if changed {
-            self.store.notify_backchannel();
+            self.store.notify_jobs();
         }
         Ok(changed)
     }
@@ -249,7 +282,7 @@ impl SessionService {
         .await?;
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
-        self.store.notify_backchannel();
+        self.store.notify_jobs();
         Ok(n)
     }
 
@@ -257,7 +290,7 @@ impl SessionService {
     pub async fn revoke_others(&self, user_id: &str, keep: &str, actor: &Actor) -> Result<u64> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        let ids = crate::oauth::backchannel::active_session_ids(
+        let ids = active_session_ids(
             &txn,
             Condition::all()
                 .add(session::Column::UserId.eq(user_id))
@@ -272,7 +305,7 @@ impl SessionService {
             .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
             .exec(&txn)
             .await?;
-        crate::oauth::backchannel::enqueue_for_sessions(&txn, &ids, now).await?;
+        enqueue_ended(&txn, &ids, now).await?;
         audit::record(
             &txn,
             now,
@@ -284,7 +317,7 @@ impl SessionService {
         .await?;
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
-        self.store.notify_backchannel();
+        self.store.notify_jobs();
         Ok(res.rows_affected)
     }
 
@@ -301,13 +334,13 @@ impl SessionService {
             .exec(&txn)
             .await?;
         if res.rows_affected > 0 {
-            crate::oauth::backchannel::enqueue_for_sessions(&txn, &[id.to_owned()], now).await?;
+            enqueue_ended(&txn, &[id.to_owned()], now).await?;
             audit::record(&txn, now, actor, "session.ended", Some(id), json!({})).await?;
             Store::bump_revision(&txn).await?;
         }
         txn.commit().await?;
         if res.rows_affected > 0 {
-            self.store.notify_backchannel();
+            self.store.notify_jobs();
         }
         Ok(res.rows_affected > 0)
     }
@@ -420,16 +453,16 @@ impl SessionService {
                 notify.push(id);
             }
         }
-        let queued = crate::oauth::backchannel::enqueue_for_sessions(&txn, &notify, now).await?;
+        let queued = enqueue_ended(&txn, &notify, now).await?;
         if marked > 0 {
             Store::bump_revision(&txn).await?;
         }
         txn.commit().await?;
-        if queued > 0 {
-            self.store.notify_backchannel();
+        if queued {
+            self.store.notify_jobs();
         }
         if marked > 0 {
-            tracing::info!(sessions = marked, notifications = queued, "marked expired sessions");
+            tracing::info!(sessions = marked, notified = notify.len(), "marked expired sessions");
         }
         Ok((marked, full))
     }

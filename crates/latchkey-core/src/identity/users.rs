@@ -239,7 +239,7 @@ impl UserService {
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
         if revoked > 0 {
-            self.store.notify_backchannel();
+            self.store.notify_jobs();
         }
         Ok(updated.into())
     }
@@ -252,7 +252,7 @@ pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
     reason: &str,
     now: i64,
 ) -> Result<u64> {
-    let ids = crate::oauth::backchannel::active_session_ids(
+    let ids = crate::identity::sessions::active_session_ids(
         conn,
         sea_orm::Condition::all().add(session::Column::UserId.eq(user_id)),
     )
@@ -269,7 +269,7 @@ pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
         .exec(conn)
         .await?;
     // Queued with the revocation, so clients hear of it exactly when it commits.
-    crate::oauth::backchannel::enqueue_for_sessions(conn, &ids, now).await?;
+    crate::identity::sessions::enqueue_ended(conn, &ids, now).await?;
     Ok(res.rows_affected)
 }
 

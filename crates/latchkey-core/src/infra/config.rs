@@ -14,27 +14,11 @@ use url::Url;
 
 use crate::infra::jose::SigningAlg;
 
-/// A setting that could not be accepted. `setting` is the environment variable's name, which is
-/// also how the docs list it; `source` says where the bad value came from.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid setting {setting}{source_note}: expected {expected}, got {got}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub expected: String,
-    pub got: String,
-    source_note: String,
-}
+pub use crate::infra::error::ConfigError;
 
+/// Where a bad value came from, said in the error ([`ConfigError`] lives with the other errors,
+/// so that `error.rs` needs nothing from here).
 impl ConfigError {
-    pub fn new(setting: &str, expected: impl Into<String>, got: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            expected: expected.into(),
-            got: got.into(),
-            source_note: String::new(),
-        }
-    }
-
     fn from_source(
         setting: &str,
         source: &Source,
@@ -56,6 +40,28 @@ impl ConfigError {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// How an SQLite store makes a commit durable: its `PRAGMA synchronous`, in WAL mode.
+/// `Normal`: commits are written to the WAL without an fsync (the WAL is synced at checkpoints),
+/// so a power loss or OS crash can lose the last transactions, never corrupt the database; a
+/// crash of Latchkey alone loses nothing. `Full`: the WAL is synced at every commit, so a
+/// committed transaction survives a power loss too, at the cost of one fsync per commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    Normal,
+    Full,
+}
+
+impl SqliteSync {
+    /// The value of SQLite's `PRAGMA synchronous`.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -95,6 +101,8 @@ pub struct Settings {
     pub public_url: String,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// SQLite only: `PRAGMA synchronous` of every connection (see [`SqliteSync`]).
+    pub sqlite_synchronous: SqliteSync,
     pub master_key: MasterKeySource,
     /// Outgoing mail server (lettre URL syntax); without one, mail is written to
     /// `<data_dir>/mail/<id>.eml` instead.
@@ -168,6 +176,7 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_PUBLIC_URL", false),
     ("LATCHKEY_DATA_DIR", false),
     ("LATCHKEY_DATABASE_URL", false),
+    ("LATCHKEY_SQLITE_SYNCHRONOUS", false),
     ("LATCHKEY_MASTER_KEY", true),
     ("LATCHKEY_MASTER_KEY_FILE", false),
     ("LATCHKEY_SMTP_URL", false),
@@ -295,7 +304,8 @@ impl Settings {
                 values.insert(name, (v.clone(), Source::Env));
             }
         }
-        let mut settings = Self::validate(&Raw { values })?;
+        let raw = Raw { values };
+        let mut settings = Self::validate(&raw)?;
         let mut unknown: Vec<String> = env
             .keys()
             .filter(|k| {
@@ -316,6 +326,7 @@ impl Settings {
         let smtp_tls = settings.smtp_url.as_deref().is_some_and(|u| {
             u.starts_with("smtps:") || u.contains("tls=required") || u.contains("tls=opportunistic")
         });
+        settings.warn_if_sqlite_setting_unused(&raw);
         if settings.smtp_ca_file.is_some() && !smtp_tls {
             settings.warnings.push(
                 "LATCHKEY_SMTP_CA_FILE is set but LATCHKEY_SMTP_URL does not use TLS: it is unused"
@@ -323,6 +334,16 @@ impl Settings {
             );
         }
         Ok(settings)
+    }
+
+    /// A durability chosen for SQLite does nothing on PostgreSQL: say so rather than ignore it.
+    fn warn_if_sqlite_setting_unused(&mut self, raw: &Raw) {
+        if raw.get("LATCHKEY_SQLITE_SYNCHRONOUS").is_some() && !self.is_sqlite() {
+            self.warnings.push(
+                "LATCHKEY_SQLITE_SYNCHRONOUS is set but LATCHKEY_DATABASE_URL is not SQLite: it is unused"
+                    .to_owned(),
+            );
+        }
     }
 
     /// Loads from the process environment.
@@ -384,6 +405,8 @@ impl Settings {
                 .then(|| v.to_owned())
             },
         )?;
+
+        let sqlite_synchronous = sqlite_synchronous(raw)?;
 
         let master_key = match (raw.get("LATCHKEY_MASTER_KEY"), raw.get("LATCHKEY_MASTER_KEY_FILE"))
         {
@@ -581,6 +604,7 @@ impl Settings {
             public_url,
             data_dir,
             database_url,
+            sqlite_synchronous,
             master_key,
             smtp_url,
             smtp_ca_file,
@@ -616,12 +640,6 @@ impl Settings {
         self.public_url.starts_with("https://")
     }
 
-    /// The longest lifetime of any token signed with the instance keys; a retired key stays
-    /// published at least this long plus the clock skew.
-    pub fn max_token_lifetime(&self) -> Duration {
-        self.session_token_ttl
-    }
-
     /// The effective configuration with secrets redacted, as `latchkey config check` prints it.
     pub fn redacted(&self) -> BTreeMap<&'static str, serde_json::Value> {
         use serde_json::json;
@@ -630,6 +648,7 @@ impl Settings {
         m.insert("LATCHKEY_PUBLIC_URL", json!(self.public_url));
         m.insert("LATCHKEY_DATA_DIR", json!(self.data_dir.display().to_string()));
         m.insert("LATCHKEY_DATABASE_URL", json!(redact_url(&self.database_url)));
+        m.insert("LATCHKEY_SQLITE_SYNCHRONOUS", json!(self.sqlite_synchronous));
         match &self.master_key {
             MasterKeySource::Inline(_) => {
                 m.insert("LATCHKEY_MASTER_KEY", json!("<redacted>"));
@@ -726,6 +745,17 @@ fn auth_policy(raw: &Raw) -> Result<AuthPolicy, ConfigError> {
         )?,
         argon2_iterations: int("LATCHKEY_ARGON2_ITERATIONS", d.argon2_iterations, 1, 64)?,
         argon2_parallelism: int("LATCHKEY_ARGON2_PARALLELISM", d.argon2_parallelism, 1, 64)?,
+    })
+}
+
+fn sqlite_synchronous(raw: &Raw) -> Result<SqliteSync, ConfigError> {
+    let expected = "`normal` or `full`";
+    parse(raw, "LATCHKEY_SQLITE_SYNCHRONOUS", "normal", expected, |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "normal" => Some(SqliteSync::Normal),
+            "full" => Some(SqliteSync::Full),
+            _ => None,
+        }
     })
 }
 
@@ -879,6 +909,34 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_synchronous_is_normal_or_full() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.sqlite_synchronous, SqliteSync::Normal);
+        assert_eq!(s.redacted()["LATCHKEY_SQLITE_SYNCHRONOUS"], "normal");
+        let s = load(&[("LATCHKEY_SQLITE_SYNCHRONOUS", "FULL")]).unwrap();
+        assert_eq!(s.sqlite_synchronous, SqliteSync::Full);
+        assert_eq!(s.sqlite_synchronous.pragma(), "FULL");
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // Accepted on PostgreSQL, with a warning that it does nothing there.
+        let s = load(&[
+            ("LATCHKEY_SQLITE_SYNCHRONOUS", "full"),
+            ("LATCHKEY_DATABASE_URL", "postgres://db/latchkey"),
+        ])
+        .unwrap();
+        assert!(
+            s.warnings.iter().any(|w| w.contains("LATCHKEY_SQLITE_SYNCHRONOUS")),
+            "{:?}",
+            s.warnings
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, "sqlite_synchronous = \"sometimes\"\n").unwrap();
+        let err = Settings::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert_eq!(err.setting, "LATCHKEY_SQLITE_SYNCHRONOUS");
+        assert!(err.to_string().contains("sqlite_synchronous"), "{err}");
+    }
+
+    #[test]
     fn listening_everywhere_defaults_to_a_loopback_issuer() {
         let s = load(&[("LATCHKEY_LISTEN", "0.0.0.0:9000")]).unwrap();
         assert_eq!(s.public_url, "http://localhost:9000");
@@ -910,6 +968,8 @@ mod tests {
             ("LATCHKEY_PUBLIC_URL", "http://example.com"),
             ("LATCHKEY_PUBLIC_URL", "https://example.com/?q=1"),
             ("LATCHKEY_DATABASE_URL", "mysql://x"),
+            ("LATCHKEY_SQLITE_SYNCHRONOUS", "off"),
+            ("LATCHKEY_SQLITE_SYNCHRONOUS", "extra"),
             ("LATCHKEY_SMTP_URL", "http://mail"),
             ("LATCHKEY_SMTP_URL", "smtp://mail.example.com"),
             ("LATCHKEY_SMTP_URL", "smtp://mail.example.com?tls=sometimes"),

@@ -102,8 +102,11 @@ impl MasterKey {
         let MasterKeySource::File { path, generate: true } = &settings.master_key else {
             return Err(Error::Internal("only the default master key file is generated".into()));
         };
-        write_private_file(path, Self::generate_text().as_bytes())?;
-        tracing::info!(path = %path.display(), "generated a new master key");
+        // Nodes starting together on one data directory may race to create it: one wins, the
+        // others read the winner's key.
+        if publish_private_file(path, Self::generate_text().as_bytes())? {
+            tracing::info!(path = %path.display(), "generated a new master key");
+        }
         Self::read_file(path)
     }
 
@@ -191,6 +194,23 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
         .map_err(io_err)?;
     file.write_all(contents).map_err(io_err)?;
     file.sync_all().map_err(io_err)
+}
+
+/// Writes `contents` to `path` all at once, unless the file already exists: written under a
+/// temporary name, then hard-linked into place (which fails if the name is taken). So processes
+/// that start together on one data directory never read a half-written file, and all use the
+/// first one's contents. Returns false when another process's file was there first.
+fn publish_private_file(path: &Path, contents: &[u8]) -> Result<bool> {
+    let io_err = |source| Error::Io { path: path.display().to_string(), source };
+    let tmp = path.with_extension(format!("tmp-{}", ulid::Ulid::new()));
+    write_private_file(&tmp, contents)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_err(e)),
+    }
 }
 
 pub fn create_private_dir(path: &Path) -> Result<()> {

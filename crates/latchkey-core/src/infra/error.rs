@@ -21,7 +21,7 @@ pub enum Error {
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
-    Config(#[from] crate::infra::config::ConfigError),
+    Config(#[from] ConfigError),
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("cryptographic error: {0}")]
@@ -30,6 +30,30 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A setting that could not be accepted. `setting` is the environment variable's name, which is
+/// also how the docs list it; the note says where the bad value came from. Defined here rather
+/// than in `config.rs` (which re-exports it), so that this module depends on nothing else.
+#[derive(Debug, Clone, Error)]
+#[error("invalid setting {setting}{source_note}: expected {expected}, got {got}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub expected: String,
+    pub got: String,
+    /// " (from the environment)", " (key `x` in file)" or empty; set by `config.rs`.
+    pub(crate) source_note: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &str, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            expected: expected.into(),
+            got: got.into(),
+            source_note: String::new(),
+        }
+    }
 }
 
 /// The few statements run on Latchkey's own SQLite connections (see `store.rs`) fail like any

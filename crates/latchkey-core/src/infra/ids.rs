@@ -26,6 +26,8 @@ pub const PASSWORD_RESET: &str = "pwr";
 pub const ACCESS_TOKEN: &str = "at";
 pub const EXTERNAL_IDENTITY: &str = "ext";
 pub const PENDING_REQUEST: &str = "pnd";
+/// Background jobs other than mail (`mail_`) and logout notifications (`bcl_`).
+pub const JOB: &str = "job";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

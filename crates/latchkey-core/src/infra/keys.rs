@@ -4,12 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use josekit::jws::JwsSigner;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr,
 };
 use serde::Serialize;
 
 use crate::{
-    Error, Result, Settings,
+    Error, Result,
     infra::audit::{self, Actor},
     infra::entity::signing_key,
     infra::ids,
@@ -78,6 +78,39 @@ impl LoadedSigner {
 const ACTIVE: &str = "active";
 const RETIRED: &str = "retired";
 
+/// The longest each kind of token signed with an instance key can stay valid, as the
+/// configuration and the validation of that kind allow. A retired key must stay published, and
+/// accepted by Latchkey's own checks (userinfo, introspection), until every token it can have
+/// signed has expired: [`Self::longest`] plus the clock skew after it stopped signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedLifetimes {
+    /// Session tokens: `LATCHKEY_SESSION_TOKEN_TTL`.
+    pub session_token: Duration,
+    /// OpenID Connect access tokens: the longest `access_token_ttl` a client may have.
+    pub access_token: Duration,
+    /// OpenID Connect ID tokens.
+    pub id_token: Duration,
+    /// JWT-template tokens: the longest lifetime a template may have.
+    pub template_token: Duration,
+    /// Back-channel logout tokens.
+    pub logout_token: Duration,
+}
+
+impl SignedLifetimes {
+    pub fn longest(&self) -> Duration {
+        [
+            self.session_token,
+            self.access_token,
+            self.id_token,
+            self.template_token,
+            self.logout_token,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default()
+    }
+}
+
 #[derive(Clone)]
 struct CachedJwks {
     revision: i64,
@@ -92,8 +125,9 @@ type SignerCache = std::collections::HashMap<SigningAlg, (i64, Arc<LoadedSigner>
 #[derive(Clone)]
 pub struct KeyService {
     store: Store,
-    /// How long a retired key stays published: longest token lifetime plus clock skew.
-    retention: Duration,
+    /// How long a retired key stays published, in seconds: the longest lifetime of anything it
+    /// can have signed, plus the clock skew.
+    retention: i64,
     /// Unsealed active keys, each tagged with the store revision it was loaded at; rotation
     /// bumps the revision, so every node picks up a new key on its next signature.
     signers: Arc<std::sync::RwLock<SignerCache>>,
@@ -102,10 +136,12 @@ pub struct KeyService {
 }
 
 impl KeyService {
-    pub fn new(store: Store, settings: &Settings) -> Self {
+    /// `lifetimes` bound every token the keys sign; `clock_skew` is `LATCHKEY_CLOCK_SKEW`.
+    pub fn new(store: Store, lifetimes: SignedLifetimes, clock_skew: Duration) -> Self {
+        let retention = lifetimes.longest() + clock_skew;
         Self {
             store,
-            retention: settings.max_token_lifetime() + settings.clock_skew,
+            retention: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 4),
             signers: Arc::default(),
             jwks: Arc::default(),
         }
@@ -169,38 +205,39 @@ impl KeyService {
             created_at: Set(now),
             retired_at: Set(None),
             publish_until: Set(None),
+            active_alg: Set(Some(alg.as_str().to_owned())),
         })
     }
 
     async fn active_model(&self, alg: SigningAlg) -> Result<Option<signing_key::Model>> {
         Ok(signing_key::Entity::find()
-            .filter(signing_key::Column::Alg.eq(alg.as_str()))
-            .filter(signing_key::Column::Status.eq(ACTIVE))
-            .order_by_desc(signing_key::Column::CreatedAt)
+            .filter(signing_key::Column::ActiveAlg.eq(alg.as_str()))
             .one(self.store.db())
             .await?)
     }
 
-    /// Makes sure an active key exists for `alg`, generating the first one if needed.
+    /// Makes sure an active key exists for `alg`, generating the first one if needed. Nodes that
+    /// start together on an empty store may each generate one: the unique `active_alg` lets one
+    /// insert win, and the others use the winner's key.
     pub async fn ensure_active(&self, alg: SigningAlg) -> Result<SigningKeyInfo> {
         let now = self.store.now();
         if let Some(m) = self.active_model(alg).await? {
-            return Ok(info(m, self.store.now()));
+            return Ok(self.info(m, now));
         }
-        let model = self.new_key_model(alg, self.store.now())?;
+        let model = self.new_key_model(alg, now)?;
         let txn = self.store.begin_write().await?;
-        // Another process may have created one meanwhile; the re-check inside the transaction
-        // keeps one active key per algorithm.
-        let existing = signing_key::Entity::find()
-            .filter(signing_key::Column::Alg.eq(alg.as_str()))
-            .filter(signing_key::Column::Status.eq(ACTIVE))
-            .one(&txn)
-            .await?;
-        if let Some(m) = existing {
-            txn.rollback().await?;
-            return Ok(info(m, self.store.now()));
-        }
-        let m = model.insert(&txn).await?;
+        let m = match model.insert(&txn).await {
+            Ok(m) => m,
+            Err(e) if is_unique_violation(&e) => {
+                txn.rollback().await?;
+                let m = self.active_model(alg).await?.ok_or_else(|| {
+                    Error::Internal(format!("lost the race to create a {alg:?} key to nobody"))
+                })?;
+                tracing::debug!(kid = %m.kid, alg = alg.as_str(), "another node created the signing key");
+                return Ok(self.info(m, now));
+            }
+            Err(e) => return Err(e.into()),
+        };
         audit::record(
             &txn,
             now,
@@ -213,7 +250,7 @@ impl KeyService {
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
         tracing::info!(kid = %m.kid, alg = alg.as_str(), "generated signing key");
-        Ok(info(m, self.store.now()))
+        Ok(self.info(m, now))
     }
 
     /// Introduces a new active key for `alg`; the previous one stays published until every
@@ -225,22 +262,31 @@ impl KeyService {
     ) -> Result<(SigningKeyInfo, Option<SigningKeyInfo>)> {
         let now = self.store.now();
         let model = self.new_key_model(alg, now)?;
-        let retention = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
         let txn = self.store.begin_write().await?;
         let previous = signing_key::Entity::find()
-            .filter(signing_key::Column::Alg.eq(alg.as_str()))
-            .filter(signing_key::Column::Status.eq(ACTIVE))
+            .filter(signing_key::Column::ActiveAlg.eq(alg.as_str()))
             .all(&txn)
             .await?;
         let mut retired = None;
         for old in previous {
             let mut am: signing_key::ActiveModel = old.into();
             am.status = Set(RETIRED.to_owned());
+            am.active_alg = Set(None);
             am.retired_at = Set(Some(now));
-            am.publish_until = Set(Some(now + retention));
+            am.publish_until = Set(Some(now + self.retention));
             retired = Some(am.update(&txn).await?);
         }
-        let new = model.insert(&txn).await?;
+        let new = match model.insert(&txn).await {
+            Ok(new) => new,
+            // A rotation on another node committed a new key first.
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::Conflict(format!(
+                    "another {} key rotation happened at the same time; list the keys and retry if needed",
+                    alg.as_str()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         audit::record(&txn, now,
             actor,
             "key.rotated",
@@ -250,7 +296,7 @@ impl KeyService {
         .await?;
         Store::bump_revision(&txn).await?;
         txn.commit().await?;
-        Ok((info(new, now), retired.map(|m| info(m, now))))
+        Ok((self.info(new, now), retired.map(|m| self.info(m, now))))
     }
 
     pub async fn list(&self) -> Result<Vec<SigningKeyInfo>> {
@@ -260,12 +306,12 @@ impl KeyService {
             .all(self.store.db())
             .await?
             .into_iter()
-            .map(|m| info(m, now))
+            .map(|m| self.info(m, now))
             .collect())
     }
 
-    /// The JWK Set: active keys and retired keys still inside their retention window.
-    /// The published key set as of `revision`, from memory unless keys changed since. A
+    /// The published key set: active keys and retired keys still inside their retention window
+    /// (see [`SignedLifetimes`]). The published key set as of `revision`, from memory unless keys changed since. A
     /// retired key's publication also ends by time, so the cache is re-read at that moment.
     pub async fn jwks_at(&self, revision: i64) -> Result<Arc<serde_json::Value>> {
         let now = self.store.now();
@@ -296,10 +342,8 @@ impl KeyService {
             .all(self.store.db())
             .await?
         {
-            if is_published(&m, now) {
-                if m.status != ACTIVE
-                    && let Some(t) = m.publish_until
-                {
+            if self.is_published(&m, now) {
+                if let Some(t) = self.publish_until(&m) {
                     stale_at = Some(stale_at.map_or(t, |s| s.min(t)));
                 }
                 keys.push(serde_json::from_str::<serde_json::Value>(&m.public_jwk)?);
@@ -325,21 +369,39 @@ impl KeyService {
     }
 }
 
-fn is_published(m: &signing_key::Model, now: i64) -> bool {
-    m.status == ACTIVE || m.publish_until.is_some_and(|t| t > now)
-}
+impl KeyService {
+    /// Until when a retired key stays published; None for an active key. At least its retirement
+    /// plus this process's retention, whatever was stored: a key retired by an older version, or
+    /// by a process with shorter lifetimes configured, stays until every token it signed expires.
+    fn publish_until(&self, m: &signing_key::Model) -> Option<i64> {
+        if m.status == ACTIVE {
+            return None;
+        }
+        let by_retention = m.retired_at.map(|t| t.saturating_add(self.retention));
+        m.publish_until.max(by_retention)
+    }
 
-fn info(m: signing_key::Model, now: i64) -> SigningKeyInfo {
-    SigningKeyInfo {
-        published: is_published(&m, now),
-        kid: m.kid,
-        alg: m.alg,
-        status: m.status,
-        created_at: m.created_at,
-        retired_at: m.retired_at,
-        publish_until: m.publish_until,
+    fn is_published(&self, m: &signing_key::Model, now: i64) -> bool {
+        m.status == ACTIVE || self.publish_until(m).is_some_and(|t| t > now)
+    }
+
+    fn info(&self, m: signing_key::Model, now: i64) -> SigningKeyInfo {
+        SigningKeyInfo {
+            published: self.is_published(&m, now),
+            publish_until: self.publish_until(&m),
+            kid: m.kid,
+            alg: m.alg,
+            status: m.status,
+            created_at: m.created_at,
+            retired_at: m.retired_at,
+        }
     }
 }
+
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SigningKeyInfo {
     pub kid: String,

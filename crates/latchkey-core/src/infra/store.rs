@@ -11,16 +11,20 @@ use sea_orm::{
 };
 
 use crate::{
-    Error, Result, infra::clock::Clock, infra::crypto::MasterKey, infra::entity::store_revision,
-    infra::revision::RevisionGate,
+    Error, Result,
+    infra::clock::Clock,
+    infra::config::SqliteSync,
+    infra::crypto::MasterKey,
+    infra::entity::store_revision,
+    infra::revision::{RevisionGate, RevisionSource},
 };
 
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     master_key: Arc<MasterKey>,
-    /// Wakes the back-channel logout worker after a commit that queued notifications.
-    backchannel_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this node's job runner after a commit that queued jobs.
+    jobs_wake: Arc<tokio::sync::Notify>,
     /// Shared by every cache that is tagged with the store revision, so one request's read
     /// serves all of them.
     gate: Arc<RevisionGate>,
@@ -43,9 +47,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// checkpoints (they never block readers or writers). Left to the committing connection, a
 /// checkpoint runs inside whatever write happens to cross the threshold, and a burst of refresh
 /// rotations waited tens of milliseconds behind one.
-fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) {
+fn spawn_checkpointer(path: std::path::PathBuf, sync: SqliteSync, alive: std::sync::Weak<()>) {
     let spawned = std::thread::Builder::new().name("latchkey-checkpoint".into()).spawn(move || {
-        let Ok(conn) = open_sqlite(&path, Duration::from_millis(100)) else { return };
+        let Ok(conn) = open_sqlite(&path, sync, Duration::from_millis(100)) else { return };
         loop {
             std::thread::sleep(CHECKPOINT_INTERVAL);
             if alive.upgrade().is_none() {
@@ -62,14 +66,18 @@ fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) {
 }
 
 /// Opens a plain connection to the store's SQLite file, with the settings the pool uses.
-fn open_sqlite(path: &std::path::Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
+fn open_sqlite(
+    path: &std::path::Path,
+    sync: SqliteSync,
+    busy: Duration,
+) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy)?;
-    // Per connection, as in the pool: commits without fsync (WAL keeps them atomic), and
-    // foreign keys enforced.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Per connection, as in the pool: the durability the operator chose
+    // (LATCHKEY_SQLITE_SYNCHRONOUS), and foreign keys enforced.
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -84,8 +92,8 @@ struct RevisionReader {
 }
 
 impl RevisionReader {
-    fn open(path: &std::path::Path) -> Option<Self> {
-        let conn = open_sqlite(path, Duration::from_millis(20))
+    fn open(path: &std::path::Path, sync: SqliteSync) -> Option<Self> {
+        let conn = open_sqlite(path, sync, Duration::from_millis(20))
             .inspect_err(|e| tracing::warn!(error = %e, "no in-line revision reader"))
             .ok()?;
         Some(Self { conn: std::sync::Mutex::new(conn) })
@@ -100,16 +108,23 @@ impl RevisionReader {
 }
 
 impl Store {
-    /// Opens the database and builds the store on it (see [`Store::open_database`]).
-    pub async fn connect(url: &str, master_key: MasterKey, clock: Clock) -> Result<Self> {
-        let db = Self::open_database(url).await?;
-        Ok(Self::new(db, url, master_key, clock))
+    /// Opens the database and builds the store on it (see [`Store::open_database`]). On
+    /// SQLite every connection (the pool's and Latchkey's own) commits with the durability
+    /// `sync` asks for.
+    pub async fn connect(
+        url: &str,
+        sync: SqliteSync,
+        master_key: MasterKey,
+        clock: Clock,
+    ) -> Result<Self> {
+        let db = Self::open_database(url, sync).await?;
+        Ok(Self::new(db, url, sync, master_key, clock))
     }
 
     /// Connects to the database of `url`. Fails fast, and as a configuration error that names
     /// `LATCHKEY_DATABASE_URL` (password redacted) or the SQLite file, when it cannot be opened:
     /// one connection attempt with a short timeout first, rather than the pool's retries.
-    pub async fn open_database(url: &str) -> Result<DatabaseConnection> {
+    pub async fn open_database(url: &str, sync: SqliteSync) -> Result<DatabaseConnection> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
         if url.starts_with("sqlite:") {
@@ -119,9 +134,13 @@ impl Store {
             }
             // WAL lets the CLI write while the server reads; busy_timeout makes concurrent
             // writers wait instead of failing.
-            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            let synchronous = match sync {
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+                SqliteSync::Full => SqliteSynchronous::Full,
+            };
+            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(synchronous)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
@@ -133,16 +152,24 @@ impl Store {
     }
 
     /// The store on an open database.
-    pub fn new(db: DatabaseConnection, url: &str, master_key: MasterKey, clock: Clock) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        url: &str,
+        sync: SqliteSync,
+        master_key: MasterKey,
+        clock: Clock,
+    ) -> Self {
         let store = Self {
             db,
             master_key: Arc::new(master_key),
-            backchannel_wake: Arc::new(tokio::sync::Notify::new()),
+            jobs_wake: Arc::new(tokio::sync::Notify::new()),
             gate: Arc::default(),
-            revision_reader: sqlite_path(url).and_then(|p| RevisionReader::open(&p)).map(Arc::new),
+            revision_reader: sqlite_path(url)
+                .and_then(|p| RevisionReader::open(&p, sync))
+                .map(Arc::new),
             sqlite_writer: sqlite_path(url)
                 .and_then(|p| {
-                    open_sqlite(&p, Duration::from_secs(10))
+                    open_sqlite(&p, sync, Duration::from_secs(10))
                         .and_then(|c| {
                             // Batches touch index pages all over the token tables: keep more of
                             // them (16 MiB). Checkpoints run in the background (see
@@ -160,7 +187,7 @@ impl Store {
             clock,
         };
         if let Some(path) = sqlite_path(url) {
-            spawn_checkpointer(path, Arc::downgrade(&store.alive));
+            spawn_checkpointer(path, sync, Arc::downgrade(&store.alive));
         }
         store
     }
@@ -183,30 +210,31 @@ impl Store {
         &self.master_key
     }
 
-    /// Call after committing a session change: queued logout notifications go out at once.
-    pub fn notify_backchannel(&self) {
-        self.backchannel_wake.notify_one();
+    /// Call after committing a transaction that queued jobs (the job outbox, `jobs.rs`): this
+    /// node's runner runs them at once instead of at its next poll.
+    pub fn notify_jobs(&self) {
+        self.jobs_wake.notify_one();
     }
 
-    pub(crate) fn backchannel_wake(&self) -> &tokio::sync::Notify {
-        &self.backchannel_wake
+    pub(crate) fn jobs_wake(&self) -> &tokio::sync::Notify {
+        &self.jobs_wake
     }
 
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
 
-    /// Applies pending migrations. On PostgreSQL an advisory lock serialises nodes that start
-    /// together, so only one of them migrates.
+    /// Applies pending migrations, in one transaction that holds the store's lock, so that of
+    /// several nodes (or CLI commands) that start together only the first migrates and the others
+    /// then find nothing to do: on PostgreSQL an advisory lock, on SQLite the write lock
+    /// (`BEGIN IMMEDIATE`; without it two processes both create the first table and one fails).
     pub async fn migrate(&self) -> Result<()> {
+        let txn = self.begin_write().await?;
         if self.backend() == DbBackend::Postgres {
-            let txn = self.db.begin().await?;
             txn.execute_unprepared("SELECT pg_advisory_xact_lock(7361726)").await?;
-            Migrator::up(&txn, None).await?;
-            txn.commit().await?;
-        } else {
-            Migrator::up(&self.db, None).await?;
         }
+        Migrator::up(&txn, None).await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -246,15 +274,6 @@ impl Store {
     /// read.
     pub async fn current_revision_pooled(&self) -> Result<i64> {
         self.gate.current(self, false).await
-    }
-
-    /// Reads the revision in-line if this store can (SQLite); None otherwise.
-    pub(crate) fn revision_inline(&self) -> Option<i64> {
-        self.revision_reader.as_ref().and_then(|r| r.read())
-    }
-
-    pub(crate) fn reads_revision_inline(&self) -> bool {
-        self.revision_reader.is_some()
     }
 
     pub(crate) fn has_sqlite_writer(&self) -> bool {
@@ -342,6 +361,21 @@ fn io_cause(e: &Error) -> String {
     }
 }
 
+/// The gate reads the revision row through the store.
+impl RevisionSource for Store {
+    fn reads_inline(&self) -> bool {
+        self.revision_reader.is_some()
+    }
+
+    fn read_inline(&self) -> Option<i64> {
+        self.revision_reader.as_ref().and_then(|r| r.read())
+    }
+
+    fn read(&self) -> impl std::future::Future<Output = Result<i64>> + Send {
+        self.revision()
+    }
+}
+
 /// The database file of an `sqlite:` URL; None for other URLs and in-memory databases.
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -354,4 +388,50 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
     sqlite_path(url)?.parent().map(|p| p.to_path_buf()).filter(|p| !p.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `PRAGMA synchronous` as the pool and each of Latchkey's own connections see it
+    /// (SQLite: 1 is NORMAL, 2 is FULL).
+    async fn synchronous_levels(store: &Store) -> Vec<i64> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = store
+            .db()
+            .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA synchronous"))
+            .await
+            .unwrap()
+            .unwrap();
+        let pool: i32 = row.try_get_by_index(0).unwrap();
+        let writer = store
+            .with_sqlite_writer(|c| {
+                Ok(c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))?)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let reader = store.revision_reader.as_ref().unwrap();
+        let reader = reader
+            .conn
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
+            .unwrap();
+        vec![i64::from(pool), writer, reader]
+    }
+
+    #[tokio::test]
+    async fn sqlite_synchronous_reaches_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sync, level) in [(SqliteSync::Normal, 1), (SqliteSync::Full, 2)] {
+            let path = dir.path().join(format!("{sync:?}.db"));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            let key = MasterKey::from_text(&MasterKey::generate_text()).unwrap();
+            let store = Store::connect(&url, sync, key, Clock::system()).await.unwrap();
+            store.migrate().await.unwrap();
+            assert_eq!(synchronous_levels(&store).await, [level; 3], "{sync:?}");
+        }
+    }
 }

@@ -34,6 +34,10 @@ const MAX_AUDIENCES: usize = 20;
 const MAX_URI_LEN: usize = 2000;
 /// Default overlap during which a rotated-out secret still works.
 pub const DEFAULT_SECRET_OVERLAP_SECS: i64 = 24 * 3600;
+/// The longest access-token lifetime a client may have (the signing keys' retention counts on it).
+pub const MAX_ACCESS_TOKEN_TTL_SECS: i64 = 3600;
+/// Every client's ID-token lifetime (the signing keys' retention counts on it).
+pub const ID_TOKEN_TTL_SECS: i64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -313,8 +317,12 @@ impl ValidClient {
             Some(a) => SigningAlg::parse(a)
                 .ok_or_else(|| Error::invalid("id_token_alg", "use RS256, ES256 or EdDSA"))?,
         };
-        let access_ttl =
-            validate_ttl("access_token_ttl", new.access_token_ttl_secs.unwrap_or(300), 60, 3600)?;
+        let access_ttl = validate_ttl(
+            "access_token_ttl",
+            new.access_token_ttl_secs.unwrap_or(300),
+            60,
+            MAX_ACCESS_TOKEN_TTL_SECS,
+        )?;
         Ok(Self {
             name,
             public: new.public,
@@ -351,7 +359,7 @@ impl ValidClient {
             require_pkce: Set(true),
             id_token_alg: Set(self.id_token_alg.as_str().to_owned()),
             access_token_ttl_secs: Set(self.access_ttl),
-            id_token_ttl_secs: Set(300),
+            id_token_ttl_secs: Set(ID_TOKEN_TTL_SECS),
             refresh_token_ttl_secs: Set(30 * 24 * 3600),
             audiences: Set((!self.audiences.is_empty()).then(|| json!(self.audiences).to_string())),
             access_token_template: Set(self.templates[0].1.clone()),

@@ -152,7 +152,7 @@ impl SignInService {
             .await?;
         }
         txn.commit().await?;
-        self.store.notify_backchannel();
+        self.store.notify_jobs();
         Ok(())
     }
 }

@@ -2,11 +2,10 @@
 //! [`crate::model`], so the rest of Latchkey never depends on column layout.
 
 pub mod audit_event;
-pub mod backchannel_outbox;
 pub mod email_verification;
 pub mod external_identity;
+pub mod job_outbox;
 pub mod jwt_template;
-pub mod mail_outbox;
 pub mod membership;
 pub mod oauth_assertion_jti;
 pub mod oauth_client;

@@ -13,6 +13,9 @@ pub struct Model {
     pub created_at: i64,
     pub retired_at: Option<i64>,
     pub publish_until: Option<i64>,
+    /// The algorithm while the key is active, NULL once retired: unique, so the store holds at
+    /// most one active key per algorithm.
+    pub active_alg: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,24 +1,25 @@
-//! Outgoing mail through a transactional outbox. [`MailService::enqueue`] renders a mail and
-//! stores it in the caller's transaction, so a rolled-back change sends nothing; a worker then
-//! claims due rows and delivers them over SMTP (or, with no `LATCHKEY_SMTP_URL`, writes them as
-//! `.eml` files under the data dir), retrying with backoff. Delivery is at least once: a sender
-//! that dies between the SMTP acknowledgement and marking the row sent causes one repeat, which
-//! carries the same Message-ID.
+//! Outgoing mail through the job outbox. [`MailService::enqueue`] renders a mail, seals its
+//! bodies and queues it as a [`Job::Mail`] in the caller's transaction, so a rolled-back change
+//! sends nothing; the job runner then delivers it over SMTP (or, with no `LATCHKEY_SMTP_URL`,
+//! writes it as an `.eml` file under the data dir), retrying with backoff (`delivery.rs`).
+//! Delivery is at least once: a node that dies between the SMTP acknowledgement and recording
+//! the job done causes one repeat, which carries the same Message-ID (the job id).
 
-mod queue;
+mod delivery;
 mod templates;
 mod transport;
 
 use std::{sync::Arc, time::Duration};
 
 use lettre::message::Mailbox;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
-use tokio::sync::Notify;
+use sea_orm::ConnectionTrait;
 
 use self::transport::Transport;
-use crate::{Error, Result, Settings, infra::entity::mail_outbox, infra::ids, infra::store::Store};
-
-pub use queue::{GIVE_UP_AFTER, retry_delay, status};
+use crate::{
+    Error, Result, Settings,
+    infra::jobs::{self, Job, MailJob},
+    infra::store::Store,
+};
 
 /// How long a sign-up code is valid; the mail says so.
 pub const SIGN_UP_CODE_VALIDITY: Duration = Duration::from_secs(10 * 60);
@@ -93,7 +94,6 @@ struct Inner {
     /// Shown in links back to this instance from every mail's footer.
     site: String,
     transport: Transport,
-    wake: Notify,
 }
 
 impl MailService {
@@ -109,20 +109,15 @@ impl MailService {
         })?;
         let transport = Transport::from_settings(settings)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                store,
-                from,
-                site: settings.public_url.clone(),
-                transport,
-                wake: Notify::new(),
-            }),
+            inner: Arc::new(Inner { store, from, site: settings.public_url.clone(), transport }),
         })
     }
 
     /// Queues a mail inside the caller's transaction/connection, so a rolled-back change sends
-    /// nothing. Renders it now, so a template error fails the caller rather than the worker.
-    /// Call [`MailService::notify`] after committing to send at once rather than at the next poll.
-    /// Fails with [`Error::Invalid`] (`to`, `code` or `link`) on a bad address, code or link.
+    /// nothing. Renders it now, so a template error fails the caller rather than the runner.
+    /// Call [`MailService::notify`] after committing to send at once rather than at the next
+    /// poll. Returns the mail's id (its Message-ID). Fails with [`Error::Invalid`] (`to`, `code`
+    /// or `link`) on a bad address, code or link.
     pub async fn enqueue<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -135,31 +130,27 @@ impl MailService {
             .map_err(|_| Error::invalid("email", "is not a valid email address"))?;
         let rendered = templates::render(&kind, &self.inner.site)?;
         let key = self.inner.store.master_key();
-        let id = ids::new_id(ids::MAIL);
-        let now = self.inner.store.now();
-        mail_outbox::Entity::insert(mail_outbox::ActiveModel {
-            id: Set(id.clone()),
-            kind: Set(kind.name().to_owned()),
-            recipient: Set(to.to_string()),
-            subject: Set(rendered.subject),
-            text_body: Set(key.seal(BODY_PURPOSE, rendered.text.as_bytes())?),
-            html_body: Set(key.seal(BODY_PURPOSE, rendered.html.as_bytes())?),
-            status: Set(status::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            claimed_until: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            sent_at: Set(None),
-        })
-        .exec_without_returning(conn)
-        .await?;
+        let job = Job::Mail(MailJob {
+            template: kind.name().to_owned(),
+            to: to.to_string(),
+            subject: rendered.subject,
+            text: key.seal(BODY_PURPOSE, rendered.text.as_bytes())?,
+            html: key.seal(BODY_PURPOSE, rendered.html.as_bytes())?,
+        });
+        let id = jobs::enqueue(conn, &job, self.inner.store.now(), None)
+            .await?
+            .ok_or_else(|| Error::Internal("a mail without a dedupe key was not queued".into()))?;
         tracing::debug!(mail_id = %id, kind = kind.name(), "mail queued");
         Ok(id)
     }
 
-    /// Wakes the worker (call after committing a transaction that enqueued mail).
+    /// Wakes the job runner (call after committing a transaction that enqueued mail).
     pub fn notify(&self) {
-        self.inner.wake.notify_one();
+        self.inner.store.notify_jobs();
+    }
+
+    /// A line for the start-up log: where mail goes (no credentials).
+    pub fn describe_transport(&self) -> String {
+        self.inner.transport.describe()
     }
 }

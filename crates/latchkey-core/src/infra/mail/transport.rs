@@ -18,7 +18,8 @@ use lettre::{
 
 use crate::{Error, Result, Settings};
 
-/// Per SMTP command; a dead server must fail the attempt well inside the claim lease.
+/// Per SMTP command: a dead server fails the attempt in bounded time (the job's lease is
+/// renewed meanwhile, so a slow server does not get the mail sent twice).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) enum Transport {

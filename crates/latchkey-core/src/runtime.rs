@@ -1,0 +1,88 @@
+//! What a node runs in the background for the core: the job runner. It maps each
+//! [`JobKind`] to its handler (mail delivery, the back-channel logout fan-out and delivery; the
+//! SAML metadata refresh and EASIE re-validation come next) and runs due jobs when a commit
+//! wakes it ([`crate::infra::store::Store::notify_jobs`]) and every [`POLL_INTERVAL`]. It lives
+//! at the crate root because it may use every domain; the queue itself is `infra::jobs`.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    Result,
+    infra::jobs::{Handler, Handlers, JobKind, JobQueue, RunReport},
+    infra::mail::MailService,
+    infra::store::Store,
+    oauth::backchannel::BackchannelService,
+};
+
+/// How often the runner looks for due jobs when nothing woke it (retries, jobs queued by other
+/// nodes or by the CLI, claims of dead nodes to take over).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often finished jobs past their retention are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Runs this node's share of the job outbox.
+#[derive(Clone)]
+pub struct JobRunner {
+    store: Store,
+    queue: JobQueue,
+    handlers: Arc<Handlers>,
+    mail: MailService,
+}
+
+impl JobRunner {
+    pub fn new(store: Store, mail: MailService, backchannel: BackchannelService) -> Self {
+        // Exhaustive on purpose: a new kind does not compile until it has a handler.
+        let handler_of = |kind: JobKind| -> Arc<dyn Handler> {
+            match kind {
+                JobKind::Mail => Arc::new(mail.clone()),
+                JobKind::SessionsEnded | JobKind::BackchannelLogout => {
+                    Arc::new(backchannel.clone())
+                }
+            }
+        };
+        let handlers = JobKind::ALL.into_iter().map(|k| (k, handler_of(k))).collect();
+        Self { queue: JobQueue::new(store.clone()), store, handlers: Arc::new(handlers), mail }
+    }
+
+    /// This runner with another handler for `kind` (tests: a job that takes as long as they
+    /// say, a node that dies mid-job).
+    pub fn with_handler(mut self, kind: JobKind, handler: Arc<dyn Handler>) -> Self {
+        Arc::make_mut(&mut self.handlers).insert(kind, handler);
+        self
+    }
+
+    /// One pass: runs every due job until none is left to claim.
+    pub async fn run_due(&self) -> Result<RunReport> {
+        self.queue.run_due(&self.handlers).await
+    }
+
+    /// Deletes finished jobs past their kind's retention.
+    pub async fn purge_finished(&self) -> Result<u64> {
+        self.queue.purge_finished().await
+    }
+
+    /// The background loop of a server node: a pass whenever a commit queued jobs on this node,
+    /// and every [`POLL_INTERVAL`]; finished jobs purged hourly.
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let runner = self.clone();
+        tracing::info!("{}", self.mail.describe_transport());
+        tokio::spawn(async move {
+            let mut last_purge: Option<tokio::time::Instant> = None;
+            loop {
+                if let Err(e) = runner.run_due().await {
+                    tracing::warn!(error = %e, "job pass failed");
+                }
+                if last_purge.is_none_or(|at| at.elapsed() >= PURGE_INTERVAL) {
+                    last_purge = Some(tokio::time::Instant::now());
+                    if let Err(e) = runner.purge_finished().await {
+                        tracing::warn!(error = %e, "could not purge finished jobs");
+                    }
+                }
+                tokio::select! {
+                    () = runner.store.jobs_wake().notified() => {}
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+            }
+        })
+    }
+}
