@@ -105,6 +105,16 @@ async fn a_dead_nodes_job_is_taken_over_after_one_lease(backend: Backend) {
     dying.started.notified().await;
     b_pass.abort();
     let _ = b_pass.await;
+    // The node is dead once its running job is dropped too (the runner and the job's task are
+    // the only other holders of the handler).
+    for _ in 0..200 {
+        if Arc::strong_count(&dying) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(Arc::strong_count(&dying), 1, "the dead node's job is still running");
     let claimed = row(&a, &id).await;
     assert_eq!((claimed.status.as_str(), claimed.attempts), (status::RUNNING, 1));
     assert!(claimed.lease_until.unwrap() <= clock.now() + 30, "{claimed:?}");

@@ -3,6 +3,8 @@
 
 pub mod identity;
 pub mod infra;
+#[cfg(test)]
+mod layering;
 pub mod oauth;
 pub mod runtime;
 pub mod sign_in;

@@ -270,7 +270,7 @@ impl SessionService {
     ) -> Result<u64> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        let n = crate::identity::users::revoke_user_sessions(&txn, user_id, reason, now).await?;
+        let n = revoke_user_sessions(&txn, user_id, reason, now).await?;
         audit::record(
             &txn,
             now,
@@ -527,4 +527,32 @@ impl SessionService {
         txn.commit().await?;
         Ok(())
     }
+}
+
+/// Ends every active session of a user in the caller's transaction; returns how many.
+pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64> {
+    let ids = active_session_ids(
+        conn,
+        sea_orm::Condition::all().add(session::Column::UserId.eq(user_id)),
+    )
+    .await?;
+    let res = session::Entity::update_many()
+        .col_expr(
+            session::Column::Status,
+            sea_orm::sea_query::Expr::value(SessionStatus::Revoked.as_str()),
+        )
+        .col_expr(session::Column::EndReason, sea_orm::sea_query::Expr::value(reason))
+        .col_expr(session::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
+        .filter(session::Column::Id.is_in(ids.iter().cloned()))
+        .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
+        .exec(conn)
+        .await?;
+    // Queued with the revocation, so clients hear of it exactly when it commits.
+    enqueue_ended(conn, &ids, now).await?;
+    Ok(res.rows_affected)
 }

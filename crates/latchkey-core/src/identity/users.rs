@@ -8,10 +8,10 @@ use serde_json::json;
 
 use crate::{
     Error, Result,
-    identity::model::{SessionStatus, User, UserStatus},
+    identity::model::{User, UserStatus},
     identity::passwords::{self, Passwords},
     infra::audit::{self, Actor},
-    infra::entity::{password_credential, session, user, user_email},
+    infra::entity::{password_credential, user, user_email},
     infra::ids,
     infra::store::Store,
 };
@@ -219,8 +219,13 @@ impl UserService {
         let updated = am.update(&txn).await?;
         let mut revoked = 0;
         if status != UserStatus::Active {
-            revoked =
-                revoke_user_sessions(&txn, id, &format!("user_{}", status.as_str()), now).await?;
+            revoked = crate::identity::sessions::revoke_user_sessions(
+                &txn,
+                id,
+                &format!("user_{}", status.as_str()),
+                now,
+            )
+            .await?;
         }
         let action = match status {
             UserStatus::Active => "user.reactivated",
@@ -243,34 +248,6 @@ impl UserService {
         }
         Ok(updated.into())
     }
-}
-
-/// Ends every active session of a user in the caller's transaction; returns how many.
-pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    user_id: &str,
-    reason: &str,
-    now: i64,
-) -> Result<u64> {
-    let ids = crate::identity::sessions::active_session_ids(
-        conn,
-        sea_orm::Condition::all().add(session::Column::UserId.eq(user_id)),
-    )
-    .await?;
-    let res = session::Entity::update_many()
-        .col_expr(
-            session::Column::Status,
-            sea_orm::sea_query::Expr::value(SessionStatus::Revoked.as_str()),
-        )
-        .col_expr(session::Column::EndReason, sea_orm::sea_query::Expr::value(reason))
-        .col_expr(session::Column::EndedAt, sea_orm::sea_query::Expr::value(now))
-        .filter(session::Column::Id.is_in(ids.iter().cloned()))
-        .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
-        .exec(conn)
-        .await?;
-    // Queued with the revocation, so clients hear of it exactly when it commits.
-    crate::identity::sessions::enqueue_ended(conn, &ids, now).await?;
-    Ok(res.rows_affected)
 }
 
 /// Creates a user in the caller's transaction: the account, its primary address and, if given,

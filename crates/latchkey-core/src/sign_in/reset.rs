@@ -124,7 +124,7 @@ impl SignInService {
             .exec(&txn)
             .await?;
         let revoked =
-            crate::identity::users::revoke_user_sessions(&txn, &user.id, "password_reset", now)
+            crate::identity::sessions::revoke_user_sessions(&txn, &user.id, "password_reset", now)
                 .await?;
         // The link went to the account's address: using it proves control of that address.
         let verified =

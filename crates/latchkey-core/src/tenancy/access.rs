@@ -1,7 +1,7 @@
 //! Who may do what in an organisation. Every tenancy service checks here, inside the service,
 //! so the JSON API, the pages, the CLI and the admin console to come cannot forget a check.
 
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::{
     Error, Result,
@@ -9,8 +9,24 @@ use crate::{
         audit::{Actor, Principal},
         entity::{membership, organisation},
     },
-    tenancy::orgs::{ROLE_ADMIN, find_membership},
 };
+
+/// Full control of the organisation: members, invitations, domains.
+pub const ROLE_ADMIN: &str = "admin";
+/// The default role of people who join.
+pub const ROLE_MEMBER: &str = "member";
+
+pub(crate) async fn find_membership<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    user_id: &str,
+) -> Result<Option<membership::Model>> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .one(conn)
+        .await?)
+}
 
 /// What an action on an organisation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

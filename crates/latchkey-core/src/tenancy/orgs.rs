@@ -23,10 +23,8 @@ use crate::{
     tenancy::model::{Member, Membership, Organisation, UserOrganisation},
 };
 
-/// Full control of the organisation: members, invitations, domains.
-pub const ROLE_ADMIN: &str = "admin";
-/// The default role of people who join.
-pub const ROLE_MEMBER: &str = "member";
+pub(crate) use crate::tenancy::access::find_membership;
+pub use crate::tenancy::access::{ROLE_ADMIN, ROLE_MEMBER};
 
 #[derive(Clone)]
 pub struct OrgService {
@@ -70,18 +68,6 @@ pub(crate) async fn lock_org<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
-}
-
-pub(crate) async fn find_membership<C: ConnectionTrait>(
-    conn: &C,
-    org_id: &str,
-    user_id: &str,
-) -> Result<Option<membership::Model>> {
-    Ok(membership::Entity::find()
-        .filter(membership::Column::OrgId.eq(org_id))
-        .filter(membership::Column::UserId.eq(user_id))
-        .one(conn)
-        .await?)
 }
 
 /// Inserts a membership in the caller's transaction (the caller checked it does not exist).
