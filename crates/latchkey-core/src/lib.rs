@@ -99,36 +99,13 @@ impl Latchkey {
     /// move it forward instead of waiting.
     pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
-        // A bad key setting stops start-up before anything is touched; a database that cannot
-        // be opened stops it before a new key is written.
-        let master_key = infra::crypto::MasterKey::load(&settings)?;
-        let db = Store::open_database(&settings.database_url, settings.sqlite_synchronous).await?;
-        let master_key = match master_key {
-            Some(key) => key,
-            None => infra::crypto::MasterKey::create_default(&settings)?,
-        };
-        let store = Store::new(
-            db,
-            &settings.database_url,
-            settings.sqlite_synchronous,
-            master_key,
-            clock.clone(),
-        );
-        store.migrate().await?;
+        let store = open_store(&settings, clock.clone()).await?;
         let keys = KeyService::new(store.clone(), signed_lifetimes(&settings), settings.clock_skew);
         keys.ensure_active(settings.session_token_alg).await?;
         // Unseal the active key now: a wrong master key must stop start-up, not fail requests.
-        keys.load_signer(settings.session_token_alg).await.map_err(|e| match e {
-            Error::Crypto(_) => Error::Config(infra::config::ConfigError::new(
-                match settings.master_key {
-                    infra::config::MasterKeySource::Inline(_) => "LATCHKEY_MASTER_KEY",
-                    infra::config::MasterKeySource::File { .. } => "LATCHKEY_MASTER_KEY_FILE",
-                },
-                "the master key this store was created with",
-                "a key that cannot decrypt the stored signing keys",
-            )),
-            other => other,
-        })?;
+        keys.load_signer(settings.session_token_alg)
+            .await
+            .map_err(|e| wrong_master_key(e, &settings))?;
         let passwords = identity::passwords::Passwords::new(&settings.auth)?;
         let users = UserService::new(store.clone(), passwords.clone());
         let mail = MailService::new(store.clone(), &settings)?;
@@ -192,5 +169,35 @@ impl Latchkey {
             jobs,
             jwt_templates,
         })
+    }
+}
+
+/// Opens and migrates the store. A bad key setting stops start-up before anything is touched;
+/// a database that cannot be opened stops it before a new master key is written.
+async fn open_store(settings: &Settings, clock: Clock) -> Result<Store> {
+    let master_key = infra::crypto::MasterKey::load(settings)?;
+    let db = Store::open_database(&settings.database_url, settings.sqlite_synchronous).await?;
+    let master_key = match master_key {
+        Some(key) => key,
+        None => infra::crypto::MasterKey::create_default(settings)?,
+    };
+    let store =
+        Store::new(db, &settings.database_url, settings.sqlite_synchronous, master_key, clock);
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A key that cannot unseal the stored signing keys is a configuration error naming the setting.
+fn wrong_master_key(e: Error, settings: &Settings) -> Error {
+    match e {
+        Error::Crypto(_) => Error::Config(infra::config::ConfigError::new(
+            match settings.master_key {
+                infra::config::MasterKeySource::Inline(_) => "LATCHKEY_MASTER_KEY",
+                infra::config::MasterKeySource::File { .. } => "LATCHKEY_MASTER_KEY_FILE",
+            },
+            "the master key this store was created with",
+            "a key that cannot decrypt the stored signing keys",
+        )),
+        other => other,
     }
 }

@@ -353,233 +353,13 @@ impl Settings {
     }
 
     fn validate(raw: &Raw) -> Result<Self, ConfigError> {
-        let listen = parse(
-            raw,
-            "LATCHKEY_LISTEN",
-            "127.0.0.1:8080",
-            "a socket address such as 127.0.0.1:8080",
-            |v| v.parse::<SocketAddr>().ok(),
-        )?;
-
-        // Listening on all interfaces still needs a loopback default: plain http is only
-        // accepted for loopback issuers.
-        let default_public = if listen.ip().is_unspecified() {
-            format!("http://localhost:{}", listen.port())
-        } else {
-            format!("http://{listen}")
-        };
-        let public_url = parse(
-            raw,
-            "LATCHKEY_PUBLIC_URL",
-            &default_public,
-            "an http(s) URL without query or fragment, https unless the host is loopback",
-            |v| {
-                let url = Url::parse(v).ok()?;
-                let loopback = match url.host()? {
-                    url::Host::Domain(d) => d == "localhost",
-                    url::Host::Ipv4(ip) => ip.is_loopback(),
-                    url::Host::Ipv6(ip) => ip.is_loopback(),
-                };
-                let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
-                (scheme_ok
-                    && url.query().is_none()
-                    && url.fragment().is_none()
-                    && url.username().is_empty())
-                .then(|| url.as_str().trim_end_matches('/').to_owned())
-            },
-        )?;
-
-        let data_dir =
-            PathBuf::from(raw.get("LATCHKEY_DATA_DIR").map_or("./latchkey-data", |(v, _)| v));
-
-        let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display());
-        let database_url = parse(
-            raw,
-            "LATCHKEY_DATABASE_URL",
-            &default_db,
-            "a sqlite:// or postgres:// URL",
-            |v| {
-                (v.starts_with("sqlite:")
-                    || v.starts_with("postgres://")
-                    || v.starts_with("postgresql://"))
-                .then(|| v.to_owned())
-            },
-        )?;
-
-        let sqlite_synchronous = sqlite_synchronous(raw)?;
-
-        let master_key = match (raw.get("LATCHKEY_MASTER_KEY"), raw.get("LATCHKEY_MASTER_KEY_FILE"))
-        {
-            (Some(_), Some((_, source))) => {
-                return Err(ConfigError::from_source(
-                    "LATCHKEY_MASTER_KEY_FILE",
-                    source,
-                    "either LATCHKEY_MASTER_KEY or LATCHKEY_MASTER_KEY_FILE, not both",
-                    "both set",
-                ));
-            }
-            (Some((v, _)), None) => MasterKeySource::Inline(v.to_owned()),
-            (None, Some((v, _))) => {
-                MasterKeySource::File { path: PathBuf::from(v), generate: false }
-            }
-            (None, None) => {
-                MasterKeySource::File { path: data_dir.join("master.key"), generate: true }
-            }
-        };
-
-        let smtp_url = match raw.get("LATCHKEY_SMTP_URL") {
-            None => None,
-            Some((v, source)) => {
-                let v = v.trim();
-                if let Err(expected) = check_smtp_url(v) {
-                    return Err(ConfigError::from_source(
-                        "LATCHKEY_SMTP_URL",
-                        source,
-                        expected,
-                        quote(&redact_url(v)),
-                    ));
-                }
-                Some(v.to_owned())
-            }
-        };
-        let smtp_ca_file = match raw.get("LATCHKEY_SMTP_CA_FILE") {
-            None => None,
-            Some((v, source)) => {
-                let path = PathBuf::from(v.trim());
-                if let Err(got) = read_smtp_ca_file(&path) {
-                    return Err(ConfigError::from_source(
-                        "LATCHKEY_SMTP_CA_FILE",
-                        source,
-                        "a readable PEM file with at least one CA certificate",
-                        got,
-                    ));
-                }
-                Some(path)
-            }
-        };
-        let mail_from = parse(
-            raw,
-            "LATCHKEY_MAIL_FROM",
-            "Latchkey <noreply@localhost>",
-            "a mailbox such as `Latchkey <noreply@example.com>` or `noreply@example.com`",
-            |v| v.parse::<lettre::message::Mailbox>().ok().map(|_| v.to_owned()),
-        )?;
-
-        let log_format =
-            parse(raw, "LATCHKEY_LOG_FORMAT", "text", "`text` or `json`", |v| match v {
-                "text" => Some(LogFormat::Text),
-                "json" => Some(LogFormat::Json),
-                _ => None,
-            })?;
-        let log_level = parse(
-            raw,
-            "LATCHKEY_LOG_LEVEL",
-            "info",
-            "a tracing filter such as `info` or `latchkey_web=debug,info`",
-            |v| {
-                (!v.trim().is_empty()
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || "_=,:-.".contains(c)))
-                .then(|| v.to_owned())
-            },
-        )?;
-        let default_workers =
-            std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
-        let workers = parse(
-            raw,
-            "LATCHKEY_WORKERS",
-            &default_workers,
-            "a number of worker threads between 1 and 256",
-            |v| v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)),
-        )?;
-
-        let session_token_ttl = duration(
-            raw,
-            "LATCHKEY_SESSION_TOKEN_TTL",
-            "60s",
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        )?;
-        let session_token_alg = parse(
-            raw,
-            "LATCHKEY_SESSION_TOKEN_ALG",
-            "ES256",
-            "one of ES256, RS256, EdDSA",
-            SigningAlg::parse,
-        )?;
-        let session_idle_timeout = duration(
-            raw,
-            "LATCHKEY_SESSION_IDLE_TIMEOUT",
-            "7d",
-            Duration::from_secs(60),
-            Duration::from_secs(400 * 86400),
-        )?;
-        let session_absolute_timeout = duration(
-            raw,
-            "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
-            "30d",
-            Duration::from_secs(60),
-            Duration::from_secs(400 * 86400),
-        )?;
-        if session_absolute_timeout < session_idle_timeout {
-            let source = raw
-                .get("LATCHKEY_SESSION_ABSOLUTE_TIMEOUT")
-                .map_or(Source::Default, |(_, s)| s.clone());
-            return Err(ConfigError::from_source(
-                "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
-                &source,
-                "a duration at least as long as LATCHKEY_SESSION_IDLE_TIMEOUT",
-                humantime::format_duration(session_absolute_timeout).to_string(),
-            ));
-        }
-
-        // An allowed origin is exactly scheme://host[:port]; a path would suggest a check we do not make.
-        let bare_origin = |o: &str| {
-            Url::parse(o)
-                .ok()
-                .filter(|u| {
-                    u.path() == "/"
-                        && u.query().is_none()
-                        && u.fragment().is_none()
-                        && u.username().is_empty()
-                })
-                .and_then(|_| normalize_origin(o))
-        };
-        let allowed_origins = match raw.get("LATCHKEY_ALLOWED_ORIGINS") {
-            None => Vec::new(),
-            Some((v, source)) => v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|o| {
-                    bare_origin(o).ok_or_else(|| {
-                        ConfigError::from_source(
-                            "LATCHKEY_ALLOWED_ORIGINS",
-                            source,
-                            "a comma-separated list of origins such as https://app.example.com",
-                            quote(o),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        let trusted_proxies = match raw.get("LATCHKEY_TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some((v, source)) => v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|p| {
-                    parse_ip_net(p).ok_or_else(|| {
-                        ConfigError::from_source(
-                            "LATCHKEY_TRUSTED_PROXIES",
-                            source,
-                            "a comma-separated list of addresses or CIDR ranges such as 10.0.0.0/8,2001:db8::1",
-                            quote(p),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        let (listen, public_url) = network(raw)?;
+        let (data_dir, database_url, sqlite_synchronous, master_key) = storage(raw)?;
+        let (smtp_url, smtp_ca_file, mail_from) = mail(raw)?;
+        let (log_format, log_level, workers) = process(raw)?;
+        let (session_token_ttl, session_token_alg, session_idle_timeout, session_absolute_timeout) =
+            sessions(raw)?;
+        let (allowed_origins, trusted_proxies) = origins(raw)?;
         let clock_skew =
             duration(raw, "LATCHKEY_CLOCK_SKEW", "60s", Duration::ZERO, Duration::from_secs(600))?;
         let auth = auth_policy(raw)?;
@@ -713,6 +493,246 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.redacted()).finish()
     }
+}
+
+/// The listen address and the public URL (which defaults from it).
+fn network(raw: &Raw) -> Result<(SocketAddr, String), ConfigError> {
+    let listen = parse(
+        raw,
+        "LATCHKEY_LISTEN",
+        "127.0.0.1:8080",
+        "a socket address such as 127.0.0.1:8080",
+        |v| v.parse::<SocketAddr>().ok(),
+    )?;
+
+    // Listening on all interfaces still needs a loopback default: plain http is only
+    // accepted for loopback issuers.
+    let default_public = if listen.ip().is_unspecified() {
+        format!("http://localhost:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    };
+    let public_url = parse(
+        raw,
+        "LATCHKEY_PUBLIC_URL",
+        &default_public,
+        "an http(s) URL without query or fragment, https unless the host is loopback",
+        |v| {
+            let url = Url::parse(v).ok()?;
+            let loopback = match url.host()? {
+                url::Host::Domain(d) => d == "localhost",
+                url::Host::Ipv4(ip) => ip.is_loopback(),
+                url::Host::Ipv6(ip) => ip.is_loopback(),
+            };
+            let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+            (scheme_ok
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.username().is_empty())
+            .then(|| url.as_str().trim_end_matches('/').to_owned())
+        },
+    )?;
+    Ok((listen, public_url))
+}
+
+/// Where the data lives: the data directory, the database, its durability and the master key.
+fn storage(raw: &Raw) -> Result<(PathBuf, String, SqliteSync, MasterKeySource), ConfigError> {
+    let data_dir =
+        PathBuf::from(raw.get("LATCHKEY_DATA_DIR").map_or("./latchkey-data", |(v, _)| v));
+
+    let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display());
+    let database_url =
+        parse(raw, "LATCHKEY_DATABASE_URL", &default_db, "a sqlite:// or postgres:// URL", |v| {
+            (v.starts_with("sqlite:")
+                || v.starts_with("postgres://")
+                || v.starts_with("postgresql://"))
+            .then(|| v.to_owned())
+        })?;
+
+    let sqlite_synchronous = sqlite_synchronous(raw)?;
+
+    let master_key = match (raw.get("LATCHKEY_MASTER_KEY"), raw.get("LATCHKEY_MASTER_KEY_FILE")) {
+        (Some(_), Some((_, source))) => {
+            return Err(ConfigError::from_source(
+                "LATCHKEY_MASTER_KEY_FILE",
+                source,
+                "either LATCHKEY_MASTER_KEY or LATCHKEY_MASTER_KEY_FILE, not both",
+                "both set",
+            ));
+        }
+        (Some((v, _)), None) => MasterKeySource::Inline(v.to_owned()),
+        (None, Some((v, _))) => MasterKeySource::File { path: PathBuf::from(v), generate: false },
+        (None, None) => MasterKeySource::File { path: data_dir.join("master.key"), generate: true },
+    };
+    Ok((data_dir, database_url, sqlite_synchronous, master_key))
+}
+
+/// Outgoing mail: the SMTP server, its extra CA and the sender.
+fn mail(raw: &Raw) -> Result<(Option<String>, Option<PathBuf>, String), ConfigError> {
+    let smtp_url = match raw.get("LATCHKEY_SMTP_URL") {
+        None => None,
+        Some((v, source)) => {
+            let v = v.trim();
+            if let Err(expected) = check_smtp_url(v) {
+                return Err(ConfigError::from_source(
+                    "LATCHKEY_SMTP_URL",
+                    source,
+                    expected,
+                    quote(&redact_url(v)),
+                ));
+            }
+            Some(v.to_owned())
+        }
+    };
+    let smtp_ca_file = match raw.get("LATCHKEY_SMTP_CA_FILE") {
+        None => None,
+        Some((v, source)) => {
+            let path = PathBuf::from(v.trim());
+            if let Err(got) = read_smtp_ca_file(&path) {
+                return Err(ConfigError::from_source(
+                    "LATCHKEY_SMTP_CA_FILE",
+                    source,
+                    "a readable PEM file with at least one CA certificate",
+                    got,
+                ));
+            }
+            Some(path)
+        }
+    };
+    let mail_from = parse(
+        raw,
+        "LATCHKEY_MAIL_FROM",
+        "Latchkey <noreply@localhost>",
+        "a mailbox such as `Latchkey <noreply@example.com>` or `noreply@example.com`",
+        |v| v.parse::<lettre::message::Mailbox>().ok().map(|_| v.to_owned()),
+    )?;
+    Ok((smtp_url, smtp_ca_file, mail_from))
+}
+
+/// Logging and the number of worker threads.
+fn process(raw: &Raw) -> Result<(LogFormat, String, usize), ConfigError> {
+    let log_format = parse(raw, "LATCHKEY_LOG_FORMAT", "text", "`text` or `json`", |v| match v {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => None,
+    })?;
+    let log_level = parse(
+        raw,
+        "LATCHKEY_LOG_LEVEL",
+        "info",
+        "a tracing filter such as `info` or `latchkey_web=debug,info`",
+        |v| {
+            (!v.trim().is_empty()
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || "_=,:-.".contains(c)))
+            .then(|| v.to_owned())
+        },
+    )?;
+    let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let workers = parse(
+        raw,
+        "LATCHKEY_WORKERS",
+        &default_workers,
+        "a number of worker threads between 1 and 256",
+        |v| v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)),
+    )?;
+    Ok((log_format, log_level, workers))
+}
+
+/// Session tokens and session lifetimes.
+fn sessions(raw: &Raw) -> Result<(Duration, SigningAlg, Duration, Duration), ConfigError> {
+    let session_token_ttl = duration(
+        raw,
+        "LATCHKEY_SESSION_TOKEN_TTL",
+        "60s",
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )?;
+    let session_token_alg = parse(
+        raw,
+        "LATCHKEY_SESSION_TOKEN_ALG",
+        "ES256",
+        "one of ES256, RS256, EdDSA",
+        SigningAlg::parse,
+    )?;
+    let session_idle_timeout = duration(
+        raw,
+        "LATCHKEY_SESSION_IDLE_TIMEOUT",
+        "7d",
+        Duration::from_secs(60),
+        Duration::from_secs(400 * 86400),
+    )?;
+    let session_absolute_timeout = duration(
+        raw,
+        "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
+        "30d",
+        Duration::from_secs(60),
+        Duration::from_secs(400 * 86400),
+    )?;
+    if session_absolute_timeout < session_idle_timeout {
+        let source = raw
+            .get("LATCHKEY_SESSION_ABSOLUTE_TIMEOUT")
+            .map_or(Source::Default, |(_, s)| s.clone());
+        return Err(ConfigError::from_source(
+            "LATCHKEY_SESSION_ABSOLUTE_TIMEOUT",
+            &source,
+            "a duration at least as long as LATCHKEY_SESSION_IDLE_TIMEOUT",
+            humantime::format_duration(session_absolute_timeout).to_string(),
+        ));
+    }
+    Ok((session_token_ttl, session_token_alg, session_idle_timeout, session_absolute_timeout))
+}
+
+/// Origins allowed to call the session API, and proxies trusted for the client address.
+fn origins(raw: &Raw) -> Result<(Vec<String>, Vec<ipnet::IpNet>), ConfigError> {
+    // An allowed origin is exactly scheme://host[:port]; a path would suggest a check we do not make.
+    let bare_origin = |o: &str| {
+        Url::parse(o)
+            .ok()
+            .filter(|u| {
+                u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+            })
+            .and_then(|_| normalize_origin(o))
+    };
+    let allowed_origins = match raw.get("LATCHKEY_ALLOWED_ORIGINS") {
+        None => Vec::new(),
+        Some((v, source)) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|o| {
+                bare_origin(o).ok_or_else(|| {
+                    ConfigError::from_source(
+                        "LATCHKEY_ALLOWED_ORIGINS",
+                        source,
+                        "a comma-separated list of origins such as https://app.example.com",
+                        quote(o),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let trusted_proxies = match raw.get("LATCHKEY_TRUSTED_PROXIES") {
+        None => Vec::new(),
+        Some((v, source)) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|p| {
+                parse_ip_net(p).ok_or_else(|| {
+                    ConfigError::from_source(
+                        "LATCHKEY_TRUSTED_PROXIES",
+                        source,
+                        "a comma-separated list of addresses or CIDR ranges such as 10.0.0.0/8,2001:db8::1",
+                        quote(p),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok((allowed_origins, trusted_proxies))
 }
 
 fn auth_policy(raw: &Raw) -> Result<AuthPolicy, ConfigError> {
