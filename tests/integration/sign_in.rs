@@ -654,3 +654,62 @@ async fn organisation_services_authorise_the_caller(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(organisation_services_authorise_the_caller);
+
+// ------------------------------------------------------------------ one address rule
+
+/// An address the mailer would refuse cannot become an account from any door (CLI, sign-up,
+/// invitations), and an account stored with one before the rule existed changes no answer:
+/// reset and sign-up answer as they would for an address nobody has.
+async fn one_address_rule_and_answers_that_never_depend_on_an_account(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let hostile = "x\"<y>@example.test";
+
+    let env: Vec<(&str, &str)> = node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = crate::support::latchkey(dir.path(), &env)
+        .args(["users", "add", "--email", hostile])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("email"));
+    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    let r = node.core.invitations.invite(&org.id, hostile, "member", None, &Actor::cli()).await;
+    assert!(matches!(r, Err(Error::Invalid { field: "email", .. })), "{r:?}");
+
+    // An account from before the rule, stored as it was given.
+    let legacy = node.user("legacy@example.test").await;
+    latchkey_core::infra::entity::user_email::Entity::update_many()
+        .col_expr(latchkey_core::infra::entity::user_email::Column::Email, Expr::value(hostile))
+        .filter(latchkey_core::infra::entity::user_email::Column::UserId.eq(&legacy.id))
+        .exec(node.core.store.db())
+        .await
+        .unwrap();
+
+    let browser = Browser::new(&node.base_url);
+    let answer = |path: &'static str, email: &'static str| {
+        let browser = &browser;
+        async move {
+            let csrf = browser.csrf(path).await;
+            let form = [
+                ("csrf_token", csrf.as_str()),
+                ("email", email),
+                ("password", "quartz violin ember lantern"),
+            ];
+            let (status, body, _) = browser.post(path, &form).await;
+            // The form echoes the address, escaped.
+            let escaped = email.replace('"', "&#34;").replace('<', "&#60;").replace('>', "&#62;");
+            let body = body.replace(email, "ADDRESS").replace(&escaped, "ADDRESS");
+            (status, body.replace(&csrf, "CSRF"))
+        }
+    };
+    for path in ["/password/forgot", "/sign-up"] {
+        let stored = answer(path, "x\"<y>@example.test").await;
+        let nobody = answer(path, "q\"<z>@example.test").await;
+        assert!(!stored.0.is_server_error(), "{path}: {}", stored.0);
+        assert_eq!(stored.0, nobody.0, "{path}");
+        assert_eq!(stored.1, nobody.1, "{path}");
+    }
+    node.stop().await;
+}
+on_both_backends!(one_address_rule_and_answers_that_never_depend_on_an_account);
