@@ -26,6 +26,8 @@ pub const PASSWORD_RESET: &str = "pwr";
 pub const ACCESS_TOKEN: &str = "at";
 pub const EXTERNAL_IDENTITY: &str = "ext";
 pub const PENDING_REQUEST: &str = "pnd";
+/// The token of one claim on a job (not stored as a row of its own).
+pub const JOB_CLAIM: &str = "claim";
 /// Background jobs other than mail (`mail_`) and logout notifications (`bcl_`).
 pub const JOB: &str = "job";
 

@@ -367,7 +367,7 @@ impl JobQueue {
     /// Takes the job if it is still claimable, with a fresh token and lease.
     async fn claim(&self, id: &str) -> Result<Option<(ClaimedJob, Claim)>> {
         let now = self.store.now();
-        let claim = Claim { token: ids::new_id("claim"), lease_until: now + secs(LEASE) };
+        let claim = Claim { token: ids::new_id(ids::JOB_CLAIM), lease_until: now + secs(LEASE) };
         let res = job_outbox::Entity::update_many()
             .col_expr(job_outbox::Column::Status, Expr::value(status::RUNNING))
             .col_expr(job_outbox::Column::Claim, Expr::value(claim.token.clone()))

@@ -134,7 +134,7 @@ impl BackchannelService {
             .one(self.store.db())
             .await?
             .ok_or_else(|| Error::NotFound(format!("client {}", logout.client_id)))?;
-        let alg = SigningAlg::parse(&client.id_token_alg).unwrap_or(SigningAlg::RS256);
+        let alg = SigningAlg::parse(&client.id_token_alg).unwrap_or(SigningAlg::ID_TOKEN_DEFAULT);
         let now = self.store.now();
         let claims = json!({
             "iss": self.issuer,
