@@ -40,8 +40,17 @@ async fn spawn_serve(cwd: &std::path::Path, port: u16) -> (Child, Vec<String>) {
         assert!(started.elapsed() < Duration::from_secs(20), "server not ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    (child, rx.try_iter().collect())
+    // Everything start-up prints comes before its last line, "Latchkey listening on …": wait
+    // for that one, so an absent line is absent for good.
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.starts_with("Latchkey listening on")) {
+        let left = Duration::from_secs(20).saturating_sub(started.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(e) => panic!("no listening line ({e}) in {lines:?}"),
+        }
+    }
+    (child, lines)
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
