@@ -416,10 +416,10 @@ impl DomainService {
     /// Removes the domain. Automatic invitations and suggestions it created and nobody acted on
     /// yet go with it; memberships stay.
     pub async fn remove_domain(&self, org_id: &str, domain_id: &str, actor: &Actor) -> Result<()> {
-        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
+        access::authorize(&txn, org_id, actor, Need::Admin).await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
         org_domain::Entity::delete_by_id(d.id.clone()).exec(&txn).await?;
         org_invitation::Entity::update_many()

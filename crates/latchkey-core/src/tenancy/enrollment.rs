@@ -202,10 +202,10 @@ impl EnrollmentService {
         request_id: &str,
         actor: &Actor,
     ) -> Result<Membership> {
-        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
+        access::authorize(&txn, org_id, actor, Need::Admin).await?;
         let r = self.pending_request(&txn, org_id, request_id).await?;
         let user_id = r.user_id.clone();
         let membership = match find_membership(&txn, org_id, &user_id).await? {
@@ -234,10 +234,10 @@ impl EnrollmentService {
         request_id: &str,
         actor: &Actor,
     ) -> Result<JoinRequest> {
-        access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         lock_org(&txn, org_id).await?;
+        access::authorize(&txn, org_id, actor, Need::Admin).await?;
         let r = self.pending_request(&txn, org_id, request_id).await?;
         let user_id = r.user_id.clone();
         let r = self.decide(&txn, r, JoinRequestStatus::Rejected, actor).await?;
