@@ -118,7 +118,6 @@ impl Latchkey {
             oauth.clone(),
             &settings.public_url,
         )?;
-        let jobs = runtime::JobRunner::new(store.clone(), mail.clone(), backchannel.clone());
         let jwt_templates =
             oauth::jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
         let oidc = oauth::OidcService::new(
@@ -147,6 +146,12 @@ impl Latchkey {
             &settings,
         );
         let pending = PendingStore::new(store.clone());
+        let jobs = runtime::JobRunner::new(
+            store.clone(),
+            mail.clone(),
+            backchannel.clone(),
+            pending.clone(),
+        );
         Ok(Self {
             settings,
             clock,

@@ -12,6 +12,7 @@ use crate::{
     infra::mail::MailService,
     infra::store::Store,
     oauth::backchannel::BackchannelService,
+    sign_in::pending::PendingStore,
 };
 
 /// How often the runner looks for due jobs when nothing woke it (retries, jobs queued by other
@@ -27,10 +28,16 @@ pub struct JobRunner {
     queue: JobQueue,
     handlers: Arc<Handlers>,
     mail: MailService,
+    pending: PendingStore,
 }
 
 impl JobRunner {
-    pub fn new(store: Store, mail: MailService, backchannel: BackchannelService) -> Self {
+    pub fn new(
+        store: Store,
+        mail: MailService,
+        backchannel: BackchannelService,
+        pending: PendingStore,
+    ) -> Self {
         // Exhaustive on purpose: a new kind does not compile until it has a handler.
         let handler_of = |kind: JobKind| -> Arc<dyn Handler> {
             match kind {
@@ -41,7 +48,8 @@ impl JobRunner {
             }
         };
         let handlers = JobKind::ALL.into_iter().map(|k| (k, handler_of(k))).collect();
-        Self { queue: JobQueue::new(store.clone()), store, handlers: Arc::new(handlers), mail }
+        let queue = JobQueue::new(store.clone());
+        Self { queue, store, handlers: Arc::new(handlers), mail, pending }
     }
 
     /// This runner with another handler for `kind` (tests: a job that takes as long as they
@@ -62,7 +70,8 @@ impl JobRunner {
     }
 
     /// The background loop of a server node: a pass whenever a commit queued jobs on this node,
-    /// and every [`POLL_INTERVAL`]; finished jobs purged hourly.
+    /// and every [`POLL_INTERVAL`]; finished jobs and stale pending sign-in requests purged
+    /// hourly.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let runner = self.clone();
         tracing::info!("{}", self.mail.describe_transport());
@@ -76,6 +85,10 @@ impl JobRunner {
                     last_purge = Some(tokio::time::Instant::now());
                     if let Err(e) = runner.purge_finished().await {
                         tracing::warn!(error = %e, "could not purge finished jobs");
+                    }
+                    // Sign-in requests that expired or were answered wait for nothing more.
+                    if let Err(e) = runner.pending.purge().await {
+                        tracing::warn!(error = %e, "could not purge pending sign-in requests");
                     }
                 }
                 tokio::select! {

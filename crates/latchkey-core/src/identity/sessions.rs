@@ -121,24 +121,26 @@ impl SessionService {
     ) -> Result<(Session, String)> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        let started = self.start_in(&txn, user_id, &origin, actor, now).await?;
+        let u = user::Entity::find_by_id(user_id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        let started = self.start_in(&txn, &u, &origin, actor, now).await?;
         txn.commit().await?;
         Ok(started)
     }
 
-    /// Starts a session in the caller's transaction, after checking the user is active.
+    /// Starts a session for `u` (as read in the caller's transaction), after checking the user
+    /// is active.
     pub(crate) async fn start_in<C: ConnectionTrait>(
         &self,
         txn: &C,
-        user_id: &str,
+        u: &user::Model,
         origin: &SessionOrigin,
         actor: &Actor,
         now: i64,
     ) -> Result<(Session, String)> {
-        let u = user::Entity::find_by_id(user_id.to_owned())
-            .one(txn)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        let user_id = u.id.as_str();
         if UserStatus::parse(&u.status) != UserStatus::Active {
             return Err(Error::Conflict(format!("user {user_id} is {}", u.status)));
         }

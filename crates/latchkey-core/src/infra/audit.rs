@@ -67,11 +67,6 @@ impl Actor {
             Principal::Cli | Principal::System | Principal::Anonymous => None,
         }
     }
-
-    /// The operator or Latchkey itself: not subject to an organisation's permissions.
-    pub fn is_operator(&self) -> bool {
-        matches!(self.principal, Principal::Cli | Principal::System)
-    }
 }
 
 /// Where a request comes from, for sessions, throttling and the audit log.

@@ -138,7 +138,7 @@ impl SignInService {
             client_ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
         };
-        let (session, secret) = self.sessions.start_in(txn, user_id, &origin, &actor, now).await?;
+        let (session, secret) = self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
         let action = match v.subject {
             VerifiedSubject::NewAccount { .. } => "sign_up.completed",
             _ => "sign_in.succeeded",

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result,
-    identity::{external::UpstreamIdentity, method::Upstream},
+    identity::method::Upstream,
     infra::{crypto, entity::pending_request, ids, store::Store},
 };
 
@@ -51,16 +51,6 @@ impl PendingKind {
             Self::SamlAuthn { .. } => "saml_authn",
             Self::UpstreamOidc { .. } => "upstream_oidc",
             Self::LinkConfirmation { .. } => "link_confirmation",
-        }
-    }
-
-    /// The link confirmation for an upstream identity.
-    pub fn link_confirmation(user_id: &str, up: &UpstreamIdentity) -> Self {
-        Self::LinkConfirmation {
-            user_id: user_id.to_owned(),
-            issuer: up.issuer.clone(),
-            subject: up.subject.clone(),
-            email: up.email.clone(),
         }
     }
 }

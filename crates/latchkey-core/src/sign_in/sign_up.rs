@@ -107,10 +107,7 @@ impl SignInService {
     ) -> Result<SignedIn> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        let row = match reserve_try(&txn, id, now).await? {
-            Ok(row) => row,
-            Err(gone) => return Err(gone),
-        };
+        let row = reserve_try(&txn, id, now).await?;
         let expected = &row.code_mac;
         let given = self.store.master_key().mac_hex(&sign_up_code_purpose(id), code.trim());
         if expected.is_empty() || !constant_time_eq(expected, &given) {
@@ -154,7 +151,7 @@ async fn reserve_try<C: ConnectionTrait>(
     txn: &C,
     id: &str,
     now: i64,
-) -> Result<std::result::Result<sign_up_attempt::Model, Error>> {
+) -> Result<sign_up_attempt::Model> {
     let counted = sign_up_attempt::Entity::update_many()
         .col_expr(
             sign_up_attempt::Column::Attempts,
@@ -167,13 +164,13 @@ async fn reserve_try<C: ConnectionTrait>(
         .exec_with_returning(txn)
         .await?;
     if let Some(row) = counted.into_iter().next() {
-        return Ok(Ok(row));
+        return Ok(row);
     }
     let row = sign_up_attempt::Entity::find_by_id(id.to_owned()).one(txn).await?;
-    Ok(Err(match row.filter(|r| r.completed_at.is_none()) {
+    Err(match row.filter(|r| r.completed_at.is_none()) {
         None => Error::invalid("code", "this sign-up is no longer valid; start again"),
         Some(_) => Error::invalid("code", "the code has expired; start again"),
-    }))
+    })
 }
 
 /// Failed attempts left before a code is void.
