@@ -19,6 +19,7 @@ mod m20261206_000011_one_active_signing_key;
 mod m20261206_000012_job_outbox;
 mod m20261206_000014_sign_in_seam;
 mod m20261206_000019_email_verifications;
+mod m20261206_000020_saml_connections;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_job_outbox::Migration),
             Box::new(m20261206_000014_sign_in_seam::Migration),
             Box::new(m20261206_000019_email_verifications::Migration),
+            Box::new(m20261206_000020_saml_connections::Migration),
         ]
     }
 }

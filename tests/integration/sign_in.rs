@@ -290,11 +290,17 @@ fn through_connection(up: UpstreamIdentity, policy: LinkPolicy, join: Option<&st
     Verified {
         method: saml("con_acme"),
         subject: VerifiedSubject::Upstream { identity: up, policy },
-        join: join.map(|org_id| OrgGrant { org_id: org_id.into(), role: "member".into() }),
+        join: join.map(|org_id| OrgGrant {
+            org_id: org_id.into(),
+            role: "member".into(),
+            authoritative: false,
+        }),
+        upstream_session: None,
     }
 }
 
-const OPEN: LinkPolicy = LinkPolicy { provision: true, link_verified_email: true };
+const OPEN: LinkPolicy =
+    LinkPolicy { provision: true, link_verified_email: true, refresh_profile: false };
 
 /// Upstream identities: provisioned just in time with the connection's membership, signed in
 /// again through their link, linked to an existing account only on a verified address, and
@@ -376,7 +382,7 @@ async fn upstream_identities_provision_link_and_refuse(backend: Backend) {
     assert!(!linked.created);
 
     // A connection that does not provision refuses strangers; nothing is created.
-    let closed = LinkPolicy { provision: false, link_verified_email: false };
+    let closed = LinkPolicy { provision: false, link_verified_email: false, ..OPEN };
     let stranger = core
         .sign_in
         .complete(

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-const DOMAINS: [&str; 5] = ["infra", "identity", "tenancy", "sign_in", "oauth"];
+const DOMAINS: [&str; 6] = ["infra", "identity", "tenancy", "sign_in", "enterprise", "oauth"];
 
 fn rank(domain: &str) -> Option<usize> {
     DOMAINS.iter().position(|d| *d == domain)

@@ -1,6 +1,7 @@
 //! Latchkey's identity store and the services that work on it: users, sessions, organisations,
 //! signing keys, audit events and configuration. Nothing in this crate knows about HTTP.
 
+pub mod enterprise;
 pub mod identity;
 pub mod infra;
 #[cfg(test)]
@@ -85,6 +86,8 @@ pub struct Latchkey {
     /// Runs the job outbox (mail, back-channel logout); servers start it with `spawn`.
     pub jobs: runtime::JobRunner,
     pub jwt_templates: oauth::jwt_templates::JwtTemplateService,
+    /// SAML enterprise connections (Latchkey as the service provider).
+    pub saml: enterprise::saml::SamlService,
 }
 
 impl Latchkey {
@@ -146,11 +149,20 @@ impl Latchkey {
             &settings,
         );
         let pending = PendingStore::new(store.clone());
+        let saml = enterprise::saml::SamlService::new(
+            store.clone(),
+            sign_in.clone(),
+            sessions.clone(),
+            pending.clone(),
+            &settings,
+        )?;
+        sign_in.register_connections(Arc::new(saml.clone()));
         let jobs = runtime::JobRunner::new(
             store.clone(),
             mail.clone(),
             backchannel.clone(),
             pending.clone(),
+            saml.clone(),
         );
         Ok(Self {
             settings,
@@ -173,6 +185,7 @@ impl Latchkey {
             backchannel,
             jobs,
             jwt_templates,
+            saml,
         })
     }
 }

@@ -12,6 +12,7 @@ use crate::{
     infra::mail::MailService,
     infra::store::Store,
     oauth::backchannel::BackchannelService,
+    enterprise::saml::SamlService,
     sign_in::pending::PendingStore,
 };
 
@@ -20,6 +21,8 @@ use crate::{
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// How often finished jobs past their retention are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often SAML connections are checked for a due metadata refresh.
+const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs this node's share of the job outbox.
 #[derive(Clone)]
@@ -29,6 +32,7 @@ pub struct JobRunner {
     handlers: Arc<Handlers>,
     mail: MailService,
     pending: PendingStore,
+    saml: SamlService,
 }
 
 impl JobRunner {
@@ -37,6 +41,7 @@ impl JobRunner {
         mail: MailService,
         backchannel: BackchannelService,
         pending: PendingStore,
+        saml: SamlService,
     ) -> Self {
         // Exhaustive on purpose: a new kind does not compile until it has a handler.
         let handler_of = |kind: JobKind| -> Arc<dyn Handler> {
@@ -49,7 +54,7 @@ impl JobRunner {
         };
         let handlers = JobKind::ALL.into_iter().map(|k| (k, handler_of(k))).collect();
         let queue = JobQueue::new(store.clone());
-        Self { queue, store, handlers: Arc::new(handlers), mail, pending }
+        Self { queue, store, handlers: Arc::new(handlers), mail, pending, saml }
     }
 
     /// This runner with another handler for `kind` (tests: a job that takes as long as they
@@ -77,9 +82,16 @@ impl JobRunner {
         tracing::info!("{}", self.mail.describe_transport());
         tokio::spawn(async move {
             let mut last_purge: Option<tokio::time::Instant> = None;
+            let mut last_metadata_check: Option<tokio::time::Instant> = None;
             loop {
                 if let Err(e) = runner.run_due().await {
                     tracing::warn!(error = %e, "job pass failed");
+                }
+                if last_metadata_check.is_none_or(|at| at.elapsed() >= METADATA_CHECK_INTERVAL) {
+                    last_metadata_check = Some(tokio::time::Instant::now());
+                    if let Err(e) = runner.saml.refresh_due().await {
+                        tracing::warn!(error = %e, "could not refresh SAML metadata");
+                    }
                 }
                 if last_purge.is_none_or(|at| at.elapsed() >= PURGE_INTERVAL) {
                     last_purge = Some(tokio::time::Instant::now());
@@ -89,6 +101,10 @@ impl JobRunner {
                     // Sign-in requests that expired or were answered wait for nothing more.
                     if let Err(e) = runner.pending.purge().await {
                         tracing::warn!(error = %e, "could not purge pending sign-in requests");
+                    }
+                    // Consumed assertion IDs are kept only until their assertion expires.
+                    if let Err(e) = runner.saml.purge_assertion_ids().await {
+                        tracing::warn!(error = %e, "could not purge SAML assertion IDs");
                     }
                 }
                 tokio::select! {

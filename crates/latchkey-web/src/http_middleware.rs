@@ -81,9 +81,14 @@ pub async fn body_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, Error> {
-    let limit = req
+    let mut limit = req
         .app_data::<web::Data<AppState>>()
         .map_or(usize::MAX, |s| s.core.settings.max_body_bytes);
+    // SAML messages arrive as large forms; their own limit applies there (see `saml`).
+    let path = req.path();
+    if path.starts_with("/saml/") && (path.ends_with("/acs") || path.ends_with("/slo")) {
+        limit = limit.max(crate::saml::MAX_SAML_FORM_BYTES);
+    }
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)

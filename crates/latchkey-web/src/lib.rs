@@ -12,6 +12,7 @@ mod oidc;
 mod pages;
 pub mod pending;
 mod routes;
+mod saml;
 mod state;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
@@ -47,6 +48,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             // paths of the admin API and pages cost a regex match each.
             .configure(oidc::configure)
             .configure(routes::configure)
+            .configure(saml::configure)
             .configure(pages::configure)
             .default_service(web::to(error::not_found))
             .wrap(from_fn(http_middleware::body_limit))

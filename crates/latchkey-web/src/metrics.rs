@@ -62,6 +62,15 @@ pub struct Metrics {
     token_rejections: Counter,
     sessions_revoked: Counter<u64, AtomicU64>,
     sessions: Family<StatusLabels, Gauge>,
+    saml_responses: Family<ReasonLabels, Counter>,
+    saml_metadata_refresh_failures: Gauge,
+    saml_certificates_expiring: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    /// `accepted`, or the reason code of the refusal.
+    outcome: String,
 }
 
 impl Default for Metrics {
@@ -95,6 +104,24 @@ impl Default for Metrics {
             sessions_revoked.clone(),
         );
         registry.register("sessions", "Sessions in the store by stored status", sessions.clone());
+        let saml_responses = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "saml_responses",
+            "SAML responses at the ACS by outcome (accepted or the refusal reason)",
+            saml_responses.clone(),
+        );
+        let saml_metadata_refresh_failures = Gauge::default();
+        registry.register(
+            "saml_metadata_refresh_failures",
+            "Failed SAML metadata URL refreshes since this node started",
+            saml_metadata_refresh_failures.clone(),
+        );
+        let saml_certificates_expiring = Gauge::default();
+        registry.register(
+            "saml_certificates_expiring",
+            "IdP signing certificates of enabled SAML connections expiring within 90 days",
+            saml_certificates_expiring.clone(),
+        );
         Self {
             registry,
             requests,
@@ -103,6 +130,9 @@ impl Default for Metrics {
             token_rejections,
             sessions_revoked,
             sessions,
+            saml_responses,
+            saml_metadata_refresh_failures,
+            saml_certificates_expiring,
         }
     }
 }
@@ -116,6 +146,17 @@ impl Metrics {
 
     pub fn token_minted(&self, alg: &str) {
         self.tokens_minted.get_or_create(&AlgLabels { alg: alg.to_owned() }).inc();
+    }
+
+    /// A SAML response at the ACS: `accepted` or the refusal's reason code.
+    pub fn saml_response(&self, outcome: &str) {
+        self.saml_responses.get_or_create(&ReasonLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// Sets the SAML figures just before a scrape.
+    pub fn set_saml_figures(&self, refresh_failures: u64, expiring: u64) {
+        self.saml_metadata_refresh_failures.set(i64::try_from(refresh_failures).unwrap_or(i64::MAX));
+        self.saml_certificates_expiring.set(i64::try_from(expiring).unwrap_or(i64::MAX));
     }
 
     pub fn token_rejected(&self) {

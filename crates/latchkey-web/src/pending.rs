@@ -43,7 +43,13 @@ pub fn binding_cookie(state: &AppState, binding: &BrowserBinding) -> Cookie<'sta
         .finish()
 }
 
-fn returned_binding(req: &HttpRequest, state: &AppState) -> Option<BrowserBinding> {
+/// The browser's existing binding, or a new one (the caller sets [`binding_cookie`]).
+pub fn browser_binding(req: &HttpRequest, state: &AppState) -> BrowserBinding {
+    returned_binding(req, state).unwrap_or_default()
+}
+
+/// The binding cookie the browser sent, if it looks like one of ours.
+pub fn returned_binding(req: &HttpRequest, state: &AppState) -> Option<BrowserBinding> {
     req.cookie(cookie_name(state))
         .map(|c| BrowserBinding(c.value().to_owned()))
         .filter(|b| b.0.len() == 43)

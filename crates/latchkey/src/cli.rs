@@ -46,6 +46,12 @@ pub enum Command {
     /// Manage JWT templates (claims for POST /v1/session/token/{name} and for clients' tokens).
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Manage organisations and their domains.
+    #[command(subcommand)]
+    Orgs(crate::enterprise_cli::OrgsCommand),
+    /// Manage enterprise connections (SAML) of organisations.
+    #[command(subcommand)]
+    Connections(crate::enterprise_cli::ConnectionsCommand),
 }
 
 #[derive(Debug, Args, Clone, Copy)]

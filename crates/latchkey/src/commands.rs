@@ -120,6 +120,10 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
         Command::Keys(command) => manage_keys(core, command, &actor).await,
         Command::Clients(command) => manage_clients(core, command, &actor).await,
         Command::Templates(command) => manage_templates(core, command, &actor).await,
+        Command::Orgs(command) => crate::enterprise_cli::manage_orgs(core, command, &actor).await,
+        Command::Connections(command) => {
+            crate::enterprise_cli::manage_connections(core, command, &actor).await
+        }
         Command::Serve | Command::Migrate | Command::Config(_) => {
             Err(CliError::Usage("handled elsewhere".into()))
         }

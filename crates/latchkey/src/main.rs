@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod cli;
 mod commands;
+mod enterprise_cli;
 mod logging;
 mod output;
 

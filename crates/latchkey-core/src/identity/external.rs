@@ -38,6 +38,9 @@ pub struct LinkPolicy {
     pub provision: bool,
     /// Link a new identity to the existing account with the same, verified, address.
     pub link_verified_email: bool,
+    /// The provider is the source of truth for the profile: every sign-in copies its names
+    /// onto the linked account.
+    pub refresh_profile: bool,
 }
 
 /// Why an identity cannot sign in.
@@ -264,7 +267,8 @@ mod tests {
         }
     }
 
-    const OPEN: LinkPolicy = LinkPolicy { provision: true, link_verified_email: true };
+    const OPEN: LinkPolicy =
+        LinkPolicy { provision: true, link_verified_email: true, refresh_profile: false };
 
     #[test]
     fn an_existing_link_wins_over_everything() {
@@ -278,7 +282,7 @@ mod tests {
             created_at: 0,
             last_used_at: 0,
         };
-        let closed = LinkPolicy { provision: false, link_verified_email: false };
+        let closed = LinkPolicy { provision: false, link_verified_email: false, ..OPEN };
         let other = account(true, false);
         assert_eq!(
             decide(Some(&link), Some(&other), &up(false), closed),

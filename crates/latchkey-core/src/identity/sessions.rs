@@ -538,11 +538,19 @@ pub(crate) async fn revoke_user_sessions<C: sea_orm::ConnectionTrait>(
     reason: &str,
     now: i64,
 ) -> Result<u64> {
-    let ids = active_session_ids(
-        conn,
-        sea_orm::Condition::all().add(session::Column::UserId.eq(user_id)),
-    )
-    .await?;
+    let filter = sea_orm::Condition::all().add(session::Column::UserId.eq(user_id));
+    end_matching(conn, filter, reason, now).await
+}
+
+/// Ends (revokes) every active session matching `filter` in the caller's transaction, queueing
+/// the news of their end with it; returns how many.
+pub(crate) async fn end_matching<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    filter: Condition,
+    reason: &str,
+    now: i64,
+) -> Result<u64> {
+    let ids = active_session_ids(conn, filter).await?;
     let res = session::Entity::update_many()
         .col_expr(
             session::Column::Status,

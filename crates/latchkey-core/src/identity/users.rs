@@ -373,3 +373,39 @@ pub(crate) async fn find_by_email_in<C: ConnectionTrait>(
     };
     Ok(user::Entity::find_by_id(e.user_id).one(conn).await?.map(|u| (u, e.verified)))
 }
+
+/// Copies the names a provider asserts onto the linked account (the provider is the source of
+/// truth for them); audited when anything changed. The address is left alone: it is the
+/// account's own, and a changed address upstream must not move the account.
+pub(crate) async fn refresh_profile<C: ConnectionTrait>(
+    txn: &C,
+    user_id: &str,
+    up: &crate::identity::external::UpstreamIdentity,
+    now: i64,
+) -> Result<()> {
+    let clean = |v: &Option<String>| {
+        v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| s.chars().take(256).collect())
+    };
+    let (name, given, family) = (clean(&up.name), clean(&up.given_name), clean(&up.family_name));
+    let existing = user::Entity::find_by_id(user_id.to_owned())
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+    if existing.name == name && existing.given_name == given && existing.family_name == family {
+        return Ok(());
+    }
+    let before = json!({
+        "name": existing.name, "given_name": existing.given_name,
+        "family_name": existing.family_name,
+    });
+    let after = json!({ "name": name, "given_name": given, "family_name": family });
+    let mut am: user::ActiveModel = existing.into();
+    am.name = Set(name);
+    am.given_name = Set(given);
+    am.family_name = Set(family);
+    am.updated_at = Set(now);
+    am.update(txn).await?;
+    let data = json!({ "before": before, "after": after, "source": "upstream" });
+    audit::record(txn, now, &Actor::system(), "user.profile_updated", Some(user_id), data).await?;
+    Store::bump_revision(txn).await
+}

@@ -131,6 +131,10 @@ pub struct Settings {
     pub clock_skew: Duration,
     pub max_body_bytes: usize,
     pub dns_resolver: DnsResolver,
+    /// SAML IdP metadata URLs may point at loopback and private addresses (tests, labs).
+    pub saml_metadata_allow_private: bool,
+    /// How often metadata URLs of SAML connections are fetched again.
+    pub saml_metadata_refresh: Duration,
     /// Problems worth a warning that do not stop start-up; logged once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -201,6 +205,8 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_CLOCK_SKEW", false),
     ("LATCHKEY_MAX_BODY_BYTES", false),
     ("LATCHKEY_DNS_RESOLVER", false),
+    ("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", false),
+    ("LATCHKEY_SAML_METADATA_REFRESH", false),
 ];
 
 /// An address (a single host) or a CIDR range.
@@ -378,6 +384,20 @@ impl Settings {
             "`system` or a comma-separated list of nameservers such as 192.0.2.53:53,[2001:db8::53]:53",
             parse_dns_resolver,
         )?;
+        let saml_metadata_allow_private = parse(
+            raw,
+            "LATCHKEY_SAML_METADATA_ALLOW_PRIVATE",
+            "false",
+            "true or false",
+            |v| v.parse::<bool>().ok(),
+        )?;
+        let saml_metadata_refresh = duration(
+            raw,
+            "LATCHKEY_SAML_METADATA_REFRESH",
+            "6h",
+            Duration::from_secs(60),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
 
         Ok(Self {
             listen,
@@ -402,6 +422,8 @@ impl Settings {
             clock_skew,
             max_body_bytes,
             dns_resolver,
+            saml_metadata_allow_private,
+            saml_metadata_refresh,
             warnings: Vec::new(),
         })
     }
@@ -485,6 +507,11 @@ impl Settings {
         );
         m.insert("LATCHKEY_MAX_BODY_BYTES", json!(self.max_body_bytes));
         m.insert("LATCHKEY_DNS_RESOLVER", json!(self.dns_resolver.to_string()));
+        m.insert("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", json!(self.saml_metadata_allow_private));
+        m.insert(
+            "LATCHKEY_SAML_METADATA_REFRESH",
+            json!(humantime::format_duration(self.saml_metadata_refresh).to_string()),
+        );
         m
     }
 }

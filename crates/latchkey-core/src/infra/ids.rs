@@ -25,6 +25,8 @@ pub const PASSWORD_RESET: &str = "pwr";
 /// An access token's `jti`.
 pub const ACCESS_TOKEN: &str = "at";
 pub const EXTERNAL_IDENTITY: &str = "ext";
+pub const SAML_CONNECTION: &str = "con";
+pub const SAML_SP_KEY: &str = "spk";
 pub const PENDING_REQUEST: &str = "pnd";
 /// The token of one claim on a job (not stored as a row of its own).
 pub const JOB_CLAIM: &str = "claim";

@@ -43,6 +43,18 @@ pub enum VerifiedSubject {
 pub struct OrgGrant {
     pub org_id: String,
     pub role: String,
+    /// The connection decides the role (mapped from the IdP's groups): every sign-in sets it,
+    /// taking away a role the IdP no longer grants. Otherwise an existing role is kept.
+    pub authoritative: bool,
+}
+
+/// Who the upstream provider says this session is, so its logout request can find it.
+#[derive(Debug, Clone)]
+pub struct UpstreamSession {
+    pub connection_id: String,
+    pub subject: String,
+    pub subject_format: Option<String>,
+    pub session_index: Option<String>,
 }
 
 /// The outcome of a method's own verification, handed to [`SignInService::complete`].
@@ -51,6 +63,7 @@ pub struct Verified {
     pub method: AuthMethod,
     pub subject: VerifiedSubject,
     pub join: Option<OrgGrant>,
+    pub upstream_session: Option<UpstreamSession>,
 }
 
 /// A new session: what the browser must store as its cookie.
@@ -127,7 +140,11 @@ impl SignInService {
             return Err(Error::Forbidden("this account is not active".into()));
         }
         if let Some(grant) = &v.join {
-            orgs::ensure_member(txn, &grant.org_id, user_id, &grant.role, now).await?;
+            if grant.authoritative {
+                orgs::set_member_role(txn, &grant.org_id, user_id, &grant.role, now).await?;
+            } else {
+                orgs::ensure_member(txn, &grant.org_id, user_id, &grant.role, now).await?;
+            }
         }
         if resolved.created {
             enrollment::enroll_new_user(txn, user_id, now).await?;
@@ -139,6 +156,9 @@ impl SignInService {
             user_agent: client.user_agent.clone(),
         };
         let (session, secret) = self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
+        if let Some(up) = &v.upstream_session {
+            record_upstream_session(txn, &session.id, up, now).await?;
+        }
         let action = match v.subject {
             VerifiedSubject::NewAccount { .. } => "sign_up.completed",
             _ => "sign_in.succeeded",
@@ -202,6 +222,9 @@ impl SignInService {
                 if let Some(l) = &link {
                     external::touch(txn, &l.id, up.email.as_deref(), now).await?;
                 }
+                if policy.refresh_profile {
+                    users::refresh_profile(txn, &user_id, up, now).await?;
+                }
                 Ok(Resolved { user_id, created: false, linked: false })
             }
             LinkVerdict::LinkExisting(user_id) => {
@@ -243,4 +266,27 @@ impl SignInService {
             has_identity_at_issuer,
         }))
     }
+}
+
+/// Links a new session to the upstream provider's session (SAML NameID and SessionIndex).
+async fn record_upstream_session<C: ConnectionTrait>(
+    txn: &C,
+    session_id: &str,
+    up: &UpstreamSession,
+    now: i64,
+) -> Result<()> {
+    use sea_orm::ActiveValue::Set;
+
+    use crate::infra::entity::session_upstream;
+    session_upstream::Entity::insert(session_upstream::ActiveModel {
+        session_id: Set(session_id.to_owned()),
+        connection_id: Set(up.connection_id.clone()),
+        subject: Set(up.subject.clone()),
+        subject_format: Set(up.subject_format.clone()),
+        session_index: Set(up.session_index.clone()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }

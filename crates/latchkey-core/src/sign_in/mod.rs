@@ -7,6 +7,7 @@
 //! one transaction. Requests waiting on an identity provider live in [`pending`].
 
 mod complete;
+pub mod me;
 mod password;
 pub mod pending;
 mod reset;
@@ -17,7 +18,7 @@ mod verify_email;
 
 use std::sync::{Arc, RwLock};
 
-pub use complete::{OrgGrant, SignedIn, Verified, VerifiedSubject};
+pub use complete::{OrgGrant, SignedIn, UpstreamSession, Verified, VerifiedSubject};
 pub use routing::{ConnectionRegistry, EnterpriseConnection, SignInRoute};
 pub use sign_up::PendingSignUp;
 pub use throttle::LockoutStatus;

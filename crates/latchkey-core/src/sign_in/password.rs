@@ -75,6 +75,7 @@ impl SignInService {
                     method: AuthMethod::Password,
                     subject: VerifiedSubject::User(user.id),
                     join: None,
+                    upstream_session: None,
                 };
                 let txn = self.store.begin_write().await?;
                 let signed_in = self.complete_in(&txn, &verified, client, Some(&keys), now).await?;

@@ -34,6 +34,8 @@ use crate::{
 pub enum PendingKind {
     /// A SAML AuthnRequest; the response's InResponseTo must be `request_id`.
     SamlAuthn { connection_id: String, request_id: String },
+    /// A SAML LogoutRequest we sent; the LogoutResponse's InResponseTo must be `request_id`.
+    SamlLogout { connection_id: String, request_id: String },
     /// An upstream OpenID Connect authorization request.
     UpstreamOidc {
         upstream: Upstream,
@@ -49,6 +51,7 @@ impl PendingKind {
     fn name(&self) -> &'static str {
         match self {
             Self::SamlAuthn { .. } => "saml_authn",
+            Self::SamlLogout { .. } => "saml_logout",
             Self::UpstreamOidc { .. } => "upstream_oidc",
             Self::LinkConfirmation { .. } => "link_confirmation",
         }

@@ -138,6 +138,7 @@ impl SignInService {
                 password_hash: row.password_hash,
             },
             join: None,
+            upstream_session: None,
         };
         let signed_in = self.complete_in(&txn, &verified, client, None, now).await?;
         txn.commit().await?;

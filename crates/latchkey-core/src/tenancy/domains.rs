@@ -171,6 +171,33 @@ impl DomainService {
         Ok(m.into())
     }
 
+    /// The operator asserts that the organisation owns `domain` (`orgs domains add --verified`):
+    /// adds it if needed and marks it verified, audited with the method `operator`. Only the
+    /// operator may: organisation admins prove ownership by DNS or email.
+    pub async fn add_verified(&self, org_id: &str, domain: &str, actor: &Actor) -> Result<OrgDomain> {
+        if !matches!(actor.principal, crate::infra::audit::Principal::Cli) {
+            return Err(Error::Forbidden("only the operator may assert domain ownership".into()));
+        }
+        let normalized = normalize_domain(domain)?;
+        let existing = org_domain::Entity::find()
+            .filter(org_domain::Column::OrgId.eq(org_id))
+            .filter(org_domain::Column::Domain.eq(&normalized))
+            .one(self.store.db())
+            .await?;
+        let domain_id = match existing {
+            Some(d) => d.id,
+            None => self.add_domain(org_id, &normalized, actor).await?.id,
+        };
+        let now = self.store.now();
+        let txn = self.store.begin_write().await?;
+        lock_org(&txn, org_id).await?;
+        let d = Self::load(&txn, org_id, &domain_id).await?;
+        let updated = mark_verified(&txn, d, "operator", actor, now).await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(updated.into())
+    }
+
     pub async fn list(&self, org_id: &str, actor: &Actor) -> Result<Vec<OrgDomain>> {
         access::authorize(self.store.db(), org_id, actor, Need::Admin).await?;
         Ok(org_domain::Entity::find()

@@ -428,6 +428,37 @@ impl OrgService {
 
 /// Makes `user_id` a member with `role` unless they already are one (an existing member keeps
 /// their role), in the caller's transaction: the membership an enterprise connection grants.
+/// Makes `user_id` a member of `org_id` with exactly `role`, as an enterprise connection that
+/// maps the IdP's groups decides: joins, or changes the role (either way), audited when it
+/// changes anything.
+pub(crate) async fn set_member_role<C: ConnectionTrait>(
+    txn: &C,
+    org_id: &str,
+    user_id: &str,
+    role: &str,
+    now: i64,
+) -> Result<()> {
+    validate_role(role)?;
+    lock_org(txn, org_id).await?;
+    let before = match find_membership(txn, org_id, user_id).await? {
+        Some(m) if m.role == role => return Ok(()),
+        Some(m) => {
+            let previous = m.role.clone();
+            let mut am: membership::ActiveModel = m.into();
+            am.role = Set(role.to_owned());
+            am.update(txn).await?;
+            Some(previous)
+        }
+        None => {
+            insert_membership(txn, org_id, user_id, role, now).await?;
+            None
+        }
+    };
+    let data = json!({ "user_id": user_id, "role": role, "before": before, "source": "connection" });
+    audit::record(txn, now, &Actor::system(), "org.membership_set", Some(org_id), data).await?;
+    Store::bump_revision(txn).await
+}
+
 pub(crate) async fn ensure_member<C: ConnectionTrait>(
     txn: &C,
     org_id: &str,

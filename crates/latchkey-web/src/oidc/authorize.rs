@@ -82,7 +82,7 @@ async fn authorize_with(
     let session = current_session(req, state).await;
     let step = state.core.oidc.authorize(params, browser_session(&session), false).await?;
     match (render_step(req, state, step, query)?, entry) {
-        (Rendered::Code(location), Entry::Resume) => Ok(navigate_page(&location)),
+        (Rendered::Code(location), Entry::Resume) => Ok(navigate_page(&location, "Signing you in")),
         (rendered, _) => Ok(rendered.into_response()),
     }
 }
@@ -164,8 +164,10 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// A page that sends the browser to `location` by itself (meta refresh, plus a link).
-fn navigate_page(location: &str) -> HttpResponse {
+/// A page that sends the browser to `location` by itself (meta refresh, plus a link). After
+/// a form submission this reaches another origin where a redirect could not: browsers apply
+/// the page's `form-action` to redirects that follow the submission.
+pub(crate) fn navigate_page(location: &str, title: &str) -> HttpResponse {
     let mut escaped = String::with_capacity(location.len());
     for c in location.chars() {
         match c {
@@ -178,7 +180,7 @@ fn navigate_page(location: &str) -> HttpResponse {
         }
     }
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={escaped}\"><title>Signing you in</title><link rel=\"stylesheet\" href=\"/assets/latchkey.css\"></head><body><main><section class=\"card\"><h1>Signing you in…</h1><p><a class=\"button\" href=\"{escaped}\">Continue</a></p></section></main></body></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={escaped}\"><title>{title}</title><link rel=\"stylesheet\" href=\"/assets/latchkey.css\"></head><body><main><section class=\"card\"><h1>{title}…</h1><p><a class=\"button\" href=\"{escaped}\">Continue</a></p></section></main></body></html>"
     );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

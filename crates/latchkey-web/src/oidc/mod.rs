@@ -7,6 +7,7 @@
 #![deny(clippy::too_many_lines)]
 
 mod authorize;
+pub(crate) use authorize::navigate_page;
 mod token;
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};

@@ -379,15 +379,34 @@ pub async fn sign_out(
     form: web::Form<CsrfOnly>,
 ) -> Page {
     verify_csrf(&req, &state, &form.csrf_token)?;
+    const SIGNED_OUT: &str = "/sign-in?signed_out=1";
+    let mut location = SIGNED_OUT.to_owned();
+    let mut binding_cookie = None;
     if let Some((session, _)) = current_session(&req, &state).await {
         let client = client_info(&req);
         let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
         state.core.sessions.end(&session.session_id, &actor).await?;
+        // A session from an IdP with Single Logout: sign out there too, then come back.
+        let browser = crate::pending::browser_binding(&req, &state);
+        match state.core.saml.logout_redirect(&session.session_id, SIGNED_OUT, &browser).await {
+            Ok(Some(url)) => {
+                location = url;
+                binding_cookie = Some(crate::pending::binding_cookie(&state, &browser));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not start SAML single logout"),
+        }
     }
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/sign-in?signed_out=1"))
-        .cookie(clear_session_cookie(&state))
-        .finish())
+    let mut res = match binding_cookie {
+        Some(c) => {
+            let mut res = crate::oidc::navigate_page(&location, "Signing you out");
+            res.add_cookie(&c).map_err(|_| PageError::internal())?;
+            res
+        }
+        None => HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish(),
+    };
+    res.add_cookie(&clear_session_cookie(&state)).map_err(|_| PageError::internal())?;
+    Ok(res)
 }
 
 pub async fn forgot_form(req: HttpRequest, state: web::Data<AppState>) -> Page {

@@ -8,6 +8,7 @@ use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/v1/me").route(web::get().to(session_token::me)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks::jwks)))

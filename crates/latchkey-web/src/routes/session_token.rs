@@ -92,3 +92,18 @@ pub async fn preflight(
     cors_headers(&mut res, &origin);
     Ok(res)
 }
+
+/// `GET /v1/me`: the signed-in user, memberships and how the session signed in; 401 without a
+/// live session.
+pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(cookie) = req.cookie(state.cookie_name) else {
+        return Err(ApiError::unauthenticated());
+    };
+    let ctx = match state.core.session_tokens.authenticate(cookie.value()).await {
+        Ok(ctx) => ctx,
+        Err(latchkey_core::Error::Unauthenticated(_)) => return Err(ApiError::unauthenticated()),
+        Err(e) => return Err(e.into()),
+    };
+    let me = state.core.sign_in.me(&ctx).await?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(me))
+}

@@ -1,0 +1,368 @@
+//! Web Browser SSO: starting an SP-initiated sign-in, and the assertion consumer service.
+//!
+//! The start stores a pending request (random 128-bit AuthnRequest ID, bound to the browser by
+//! a cookie, single use, ten minutes) and sends the browser to the IdP with the pending token as
+//! RelayState. The ACS takes that request back (or, without one, treats the response as
+//! unsolicited), re-checks the connection, has `latchkey-saml` verify the response against
+//! exactly what was asked, consumes the assertion ID (replay) and completes the sign-in through
+//! the one completion step. Every refusal is audited with its precise reason and gets a
+//! reference ID for the error page; none creates a user or a session.
+
+use std::time::Duration;
+
+use latchkey_saml::{
+    SamlError, VerifiedAssertion,
+    algorithms::AlgorithmPolicy,
+    binding::PostForm,
+    mapping::{self, MappedIdentity},
+    request::{self, AuthnRequestSpec},
+    response::{self, ResponseExpectations},
+};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{REQUEST_TTL_SECS, SamlService, connections, sp_keys};
+use crate::{
+    Error, Result,
+    identity::{
+        external::{LinkPolicy, UpstreamIdentity},
+        method::AuthMethod,
+    },
+    infra::{
+        audit::{self, ClientInfo},
+        email::normalize_email,
+        entity::{org_domain, saml_assertion_id, saml_connection},
+        ids,
+    },
+    sign_in::{
+        OrgGrant, SignedIn, UpstreamSession, Verified, VerifiedSubject,
+        pending::{BrowserBinding, PendingKind, PendingToken},
+    },
+};
+
+/// How the browser goes to the IdP.
+#[derive(Debug, Clone)]
+pub enum LoginStart {
+    Redirect(String),
+    /// An auto-submitting form (the IdP only offers POST, or it was asked for).
+    Post(PostForm),
+}
+
+/// What the ACS received.
+pub struct AcsInput<'a> {
+    pub connection_id: &'a str,
+    pub saml_response: &'a str,
+    pub relay_state: Option<&'a str>,
+    /// The browser's pending-request binding cookie, if it sent one.
+    pub binding: Option<&'a BrowserBinding>,
+    pub client: &'a ClientInfo,
+}
+
+/// A refused response: the reason code (audit, metrics) and the reference ID shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcsRejection {
+    pub reason: String,
+    pub reference: String,
+}
+
+/// The sign-in the ACS completed, and where the browser goes next.
+#[derive(Debug, Clone)]
+pub struct AcsSuccess {
+    pub signed_in: SignedIn,
+    pub return_to: String,
+}
+
+/// The subject key of a SAML identity: the connection, never the IdP's entity ID alone, so
+/// two organisations using one IdP can never share accounts by NameID.
+pub fn identity_issuer(connection_id: &str) -> String {
+    format!("saml:{connection_id}")
+}
+
+impl SamlService {
+    /// Starts SP-initiated SSO for an enabled connection.
+    pub async fn start_login(
+        &self,
+        connection_id: &str,
+        return_to: &str,
+        browser: &BrowserBinding,
+        prefer_post: bool,
+    ) -> Result<LoginStart> {
+        let now = self.store.now();
+        let model = self.enabled(connection_id).await?;
+        let options = connections::options_of(&model)?;
+        let request_id = request::new_message_id();
+        let kind = PendingKind::SamlAuthn {
+            connection_id: connection_id.to_owned(),
+            request_id: request_id.clone(),
+        };
+        let ttl = Duration::from_secs(REQUEST_TTL_SECS);
+        let token = self.pending.begin(&kind, return_to, browser, ttl).await?;
+        let urls = self.urls(connection_id);
+        let post = match (&model.idp_sso_redirect_url, &model.idp_sso_post_url) {
+            (Some(_), Some(p)) if prefer_post => Some(p),
+            (None, Some(p)) => Some(p),
+            _ => None,
+        };
+        let destination = post
+            .or(model.idp_sso_redirect_url.as_ref())
+            .ok_or_else(|| Error::Internal("connection without an SSO endpoint".into()))?;
+        let spec = AuthnRequestSpec {
+            id: &request_id,
+            issue_instant: now,
+            sp_entity_id: &urls.sp_entity_id,
+            acs_url: &urls.acs_url,
+            destination,
+            name_id_format: options.name_id_format.as_deref(),
+            force_authn: false,
+        };
+        let signer = if options.sign_requests {
+            let keys = sp_keys::live(self.store.db(), connection_id, now).await?;
+            Some(sp_keys::signing_key(&self.store, &keys)?)
+        } else {
+            None
+        };
+        let relay = Some(token.0.as_str());
+        let start = if post.is_some() {
+            request::authn_request_post(&spec, relay, signer.as_ref()).map(LoginStart::Post)
+        } else {
+            request::authn_request_redirect(&spec, relay, signer.as_ref()).map(LoginStart::Redirect)
+        };
+        start.map_err(|e| Error::Internal(format!("AuthnRequest: {e}")))
+    }
+
+    /// An enabled connection of an existing organisation (checked at start and again at the
+    /// ACS, so disabling takes effect for flows already under way).
+    async fn enabled(&self, connection_id: &str) -> Result<saml_connection::Model> {
+        let model = self.load(self.store.db(), connection_id).await?;
+        if !model.enabled {
+            return Err(Error::Forbidden("this connection is disabled".into()));
+        }
+        Ok(model)
+    }
+
+    /// The assertion consumer service. A refusal is audited here; the caller shows the
+    /// reference. Storage failures are errors, not rejections.
+    pub async fn consume(
+        &self,
+        input: &AcsInput<'_>,
+    ) -> Result<std::result::Result<AcsSuccess, AcsRejection>> {
+        match self.consume_inner(input).await {
+            Ok(success) => Ok(Ok(success)),
+            Err(Refusal::Saml(e)) => Ok(Err(self.reject(input, e.reason(), &e.to_string()).await?)),
+            Err(Refusal::Policy(reason, detail)) => {
+                Ok(Err(self.reject(input, reason, &detail).await?))
+            }
+            Err(Refusal::Store(e)) => Err(e),
+        }
+    }
+
+    async fn reject(&self, input: &AcsInput<'_>, reason: &str, detail: &str) -> Result<AcsRejection> {
+        let reference = ids::new_id("ref");
+        let now = self.store.now();
+        let actor = input.client.actor_for(None);
+        let data = json!({ "reason": reason, "detail": detail, "reference": reference });
+        let target = Some(input.connection_id);
+        audit::record(self.store.db(), now, &actor, "saml.response_rejected", target, data).await?;
+        tracing::info!(connection = input.connection_id, reason, reference, "SAML response refused");
+        Ok(AcsRejection { reason: reason.to_owned(), reference })
+    }
+
+    async fn consume_inner(&self, input: &AcsInput<'_>) -> std::result::Result<AcsSuccess, Refusal> {
+        let model = match self.enabled(input.connection_id).await {
+            Ok(m) => m,
+            Err(Error::NotFound(_)) => return Err(Refusal::policy("unknown_connection", "")),
+            Err(Error::Forbidden(_)) => return Err(Refusal::policy("connection_disabled", "")),
+            Err(e) => return Err(Refusal::Store(e)),
+        };
+        let pending = self.take_pending(input).await?;
+        let assertion = self.verify(&model, input.saml_response, pending.as_ref()).await?;
+        self.consume_assertion_id(&model.id, &assertion).await?;
+        let options = connections::options_of(&model)?;
+        let mapped = mapping::map_identity(&assertion, &options.mapping)?;
+        let verified = self.verified_for(&model, &options, &mapped, &assertion).await?;
+        let signed_in = match self.sign_in.complete(verified, input.client).await {
+            Ok(s) => s,
+            Err(e @ (Error::Forbidden(_) | Error::Invalid { .. } | Error::Conflict(_))) => {
+                return Err(Refusal::policy("account_refused", &e.to_string()));
+            }
+            Err(e) => return Err(Refusal::Store(e)),
+        };
+        let return_to = match pending {
+            Some((_, return_to)) => return_to,
+            None => options.idp_initiated_landing.clone(),
+        };
+        Ok(AcsSuccess { signed_in, return_to })
+    }
+
+    /// The pending request this response answers: (AuthnRequest ID, return_to). Without a
+    /// RelayState the browser is taken to start nothing (unsolicited); a RelayState that names
+    /// no request of this browser is treated the same way, so a response that nevertheless
+    /// carries InResponseTo is refused by the verification.
+    async fn take_pending(
+        &self,
+        input: &AcsInput<'_>,
+    ) -> std::result::Result<Option<(String, String)>, Refusal> {
+        let (Some(relay), Some(binding)) = (input.relay_state, input.binding) else {
+            return Ok(None);
+        };
+        match self.pending.take(&PendingToken(relay.to_owned()), binding).await {
+            Ok(req) => match req.kind {
+                PendingKind::SamlAuthn { connection_id, request_id }
+                    if connection_id == input.connection_id =>
+                {
+                    Ok(Some((request_id, req.return_to)))
+                }
+                _ => Err(Refusal::policy("pending_request_mismatch", "another flow's request")),
+            },
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(Refusal::Store(e)),
+        }
+    }
+
+    async fn verify(
+        &self,
+        model: &saml_connection::Model,
+        saml_response: &str,
+        pending: Option<&(String, String)>,
+    ) -> std::result::Result<VerifiedAssertion, Refusal> {
+        let now = self.store.now();
+        let options = connections::options_of(model)?;
+        let keys = sp_keys::live(self.store.db(), &model.id, now).await?;
+        let decryption_keys = sp_keys::decryption_keys(&self.store, &keys)?;
+        let certs = connections::stored_certs(model);
+        let urls = self.urls(&model.id);
+        let expect = ResponseExpectations {
+            idp_entity_id: &model.idp_entity_id,
+            idp_certs: &certs,
+            sp_entity_id: &urls.sp_entity_id,
+            acs_url: &urls.acs_url,
+            in_response_to: pending.map(|(id, _)| id.as_str()),
+            allow_unsolicited: options.allow_idp_initiated,
+            algorithms: AlgorithmPolicy { allow_sha1: options.allow_sha1 },
+            require_encryption: options.require_encryption,
+            decryption_keys: &decryption_keys,
+            now,
+            skew_secs: options.skew_secs.clamp(0, super::options::MAX_SKEW_SECS),
+        };
+        match response::verify_response(saml_response, &expect) {
+            Ok(a) => Ok(a),
+            // Without a request of this browser, an answer to "some request" is an answer to
+            // an unknown, expired, used or another browser's request.
+            Err(SamlError::UnsolicitedWithInResponseTo) => {
+                Err(Refusal::policy("in_response_to_unknown", "no pending request of this browser"))
+            }
+            Err(e) => Err(Refusal::Saml(e)),
+        }
+    }
+
+    /// Records the assertion ID until the assertion expires: a second use fails on every node,
+    /// since the insert of one primary key decides.
+    async fn consume_assertion_id(
+        &self,
+        connection_id: &str,
+        a: &VerifiedAssertion,
+    ) -> std::result::Result<(), Refusal> {
+        let key = Sha256::digest(format!("{connection_id}\n{}", a.assertion_id).as_bytes());
+        let id: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let row = saml_assertion_id::ActiveModel { id: Set(id), expires_at: Set(a.expires_at) };
+        match saml_assertion_id::Entity::insert(row).exec_without_returning(self.store.db()).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.sql_err() {
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                    Err(Refusal::policy("replay", "assertion ID already used"))
+                }
+                _ => Err(Refusal::Store(e.into())),
+            },
+        }
+    }
+
+    /// Deletes consumed assertion IDs past their expiry; returns how many.
+    pub async fn purge_assertion_ids(&self) -> Result<u64> {
+        let now = self.store.now();
+        let res = saml_assertion_id::Entity::delete_many()
+            .filter(saml_assertion_id::Column::ExpiresAt.lt(now))
+            .exec(self.store.db())
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// What the completion needs: the identity keyed by (connection, subject), its address
+    /// vouched for only inside the organisation's verified domains, and the mapped role.
+    async fn verified_for(
+        &self,
+        model: &saml_connection::Model,
+        options: &super::ConnectionOptions,
+        mapped: &MappedIdentity,
+        a: &VerifiedAssertion,
+    ) -> std::result::Result<Verified, Refusal> {
+        let email = match mapped.email.as_deref().map(normalize_email) {
+            Some(Ok(e)) => e,
+            Some(Err(_)) => return Err(Refusal::policy("bad_email", "unusable email attribute")),
+            None => return Err(Refusal::policy("no_email", "the assertion carries no email")),
+        };
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        if !self.org_owns_domain(&model.org_id, domain).await? {
+            return Err(Refusal::policy("email_outside_domains", &email));
+        }
+        let identity = UpstreamIdentity {
+            issuer: identity_issuer(&model.id),
+            subject: mapped.subject.clone(),
+            email: Some(email),
+            email_verified: true,
+            given_name: mapped.given_name.clone(),
+            family_name: mapped.family_name.clone(),
+            name: mapped.display_name.clone(),
+        };
+        let policy = LinkPolicy { provision: true, link_verified_email: true, refresh_profile: true };
+        Ok(Verified {
+            method: AuthMethod::Saml { connection_id: model.id.clone() },
+            subject: VerifiedSubject::Upstream { identity, policy },
+            join: Some(OrgGrant {
+                org_id: model.org_id.clone(),
+                role: options.role_for(&mapped.groups),
+                authoritative: options.roles_from_groups(),
+            }),
+            upstream_session: Some(UpstreamSession {
+                connection_id: model.id.clone(),
+                subject: a.name_id.as_ref().map_or_else(|| mapped.subject.clone(), |n| n.value.clone()),
+                subject_format: a.name_id.as_ref().and_then(|n| n.format.clone()),
+                session_index: a.session_index.clone(),
+            }),
+        })
+    }
+
+    async fn org_owns_domain(&self, org_id: &str, domain: &str) -> Result<bool> {
+        Ok(org_domain::Entity::find()
+            .filter(org_domain::Column::OrgId.eq(org_id))
+            .filter(org_domain::Column::VerifiedDomain.eq(domain))
+            .one(self.store.db())
+            .await?
+            .is_some())
+    }
+}
+
+/// Why the ACS refused, before it is audited.
+enum Refusal {
+    Saml(SamlError),
+    Policy(&'static str, String),
+    Store(Error),
+}
+
+impl Refusal {
+    fn policy(reason: &'static str, detail: &str) -> Self {
+        Self::Policy(reason, detail.to_owned())
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<SamlError> for Refusal {
+    fn from(e: SamlError) -> Self {
+        Self::Saml(e)
+    }
+}

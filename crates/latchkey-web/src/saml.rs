@@ -1,0 +1,227 @@
+//! The SAML service-provider endpoints of each connection: SP-initiated start, the assertion
+//! consumer service, SP metadata and Single Logout. They only parse and render: the rules are
+//! in `latchkey_core::enterprise::saml` and `latchkey-saml`.
+
+use std::sync::LazyLock;
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{StatusCode, header},
+    web,
+};
+use askama::Template;
+use latchkey_core::{
+    enterprise::saml::{AcsInput, LoginStart, logout::SloMessage, logout::SloOutcome},
+};
+use latchkey_saml::binding::PostForm;
+use serde::Deserialize;
+
+use crate::{
+    AppState,
+    error::page::{PageError, message_page},
+    pages::support::{client_info, current_session, safe_return_to, session_cookie},
+    pending,
+};
+
+/// Most a SAML POST may carry: the 256 KiB SAMLResponse limit plus the form's overhead, so the
+/// field limit itself is what refuses (with an audited reason).
+pub const MAX_SAML_FORM_BYTES: usize = 300 * 1024;
+
+/// The one script a page of ours runs: submitting the POST-binding form.
+const AUTO_SUBMIT: &str = "document.forms[0].submit();";
+
+/// The POST-binding page's policy: the auto-submit script by hash, the form only to `target`.
+fn post_binding_csp(target: &str) -> String {
+    static HASH: LazyLock<String> = LazyLock::new(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(AUTO_SUBMIT.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    });
+    let page = crate::csp::page([crate::csp::source_of(target).as_str()]);
+    page.replacen("default-src 'none'; ", &format!("default-src 'none'; script-src 'sha256-{}'; ", *HASH), 1)
+}
+
+#[derive(Template)]
+#[template(path = "pages/saml_post.html")]
+struct PostPage<'a> {
+    action: &'a str,
+    fields: &'a [(String, String)],
+}
+
+fn post_page(form: &PostForm) -> Result<HttpResponse, PageError> {
+    let body = PostPage { action: &form.action, fields: &form.fields }
+        .render()
+        .map_err(|_| PageError::internal())?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, post_binding_csp(&form.action)))
+        .body(body))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/saml/{connection_id}/login").route(web::get().to(login)))
+        .service(
+            web::resource("/saml/{connection_id}/acs")
+                .app_data(web::FormConfig::default().limit(MAX_SAML_FORM_BYTES))
+                .route(web::post().to(acs)),
+        )
+        .service(web::resource("/saml/{connection_id}/metadata").route(web::get().to(metadata)))
+        .service(
+            web::resource("/saml/{connection_id}/slo")
+                .app_data(web::FormConfig::default().limit(MAX_SAML_FORM_BYTES))
+                .route(web::get().to(slo_redirect))
+                .route(web::post().to(slo_post)),
+        );
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+    binding: Option<String>,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, PageError> {
+    let return_to = safe_return_to(query.return_to.as_deref(), &state);
+    let prefer_post = query.binding.as_deref() == Some("post");
+    let browser = pending::browser_binding(&req, &state);
+    let start = state.core.saml.start_login(&path, &return_to, &browser, prefer_post).await?;
+    let cookie = pending::binding_cookie(&state, &browser);
+    let mut res = match start {
+        LoginStart::Redirect(url) => {
+            HttpResponse::Found().insert_header((header::LOCATION, url)).finish()
+        }
+        LoginStart::Post(form) => post_page(&form)?,
+    };
+    res.add_cookie(&cookie).map_err(|_| PageError::internal())?;
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct AcsForm {
+    #[serde(rename = "SAMLResponse", default)]
+    saml_response: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// The assertion consumer service (HTTP-POST binding). No form CSRF check: the IdP posts
+/// cross-site; the pending request, bound to this browser, is the proof (see `pending`).
+async fn acs(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<AcsForm>,
+) -> Result<HttpResponse, PageError> {
+    let client = client_info(&req);
+    let browser = pending::returned_binding(&req, &state);
+    let input = AcsInput {
+        connection_id: &path,
+        saml_response: &form.saml_response,
+        relay_state: form.relay_state.as_deref(),
+        binding: browser.as_ref(),
+        client: &client,
+    };
+    match state.core.saml.consume(&input).await? {
+        Ok(success) => {
+            state.metrics.saml_response("accepted");
+            if let Some((old, _)) = current_session(&req, &state).await
+                && old.session_id != success.signed_in.session.id
+            {
+                let actor = latchkey_core::infra::audit::Actor::user(&old.user_id, None, None);
+                if let Err(e) = state.core.sessions.end(&old.session_id, &actor).await {
+                    tracing::warn!(error = %e, "could not end the previous session");
+                }
+            }
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, safe_return_to(Some(&success.return_to), &state)))
+                .cookie(session_cookie(&state, &success.signed_in.secret))
+                .finish())
+        }
+        Err(rejection) => {
+            state.metrics.saml_response(&rejection.reason);
+            let message = format!(
+                "Your organisation's identity provider sent an answer that could not be accepted. \
+                 If this keeps happening, give your administrator this reference: {}.",
+                rejection.reference
+            );
+            Ok(message_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in could not be completed",
+                &message,
+                Some(("/sign-in", "Back to sign-in")),
+            ))
+        }
+    }
+}
+
+async fn metadata(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let xml = state.core.saml.sp_metadata(&path).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/samlmetadata+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(xml))
+}
+
+async fn slo_redirect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let browser = pending::returned_binding(&req, &state);
+    let outcome =
+        state.core.saml.single_logout(&path, SloMessage::Redirect(req.query_string()), browser.as_ref()).await?;
+    slo_answer(&req, &state, outcome)
+}
+
+#[derive(Deserialize)]
+pub struct SloForm {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: Option<String>,
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+async fn slo_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<SloForm>,
+) -> Result<HttpResponse, PageError> {
+    let browser = pending::returned_binding(&req, &state);
+    let message = SloMessage::Post {
+        saml_request: form.saml_request.as_deref(),
+        saml_response: form.saml_response.as_deref(),
+        relay_state: form.relay_state.as_deref(),
+    };
+    let outcome = state.core.saml.single_logout(&path, message, browser.as_ref()).await?;
+    slo_answer(&req, &state, outcome)
+}
+
+fn slo_answer(
+    _req: &HttpRequest,
+    state: &AppState,
+    outcome: SloOutcome,
+) -> Result<HttpResponse, PageError> {
+    match outcome {
+        SloOutcome::Redirect(url) => {
+            Ok(HttpResponse::Found().insert_header((header::LOCATION, url)).finish())
+        }
+        SloOutcome::Post(form) => post_page(&form),
+        SloOutcome::Done { return_to } => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, safe_return_to(Some(&return_to), state)))
+            .finish()),
+    }
+}

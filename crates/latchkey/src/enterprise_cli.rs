@@ -1,0 +1,337 @@
+//! `latchkey orgs …` and `latchkey connections …`: organisations, their operator-verified
+//! domains and their SAML connections.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use latchkey_core::{
+    Latchkey,
+    enterprise::saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
+    infra::audit::Actor,
+};
+use latchkey_saml::{binding::Binding, mapping::Preset};
+use serde_json::json;
+
+use crate::{
+    cli::JsonFlag,
+    commands::CliError,
+    output::print_json,
+};
+
+type Result<T> = std::result::Result<T, CliError>;
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Create an organisation.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// URL-safe short name (default: made from the name).
+        #[arg(long)]
+        slug: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Manage an organisation's email domains.
+    #[command(subcommand)]
+    Domains(DomainsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsCommand {
+    /// Add a domain to an organisation.
+    Add {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        domain: String,
+        /// The operator asserts the organisation owns the domain: verified at once, audited.
+        #[arg(long)]
+        verified: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddSamlArgs {
+    /// Organisation id (org_…) or slug.
+    #[arg(long)]
+    org: String,
+    #[arg(long)]
+    name: String,
+    /// IdP metadata XML file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["metadata_url", "idp_entity_id"])]
+    metadata_file: Option<PathBuf>,
+    /// IdP metadata URL: fetched now and refreshed periodically.
+    #[arg(long, value_name = "URL", conflicts_with = "idp_entity_id")]
+    metadata_url: Option<String>,
+    /// Manual set-up: the IdP's entity ID (with --sso-url and --cert-file).
+    #[arg(long, requires_all = ["sso_url", "cert_file"])]
+    idp_entity_id: Option<String>,
+    /// Manual set-up: the IdP's SSO URL.
+    #[arg(long, value_name = "URL")]
+    sso_url: Option<String>,
+    /// Manual set-up: the binding of the SSO URL.
+    #[arg(long, value_parser = ["redirect", "post"], default_value = "redirect")]
+    sso_binding: String,
+    /// Manual set-up: the IdP's Single Logout URL (Redirect binding).
+    #[arg(long, value_name = "URL")]
+    slo_url: Option<String>,
+    /// Manual set-up: an IdP signing certificate (PEM); repeat for a key rollover.
+    #[arg(long, value_name = "FILE")]
+    cert_file: Vec<PathBuf>,
+    /// Accept IdP-initiated (unsolicited) sign-ins.
+    #[arg(long)]
+    allow_idp_initiated: bool,
+    /// Where IdP-initiated sign-ins land (a path on this server).
+    #[arg(long, value_name = "PATH")]
+    idp_initiated_landing: Option<String>,
+    /// Refuse assertions that are not encrypted.
+    #[arg(long)]
+    require_encryption: bool,
+    /// Attribute mapping preset.
+    #[arg(long, value_parser = ["okta", "entra", "google"])]
+    preset: Option<String>,
+    /// Accept SHA-1 signatures (legacy IdPs only).
+    #[arg(long)]
+    allow_sha1: bool,
+    /// Do not sign AuthnRequests.
+    #[arg(long)]
+    unsigned_requests: bool,
+    /// NameID format to ask for (a URN).
+    #[arg(long)]
+    name_id_format: Option<String>,
+    /// Allowed clock skew in seconds (0-300, default 60).
+    #[arg(long)]
+    skew: Option<i64>,
+    /// Map an IdP group to an organisation role: GROUP=ROLE; repeatable.
+    #[arg(long, value_name = "GROUP=ROLE")]
+    group_role: Vec<String>,
+    /// An address that may keep signing in with a password (break-glass); repeatable.
+    #[arg(long, value_name = "EMAIL")]
+    bypass: Vec<String>,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionRef {
+    /// Connection id (con_…).
+    connection_id: String,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Add a SAML connection (Latchkey as the service provider) to an organisation.
+    AddSaml(Box<AddSamlArgs>),
+    /// List connections (of one organisation with --org).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a connection: SP URLs to give the IdP, certificates and their expiry, warnings.
+    Show(ConnectionRef),
+    /// Enable a connection.
+    Enable(ConnectionRef),
+    /// Disable a connection: its sessions end (with back-channel logout).
+    Disable(ConnectionRef),
+    /// Delete a connection: its sessions end; accounts stay.
+    Delete(ConnectionRef),
+    /// Fetch the IdP metadata URL again now.
+    RefreshMetadata(ConnectionRef),
+    /// Rotate the SP key pair; the old certificate stays published for 14 days.
+    RotateSpKey(ConnectionRef),
+}
+
+/// An organisation by id or slug.
+async fn org_id(core: &Latchkey, org: &str) -> Result<String> {
+    if org.starts_with("org_") {
+        return Ok(core.orgs.get(org).await?.id);
+    }
+    Ok(core.orgs.get_by_slug(org).await?.id)
+}
+
+fn slug_from(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.trim().to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-').chars().take(64).collect::<String>();
+    if slug.len() < 2 { format!("org-{slug}") } else { slug }
+}
+
+pub async fn manage_orgs(core: &Latchkey, command: OrgsCommand, actor: &Actor) -> Result<()> {
+    match command {
+        OrgsCommand::Create { name, slug, out } => {
+            let slug = slug.unwrap_or_else(|| slug_from(&name));
+            let org = core.orgs.create(&name, &slug, actor).await?;
+            if out.json {
+                print_json(&json!({ "org_id": org.id, "organisation": org }));
+            } else {
+                say!("created organisation {} ({})", org.name, org.id);
+            }
+        }
+        OrgsCommand::Domains(DomainsCommand::Add { org, domain, verified, out }) => {
+            let org_id = org_id(core, &org).await?;
+            let d = if verified {
+                core.domains.add_verified(&org_id, &domain, actor).await?
+            } else {
+                core.domains.add_domain(&org_id, &domain, actor).await?
+            };
+            if out.json {
+                print_json(&d);
+            } else {
+                say!("added {} to {org_id}{}", domain, if verified { " (verified)" } else { "" });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+fn source(args: &AddSamlArgs) -> Result<IdpSource> {
+    if let Some(f) = &args.metadata_file {
+        return Ok(IdpSource::MetadataXml(read(f)?));
+    }
+    if let Some(u) = &args.metadata_url {
+        return Ok(IdpSource::MetadataUrl(u.clone()));
+    }
+    let (Some(entity_id), Some(sso_url)) = (&args.idp_entity_id, &args.sso_url) else {
+        return Err(CliError::Usage(
+            "give --metadata-file, --metadata-url, or --idp-entity-id with --sso-url and --cert-file"
+                .into(),
+        ));
+    };
+    let certs = args.cert_file.iter().map(read).collect::<Result<Vec<_>>>()?;
+    let sso_binding = if args.sso_binding == "post" { Binding::Post } else { Binding::Redirect };
+    Ok(IdpSource::Manual {
+        entity_id: entity_id.clone(),
+        sso_url: sso_url.clone(),
+        sso_binding,
+        slo_url: args.slo_url.clone(),
+        certs,
+    })
+}
+
+fn options(args: &AddSamlArgs) -> Result<ConnectionOptions> {
+    let preset = match args.preset.as_deref() {
+        Some("okta") => Some(Preset::Okta),
+        Some("entra") => Some(Preset::Entra),
+        Some("google") => Some(Preset::Google),
+        _ => None,
+    };
+    let mut o = ConnectionOptions::with_preset(preset);
+    o.allow_idp_initiated = args.allow_idp_initiated;
+    o.require_encryption = args.require_encryption;
+    o.allow_sha1 = args.allow_sha1;
+    o.sign_requests = !args.unsigned_requests;
+    o.name_id_format.clone_from(&args.name_id_format);
+    if let Some(s) = args.skew {
+        o.skew_secs = s;
+    }
+    if let Some(l) = &args.idp_initiated_landing {
+        o.idp_initiated_landing.clone_from(l);
+    }
+    for pair in &args.group_role {
+        let (group, role) = pair
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--group-role {pair}: use GROUP=ROLE")))?;
+        o.group_roles.insert(group.to_owned(), role.to_owned());
+    }
+    o.bypass.clone_from(&args.bypass);
+    Ok(o)
+}
+
+fn show(view: &ConnectionView, json: bool, done: Option<&str>) {
+    if json {
+        print_json(view);
+        return;
+    }
+    if let Some(done) = done {
+        say!("{done} {} ({})", view.name, view.connection_id);
+    }
+    say!("connection:    {} ({}, {})", view.connection_id, view.name, if view.enabled { "enabled" } else { "disabled" });
+    say!("organisation:  {}", view.org_id);
+    say!("SP entity ID:  {}", view.urls.sp_entity_id);
+    say!("ACS URL:       {}", view.urls.acs_url);
+    say!("SP metadata:   {}", view.urls.metadata_url);
+    say!("login URL:     {}", view.urls.login_url);
+    say!("IdP entity ID: {}", view.idp_entity_id);
+    for c in &view.idp_certificates {
+        let flag = if c.expires_soon { "  EXPIRES WITHIN 90 DAYS" } else { "" };
+        say!("IdP cert:      sha256 {} until {}{flag}", c.sha256, c.not_after);
+    }
+    for w in &view.warnings {
+        say!("warning:       {w}");
+    }
+}
+
+pub async fn manage_connections(
+    core: &Latchkey,
+    command: ConnectionsCommand,
+    actor: &Actor,
+) -> Result<()> {
+    let saml = &core.saml;
+    let (view, out, done) = match command {
+        ConnectionsCommand::AddSaml(args) => {
+            let new = NewConnection {
+                org_id: org_id(core, &args.org).await?,
+                name: args.name.clone(),
+                source: source(&args)?,
+                options: options(&args)?,
+            };
+            (saml.create(new, actor).await?, args.out, Some("created"))
+        }
+        ConnectionsCommand::List { org, out } => {
+            let org = match org {
+                Some(o) => Some(org_id(core, &o).await?),
+                None => None,
+            };
+            let list = saml.list(org.as_deref(), actor).await?;
+            if out.json {
+                print_json(&list);
+            } else {
+                for c in &list {
+                    say!("{}  {}  {}  {}", c.connection_id, c.org_id, if c.enabled { "enabled " } else { "disabled" }, c.name);
+                }
+            }
+            return Ok(());
+        }
+        ConnectionsCommand::Show(r) => (saml.show(&r.connection_id, actor).await?, r.out, None),
+        ConnectionsCommand::Enable(r) => {
+            (saml.set_enabled(&r.connection_id, true, actor).await?, r.out, Some("enabled"))
+        }
+        ConnectionsCommand::Disable(r) => {
+            (saml.set_enabled(&r.connection_id, false, actor).await?, r.out, Some("disabled"))
+        }
+        ConnectionsCommand::Delete(r) => {
+            saml.delete(&r.connection_id, actor).await?;
+            if r.out.json {
+                print_json(&json!({ "connection_id": r.connection_id, "deleted": true }));
+            } else {
+                say!("deleted {}", r.connection_id);
+            }
+            return Ok(());
+        }
+        ConnectionsCommand::RefreshMetadata(r) => {
+            (saml.refresh_metadata(&r.connection_id, actor).await?, r.out, Some("refreshed"))
+        }
+        ConnectionsCommand::RotateSpKey(r) => {
+            (saml.rotate_sp_key(&r.connection_id, actor).await?, r.out, Some("rotated the SP key of"))
+        }
+    };
+    show(&view, out.json, done);
+    Ok(())
+}
