@@ -1,1 +1,108 @@
-//! (being written)
+//! Verifying a `<samlp:Response>` posted to the ACS: the fail-closed heart of the service
+//! provider. Order of work, cheapest and most dangerous first:
+//!
+//! 1. Size cap, base64, UTF-8, DOCTYPE refused before any parser sees the message.
+//! 2. Our own parse (`dom`) and the shape check (`shape`): one Response, exactly one assertion
+//!    as its direct child, enveloped signatures referencing their parent only, allowed
+//!    signature/digest algorithms, unique IDs. Wrapping shapes are refused, never repaired.
+//! 3. Signatures verified by samael's high-level parse (`engine`), which keeps only verified
+//!    content; its assertion ID must be the one we read.
+//! 4. Every profile condition (`checks`), with our clock and exact string comparisons.
+//!
+//! Encrypted assertions go through [`crate::decrypt`] and then the same steps (`encrypted`).
+
+mod checks;
+pub(crate) mod dom;
+mod encrypted;
+mod engine;
+pub(crate) mod shape;
+
+#[cfg(test)]
+mod tests;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use self::shape::Body;
+use crate::algorithms::AlgorithmPolicy;
+use crate::{Result, SamlError, VerifiedAssertion};
+
+/// Upper bound on the base64 `SAMLResponse` form field.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// What this connection and this browser expect of the response.
+#[derive(Debug, Clone)]
+pub struct ResponseExpectations<'a> {
+    pub idp_entity_id: &'a str,
+    /// The IdP's signing certificates (DER), several during a key rollover.
+    pub idp_certs: &'a [Vec<u8>],
+    pub sp_entity_id: &'a str,
+    pub acs_url: &'a str,
+    /// The ID of the AuthnRequest this browser started; None when no request is pending
+    /// (unsolicited).
+    pub in_response_to: Option<&'a str>,
+    /// IdP-initiated SSO allowed on this connection.
+    pub allow_unsolicited: bool,
+    pub algorithms: AlgorithmPolicy,
+    pub require_encryption: bool,
+    /// The SP's decryption private keys (PEM), current first then previous during a rotation.
+    pub decryption_keys: &'a [String],
+    /// Unix seconds.
+    pub now: i64,
+    /// Allowed clock skew in seconds (default 60, at most 300: the caller clamps).
+    pub skew_secs: i64,
+}
+
+fn decode(saml_response_b64: &str) -> Result<String> {
+    if saml_response_b64.len() > MAX_RESPONSE_BYTES {
+        return Err(SamlError::TooLarge);
+    }
+    // Some IdPs wrap the base64 at 64 or 76 columns.
+    let compact: Vec<u8> = saml_response_b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bytes = STANDARD.decode(compact).map_err(|_| SamlError::Base64)?;
+    String::from_utf8(bytes).map_err(|_| SamlError::Malformed("not UTF-8".into()))
+}
+
+/// samael's reduced assertion must be the one our checks read.
+fn same_assertion(verified: &samael::schema::Assertion, assertion: &dom::Element) -> Result<()> {
+    if assertion.attr("ID") != Some(verified.id.as_str()) {
+        return Err(SamlError::Wrapping("the verified assertion is not the one read".into()));
+    }
+    Ok(())
+}
+
+/// Verifies a base64 `SAMLResponse` against what the connection and the browser expect, and
+/// returns the one assertion a checked signature covers.
+pub fn verify_response(
+    saml_response_b64: &str,
+    expect: &ResponseExpectations<'_>,
+) -> Result<VerifiedAssertion> {
+    if expect.idp_certs.is_empty() {
+        return Err(SamlError::NoSigningCertificate);
+    }
+    let xml = decode(saml_response_b64)?;
+    crate::xml_guard::reject_doctype(&xml)?;
+    let root = dom::parse(&xml)?;
+    shape::expect_response(&root)?;
+    // A failed login carries no assertion: say so rather than "no assertion".
+    checks::check_status(&root)?;
+    checks::check_time_syntax(&root)?;
+    let shape = shape::analyse(&root, expect.algorithms)?;
+    match shape.body {
+        Body::Plain { assertion, signature } => {
+            if expect.require_encryption {
+                return Err(SamlError::EncryptionRequired);
+            }
+            let response_signed = shape.response_signature.is_some();
+            if !response_signed && signature.is_none() {
+                return Err(SamlError::Unsigned);
+            }
+            let verified = engine::verify(&xml, expect)?;
+            same_assertion(&verified, assertion)?;
+            checks::evaluate(shape.response, assertion, response_signed, false, expect)
+        }
+        Body::Encrypted(encrypted_assertion) => {
+            encrypted::verify(&xml, &shape, encrypted_assertion, expect)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The negative corpus.
+
+use super::*;

@@ -1,0 +1,3 @@
+//! Property tests.
+
+use super::*;
