@@ -23,4 +23,5 @@ mod oidc_claims;
 mod orgs;
 pub mod pages;
 mod session_tokens;
+mod saml;
 mod sign_in;

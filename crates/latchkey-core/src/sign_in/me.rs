@@ -35,7 +35,7 @@ impl From<&AuthMethod> for SessionMethod {
             AuthMethod::Password => ("password", None, None),
             AuthMethod::Saml { connection_id } => ("saml", Some(connection_id.clone()), None),
             AuthMethod::UpstreamOidc { upstream, connection_id } => {
-                ("oidc", connection_id.clone(), Some(upstream.to_string()))
+                ("oidc", connection_id.clone(), Some(upstream.as_str().to_owned()))
             }
             AuthMethod::Operator => ("operator", None, None),
         };

@@ -1,0 +1,352 @@
+//! SAML enterprise connections end to end over HTTP, with responses signed by the
+//! `latchkey-saml` test IdP (a real XML-DSig signer): SP-initiated sign-in, just-in-time
+//! provisioning and role updates, identifier routing and enforcement, the ACS's fail-closed
+//! checks that depend on state (pending request, browser, replay across nodes, a connection
+//! disabled mid-flow), IdP-initiated sign-in, SP metadata and lifecycle.
+
+use std::sync::Arc;
+
+use latchkey_core::{
+    enterprise::saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
+    infra::audit::{self, Actor},
+};
+use latchkey_saml::{
+    algorithms::AlgorithmPolicy,
+    binding::{self, Binding},
+    testkit::{ResponseSpec, TestIdp},
+};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, data_dir},
+};
+
+const IDP_ENTITY: &str = "https://idp.corp.example/saml";
+const IDP_SSO: &str = "https://idp.corp.example/sso";
+
+struct Fixture {
+    node: TestServer,
+    idp: TestIdp,
+    connection: ConnectionView,
+    org_id: String,
+    _data: tempfile::TempDir,
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+async fn fixture(backend: Backend, options: ConnectionOptions) -> Option<Fixture> {
+    let db = TestDb::new(backend).await?;
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    let org = node.core.orgs.create("Corp", "corp", &Actor::cli()).await.unwrap();
+    node.core.domains.add_verified(&org.id, "corp.example", &Actor::cli()).await.unwrap();
+    let idp = TestIdp::generate(IDP_ENTITY);
+    let new = NewConnection {
+        org_id: org.id.clone(),
+        name: "Corp IdP".into(),
+        source: IdpSource::Manual {
+            entity_id: IDP_ENTITY.into(),
+            sso_url: IDP_SSO.into(),
+            sso_binding: Binding::Redirect,
+            slo_url: None,
+            certs: vec![idp.cert_pem.clone()],
+        },
+        options,
+    };
+    let connection = node.core.saml.create(new, &Actor::cli()).await.unwrap();
+    Some(Fixture { node, idp, connection, org_id: org.id, _data: data })
+}
+
+/// Starts SP-initiated SSO in `b`; returns (AuthnRequest ID, RelayState).
+async fn start(f: &Fixture, b: &reqwest::Client) -> (String, String) {
+    let res = b.get(format!("{}?return_to=/account", f.connection.urls.login_url)).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(IDP_SSO), "{location}");
+    let query = location.split_once('?').unwrap().1;
+    let msg = binding::decode_redirect(query, "SAMLRequest", &[], AlgorithmPolicy::default()).unwrap();
+    assert!(query.contains("Signature="), "AuthnRequests are signed by default");
+    let id = msg.xml.split("ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert_eq!(id.len(), 33, "a 128-bit random ID: {id}");
+    (id, msg.relay_state.unwrap())
+}
+
+fn spec(f: &Fixture, email: &str, in_response_to: Option<&str>) -> ResponseSpec {
+    let mut s = ResponseSpec::new(
+        &f.connection.urls.acs_url,
+        &f.connection.urls.sp_entity_id,
+        email,
+        f.node.clock.now(),
+    );
+    s.in_response_to = in_response_to.map(str::to_owned);
+    s.attributes = vec![
+        ("email".into(), vec![email.into()]),
+        ("givenName".into(), vec!["Ada".into()]),
+        ("sn".into(), vec!["Lovelace".into()]),
+    ];
+    s
+}
+
+async fn post_acs(f: &Fixture, b: &reqwest::Client, response: &str, relay: Option<&str>) -> reqwest::Response {
+    let mut form = vec![("SAMLResponse", response.to_owned())];
+    if let Some(r) = relay {
+        form.push(("RelayState", r.to_owned()));
+    }
+    b.post(&f.connection.urls.acs_url).form(&form).send().await.unwrap()
+}
+
+async fn me(f: &Fixture, b: &reqwest::Client) -> Option<serde_json::Value> {
+    let res = b.get(f.node.url("/v1/me")).send().await.unwrap();
+    if res.status() == 401 {
+        return None;
+    }
+    assert_eq!(res.status(), 200);
+    Some(res.json().await.unwrap())
+}
+
+/// The reason of the newest `saml.response_rejected` event.
+async fn last_rejection(f: &Fixture) -> String {
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    events
+        .iter()
+        .find(|e| e.action == "saml.response_rejected")
+        .map(|e| e.data["reason"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+async fn signs_in_through_the_idp_and_provisions_just_in_time(backend: Backend) {
+    let Some(f) = fixture(backend, ConnectionOptions::default()).await else { return };
+    let b = browser();
+    let (id, relay) = start(&f, &b).await;
+    let res = post_acs(&f, &b, &f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id))), Some(&relay)).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(res.headers()["location"], "/account");
+    let me = me(&f, &b).await.expect("signed in");
+    assert_eq!(me["email"], "ada@corp.example");
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(me["given_name"], "Ada");
+    assert_eq!(me["method"], "saml");
+    assert_eq!(me["connection_id"], f.connection.connection_id.as_str());
+    assert_eq!(me["memberships"][0]["org_id"], f.org_id.as_str());
+    assert_eq!(me["memberships"][0]["role"], "member");
+
+    // The same NameID later, with a changed address and name: the same account, updated.
+    let b2 = browser();
+    let (id2, relay2) = start(&f, &b2).await;
+    let mut s = spec(&f, "ada@corp.example", Some(&id2));
+    s.attributes = vec![
+        ("email".into(), vec!["ada.lovelace@corp.example".into()]),
+        ("givenName".into(), vec!["Augusta".into()]),
+    ];
+    let res = post_acs(&f, &b2, &f.idp.response_b64(&s), Some(&relay2)).await;
+    assert_eq!(res.status(), 303);
+    let me2 = self::me(&f, &b2).await.unwrap();
+    assert_eq!(me2["id"], me["id"], "keyed by (connection, NameID), not by address");
+    assert_eq!(me2["given_name"], "Augusta");
+    f.node.stop().await;
+}
+on_both_backends!(signs_in_through_the_idp_and_provisions_just_in_time);
+
+async fn refuses_what_the_browser_did_not_start(backend: Backend) {
+    let Some(f) = fixture(backend, ConnectionOptions::default()).await else { return };
+    let (a, other) = (browser(), browser());
+    let (id, relay) = start(&f, &a).await;
+    let good = f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id)));
+
+    // Another browser posting the answer (with the RelayState) gets nothing.
+    let res = post_acs(&f, &other, &good, Some(&relay)).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("ref_"), "a reference ID on the page");
+    assert_eq!(last_rejection(&f).await, "in_response_to_unknown");
+    assert!(me(&f, &other).await.is_none());
+
+    // A response to another request ID.
+    let (_, relay2) = start(&f, &a).await;
+    let wrong = f.idp.response_b64(&spec(&f, "ada@corp.example", Some("_0000")));
+    assert_eq!(post_acs(&f, &a, &wrong, Some(&relay2)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "in_response_to_mismatch");
+
+    // No InResponseTo after an SP-initiated start.
+    let (_, relay3) = start(&f, &a).await;
+    let missing = f.idp.response_b64(&spec(&f, "ada@corp.example", None));
+    assert_eq!(post_acs(&f, &a, &missing, Some(&relay3)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "in_response_to_missing");
+
+    // Unsolicited, while IdP-initiated sign-in is off.
+    assert_eq!(post_acs(&f, &other, &missing, None).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "unsolicited_not_allowed");
+
+    // The pending request is single use: the right browser, second time.
+    let (id4, relay4) = start(&f, &a).await;
+    let ok = f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id4)));
+    assert_eq!(post_acs(&f, &a, &ok, Some(&relay4)).await.status(), 303);
+    let again = f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id4)));
+    assert_eq!(post_acs(&f, &a, &again, Some(&relay4)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "in_response_to_unknown");
+
+    // Expired: the clock moves past the pending request's ten minutes.
+    let (id5, relay5) = start(&f, &a).await;
+    f.node.clock.advance(std::time::Duration::from_secs(11 * 60));
+    let late = f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id5)));
+    assert_eq!(post_acs(&f, &a, &late, Some(&relay5)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "in_response_to_unknown");
+    f.node.stop().await;
+}
+on_both_backends!(refuses_what_the_browser_did_not_start);
+
+async fn an_assertion_is_accepted_once_across_nodes(backend: Backend) {
+    let opts = ConnectionOptions { allow_idp_initiated: true, ..ConnectionOptions::default() };
+    let Some(f) = fixture(backend, opts).await else { return };
+    // A second node on the same store.
+    let second = f.node.second_core().await;
+    let listener = crate::support::free_listener();
+    let addr = listener.local_addr().unwrap();
+    let server = latchkey_web::start(second, listener).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let unsolicited = Arc::new(f.idp.response_b64(&spec(&f, "grace@corp.example", None)));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (body, acs) = (unsolicited.clone(), f.connection.urls.acs_url.clone());
+        // Half the posts go to the second node (the same path on its address).
+        let url = if i % 2 == 0 { acs } else { acs.replace(&f.node.base_url, &format!("http://{addr}")) };
+        tasks.push(tokio::spawn(async move {
+            let res = browser().post(url).form(&[("SAMLResponse", body.as_str())]).send().await.unwrap();
+            res.status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 49, "{statuses:?}");
+    handle.stop(true).await;
+    f.node.stop().await;
+}
+on_both_backends!(an_assertion_is_accepted_once_across_nodes);
+
+async fn idp_initiated_lands_on_the_fixed_page(backend: Backend) {
+    let opts = ConnectionOptions {
+        allow_idp_initiated: true,
+        idp_initiated_landing: "/account?welcome=1".into(),
+        ..ConnectionOptions::default()
+    };
+    let Some(f) = fixture(backend, opts).await else { return };
+    let b = browser();
+    let res = post_acs(
+        &f,
+        &b,
+        &f.idp.response_b64(&spec(&f, "ada@corp.example", None)),
+        Some("https://evil.example/steal"),
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/account?welcome=1", "RelayState never redirects");
+    // An unsolicited response that claims to answer a request is refused.
+    let claims = f.idp.response_b64(&spec(&f, "ada@corp.example", Some("_abc")));
+    assert_eq!(post_acs(&f, &browser(), &claims, None).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "in_response_to_unknown");
+    f.node.stop().await;
+}
+on_both_backends!(idp_initiated_lands_on_the_fixed_page);
+
+async fn routing_enforcement_roles_and_lifecycle(backend: Backend) {
+    let mut opts = ConnectionOptions::default();
+    opts.group_roles.insert("it-admins".into(), "admin".into());
+    opts.bypass = vec!["root@corp.example".into()];
+    let Some(f) = fixture(backend, opts).await else { return };
+    let core = &f.node.core;
+
+    // Identifier-first: the domain goes to the connection, the bypassed address does not.
+    let route = core.sign_in.route("someone@corp.example").await.unwrap();
+    assert!(format!("{route:?}").contains(&f.connection.connection_id), "{route:?}");
+    let bypass = core.sign_in.route("root@corp.example").await.unwrap();
+    assert_eq!(bypass, latchkey_core::sign_in::SignInRoute::Password);
+
+    // An existing password account on the domain: its password stops working.
+    let pw = crate::support::client();
+    let existing = f.node.user("ada@corp.example").await;
+    let err = core
+        .sign_in
+        .sign_in_with_password("ada@corp.example", "correct horse battery", &Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("identity provider"), "{err}");
+    drop(pw);
+
+    // First SAML sign-in links it (verified address on the verified domain) with the mapped role.
+    let b = browser();
+    let (id, relay) = start(&f, &b).await;
+    let mut s = spec(&f, "ada@corp.example", Some(&id));
+    s.attributes.push(("groups".into(), vec!["it-admins".into(), "eng".into()]));
+    assert_eq!(post_acs(&f, &b, &f.idp.response_b64(&s), Some(&relay)).await.status(), 303);
+    let me1 = me(&f, &b).await.unwrap();
+    assert_eq!(me1["id"], existing.id.as_str(), "linked, not a second account");
+    assert_eq!(me1["memberships"][0]["role"], "admin");
+
+    // Next sign-in without the admin group: the role is taken away.
+    let b2 = browser();
+    let (id2, relay2) = start(&f, &b2).await;
+    let mut s = spec(&f, "ada@corp.example", Some(&id2));
+    s.attributes.push(("groups".into(), vec!["eng".into()]));
+    assert_eq!(post_acs(&f, &b2, &f.idp.response_b64(&s), Some(&relay2)).await.status(), 303);
+    assert_eq!(me(&f, &b2).await.unwrap()["memberships"][0]["role"], "member");
+
+    // A new NameID carrying an address someone else's NameID owns: refused, nobody created.
+    let b3 = browser();
+    let (id3, relay3) = start(&f, &b3).await;
+    let mut s = spec(&f, "mallory-persistent-id", Some(&id3));
+    s.name_id.format = Some(latchkey_saml::model::NAMEID_PERSISTENT.into());
+    assert_eq!(post_acs(&f, &b3, &f.idp.response_b64(&s), Some(&relay3)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "account_refused");
+
+    // An address outside the organisation's verified domains is never vouched for.
+    let b4 = browser();
+    let (id4, relay4) = start(&f, &b4).await;
+    let s = spec(&f, "victim@other.example", Some(&id4));
+    assert_eq!(post_acs(&f, &b4, &f.idp.response_b64(&s), Some(&relay4)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "email_outside_domains");
+
+    // Disabling the connection ends its sessions, and a flow under way fails at the ACS.
+    let b5 = browser();
+    let (id5, relay5) = start(&f, &b5).await;
+    core.saml.set_enabled(&f.connection.connection_id, false, &Actor::cli()).await.unwrap();
+    assert!(me(&f, &b).await.is_none() && me(&f, &b2).await.is_none());
+    let s = spec(&f, "ada@corp.example", Some(&id5));
+    assert_eq!(post_acs(&f, &b5, &f.idp.response_b64(&s), Some(&relay5)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "connection_disabled");
+    // And the domain's addresses go back to passwords.
+    assert_eq!(core.sign_in.route("someone@corp.example").await.unwrap(), latchkey_core::sign_in::SignInRoute::Password);
+    f.node.stop().await;
+}
+on_both_backends!(routing_enforcement_roles_and_lifecycle);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_garbage_responses_are_refused_with_a_reason() {
+    let f = fixture(Backend::Sqlite, ConnectionOptions::default()).await.unwrap();
+    let b = browser();
+    let huge = "A".repeat(257 * 1024);
+    assert_eq!(post_acs(&f, &b, &huge, None).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "too_large");
+    for garbage in ["", "!!!not base64", "PHNhbWw+", "\u{0}\u{1}"] {
+        let res = post_acs(&f, &b, garbage, Some("x")).await;
+        assert_eq!(res.status(), 400, "{garbage:?}");
+    }
+    // SP metadata is served with the SP's certificates and AuthnRequestsSigned.
+    let md = b.get(&f.connection.urls.metadata_url).send().await.unwrap();
+    assert_eq!(md.status(), 200);
+    let xml = md.text().await.unwrap();
+    assert!(xml.contains(&f.connection.urls.acs_url) && xml.contains("AuthnRequestsSigned=\"true\""), "{xml}");
+    // After a rotation both certificates are published.
+    f.node.core.saml.rotate_sp_key(&f.connection.connection_id, &Actor::cli()).await.unwrap();
+    let xml2 = b.get(&f.connection.urls.metadata_url).send().await.unwrap().text().await.unwrap();
+    assert!(xml2.matches("use=\"signing\"").count() >= 2, "{xml2}");
+    f.node.stop().await;
+}
