@@ -438,6 +438,16 @@ pub(crate) fn full_text(n: roxmltree::Node<'_, '_>) -> String {
 /// An enveloped-signature template for the element with `id` (RSA-SHA256, SHA-256,
 /// exclusive C14N), carrying the signer's certificate. It goes right after the Issuer.
 pub(crate) fn signature_template(id: &str, signer: &SigningKey) -> Result<String> {
+    signature_template_with(id, signer, algorithms::RSA_SHA256, algorithms::DIGEST_SHA256)
+}
+
+/// [`signature_template`] with other algorithms (tests build SHA-1 signatures with it).
+pub(crate) fn signature_template_with(
+    id: &str,
+    signer: &SigningKey,
+    signature_alg: &str,
+    digest_alg: &str,
+) -> Result<String> {
     let cert = keys::cert_base64(&keys::cert_der(&signer.cert_pem)?);
     Ok(format!(
         "<ds:Signature xmlns:ds=\"{NS_DSIG}\"><ds:SignedInfo>\
@@ -449,9 +459,9 @@ pub(crate) fn signature_template(id: &str, signer: &SigningKey) -> Result<String
          </ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data>\
          <ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\
          </ds:Signature>",
-        algorithms::RSA_SHA256,
+        esc(signature_alg)?,
         esc(id)?,
-        algorithms::DIGEST_SHA256,
+        esc(digest_alg)?,
     ))
 }
 
@@ -529,33 +539,40 @@ fn check_enveloped_shape(root: roxmltree::Node<'_, '_>, policy: AlgorithmPolicy)
 /// Verifies the enveloped signature of a protocol message whose root is `{protocol}root_name`
 /// and returns the XML that the signature covers (samael's reduction to signed content), to be
 /// the only thing read afterwards.
-#[allow(dead_code)] // TEMP: used by logout (next commit)
 pub(crate) fn verify_enveloped(
     xml: &str,
     root_name: &str,
     certs: &[Vec<u8>],
     policy: AlgorithmPolicy,
 ) -> Result<String> {
-    {
+    let id = {
         let doc = parse_xml(xml)?;
         let root = doc.root_element();
         if !is_el(root, NS_PROTOCOL, root_name) {
             return Err(SamlError::Malformed(format!("the message is not a {root_name}")));
         }
         check_enveloped_shape(root, policy)?;
-    }
+        root.attribute("ID").unwrap_or_default().to_string()
+    };
     if certs.is_empty() {
         return Err(SamlError::NoSigningCertificate);
     }
     let certs: Vec<CertificateDer> =
         certs.iter().map(|c| CertificateDer::from(c.clone())).collect();
-    XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
+    let verified = XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
         xml,
         &certs,
         ReduceMode::ValidateAndMarkNoAncestors,
         allowed_algorithms(policy),
     )
-    .map_err(|e| SamlError::BadSignature(e.to_string()))
+    .map_err(|e| SamlError::BadSignature(e.to_string()))?;
+    // What xmlsec verified must be that same message, whole.
+    let doc = parse_xml(&verified)?;
+    let root = doc.root_element();
+    if !is_el(root, NS_PROTOCOL, root_name) || root.attribute("ID") != Some(id.as_str()) {
+        return Err(SamlError::Wrapping("the verified content is not the message".into()));
+    }
+    Ok(verified)
 }
 
 #[cfg(test)]
