@@ -224,6 +224,21 @@ fn predefined_entity(name: &str) -> Option<&'static str> {
     })
 }
 
+/// XML 1.0 in UTF-8 only: libxml2 (which xmlsec verifies with) honours a declared encoding, so
+/// any other declaration would make it read different characters than we do.
+fn check_declaration(decl: &quick_xml::events::BytesDecl<'_>) -> Result<()> {
+    if decl.version().map_err(malformed)?.as_ref() != b"1.0" {
+        return Err(SamlError::Malformed("only XML 1.0 is accepted".into()));
+    }
+    if let Some(encoding) = decl.encoding() {
+        let encoding = encoding.map_err(malformed)?;
+        if !encoding.eq_ignore_ascii_case(b"utf-8") {
+            return Err(SamlError::Malformed("only UTF-8 is accepted".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a whole document into its root element.
 pub(crate) fn parse(xml: &str) -> Result<Element> {
     let mut reader = NsReader::from_str(xml);
@@ -282,7 +297,8 @@ pub(crate) fn parse(xml: &str) -> Result<Element> {
                     .is_some_and(|parent| matches!(parent.children.last(), Some(Node::Text(_))));
                 continue;
             }
-            Event::PI(_) | Event::Decl(_) => {}
+            Event::Decl(decl) => check_declaration(&decl)?,
+            Event::PI(_) => {}
             Event::Eof => break,
         }
         builder.comment_after_text = false;
@@ -331,9 +347,12 @@ mod tests {
             "<!DOCTYPE a><a/>",
             "",
             "<a x='1' x='2'/>",
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>",
+            "<?xml version=\"1.1\"?><a/>",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        assert!(parse("<?xml version=\"1.0\" encoding=\"utf-8\"?><a/>").is_ok());
         let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
         assert!(parse(&deep).is_err());
     }
