@@ -208,7 +208,7 @@ fn decrypt_data(cipher: Cipher, key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
             .map_err(|_| failed("authentication failed"));
     }
     let block = cipher.block_size();
-    if data.len() < 2 * block || data.len() % block != 0 {
+    if data.len() < 2 * block || !data.len().is_multiple_of(block) {
         return Err(failed("ciphertext length"));
     }
     let (iv, body) = data.split_at(block);
@@ -265,7 +265,7 @@ mod tests {
         ] {
             for transport in [KeyTransport::RsaOaepMgf1p, KeyTransport::RsaOaepSha256] {
                 let ea = encrypt_assertion(ASSERTION, &sp.cert_pem, encryption, transport);
-                let plain = decrypt_assertion_xml(&ea, &[sp.key_pem.clone()]).unwrap();
+                let plain = decrypt_assertion_xml(&ea, std::slice::from_ref(&sp.key_pem)).unwrap();
                 assert_eq!(plain, ASSERTION, "{encryption:?} {transport:?}");
             }
         }
@@ -283,7 +283,7 @@ mod tests {
         );
         let both = [new.key_pem.clone(), old.key_pem.clone()];
         assert_eq!(decrypt_assertion_xml(&ea, &both).unwrap(), ASSERTION);
-        let err = decrypt_assertion_xml(&ea, &[new.key_pem.clone()]).unwrap_err();
+        let err = decrypt_assertion_xml(&ea, std::slice::from_ref(&new.key_pem)).unwrap_err();
         assert_eq!(err.reason(), "decryption_failed");
         assert_eq!(decrypt_assertion_xml(&ea, &[]).unwrap_err().reason(), "decryption_failed");
         let bad = decrypt_assertion_xml(&ea, &["not a key".into()]).unwrap_err();

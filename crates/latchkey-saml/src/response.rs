@@ -31,7 +31,7 @@ use crate::{Result, SamlError, VerifiedAssertion};
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// What this connection and this browser expect of the response.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResponseExpectations<'a> {
     pub idp_entity_id: &'a str,
     /// The IdP's signing certificates (DER), several during a key rollover.
@@ -51,6 +51,25 @@ pub struct ResponseExpectations<'a> {
     pub now: i64,
     /// Allowed clock skew in seconds (default 60, at most 300: the caller clamps).
     pub skew_secs: i64,
+}
+
+/// Redacts the private keys: expectations may end up in a log line.
+impl std::fmt::Debug for ResponseExpectations<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseExpectations")
+            .field("idp_entity_id", &self.idp_entity_id)
+            .field("idp_certs", &self.idp_certs.len())
+            .field("sp_entity_id", &self.sp_entity_id)
+            .field("acs_url", &self.acs_url)
+            .field("in_response_to", &self.in_response_to)
+            .field("allow_unsolicited", &self.allow_unsolicited)
+            .field("algorithms", &self.algorithms)
+            .field("require_encryption", &self.require_encryption)
+            .field("decryption_keys", &format_args!("[{} redacted]", self.decryption_keys.len()))
+            .field("now", &self.now)
+            .field("skew_secs", &self.skew_secs)
+            .finish()
+    }
 }
 
 fn decode(saml_response_b64: &str) -> Result<String> {

@@ -13,6 +13,7 @@ const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 const ENTITY_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity";
 /// How old an IssueInstant may be (plus skew): a response is posted as soon as it is issued.
 const MAX_ISSUE_AGE_SECS: i64 = 300;
+const MAX_SKEW_SECS: i64 = 300;
 const TIME_ATTRIBUTES: [&str; 5] =
     ["IssueInstant", "NotBefore", "NotOnOrAfter", "AuthnInstant", "SessionNotOnOrAfter"];
 
@@ -60,14 +61,16 @@ struct Clock {
 impl Clock {
     fn not_before(&self, at: Option<&str>) -> Result<()> {
         match at {
-            Some(at) if self.now + self.skew < parse_instant(at)? => Err(SamlError::NotYetValid),
+            Some(at) if self.now.saturating_add(self.skew) < parse_instant(at)? => {
+                Err(SamlError::NotYetValid)
+            }
             _ => Ok(()),
         }
     }
 
     fn not_on_or_after(&self, at: &str) -> Result<i64> {
         let at = parse_instant(at)?;
-        if self.now - self.skew >= at {
+        if self.now.saturating_sub(self.skew) >= at {
             return Err(SamlError::Expired);
         }
         Ok(at)
@@ -78,10 +81,10 @@ impl Clock {
             SamlError::Malformed(format!("{} without IssueInstant", element.name))
         })?;
         let at = parse_instant(at)?;
-        if at > self.now + self.skew {
+        if at > self.now.saturating_add(self.skew) {
             return Err(SamlError::NotYetValid);
         }
-        if at < self.now - MAX_ISSUE_AGE_SECS - self.skew {
+        if at < self.now.saturating_sub(MAX_ISSUE_AGE_SECS + self.skew) {
             return Err(SamlError::Expired);
         }
         Ok(())
@@ -256,7 +259,8 @@ pub(crate) fn evaluate(
     encrypted: bool,
     expect: &ResponseExpectations<'_>,
 ) -> Result<VerifiedAssertion> {
-    let clock = Clock { now: expect.now, skew: expect.skew_secs };
+    // The caller clamps the skew; clamping again keeps a bad setting from opening the window.
+    let clock = Clock { now: expect.now, skew: expect.skew_secs.clamp(0, MAX_SKEW_SECS) };
     check_response(response, expect, &clock)?;
     let issuer =
         assertion.child(NS_ASSERTION, "Issuer").ok_or_else(|| SamlError::Issuer(String::new()))?;
@@ -276,7 +280,7 @@ pub(crate) fn evaluate(
         name_id,
         session_index: authn.and_then(|a| a.attr("SessionIndex")).map(str::to_owned),
         in_response_to: expect.in_response_to.map(str::to_owned),
-        expires_at: latest.saturating_add(expect.skew_secs),
+        expires_at: latest.saturating_add(clock.skew),
         authn_instant,
         authn_context_class: authn
             .and_then(|a| a.child(NS_ASSERTION, "AuthnContext"))

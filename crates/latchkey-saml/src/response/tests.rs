@@ -131,3 +131,21 @@ fn encrypted_assertions_with_every_cipher() {
         }
     }
 }
+
+#[test]
+fn default_namespaces_and_whitespace_as_entra_writes_them() {
+    let spec = spec();
+    let assertion = idp()
+        .assertion_xml(&spec)
+        .replace("<saml:", "<")
+        .replace("</saml:", "</")
+        .replace("xmlns:saml=", "xmlns=")
+        .replace("><", ">\n  <");
+    let signed = idp().sign_xml(&assertion, &spec.assertion_id);
+    let mut unsigned_response = spec.clone();
+    unsigned_response.sign_response = false;
+    let xml = idp().response_shell(&unsigned_response, &format!("\n{signed}\n"));
+    let verified = check(&xml).unwrap();
+    assert_eq!(verified.name_id.unwrap().value, USER);
+    assert_eq!(verified.attributes["email"], vec![USER.to_owned()]);
+}
