@@ -106,8 +106,21 @@ fn check_param(param: &str) -> Result<()> {
     }
 }
 
+/// `application/x-www-form-urlencoded` exactly as Python's `urlencode` writes it (RFC 3986
+/// unreserved characters kept, space as `+`, the rest `%XX`): verifiers such as pysaml2
+/// re-encode the decoded values and check the signature over their own encoding.
 fn url_encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Encodes a message for the Redirect binding: raw DEFLATE, base64, URL encoding, then
@@ -827,6 +840,12 @@ mod tests {
             Err("malformed")
         );
         assert_eq!(decode_post(&STANDARD.encode("<!DOCTYPE x><x/>"), 100), Err(SamlError::Doctype));
+    }
+
+    #[test]
+    fn url_encoding_matches_python_urlencode() {
+        // urllib.parse.urlencode({"k": "a b*~/+=&é"}) == "k=a+b%2A~%2F%2B%3D%26%C3%A9"
+        assert_eq!(url_encode("a b*~/+=&\u{e9}"), "a+b%2A~%2F%2B%3D%26%C3%A9");
     }
 
     #[test]
