@@ -1080,11 +1080,17 @@ class Idp:
         )
         return page("Single logout", body)
 
-    def start_logout(self, username, sp_entity=None, binding=None, relay_state=None):
-        """IdP-initiated logout of the user's latest active session (at sp_entity if given)."""
+    def start_logout(self, username, sp_entity=None, binding=None, relay_state=None, session_index=None):
+        """IdP-initiated logout of the user's latest active session (at sp_entity, with
+        session_index, when given)."""
         with self.lock:
             candidates = [
-                s for s in self.sessions if s["active"] and s["user"] == username and (sp_entity is None or s["sp"] == sp_entity)
+                s
+                for s in self.sessions
+                if s["active"]
+                and s["user"] == username
+                and (sp_entity is None or s["sp"] == sp_entity)
+                and (session_index is None or s["session_index"] == session_index)
             ]
             if not candidates:
                 raise BadRequest(f"no active session for {username!r}")
@@ -1320,7 +1326,7 @@ class Handler(BaseHTTPRequestHandler):
         if not query.get("user"):
             raise BadRequest("user= is required")
         status, body, headers = self.idp.start_logout(
-            query["user"], query.get("sp"), query.get("binding"), query.get("relay_state")
+            query["user"], query.get("sp"), query.get("binding"), query.get("relay_state"), query.get("session_index")
         )
         self._send_response(status, body, headers)
 

@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import idp as idpmod  # noqa: E402
 
-SP_BASE = "http://127.0.0.1:9/saml/conn_selftest"  # port 9: nothing listens, nothing is ever sent there
+SP_BASE = "http://127.0.0.1:65001/saml/conn_selftest"  # never contacted: the script intercepts
 ACS = SP_BASE + "/acs"
 SLO = SP_BASE + "/slo"
 EMAIL = "ada@corp.example"
