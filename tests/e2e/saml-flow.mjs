@@ -324,6 +324,7 @@ flow('SP-initiated sign-in, Redirect binding, signed AuthnRequest, email NameID'
   assert.equal(req.signature_valid, true, 'AuthnRequest signature verifies');
   assert.equal(req.sig_alg, 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256');
   assert.equal(req.error, null);
+  assert.equal(req.schema_error, null, 'the AuthnRequest is valid against the SAML 2.0 schema');
   assert.ok(!req.acs_url || req.acs_url === main.acs_url, `ACS URL ${req.acs_url}`);
   assert.match(req.id, /^[A-Za-z_]/, 'AuthnRequest ID is an NCName');
   const resp = await lastOf(idp, 'Response');
@@ -695,6 +696,7 @@ flow('single logout, SP-initiated: signing out of Latchkey signs out at the IdP'
   assert.deepEqual(lreq.session_indexes, [sessionIndex]);
   assert.equal(lreq.ended_sessions, 1);
   assert.equal(lreq.error, null);
+  assert.equal(lreq.schema_error, null, 'the LogoutRequest is valid against the SAML 2.0 schema');
   await eventually(async () => (await idp.log('LogoutResponseSent')).some((e) => e.in_response_to === lreq.id), 'the LogoutResponse');
   // The IdP's LogoutResponse brings the browser back to Latchkey (redirects commit only the
   // final page, so wait for the URL to leave /account), signed out.
@@ -730,6 +732,7 @@ flow('single logout, IdP-initiated: the IdP ends the Latchkey session it names',
     assert.equal(lresp.status, 'urn:oasis:names:tc:SAML:2.0:status:Success');
     assert.equal(lresp.signed && lresp.signature_valid, true, `LogoutResponse signature: ${JSON.stringify(lresp)}`);
     assert.equal(lresp.matched, true);
+    assert.equal(lresp.schema_error, null, 'the LogoutResponse is valid against the SAML 2.0 schema');
   };
   await logout(a.page, indexA);
   await expectSignedOut(a.context);

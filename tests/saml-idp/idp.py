@@ -67,6 +67,7 @@ from saml2.sigver import (
     signed_instance_factory,
 )
 from saml2.time_util import instant
+from saml2.xml.schema import validate as validate_schema
 
 NS_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 NS_DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -352,6 +353,15 @@ def page(title, body, status=200):
     return status, doc
 
 
+def schema_error(xml):
+    """None when the message is valid against the SAML 2.0 schemas, else the reason."""
+    try:
+        validate_schema(xml)
+        return None
+    except Exception as e:  # noqa: BLE001 - xmlschema raises several kinds
+        return f"{type(e).__name__}: {e}"[:500]
+
+
 def signature_algorithm_of(xml):
     """The SignatureMethod URI of the first enveloped signature in an XML message, or None."""
     import xml.etree.ElementTree as ET
@@ -635,6 +645,7 @@ class Idp:
         issuer = req.issuer.text.strip() if req.issuer is not None and req.issuer.text else None
         entry = {
             "type": "AuthnRequest",
+            "schema_error": schema_error(xml),
             "binding": binding,
             "id": req.id,
             "issuer": issuer,
@@ -706,6 +717,10 @@ class Idp:
                 return
             entry["signed"] = True
             entry["sig_alg"] = alg
+            if not summary["signing_certs"]:
+                # pysaml2 would fall back to the certificate inside the message: trust none.
+                entry["signature_valid"] = False
+                return
             check = {
                 "AuthnRequest": self.server.sec.correctly_signed_authn_request,
                 "LogoutRequest": self.server.sec.correctly_signed_logout_request,
@@ -979,6 +994,7 @@ class Idp:
         issuer = req.issuer.text.strip() if req.issuer is not None and req.issuer.text else None
         entry = {
             "type": "LogoutRequest",
+            "schema_error": schema_error(xml),
             "binding": binding,
             "id": req.id,
             "issuer": issuer,
@@ -1044,6 +1060,7 @@ class Idp:
         status = resp.status.status_code.value if resp.status is not None and resp.status.status_code is not None else None
         entry = {
             "type": "LogoutResponse",
+            "schema_error": schema_error(xml),
             "binding": binding,
             "id": resp.id,
             "issuer": issuer,
@@ -1376,7 +1393,6 @@ class Handler(BaseHTTPRequestHandler):
 ROUTES = {
     ("GET", "/idp/sso/redirect"): Handler.route_sso_redirect,
     ("POST", "/idp/sso/post"): Handler.route_sso_post,
-    ("GET", "/idp/sso/post"): Handler.route_sso_redirect,  # some SPs GET the POST endpoint; treated as Redirect
     ("POST", "/idp/login"): Handler.route_login,
     ("GET", "/idp/initiate"): Handler.route_initiate,
     ("GET", "/idp/slo/redirect"): Handler.route_slo_redirect,

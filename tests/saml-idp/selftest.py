@@ -263,6 +263,7 @@ def run(tmp, idp_url):
     check("RelayState echoed", fields.get("RelayState") == "/after?x=1&y=2", fields.get("RelayState"))
     xml = response_xml(fields)
     check("default: response and assertion signed", sorted(signature_parents(xml)) == ["Assertion", "Response"], signature_parents(xml))
+    check("the Response is valid against the SAML schema", idpmod.schema_error(xml) is None, idpmod.schema_error(xml))
     check("rsa-sha256 used", "xmldsig-more#rsa-sha256" in xml and "xmlenc#sha256" in xml)
     check("Destination and InResponseTo", f'Destination="{ACS}"' in xml and f'InResponseTo="{reqid}"' in xml)
     resp = consume(client, fields, reqid)
@@ -274,6 +275,7 @@ def run(tmp, idp_url):
     check("emailAddress NameID", nid.text == EMAIL and nid.format.endswith("emailAddress"), str(nid))
     log = control(idp_url, "/control/log?type=AuthnRequest")
     last = log[-1]
+    check("log: AuthnRequest valid against the SAML schema", last["schema_error"] is None, last["schema_error"])
     check(
         "log: AuthnRequest signed, valid, rsa-sha256",
         last["signed"] and last["signature_valid"] and last["sig_alg"].endswith("rsa-sha256") and last["binding"] == "redirect",
@@ -348,6 +350,7 @@ def run(tmp, idp_url):
             "EncryptedAssertion" in xml and "<ns1:Assertion" not in xml and "saml:Assertion " not in xml and alg.replace("-", "") in xml.replace("-", ""),
             xml[:800],
         )
+        check(f"{alg}: valid against the SAML schema", idpmod.schema_error(xml) is None, idpmod.schema_error(xml))
         check(f"{alg}: response signature outside", signature_parents(xml) == ["Response"], signature_parents(xml))
         try:
             resp = consume(client, fields, reqid)
@@ -435,6 +438,7 @@ def run(tmp, idp_url):
     parsed = client.parse_logout_request_response(params["SAMLResponse"], BINDING_HTTP_REDIRECT)
     check("SP-initiated SLO: pysaml2 parses the LogoutResponse", parsed is not None and parsed.status_ok())
     last = control(idp_url, "/control/log?type=LogoutRequest")[-1]
+    check("log: LogoutRequest valid against the SAML schema", last["schema_error"] is None, last["schema_error"])
     check("log: LogoutRequest signed, valid, ended the session", last["signature_valid"] and last["ended_sessions"] == 1 and last["session_indexes"] == [session_index], last)
 
     # --- IdP-initiated SLO (Redirect and POST).
