@@ -22,6 +22,6 @@ mod oidc_checks;
 mod oidc_claims;
 mod orgs;
 pub mod pages;
-mod session_tokens;
 mod saml;
+mod session_tokens;
 mod sign_in;

@@ -65,12 +65,14 @@ async fn fixture(backend: Backend, options: ConnectionOptions) -> Option<Fixture
 
 /// Starts SP-initiated SSO in `b`; returns (AuthnRequest ID, RelayState).
 async fn start(f: &Fixture, b: &reqwest::Client) -> (String, String) {
-    let res = b.get(format!("{}?return_to=/account", f.connection.urls.login_url)).send().await.unwrap();
+    let res =
+        b.get(format!("{}?return_to=/account", f.connection.urls.login_url)).send().await.unwrap();
     assert_eq!(res.status(), 302);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with(IDP_SSO), "{location}");
     let query = location.split_once('?').unwrap().1;
-    let msg = binding::decode_redirect(query, "SAMLRequest", &[], AlgorithmPolicy::default()).unwrap();
+    let msg =
+        binding::decode_redirect(query, "SAMLRequest", &[], AlgorithmPolicy::default()).unwrap();
     assert!(query.contains("Signature="), "AuthnRequests are signed by default");
     let id = msg.xml.split("ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     assert_eq!(id.len(), 33, "a 128-bit random ID: {id}");
@@ -93,7 +95,12 @@ fn spec(f: &Fixture, email: &str, in_response_to: Option<&str>) -> ResponseSpec 
     s
 }
 
-async fn post_acs(f: &Fixture, b: &reqwest::Client, response: &str, relay: Option<&str>) -> reqwest::Response {
+async fn post_acs(
+    f: &Fixture,
+    b: &reqwest::Client,
+    response: &str,
+    relay: Option<&str>,
+) -> reqwest::Response {
     let mut form = vec![("SAMLResponse", response.to_owned())];
     if let Some(r) = relay {
         form.push(("RelayState", r.to_owned()));
@@ -124,7 +131,13 @@ async fn signs_in_through_the_idp_and_provisions_just_in_time(backend: Backend) 
     let Some(f) = fixture(backend, ConnectionOptions::default()).await else { return };
     let b = browser();
     let (id, relay) = start(&f, &b).await;
-    let res = post_acs(&f, &b, &f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id))), Some(&relay)).await;
+    let res = post_acs(
+        &f,
+        &b,
+        &f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&id))),
+        Some(&relay),
+    )
+    .await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     assert_eq!(res.headers()["location"], "/account");
     let me = me(&f, &b).await.expect("signed in");
@@ -215,9 +228,11 @@ async fn an_assertion_is_accepted_once_across_nodes(backend: Backend) {
     for i in 0..50 {
         let (body, acs) = (unsolicited.clone(), f.connection.urls.acs_url.clone());
         // Half the posts go to the second node (the same path on its address).
-        let url = if i % 2 == 0 { acs } else { acs.replace(&f.node.base_url, &format!("http://{addr}")) };
+        let url =
+            if i % 2 == 0 { acs } else { acs.replace(&f.node.base_url, &format!("http://{addr}")) };
         tasks.push(tokio::spawn(async move {
-            let res = browser().post(url).form(&[("SAMLResponse", body.as_str())]).send().await.unwrap();
+            let res =
+                browser().post(url).form(&[("SAMLResponse", body.as_str())]).send().await.unwrap();
             res.status().as_u16()
         }));
     }
@@ -323,7 +338,10 @@ async fn routing_enforcement_roles_and_lifecycle(backend: Backend) {
     assert_eq!(post_acs(&f, &b5, &f.idp.response_b64(&s), Some(&relay5)).await.status(), 400);
     assert_eq!(last_rejection(&f).await, "connection_disabled");
     // And the domain's addresses go back to passwords.
-    assert_eq!(core.sign_in.route("someone@corp.example").await.unwrap(), latchkey_core::sign_in::SignInRoute::Password);
+    assert_eq!(
+        core.sign_in.route("someone@corp.example").await.unwrap(),
+        latchkey_core::sign_in::SignInRoute::Password
+    );
     f.node.stop().await;
 }
 on_both_backends!(routing_enforcement_roles_and_lifecycle);
@@ -343,7 +361,10 @@ async fn oversized_and_garbage_responses_are_refused_with_a_reason() {
     let md = b.get(&f.connection.urls.metadata_url).send().await.unwrap();
     assert_eq!(md.status(), 200);
     let xml = md.text().await.unwrap();
-    assert!(xml.contains(&f.connection.urls.acs_url) && xml.contains("AuthnRequestsSigned=\"true\""), "{xml}");
+    assert!(
+        xml.contains(&f.connection.urls.acs_url) && xml.contains("AuthnRequestsSigned=\"true\""),
+        "{xml}"
+    );
     // After a rotation both certificates are published.
     f.node.core.saml.rotate_sp_key(&f.connection.connection_id, &Actor::cli()).await.unwrap();
     let xml2 = b.get(&f.connection.urls.metadata_url).send().await.unwrap().text().await.unwrap();

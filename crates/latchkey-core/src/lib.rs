@@ -152,7 +152,6 @@ impl Latchkey {
         let saml = enterprise::saml::SamlService::new(
             store.clone(),
             sign_in.clone(),
-            sessions.clone(),
             pending.clone(),
             &settings,
         )?;

@@ -8,11 +8,11 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     Result,
+    enterprise::saml::SamlService,
     infra::jobs::{Handler, Handlers, JobKind, JobQueue, RunReport},
     infra::mail::MailService,
     infra::store::Store,
     oauth::backchannel::BackchannelService,
-    enterprise::saml::SamlService,
     sign_in::pending::PendingStore,
 };
 

@@ -155,7 +155,8 @@ impl Metrics {
 
     /// Sets the SAML figures just before a scrape.
     pub fn set_saml_figures(&self, refresh_failures: u64, expiring: u64) {
-        self.saml_metadata_refresh_failures.set(i64::try_from(refresh_failures).unwrap_or(i64::MAX));
+        self.saml_metadata_refresh_failures
+            .set(i64::try_from(refresh_failures).unwrap_or(i64::MAX));
         self.saml_certificates_expiring.set(i64::try_from(expiring).unwrap_or(i64::MAX));
     }
 

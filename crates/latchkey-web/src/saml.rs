@@ -10,8 +10,8 @@ use actix_web::{
     web,
 };
 use askama::Template;
-use latchkey_core::{
-    enterprise::saml::{AcsInput, LoginStart, logout::SloMessage, logout::SloOutcome},
+use latchkey_core::enterprise::saml::{
+    AcsInput, LoginStart, logout::SloMessage, logout::SloOutcome,
 };
 use latchkey_saml::binding::PostForm;
 use serde::Deserialize;
@@ -39,7 +39,11 @@ fn post_binding_csp(target: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(digest)
     });
     let page = crate::csp::page([crate::csp::source_of(target).as_str()]);
-    page.replacen("default-src 'none'; ", &format!("default-src 'none'; script-src 'sha256-{}'; ", *HASH), 1)
+    page.replacen(
+        "default-src 'none'; ",
+        &format!("default-src 'none'; script-src 'sha256-{}'; ", *HASH),
+        1,
+    )
 }
 
 #[derive(Template)]
@@ -179,8 +183,11 @@ async fn slo_redirect(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let browser = pending::returned_binding(&req, &state);
-    let outcome =
-        state.core.saml.single_logout(&path, SloMessage::Redirect(req.query_string()), browser.as_ref()).await?;
+    let outcome = state
+        .core
+        .saml
+        .single_logout(&path, SloMessage::Redirect(req.query_string()), browser.as_ref())
+        .await?;
     slo_answer(&req, &state, outcome)
 }
 

@@ -12,11 +12,7 @@ use latchkey_core::{
 use latchkey_saml::{binding::Binding, mapping::Preset};
 use serde_json::json;
 
-use crate::{
-    cli::JsonFlag,
-    commands::CliError,
-    output::print_json,
-};
+use crate::{cli::JsonFlag, commands::CliError, output::print_json};
 
 type Result<T> = std::result::Result<T, CliError>;
 
@@ -262,7 +258,12 @@ fn show(view: &ConnectionView, json: bool, done: Option<&str>) {
     if let Some(done) = done {
         say!("{done} {} ({})", view.name, view.connection_id);
     }
-    say!("connection:    {} ({}, {})", view.connection_id, view.name, if view.enabled { "enabled" } else { "disabled" });
+    say!(
+        "connection:    {} ({}, {})",
+        view.connection_id,
+        view.name,
+        if view.enabled { "enabled" } else { "disabled" }
+    );
     say!("organisation:  {}", view.org_id);
     say!("SP entity ID:  {}", view.urls.sp_entity_id);
     say!("ACS URL:       {}", view.urls.acs_url);
@@ -304,7 +305,13 @@ pub async fn manage_connections(
                 print_json(&list);
             } else {
                 for c in &list {
-                    say!("{}  {}  {}  {}", c.connection_id, c.org_id, if c.enabled { "enabled " } else { "disabled" }, c.name);
+                    say!(
+                        "{}  {}  {}  {}",
+                        c.connection_id,
+                        c.org_id,
+                        if c.enabled { "enabled " } else { "disabled" },
+                        c.name
+                    );
                 }
             }
             return Ok(());
@@ -328,9 +335,11 @@ pub async fn manage_connections(
         ConnectionsCommand::RefreshMetadata(r) => {
             (saml.refresh_metadata(&r.connection_id, actor).await?, r.out, Some("refreshed"))
         }
-        ConnectionsCommand::RotateSpKey(r) => {
-            (saml.rotate_sp_key(&r.connection_id, actor).await?, r.out, Some("rotated the SP key of"))
-        }
+        ConnectionsCommand::RotateSpKey(r) => (
+            saml.rotate_sp_key(&r.connection_id, actor).await?,
+            r.out,
+            Some("rotated the SP key of"),
+        ),
     };
     show(&view, out.json, done);
     Ok(())

@@ -384,13 +384,10 @@ impl Settings {
             "`system` or a comma-separated list of nameservers such as 192.0.2.53:53,[2001:db8::53]:53",
             parse_dns_resolver,
         )?;
-        let saml_metadata_allow_private = parse(
-            raw,
-            "LATCHKEY_SAML_METADATA_ALLOW_PRIVATE",
-            "false",
-            "true or false",
-            |v| v.parse::<bool>().ok(),
-        )?;
+        let saml_metadata_allow_private =
+            parse(raw, "LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", "false", "true or false", |v| {
+                v.parse::<bool>().ok()
+            })?;
         let saml_metadata_refresh = duration(
             raw,
             "LATCHKEY_SAML_METADATA_REFRESH",

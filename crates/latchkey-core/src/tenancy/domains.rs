@@ -174,7 +174,12 @@ impl DomainService {
     /// The operator asserts that the organisation owns `domain` (`orgs domains add --verified`):
     /// adds it if needed and marks it verified, audited with the method `operator`. Only the
     /// operator may: organisation admins prove ownership by DNS or email.
-    pub async fn add_verified(&self, org_id: &str, domain: &str, actor: &Actor) -> Result<OrgDomain> {
+    pub async fn add_verified(
+        &self,
+        org_id: &str,
+        domain: &str,
+        actor: &Actor,
+    ) -> Result<OrgDomain> {
         if !matches!(actor.principal, crate::infra::audit::Principal::Cli) {
             return Err(Error::Forbidden("only the operator may assert domain ownership".into()));
         }

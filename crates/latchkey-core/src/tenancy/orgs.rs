@@ -454,7 +454,8 @@ pub(crate) async fn set_member_role<C: ConnectionTrait>(
             None
         }
     };
-    let data = json!({ "user_id": user_id, "role": role, "before": before, "source": "connection" });
+    let data =
+        json!({ "user_id": user_id, "role": role, "before": before, "source": "connection" });
     audit::record(txn, now, &Actor::system(), "org.membership_set", Some(org_id), data).await?;
     Store::bump_revision(txn).await
 }

@@ -234,7 +234,9 @@ impl SamlService {
             metadata_fetched_at: Set(metadata_url.as_ref().map(|_| now)),
             metadata_xml: Set(metadata_xml),
             metadata_error: Set(None),
-            metadata_next_refresh_at: Set(metadata_url.as_ref().map(|_| now + self.refresh_every_secs)),
+            metadata_next_refresh_at: Set(metadata_url
+                .as_ref()
+                .map(|_| now + self.refresh_every_secs)),
             options: Set(serde_json::to_string(&options)?),
             created_at: Set(now),
             updated_at: Set(now),
@@ -300,13 +302,15 @@ impl SamlService {
     /// Connections of one organisation, or of every organisation for the operator.
     pub async fn list(&self, org_id: Option<&str>, actor: &Actor) -> Result<Vec<ConnectionView>> {
         let db = self.store.db();
-        let mut q = saml_connection::Entity::find().order_by_asc(saml_connection::Column::CreatedAt);
+        let mut q =
+            saml_connection::Entity::find().order_by_asc(saml_connection::Column::CreatedAt);
         match org_id {
             Some(org) => {
                 access::authorize(db, org, actor, Need::Admin).await?;
                 q = q.filter(saml_connection::Column::OrgId.eq(org));
             }
-            None if matches!(actor.principal, audit::Principal::Cli | audit::Principal::System) => {}
+            None if matches!(actor.principal, audit::Principal::Cli | audit::Principal::System) => {
+            }
             None => return Err(Error::Forbidden("name the organisation".into())),
         }
         let mut out = Vec::new();
@@ -326,7 +330,11 @@ impl SamlService {
             stored_certs(&model).iter().map(|c| certificate_view(c, now)).collect();
         let mut warnings = options.warnings();
         for c in idp_certificates.iter().filter(|c| c.expires_soon) {
-            warnings.push(format!("IdP certificate {} expires at {}", &c.sha256[..16], c.not_after));
+            warnings.push(format!(
+                "IdP certificate {} expires at {}",
+                &c.sha256[..16],
+                c.not_after
+            ));
         }
         if let Some(e) = &model.metadata_error {
             warnings.push(format!("last metadata refresh failed: {e}"));
@@ -354,7 +362,12 @@ impl SamlService {
     }
 
     /// Enables or disables a connection. Disabling ends every session it created.
-    pub async fn set_enabled(&self, id: &str, enabled: bool, actor: &Actor) -> Result<ConnectionView> {
+    pub async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        actor: &Actor,
+    ) -> Result<ConnectionView> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
         let model = self.load(&txn, id).await?;
@@ -363,9 +376,11 @@ impl SamlService {
         am.enabled = Set(enabled);
         am.updated_at = Set(now);
         am.update(&txn).await?;
-        let ended = if enabled { 0 } else { end_sessions(&txn, id, "connection_disabled", now).await? };
+        let ended =
+            if enabled { 0 } else { end_sessions(&txn, id, "connection_disabled", now).await? };
         let action = if enabled { "saml.connection_enabled" } else { "saml.connection_disabled" };
-        audit::record(&txn, now, actor, action, Some(id), json!({ "sessions_ended": ended })).await?;
+        audit::record(&txn, now, actor, action, Some(id), json!({ "sessions_ended": ended }))
+            .await?;
         crate::infra::store::Store::bump_revision(&txn).await?;
         txn.commit().await?;
         self.store.notify_jobs();
@@ -430,8 +445,15 @@ impl SamlService {
         for view in certs.iter().map(|c| certificate_view(c, now)).filter(|v| v.expires_soon) {
             let data = json!({ "sha256": view.sha256, "not_after": view.not_after });
             let actor = Actor::system();
-            audit::record(self.store.db(), now, &actor, "saml.certificate_expiring", Some(id), data)
-                .await?;
+            audit::record(
+                self.store.db(),
+                now,
+                &actor,
+                "saml.certificate_expiring",
+                Some(id),
+                data,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -480,7 +502,9 @@ impl SamlService {
         let urls = self.urls(id);
         let formats: Vec<&str> = match options.name_id_format.as_deref() {
             Some(f) => vec![f],
-            None => vec![latchkey_saml::model::NAMEID_EMAIL, latchkey_saml::model::NAMEID_PERSISTENT],
+            None => {
+                vec![latchkey_saml::model::NAMEID_EMAIL, latchkey_saml::model::NAMEID_PERSISTENT]
+            }
         };
         let spec = metadata::SpMetadataSpec {
             entity_id: &urls.sp_entity_id,

@@ -149,7 +149,9 @@ impl SamlService {
     ) -> Result<std::result::Result<AcsSuccess, AcsRejection>> {
         match self.consume_inner(input).await {
             Ok(success) => Ok(Ok(success)),
-            Err(Refusal::Saml(e)) => Ok(Err(self.reject(input, e.reason(), &e.to_string()).await?)),
+            Err(Refusal::Saml(e)) => {
+                Ok(Err(self.reject(input, e.reason(), &e.to_string()).await?))
+            }
             Err(Refusal::Policy(reason, detail)) => {
                 Ok(Err(self.reject(input, reason, &detail).await?))
             }
@@ -157,18 +159,31 @@ impl SamlService {
         }
     }
 
-    async fn reject(&self, input: &AcsInput<'_>, reason: &str, detail: &str) -> Result<AcsRejection> {
+    async fn reject(
+        &self,
+        input: &AcsInput<'_>,
+        reason: &str,
+        detail: &str,
+    ) -> Result<AcsRejection> {
         let reference = ids::new_id("ref");
         let now = self.store.now();
         let actor = input.client.actor_for(None);
         let data = json!({ "reason": reason, "detail": detail, "reference": reference });
         let target = Some(input.connection_id);
         audit::record(self.store.db(), now, &actor, "saml.response_rejected", target, data).await?;
-        tracing::info!(connection = input.connection_id, reason, reference, "SAML response refused");
+        tracing::info!(
+            connection = input.connection_id,
+            reason,
+            reference,
+            "SAML response refused"
+        );
         Ok(AcsRejection { reason: reason.to_owned(), reference })
     }
 
-    async fn consume_inner(&self, input: &AcsInput<'_>) -> std::result::Result<AcsSuccess, Refusal> {
+    async fn consume_inner(
+        &self,
+        input: &AcsInput<'_>,
+    ) -> std::result::Result<AcsSuccess, Refusal> {
         let model = match self.enabled(input.connection_id).await {
             Ok(m) => m,
             Err(Error::NotFound(_)) => return Err(Refusal::policy("unknown_connection", "")),
@@ -314,7 +329,8 @@ impl SamlService {
             family_name: mapped.family_name.clone(),
             name: mapped.display_name.clone(),
         };
-        let policy = LinkPolicy { provision: true, link_verified_email: true, refresh_profile: true };
+        let policy =
+            LinkPolicy { provision: true, link_verified_email: true, refresh_profile: true };
         Ok(Verified {
             method: AuthMethod::Saml { connection_id: model.id.clone() },
             subject: VerifiedSubject::Upstream { identity, policy },
@@ -325,7 +341,10 @@ impl SamlService {
             }),
             upstream_session: Some(UpstreamSession {
                 connection_id: model.id.clone(),
-                subject: a.name_id.as_ref().map_or_else(|| mapped.subject.clone(), |n| n.value.clone()),
+                subject: a
+                    .name_id
+                    .as_ref()
+                    .map_or_else(|| mapped.subject.clone(), |n| n.value.clone()),
                 subject_format: a.name_id.as_ref().and_then(|n| n.format.clone()),
                 session_index: a.session_index.clone(),
             }),

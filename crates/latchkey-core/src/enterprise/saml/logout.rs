@@ -31,7 +31,11 @@ pub enum SloMessage<'a> {
     /// The raw query string of a Redirect-binding message.
     Redirect(&'a str),
     /// The HTTP-POST binding's form fields.
-    Post { saml_request: Option<&'a str>, saml_response: Option<&'a str>, relay_state: Option<&'a str> },
+    Post {
+        saml_request: Option<&'a str>,
+        saml_response: Option<&'a str>,
+        relay_state: Option<&'a str>,
+    },
 }
 
 /// Where the browser goes after the SLO endpoint.
@@ -41,7 +45,9 @@ pub enum SloOutcome {
     Redirect(String),
     Post(PostForm),
     /// An SP-initiated logout came back: continue here.
-    Done { return_to: String },
+    Done {
+        return_to: String,
+    },
 }
 
 impl SamlService {
@@ -84,7 +90,8 @@ impl SamlService {
                 self.logout_came_back(res.in_response_to, res.relay_state, browser).await
             }
             SloMessage::Post { saml_request: Some(b64), relay_state, .. } => {
-                let req = logout::parse_logout_request_post(b64, relay_state, &expect).map_err(bad)?;
+                let req =
+                    logout::parse_logout_request_post(b64, relay_state, &expect).map_err(bad)?;
                 self.idp_logout(&model, &req).await
             }
             SloMessage::Post { saml_response: Some(b64), relay_state, .. } => {
@@ -107,13 +114,16 @@ impl SamlService {
             .add(session_upstream::Column::ConnectionId.eq(model.id.clone()))
             .add(session_upstream::Column::Subject.eq(req.name_id.value.clone()));
         if !req.session_indexes.is_empty() {
-            filter = filter.add(session_upstream::Column::SessionIndex.is_in(req.session_indexes.clone()));
+            filter = filter
+                .add(session_upstream::Column::SessionIndex.is_in(req.session_indexes.clone()));
         }
-        let session_ids: Vec<String> =
-            session_upstream::Entity::find().filter(filter).all(self.store.db()).await?
-                .into_iter()
-                .map(|s| s.session_id)
-                .collect();
+        let session_ids: Vec<String> = session_upstream::Entity::find()
+            .filter(filter)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
         let txn = self.store.begin_write().await?;
         let ended = if session_ids.is_empty() {
             0
@@ -153,9 +163,12 @@ impl SamlService {
             success: true,
         };
         let relay = req.relay_state.as_deref();
-        let internal = |e: latchkey_saml::SamlError| Error::Internal(format!("LogoutResponse: {e}"));
+        let internal =
+            |e: latchkey_saml::SamlError| Error::Internal(format!("LogoutResponse: {e}"));
         if model.idp_slo_binding.as_deref() == Some("post") {
-            logout::logout_response_post(&spec, relay, Some(&signer)).map(SloOutcome::Post).map_err(internal)
+            logout::logout_response_post(&spec, relay, Some(&signer))
+                .map(SloOutcome::Post)
+                .map_err(internal)
         } else {
             logout::logout_response_redirect(&spec, relay, Some(&signer))
                 .map(SloOutcome::Redirect)
@@ -170,11 +183,14 @@ impl SamlService {
         relay_state: Option<String>,
         browser: Option<&BrowserBinding>,
     ) -> Result<SloOutcome> {
-        let refused = || Error::invalid("SAMLResponse", "not an answer to a logout this browser started");
+        let refused =
+            || Error::invalid("SAMLResponse", "not an answer to a logout this browser started");
         let (Some(relay), Some(browser)) = (relay_state, browser) else { return Err(refused()) };
         let req = self.pending.take(&PendingToken(relay), browser).await.map_err(|_| refused())?;
         match req.kind {
-            PendingKind::SamlLogout { request_id, .. } if Some(&request_id) == in_response_to.as_ref() => {
+            PendingKind::SamlLogout { request_id, .. }
+                if Some(&request_id) == in_response_to.as_ref() =>
+            {
                 Ok(SloOutcome::Done { return_to: req.return_to })
             }
             _ => Err(refused()),
@@ -195,13 +211,16 @@ impl SamlService {
         else {
             return Ok(None);
         };
-        let Ok(model) = self.load(self.store.db(), &link.connection_id).await else { return Ok(None) };
+        let Ok(model) = self.load(self.store.db(), &link.connection_id).await else {
+            return Ok(None);
+        };
         let Some(destination) = model.idp_slo_url.clone().filter(|_| model.enabled) else {
             return Ok(None);
         };
         let now = self.store.now();
         let id = request::new_message_id();
-        let kind = PendingKind::SamlLogout { connection_id: model.id.clone(), request_id: id.clone() };
+        let kind =
+            PendingKind::SamlLogout { connection_id: model.id.clone(), request_id: id.clone() };
         let ttl = Duration::from_secs(super::REQUEST_TTL_SECS);
         let token = self.pending.begin(&kind, return_to, browser, ttl).await?;
         let keys = sp_keys::live(self.store.db(), &model.id, now).await?;

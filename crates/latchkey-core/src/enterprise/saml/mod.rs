@@ -25,7 +25,6 @@ pub use options::ConnectionOptions;
 
 use crate::{
     Settings,
-    identity::sessions::SessionService,
     infra::store::Store,
     sign_in::{SignInService, pending::PendingStore},
 };
@@ -44,7 +43,6 @@ pub struct SamlCounters {
 pub struct SamlService {
     store: Store,
     sign_in: SignInService,
-    sessions: SessionService,
     pending: PendingStore,
     public_url: String,
     fetcher: fetch::MetadataFetcher,
@@ -56,14 +54,12 @@ impl SamlService {
     pub fn new(
         store: Store,
         sign_in: SignInService,
-        sessions: SessionService,
         pending: PendingStore,
         settings: &Settings,
     ) -> crate::Result<Self> {
         Ok(Self {
             store,
             sign_in,
-            sessions,
             pending,
             public_url: settings.public_url.clone(),
             fetcher: fetch::MetadataFetcher::new(settings.saml_metadata_allow_private)?,

@@ -141,7 +141,8 @@ mod tests {
         let too_lax = ConnectionOptions { skew_secs: 301, ..ConnectionOptions::default() };
         assert!(too_lax.validate().is_err());
         for landing in ["https://evil.example/", "//evil.example", "/\\evil", "account"] {
-            let o = ConnectionOptions { idp_initiated_landing: landing.into(), ..Default::default() };
+            let o =
+                ConnectionOptions { idp_initiated_landing: landing.into(), ..Default::default() };
             assert!(o.validate().is_err(), "{landing}");
         }
     }

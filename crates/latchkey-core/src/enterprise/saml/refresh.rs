@@ -50,7 +50,10 @@ impl SamlService {
                     Expr::value(now + self.refresh_every_secs),
                 )
                 .filter(saml_connection::Column::Id.eq(model.id.clone()))
-                .filter(saml_connection::Column::MetadataNextRefreshAt.eq(model.metadata_next_refresh_at))
+                .filter(
+                    saml_connection::Column::MetadataNextRefreshAt
+                        .eq(model.metadata_next_refresh_at),
+                )
                 .exec(self.store.db())
                 .await?;
             if claimed.rows_affected == 1 {
@@ -84,8 +87,15 @@ impl SamlService {
                 am.update(self.store.db()).await?;
                 self.counters.metadata_refreshes.fetch_add(1, Ordering::Relaxed);
                 let data = json!({ "url": url, "certificates": idp.certs.len() });
-                audit::record(self.store.db(), now, actor, "saml.metadata_refreshed", Some(&id), data)
-                    .await?;
+                audit::record(
+                    self.store.db(),
+                    now,
+                    actor,
+                    "saml.metadata_refreshed",
+                    Some(&id),
+                    data,
+                )
+                .await?;
                 self.flag_expiring(&id, &idp.certs, now).await
             }
             Err(e) => {
@@ -93,8 +103,15 @@ impl SamlService {
                 am.update(self.store.db()).await?;
                 self.counters.metadata_refresh_failures.fetch_add(1, Ordering::Relaxed);
                 let data = json!({ "url": url, "error": e.to_string() });
-                audit::record(self.store.db(), now, actor, "saml.metadata_refresh_failed", Some(&id), data)
-                    .await?;
+                audit::record(
+                    self.store.db(),
+                    now,
+                    actor,
+                    "saml.metadata_refresh_failed",
+                    Some(&id),
+                    data,
+                )
+                .await?;
                 Err(e)
             }
         }

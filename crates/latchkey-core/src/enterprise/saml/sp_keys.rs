@@ -33,8 +33,9 @@ pub(crate) async fn create<C: ConnectionTrait>(
     connection_id: &str,
     now: i64,
 ) -> Result<saml_sp_key::Model> {
-    let pair = keys::generate_sp_key_pair(&format!("latchkey {connection_id}"), now, CERT_VALID_DAYS)
-        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let pair =
+        keys::generate_sp_key_pair(&format!("latchkey {connection_id}"), now, CERT_VALID_DAYS)
+            .map_err(|e| Error::Crypto(e.to_string()))?;
     let id = ids::new_id(ids::SAML_SP_KEY);
     let sealed = store.master_key().seal(&seal_purpose(&id), pair.key_pem.as_bytes())?;
     let model = saml_sp_key::ActiveModel {
@@ -102,7 +103,10 @@ pub(crate) fn signing_key(store: &Store, keys: &[saml_sp_key::Model]) -> Result<
         .iter()
         .find(|k| k.status == ACTIVE)
         .ok_or_else(|| Error::Internal("the SAML connection has no active SP key".into()))?;
-    Ok(SigningKey { key_pem: unseal(store, active)?.to_string(), cert_pem: active.cert_pem.clone() })
+    Ok(SigningKey {
+        key_pem: unseal(store, active)?.to_string(),
+        cert_pem: active.cert_pem.clone(),
+    })
 }
 
 /// Every live private key, for decrypting assertions (active first).
@@ -113,6 +117,8 @@ pub(crate) fn decryption_keys(store: &Store, keys: &[saml_sp_key::Model]) -> Res
 /// The DER certificates to publish.
 pub(crate) fn certificates(keys: &[saml_sp_key::Model]) -> Result<Vec<Vec<u8>>> {
     keys.iter()
-        .map(|k| latchkey_saml::keys::cert_der(&k.cert_pem).map_err(|e| Error::Crypto(e.to_string())))
+        .map(|k| {
+            latchkey_saml::keys::cert_der(&k.cert_pem).map_err(|e| Error::Crypto(e.to_string()))
+        })
         .collect()
 }
