@@ -67,6 +67,7 @@ enum Organisations {
 enum Sessions {
     Table,
     Id,
+    AuthMethod,
 }
 
 #[async_trait::async_trait]
@@ -85,7 +86,21 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        create_session_upstreams(manager).await
+        create_session_upstreams(manager).await?;
+        // `saml:<connection id>` and `oidc:<upstream>:<connection id>` are longer than the 32
+        // characters the column was made with. SQLite does not enforce the length (and cannot
+        // alter a column's type); PostgreSQL does.
+        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Sessions::Table)
+                        .modify_column(ColumnDef::new(Sessions::AuthMethod).string_len(128).not_null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

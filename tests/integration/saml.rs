@@ -287,7 +287,19 @@ async fn routing_enforcement_roles_and_lifecycle(backend: Backend) {
 
     // An existing password account on the domain: its password stops working.
     let pw = crate::support::client();
-    let existing = f.node.user("ada@corp.example").await;
+    let existing = core
+        .users
+        .create(
+            latchkey_core::identity::users::NewUser {
+                email: "ada@corp.example".into(),
+                password: Some("correct horse battery".into()),
+                email_verified: true,
+                ..Default::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
     let err = core
         .sign_in
         .sign_in_with_password("ada@corp.example", "correct horse battery", &Default::default())
@@ -317,7 +329,8 @@ async fn routing_enforcement_roles_and_lifecycle(backend: Backend) {
     // A new NameID carrying an address someone else's NameID owns: refused, nobody created.
     let b3 = browser();
     let (id3, relay3) = start(&f, &b3).await;
-    let mut s = spec(&f, "mallory-persistent-id", Some(&id3));
+    let mut s = spec(&f, "ada@corp.example", Some(&id3));
+    s.name_id.value = "mallory-persistent-id".into();
     s.name_id.format = Some(latchkey_saml::model::NAMEID_PERSISTENT.into());
     assert_eq!(post_acs(&f, &b3, &f.idp.response_b64(&s), Some(&relay3)).await.status(), 400);
     assert_eq!(last_rejection(&f).await, "account_refused");

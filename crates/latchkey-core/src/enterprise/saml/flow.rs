@@ -253,7 +253,9 @@ impl SamlService {
             sp_entity_id: &urls.sp_entity_id,
             acs_url: &urls.acs_url,
             in_response_to: pending.map(|(id, _)| id.as_str()),
-            allow_unsolicited: options.allow_idp_initiated,
+            // Without a request of this browser the response is verified as unsolicited either
+            // way, so the refusal can say whether it answered some other request.
+            allow_unsolicited: true,
             algorithms: AlgorithmPolicy { allow_sha1: options.allow_sha1 },
             require_encryption: options.require_encryption,
             decryption_keys: &decryption_keys,
@@ -261,6 +263,9 @@ impl SamlService {
             skew_secs: options.skew_secs.clamp(0, super::options::MAX_SKEW_SECS),
         };
         match response::verify_response(saml_response, &expect) {
+            Ok(_) if pending.is_none() && !options.allow_idp_initiated => {
+                Err(Refusal::Saml(SamlError::Unsolicited))
+            }
             Ok(a) => Ok(a),
             // Without a request of this browser, an answer to "some request" is an answer to
             // an unknown, expired, used or another browser's request.
