@@ -95,7 +95,9 @@ impl MigrationTrait for Migration {
                 .alter_table(
                     Table::alter()
                         .table(Sessions::Table)
-                        .modify_column(ColumnDef::new(Sessions::AuthMethod).string_len(128).not_null())
+                        .modify_column(
+                            ColumnDef::new(Sessions::AuthMethod).string_len(128).not_null(),
+                        )
                         .to_owned(),
                 )
                 .await?;

@@ -28,6 +28,9 @@ impl Upstream {
     }
 }
 
+/// The `acr` of sessions signed in through an enterprise SAML connection.
+pub const ACR_ENTERPRISE_SAML: &str = "urn:latchkey:acr:enterprise-saml";
+
 /// The authentication behind a session. Serialised as its stored form (see
 /// [`AuthMethod::to_stored`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +60,12 @@ impl AuthMethod {
 
     /// The authentication context class, when Latchkey can vouch for one.
     pub fn acr(&self) -> Option<&'static str> {
-        None
+        match self {
+            // The organisation's own IdP authenticated the user: relying parties that require
+            // enterprise sign-in ask for (and check) this class.
+            Self::Saml { .. } => Some(ACR_ENTERPRISE_SAML),
+            Self::Password | Self::UpstreamOidc { .. } | Self::Operator => None,
+        }
     }
 
     /// The stored form: `password`, `saml:<connection>`, `oidc:<upstream>[:<connection>]`,

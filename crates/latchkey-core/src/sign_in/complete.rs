@@ -155,7 +155,13 @@ impl SignInService {
             client_ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
         };
-        let (session, secret) = self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
+        let (mut session, secret) =
+            self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
+        if let Some(grant) = &v.join {
+            // Signed in through an organisation's connection: that organisation is active.
+            set_active_org(txn, &session.id, &grant.org_id).await?;
+            session.active_org_id = Some(grant.org_id.clone());
+        }
         if let Some(up) = &v.upstream_session {
             record_upstream_session(txn, &session.id, up, now).await?;
         }
@@ -288,5 +294,17 @@ async fn record_upstream_session<C: ConnectionTrait>(
     })
     .exec_without_returning(txn)
     .await?;
+    Ok(())
+}
+
+async fn set_active_org<C: ConnectionTrait>(txn: &C, session_id: &str, org_id: &str) -> Result<()> {
+    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+
+    use crate::infra::entity::session;
+    session::Entity::update_many()
+        .col_expr(session::Column::ActiveOrgId, Expr::value(org_id))
+        .filter(session::Column::Id.eq(session_id))
+        .exec(txn)
+        .await?;
     Ok(())
 }

@@ -91,8 +91,26 @@ impl SignInService {
     /// Refuses a password-based step (sign-in, sign-up, reset) for an address its organisation
     /// sends through an enterprise connection.
     pub(crate) async fn require_password_route(&self, email: &str) -> Result<()> {
-        match route(email, self.required_connection(email).await?) {
-            SignInRoute::Password => Ok(()),
+        let connection = self.required_connection(email).await?;
+        let connection_id = connection.as_ref().map(|c| c.id.clone());
+        match route(email, connection) {
+            SignInRoute::Password => {
+                // A break-glass address kept its password: every use is on record.
+                if let Some(id) = connection_id {
+                    let data = serde_json::json!({ "email": email });
+                    let (now, actor) = (self.store.now(), crate::infra::audit::Actor::system());
+                    crate::infra::audit::record(
+                        self.store.db(),
+                        now,
+                        &actor,
+                        "sign_in.bypass_used",
+                        Some(&id),
+                        data,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
             SignInRoute::Enterprise { .. } => Err(crate::Error::Forbidden(
                 "this address signs in through its organisation's identity provider".into(),
             )),
