@@ -41,6 +41,16 @@ fn browser() -> reqwest::Client {
 }
 
 async fn fixture(backend: Backend, options: ConnectionOptions) -> Option<Fixture> {
+    fixture_with(backend, options, None).await
+}
+
+const IDP_SLO: &str = "https://idp.corp.example/slo";
+
+async fn fixture_with(
+    backend: Backend,
+    options: ConnectionOptions,
+    slo_url: Option<&str>,
+) -> Option<Fixture> {
     let db = TestDb::new(backend).await?;
     let data = data_dir();
     let node = TestServer::start(data.path(), &db, &[]).await;
@@ -54,7 +64,7 @@ async fn fixture(backend: Backend, options: ConnectionOptions) -> Option<Fixture
             entity_id: IDP_ENTITY.into(),
             sso_url: IDP_SSO.into(),
             sso_binding: Binding::Redirect,
-            slo_url: None,
+            slo_url: slo_url.map(str::to_owned),
             certs: vec![idp.cert_pem.clone()],
         },
         options,
@@ -382,5 +392,382 @@ async fn oversized_and_garbage_responses_are_refused_with_a_reason() {
     f.node.core.saml.rotate_sp_key(&f.connection.connection_id, &Actor::cli()).await.unwrap();
     let xml2 = b.get(&f.connection.urls.metadata_url).send().await.unwrap().text().await.unwrap();
     assert!(xml2.matches("use=\"signing\"").count() >= 2, "{xml2}");
+    f.node.stop().await;
+}
+
+/// Signs `b` in through the connection (SP-initiated); returns the session index used.
+async fn sign_in_via_idp(f: &Fixture, b: &reqwest::Client, email: &str) -> String {
+    let (id, relay) = start(f, b).await;
+    let s = spec(f, email, Some(&id));
+    let index = s.session_index.clone().unwrap();
+    let res = post_acs(f, b, &f.idp.response_b64(&s), Some(&relay)).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    index
+}
+
+fn idp_signer(f: &Fixture) -> binding::SigningKey {
+    binding::SigningKey { key_pem: f.idp.key_pem.clone(), cert_pem: f.idp.cert_pem.clone() }
+}
+
+/// The path and query of a URL on our server.
+fn local(f: &Fixture, url: &str) -> String {
+    url.strip_prefix(&f.node.base_url).unwrap_or(url).to_owned()
+}
+
+async fn single_logout_both_ways(backend: Backend) {
+    use latchkey_saml::{NameId, logout, model::NAMEID_EMAIL};
+    let Some(f) = fixture_with(backend, ConnectionOptions::default(), Some(IDP_SLO)).await else {
+        return;
+    };
+    let slo_url = f.connection.urls.slo_url.clone();
+    let name_id = NameId { value: "ada@corp.example".into(), format: Some(NAMEID_EMAIL.into()) };
+
+    // IdP-initiated: a signed LogoutRequest naming one session index ends that session only.
+    let (b1, b2) = (browser(), browser());
+    let index1 = sign_in_via_idp(&f, &b1, "ada@corp.example").await;
+    sign_in_via_idp(&f, &b2, "ada@corp.example").await;
+    let request = |index: &str, signer: &binding::SigningKey| {
+        let spec = logout::LogoutRequestSpec {
+            id: "_idp-logout-1",
+            issue_instant: f.node.clock.now(),
+            issuer: IDP_ENTITY,
+            destination: &slo_url,
+            name_id: &name_id,
+            session_index: Some(index),
+        };
+        logout::logout_request_redirect(&spec, Some("idp-state"), Some(signer)).unwrap()
+    };
+    // Signed with a key the connection does not trust: refused, nothing ends.
+    let stranger = TestIdp::generate(IDP_ENTITY);
+    let forged = binding::SigningKey { key_pem: stranger.key_pem, cert_pem: stranger.cert_pem };
+    let res = browser().get(request(&index1, &forged)).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(me(&f, &b1).await.is_some());
+    let res = browser().get(request(&index1, &idp_signer(&f))).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let answer = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(answer.starts_with(IDP_SLO) && answer.contains("Signature="), "{answer}");
+    let query = answer.split_once('?').unwrap().1;
+    let msg =
+        binding::decode_redirect(query, "SAMLResponse", &[], AlgorithmPolicy::default()).unwrap();
+    assert!(msg.xml.contains("InResponseTo=\"_idp-logout-1\"") && msg.xml.contains("Success"));
+    assert_eq!(msg.relay_state.as_deref(), Some("idp-state"));
+    assert!(me(&f, &b1).await.is_none(), "the named session ended");
+    assert!(me(&f, &b2).await.is_some(), "another session index lives on");
+
+    // SP-initiated: signing out sends the browser to the IdP with a signed LogoutRequest, and
+    // the IdP's answer brings it back to the sign-in page.
+    let page = b2.get(f.node.url("/sign-out")).send().await.unwrap().text().await.unwrap();
+    let csrf = crate::pages::csrf_in(&page);
+    let res = b2
+        .post(f.node.url("/sign-out"))
+        .header("origin", f.node.base_url.clone())
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a page that navigates (form-action applies to redirects)");
+    let body = res.text().await.unwrap();
+    let marker = "content=\"0;url=";
+    let start = body.find(marker).unwrap() + marker.len();
+    let to_idp = body[start..start + body[start..].find('"').unwrap()].replace("&amp;", "&");
+    assert!(to_idp.starts_with(IDP_SLO) && to_idp.contains("Signature="), "{to_idp}");
+    assert!(me(&f, &b2).await.is_none(), "the Latchkey session ended first");
+    let query = to_idp.split_once('?').unwrap().1;
+    let msg =
+        binding::decode_redirect(query, "SAMLRequest", &[], AlgorithmPolicy::default()).unwrap();
+    assert!(msg.xml.contains("ada@corp.example"), "{}", msg.xml);
+    let request_id = msg.xml.split("ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let response = |in_response_to: &str| {
+        let spec = logout::LogoutResponseSpec {
+            id: "_idp-answer",
+            issue_instant: f.node.clock.now(),
+            issuer: IDP_ENTITY,
+            destination: &slo_url,
+            in_response_to,
+            success: true,
+        };
+        logout::logout_response_redirect(&spec, msg.relay_state.as_deref(), Some(&idp_signer(&f)))
+            .unwrap()
+    };
+    // Another browser cannot use the answer.
+    let res = browser().get(response(&request_id)).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let res = b2.get(response(&request_id)).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/sign-in?signed_out=1");
+    // Once only; and an answer to another request is refused.
+    assert_eq!(b2.get(response(&request_id)).send().await.unwrap().status(), 400);
+    assert_eq!(b2.get(response("_other")).send().await.unwrap().status(), 400);
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "saml.logout_rejected"));
+    let _ = local(&f, &slo_url);
+    f.node.stop().await;
+}
+on_both_backends!(single_logout_both_ways);
+
+/// IdP metadata as Okta and Entra publish it: signing certificates, SLO and SSO (Redirect).
+fn idp_metadata(certs: &[&TestIdp]) -> String {
+    use latchkey_saml::keys::cert_base64;
+    let keys: String = certs
+        .iter()
+        .map(|c| {
+            format!(
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                cert_base64(&c.cert_der)
+            )
+        })
+        .collect();
+    format!(
+        r#"<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP_ENTITY}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{keys}<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP_SLO}"/><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP_SSO}"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+/// A one-route HTTP server for the IdP's metadata: answers with `doc` (or 500 when empty).
+async fn metadata_server(doc: Arc<std::sync::Mutex<String>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let doc = doc.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let reply = if doc.is_empty() {
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}",
+                        doc.len()
+                    )
+                };
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/metadata")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_url_refresh_follows_an_idp_key_rollover() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = data_dir();
+    let node =
+        TestServer::start(data.path(), &db, &[("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", "true")])
+            .await;
+    let org = node.core.orgs.create("Corp", "corp", &Actor::cli()).await.unwrap();
+    node.core.domains.add_verified(&org.id, "corp.example", &Actor::cli()).await.unwrap();
+    let (old, new) = (TestIdp::generate(IDP_ENTITY), TestIdp::generate(IDP_ENTITY));
+    let doc = Arc::new(std::sync::Mutex::new(idp_metadata(&[&old])));
+    let url = metadata_server(doc.clone()).await;
+    let new_connection = |source| NewConnection {
+        org_id: org.id.clone(),
+        name: "Corp IdP".into(),
+        source,
+        options: ConnectionOptions::default(),
+    };
+    // Metadata without a signing certificate is refused with a clear error.
+    let bare = idp_metadata(&[]);
+    let err = node
+        .core
+        .saml
+        .create(new_connection(IdpSource::MetadataXml(bare)), &Actor::cli())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("signing certificate"), "{err}");
+    let connection = node
+        .core
+        .saml
+        .create(new_connection(IdpSource::MetadataUrl(url)), &Actor::cli())
+        .await
+        .unwrap();
+    assert_eq!(connection.idp_certificates.len(), 1);
+    assert_eq!(connection.idp_slo_url.as_deref(), Some(IDP_SLO));
+    let mut f = Fixture { node, idp: old, connection, org_id: org.id.clone(), _data: data };
+    let id = f.connection.connection_id.clone();
+    let b = browser();
+    sign_in_via_idp(&f, &b, "ada@corp.example").await;
+
+    // The IdP announces its next key, then switches to it and drops the old one.
+    *doc.lock().unwrap() = idp_metadata(&[&f.idp, &new]);
+    let view = f.node.core.saml.refresh_metadata(&id, &Actor::cli()).await.unwrap();
+    assert_eq!(view.idp_certificates.len(), 2, "both certificates during the rollover");
+    *doc.lock().unwrap() = idp_metadata(&[&new]);
+    f.node.clock.advance(std::time::Duration::from_secs(6 * 3600 + 1));
+    assert_eq!(f.node.core.saml.refresh_due().await.unwrap(), 1, "the periodic refresh is due");
+    let old = std::mem::replace(&mut f.idp, new);
+    sign_in_via_idp(&f, &browser(), "ada@corp.example").await;
+    let old_fixture_idp = std::mem::replace(&mut f.idp, old);
+    let b3 = browser();
+    let (rid, relay) = start(&f, &b3).await;
+    let res = post_acs(
+        &f,
+        &b3,
+        &f.idp.response_b64(&spec(&f, "ada@corp.example", Some(&rid))),
+        Some(&relay),
+    )
+    .await;
+    assert_eq!(res.status(), 400, "the retired key no longer signs in");
+    assert_eq!(last_rejection(&f).await, "bad_signature");
+    f.idp = old_fixture_idp;
+
+    // A failed fetch keeps the last good copy, is recorded and counted.
+    *doc.lock().unwrap() = String::new();
+    assert!(f.node.core.saml.refresh_metadata(&id, &Actor::cli()).await.is_err());
+    let view = f.node.core.saml.show(&id, &Actor::cli()).await.unwrap();
+    assert_eq!(view.idp_certificates.len(), 1);
+    assert!(view.metadata_error.is_some());
+    assert_eq!(f.node.core.saml.metadata_refresh_failures(), 1);
+    sign_in_via_idp(&f, &browser(), "ada@corp.example").await;
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "saml.metadata_refresh_failed"));
+    f.node.stop().await;
+}
+
+/// The chain an app sees: the `openidconnect` crate as the relying party → Latchkey's hosted
+/// sign-in (identifier first) → the SAML IdP → back with an ID token for the SAML sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openidconnect_relying_party_through_a_saml_sign_in() {
+    use latchkey_core::oauth::clients::NewClient;
+    use openidconnect::{
+        AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+        RedirectUrl, Scope, TokenResponse,
+        core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata},
+    };
+
+    let mut opts = ConnectionOptions::default();
+    opts.group_roles.insert("it-admins".into(), "admin".into());
+    let f = fixture(Backend::Sqlite, opts).await.unwrap();
+    let redirect = "http://127.0.0.1:9/cb";
+    let created = f
+        .node
+        .core
+        .clients
+        .create(
+            NewClient {
+                name: "Wiki".into(),
+                redirect_uris: vec![redirect.into()],
+                first_party: true,
+                ..Default::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let meta = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(f.node.base_url.clone()).unwrap(),
+        &http,
+    )
+    .await
+    .unwrap();
+    let rp = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(created.client.client_id.clone()),
+        created.client_secret.clone().map(ClientSecret::new),
+    )
+    .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, _state, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("organization".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    // The browser: authorize → sign-in page → the address → the connection → the IdP.
+    let b = crate::pages::Browser::new(&f.node.base_url);
+    let path = format!("{}?{}", auth_url.path(), auth_url.query().unwrap());
+    let (status, _, to_sign_in) = b.get(&path).await;
+    assert_eq!(status, 303);
+    let to_sign_in = to_sign_in.unwrap();
+    let csrf = b.csrf(&to_sign_in).await;
+    let return_to = url::Url::parse(&format!("http://x{to_sign_in}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "return_to")
+        .unwrap()
+        .1
+        .into_owned();
+    let (status, body, to_login) = b
+        .post(
+            "/sign-in",
+            &[("csrf_token", &csrf), ("email", "ada@corp.example"), ("return_to", &return_to)],
+        )
+        .await;
+    assert_eq!(status, 303, "identifier-first sends the domain to its IdP: {body}");
+    let to_login = to_login.unwrap();
+    assert!(
+        to_login.starts_with(&format!("/saml/{}/login", f.connection.connection_id)),
+        "{to_login}"
+    );
+    // A password for this address is refused.
+    let (status, body, _) = b
+        .post(
+            "/sign-in/password",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "ada@corp.example"),
+                ("password", "x"),
+                ("return_to", "/account"),
+            ],
+        )
+        .await;
+    assert!(status.is_client_error() && body.contains("identity provider"), "{status} {body}");
+    let (status, _, to_idp) = b.get(&to_login).await;
+    assert_eq!(status, 302);
+    let to_idp = to_idp.unwrap();
+    let query = to_idp.split_once('?').unwrap().1;
+    let msg =
+        binding::decode_redirect(query, "SAMLRequest", &[], AlgorithmPolicy::default()).unwrap();
+    let rid = msg.xml.split("ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let mut s = spec(&f, "ada@corp.example", Some(&rid));
+    s.attributes.push(("groups".into(), vec!["it-admins".into()]));
+    let res = b
+        .client
+        .post(&f.connection.urls.acs_url)
+        .form(&[("SAMLResponse", f.idp.response_b64(&s)), ("RelayState", msg.relay_state.unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(back, return_to);
+    let (status, body, _) = b.get(&back).await;
+    assert_eq!(status, 200, "{body}");
+    let marker = "content=\"0;url=";
+    let start = body.find(marker).unwrap() + marker.len();
+    let callback = body[start..start + body[start..].find('"').unwrap()].replace("&amp;", "&");
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    let claims = id_token.claims(&rp.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@corp.example"));
+    let raw = crate::oidc::flows::decode_payload(&id_token.to_string());
+    assert_eq!(raw["amr"], serde_json::json!(["fed"]));
+    assert_eq!(raw["acr"], latchkey_core::identity::method::ACR_ENTERPRISE_SAML);
+    assert_eq!(raw["org_id"], f.org_id.as_str());
+    assert_eq!(raw["org_role"], "admin");
     f.node.stop().await;
 }

@@ -564,5 +564,9 @@ pub(crate) async fn end_matching<C: sea_orm::ConnectionTrait>(
         .await?;
     // Queued with the revocation, so clients hear of it exactly when it commits.
     enqueue_ended(conn, &ids, now).await?;
+    if res.rows_affected > 0 {
+        // Cached sessions on every node are checked against the revision.
+        Store::bump_revision(conn).await?;
+    }
     Ok(res.rows_affected)
 }

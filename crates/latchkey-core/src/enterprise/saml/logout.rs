@@ -68,8 +68,28 @@ impl SamlService {
         })
     }
 
-    /// Handles a LogoutRequest or LogoutResponse from the IdP.
+    /// Handles a LogoutRequest or LogoutResponse from the IdP. A refused message is audited
+    /// (`saml.logout_rejected`, with the reason) and changes nothing.
     pub async fn single_logout(
+        &self,
+        connection_id: &str,
+        message: SloMessage<'_>,
+        browser: Option<&BrowserBinding>,
+    ) -> Result<SloOutcome> {
+        let outcome = self.single_logout_inner(connection_id, message, browser).await;
+        if let Err(e @ (Error::Invalid { .. } | Error::NotFound(_))) = &outcome {
+            let data = json!({ "reason": e.to_string() });
+            let now = self.store.now();
+            let target = Some(connection_id);
+            let actor =
+                Actor { principal: audit::Principal::Anonymous, client_ip: None, user_agent: None };
+            audit::record(self.store.db(), now, &actor, "saml.logout_rejected", target, data)
+                .await?;
+        }
+        outcome
+    }
+
+    async fn single_logout_inner(
         &self,
         connection_id: &str,
         message: SloMessage<'_>,
