@@ -148,14 +148,7 @@ impl Latchkey {
             mail.clone(),
             &settings,
         );
-        let pending = PendingStore::new(store.clone());
-        let saml = enterprise::saml::SamlService::new(
-            store.clone(),
-            sign_in.clone(),
-            pending.clone(),
-            &settings,
-        )?;
-        sign_in.register_connections(Arc::new(saml.clone()));
+        let (pending, saml) = enterprise_connections(&store, &sign_in, &settings)?;
         let jobs = runtime::JobRunner::new(
             store.clone(),
             mail.clone(),
@@ -187,6 +180,24 @@ impl Latchkey {
             saml,
         })
     }
+}
+
+/// The pending-request store and the enterprise connection protocols, registered with
+/// identifier-first routing.
+fn enterprise_connections(
+    store: &Store,
+    sign_in: &SignInService,
+    settings: &Settings,
+) -> Result<(PendingStore, enterprise::saml::SamlService)> {
+    let pending = PendingStore::new(store.clone());
+    let saml = enterprise::saml::SamlService::new(
+        store.clone(),
+        sign_in.clone(),
+        pending.clone(),
+        settings,
+    )?;
+    sign_in.register_connections(Arc::new(saml.clone()));
+    Ok((pending, saml))
 }
 
 /// Opens and migrates the store. A bad key setting stops start-up before anything is touched;

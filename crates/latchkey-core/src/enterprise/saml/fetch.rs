@@ -74,16 +74,16 @@ impl MetadataFetcher {
             .map_err(|e| failed(url.as_str(), e))?
             .collect();
         let first = addrs.first().copied().ok_or_else(|| failed(url.as_str(), "no address"))?;
-        if !self.allow_private {
-            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-                return Err(failed(
-                    url.as_str(),
-                    format!(
-                        "{} is not a public address (set LATCHKEY_SAML_METADATA_ALLOW_PRIVATE=true to allow)",
-                        bad.ip()
-                    ),
-                ));
-            }
+        if !self.allow_private
+            && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(failed(
+                url.as_str(),
+                format!(
+                    "{} is not a public address (set LATCHKEY_SAML_METADATA_ALLOW_PRIVATE=true to allow)",
+                    bad.ip()
+                ),
+            ));
         }
         Ok(first)
     }
