@@ -49,7 +49,7 @@ const FLAGS = {
   // The group-to-role mapping: IdP group "admins" → organisation role "admin".
   groupRoleAdmin: ['--group-role', 'admins=admin'],
   // The connection's NameID format option.
-  nameIdPersistent: ['--name-id-format', 'persistent'],
+  nameIdPersistent: ['--name-id-format', 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent'],
   ...JSON.parse(process.env.SAML_CLI_FLAGS_JSON || '{}'),
 };
 

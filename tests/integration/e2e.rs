@@ -125,3 +125,49 @@ async fn openid_client_relying_party() {
     assert!(out.status.success(), "openid-client test failed:\n{report}");
     node.stop().await;
 }
+
+/// SAML enterprise connections in Chromium against the real pysaml2 test IdP
+/// (tests/saml-idp, installed by scripts/test): the script starts the IdPs and sets up
+/// organisations, domains and connections through the CLI on this server's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saml_flows_in_chromium() {
+    let dir = e2e_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run ./scripts/test (or `npm ci --prefix tests/e2e`)"
+    );
+    assert!(
+        dir.join("../saml-idp/.venv/bin/python").exists(),
+        "the SAML test IdP is not installed: run ./scripts/test"
+    );
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = data_dir();
+    let node =
+        TestServer::start(data.path(), &db, &[("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", "true")])
+            .await;
+    let env_json = serde_json::to_string(&node.env).unwrap();
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let base = node.base_url.clone();
+    let script = dir.join("saml-flow.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg(script)
+            .env("LATCHKEY_URL", base)
+            .env("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey"))
+            .env("LATCHKEY_ENV_JSON", env_json)
+            .env("SCREENSHOT_DIR", &screenshots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "SAML browser flows failed:\n{report}");
+    node.stop().await;
+}
