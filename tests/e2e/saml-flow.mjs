@@ -9,6 +9,7 @@
 //                      store as the server (TestServer::env: LATCHKEY_DATA_DIR, LATCHKEY_DATABASE_URL,
 //                      …). It must allow loopback metadata URLs, for the server (refresh) and the CLI
 //                      (add-saml fetches at creation). Inherited LATCHKEY_* variables are dropped.
+//   MAILDIR            required: the maildir of the SMTP server the server sends to (sign-up codes).
 //   LATCHKEY_CWD       optional: working directory of CLI runs (default: a temporary directory).
 //   SCREENSHOT_DIR     optional: where failure screenshots go (default tests/e2e/screenshots/).
 //   IDP_PYTHON         optional: the venv's python (default tests/saml-idp/.venv/bin/python).
@@ -25,7 +26,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,6 +36,7 @@ const env = (name) => { const v = process.env[name]; assert.ok(v, `${name} must 
 const base = env('LATCHKEY_URL').replace(/\/$/, '');
 const latchkeyBin = env('LATCHKEY_BIN');
 const latchkeyEnv = JSON.parse(env('LATCHKEY_ENV_JSON'));
+const maildir = env('MAILDIR');
 const shots = process.env.SCREENSHOT_DIR || new URL('./screenshots/', import.meta.url).pathname;
 const idpDir = new URL('../saml-idp/', import.meta.url).pathname;
 const idpPython = process.env.IDP_PYTHON || join(idpDir, '.venv/bin/python');
@@ -76,6 +78,43 @@ const idOf = (obj, ...keys) => {
   for (const k of [...keys, 'id']) if (obj && typeof obj[k] === 'string') return obj[k];
   throw new Error(`no ${[...keys, 'id'].join('/')} in ${JSON.stringify(obj)}`);
 };
+
+// --------------------------------------------------------------------------- mail
+
+/** Decodes the text/plain part of a raw MIME message (quoted-printable, base64 or plain). */
+function textPart(raw) {
+  const boundary = /boundary="?([^";\r\n]+)"?/i.exec(raw)?.[1];
+  const parts = boundary ? raw.split(`--${boundary}`) : [raw];
+  for (const part of parts) {
+    if (!/content-type:\s*text\/plain/i.test(part)) continue;
+    const [head, ...rest] = part.split(/\r?\n\r?\n/);
+    const body = rest.join('\n\n');
+    const encoding = /content-transfer-encoding:\s*([\w-]+)/i.exec(head)?.[1]?.toLowerCase();
+    if (encoding === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+    if (encoding === 'quoted-printable') {
+      return body.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    }
+    return body;
+  }
+  return raw;
+}
+
+/** Waits for a mail to `to` in the maildir and returns its decoded text part. */
+async function waitForMail(to, timeoutMs = 30000) {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    for (const dir of ['new', 'cur']) {
+      let files = [];
+      try { files = readdirSync(join(maildir, dir)); } catch { continue; }
+      for (const f of files) {
+        const raw = readFileSync(join(maildir, dir, f), 'utf8');
+        if (raw.toLowerCase().includes(`to: ${to}`) || raw.toLowerCase().includes(`<${to}>`)) return textPart(raw);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no mail to ${to} within ${timeoutMs} ms`);
+}
 
 // --------------------------------------------------------------------------- the test IdP
 
@@ -284,6 +323,20 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/**
+ * The newest SAML audit events of the server's store (reasons of refusals), for failure
+ * reports. SQLite stores only (the default of LATCHKEY_DATA_DIR); empty otherwise.
+ */
+function samlAudit(limit = 8) {
+  const dir = latchkeyEnv.LATCHKEY_DATA_DIR;
+  if (!dir || latchkeyEnv.LATCHKEY_DATABASE_URL) return [];
+  const py = "import sqlite3,sys,json;c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True);" +
+    "print(json.dumps(c.execute(\"select occurred_at,action,target_id,data from audit_events where action like 'saml.%' " +
+    "order by occurred_at desc, id desc limit ?\",(int(sys.argv[2]),)).fetchall()))";
+  const out = spawnSync('python3', ['-c', py, join(dir, 'latchkey.db'), String(limit)], { encoding: 'utf8' });
+  return out.status === 0 ? JSON.parse(out.stdout) : [`(audit unreadable: ${out.stderr.trim()})`];
+}
+
 /** Wraps a test body: on failure, screenshots of every open page. */
 function flow(name, body) {
   test(name, async () => {
@@ -298,6 +351,7 @@ function flow(name, body) {
           console.error(`page ${file}: ${p.url()}`);
         }
       }
+      for (const e of samlAudit()) console.error(`audit: ${JSON.stringify(e)}`);
       throw e;
     } finally {
       for (const ctx of browser.contexts()) await ctx.close().catch(() => {});
@@ -513,7 +567,25 @@ flow('enforcement: identifier-first goes to the IdP, password sign-in is refused
   const domain = `${domainTag}-${run}.example`;
   cli('orgs', 'domains', 'add', orgId, domain, '--verified');
   const email = `kit@${domain}`;
-  const existing = cli('users', 'add', '--email', email, '--password', 'kit password before sso');
+  // Signed up on the hosted pages (a verified address: only such an account is linked, never
+  // one whose owner did not prove the address).
+  const existing = await (async () => {
+    const { context, page } = await fresh();
+    await page.goto(`${base}/sign-up`);
+    await page.getByLabel('Email address').fill(email);
+    await page.getByLabel('Password', { exact: true }).fill('kit password before sso');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.waitForURL(/\/sign-up\/verify/);
+    const code = /\b(\d{6})\b/.exec(await waitForMail(email))?.[1];
+    assert.ok(code, 'a sign-up code');
+    await page.getByLabel('Verification code').fill(code);
+    await page.getByRole('button', { name: 'Verify and continue' }).click();
+    await page.waitForURL(/\/account$/);
+    const { body } = await me(context);
+    assert.equal(body.email_verified, true);
+    await context.close();
+    return body;
+  })();
   const connection = cli('connections', 'add-saml', '--org', orgId, '--name', 'IdP enforce', '--metadata-url', idp.metadataUrl);
   await idp.addSp({ url: connection.metadata_url });
   await idp.setUser('kit', person('kit', domain));
@@ -562,8 +634,11 @@ flow('enforcement: identifier-first goes to the IdP, password sign-in is refused
     await context.close();
   }
 
-  // Identifier-first on the hosted page lands at the IdP.
+  // Identifier-first on the hosted page lands at the IdP. The form's redirects fall under the
+  // sign-in page's form-action, so the hop to the IdP must not be a redirect (regression).
   const { context, page } = await fresh();
+  const cspViolations = [];
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
   await page.goto(`${base}/account`);
   await page.waitForURL(/\/sign-in/);
   await page.getByLabel('Email address').fill(email);
@@ -571,6 +646,8 @@ flow('enforcement: identifier-first goes to the IdP, password sign-in is refused
   await page.waitForURL((u) => u.href.startsWith(`${idp.url}/idp/`));
   const req = await lastOf(idp, 'AuthnRequest');
   assert.equal(req.issuer, `${base}/saml/${connection.connection_id}`);
+  assert.equal(req.signature_valid, true, 'the AuthnRequest survives the navigation page intact');
+  assert.deepEqual(cspViolations, []);
   await idpLogin(page, idp.url, 'kit');
   await page.waitForURL((u) => u.href.startsWith(base) && !u.pathname.startsWith('/saml/'));
   const body = await expectSignedIn(context, connection, email);

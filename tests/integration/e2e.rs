@@ -141,22 +141,29 @@ async fn saml_flows_in_chromium() {
         "the SAML test IdP is not installed: run ./scripts/test"
     );
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let smtp = SmtpSink::start(None).await;
     let data = data_dir();
-    let node =
-        TestServer::start(data.path(), &db, &[("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", "true")])
-            .await;
+    let settings =
+        [("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", "true"), ("LATCHKEY_SMTP_URL", &smtp.url())];
+    let node = TestServer::start(data.path(), &db, &settings).await;
+    let maildir = smtp.maildir();
     let env_json = serde_json::to_string(&node.env).unwrap();
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let base = node.base_url.clone();
     let script = dir.join("saml-flow.mjs");
+    // SAML_E2E_ONLY=<regex> runs only the flows whose names match (when working on one).
+    let only = std::env::var("SAML_E2E_ONLY").ok();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("--test")
-            .arg("--test-reporter=spec")
-            .arg(script)
+        let mut node = Command::new("node");
+        node.arg("--test").arg("--test-reporter=spec");
+        if let Some(only) = only {
+            node.arg(format!("--test-name-pattern={only}"));
+        }
+        node.arg(script)
             .env("LATCHKEY_URL", base)
             .env("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey"))
             .env("LATCHKEY_ENV_JSON", env_json)
+            .env("MAILDIR", maildir)
             .env("SCREENSHOT_DIR", &screenshots)
             .output()
             .expect("run node")

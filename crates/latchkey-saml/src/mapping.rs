@@ -63,7 +63,13 @@ impl Default for AttributeMapping {
             given_name: names(&["givenName", "urn:oid:2.5.4.42"]),
             family_name: names(&["sn", "surname", "urn:oid:2.5.4.4"]),
             display_name: names(&["displayName", "urn:oid:2.16.840.1.113730.3.1.241"]),
-            groups: names(&["groups", "memberOf"]),
+            // isMemberOf is eduPerson's group attribute, sent by its OID under SAML2int.
+            groups: names(&[
+                "groups",
+                "memberOf",
+                "isMemberOf",
+                "urn:oid:1.3.6.1.4.1.5923.1.5.1.1",
+            ]),
             subject: None,
         }
     }
@@ -291,6 +297,12 @@ mod tests {
         assert_eq!(m.family_name.as_deref(), Some("Sur"));
         assert_eq!(m.display_name.as_deref(), Some("Display"));
         assert_eq!(m.groups, ["cn=a"]);
+        let a = assertion(
+            nid("u1", NAMEID_PERSISTENT),
+            &[("urn:oid:1.3.6.1.4.1.5923.1.5.1.1", &["admins", "staff"])],
+        );
+        let m = map_identity(&a, &AttributeMapping::default()).unwrap();
+        assert_eq!(m.groups, ["admins", "staff"]);
     }
 
     #[test]
