@@ -21,7 +21,7 @@
 // --verified --json`, `connections add-saml --org ORG --name N --metadata-url U
 // [--allow-idp-initiated] [--require-encryption] [--preset P] --json` (connection_id, sp_entity_id,
 // acs_url, metadata_url, login_url), `connections show|enable|disable|delete|refresh-metadata|
-// rotate-sp-key ID --json`, `users add`; GET /saml/{id}/login?return_to=…[&binding=post];
+// rotate-sp-key ID --json`; the hosted /sign-in and /sign-up pages; GET /saml/{id}/login?return_to=…[&binding=post];
 // GET /v1/me (401 without a session; the session's method "saml" and connection_id).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -244,16 +244,27 @@ const isAcs = (r) => r.request().method() === 'POST' && /\/saml\/[^/]+\/acs$/.te
 
 /**
  * Runs `action`, which ends with the IdP posting a Response to the ACS, and checks that Latchkey
- * refused it: an error page (status ≥ 400) naming a reference ID, and no session.
+ * refused it: an error page (status ≥ 400) naming a reference ID, no session, and (SQLite
+ * stores) the audited refusal with that reference giving `reason`.
  */
-async function expectAcsRefusal(page, context, action, what) {
+async function expectAcsRefusal(page, context, action, what, reason) {
   const acs = page.waitForResponse(isAcs);
   await action();
   const res = await acs;
   assert.ok(res.status() >= 400, `${what}: ACS answered ${res.status()} (expected a refusal)`);
   await page.waitForLoadState('load');
-  assert.match(await page.locator('body').innerText(), /reference/i, `${what}: the error page names no reference ID`);
+  const text = await page.locator('body').innerText();
+  const reference = /\bref_[0-9a-z]+/.exec(text)?.[0];
+  assert.ok(reference, `${what}: the error page names no reference ID: ${text}`);
   await expectSignedOut(context);
+  if (reason && sqliteStore) {
+    const audited = samlAudit(50)
+      .filter(([, action]) => action === 'saml.response_rejected')
+      .map(([, , , data]) => JSON.parse(data))
+      .find((d) => d.reference === reference);
+    assert.ok(audited, `${what}: no audited refusal ${reference}`);
+    assert.equal(audited.reason, reason, `${what}: audited reason (${JSON.stringify(audited)})`);
+  }
 }
 
 /** Polls `fn` until it returns a truthy value (the IdP and Latchkey log asynchronously to us). */
@@ -327,9 +338,10 @@ after(async () => {
  * The newest SAML audit events of the server's store (reasons of refusals), for failure
  * reports. SQLite stores only (the default of LATCHKEY_DATA_DIR); empty otherwise.
  */
+const sqliteStore = Boolean(latchkeyEnv.LATCHKEY_DATA_DIR && !latchkeyEnv.LATCHKEY_DATABASE_URL);
 function samlAudit(limit = 8) {
   const dir = latchkeyEnv.LATCHKEY_DATA_DIR;
-  if (!dir || latchkeyEnv.LATCHKEY_DATABASE_URL) return [];
+  if (!sqliteStore) return [];
   const py = "import sqlite3,sys,json;c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True);" +
     "print(json.dumps(c.execute(\"select occurred_at,action,target_id,data from audit_events where action like 'saml.%' " +
     "order by occurred_at desc, id desc limit ?\",(int(sys.argv[2]),)).fetchall()))";
@@ -432,7 +444,7 @@ flow('response signed, assertion signed, both', async () => {
     // Neither signed: refused.
     await idp.config({ response: { sign_response: false, sign_assertion: false } });
     const { context, page } = await fresh();
-    await expectAcsRefusal(page, context, () => startSignIn(page, main, 'dee'), 'unsigned response');
+    await expectAcsRefusal(page, context, () => startSignIn(page, main, 'dee'), 'unsigned response', 'unsigned');
   } finally {
     await idp.config({ response: { sign_response: true, sign_assertion: true } });
   }
@@ -444,7 +456,7 @@ flow('RSA-SHA1 signatures are refused by default', async () => {
   await idp.config({ response: { sign_alg: 'rsa-sha1' } });
   try {
     const { context, page } = await fresh();
-    await expectAcsRefusal(page, context, () => startSignIn(page, main, 'eli'), 'RSA-SHA1 response');
+    await expectAcsRefusal(page, context, () => startSignIn(page, main, 'eli'), 'RSA-SHA1 response', 'algorithm_not_allowed');
   } finally {
     await idp.config({ response: { sign_alg: 'rsa-sha256' } });
   }
@@ -456,7 +468,7 @@ flow('encrypted assertions: accepted, and required when the connection says so',
   await idp.setUser('fay', person('fay', enc.domain));
   // Plain assertion to a connection requiring encryption: refused.
   let { context, page } = await fresh();
-  await expectAcsRefusal(page, context, () => startSignIn(page, enc, 'fay'), 'unencrypted assertion');
+  await expectAcsRefusal(page, context, () => startSignIn(page, enc, 'fay'), 'unencrypted assertion', 'encryption_required');
   await context.close();
   // Signed, then encrypted (AES-256-GCM, RSA-OAEP), as Entra ID and Okta do; then AES-128-CBC
   // without an inner signature (the Response signature covers the EncryptedAssertion).
@@ -519,7 +531,7 @@ flow('IdP-initiated SSO: refused by default, allowed when enabled (landing page 
   // The main connection does not allow IdP-initiated SSO.
   let { context, page } = await fresh();
   const initiate = (conn, relay) => `${idp.url}/idp/initiate?${new URLSearchParams({ sp: conn.sp_entity_id, user: 'ivy', relay_state: relay })}`;
-  await expectAcsRefusal(page, context, () => page.goto(initiate(main, '/account')), 'unsolicited response');
+  await expectAcsRefusal(page, context, () => page.goto(initiate(main, '/account')), 'unsolicited response', 'unsolicited_not_allowed');
   await context.close();
 
   const open = await setUpConnection('idpinit', { flags: ['--allow-idp-initiated'] });
@@ -528,13 +540,14 @@ flow('IdP-initiated SSO: refused by default, allowed when enabled (landing page 
   await page.goto(initiate(open, 'https://evil.example/steal'));
   await page.waitForURL((u) => u.href.startsWith(base) && !u.pathname.startsWith('/saml/'));
   assert.ok(page.url().startsWith(base), `RelayState redirected off-site: ${page.url()}`);
+  assert.equal(new URL(page.url()).pathname, '/account', 'IdP-initiated sign-in lands on the fixed page');
   await expectSignedIn(context, open, `ivy@${open.domain}`);
   await context.close();
 
   // Even when allowed, an unsolicited response that carries an InResponseTo is refused.
   ({ context, page } = await fresh());
   const withIrt = `${initiate(open, '/account')}&in_response_to=_forged${run}`;
-  await expectAcsRefusal(page, context, () => page.goto(withIrt), 'unsolicited response with InResponseTo');
+  await expectAcsRefusal(page, context, () => page.goto(withIrt), 'unsolicited response with InResponseTo', 'in_response_to_unknown');
 });
 
 flow('just-in-time provisioning, then profile and role updates on the next sign-in', async () => {
@@ -685,7 +698,7 @@ flow('metadata-URL refresh across an IdP key rollover', async () => {
   // Unannounced rollover: refused until the metadata is refreshed.
   await roll.rotate({ stage: 'switch', only_new: true });
   const { context, page } = await fresh();
-  await expectAcsRefusal(page, context, () => startSignIn(page, conn, 'lee', { idpUrl: roll.url }), 'signature by an unknown key');
+  await expectAcsRefusal(page, context, () => startSignIn(page, conn, 'lee', { idpUrl: roll.url }), 'signature by an unknown key', 'bad_signature');
   await context.close();
   const refreshed = cli('connections', 'refresh-metadata', conn.connection_id);
   assert.ok(refreshed, 'refresh-metadata answers JSON');
@@ -721,7 +734,7 @@ flow('disabling the connection ends its sessions; enabling lets sign-in back; de
   const other = await fresh();
   const started = await other.page.goto(`${life.login_url}?return_to=%2Faccount`);
   if (other.page.url().startsWith(`${idp.url}/idp/`)) {
-    await expectAcsRefusal(other.page, other.context, () => idpLogin(other.page, idp.url, 'ned'), 'sign-in through a disabled connection');
+    await expectAcsRefusal(other.page, other.context, () => idpLogin(other.page, idp.url, 'ned'), 'sign-in through a disabled connection', 'connection_disabled');
   } else {
     assert.ok(started.status() >= 400, `login through a disabled connection answered ${started.status()} at ${other.page.url()}`);
     await expectSignedOut(other.context);
@@ -740,7 +753,7 @@ flow('disabling the connection ends its sessions; enabling lets sign-in back; de
     await idpLogin(late.page, idp.url, 'ned');
     await late.page.locator('#continue').waitFor();
     cli('connections', 'disable', life.connection_id);
-    await expectAcsRefusal(late.page, late.context, () => late.page.locator('#continue').click(), 'response to a disabled connection');
+    await expectAcsRefusal(late.page, late.context, () => late.page.locator('#continue').click(), 'response to a disabled connection', 'connection_disabled');
     await late.context.close();
   } finally {
     await idp.config({ response: { auto_submit: true } });
@@ -775,10 +788,9 @@ flow('single logout, SP-initiated: signing out of Latchkey signs out at the IdP'
   assert.equal(lreq.error, null);
   assert.equal(lreq.schema_error, null, 'the LogoutRequest is valid against the SAML 2.0 schema');
   await eventually(async () => (await idp.log('LogoutResponseSent')).some((e) => e.in_response_to === lreq.id), 'the LogoutResponse');
-  // The IdP's LogoutResponse brings the browser back to Latchkey (redirects commit only the
-  // final page, so wait for the URL to leave /account), signed out.
-  await eventually(async () => page.url().startsWith(base) && new URL(page.url()).pathname !== '/account', 'the page after logout');
-  await page.waitForLoadState('load');
+  // The sign-out page hands over to the IdP (meta refresh); the IdP's LogoutResponse brings the
+  // browser back to Latchkey's SLO endpoint, which lands on the sign-in page, signed out.
+  await page.waitForURL(`${base}/sign-in?signed_out=1`);
   await expectSignedOut(context);
 });
 

@@ -176,5 +176,7 @@ async fn saml_flows_in_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "SAML browser flows failed:\n{report}");
+    assert!(!report.contains("ℹ pass 0"), "no SAML browser flow ran:\n{report}");
+    eprintln!("{report}");
     node.stop().await;
 }
