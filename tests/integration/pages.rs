@@ -107,6 +107,14 @@ impl Browser {
     }
 }
 
+/// Where a page that navigates by itself (meta refresh) sends the browser.
+pub fn refresh_target(html: &str) -> String {
+    let marker = "content=\"0;url=";
+    let start = html.find(marker).unwrap_or_else(|| panic!("no refresh in {html}")) + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end].replace("&amp;", "&")
+}
+
 pub fn csrf_in(html: &str) -> String {
     let marker = "name=\"csrf_token\" value=\"";
     let start =

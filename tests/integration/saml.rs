@@ -703,8 +703,9 @@ async fn openidconnect_relying_party_through_a_saml_sign_in() {
             &[("csrf_token", &csrf), ("email", "ada@corp.example"), ("return_to", &return_to)],
         )
         .await;
-    assert_eq!(status, 303, "identifier-first sends the domain to its IdP: {body}");
-    let to_login = to_login.unwrap();
+    assert_eq!(status, 200, "identifier-first sends the domain to its IdP: {body}");
+    assert!(to_login.is_none());
+    let to_login = crate::pages::refresh_target(&body);
     assert!(
         to_login.starts_with(&format!("/saml/{}/login", f.connection.connection_id)),
         "{to_login}"
@@ -771,3 +772,100 @@ async fn openidconnect_relying_party_through_a_saml_sign_in() {
     assert_eq!(raw["org_role"], "admin");
     f.node.stop().await;
 }
+
+/// The operator's CLI: organisations, operator-verified domains and connections, with the JSON
+/// fields the issue names and the usual exit codes.
+#[test]
+fn cli_sets_up_and_manages_a_saml_connection() {
+    use crate::support::latchkey;
+    let cwd = data_dir();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = latchkey(cwd.path(), &[]).args(args).arg("--json").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let idp = TestIdp::generate(IDP_ENTITY);
+    std::fs::write(cwd.path().join("idp.pem"), &idp.cert_pem).unwrap();
+    let org = run(&["orgs", "create", "--name", "Acme Corp"]);
+    let org_id = org["org_id"].as_str().unwrap().to_owned();
+    assert!(org_id.starts_with("org_"));
+    let domain = run(&["orgs", "domains", "add", "acme-corp", "acme.example", "--verified"]);
+    assert!(domain.to_string().contains("acme.example"), "{domain}");
+    let c = run(&[
+        "connections",
+        "add-saml",
+        "--org",
+        &org_id,
+        "--name",
+        "Okta",
+        "--idp-entity-id",
+        IDP_ENTITY,
+        "--sso-url",
+        IDP_SSO,
+        "--cert-file",
+        "idp.pem",
+        "--preset",
+        "okta",
+        "--allow-idp-initiated",
+        "--group-role",
+        "admins=admin",
+    ]);
+    let id = c["connection_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("con_"));
+    let base = format!("http://127.0.0.1:8080/saml/{id}");
+    assert_eq!(c["sp_entity_id"], base.as_str());
+    assert_eq!(c["acs_url"], format!("{base}/acs").as_str());
+    assert_eq!(c["metadata_url"], format!("{base}/metadata").as_str());
+    assert_eq!(c["login_url"], format!("{base}/login").as_str());
+    assert_eq!(c["options"]["allow_idp_initiated"], true);
+    assert_eq!(c["options"]["group_roles"]["admins"], "admin");
+    assert_eq!(c["idp_certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(run(&["connections", "show", &id])["connection_id"], id.as_str());
+    assert_eq!(run(&["connections", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(run(&["connections", "disable", &id])["enabled"], false);
+    assert_eq!(run(&["connections", "enable", &id])["enabled"], true);
+    let rotated = run(&["connections", "rotate-sp-key", &id]);
+    assert_eq!(rotated["sp_certificates"].as_array().unwrap().len(), 2);
+    assert_eq!(run(&["connections", "delete", &id])["deleted"], true);
+    let out = latchkey(cwd.path(), &[]).args(["connections", "show", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "a missing connection");
+    // Metadata without a signing certificate: a usage error that says why.
+    std::fs::write(cwd.path().join("bare.xml"), idp_metadata(&[])).unwrap();
+    let out = latchkey(cwd.path(), &[])
+        .args(["connections", "add-saml", "--org", &org_id, "--name", "Bare"])
+        .args(["--metadata-file", "bare.xml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signing certificate"));
+    let help = latchkey(cwd.path(), &[]).args(["connections", "add-saml", "--help"]).output();
+    assert!(String::from_utf8_lossy(&help.unwrap().stdout).contains("--metadata-url"));
+}
+
+/// An account on the domain whose address nobody verified is claimed by the domain's own IdP:
+/// linked, verified, and stripped of what its unproven creator set up (password, sessions).
+async fn the_domain_idp_claims_an_unverified_account(backend: Backend) {
+    let Some(f) = fixture(backend, ConnectionOptions::default()).await else { return };
+    let squatter = f.node.user("ada@corp.example").await;
+    assert!(!squatter.email_verified);
+    let (_, secret) = f.node.session(&squatter).await;
+    let b = browser();
+    sign_in_via_idp(&f, &b, "ada@corp.example").await;
+    let me = me(&f, &b).await.unwrap();
+    assert_eq!(me["id"], squatter.id.as_str());
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(f.node.token_request(&secret).await.status(), 401, "the old session ended");
+    // Even with the connection gone, the squatter's password is gone too.
+    let core = &f.node.core;
+    core.saml.delete(&f.connection.connection_id, &Actor::cli()).await.unwrap();
+    let err = core
+        .sign_in
+        .sign_in_with_password("ada@corp.example", "correct horse battery", &Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, latchkey_core::Error::Unauthenticated(_)), "{err}");
+    let events = audit::recent(core.store.db(), 50).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "user.claimed_by_identity_provider"));
+    f.node.stop().await;
+}
+on_both_backends!(the_domain_idp_claims_an_unverified_account);

@@ -81,7 +81,9 @@ impl JobRunner {
         let runner = self.clone();
         tracing::info!("{}", self.mail.describe_transport());
         tokio::spawn(async move {
-            let mut last_purge: Option<tokio::time::Instant> = None;
+            // The first purge waits an interval: right after start-up there is little to purge,
+            // and a purge racing the first requests would be surprising.
+            let mut last_purge = Some(tokio::time::Instant::now());
             let mut last_metadata_check: Option<tokio::time::Instant> = None;
             loop {
                 if let Err(e) = runner.run_due().await {

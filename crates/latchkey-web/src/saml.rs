@@ -86,13 +86,6 @@ pub struct LoginQuery {
     binding: Option<String>,
 }
 
-/// Whether this start was reached from one of our own pages, such as the identifier-first
-/// sign-in form's redirect. Browsers apply a submitting page's `form-action` to the redirects
-/// that follow, so a redirect on to the IdP would be blocked there: a page navigates instead.
-fn from_our_pages(req: &HttpRequest) -> bool {
-    req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"same-origin")
-}
-
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -105,9 +98,6 @@ async fn login(
     let start = state.core.saml.start_login(&path, &return_to, &browser, prefer_post).await?;
     let cookie = pending::binding_cookie(&state, &browser);
     let mut res = match start {
-        LoginStart::Redirect(url) if from_our_pages(&req) => {
-            crate::oidc::navigate_page(&url, "Continuing to your identity provider")
-        }
         LoginStart::Redirect(url) => {
             HttpResponse::Found().insert_header((header::LOCATION, url)).finish()
         }

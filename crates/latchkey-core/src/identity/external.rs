@@ -41,6 +41,11 @@ pub struct LinkPolicy {
     /// The provider is the source of truth for the profile: every sign-in copies its names
     /// onto the linked account.
     pub refresh_profile: bool,
+    /// The provider speaks for the address's whole domain (an organisation's connection for a
+    /// domain it verified): it may claim an account whose address nobody verified yet. The
+    /// claim takes the account over cleanly (see `users::claim_unverified`), since whoever made
+    /// it never proved the address.
+    pub domain_authority: bool,
 }
 
 /// Why an identity cannot sign in.
@@ -106,7 +111,7 @@ pub fn decide(
         Some(a) => {
             let may_link = policy.link_verified_email
                 && up.email_verified
-                && a.email_verified
+                && (a.email_verified || policy.domain_authority)
                 && !a.has_identity_at_issuer;
             if may_link {
                 LinkVerdict::LinkExisting(a.user_id.clone())
@@ -267,8 +272,12 @@ mod tests {
         }
     }
 
-    const OPEN: LinkPolicy =
-        LinkPolicy { provision: true, link_verified_email: true, refresh_profile: false };
+    const OPEN: LinkPolicy = LinkPolicy {
+        provision: true,
+        link_verified_email: true,
+        refresh_profile: false,
+        domain_authority: false,
+    };
 
     #[test]
     fn an_existing_link_wins_over_everything() {
@@ -309,6 +318,15 @@ mod tests {
         // The connection does not link by address.
         let no_link = LinkPolicy { link_verified_email: false, ..OPEN };
         assert_eq!(verdict(account(true, false), true, no_link), taken);
+        // The domain's own connection claims an account nobody verified, but never one that
+        // already has an identity there.
+        let authority = LinkPolicy { domain_authority: true, ..OPEN };
+        assert_eq!(
+            verdict(account(false, false), true, authority),
+            LinkVerdict::LinkExisting("usr_1".into())
+        );
+        assert_eq!(verdict(account(false, true), true, authority), taken);
+        assert_eq!(verdict(account(false, false), false, authority), taken);
     }
 
     #[test]

@@ -409,3 +409,40 @@ pub(crate) async fn refresh_profile<C: ConnectionTrait>(
     audit::record(txn, now, &Actor::system(), "user.profile_updated", Some(user_id), data).await?;
     Store::bump_revision(txn).await
 }
+
+/// An identity provider that speaks for the address's domain claimed an account whose address
+/// was never verified. Whoever created it never proved the address, so nothing they set up may
+/// survive: the address becomes verified, the password is removed and every session ends.
+pub(crate) async fn claim_unverified<C: ConnectionTrait>(
+    txn: &C,
+    user_id: &str,
+    email: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    if let Some(email) = email {
+        mark_email_verified(txn, user_id, email, now).await?;
+    }
+    let removed = password_credential::Entity::delete_many()
+        .filter(password_credential::Column::UserId.eq(user_id))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    let ended = crate::identity::sessions::revoke_user_sessions(
+        txn,
+        user_id,
+        "claimed_by_identity_provider",
+        now,
+    )
+    .await?;
+    let data = json!({ "password_removed": removed > 0, "sessions_ended": ended });
+    audit::record(
+        txn,
+        now,
+        &Actor::system(),
+        "user.claimed_by_identity_provider",
+        Some(user_id),
+        data,
+    )
+    .await?;
+    Store::bump_revision(txn).await
+}

@@ -235,6 +235,9 @@ impl SignInService {
             }
             LinkVerdict::LinkExisting(user_id) => {
                 external::link(txn, &user_id, up, connection_id, now).await?;
+                if by_email.as_ref().is_some_and(|a| !a.email_verified) {
+                    users::claim_unverified(txn, &user_id, up.email.as_deref(), now).await?;
+                }
                 Ok(Resolved { user_id, created: false, linked: true })
             }
             LinkVerdict::Provision => {

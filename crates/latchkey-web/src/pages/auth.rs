@@ -81,7 +81,11 @@ pub async fn sign_in_identify(
     match state.core.sign_in.route(email).await {
         Ok(SignInRoute::Enterprise { connection }) => {
             let hint = latchkey_core::infra::email::normalize_email(email)?;
-            Ok(see_other(&enterprise_start(&connection.start_path, &hint, &return_to)))
+            // A page that navigates, not a 303: browsers apply this form's `form-action` to
+            // every redirect that follows the submission, and the connection's start
+            // redirects on to the IdP's origin.
+            let start = enterprise_start(&connection.start_path, &hint, &return_to);
+            Ok(crate::oidc::navigate_page(&start, "Continuing to your organisation's sign-in"))
         }
         Ok(SignInRoute::Password) => render(
             &state,

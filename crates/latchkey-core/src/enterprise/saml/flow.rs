@@ -334,8 +334,12 @@ impl SamlService {
             family_name: mapped.family_name.clone(),
             name: mapped.display_name.clone(),
         };
-        let policy =
-            LinkPolicy { provision: true, link_verified_email: true, refresh_profile: true };
+        let policy = LinkPolicy {
+            provision: true,
+            link_verified_email: true,
+            refresh_profile: true,
+            domain_authority: true,
+        };
         Ok(Verified {
             method: AuthMethod::Saml { connection_id: model.id.clone() },
             subject: VerifiedSubject::Upstream { identity, policy },
