@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use actix_web::{
-    HttpRequest, HttpResponse,
+    FromRequest, HttpRequest, HttpResponse,
     http::{StatusCode, header},
     web,
 };
@@ -26,6 +26,11 @@ use crate::{
 /// Most a SAML POST may carry: the 256 KiB SAMLResponse limit plus the form's overhead, so the
 /// field limit itself is what refuses (with an audited reason).
 pub const MAX_SAML_FORM_BYTES: usize = 300 * 1024;
+
+/// SAML posts read, decoded and verified at the same time, per process. A 256 KiB response
+/// costs about a megabyte while it is parsed and verified; later posts wait (unread, in their
+/// sockets) for a permit, so memory stays bounded under a flood of large responses.
+pub const MAX_SAML_IN_FLIGHT: usize = 8;
 
 /// The one script a page of ours runs: submitting the POST-binding form.
 const AUTO_SUBMIT: &str = "document.forms[0].submit();";
@@ -122,8 +127,19 @@ async fn acs(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    form: web::Form<AcsForm>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, PageError> {
+    // The body is read only once a permit is held (see MAX_SAML_IN_FLIGHT).
+    let _permit = state.saml_permits.acquire().await.map_err(|_| PageError::internal())?;
+    let Ok(form) = web::Form::<AcsForm>::from_request(&req, &mut payload.into_inner()).await else {
+        state.metrics.saml_response("bad_form");
+        return Ok(message_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in could not be completed",
+            "The identity provider's answer could not be read. Go back and try again.",
+            Some(("/sign-in", "Back to sign-in")),
+        ));
+    };
     let client = client_info(&req);
     let browser = pending::returned_binding(&req, &state);
     let input = AcsInput {

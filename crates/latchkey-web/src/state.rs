@@ -11,6 +11,8 @@ pub struct AppState {
     pub allowed_origins: HashSet<String>,
     pub public_origin: String,
     pub cookie_name: &'static str,
+    /// Large SAML messages read and verified at once (see `saml::MAX_SAML_IN_FLIGHT`).
+    pub saml_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// `__Host-` binds the cookie to our exact origin; browsers accept it only with `Secure`,
@@ -26,6 +28,15 @@ impl AppState {
             core.settings.allowed_origins.iter().cloned().collect();
         allowed_origins.insert(public_origin.clone());
         let cookie_name = session_cookie_name(core.settings.secure_cookies());
-        Self { core, metrics: Metrics::default(), allowed_origins, public_origin, cookie_name }
+        let saml_permits =
+            std::sync::Arc::new(tokio::sync::Semaphore::new(crate::saml::MAX_SAML_IN_FLIGHT));
+        Self {
+            core,
+            metrics: Metrics::default(),
+            allowed_origins,
+            public_origin,
+            cookie_name,
+            saml_permits,
+        }
     }
 }

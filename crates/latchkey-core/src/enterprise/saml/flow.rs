@@ -192,17 +192,23 @@ impl SamlService {
         };
         let pending = self.take_pending(input).await?;
         let assertion = self.verify(&model, input.saml_response, pending.as_ref()).await?;
-        self.consume_assertion_id(&model.id, &assertion).await?;
         let options = connections::options_of(&model)?;
-        let mapped = mapping::map_identity(&assertion, &options.mapping)?;
-        let verified = self.verified_for(&model, &options, &mapped, &assertion).await?;
-        let signed_in = match self.sign_in.complete(verified, input.client).await {
-            Ok(s) => s,
-            Err(e @ (Error::Forbidden(_) | Error::Invalid { .. } | Error::Conflict(_))) => {
-                return Err(Refusal::policy("account_refused", &e.to_string()));
+        let mapped = match mapping::map_identity(&assertion, &options.mapping) {
+            Ok(m) => m,
+            Err(e) => {
+                self.consume_assertion_id(self.store.db(), &model.id, &assertion).await?;
+                return Err(e.into());
             }
-            Err(e) => return Err(Refusal::Store(e)),
         };
+        let verified = match self.verified_for(&model, &options, &mapped, &assertion).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Refused, but spent: the same assertion cannot be tried again later.
+                self.consume_assertion_id(self.store.db(), &model.id, &assertion).await?;
+                return Err(e);
+            }
+        };
+        let signed_in = self.complete_once(&model.id, &assertion, &verified, input.client).await?;
         let return_to = match pending {
             Some((_, return_to)) => return_to,
             None => options.idp_initiated_landing.clone(),
@@ -243,8 +249,13 @@ impl SamlService {
     ) -> std::result::Result<VerifiedAssertion, Refusal> {
         let now = self.store.now();
         let options = connections::options_of(model)?;
-        let keys = sp_keys::live(self.store.db(), &model.id, now).await?;
-        let decryption_keys = sp_keys::decryption_keys(&self.store, &keys)?;
+        // The SP's private keys are unsealed only for a response that carries ciphertext.
+        let decryption_keys = if looks_encrypted(saml_response) {
+            let keys = sp_keys::live(self.store.db(), &model.id, now).await?;
+            sp_keys::decryption_keys(&self.store, &keys)?
+        } else {
+            Vec::new()
+        };
         let certs = connections::stored_certs(model);
         let urls = self.urls(&model.id);
         let expect = ResponseExpectations {
@@ -276,17 +287,62 @@ impl SamlService {
         }
     }
 
+    /// Consumes the assertion ID and completes the sign-in in one transaction (one commit per
+    /// sign-in). A refused completion still consumes the ID, in a transaction of its own.
+    async fn complete_once(
+        &self,
+        connection_id: &str,
+        a: &VerifiedAssertion,
+        verified: &Verified,
+        client: &ClientInfo,
+    ) -> std::result::Result<SignedIn, Refusal> {
+        let mut outcome = self.try_complete(connection_id, a, verified, client).await;
+        // Two first sign-ins of one new identity race to create its account; the loser finds
+        // the winner's link on a second try.
+        if matches!(outcome, Err(Refusal::Store(Error::Conflict(_)))) {
+            outcome = self.try_complete(connection_id, a, verified, client).await;
+        }
+        match outcome {
+            Err(Refusal::Store(
+                e @ (Error::Forbidden(_) | Error::Invalid { .. } | Error::Conflict(_)),
+            )) => {
+                self.consume_assertion_id(self.store.db(), connection_id, a).await?;
+                let data = json!({ "method": verified.method, "reason": e.to_string() });
+                let (now, actor) = (self.store.now(), client.actor_for(None));
+                audit::record(self.store.db(), now, &actor, "sign_in.failed", None, data).await?;
+                Err(Refusal::policy("account_refused", &e.to_string()))
+            }
+            other => other,
+        }
+    }
+
+    async fn try_complete(
+        &self,
+        connection_id: &str,
+        a: &VerifiedAssertion,
+        verified: &Verified,
+        client: &ClientInfo,
+    ) -> std::result::Result<SignedIn, Refusal> {
+        let txn = self.store.begin_write().await?;
+        self.consume_assertion_id(&txn, connection_id, a).await?;
+        let now = self.store.now();
+        let signed_in = self.sign_in.complete_in(&txn, verified, client, None, now).await?;
+        txn.commit().await.map_err(Error::from)?;
+        Ok(signed_in)
+    }
+
     /// Records the assertion ID until the assertion expires: a second use fails on every node,
     /// since the insert of one primary key decides.
-    async fn consume_assertion_id(
+    async fn consume_assertion_id<C: sea_orm::ConnectionTrait>(
         &self,
+        conn: &C,
         connection_id: &str,
         a: &VerifiedAssertion,
     ) -> std::result::Result<(), Refusal> {
         let key = Sha256::digest(format!("{connection_id}\n{}", a.assertion_id).as_bytes());
         let id: String = key.iter().map(|b| format!("{b:02x}")).collect();
         let row = saml_assertion_id::ActiveModel { id: Set(id), expires_at: Set(a.expires_at) };
-        match saml_assertion_id::Entity::insert(row).exec_without_returning(self.store.db()).await {
+        match saml_assertion_id::Entity::insert(row).exec_without_returning(conn).await {
             Ok(_) => Ok(()),
             Err(e) => match e.sql_err() {
                 Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
@@ -368,6 +424,19 @@ impl SamlService {
             .await?
             .is_some())
     }
+}
+
+/// Whether a (base64) response holds an EncryptedAssertion; anything undecodable is left for
+/// the verification to refuse.
+fn looks_encrypted(saml_response: &str) -> bool {
+    use base64::Engine;
+    if saml_response.len() > response::MAX_RESPONSE_BYTES {
+        return false;
+    }
+    let compact: String = saml_response.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .is_ok_and(|xml| xml.windows(18).any(|w| w == b"EncryptedAssertion"))
 }
 
 /// Why the ACS refused, before it is audited.
