@@ -27,10 +27,13 @@ use crate::{
 /// field limit itself is what refuses (with an audited reason).
 pub const MAX_SAML_FORM_BYTES: usize = 300 * 1024;
 
-/// SAML posts read, decoded and verified at the same time, per process. A 256 KiB response
-/// costs about a megabyte while it is parsed and verified; later posts wait (unread, in their
-/// sockets) for a permit, so memory stays bounded under a flood of large responses.
-pub const MAX_SAML_IN_FLIGHT: usize = 8;
+/// SAML posts read, decoded and verified at the same time, per worker thread (at least two). A
+/// 256 KiB response costs several megabytes while it is decoded, parsed and verified (libxml2
+/// and our own reading), and verification is CPU-bound anyway: later posts wait, unread in
+/// their sockets, for a permit, so memory stays bounded under a flood of large responses.
+pub fn max_saml_in_flight(workers: usize) -> usize {
+    workers.max(2)
+}
 
 /// The one script a page of ours runs: submitting the POST-binding form.
 const AUTO_SUBMIT: &str = "document.forms[0].submit();";
@@ -129,7 +132,7 @@ async fn acs(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, PageError> {
-    // The body is read only once a permit is held (see MAX_SAML_IN_FLIGHT).
+    // The body is read only once a permit is held (see `max_saml_in_flight`).
     let _permit = state.saml_permits.acquire().await.map_err(|_| PageError::internal())?;
     let Ok(form) = web::Form::<AcsForm>::from_request(&req, &mut payload.into_inner()).await else {
         state.metrics.saml_response("bad_form");

@@ -11,7 +11,7 @@ pub struct AppState {
     pub allowed_origins: HashSet<String>,
     pub public_origin: String,
     pub cookie_name: &'static str,
-    /// Large SAML messages read and verified at once (see `saml::MAX_SAML_IN_FLIGHT`).
+    /// Large SAML messages read and verified at once (see `saml::max_saml_in_flight`).
     pub saml_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -28,8 +28,9 @@ impl AppState {
             core.settings.allowed_origins.iter().cloned().collect();
         allowed_origins.insert(public_origin.clone());
         let cookie_name = session_cookie_name(core.settings.secure_cookies());
-        let saml_permits =
-            std::sync::Arc::new(tokio::sync::Semaphore::new(crate::saml::MAX_SAML_IN_FLIGHT));
+        let saml_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
+            crate::saml::max_saml_in_flight(core.settings.workers),
+        ));
         Self {
             core,
             metrics: Metrics::default(),

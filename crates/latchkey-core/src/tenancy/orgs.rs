@@ -439,6 +439,10 @@ pub(crate) async fn set_member_role<C: ConnectionTrait>(
     now: i64,
 ) -> Result<()> {
     validate_role(role)?;
+    // Unchanged (most sign-ins): nothing to lock or write.
+    if find_membership(txn, org_id, user_id).await?.is_some_and(|m| m.role == role) {
+        return Ok(());
+    }
     lock_org(txn, org_id).await?;
     let before = match find_membership(txn, org_id, user_id).await? {
         Some(m) if m.role == role => return Ok(()),
@@ -468,6 +472,10 @@ pub(crate) async fn ensure_member<C: ConnectionTrait>(
     now: i64,
 ) -> Result<()> {
     validate_role(role)?;
+    // Already a member (every later sign-in through a connection): nothing to lock or write.
+    if find_membership(txn, org_id, user_id).await?.is_some() {
+        return Ok(());
+    }
     lock_org(txn, org_id).await?;
     if find_membership(txn, org_id, user_id).await?.is_some() {
         return Ok(());
