@@ -869,3 +869,46 @@ async fn the_domain_idp_claims_an_unverified_account(backend: Backend) {
     f.node.stop().await;
 }
 on_both_backends!(the_domain_idp_claims_an_unverified_account);
+
+/// A core that is dropped frees its database connections: no service may hold another in a
+/// reference cycle (the SAML service once did, through the sign-in service's registries, and
+/// every test's pool stayed open until PostgreSQL ran out of connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_core_frees_its_connections() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let data = data_dir();
+    let watcher = crate::support::open_core(data.path(), &db, &[]).await;
+    let count = || async {
+        let row = watcher
+            .store
+            .db()
+            .query_one_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT count(*)::bigint AS n FROM pg_stat_activity WHERE datname = current_database()",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    let before = count().await;
+    for _ in 0..3 {
+        let core = crate::support::open_core(data.path(), &db, &[]).await;
+        // Use a few connections at once, as a busy node does.
+        let actor = Actor::cli();
+        let busy = (0..4).map(|_| core.saml.list(None, &actor));
+        futures_util::future::join_all(busy).await;
+        drop(core);
+    }
+    // Dropped pools close their connections; PostgreSQL sees them go within moments.
+    let mut after = count().await;
+    for _ in 0..50 {
+        if after <= before + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = count().await;
+    }
+    assert!(after <= before + 1, "connections before {before}, after {after}");
+}

@@ -196,7 +196,9 @@ fn enterprise_connections(
         pending.clone(),
         settings,
     )?;
-    sign_in.register_connections(Arc::new(saml.clone()));
+    sign_in.register_connections(Arc::new(enterprise::saml::registry::SamlRegistry::new(
+        store.clone(),
+    )));
     Ok((pending, saml))
 }
 

@@ -3,14 +3,27 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::{SamlService, connections};
+use super::connections;
 use crate::{
     Result,
-    infra::entity::saml_connection,
+    infra::{entity::saml_connection, store::Store},
     sign_in::routing::{BoxFuture, ConnectionRegistry, EnterpriseConnection},
 };
 
-impl ConnectionRegistry for SamlService {
+/// SAML's part in routing. It holds only the store: the sign-in service keeps its registries,
+/// so a registry holding the sign-in service (as `SamlService` does) would be a reference
+/// cycle that never frees the store.
+pub struct SamlRegistry {
+    store: Store,
+}
+
+impl SamlRegistry {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl ConnectionRegistry for SamlRegistry {
     fn connection_for<'a>(
         &'a self,
         org_id: &'a str,
