@@ -147,6 +147,7 @@ impl TestServer {
             auth_method: latchkey_core::identity::method::AuthMethod::Operator,
             client_ip: Some("127.0.0.1".into()),
             user_agent: Some("tests".into()),
+            ..Default::default()
         };
         let (s, secret) = self.core.sessions.create(&user.id, origin, &Actor::cli()).await.unwrap();
         (s.id, secret)

@@ -104,6 +104,7 @@ impl MintFixture {
                 auth_method: latchkey_core::identity::method::AuthMethod::Password,
                 client_ip: Some("127.0.0.1".into()),
                 user_agent: Some("criterion".into()),
+                ..Default::default()
             };
             let (_session, secret) = core.sessions.create(&user.id, origin, &Actor::cli()).await?;
             // The first mint loads the session snapshot and the signer; later ones hit the caches

@@ -205,6 +205,7 @@ async fn manage_sessions(core: &Latchkey, command: SessionsCommand, actor: &Acto
                 auth_method: latchkey_core::identity::method::AuthMethod::Operator,
                 client_ip: None,
                 user_agent: Some("latchkey-cli".into()),
+                ..Default::default()
             };
             let (session, secret) = core.sessions.create(&user.id, origin, actor).await?;
             let cookie = latchkey_web::session_cookie_name(core.settings.secure_cookies());

@@ -59,12 +59,19 @@ pub struct SessionOrigin {
     pub auth_method: AuthMethod,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The organisation active from the start (signed in through its connection).
+    pub active_org_id: Option<String>,
 }
 
 /// An operator's session (`latchkey sessions create`), from nowhere in particular.
 impl Default for SessionOrigin {
     fn default() -> Self {
-        Self { auth_method: AuthMethod::Operator, client_ip: None, user_agent: None }
+        Self {
+            auth_method: AuthMethod::Operator,
+            client_ip: None,
+            user_agent: None,
+            active_org_id: None,
+        }
     }
 }
 
@@ -154,7 +161,7 @@ impl SessionService {
             auth_method: Set(origin.auth_method.to_stored()),
             client_ip: Set(origin.client_ip.clone()),
             user_agent: Set(origin.user_agent.clone()),
-            active_org_id: Set(None),
+            active_org_id: Set(origin.active_org_id.clone()),
             created_at: Set(now),
             last_active_at: Set(now),
             idle_expires_at: Set(now + self.policy.idle_timeout_secs),

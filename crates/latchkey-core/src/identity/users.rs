@@ -376,13 +376,14 @@ pub(crate) async fn find_by_email_in<C: ConnectionTrait>(
 
 /// Copies the names a provider asserts onto the linked account (the provider is the source of
 /// truth for them); audited when anything changed. The address is left alone: it is the
-/// account's own, and a changed address upstream must not move the account.
+/// account's own, and a changed address upstream must not move the account. Returns the
+/// account as it now stands.
 pub(crate) async fn refresh_profile<C: ConnectionTrait>(
     txn: &C,
     user_id: &str,
     up: &crate::identity::external::UpstreamIdentity,
     now: i64,
-) -> Result<()> {
+) -> Result<user::Model> {
     let clean = |v: &Option<String>| {
         v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| s.chars().take(256).collect())
     };
@@ -392,7 +393,7 @@ pub(crate) async fn refresh_profile<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
     if existing.name == name && existing.given_name == given && existing.family_name == family {
-        return Ok(());
+        return Ok(existing);
     }
     let before = json!({
         "name": existing.name, "given_name": existing.given_name,
@@ -404,10 +405,11 @@ pub(crate) async fn refresh_profile<C: ConnectionTrait>(
     am.given_name = Set(given);
     am.family_name = Set(family);
     am.updated_at = Set(now);
-    am.update(txn).await?;
+    let updated = am.update(txn).await?;
     let data = json!({ "before": before, "after": after, "source": "upstream" });
     audit::record(txn, now, &Actor::system(), "user.profile_updated", Some(user_id), data).await?;
-    Store::bump_revision(txn).await
+    Store::bump_revision(txn).await?;
+    Ok(updated)
 }
 
 /// An identity provider that speaks for the address's domain claimed an account whose address

@@ -81,6 +81,8 @@ struct Resolved {
     user_id: String,
     created: bool,
     linked: bool,
+    /// The account as it stands, when resolving already read it.
+    account: Option<user::Model>,
 }
 
 impl SignInService {
@@ -132,10 +134,13 @@ impl SignInService {
     ) -> Result<SignedIn> {
         let resolved = self.resolve(txn, v, client, now).await?;
         let user_id = resolved.user_id.as_str();
-        let account = user::Entity::find_by_id(user_id.to_owned())
-            .one(txn)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        let account = match resolved.account {
+            Some(account) => account,
+            None => user::Entity::find_by_id(user_id.to_owned())
+                .one(txn)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?,
+        };
         if UserStatus::parse(&account.status) != UserStatus::Active {
             return Err(Error::Forbidden("this account is not active".into()));
         }
@@ -154,14 +159,10 @@ impl SignInService {
             auth_method: v.method.clone(),
             client_ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
-        };
-        let (mut session, secret) =
-            self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
-        if let Some(grant) = &v.join {
             // Signed in through an organisation's connection: that organisation is active.
-            set_active_org(txn, &session.id, &grant.org_id).await?;
-            session.active_org_id = Some(grant.org_id.clone());
-        }
+            active_org_id: v.join.as_ref().map(|g| g.org_id.clone()),
+        };
+        let (session, secret) = self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
         if let Some(up) = &v.upstream_session {
             record_upstream_session(txn, &session.id, up, now).await?;
         }
@@ -190,7 +191,7 @@ impl SignInService {
     ) -> Result<Resolved> {
         match &v.subject {
             VerifiedSubject::User(id) => {
-                Ok(Resolved { user_id: id.clone(), created: false, linked: false })
+                Ok(Resolved { user_id: id.clone(), created: false, linked: false, account: None })
             }
             VerifiedSubject::NewAccount { email, password_hash } => {
                 let new =
@@ -198,7 +199,7 @@ impl SignInService {
                 let actor = client.actor_for(None);
                 let u =
                     users::insert_user(txn, new, Some(password_hash.clone()), &actor, now).await?;
-                Ok(Resolved { user_id: u.id, created: true, linked: false })
+                Ok(Resolved { user_id: u.id, created: true, linked: false, account: None })
             }
             VerifiedSubject::Upstream { identity, policy } => {
                 self.resolve_upstream(txn, identity, *policy, &v.method, now).await
@@ -234,17 +235,19 @@ impl SignInService {
                 if let Some(l) = &link {
                     external::touch(txn, &l.id, up.email.as_deref(), now).await?;
                 }
-                if policy.refresh_profile {
-                    users::refresh_profile(txn, &user_id, up, now).await?;
-                }
-                Ok(Resolved { user_id, created: false, linked: false })
+                let account = if policy.refresh_profile {
+                    Some(users::refresh_profile(txn, &user_id, up, now).await?)
+                } else {
+                    None
+                };
+                Ok(Resolved { user_id, created: false, linked: false, account })
             }
             LinkVerdict::LinkExisting(user_id) => {
                 external::link(txn, &user_id, up, connection_id, now).await?;
                 if by_email.as_ref().is_some_and(|a| !a.email_verified) {
                     users::claim_unverified(txn, &user_id, up.email.as_deref(), now).await?;
                 }
-                Ok(Resolved { user_id, created: false, linked: true })
+                Ok(Resolved { user_id, created: false, linked: true, account: None })
             }
             LinkVerdict::Provision => {
                 let new = NewUser {
@@ -257,7 +260,7 @@ impl SignInService {
                 };
                 let u = users::insert_user(txn, new, None, &Actor::system(), now).await?;
                 external::link(txn, &u.id, up, connection_id, now).await?;
-                Ok(Resolved { user_id: u.id, created: true, linked: true })
+                Ok(Resolved { user_id: u.id, created: true, linked: true, account: None })
             }
             LinkVerdict::Refuse(why) => Err(Error::Forbidden(why.message().into())),
         }
@@ -303,17 +306,5 @@ async fn record_upstream_session<C: ConnectionTrait>(
     })
     .exec_without_returning(txn)
     .await?;
-    Ok(())
-}
-
-async fn set_active_org<C: ConnectionTrait>(txn: &C, session_id: &str, org_id: &str) -> Result<()> {
-    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
-
-    use crate::infra::entity::session;
-    session::Entity::update_many()
-        .col_expr(session::Column::ActiveOrgId, Expr::value(org_id))
-        .filter(session::Column::Id.eq(session_id))
-        .exec(txn)
-        .await?;
     Ok(())
 }
