@@ -1,14 +1,13 @@
 //! Who is signed in, as `GET /v1/me` shows it: the account, its memberships and how this
 //! session signed in.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::SignInService;
 use crate::{
     Error, Result,
-    identity::{method::AuthMethod, session_tokens::SessionContext},
-    infra::entity::{membership, organisation, session, user},
+    identity::{method::AuthMethod, session_tokens::SessionContext, subject},
+    tenancy::orgs,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,46 +62,29 @@ impl SignInService {
     /// The signed-in user of an authenticated session.
     pub async fn me(&self, ctx: &SessionContext) -> Result<Me> {
         let db = self.store.db();
-        let account = user::Entity::find_by_id(ctx.user_id.clone())
-            .one(db)
+        let s = subject::load_by_id(db, &ctx.session_id)
             .await?
-            .ok_or(Error::Unauthenticated("the account is gone"))?;
-        let s = session::Entity::find_by_id(ctx.session_id.clone())
-            .one(db)
+            .ok_or(Error::Unauthenticated("the session or its account is gone"))?;
+        let memberships = orgs::user_organisations(db, &s.user.id)
             .await?
-            .ok_or(Error::Unauthenticated("the session is gone"))?;
-        let rows = membership::Entity::find()
-            .filter(membership::Column::UserId.eq(ctx.user_id.clone()))
-            .order_by_asc(membership::Column::CreatedAt)
-            .all(db)
-            .await?;
-        let orgs = organisation::Entity::find()
-            .filter(organisation::Column::Id.is_in(rows.iter().map(|m| m.org_id.clone())))
-            .all(db)
-            .await?;
-        let memberships = rows
             .into_iter()
-            .map(|m| MeMembership {
-                org_name: orgs
-                    .iter()
-                    .find(|o| o.id == m.org_id)
-                    .map(|o| o.name.clone())
-                    .unwrap_or_default(),
-                org_id: m.org_id,
-                role: m.role,
+            .map(|o| MeMembership {
+                org_id: o.organisation.id,
+                org_name: o.organisation.name,
+                role: o.role,
             })
             .collect();
         Ok(Me {
-            id: account.id,
-            email: account.primary_email,
-            email_verified: account.email_verified,
-            name: account.name,
-            given_name: account.given_name,
-            family_name: account.family_name,
-            memberships,
-            session_id: s.id,
+            authentication: SessionMethod::from(&AuthMethod::from_stored(&s.session.auth_method)),
+            session_id: s.session.id,
             active_org_id: ctx.org_id.clone(),
-            authentication: SessionMethod::from(&AuthMethod::from_stored(&s.auth_method)),
+            id: s.user.id,
+            email: s.user.primary_email,
+            email_verified: s.user.email_verified,
+            name: s.user.name,
+            given_name: s.user.given_name,
+            family_name: s.user.family_name,
+            memberships,
         })
     }
 }

@@ -244,24 +244,7 @@ impl OrgService {
 
     /// The organisations a user belongs to, with their role, oldest membership first.
     pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<UserOrganisation>> {
-        let memberships = self.memberships_of_user(user_id).await?;
-        if memberships.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut orgs: HashMap<String, organisation::Model> = organisation::Entity::find()
-            .filter(organisation::Column::Id.is_in(memberships.iter().map(|m| m.org_id.clone())))
-            .all(self.store.db())
-            .await?
-            .into_iter()
-            .map(|o| (o.id.clone(), o))
-            .collect();
-        Ok(memberships
-            .into_iter()
-            .filter_map(|m| {
-                orgs.remove(&m.org_id)
-                    .map(|o| UserOrganisation { organisation: o.into(), role: m.role })
-            })
-            .collect())
+        user_organisations(self.store.db(), user_id).await
     }
 
     /// The organisation's members with their email and name, oldest first.
@@ -428,6 +411,35 @@ impl OrgService {
 
 /// Makes `user_id` a member with `role` unless they already are one (an existing member keeps
 /// their role), in the caller's transaction: the membership an enterprise connection grants.
+/// The organisations `user_id` belongs to, with their role in each, oldest membership first.
+pub(crate) async fn user_organisations<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+) -> Result<Vec<UserOrganisation>> {
+    let memberships = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .all(conn)
+        .await?;
+    if memberships.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut orgs: HashMap<String, organisation::Model> = organisation::Entity::find()
+        .filter(organisation::Column::Id.is_in(memberships.iter().map(|m| m.org_id.clone())))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id.clone(), o))
+        .collect();
+    Ok(memberships
+        .into_iter()
+        .filter_map(|m| {
+            orgs.remove(&m.org_id)
+                .map(|o| UserOrganisation { organisation: o.into(), role: m.role })
+        })
+        .collect())
+}
+
 /// Makes `user_id` a member of `org_id` with exactly `role`, as an enterprise connection that
 /// maps the IdP's groups decides: joins, or changes the role (either way), audited when it
 /// changes anything.
