@@ -1,27 +1,31 @@
-//! Every Content-Security-Policy Latchkey sends, built in one place. No response runs script,
-//! loads anything from elsewhere, may be framed or may rebase its URLs; policies differ only in
+//! Every Content-Security-Policy Latchkey sends, built in one place. No response runs script
+//! (except the SAML POST-binding page's one form submission, allowed by its hash), loads
+//! anything from elsewhere, may be framed or may rebase its URLs; policies differ only in
 //! whether the stylesheet and images load, and where forms may go (browsers apply
 //! `form-action` to the redirects that follow a submission too).
 
 use std::sync::LazyLock;
 
 /// What a response may load from our own origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Assets {
     None,
     /// The stylesheet.
     Styles,
     /// The stylesheet and images (inline `data:` ones too).
     StylesAndImages,
+    /// The stylesheet and the one inline script with this SHA-256 (base64).
+    StylesAndScript(String),
 }
 
 /// The one policy builder: `default-src 'none'`, the assets, `form-action`, and never framed or
 /// rebased.
 fn policy(assets: Assets, form_action: &str) -> String {
     let assets = match assets {
-        Assets::None => "",
-        Assets::Styles => "style-src 'self'; ",
-        Assets::StylesAndImages => "style-src 'self'; img-src 'self' data:; ",
+        Assets::None => String::new(),
+        Assets::Styles => "style-src 'self'; ".into(),
+        Assets::StylesAndImages => "style-src 'self'; img-src 'self' data:; ".into(),
+        Assets::StylesAndScript(hash) => format!("script-src 'sha256-{hash}'; style-src 'self'; "),
     };
     format!(
         "default-src 'none'; {assets}form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
@@ -57,6 +61,16 @@ pub fn page<'a>(form_targets: impl IntoIterator<Item = &'a str>) -> String {
     policy(Assets::StylesAndImages, &form_action)
 }
 
+/// The SAML HTTP-POST binding's page: the one inline script Latchkey runs (submitting the form,
+/// allowed by its hash, `script`), the stylesheet, and the form only to `target`'s origin.
+pub fn post_binding_page(script: &str, target: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+    let form_action = format!("'self' {}", source_of(target));
+    policy(Assets::StylesAndScript(hash), form_action.trim_end())
+}
+
 /// The source expression that lets a form end at `uri`: its origin, or `scheme:` for a
 /// private-use scheme (RFC 8252 native apps); empty when it is not a URL.
 pub fn source_of(uri: &str) -> String {
@@ -70,6 +84,18 @@ pub fn source_of(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_post_binding_page_runs_only_its_own_script() {
+        let p = post_binding_page("document.forms[0].submit();", "https://idp.example/sso?x=1");
+        // sha256("document.forms[0].submit();"), base64.
+        assert!(p.contains("script-src 'sha256-"), "{p}");
+        assert!(!p.contains("unsafe"), "{p}");
+        assert!(p.contains("form-action 'self' https://idp.example;"), "{p}");
+        assert!(p.ends_with("; frame-ancestors 'none'; base-uri 'none'"), "{p}");
+        let other = post_binding_page("alert(1)", "https://idp.example/sso");
+        assert_ne!(p, other, "the hash is the script's");
+    }
 
     #[test]
     fn every_policy_locks_down_scripts_frames_and_base() {

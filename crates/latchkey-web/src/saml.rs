@@ -2,8 +2,6 @@
 //! consumer service, SP metadata and Single Logout. They only parse and render: the rules are
 //! in `latchkey_core::enterprise::saml` and `latchkey-saml`.
 
-use std::sync::LazyLock;
-
 use actix_web::{
     FromRequest, HttpRequest, HttpResponse,
     http::{StatusCode, header},
@@ -38,22 +36,6 @@ pub fn max_saml_in_flight(workers: usize) -> usize {
 /// The one script a page of ours runs: submitting the POST-binding form.
 const AUTO_SUBMIT: &str = "document.forms[0].submit();";
 
-/// The POST-binding page's policy: the auto-submit script by hash, the form only to `target`.
-fn post_binding_csp(target: &str) -> String {
-    static HASH: LazyLock<String> = LazyLock::new(|| {
-        use base64::Engine;
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(AUTO_SUBMIT.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    });
-    let page = crate::csp::page([crate::csp::source_of(target).as_str()]);
-    page.replacen(
-        "default-src 'none'; ",
-        &format!("default-src 'none'; script-src 'sha256-{}'; ", *HASH),
-        1,
-    )
-}
-
 #[derive(Template)]
 #[template(path = "pages/saml_post.html")]
 struct PostPage<'a> {
@@ -68,7 +50,10 @@ fn post_page(form: &PostForm) -> Result<HttpResponse, PageError> {
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, post_binding_csp(&form.action)))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            crate::csp::post_binding_page(AUTO_SUBMIT, &form.action),
+        ))
         .body(body))
 }
 
