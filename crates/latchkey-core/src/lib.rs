@@ -148,7 +148,7 @@ impl Latchkey {
             mail.clone(),
             &settings,
         );
-        let (pending, saml) = enterprise_connections(&store, &sign_in, &settings)?;
+        let (pending, saml) = enterprise_connections(&store, &sign_in, &settings);
         let jobs = runtime::JobRunner::new(
             store.clone(),
             mail.clone(),
@@ -188,18 +188,18 @@ fn enterprise_connections(
     store: &Store,
     sign_in: &SignInService,
     settings: &Settings,
-) -> Result<(PendingStore, enterprise::saml::SamlService)> {
+) -> (PendingStore, enterprise::saml::SamlService) {
     let pending = PendingStore::new(store.clone());
     let saml = enterprise::saml::SamlService::new(
         store.clone(),
         sign_in.clone(),
         pending.clone(),
         settings,
-    )?;
+    );
     sign_in.register_connections(Arc::new(enterprise::saml::registry::SamlRegistry::new(
         store.clone(),
     )));
-    Ok((pending, saml))
+    (pending, saml)
 }
 
 /// Opens and migrates the store. A bad key setting stops start-up before anything is touched;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::{
     AppState,
     error::page::{PageError, message_page},
-    pages::support::{client_info, current_session, safe_return_to, session_cookie},
+    pages::support::{client_info, end_previous_session, safe_return_to, session_cookie},
     pending,
 };
 
@@ -140,14 +140,7 @@ async fn acs(
     match state.core.saml.consume(&input).await? {
         Ok(success) => {
             state.metrics.saml_response("accepted");
-            if let Some((old, _)) = current_session(&req, &state).await
-                && old.session_id != success.signed_in.session.id
-            {
-                let actor = latchkey_core::infra::audit::Actor::user(&old.user_id, None, None);
-                if let Err(e) = state.core.sessions.end(&old.session_id, &actor).await {
-                    tracing::warn!(error = %e, "could not end the previous session");
-                }
-            }
+            end_previous_session(&req, &state, &success.signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, safe_return_to(Some(&success.return_to), &state)))
                 .cookie(session_cookie(&state, &success.signed_in.secret))
@@ -192,7 +185,7 @@ async fn slo_redirect(
         .saml
         .single_logout(&path, SloMessage::Redirect(req.query_string()), browser.as_ref())
         .await?;
-    slo_answer(&req, &state, outcome)
+    slo_answer(&state, outcome)
 }
 
 #[derive(Deserialize)]
@@ -218,14 +211,10 @@ async fn slo_post(
         relay_state: form.relay_state.as_deref(),
     };
     let outcome = state.core.saml.single_logout(&path, message, browser.as_ref()).await?;
-    slo_answer(&req, &state, outcome)
+    slo_answer(&state, outcome)
 }
 
-fn slo_answer(
-    _req: &HttpRequest,
-    state: &AppState,
-    outcome: SloOutcome,
-) -> Result<HttpResponse, PageError> {
+fn slo_answer(state: &AppState, outcome: SloOutcome) -> Result<HttpResponse, PageError> {
     match outcome {
         SloOutcome::Redirect(url) => {
             Ok(HttpResponse::Found().insert_header((header::LOCATION, url)).finish())

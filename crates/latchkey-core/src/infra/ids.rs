@@ -27,6 +27,8 @@ pub const ACCESS_TOKEN: &str = "at";
 pub const EXTERNAL_IDENTITY: &str = "ext";
 pub const SAML_CONNECTION: &str = "con";
 pub const SAML_SP_KEY: &str = "spk";
+/// Reference IDs shown on error pages and recorded with the refusal.
+pub const REFERENCE: &str = "ref";
 pub const PENDING_REQUEST: &str = "pnd";
 /// The token of one claim on a job (not stored as a row of its own).
 pub const JOB_CLAIM: &str = "claim";

@@ -147,7 +147,7 @@ pub async fn sign_in_password(
     let client = client_info(&req);
     match state.core.sign_in.sign_in_with_password(&form.email, &form.password, &client).await {
         Ok(signed_in) => {
-            end_previous_session(&req, &state, &signed_in.session.id).await;
+            super::support::end_previous_session(&req, &state, &signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, return_to))
                 .cookie(session_cookie(&state, &signed_in.secret))
@@ -194,18 +194,6 @@ fn human_wait(secs: u64) -> String {
         2..=59 => format!("{secs} seconds"),
         60..=119 => "a minute".into(),
         _ => format!("{} minutes", secs.div_ceil(60)),
-    }
-}
-
-/// A browser signing in again replaces its old session rather than leaving it behind.
-async fn end_previous_session(req: &HttpRequest, state: &AppState, new_session_id: &str) {
-    if let Some((old, _)) = current_session(req, state).await
-        && old.session_id != new_session_id
-    {
-        let actor = Actor::user(&old.user_id, None, None);
-        if let Err(e) = state.core.sessions.end(&old.session_id, &actor).await {
-            tracing::warn!(error = %e, "could not end the previous session");
-        }
     }
 }
 
@@ -333,7 +321,7 @@ pub async fn verify_submit(
     let return_to = safe_return_to(form.return_to.as_deref(), &state);
     match state.core.sign_in.complete_sign_up(&form.attempt, &form.code, &client_info(&req)).await {
         Ok(signed_in) => {
-            end_previous_session(&req, &state, &signed_in.session.id).await;
+            super::support::end_previous_session(&req, &state, &signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, return_to))
                 .cookie(session_cookie(&state, &signed_in.secret))

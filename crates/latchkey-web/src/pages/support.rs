@@ -223,3 +223,15 @@ pub fn device_label(user_agent: Option<&str>) -> String {
         (None, None) => ua.chars().take(40).collect(),
     }
 }
+
+/// A browser signing in again replaces its old session rather than leaving it behind.
+pub async fn end_previous_session(req: &HttpRequest, state: &AppState, new_session_id: &str) {
+    if let Some((old, _)) = current_session(req, state).await
+        && old.session_id != new_session_id
+    {
+        let actor = latchkey_core::infra::audit::Actor::user(&old.user_id, None, None);
+        if let Err(e) = state.core.sessions.end(&old.session_id, &actor).await {
+            tracing::warn!(error = %e, "could not end the previous session");
+        }
+    }
+}

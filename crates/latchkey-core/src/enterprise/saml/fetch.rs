@@ -26,8 +26,8 @@ fn failed(url: &str, why: impl std::fmt::Display) -> Error {
 }
 
 impl MetadataFetcher {
-    pub fn new(allow_private: bool) -> Result<Self> {
-        Ok(Self { allow_private })
+    pub fn new(allow_private: bool) -> Self {
+        Self { allow_private }
     }
 
     /// Fetches the document at `url` (http or https).
@@ -165,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_is_refused_unless_allowed() {
-        let strict = MetadataFetcher::new(false).unwrap();
+        let strict = MetadataFetcher::new(false);
         let e = strict.fetch("http://127.0.0.1:9/metadata").await.unwrap_err();
         assert!(e.to_string().contains("not a public address"), "{e}");
         let e = strict.fetch("file:///etc/passwd").await.unwrap_err();

@@ -14,7 +14,7 @@ use latchkey_saml::{
     SamlError, VerifiedAssertion,
     algorithms::AlgorithmPolicy,
     binding::PostForm,
-    mapping::{self, MappedIdentity},
+    mapping,
     request::{self, AuthnRequestSpec},
     response::{self, ResponseExpectations},
 };
@@ -165,7 +165,7 @@ impl SamlService {
         reason: &str,
         detail: &str,
     ) -> Result<AcsRejection> {
-        let reference = ids::new_id("ref");
+        let reference = ids::new_id(ids::REFERENCE);
         let now = self.store.now();
         let actor = input.client.actor_for(None);
         let data = json!({ "reason": reason, "detail": detail, "reference": reference });
@@ -190,17 +190,11 @@ impl SamlService {
             Err(Error::Forbidden(_)) => return Err(Refusal::policy("connection_disabled", "")),
             Err(e) => return Err(Refusal::Store(e)),
         };
-        let pending = self.take_pending(input).await?;
-        let assertion = self.verify(&model, input.saml_response, pending.as_ref()).await?;
         let options = connections::options_of(&model)?;
-        let mapped = match mapping::map_identity(&assertion, &options.mapping) {
-            Ok(m) => m,
-            Err(e) => {
-                self.consume_assertion_id(self.store.db(), &model.id, &assertion).await?;
-                return Err(e.into());
-            }
-        };
-        let verified = match self.verified_for(&model, &options, &mapped, &assertion).await {
+        let pending = self.take_pending(input).await?;
+        let assertion =
+            self.verify(&model, &options, input.saml_response, pending.as_ref()).await?;
+        let verified = match self.verified_for(&model, &options, &assertion).await {
             Ok(v) => v,
             Err(e) => {
                 // Refused, but spent: the same assertion cannot be tried again later.
@@ -244,11 +238,11 @@ impl SamlService {
     async fn verify(
         &self,
         model: &saml_connection::Model,
+        options: &super::ConnectionOptions,
         saml_response: &str,
         pending: Option<&(String, String)>,
     ) -> std::result::Result<VerifiedAssertion, Refusal> {
         let now = self.store.now();
-        let options = connections::options_of(model)?;
         // The SP's private keys are unsealed only for a response that carries ciphertext.
         let decryption_keys = if looks_encrypted(saml_response) {
             let keys = sp_keys::live(self.store.db(), &model.id, now).await?;
@@ -363,15 +357,15 @@ impl SamlService {
         Ok(res.rows_affected)
     }
 
-    /// What the completion needs: the identity keyed by (connection, subject), its address
-    /// vouched for only inside the organisation's verified domains, and the mapped role.
+    /// What the completion needs: the mapped identity keyed by (connection, subject), its
+    /// address vouched for only inside the organisation's verified domains, and the mapped role.
     async fn verified_for(
         &self,
         model: &saml_connection::Model,
         options: &super::ConnectionOptions,
-        mapped: &MappedIdentity,
         a: &VerifiedAssertion,
     ) -> std::result::Result<Verified, Refusal> {
+        let mapped = mapping::map_identity(a, &options.mapping)?;
         let email = match mapped.email.as_deref().map(normalize_email) {
             Some(Ok(e)) => e,
             Some(Err(_)) => return Err(Refusal::policy("bad_email", "unusable email attribute")),

@@ -107,7 +107,7 @@ impl SamlService {
             }
             SloMessage::Redirect(query) => {
                 let res = logout::parse_logout_response_redirect(query, &expect).map_err(bad)?;
-                self.logout_came_back(res.in_response_to, res.relay_state, browser).await
+                self.logout_came_back(res, browser).await
             }
             SloMessage::Post { saml_request: Some(b64), relay_state, .. } => {
                 let req =
@@ -117,7 +117,7 @@ impl SamlService {
             SloMessage::Post { saml_response: Some(b64), relay_state, .. } => {
                 let res =
                     logout::parse_logout_response_post(b64, relay_state, &expect).map_err(bad)?;
-                self.logout_came_back(res.in_response_to, res.relay_state, browser).await
+                self.logout_came_back(res, browser).await
             }
             SloMessage::Post { .. } => Err(Error::invalid("SAMLRequest", "no SAML message")),
         }
@@ -196,21 +196,38 @@ impl SamlService {
         }
     }
 
-    /// The IdP's answer to our LogoutRequest: the request must be this browser's.
+    /// The IdP's answer to our LogoutRequest: the request must be this browser's. The Latchkey
+    /// session ended before the browser left; an IdP that could not end its own session is put
+    /// on record (`saml.logout_incomplete`), since the user may still be signed in there.
     async fn logout_came_back(
         &self,
-        in_response_to: Option<String>,
-        relay_state: Option<String>,
+        res: logout::ReceivedLogoutResponse,
         browser: Option<&BrowserBinding>,
     ) -> Result<SloOutcome> {
         let refused =
             || Error::invalid("SAMLResponse", "not an answer to a logout this browser started");
-        let (Some(relay), Some(browser)) = (relay_state, browser) else { return Err(refused()) };
+        let (Some(relay), Some(browser)) = (res.relay_state, browser) else {
+            return Err(refused());
+        };
         let req = self.pending.take(&PendingToken(relay), browser).await.map_err(|_| refused())?;
         match req.kind {
-            PendingKind::SamlLogout { request_id, .. }
-                if Some(&request_id) == in_response_to.as_ref() =>
+            PendingKind::SamlLogout { request_id, connection_id }
+                if Some(&request_id) == res.in_response_to.as_ref() =>
             {
+                if !res.success {
+                    let data = json!({ "status": res.status, "request_id": request_id });
+                    let (now, actor) = (self.store.now(), Actor::system());
+                    let target = Some(connection_id.as_str());
+                    audit::record(
+                        self.store.db(),
+                        now,
+                        &actor,
+                        "saml.logout_incomplete",
+                        target,
+                        data,
+                    )
+                    .await?;
+                }
                 Ok(SloOutcome::Done { return_to: req.return_to })
             }
             _ => Err(refused()),

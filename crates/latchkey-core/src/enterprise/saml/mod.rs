@@ -36,7 +36,6 @@ pub const REQUEST_TTL_SECS: u64 = 10 * 60;
 #[derive(Debug, Default)]
 pub struct SamlCounters {
     pub metadata_refresh_failures: AtomicU64,
-    pub metadata_refreshes: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -56,17 +55,17 @@ impl SamlService {
         sign_in: SignInService,
         pending: PendingStore,
         settings: &Settings,
-    ) -> crate::Result<Self> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             store,
             sign_in,
             pending,
             public_url: settings.public_url.clone(),
-            fetcher: fetch::MetadataFetcher::new(settings.saml_metadata_allow_private)?,
+            fetcher: fetch::MetadataFetcher::new(settings.saml_metadata_allow_private),
             refresh_every_secs: i64::try_from(settings.saml_metadata_refresh.as_secs())
                 .unwrap_or(6 * 3600),
             counters: Arc::default(),
-        })
+        }
     }
 
     /// The SP's URLs of a connection, stable for its lifetime.

@@ -85,7 +85,6 @@ impl SamlService {
                 am.metadata_fetched_at = Set(Some(now));
                 am.metadata_error = Set(None);
                 am.update(self.store.db()).await?;
-                self.counters.metadata_refreshes.fetch_add(1, Ordering::Relaxed);
                 let data = json!({ "url": url, "certificates": idp.certs.len() });
                 audit::record(
                     self.store.db(),
