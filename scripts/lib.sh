@@ -15,4 +15,5 @@ ensure_packages() {
 }
 
 # Packages needed to build Latchkey.
-BUILD_PACKAGES=(pkg-config libssl-dev gcc)
+# libxml2-dev, libxmlsec1-dev and libclang (for bindgen): samael, the SAML library, links xmlsec.
+BUILD_PACKAGES=(pkg-config libssl-dev gcc libxml2-dev libxmlsec1-dev libclang1-14 libclang-common-14-dev)
