@@ -206,13 +206,15 @@ fn enterprise_connections(
 /// a database that cannot be opened stops it before a new master key is written.
 async fn open_store(settings: &Settings, clock: Clock) -> Result<Store> {
     let master_key = infra::crypto::MasterKey::load(settings)?;
-    let db = Store::open_database(&settings.database_url, settings.sqlite_synchronous).await?;
+    let readers = u32::try_from(settings.workers.clamp(1, 4)).unwrap_or(1);
+    let pools =
+        Store::open_database(&settings.database_url, settings.sqlite_synchronous, readers).await?;
     let master_key = match master_key {
         Some(key) => key,
         None => infra::crypto::MasterKey::create_default(settings)?,
     };
     let store =
-        Store::new(db, &settings.database_url, settings.sqlite_synchronous, master_key, clock);
+        Store::new(pools, &settings.database_url, settings.sqlite_synchronous, master_key, clock);
     store.migrate().await?;
     Ok(store)
 }

@@ -22,6 +22,13 @@ use crate::{
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where write transactions run ([`Store::begin_write`]). On SQLite a pool of its own with
+    /// one connection: SQLite has one writer at a time anyway, and then writers queue here, in
+    /// order, instead of sleeping in SQLite's busy handler; and the connection's page cache stays
+    /// warm, where with writes spread over the pool every commit made the other connections
+    /// drop their caches and read the pages again (the SAML ACS ran ~25% faster,
+    /// docs/benchmarks.md). On PostgreSQL the same pool as `db`.
+    writer: DatabaseConnection,
     master_key: Arc<MasterKey>,
     /// Wakes this node's job runner after a commit that queued jobs.
     jobs_wake: Arc<tokio::sync::Notify>,
@@ -38,6 +45,12 @@ pub struct Store {
     /// stop.
     alive: Arc<()>,
     clock: Clock,
+}
+
+/// The connection pools of an open database (see [`Store::begin_write`] for why two).
+pub struct Pools {
+    db: DatabaseConnection,
+    writer: DatabaseConnection,
 }
 
 /// How often the background checkpointer copies committed WAL pages back to the database file.
@@ -117,14 +130,33 @@ impl Store {
         master_key: MasterKey,
         clock: Clock,
     ) -> Result<Self> {
-        let db = Self::open_database(url, sync).await?;
-        Ok(Self::new(db, url, sync, master_key, clock))
+        let pools = Self::open_database(url, sync, 4).await?;
+        Ok(Self::new(pools, url, sync, master_key, clock))
     }
 
     /// Connects to the database of `url`. Fails fast, and as a configuration error that names
     /// `LATCHKEY_DATABASE_URL` (password redacted) or the SQLite file, when it cannot be opened:
     /// one connection attempt with a short timeout first, rather than the pool's retries.
-    pub async fn open_database(url: &str, sync: SqliteSync) -> Result<DatabaseConnection> {
+    ///
+    /// On SQLite the pool for reads and autocommit writes has `sqlite_readers` connections (one
+    /// per request thread makes sense: more only spread the page cache, which each commit
+    /// elsewhere empties).
+    pub async fn open_database(url: &str, sync: SqliteSync, sqlite_readers: u32) -> Result<Pools> {
+        let db = Self::open_pool(url, sync, sqlite_readers.max(1)).await?;
+        let writer = if url.starts_with("sqlite:") {
+            Self::open_pool(url, sync, 1).await?
+        } else {
+            db.clone()
+        };
+        Ok(Pools { db, writer })
+    }
+
+    /// [`Self::open_database`] with at most `sqlite_connections` connections on SQLite.
+    async fn open_pool(
+        url: &str,
+        sync: SqliteSync,
+        sqlite_connections: u32,
+    ) -> Result<DatabaseConnection> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
         if url.starts_with("sqlite:") {
@@ -138,12 +170,14 @@ impl Store {
                 SqliteSync::Normal => SqliteSynchronous::Normal,
                 SqliteSync::Full => SqliteSynchronous::Full,
             };
-            opts.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(move |o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(synchronous)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-            });
+            opts.max_connections(sqlite_connections).min_connections(1).map_sqlx_sqlite_opts(
+                move |o| {
+                    o.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(synchronous)
+                        .busy_timeout(Duration::from_secs(10))
+                        .foreign_keys(true)
+                },
+            );
         } else {
             probe_postgres(url).await?;
             opts.max_connections(16).min_connections(1);
@@ -153,14 +187,16 @@ impl Store {
 
     /// The store on an open database.
     pub fn new(
-        db: DatabaseConnection,
+        pools: Pools,
         url: &str,
         sync: SqliteSync,
         master_key: MasterKey,
         clock: Clock,
     ) -> Self {
+        let Pools { db, writer } = pools;
         let store = Self {
             db,
+            writer,
             master_key: Arc::new(master_key),
             jobs_wake: Arc::new(tokio::sync::Notify::new()),
             gate: Arc::default(),
@@ -241,13 +277,14 @@ impl Store {
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails at once with
     /// SQLITE_BUSY when another connection wrote in between, while an immediate one waits for
-    /// the busy timeout. PostgreSQL ignores the option.
+    /// the busy timeout. PostgreSQL ignores the option. On SQLite the transaction runs on the
+    /// writer pool's one connection (see `Store::writer`).
     pub async fn begin_write(&self) -> Result<DatabaseTransaction> {
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        Ok(self.db.begin_with_options(options).await?)
+        Ok(self.writer.begin_with_options(options).await?)
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -311,6 +348,7 @@ impl Store {
     }
 
     pub async fn close(self) {
+        let _ = self.writer.close_by_ref().await;
         let _ = self.db.close().await;
     }
 }
@@ -433,5 +471,28 @@ mod tests {
             store.migrate().await.unwrap();
             assert_eq!(synchronous_levels(&store).await, [level; 3], "{sync:?}");
         }
+    }
+
+    /// The bundled SQLite keeps a statement's plan whatever is bound to it (SQLITE_ENABLE_QPSG,
+    /// set in .cargo/config.toml): otherwise binding a `LIMIT ?` (every sea-orm `.one()`)
+    /// expires the prepared statement and each execution compiles it again.
+    #[test]
+    fn bound_limits_do_not_recompile_statements() {
+        use rusqlite::StatementStatus;
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+        let mut stmt = conn.prepare("SELECT id FROM t WHERE id >= ?1 LIMIT ?2").unwrap();
+        for limit in [1_i64, 2, 1, 2] {
+            let ids: Vec<i64> = stmt
+                .query_map((1, limit), |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(ids.len(), usize::try_from(limit).unwrap());
+        }
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "statement was recompiled");
     }
 }
