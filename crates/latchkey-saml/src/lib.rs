@@ -20,6 +20,7 @@ pub mod logout;
 pub mod mapping;
 pub mod metadata;
 pub mod model;
+pub mod post_body;
 pub mod request;
 pub mod response;
 #[cfg(any(test, feature = "testkit"))]

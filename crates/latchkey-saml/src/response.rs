@@ -72,14 +72,41 @@ impl std::fmt::Debug for ResponseExpectations<'_> {
     }
 }
 
-fn decode(saml_response_b64: &str) -> Result<String> {
-    if saml_response_b64.len() > MAX_RESPONSE_BYTES {
-        return Err(SamlError::TooLarge);
+/// A `SAMLResponse` form field decoded once: size cap, base64 and UTF-8 checked. The caller
+/// learns from it whether decryption keys are needed before it verifies.
+pub struct DecodedResponse {
+    xml: String,
+}
+
+impl DecodedResponse {
+    pub fn decode(saml_response_b64: &str) -> Result<Self> {
+        if saml_response_b64.len() > MAX_RESPONSE_BYTES {
+            return Err(SamlError::TooLarge);
+        }
+        // Some IdPs wrap the base64 at 64 or 76 columns; most do not, and then no compact
+        // copy of up to 256 KiB is made.
+        let bytes = if saml_response_b64.bytes().any(|b| b.is_ascii_whitespace()) {
+            let compact: Vec<u8> =
+                saml_response_b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            STANDARD.decode(compact)
+        } else {
+            STANDARD.decode(saml_response_b64)
+        };
+        Self::from_xml(bytes.map_err(|_| SamlError::Base64)?)
     }
-    // Some IdPs wrap the base64 at 64 or 76 columns.
-    let compact: Vec<u8> = saml_response_b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let bytes = STANDARD.decode(compact).map_err(|_| SamlError::Base64)?;
-    String::from_utf8(bytes).map_err(|_| SamlError::Malformed("not UTF-8".into()))
+
+    /// A response whose base64 was decoded already (see [`crate::post_body`]).
+    pub fn from_xml(bytes: Vec<u8>) -> Result<Self> {
+        let xml = String::from_utf8(bytes).map_err(|_| SamlError::Malformed("not UTF-8".into()))?;
+        Ok(Self { xml })
+    }
+
+    /// Whether the message mentions an EncryptedAssertion anywhere: the SP's keys are unsealed
+    /// only then. A false positive costs an unseal; a false negative is impossible, since the
+    /// shape check finds the element by that name.
+    pub fn may_be_encrypted(&self) -> bool {
+        self.xml.contains("EncryptedAssertion")
+    }
 }
 
 /// samael's reduced assertion must be the one our checks read.
@@ -99,9 +126,20 @@ pub fn verify_response(
     if expect.idp_certs.is_empty() {
         return Err(SamlError::NoSigningCertificate);
     }
-    let xml = decode(saml_response_b64)?;
-    crate::xml_guard::reject_doctype(&xml)?;
-    let root = dom::parse(&xml)?;
+    verify_decoded(&DecodedResponse::decode(saml_response_b64)?, expect)
+}
+
+/// [`verify_response`] of a response decoded already.
+pub fn verify_decoded(
+    response: &DecodedResponse,
+    expect: &ResponseExpectations<'_>,
+) -> Result<VerifiedAssertion> {
+    if expect.idp_certs.is_empty() {
+        return Err(SamlError::NoSigningCertificate);
+    }
+    let xml = response.xml.as_str();
+    crate::xml_guard::reject_doctype(xml)?;
+    let root = dom::parse(xml)?;
     shape::expect_response(&root)?;
     // A failed login carries no assertion: say so rather than "no assertion".
     checks::check_status(&root)?;
@@ -116,12 +154,12 @@ pub fn verify_response(
             if !response_signed && signature.is_none() {
                 return Err(SamlError::Unsigned);
             }
-            let verified = engine::verify(&xml, expect)?;
+            let verified = engine::verify(xml, expect)?;
             same_assertion(&verified, assertion)?;
             checks::evaluate(shape.response, assertion, response_signed, false, expect)
         }
         Body::Encrypted(encrypted_assertion) => {
-            encrypted::verify(&xml, &shape, encrypted_assertion, expect)
+            encrypted::verify(xml, &shape, encrypted_assertion, expect)
         }
     }
 }

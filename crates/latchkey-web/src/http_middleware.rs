@@ -6,7 +6,10 @@ use actix_web::{
     Error, HttpMessage,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        ConnectionType,
+        header::{HeaderName, HeaderValue},
+    },
     middleware::{DefaultHeaders, Next},
     web,
 };
@@ -98,8 +101,19 @@ pub async fn body_limit(
         let res = crate::error::api::payload_too_large();
         return Ok(req.into_response(res).map_into_right_body());
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    let mut res = next.call(req).await?;
+    if declared.is_some_and(|n| n > RELEASE_CONNECTION_AFTER_BYTES) {
+        res.response_mut().head_mut().set_connection_type(ConnectionType::Close);
+    }
+    Ok(res.map_into_left_body())
 }
+
+/// A connection that carried a request body larger than this is closed after its response.
+/// Why: actix-http's HTTP/1 read buffer grows with the body it buffers (to 512 KiB for a
+/// 256 KiB SAML form) and is kept for the connection's life, so every idle keep-alive
+/// connection that once posted a large form would hold that much (docs/benchmarks.md, SAML
+/// ACS peak RSS). Ordinary requests, and typical SAML responses of a few KiB, keep theirs.
+pub const RELEASE_CONNECTION_AFTER_BYTES: usize = 64 * 1024;
 
 /// Headers every response carries. The API serves no HTML yet, so the CSP forbids everything.
 pub fn security_headers(https: bool) -> DefaultHeaders {

@@ -3,7 +3,7 @@
 //! in `latchkey_core::enterprise::saml` and `latchkey-saml`.
 
 use actix_web::{
-    FromRequest, HttpRequest, HttpResponse,
+    HttpMessage, HttpRequest, HttpResponse,
     http::{StatusCode, header},
     web,
 };
@@ -11,7 +11,11 @@ use askama::Template;
 use latchkey_core::enterprise::saml::{
     AcsInput, LoginStart, logout::SloMessage, logout::SloOutcome,
 };
-use latchkey_saml::binding::PostForm;
+use latchkey_saml::{
+    binding::PostForm,
+    post_body::{PostBody, PostBodyDecoder},
+    response::{DecodedResponse, MAX_RESPONSE_BYTES},
+};
 use serde::Deserialize;
 
 use crate::{
@@ -59,11 +63,7 @@ fn post_page(form: &PostForm) -> Result<HttpResponse, PageError> {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/saml/{connection_id}/login").route(web::get().to(login)))
-        .service(
-            web::resource("/saml/{connection_id}/acs")
-                .app_data(web::FormConfig::default().limit(MAX_SAML_FORM_BYTES))
-                .route(web::post().to(acs)),
-        )
+        .service(web::resource("/saml/{connection_id}/acs").route(web::post().to(acs)))
         .service(web::resource("/saml/{connection_id}/metadata").route(web::get().to(metadata)))
         .service(
             web::resource("/saml/{connection_id}/slo")
@@ -101,12 +101,29 @@ async fn login(
     Ok(res)
 }
 
-#[derive(Deserialize)]
-pub struct AcsForm {
-    #[serde(rename = "SAMLResponse", default)]
-    saml_response: String,
-    #[serde(rename = "RelayState")]
-    relay_state: Option<String>,
+/// The ACS form, decoded as it arrives (see `latchkey_saml::post_body`); None when the body is
+/// not such a form or exceeds [`MAX_SAML_FORM_BYTES`].
+async fn read_acs_form(req: &HttpRequest, mut payload: web::Payload) -> Option<PostBody> {
+    use futures_util::StreamExt as _;
+    if !req.content_type().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return None;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut decoder = PostBodyDecoder::new("SAMLResponse", MAX_RESPONSE_BYTES, declared);
+    let mut read = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        read += chunk.len();
+        if read > MAX_SAML_FORM_BYTES {
+            return None;
+        }
+        decoder.feed(&chunk).ok()?;
+    }
+    decoder.finish().ok()
 }
 
 /// The assertion consumer service (HTTP-POST binding). No form CSRF check: the IdP posts
@@ -119,7 +136,7 @@ async fn acs(
 ) -> Result<HttpResponse, PageError> {
     // The body is read only once a permit is held (see `max_saml_in_flight`).
     let _permit = state.saml_permits.acquire().await.map_err(|_| PageError::internal())?;
-    let Ok(form) = web::Form::<AcsForm>::from_request(&req, &mut payload.into_inner()).await else {
+    let Some(form) = read_acs_form(&req, payload).await else {
         state.metrics.saml_response("bad_form");
         return Ok(message_page(
             StatusCode::BAD_REQUEST,
@@ -128,11 +145,12 @@ async fn acs(
             Some(("/sign-in", "Back to sign-in")),
         ));
     };
+    let response = form.message.and_then(DecodedResponse::from_xml);
     let client = client_info(&req);
     let browser = pending::returned_binding(&req, &state);
     let input = AcsInput {
         connection_id: &path,
-        saml_response: &form.saml_response,
+        response: &response,
         relay_state: form.relay_state.as_deref(),
         binding: browser.as_ref(),
         client: &client,

@@ -128,17 +128,17 @@ impl SessionService {
     ) -> Result<(Session, String)> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        let u = user::Entity::find_by_id(user_id.to_owned())
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
-        let started = self.start_in(&txn, &u, &origin, actor, now).await?;
+        let u = stamp_sign_in(&txn, user_id, now).await?;
+        let mut events = audit::Batch::default();
+        let started = self.start_in(&txn, &u, &origin, actor, now, &mut events).await?;
+        events.write(&txn).await?;
         txn.commit().await?;
         Ok(started)
     }
 
-    /// Starts a session for `u` (as read in the caller's transaction), after checking the user
-    /// is active.
+    /// Starts a session for `u` (as returned by [`stamp_sign_in`] in the
+    /// caller's transaction), after checking the user is active. Its audit event goes into
+    /// `events`, which the caller writes before committing.
     pub(crate) async fn start_in<C: ConnectionTrait>(
         &self,
         txn: &C,
@@ -146,6 +146,7 @@ impl SessionService {
         origin: &SessionOrigin,
         actor: &Actor,
         now: i64,
+        events: &mut audit::Batch,
     ) -> Result<(Session, String)> {
         let user_id = u.id.as_str();
         if UserStatus::parse(&u.status) != UserStatus::Active {
@@ -170,20 +171,13 @@ impl SessionService {
         }
         .insert(txn)
         .await?;
-        user::Entity::update_many()
-            .col_expr(user::Column::LastSignInAt, Expr::value(now))
-            .filter(user::Column::Id.eq(user_id))
-            .exec(txn)
-            .await?;
-        audit::record(
-            txn,
+        events.add(
             now,
             actor,
             "session.created",
             Some(&model.id),
             json!({ "user_id": user_id, "auth_method": origin.auth_method }),
-        )
-        .await?;
+        );
         Ok((Session::from_model(model, now), secret))
     }
 
@@ -576,4 +570,23 @@ pub(crate) async fn end_matching<C: sea_orm::ConnectionTrait>(
         Store::bump_revision(conn).await?;
     }
     Ok(res.rows_affected)
+}
+
+/// Records that `user_id` signs in now and returns the account as it stands: one statement
+/// that both stamps and reads it. Called inside the sign-in's transaction, so a sign-in that is
+/// then refused (an inactive account) leaves no stamp.
+pub(crate) async fn stamp_sign_in<C: ConnectionTrait>(
+    txn: &C,
+    user_id: &str,
+    now: i64,
+) -> Result<user::Model> {
+    use sea_orm::sea_query::Expr;
+    user::Entity::update_many()
+        .col_expr(user::Column::LastSignInAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user_id))
+        .exec_with_returning(txn)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))
 }

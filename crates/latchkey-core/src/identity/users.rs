@@ -380,7 +380,7 @@ pub(crate) async fn find_by_email_in<C: ConnectionTrait>(
 /// account as it now stands.
 pub(crate) async fn refresh_profile<C: ConnectionTrait>(
     txn: &C,
-    user_id: &str,
+    existing: user::Model,
     up: &crate::identity::external::UpstreamIdentity,
     now: i64,
 ) -> Result<user::Model> {
@@ -388,10 +388,6 @@ pub(crate) async fn refresh_profile<C: ConnectionTrait>(
         v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| s.chars().take(256).collect())
     };
     let (name, given, family) = (clean(&up.name), clean(&up.given_name), clean(&up.family_name));
-    let existing = user::Entity::find_by_id(user_id.to_owned())
-        .one(txn)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
     if existing.name == name && existing.given_name == given && existing.family_name == family {
         return Ok(existing);
     }
@@ -400,6 +396,7 @@ pub(crate) async fn refresh_profile<C: ConnectionTrait>(
         "family_name": existing.family_name,
     });
     let after = json!({ "name": name, "given_name": given, "family_name": family });
+    let user_id = existing.id.clone();
     let mut am: user::ActiveModel = existing.into();
     am.name = Set(name);
     am.given_name = Set(given);
@@ -407,7 +404,7 @@ pub(crate) async fn refresh_profile<C: ConnectionTrait>(
     am.updated_at = Set(now);
     let updated = am.update(txn).await?;
     let data = json!({ "before": before, "after": after, "source": "upstream" });
-    audit::record(txn, now, &Actor::system(), "user.profile_updated", Some(user_id), data).await?;
+    audit::record(txn, now, &Actor::system(), "user.profile_updated", Some(&user_id), data).await?;
     Store::bump_revision(txn).await?;
     Ok(updated)
 }

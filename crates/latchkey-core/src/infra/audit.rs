@@ -91,20 +91,52 @@ pub async fn record<C: ConnectionTrait>(
     target_id: Option<&str>,
     data: Value,
 ) -> Result<()> {
-    audit_event::Entity::insert(audit_event::ActiveModel {
-        id: Set(ids::new_id(ids::AUDIT_EVENT)),
-        occurred_at: Set(now),
-        actor: Set(actor.name()),
-        action: Set(action.to_owned()),
-        target_id: Set(target_id.map(str::to_owned)),
-        client_ip: Set(actor.client_ip.clone()),
-        user_agent: Set(actor.user_agent.clone()),
-        data: Set(data.to_string()),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    tracing::info!(actor = %actor.name(), action, target = target_id.unwrap_or("-"), "audit");
-    Ok(())
+    let mut batch = Batch::default();
+    batch.add(now, actor, action, target_id, data);
+    batch.write(conn).await
+}
+
+/// Events of one transaction written together, in the order added: one statement instead of
+/// one per event (a sign-in writes two, and each statement is a round trip to the store).
+#[derive(Default)]
+pub struct Batch {
+    rows: Vec<audit_event::ActiveModel>,
+    /// (actor, action, target) of each row, for the log line once written.
+    logged: Vec<(String, String, Option<String>)>,
+}
+
+impl Batch {
+    pub fn add(
+        &mut self,
+        now: i64,
+        actor: &Actor,
+        action: &str,
+        target_id: Option<&str>,
+        data: Value,
+    ) {
+        self.logged.push((actor.name(), action.to_owned(), target_id.map(str::to_owned)));
+        self.rows.push(audit_event::ActiveModel {
+            id: Set(ids::new_id(ids::AUDIT_EVENT)),
+            occurred_at: Set(now),
+            actor: Set(actor.name()),
+            action: Set(action.to_owned()),
+            target_id: Set(target_id.map(str::to_owned)),
+            client_ip: Set(actor.client_ip.clone()),
+            user_agent: Set(actor.user_agent.clone()),
+            data: Set(data.to_string()),
+        });
+    }
+
+    pub async fn write<C: ConnectionTrait>(self, conn: &C) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        audit_event::Entity::insert_many(self.rows).exec_without_returning(conn).await?;
+        for (actor, action, target) in self.logged {
+            tracing::info!(actor, action, target = target.as_deref().unwrap_or("-"), "audit");
+        }
+        Ok(())
+    }
 }
 
 /// Most recent events first.

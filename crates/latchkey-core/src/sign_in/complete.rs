@@ -17,13 +17,10 @@ use crate::{
         external::{self, AccountByEmail, LinkPolicy, LinkVerdict, UpstreamIdentity},
         method::AuthMethod,
         model::{Session, User, UserStatus},
-        sessions::SessionOrigin,
+        sessions::{self, SessionOrigin},
         users::{self, NewUser},
     },
-    infra::{
-        audit::{self, Actor},
-        entity::user,
-    },
+    infra::audit::{self, Actor},
     tenancy::{enrollment, orgs},
 };
 
@@ -81,8 +78,8 @@ struct Resolved {
     user_id: String,
     created: bool,
     linked: bool,
-    /// The account as it stands, when resolving already read it.
-    account: Option<user::Model>,
+    /// A linked identity's provider is the source of the account's names: copy them over.
+    refresh_profile: bool,
 }
 
 impl SignInService {
@@ -134,13 +131,12 @@ impl SignInService {
     ) -> Result<SignedIn> {
         let resolved = self.resolve(txn, v, client, now).await?;
         let user_id = resolved.user_id.as_str();
-        let account = match resolved.account {
-            Some(account) => account,
-            None => user::Entity::find_by_id(user_id.to_owned())
-                .one(txn)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?,
-        };
+        let mut account = sessions::stamp_sign_in(txn, user_id, now).await?;
+        if let (true, VerifiedSubject::Upstream { identity, .. }) =
+            (resolved.refresh_profile, &v.subject)
+        {
+            account = users::refresh_profile(txn, account, identity, now).await?;
+        }
         if UserStatus::parse(&account.status) != UserStatus::Active {
             return Err(Error::Forbidden("this account is not active".into()));
         }
@@ -162,7 +158,9 @@ impl SignInService {
             // Signed in through an organisation's connection: that organisation is active.
             active_org_id: v.join.as_ref().map(|g| g.org_id.clone()),
         };
-        let (session, secret) = self.sessions.start_in(txn, &account, &origin, &actor, now).await?;
+        let mut events = audit::Batch::default();
+        let (session, secret) =
+            self.sessions.start_in(txn, &account, &origin, &actor, now, &mut events).await?;
         if let Some(up) = &v.upstream_session {
             record_upstream_session(txn, &session.id, up, now).await?;
         }
@@ -174,7 +172,8 @@ impl SignInService {
             "method": v.method, "session_id": session.id, "email": account.primary_email,
             "provisioned": resolved.created, "linked": resolved.linked,
         });
-        audit::record(txn, now, &actor, action, Some(user_id), data).await?;
+        events.add(now, &actor, action, Some(user_id), data);
+        events.write(txn).await?;
         if let Some(keys) = throttle {
             throttle::succeeded(txn, keys).await?;
         }
@@ -190,16 +189,19 @@ impl SignInService {
         now: i64,
     ) -> Result<Resolved> {
         match &v.subject {
-            VerifiedSubject::User(id) => {
-                Ok(Resolved { user_id: id.clone(), created: false, linked: false, account: None })
-            }
+            VerifiedSubject::User(id) => Ok(Resolved {
+                user_id: id.clone(),
+                created: false,
+                linked: false,
+                refresh_profile: false,
+            }),
             VerifiedSubject::NewAccount { email, password_hash } => {
                 let new =
                     NewUser { email: email.clone(), email_verified: true, ..NewUser::default() };
                 let actor = client.actor_for(None);
                 let u =
                     users::insert_user(txn, new, Some(password_hash.clone()), &actor, now).await?;
-                Ok(Resolved { user_id: u.id, created: true, linked: false, account: None })
+                Ok(Resolved { user_id: u.id, created: true, linked: false, refresh_profile: false })
             }
             VerifiedSubject::Upstream { identity, policy } => {
                 self.resolve_upstream(txn, identity, *policy, &v.method, now).await
@@ -235,19 +237,15 @@ impl SignInService {
                 if let Some(l) = &link {
                     external::touch(txn, &l.id, up.email.as_deref(), now).await?;
                 }
-                let account = if policy.refresh_profile {
-                    Some(users::refresh_profile(txn, &user_id, up, now).await?)
-                } else {
-                    None
-                };
-                Ok(Resolved { user_id, created: false, linked: false, account })
+                let refresh_profile = policy.refresh_profile;
+                Ok(Resolved { user_id, created: false, linked: false, refresh_profile })
             }
             LinkVerdict::LinkExisting(user_id) => {
                 external::link(txn, &user_id, up, connection_id, now).await?;
                 if by_email.as_ref().is_some_and(|a| !a.email_verified) {
                     users::claim_unverified(txn, &user_id, up.email.as_deref(), now).await?;
                 }
-                Ok(Resolved { user_id, created: false, linked: true, account: None })
+                Ok(Resolved { user_id, created: false, linked: true, refresh_profile: false })
             }
             LinkVerdict::Provision => {
                 let new = NewUser {
@@ -260,7 +258,7 @@ impl SignInService {
                 };
                 let u = users::insert_user(txn, new, None, &Actor::system(), now).await?;
                 external::link(txn, &u.id, up, connection_id, now).await?;
-                Ok(Resolved { user_id: u.id, created: true, linked: true, account: None })
+                Ok(Resolved { user_id: u.id, created: true, linked: true, refresh_profile: false })
             }
             LinkVerdict::Refuse(why) => Err(Error::Forbidden(why.message().into())),
         }

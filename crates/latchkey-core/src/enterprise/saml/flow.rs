@@ -52,7 +52,8 @@ pub enum LoginStart {
 /// What the ACS received.
 pub struct AcsInput<'a> {
     pub connection_id: &'a str,
-    pub saml_response: &'a str,
+    /// The decoded `SAMLResponse`, or why it could not be decoded (audited as a refusal).
+    pub response: &'a std::result::Result<response::DecodedResponse, SamlError>,
     pub relay_state: Option<&'a str>,
     /// The browser's pending-request binding cookie, if it sent one.
     pub binding: Option<&'a BrowserBinding>,
@@ -192,8 +193,7 @@ impl SamlService {
         };
         let options = connections::options_of(&model)?;
         let pending = self.take_pending(input).await?;
-        let assertion =
-            self.verify(&model, &options, input.saml_response, pending.as_ref()).await?;
+        let assertion = self.verify(&model, &options, input.response, pending.as_ref()).await?;
         let verified = match self.verified_for(&model, &options, &assertion).await {
             Ok(v) => v,
             Err(e) => {
@@ -239,12 +239,13 @@ impl SamlService {
         &self,
         model: &saml_connection::Model,
         options: &super::ConnectionOptions,
-        saml_response: &str,
+        decoded: &std::result::Result<response::DecodedResponse, SamlError>,
         pending: Option<&(String, String)>,
     ) -> std::result::Result<VerifiedAssertion, Refusal> {
         let now = self.store.now();
         // The SP's private keys are unsealed only for a response that carries ciphertext.
-        let decryption_keys = if looks_encrypted(saml_response) {
+        let decoded = decoded.as_ref().map_err(|e| Refusal::Saml(e.clone()))?;
+        let decryption_keys = if decoded.may_be_encrypted() {
             let keys = sp_keys::live(self.store.db(), &model.id, now).await?;
             sp_keys::decryption_keys(&self.store, &keys)?
         } else {
@@ -267,7 +268,7 @@ impl SamlService {
             now,
             skew_secs: options.skew_secs.clamp(0, super::options::MAX_SKEW_SECS),
         };
-        match response::verify_response(saml_response, &expect) {
+        match response::verify_decoded(decoded, &expect) {
             Ok(_) if pending.is_none() && !options.allow_idp_initiated => {
                 Err(Refusal::Saml(SamlError::Unsolicited))
             }
@@ -418,19 +419,6 @@ impl SamlService {
             .await?
             .is_some())
     }
-}
-
-/// Whether a (base64) response holds an EncryptedAssertion; anything undecodable is left for
-/// the verification to refuse.
-fn looks_encrypted(saml_response: &str) -> bool {
-    use base64::Engine;
-    if saml_response.len() > response::MAX_RESPONSE_BYTES {
-        return false;
-    }
-    let compact: String = saml_response.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
-        .is_ok_and(|xml| xml.windows(18).any(|w| w == b"EncryptedAssertion"))
 }
 
 /// Why the ACS refused, before it is audited.
