@@ -208,3 +208,30 @@ async fn health_readiness_and_metrics() {
     assert_eq!(client().get(node.url("/healthz")).send().await.unwrap().status(), 200);
     node.stop().await;
 }
+
+/// actix-http keeps a connection's read buffer at the size its largest body grew it to, so a
+/// keep-alive connection that once posted a 256 KiB SAML form would hold half a megabyte while
+/// idle: such connections are closed after their response, ordinary ones are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_posted_a_large_body_is_closed_after_its_response() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let post = |len: usize| {
+        client()
+            .post(node.url("/saml/no-such-connection/acs"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("SAMLResponse={}", "QUJD".repeat(len / 4)))
+            .send()
+    };
+    let connection = |res: &reqwest::Response| {
+        res.headers().get("connection").and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase)
+    };
+    let large = post(80 * 1024).await.unwrap();
+    assert!(large.status().is_client_error(), "{}", large.status());
+    assert_eq!(connection(&large).as_deref(), Some("close"));
+    let small = post(8 * 1024).await.unwrap();
+    assert!(small.status().is_client_error(), "{}", small.status());
+    assert_ne!(connection(&small).as_deref(), Some("close"));
+    node.stop().await;
+}
