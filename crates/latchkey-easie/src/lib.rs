@@ -11,10 +11,16 @@
 //! - [`recheck`]: the deprovisioning decision after an upstream refresh, and its settings.
 //! - [`risc`]: Google Cross-Account Protection security event tokens.
 
+pub mod claims;
 pub mod domain;
+pub mod google;
+pub mod identity;
+pub mod microsoft;
 pub mod provider;
+pub mod recheck;
 pub mod refusal;
 
 pub use domain::{Domain, Email};
+pub use identity::{EnterpriseIdentity, IdentityKey, Profile, SocialIdentity};
 pub use provider::{Authority, CONSUMER_TENANT_ID, Provider, TenantId};
 pub use refusal::Refusal;
