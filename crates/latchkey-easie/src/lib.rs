@@ -12,6 +12,7 @@
 //! - [`risc`]: Google Cross-Account Protection security event tokens.
 
 pub mod claims;
+pub mod discovery;
 pub mod domain;
 pub mod google;
 pub mod identity;
@@ -19,8 +20,10 @@ pub mod microsoft;
 pub mod provider;
 pub mod recheck;
 pub mod refusal;
+pub mod route;
 
 pub use domain::{Domain, Email};
 pub use identity::{EnterpriseIdentity, IdentityKey, Profile, SocialIdentity};
 pub use provider::{Authority, CONSUMER_TENANT_ID, Provider, TenantId};
 pub use refusal::Refusal;
+pub use route::{Enrollment, Route, SignInClaims};
