@@ -20,6 +20,7 @@ pub mod microsoft;
 pub mod provider;
 pub mod recheck;
 pub mod refusal;
+pub mod risc;
 pub mod route;
 
 pub use domain::{Domain, Email};
