@@ -30,9 +30,10 @@ use crate::{
 pub const MAX_SAML_FORM_BYTES: usize = 300 * 1024;
 
 /// SAML posts read, decoded and verified at the same time, per worker thread (at least two). A
-/// 256 KiB response costs several megabytes while it is decoded, parsed and verified (libxml2
-/// and our own reading), and verification is CPU-bound anyway: later posts wait, unread in
-/// their sockets, for a permit, so memory stays bounded under a flood of large responses.
+/// 256 KiB response costs several megabytes while it is parsed and verified (libxml2 and our
+/// own reading), and verification is CPU-bound anyway. Later posts wait for a permit before
+/// Latchkey reads their bodies; actix-http still buffers up to 128 KiB of each waiting body
+/// (about 400 KB per waiting connection, docs/benchmarks.md), the rest stays in the socket.
 pub fn max_saml_in_flight(workers: usize) -> usize {
     workers.max(2)
 }
