@@ -65,9 +65,9 @@ function googleClaims(user) {
   return claims;
 }
 
-function microsoftClaims(user, clientId) {
+function microsoftClaims(user) {
   return {
-    sub: pairwiseSub(user.id, clientId),
+    sub: user.id, // made pairwise by oidc-provider (subjectTypes below)
     oid: user.id,
     tid: user.tid,
     acct: user.acct,
@@ -86,14 +86,12 @@ function microsoftClaims(user, clientId) {
  * oidc-provider turns into `invalid_grant` at the token endpoint and `invalid_token` at userinfo.
  */
 function findAccountFor(directory, family) {
-  return async (ctx, id) => {
+  return async (_ctx, id) => {
     const user = directory.activeUser(family, id);
     if (!user) return undefined;
     return {
       accountId: id,
-      claims: async () => (family === 'google'
-        ? googleClaims(user)
-        : microsoftClaims(user, ctx.oidc.client?.clientId)),
+      claims: async () => (family === 'google' ? googleClaims(user) : microsoftClaims(user)),
     };
   };
 }
@@ -137,6 +135,9 @@ export function buildProvider({ family, issuer, jwks, directory }) {
     cookies: { keys: ['latchkey-upstream-emulator-cookie-key'] },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     pkce: { required: () => false },
+    // Entra ID's sub differs per application (pairwise); Google's is the same everywhere.
+    subjectTypes: family === 'microsoft' ? ['pairwise'] : ['public'],
+    pairwiseIdentifier: async (_ctx, accountId, client) => pairwiseSub(accountId, client.clientId),
     // Refresh tokens live on their own, as upstream ones do, not with the browser session.
     expiresWithSession: async () => false,
     // Entra ID rotates refresh tokens on every use; Google keeps the same one.
