@@ -7,7 +7,3 @@ export function rsaJwk() {
   return { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'RS256', use: 'sig' };
 }
 
-/** The public half of a private JWK. */
-export function publicJwk({ kty, n, e, kid, alg, use }) {
-  return { kty, n, e, kid, alg, use };
-}

@@ -146,7 +146,9 @@ export function buildProvider({ family, issuer, jwks, directory }) {
       devInteractions: { enabled: false },
       revocation: { enabled: family === 'google' },
       userinfo: { enabled: true },
-      rpInitiatedLogout: { enabled: false },
+      // Needed when one browser switches users: oidc-provider ends the old session through
+      // its logout endpoint (a self-submitting form) before resuming the authorization.
+      rpInitiatedLogout: { enabled: true },
     },
     interactions: {
       policy: policyFor(directory, family),
