@@ -17,6 +17,7 @@ const FABRIKAM = '22222222-2222-4222-8222-222222222222';
 const CONSUMER = '9188040d-6c67-4c5b-b112-36a304b66dad';
 
 const CONFIG = {
+  ttl: { AccessToken: 600 },
   google: {
     clients: [{ client_id: 'google-client', client_secret: 'google-secret', redirect_uris: [REDIRECT] }],
     users: [
@@ -168,15 +169,18 @@ async function googleChecks(ready, state) {
     const alice = state.google.users.find((u) => u.email === 'alice@acme.test');
     assert.equal(c.iss, ready.google_issuer);
     assert.equal(c.aud, 'google-client');
+    assert.equal(c.azp, 'google-client');
     assert.equal(c.sub, alice.id);
     assert.match(c.sub, /^\d{21}$/);
     assert.deepEqual([c.email, c.email_verified, c.hd, c.name, c.given_name, c.family_name],
       ['alice@acme.test', true, 'acme.test', 'Alice Doe', 'Alice', 'Doe']);
     assert.ok(t.refresh_token, 'access_type=offline + prompt=consent gives a refresh token');
+    assert.equal(t.expires_in, 600, 'the config\'s ttl applies');
     const r = await client.refreshTokenGrant(google, t.refresh_token);
     assert.ok(!r.refresh_token || r.refresh_token === t.refresh_token, 'Google does not rotate');
     const info = await client.fetchUserInfo(google, r.access_token, c.sub);
     assert.equal(info.hd, 'acme.test');
+    assert.ok(!('azp' in info));
     state.aliceRefresh = t.refresh_token;
   });
 

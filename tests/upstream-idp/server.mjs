@@ -115,12 +115,12 @@ async function main() {
   state.googleIssuer = `${base}/google`;
   state.serve = serveProvider(state);
   state.google = {
-    provider: buildProvider({ family: 'google', issuer: state.googleIssuer, jwks: { keys: [keys.google] }, directory }),
+    provider: buildProvider({ family: 'google', issuer: state.googleIssuer, jwks: { keys: [keys.google] }, directory, ttl: config.ttl }),
     family: 'google',
     directory,
   };
   state.microsoft = new MicrosoftAuthority({
-    authority: `${base}/ms`, jwks: { keys: [keys.microsoft] }, directory, serveProvider: state.serve,
+    authority: `${base}/ms`, jwks: { keys: [keys.microsoft] }, directory, serveProvider: state.serve, ttl: config.ttl,
   });
   stopOn(server, state);
   process.stdout.write(`${JSON.stringify({

@@ -18,7 +18,7 @@ const TTL = {
 
 const CLAIMS = {
   google: {
-    openid: ['sub', 'hd'],
+    openid: ['sub', 'hd', 'azp'],
     email: ['email', 'email_verified'],
     profile: ['name', 'given_name', 'family_name'],
   },
@@ -52,9 +52,11 @@ export const tokenPath = (family) => ROUTES[family].token;
 export const authorizationPath = (family) => ROUTES[family].authorization;
 export const userinfoPath = (family) => ROUTES[family].userinfo;
 
-function googleClaims(user) {
+function googleClaims(user, use, clientId) {
   const claims = {
     sub: user.id,
+    // Google's ID tokens name the client they were issued to; its userinfo does not.
+    azp: use === 'id_token' ? clientId : undefined,
     email: user.email,
     email_verified: user.email_verified,
     name: user.name,
@@ -86,12 +88,14 @@ function microsoftClaims(user) {
  * oidc-provider turns into `invalid_grant` at the token endpoint and `invalid_token` at userinfo.
  */
 function findAccountFor(directory, family) {
-  return async (_ctx, id) => {
+  return async (ctx, id) => {
     const user = directory.activeUser(family, id);
     if (!user) return undefined;
     return {
       accountId: id,
-      claims: async () => (family === 'google' ? googleClaims(user) : microsoftClaims(user)),
+      claims: async (use) => (family === 'google'
+        ? googleClaims(user, use, ctx.oidc.client?.clientId)
+        : microsoftClaims(user)),
     };
   };
 }
@@ -120,7 +124,7 @@ function policyFor(directory, family) {
  * Builds one provider. `family` is "google" or "microsoft"; every Microsoft tenant gets its own
  * instance (its own issuer) with the family's shared key and storage.
  */
-export function buildProvider({ family, issuer, jwks, directory }) {
+export function buildProvider({ family, issuer, jwks, directory, ttl = {} }) {
   const issuerPath = new URL(issuer).pathname;
   const provider = new Provider(issuer, {
     adapter: adapterFor(family),
@@ -131,7 +135,7 @@ export function buildProvider({ family, issuer, jwks, directory }) {
     conformIdTokenClaims: false, // both put the profile claims in the ID token itself
     extraParams: ['hd', 'user', 'access_type', 'domain_hint'],
     routes: ROUTES[family],
-    ttl: TTL,
+    ttl: { ...TTL, ...ttl },
     cookies: { keys: ['latchkey-upstream-emulator-cookie-key'] },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     pkce: { required: () => false },
