@@ -41,7 +41,9 @@ function sendHtml(res, html) {
 
 /** Why this user may not sign in here, or undefined when they may. */
 function refusal(user, family, tenant) {
-  if (!user) return 'AADSTS50034: the user account does not exist in this directory';
+  if (!user) {
+    return family === 'microsoft' ? 'AADSTS50034: the user account does not exist in this directory' : 'no such account';
+  }
   if (user.status !== 'active') return `the account is ${user.status}`;
   if (family === 'microsoft' && user.tid !== tenant.tid) {
     return `AADSTS50020: user account ${user.email} does not exist in tenant ${tenant.tid}`;
