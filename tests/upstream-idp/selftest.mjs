@@ -184,6 +184,13 @@ async function googleChecks(ready, state) {
     state.aliceRefresh = t.refresh_token;
   });
 
+  await check('Google: prompt=select_account and an API scope', async () => {
+    const scope = 'openid email https://www.googleapis.com/auth/calendar.readonly';
+    const t = await codeFlow(google, { login_hint: 'alice@acme.test', prompt: 'select_account consent', access_type: 'offline', scope });
+    assert.ok(t.refresh_token);
+    assert.ok(t.scope.split(' ').includes('https://www.googleapis.com/auth/calendar.readonly'), t.scope);
+  });
+
   await check('Google consumer user: no hd; no refresh token without access_type=offline', async () => {
     const t = await codeFlow(google, { login_hint: 'bob@gmail.test' });
     const c = t.claims();

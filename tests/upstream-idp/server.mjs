@@ -29,6 +29,7 @@ function options() {
  *   then); oidc-provider does for the `offline_access` scope, so that scope is added.
  * - Entra ID issues one whenever `offline_access` is asked, without `prompt=consent`, which
  *   oidc-provider would require; consent is auto-given here, so asking for it changes nothing.
+ * - `prompt=select_account`, which oidc-provider does not know, becomes `prompt=login`.
  */
 function upstreamQuirks(family, rest) {
   const url = new URL(rest, 'http://x');
@@ -41,8 +42,10 @@ function upstreamQuirks(family, rest) {
   }
   if (family === 'microsoft' && scopes.has('offline_access') && !prompts.has('consent') && !prompts.has('none')) {
     prompts.add('consent');
-    p.set('prompt', [...prompts].join(' '));
   }
+  // Both offer an account chooser for prompt=select_account; here that is a new login step.
+  if (prompts.delete('select_account')) prompts.add('login');
+  if (prompts.size) p.set('prompt', [...prompts].join(' '));
   return `${url.pathname}${url.search}`;
 }
 
@@ -115,12 +118,12 @@ async function main() {
   state.googleIssuer = `${base}/google`;
   state.serve = serveProvider(state);
   state.google = {
-    provider: buildProvider({ family: 'google', issuer: state.googleIssuer, jwks: { keys: [keys.google] }, directory, ttl: config.ttl }),
+    provider: buildProvider({ family: 'google', issuer: state.googleIssuer, jwks: { keys: [keys.google] }, directory, ttl: config.ttl, extraScopes: config.google?.scopes }),
     family: 'google',
     directory,
   };
   state.microsoft = new MicrosoftAuthority({
-    authority: `${base}/ms`, jwks: { keys: [keys.microsoft] }, directory, serveProvider: state.serve, ttl: config.ttl,
+    authority: `${base}/ms`, jwks: { keys: [keys.microsoft] }, directory, serveProvider: state.serve, ttl: config.ttl, extraScopes: config.microsoft?.scopes,
   });
   stopOn(server, state);
   process.stdout.write(`${JSON.stringify({

@@ -10,10 +10,11 @@ import { sendJson } from './admin.mjs';
 const MULTI = new Set(['common', 'organizations', 'consumers']);
 
 export class MicrosoftAuthority {
-  constructor({ authority, jwks, directory, serveProvider, ttl }) {
+  constructor({ authority, jwks, directory, serveProvider, ttl, extraScopes }) {
     this.authority = authority; // e.g. http://127.0.0.1:PORT/ms
     this.jwks = jwks;
     this.ttl = ttl;
+    this.extraScopes = extraScopes;
     this.directory = directory;
     this.serveProvider = serveProvider; // (ctx, req, res, mount, rest) => void
     this.providers = new Map();
@@ -23,7 +24,7 @@ export class MicrosoftAuthority {
   contextFor(tid) {
     if (!this.providers.has(tid)) {
       const issuer = `${this.authority}/${tid}/v2.0`;
-      const provider = buildProvider({ family: 'microsoft', issuer, jwks: this.jwks, directory: this.directory, ttl: this.ttl });
+      const provider = buildProvider({ family: 'microsoft', issuer, jwks: this.jwks, directory: this.directory, ttl: this.ttl, extraScopes: this.extraScopes });
       this.providers.set(tid, { provider, family: 'microsoft', directory: this.directory, tenant: this.directory.microsoft.tenants.get(tid) });
     }
     return this.providers.get(tid);

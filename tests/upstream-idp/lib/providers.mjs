@@ -29,6 +29,12 @@ const CLAIMS = {
   },
 };
 
+// API scopes accepted by default (incremental authorisation tests); the config can replace them.
+const API_SCOPES = {
+  google: ['https://www.googleapis.com/auth/calendar.readonly', 'https://www.googleapis.com/auth/drive.readonly'],
+  microsoft: ['User.Read', 'Calendars.Read', 'Mail.Read'],
+};
+
 // Endpoint paths under each issuer. Google's mirror its real ones (minus the separate hosts).
 const ROUTES = {
   google: {
@@ -124,14 +130,15 @@ function policyFor(directory, family) {
  * Builds one provider. `family` is "google" or "microsoft"; every Microsoft tenant gets its own
  * instance (its own issuer) with the family's shared key and storage.
  */
-export function buildProvider({ family, issuer, jwks, directory, ttl = {} }) {
+export function buildProvider({ family, issuer, jwks, directory, ttl = {}, extraScopes }) {
   const issuerPath = new URL(issuer).pathname;
   const provider = new Provider(issuer, {
     adapter: adapterFor(family),
     jwks,
     findAccount: findAccountFor(directory, family),
     claims: CLAIMS[family],
-    scopes: ['openid', 'email', 'profile', 'offline_access'],
+    // oidc-provider drops scopes it does not know; API scopes for the token-access tests must be listed.
+    scopes: ['openid', 'email', 'profile', 'offline_access', ...(extraScopes ?? API_SCOPES[family])],
     conformIdTokenClaims: false, // both put the profile claims in the ID token itself
     extraParams: ['hd', 'user', 'access_type', 'domain_hint'],
     routes: ROUTES[family],
