@@ -207,10 +207,12 @@ async function googleChecks(ready, state) {
     assert.equal((await codeFlow(google, { login_hint: 'bob@gmail.test' }, { jar })).claims().email, 'bob@gmail.test');
   });
 
-  await check('Google outage: 503 at the token endpoint, then restored', async () => {
+  await check('Google outage: 503, then a dropped connection at the token endpoint, then restored', async () => {
     await admin(ready, 'POST', 'google/outage', { status: 503 });
     const err = await refused(client.refreshTokenGrant(google, state.aliceRefresh));
     assert.equal(err.status, 503, String(err));
+    await admin(ready, 'POST', 'google/outage', { status: 'reset' });
+    await refused(client.refreshTokenGrant(google, state.aliceRefresh)); // a network error
     await admin(ready, 'DELETE', 'google/outage');
     assert.ok((await client.refreshTokenGrant(google, state.aliceRefresh)).access_token);
   });

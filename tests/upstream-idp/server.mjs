@@ -49,6 +49,12 @@ function upstreamQuirks(family, rest) {
   return `${url.pathname}${url.search}`;
 }
 
+/** A token request during an outage: an HTTP error status, or a dropped connection ("reset"). */
+function outage(status, req, res) {
+  if (status === 'reset') return req.socket.destroy();
+  return sendJson(res, status, { error: 'temporarily_unavailable', error_description: 'the emulator is in outage mode' });
+}
+
 /** Runs one request through a provider mounted at `mount` (oidc-provider derives URLs from it). */
 function serveProvider(state) {
   const callbacks = new WeakMap();
@@ -59,9 +65,7 @@ function serveProvider(state) {
       req.originalUrl = `${mount}${rest}`;
       return handleInteraction(ctx, req, res, new URL(`${mount}${rest}`, 'http://x'));
     }
-    if (path === tokenPath(family) && state.outage[family]) {
-      return sendJson(res, state.outage[family], { error: 'temporarily_unavailable', error_description: 'the emulator is in outage mode' });
-    }
+    if (path === tokenPath(family) && state.outage[family]) return outage(state.outage[family], req, res);
     const target = req.method === 'GET' && path === authorizationPath(family) ? upstreamQuirks(family, rest) : rest;
     if (!callbacks.has(ctx.provider)) callbacks.set(ctx.provider, ctx.provider.callback());
     req.originalUrl = `${mount}${target}`;

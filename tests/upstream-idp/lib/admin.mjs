@@ -69,7 +69,11 @@ async function route(method, parts, body, state) {
     return { id: user.id, status: user.status, revoked };
   }
   if (what === 'outage' && FAMILIES.has(family) && parts.length === 2) {
-    state.outage[family] = method === 'POST' ? (body.status ?? 503) : null;
+    const status = body.status ?? 503;
+    if (method === 'POST' && status !== 'reset' && !(Number.isInteger(status) && status >= 400 && status <= 599)) {
+      throw new InputError('status must be an HTTP error status or "reset"');
+    }
+    state.outage[family] = method === 'POST' ? status : null;
     return { outage: state.outage };
   }
   if (method === 'POST' && path === 'google/risc') return risc(body, state);
