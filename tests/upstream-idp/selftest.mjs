@@ -36,6 +36,7 @@ const CONFIG = {
       { tid: CONTOSO, email: 'dave@fabrikam.test', preferred_username: 'dave_fabrikam.test#EXT#@contoso.test', acct: 1, name: 'Dave Guest' },
       { tid: FABRIKAM, email: 'erin@fabrikam.test', name: 'Erin Fox' },
       { tid: CONSUMER, email: 'frank@outlook.test', name: 'Frank Home' },
+      { tid: FABRIKAM, email: 'carol@contoso.test', name: 'Carol Impostor' }, // same address, other tenant
     ],
   },
 };
@@ -87,7 +88,9 @@ async function browse(start, { jar = new Map(), choose } = {}) {
     }
     if (!location && choose && res.status === 200) {
       // The account chooser: press the button of the wanted user, as a browser would.
-      const button = page.match(new RegExp(`<form method="(\\w+)" action="([^"]+)">((?:(?!</form>).)*?)<button name="user" value="([^"]+)" data-email="${choose}"`));
+      // `choose` is an email or a user id.
+      const button = [...page.matchAll(/<form method="(\w+)" action="([^"]+)">((?:(?!<\/form>).)*?)<button name="user" value="([^"]+)" data-email="([^"]+)"/g)]
+        .find((m) => m[4] === choose || m[5] === choose);
       if (!button) throw new Error(`no button for ${choose} in ${page}`);
       const fields = new URLSearchParams([...button[3].matchAll(/name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1], m[2].replaceAll('&#38;', '&')]));
       fields.set('user', button[4]);
@@ -339,15 +342,24 @@ async function microsoftChecks(ready, state) {
     await multiTenantFlow(ready, 'organizations', 'erin@fabrikam.test', FABRIKAM);
     await multiTenantFlow(ready, 'organizations', undefined, FABRIKAM, 'erin@fabrikam.test');
   });
+  await check('Microsoft: the same email in two tenants', async () => {
+    const c = (await codeFlow(contoso, { login_hint: 'carol@contoso.test' })).claims();
+    assert.equal(c.name, 'Carol Lee', 'a tenant endpoint signs its own user in');
+    const impostor = state.microsoft.users.find((u) => u.name === 'Carol Impostor');
+    await multiTenantFlow(ready, 'organizations', 'carol@contoso.test', FABRIKAM, impostor.id, 'Carol Impostor');
+  });
   await check('Microsoft /common: personal account in the consumer tenant', async () => {
     await multiTenantFlow(ready, 'common', 'frank@outlook.test', CONSUMER);
   });
 
   await check('Microsoft user suspended: invalid_grant, userinfo refused, reinstating brings nothing back', async () => {
-    await admin(ready, 'POST', 'microsoft/users/carol@contoso.test/suspend');
+    const ambiguous = await fetch(`${ready.admin}/microsoft/users/carol@contoso.test/suspend`, { method: 'POST' });
+    assert.equal(ambiguous.status, 400, 'an address in two tenants names no one user');
+    const carol = state.microsoft.users.find((u) => u.name === 'Carol Lee');
+    await admin(ready, 'POST', `microsoft/users/${carol.id}/suspend`);
     assert.equal((await refused(client.refreshTokenGrant(contoso, state.carol.refresh))).error, 'invalid_grant');
     assert.equal((await refused(client.fetchUserInfo(contoso, state.carol.access, state.carol.sub))).status, 401);
-    await admin(ready, 'POST', 'microsoft/users/carol@contoso.test/reinstate');
+    await admin(ready, 'POST', `microsoft/users/${carol.id}/reinstate`);
     assert.equal((await refused(client.refreshTokenGrant(contoso, state.carol.refresh))).error, 'invalid_grant');
   });
 
@@ -366,7 +378,7 @@ async function microsoftChecks(ready, state) {
  * The multi-tenant endpoints publish a template issuer, which openid-client (rightly) refuses,
  * so this flow is done by hand, as a relying party that checks `iss` against `tid` must.
  */
-async function multiTenantFlow(ready, segment, email, homeTid, choose) {
+async function multiTenantFlow(ready, segment, email, homeTid, choose, chooseName) {
   const meta = await (await fetch(`${ready.microsoft_authority}/${segment}/v2.0/.well-known/openid-configuration`)).json();
   const verifier = client.randomPKCECodeVerifier();
   const auth = new URL(meta.authorization_endpoint);
@@ -383,6 +395,7 @@ async function multiTenantFlow(ready, segment, email, homeTid, choose) {
   const t = await token({ grant_type: 'authorization_code', code: cb.searchParams.get('code'), redirect_uri: REDIRECT, code_verifier: verifier });
   const { payload } = await jwtVerify(t.id_token, createRemoteJWKSet(new URL(meta.jwks_uri)), { audience: 'ms-client' });
   assert.equal(payload.tid, homeTid);
+  if (chooseName) assert.equal(payload.name, chooseName);
   assert.equal(payload.iss, meta.issuer.replace('{tenantid}', homeTid));
   assert.equal(payload.nonce, 'nn');
   const r = await token({ grant_type: 'refresh_token', refresh_token: t.refresh_token });

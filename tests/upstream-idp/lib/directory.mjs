@@ -118,13 +118,22 @@ export class Directory {
     return user;
   }
 
-  /** Finds a user by id (Google sub / Microsoft oid), email or preferred_username. */
-  findUser(family, key) {
-    if (!key) return undefined;
+  /**
+   * Users matching a key: an id (Google sub / Microsoft oid) names one; an email or
+   * preferred_username may name several (the same address in two Microsoft tenants).
+   */
+  matchUsers(family, key) {
+    if (!key) return [];
     const users = this[family].users;
-    if (users.has(key)) return users.get(key);
+    if (users.has(key)) return [users.get(key)];
     const k = String(key).toLowerCase();
-    return [...users.values()].find((u) => u.email === k || u.preferred_username === k);
+    return [...users.values()].filter((u) => u.email === k || u.preferred_username === k);
+  }
+
+  /** The user a key names; among several, the first one `prefer` accepts, else the first. */
+  findUser(family, key, prefer = () => false) {
+    const found = this.matchUsers(family, key);
+    return found.find(prefer) ?? found[0];
   }
 
   /** Users who may sign in at all (suspended and deleted ones may not). */
@@ -140,7 +149,9 @@ export class Directory {
 
   /** Moves a user to "active", "suspended" or "deleted"; leaving "active" revokes everything. */
   setStatus(family, key, status) {
-    const user = this.findUser(family, key);
+    const found = this.matchUsers(family, key);
+    if (found.length > 1) throw new InputError(`${key} names ${found.length} users: use the id`);
+    const [user] = found;
     if (!user) throw new InputError(`unknown user ${key}`);
     user.status = status;
     const revoked = status === 'active' ? 0 : revokeAccount(family, user.id);

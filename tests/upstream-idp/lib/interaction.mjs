@@ -59,7 +59,8 @@ async function login(ctx, details, req, res, url) {
     const users = eligibleUsers(directory, family, { tid: tenant?.tid, hd: details.params.hd });
     return sendHtml(res, chooserPage(users, url.pathname));
   }
-  const user = directory.findUser(family, key);
+  // The same address may exist in several tenants: a tenant's endpoint means its own user.
+  const user = directory.findUser(family, key, (u) => u.tid === tenant?.tid);
   const why = refusal(user, family, tenant);
   if (why) {
     const result = { error: 'access_denied', error_description: why };

@@ -77,12 +77,15 @@ export class MicrosoftAuthority {
     const url = new URL(rest, 'http://x');
     const key = url.searchParams.get('user') ?? url.searchParams.get('login_hint');
     const users = eligibleUsers(this.directory, 'microsoft', { segment });
-    const user = key && users.find((u) => u === this.directory.findUser('microsoft', key));
+    const named = this.directory.matchUsers('microsoft', key).filter((u) => users.includes(u));
+    const user = named.length === 1 ? named[0] : undefined;
     if (!user) {
+      // No hint, an unknown one, or an address in several tenants: the chooser decides
+      // (narrowed to the hint's accounts when it matched several).
       const hidden = Object.fromEntries(url.searchParams);
       delete hidden.user;
       // The chooser's buttons come back here as GET parameters, the rest of the request kept.
-      const html = chooserPage(users, `${this.authority}/${segment}/v2.0${url.pathname}`, hidden).replaceAll('method="post"', 'method="get"');
+      const html = chooserPage(named.length > 1 ? named : users, `${this.authority}/${segment}/v2.0${url.pathname}`, hidden).replaceAll('method="post"', 'method="get"');
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       return res.end(html);
     }

@@ -115,7 +115,7 @@ function hintedUserCheck(directory, family) {
     const key = ctx.oidc.params.user ?? ctx.oidc.params.login_hint;
     const current = ctx.oidc.session?.accountId;
     if (!key || !current) return Check.NO_NEED_TO_PROMPT;
-    const user = directory.findUser(family, key);
+    const user = directory.findUser(family, key, (u) => u.id === current);
     return user?.id === current ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
   });
 }
