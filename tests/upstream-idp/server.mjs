@@ -86,8 +86,10 @@ function router(state) {
       if (url.startsWith('/admin/')) return await handleAdmin(req, res, url.slice('/admin/'.length), state);
       return sendJson(res, 404, { error: 'not found' });
     } catch (err) {
-      console.error('[emulator]', req.method, url, err);
-      if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: String(err) });
+      // oidc-provider's own errors (an expired interaction, a missing cookie) carry their status.
+      const status = Number.isInteger(err.status) && err.status < 500 ? err.status : 500;
+      if (status === 500) console.error('[emulator]', req.method, url, err);
+      if (!res.headersSent) sendJson(res, status, { error: err.error ?? 'server_error', error_description: err.error_description ?? String(err) });
       else res.end();
     }
   };
