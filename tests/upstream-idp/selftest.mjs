@@ -368,7 +368,8 @@ async function microsoftChecks(ready, state) {
     const err = await refused(codeFlow(contoso, { login_hint: 'carol@contoso.test' }));
     assert.equal(err.status, 503, String(err));
     await admin(ready, 'DELETE', 'microsoft/outage');
-    await admin(ready, 'POST', 'microsoft/users', { tid: FABRIKAM, email: 'gina@fabrikam.test' });
+    const added = await admin(ready, 'POST', 'microsoft/users', [{ tid: FABRIKAM, email: 'gina@fabrikam.test' }, { tid: FABRIKAM, email: 'hal@fabrikam.test' }]);
+    assert.equal(added.length, 2);
     const fabrikam = await discover(`${authority}/${FABRIKAM}/v2.0`, 'ms-client', 'ms-secret');
     assert.equal((await codeFlow(fabrikam, { login_hint: 'gina@fabrikam.test' })).claims().email, 'gina@fabrikam.test');
   });

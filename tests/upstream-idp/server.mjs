@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import { readFileSync, fstatSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Directory, CONSUMER_TENANT } from './lib/directory.mjs';
+import { sweepExpired } from './lib/adapter.mjs';
 import { rsaJwk } from './lib/keys.mjs';
 import { buildProvider, authorizationPath, tokenPath } from './lib/providers.mjs';
 import { handleInteraction } from './lib/interaction.mjs';
@@ -132,6 +133,7 @@ async function main() {
     authority: `${base}/ms`, jwks: { keys: [keys.microsoft] }, directory, serveProvider: state.serve, ttl: config.ttl, extraScopes: config.microsoft?.scopes,
   });
   stopOn(server, state);
+  setInterval(sweepExpired, 60_000).unref();
   process.stdout.write(`${JSON.stringify({
     google_issuer: state.googleIssuer,
     microsoft_authority: `${base}/ms`,
