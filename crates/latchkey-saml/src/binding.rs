@@ -337,15 +337,25 @@ fn ecdsa_der(key: &PKey<Public>, sig: &[u8]) -> Option<Vec<u8>> {
 /// A POST-binding field: base64 to UTF-8 XML, refusing more than `max_bytes` of base64 and any
 /// DOCTYPE.
 pub fn decode_post(b64: &str, max_bytes: usize) -> Result<String> {
-    if b64.len() > max_bytes {
-        return Err(SamlError::TooLarge);
-    }
-    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let bytes = STANDARD.decode(compact.as_bytes()).map_err(|_| SamlError::Base64)?;
-    let xml = String::from_utf8(bytes)
+    let xml = String::from_utf8(decode_post_base64(b64, max_bytes)?)
         .map_err(|_| SamlError::Malformed("the message is not UTF-8".into()))?;
     reject_doctype(&xml)?;
     Ok(xml)
+}
+
+/// A POST-binding field's base64, refusing more than `max_bytes` of it. Some IdPs wrap the
+/// base64 at 64 or 76 columns; most do not, and then no whitespace-free copy is made.
+pub(crate) fn decode_post_base64(b64: &str, max_bytes: usize) -> Result<Vec<u8>> {
+    if b64.len() > max_bytes {
+        return Err(SamlError::TooLarge);
+    }
+    let bytes = if b64.bytes().any(|b| b.is_ascii_whitespace()) {
+        let compact: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        STANDARD.decode(compact)
+    } else {
+        STANDARD.decode(b64)
+    };
+    bytes.map_err(|_| SamlError::Base64)
 }
 
 /// A POST-binding form for `xml` (already signed if it is to be).

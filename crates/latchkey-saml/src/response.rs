@@ -20,9 +20,6 @@ pub(crate) mod shape;
 #[cfg(test)]
 mod tests;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 use self::shape::Body;
 use crate::algorithms::AlgorithmPolicy;
 use crate::{Result, SamlError, VerifiedAssertion};
@@ -80,19 +77,7 @@ pub struct DecodedResponse {
 
 impl DecodedResponse {
     pub fn decode(saml_response_b64: &str) -> Result<Self> {
-        if saml_response_b64.len() > MAX_RESPONSE_BYTES {
-            return Err(SamlError::TooLarge);
-        }
-        // Some IdPs wrap the base64 at 64 or 76 columns; most do not, and then no compact
-        // copy of up to 256 KiB is made.
-        let bytes = if saml_response_b64.bytes().any(|b| b.is_ascii_whitespace()) {
-            let compact: Vec<u8> =
-                saml_response_b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-            STANDARD.decode(compact)
-        } else {
-            STANDARD.decode(saml_response_b64)
-        };
-        Self::from_xml(bytes.map_err(|_| SamlError::Base64)?)
+        Self::from_xml(crate::binding::decode_post_base64(saml_response_b64, MAX_RESPONSE_BYTES)?)
     }
 
     /// A response whose base64 was decoded already (see [`crate::post_body`]).

@@ -79,7 +79,8 @@ pub async fn observe(
 }
 
 /// Refuses declared bodies over the configured limit on every route, including routes that
-/// ignore their body; extractors enforce the same limit on streamed bodies.
+/// ignore their body; extractors enforce the same limit on streamed bodies. A connection whose
+/// declared body exceeds [`RELEASE_CONNECTION_AFTER_BYTES`] is closed after its response.
 pub async fn body_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
