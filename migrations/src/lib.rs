@@ -20,6 +20,7 @@ mod m20261206_000012_job_outbox;
 mod m20261206_000014_sign_in_seam;
 mod m20261206_000019_email_verifications;
 mod m20261206_000020_saml_connections;
+mod m20261206_000021_easie;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_sign_in_seam::Migration),
             Box::new(m20261206_000019_email_verifications::Migration),
             Box::new(m20261206_000020_saml_connections::Migration),
+            Box::new(m20261206_000021_easie::Migration),
         ]
     }
 }

@@ -16,7 +16,10 @@ pub const DEFAULT_MICROSOFT_AUTHORITY: &str = "https://login.microsoftonline.com
 /// Google's issuer, the default for `LATCHKEY_GOOGLE_ISSUER`.
 pub const DEFAULT_GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Provider {
     Google,
     Microsoft,

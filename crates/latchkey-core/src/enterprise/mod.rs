@@ -5,5 +5,9 @@
 //! up with an ordinary Latchkey session.
 //!
 //! - [`saml`]: SAML 2.0, Latchkey as the service provider (rules in `latchkey-saml`).
+//! - [`easie`]: EASIE enrollments of a domain with Google Workspace or Microsoft Entra ID.
+//! - [`upstream`]: Google and Microsoft as upstream OpenID Connect providers, for EASIE and
+//!   for consumer social sign-in (rules in `latchkey-easie`), and the upstream token vault.
 
+pub mod easie;
 pub mod saml;

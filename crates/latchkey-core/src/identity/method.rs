@@ -5,28 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// An upstream OpenID Connect provider Latchkey signs people in through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Upstream {
-    Google,
-    Microsoft,
-}
-
-impl Upstream {
-    pub const ALL: [Upstream; 2] = [Upstream::Google, Upstream::Microsoft];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Google => "google",
-            Self::Microsoft => "microsoft",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|u| u.as_str() == s)
-    }
-}
+/// An upstream OpenID Connect provider Latchkey signs people in through (Google, Microsoft).
+pub use latchkey_easie::Provider as Upstream;
 
 /// The `acr` of sessions signed in through an enterprise SAML connection.
 pub const ACR_ENTERPRISE_SAML: &str = "urn:latchkey:acr:enterprise-saml";
@@ -84,11 +64,11 @@ impl AuthMethod {
                 Self::Saml { connection_id: id.to_owned() }
             }
             (Some("oidc"), Some(upstream), connection) => match Upstream::parse(upstream) {
-                Some(upstream) => Self::UpstreamOidc {
+                Ok(upstream) => Self::UpstreamOidc {
                     upstream,
                     connection_id: connection.filter(|c| !c.is_empty()).map(str::to_owned),
                 },
-                None => Self::Operator,
+                Err(_) => Self::Operator,
             },
             _ => Self::Operator,
         }

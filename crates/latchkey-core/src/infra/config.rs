@@ -135,8 +135,34 @@ pub struct Settings {
     pub saml_metadata_allow_private: bool,
     /// How often metadata URLs of SAML connections are fetched again.
     pub saml_metadata_refresh: Duration,
+    /// Google and Microsoft as upstream OpenID Connect providers (social sign-in and EASIE).
+    pub upstream: UpstreamSettings,
     /// Problems worth a warning that do not stop start-up; logged once logging is set up.
     pub warnings: Vec<String>,
+}
+
+/// The OAuth client Latchkey is registered as at an upstream provider.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Upstream OpenID Connect providers. Endpoints come from discovery under the issuer
+/// (Google) or authority (Microsoft: a tenant's issuer is `{authority}/{tid}/v2.0`); both are
+/// overridable so that private deployments and tests use the same code path.
+#[derive(Clone)]
+pub struct UpstreamSettings {
+    /// `None`: "Continue with Google" and Google EASIE enrollments are off.
+    pub google: Option<UpstreamClient>,
+    pub microsoft: Option<UpstreamClient>,
+    /// Without a trailing slash: issuers are compared byte for byte.
+    pub google_issuer: String,
+    pub microsoft_authority: String,
+    /// How stale an EASIE session's last upstream check may be before tokens are minted.
+    pub easie_recheck_interval: Duration,
+    /// How long an unreachable upstream is tolerated before EASIE sessions fail closed.
+    pub easie_upstream_grace: Duration,
 }
 
 /// Password and sign-in policy.
@@ -207,6 +233,14 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_DNS_RESOLVER", false),
     ("LATCHKEY_SAML_METADATA_ALLOW_PRIVATE", false),
     ("LATCHKEY_SAML_METADATA_REFRESH", false),
+    ("LATCHKEY_GOOGLE_CLIENT_ID", false),
+    ("LATCHKEY_GOOGLE_CLIENT_SECRET", true),
+    ("LATCHKEY_MICROSOFT_CLIENT_ID", false),
+    ("LATCHKEY_MICROSOFT_CLIENT_SECRET", true),
+    ("LATCHKEY_GOOGLE_ISSUER", false),
+    ("LATCHKEY_MICROSOFT_AUTHORITY", false),
+    ("LATCHKEY_EASIE_RECHECK_INTERVAL", false),
+    ("LATCHKEY_EASIE_UPSTREAM_GRACE", false),
 ];
 
 /// An address (a single host) or a CIDR range.
@@ -396,6 +430,8 @@ impl Settings {
             Duration::from_secs(7 * 24 * 3600),
         )?;
 
+        let upstream = upstream(raw)?;
+
         Ok(Self {
             listen,
             public_url,
@@ -421,6 +457,7 @@ impl Settings {
             dns_resolver,
             saml_metadata_allow_private,
             saml_metadata_refresh,
+            upstream,
             warnings: Vec::new(),
         })
     }
@@ -509,6 +546,7 @@ impl Settings {
             "LATCHKEY_SAML_METADATA_REFRESH",
             json!(humantime::format_duration(self.saml_metadata_refresh).to_string()),
         );
+        self.upstream.redacted_into(&mut m);
         m
     }
 }
@@ -517,6 +555,110 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.redacted()).finish()
     }
+}
+
+impl UpstreamSettings {
+    fn redacted_into(&self, m: &mut BTreeMap<&'static str, serde_json::Value>) {
+        use serde_json::{Value, json};
+        let id =
+            |c: &Option<UpstreamClient>| c.as_ref().map_or(Value::Null, |c| json!(c.client_id));
+        let secret =
+            |c: &Option<UpstreamClient>| c.as_ref().map_or(Value::Null, |_| json!("<redacted>"));
+        m.insert("LATCHKEY_GOOGLE_CLIENT_ID", id(&self.google));
+        m.insert("LATCHKEY_GOOGLE_CLIENT_SECRET", secret(&self.google));
+        m.insert("LATCHKEY_MICROSOFT_CLIENT_ID", id(&self.microsoft));
+        m.insert("LATCHKEY_MICROSOFT_CLIENT_SECRET", secret(&self.microsoft));
+        m.insert("LATCHKEY_GOOGLE_ISSUER", json!(self.google_issuer));
+        m.insert("LATCHKEY_MICROSOFT_AUTHORITY", json!(self.microsoft_authority));
+        let d = |d: Duration| json!(humantime::format_duration(d).to_string());
+        m.insert("LATCHKEY_EASIE_RECHECK_INTERVAL", d(self.easie_recheck_interval));
+        m.insert("LATCHKEY_EASIE_UPSTREAM_GRACE", d(self.easie_upstream_grace));
+    }
+}
+
+/// One provider's client: both the ID and the secret, or neither (the provider is off).
+fn upstream_client(
+    raw: &Raw,
+    id_setting: &'static str,
+    secret_setting: &'static str,
+) -> Result<Option<UpstreamClient>, ConfigError> {
+    match (raw.get(id_setting), raw.get(secret_setting)) {
+        (None, None) => Ok(None),
+        (Some((id, _)), Some((secret, _))) => Ok(Some(UpstreamClient {
+            client_id: id.trim().to_owned(),
+            client_secret: secret.trim().to_owned(),
+        })),
+        (Some((_, source)), None) => Err(ConfigError::from_source(
+            secret_setting,
+            source,
+            format!("set together with {id_setting}"),
+            "nothing".to_owned(),
+        )),
+        (None, Some((_, source))) => Err(ConfigError::from_source(
+            id_setting,
+            source,
+            format!("set together with {secret_setting}"),
+            "nothing".to_owned(),
+        )),
+    }
+}
+
+/// An upstream issuer or authority: https (http only on loopback, for tests and labs), no
+/// query, fragment or credentials; kept without a trailing slash.
+fn upstream_base_url(v: &str) -> Option<String> {
+    let url = Url::parse(v).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Domain(d) => d == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    (scheme_ok && url.query().is_none() && url.fragment().is_none() && url.username().is_empty())
+        .then(|| url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn upstream(raw: &Raw) -> Result<UpstreamSettings, ConfigError> {
+    let google =
+        upstream_client(raw, "LATCHKEY_GOOGLE_CLIENT_ID", "LATCHKEY_GOOGLE_CLIENT_SECRET")?;
+    let microsoft =
+        upstream_client(raw, "LATCHKEY_MICROSOFT_CLIENT_ID", "LATCHKEY_MICROSOFT_CLIENT_SECRET")?;
+    let expected = "an https URL without query or fragment (http only for a loopback host)";
+    let google_issuer = parse(
+        raw,
+        "LATCHKEY_GOOGLE_ISSUER",
+        latchkey_easie::provider::DEFAULT_GOOGLE_ISSUER,
+        expected,
+        upstream_base_url,
+    )?;
+    let microsoft_authority = parse(
+        raw,
+        "LATCHKEY_MICROSOFT_AUTHORITY",
+        latchkey_easie::provider::DEFAULT_MICROSOFT_AUTHORITY,
+        expected,
+        |v| upstream_base_url(v).filter(|u| latchkey_easie::Authority::parse(u).is_ok()),
+    )?;
+    let easie_recheck_interval = duration(
+        raw,
+        "LATCHKEY_EASIE_RECHECK_INTERVAL",
+        "10m",
+        Duration::from_secs(60),
+        Duration::from_secs(24 * 3600),
+    )?;
+    let easie_upstream_grace = duration(
+        raw,
+        "LATCHKEY_EASIE_UPSTREAM_GRACE",
+        "1h",
+        Duration::ZERO,
+        Duration::from_secs(7 * 24 * 3600),
+    )?;
+    Ok(UpstreamSettings {
+        google,
+        microsoft,
+        google_issuer,
+        microsoft_authority,
+        easie_recheck_interval,
+        easie_upstream_grace,
+    })
 }
 
 /// The listen address and the public URL (which defaults from it).

@@ -27,6 +27,9 @@ pub const ACCESS_TOKEN: &str = "at";
 pub const EXTERNAL_IDENTITY: &str = "ext";
 pub const SAML_CONNECTION: &str = "con";
 pub const SAML_SP_KEY: &str = "spk";
+/// EASIE connections share the SAML prefix: `connections show con_…` finds either kind.
+pub const EASIE_CONNECTION: &str = "con";
+pub const UPSTREAM_GRANT: &str = "upg";
 /// Reference IDs shown on error pages and recorded with the refusal.
 pub const REFERENCE: &str = "ref";
 pub const PENDING_REQUEST: &str = "pnd";

@@ -70,6 +70,10 @@ pub(crate) async fn lock_org<C: ConnectionTrait>(
         .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
 }
 
+/// A membership's status: `active`, or suspended by deprovisioning.
+pub const MEMBERSHIP_ACTIVE: &str = "active";
+pub const MEMBERSHIP_SUSPENDED: &str = "suspended";
+
 /// Inserts a membership in the caller's transaction (the caller checked it does not exist).
 pub(crate) async fn insert_membership<C: ConnectionTrait>(
     conn: &C,
@@ -83,6 +87,7 @@ pub(crate) async fn insert_membership<C: ConnectionTrait>(
         org_id: Set(org_id.to_owned()),
         user_id: Set(user_id.to_owned()),
         role: Set(role.to_owned()),
+        status: Set(MEMBERSHIP_ACTIVE.to_owned()),
         created_at: Set(now),
     }
     .insert(conn)

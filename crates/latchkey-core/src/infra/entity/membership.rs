@@ -8,6 +8,8 @@ pub struct Model {
     pub org_id: String,
     pub user_id: String,
     pub role: String,
+    /// `active`, or `suspended` by deprovisioning (grants nothing until a new sign-in).
+    pub status: String,
     pub created_at: i64,
 }
 

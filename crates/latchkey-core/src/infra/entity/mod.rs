@@ -2,6 +2,7 @@
 //! [`crate::model`], so the rest of Latchkey never depends on column layout.
 
 pub mod audit_event;
+pub mod easie_connection;
 pub mod email_verification;
 pub mod external_identity;
 pub mod job_outbox;
@@ -30,5 +31,7 @@ pub mod sign_in_throttle;
 pub mod sign_up_attempt;
 pub mod signing_key;
 pub mod store_revision;
+pub mod upstream_event_id;
+pub mod upstream_grant;
 pub mod user;
 pub mod user_email;
