@@ -25,3 +25,4 @@ pub mod pages;
 mod saml;
 mod session_tokens;
 mod sign_in;
+mod upstream_idp;
