@@ -25,4 +25,5 @@ pub mod pages;
 mod saml;
 mod session_tokens;
 mod sign_in;
+mod upstream;
 mod upstream_idp;

@@ -304,6 +304,7 @@ const OPEN: LinkPolicy = LinkPolicy {
     link_verified_email: true,
     refresh_profile: false,
     domain_authority: false,
+    provision_unverified: false,
 };
 
 /// Upstream identities: provisioned just in time with the connection's membership, signed in
@@ -556,6 +557,9 @@ fn oidc_request(nonce: &str) -> PendingKind {
         connection_id: None,
         nonce: nonce.into(),
         pkce_verifier: "verifier-that-must-stay-secret".into(),
+        target: "google".into(),
+        extra_scopes: Vec::new(),
+        connect_user_id: None,
     }
 }
 

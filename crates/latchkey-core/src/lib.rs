@@ -88,6 +88,8 @@ pub struct Latchkey {
     pub jwt_templates: oauth::jwt_templates::JwtTemplateService,
     /// SAML enterprise connections (Latchkey as the service provider).
     pub saml: enterprise::saml::SamlService,
+    /// Google and Microsoft as upstream providers: social sign-in, EASIE, the token vault.
+    pub upstream: enterprise::upstream::UpstreamService,
 }
 
 impl Latchkey {
@@ -148,7 +150,7 @@ impl Latchkey {
             mail.clone(),
             &settings,
         );
-        let (pending, saml) = enterprise_connections(&store, &sign_in, &settings);
+        let (pending, saml, upstream) = enterprise_connections(&store, &sign_in, &settings)?;
         let jobs = runtime::JobRunner::new(
             store.clone(),
             mail.clone(),
@@ -178,6 +180,7 @@ impl Latchkey {
             jobs,
             jwt_templates,
             saml,
+            upstream,
         })
     }
 }
@@ -188,7 +191,7 @@ fn enterprise_connections(
     store: &Store,
     sign_in: &SignInService,
     settings: &Settings,
-) -> (PendingStore, enterprise::saml::SamlService) {
+) -> Result<(PendingStore, enterprise::saml::SamlService, enterprise::upstream::UpstreamService)> {
     let pending = PendingStore::new(store.clone());
     let saml = enterprise::saml::SamlService::new(
         store.clone(),
@@ -199,7 +202,13 @@ fn enterprise_connections(
     sign_in.register_connections(Arc::new(enterprise::saml::registry::SamlRegistry::new(
         store.clone(),
     )));
-    (pending, saml)
+    let upstream = enterprise::upstream::UpstreamService::new(
+        store.clone(),
+        sign_in.clone(),
+        pending.clone(),
+        settings,
+    )?;
+    Ok((pending, saml, upstream))
 }
 
 /// Opens and migrates the store. A bad key setting stops start-up before anything is touched;

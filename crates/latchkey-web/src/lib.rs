@@ -14,6 +14,7 @@ pub mod pending;
 mod routes;
 mod saml;
 mod state;
+mod upstream;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -49,6 +50,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .configure(oidc::configure)
             .configure(routes::configure)
             .configure(saml::configure)
+            .configure(upstream::configure)
             .configure(pages::configure)
             .default_service(web::to(error::not_found))
             .wrap(from_fn(http_middleware::body_limit))

@@ -65,6 +65,7 @@ pub struct Metrics {
     saml_responses: Family<ReasonLabels, Counter>,
     saml_metadata_refresh_failures: Gauge,
     saml_certificates_expiring: Gauge,
+    upstream_sign_ins: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +123,12 @@ impl Default for Metrics {
             "IdP signing certificates of enabled SAML connections expiring within 90 days",
             saml_certificates_expiring.clone(),
         );
+        let upstream_sign_ins = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_sign_ins",
+            "Google / Microsoft callbacks by outcome (accepted or the refusal reason)",
+            upstream_sign_ins.clone(),
+        );
         Self {
             registry,
             requests,
@@ -133,6 +140,7 @@ impl Default for Metrics {
             saml_responses,
             saml_metadata_refresh_failures,
             saml_certificates_expiring,
+            upstream_sign_ins,
         }
     }
 }
@@ -151,6 +159,10 @@ impl Metrics {
     /// A SAML response at the ACS: `accepted` or the refusal's reason code.
     pub fn saml_response(&self, outcome: &str) {
         self.saml_responses.get_or_create(&ReasonLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn upstream_sign_in(&self, outcome: &str) {
+        self.upstream_sign_ins.get_or_create(&ReasonLabels { outcome: outcome.to_owned() }).inc();
     }
 
     /// Sets the SAML figures just before a scrape.

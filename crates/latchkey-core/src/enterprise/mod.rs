@@ -11,3 +11,4 @@
 
 pub mod easie;
 pub mod saml;
+pub mod upstream;

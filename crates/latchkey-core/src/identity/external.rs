@@ -46,6 +46,10 @@ pub struct LinkPolicy {
     /// claim takes the account over cleanly (see `users::claim_unverified`), since whoever made
     /// it never proved the address.
     pub domain_authority: bool,
+    /// A new account may be created with an address the provider does not vouch for (consumer
+    /// social sign-in: a Microsoft account without `xms_edov`). The address is stored
+    /// unverified, so it never links and anyone who proves it later can claim it.
+    pub provision_unverified: bool,
 }
 
 /// Why an identity cannot sign in.
@@ -120,7 +124,7 @@ pub fn decide(
             }
         }
         None if !policy.provision => LinkVerdict::Refuse(LinkRefusal::NotProvisioned),
-        None if !up.email_verified || up.email.is_none() => {
+        None if up.email.is_none() || !(up.email_verified || policy.provision_unverified) => {
             LinkVerdict::Refuse(LinkRefusal::NoVerifiedAddress)
         }
         None => LinkVerdict::Provision,
@@ -277,6 +281,7 @@ mod tests {
         link_verified_email: true,
         refresh_profile: false,
         domain_authority: false,
+        provision_unverified: false,
     };
 
     #[test]
@@ -346,6 +351,13 @@ mod tests {
         assert_eq!(
             decide(None, None, &up(true), closed),
             LinkVerdict::Refuse(LinkRefusal::NotProvisioned)
+        );
+        // Social sign-in may create an account with an unvouched address, never link by it.
+        let social = LinkPolicy { provision_unverified: true, ..OPEN };
+        assert_eq!(decide(None, None, &up(false), social), LinkVerdict::Provision);
+        assert_eq!(
+            decide(None, Some(&account(true, false)), &up(false), social),
+            LinkVerdict::Refuse(LinkRefusal::AddressTaken)
         );
     }
 }

@@ -30,6 +30,9 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A service we depend on (an upstream identity provider) did not answer; a retry may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A setting that could not be accepted. `setting` is the environment variable's name, which is
@@ -81,7 +84,7 @@ impl Error {
             Self::RateLimited { retry_after_secs } => {
                 ErrorClass::RateLimited { retry_after_secs: *retry_after_secs }
             }
-            Self::Database(_) => ErrorClass::Unavailable,
+            Self::Database(_) | Self::Unavailable(_) => ErrorClass::Unavailable,
             Self::Config(_) | Self::Crypto(_) | Self::Io { .. } | Self::Internal(_) => {
                 ErrorClass::Internal
             }
@@ -101,7 +104,8 @@ impl Error {
             | Self::Config(_)
             | Self::Crypto(_)
             | Self::Io { .. }
-            | Self::Internal(_) => None,
+            | Self::Internal(_)
+            | Self::Unavailable(_) => None,
         }
     }
 }

@@ -42,6 +42,16 @@ pub enum PendingKind {
         connection_id: Option<String>,
         nonce: String,
         pkce_verifier: String,
+        /// Which discovery document the request went to (`enterprise::upstream::Target`'s
+        /// stored form): the answer is verified against the same one.
+        target: String,
+        /// Scopes asked for besides the sign-in's own (incremental authorisation).
+        #[serde(default)]
+        extra_scopes: Vec<String>,
+        /// Set when a signed-in user connects the provider to their account (rather than
+        /// signing in): the answer must be that user's linked identity.
+        #[serde(default)]
+        connect_user_id: Option<String>,
     },
     /// An upstream identity waiting for its owner to prove the existing account first.
     LinkConfirmation { user_id: String, issuer: String, subject: String, email: Option<String> },

@@ -46,6 +46,7 @@ pub async fn sign_in_form(
         Some(&c),
         StatusCode::OK,
         &views::SignIn {
+            social: social_buttons(&state),
             csrf: &c.token,
             return_to: &return_to,
             return_query: &return_query(&return_to),
@@ -104,6 +105,7 @@ pub async fn sign_in_identify(
             Some(&c),
             StatusCode::BAD_REQUEST,
             &views::SignIn {
+                social: social_buttons(&state),
                 csrf: &c.token,
                 return_to: &return_to,
                 return_query: &return_query(&return_to),
@@ -112,6 +114,16 @@ pub async fn sign_in_identify(
                 notice: None,
             },
         ),
+    }
+}
+
+/// The "Continue with …" buttons of the configured providers.
+fn social_buttons(state: &AppState) -> views::Social {
+    use latchkey_core::identity::method::Upstream;
+    let up = &state.core.upstream;
+    views::Social {
+        google: up.configured(Upstream::Google),
+        microsoft: up.configured(Upstream::Microsoft),
     }
 }
 
@@ -209,6 +221,7 @@ pub async fn sign_up_form(
         Some(&c),
         StatusCode::OK,
         &views::SignUp {
+            social: social_buttons(&state),
             csrf: &c.token,
             return_to: &return_to,
             return_query: &return_query(&return_to),
@@ -241,6 +254,7 @@ pub async fn sign_up_submit(
                 Some(&c),
                 StatusCode::BAD_REQUEST,
                 &views::SignUp {
+                    social: social_buttons(&state),
                     csrf: &c.token,
                     return_to: &return_to,
                     return_query: &return_query(&return_to),

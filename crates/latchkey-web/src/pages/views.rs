@@ -3,10 +3,19 @@
 use askama::Template;
 use latchkey_core::model::User;
 
+/// The upstream providers offered for consumer sign-in (configured ones only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Social {
+    pub google: bool,
+    pub microsoft: bool,
+}
+
 #[derive(Template)]
 #[template(path = "pages/sign_in.html")]
 pub struct SignIn<'a> {
     pub csrf: &'a str,
+    /// Which "Continue with …" buttons to show.
+    pub social: Social,
     pub return_to: &'a str,
     pub return_query: &'a str,
     pub email: &'a str,
@@ -28,6 +37,8 @@ pub struct SignInPassword<'a> {
 #[template(path = "pages/sign_up.html")]
 pub struct SignUp<'a> {
     pub csrf: &'a str,
+    /// Which "Continue with …" buttons to show.
+    pub social: Social,
     pub return_to: &'a str,
     pub return_query: &'a str,
     pub email: &'a str,

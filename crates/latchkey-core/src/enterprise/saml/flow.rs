@@ -390,6 +390,7 @@ impl SamlService {
             link_verified_email: true,
             refresh_profile: true,
             domain_authority: true,
+            provision_unverified: false,
         };
         Ok(Verified {
             method: AuthMethod::Saml { connection_id: model.id.clone() },

@@ -1,0 +1,88 @@
+//! Google and Microsoft as upstream OpenID Connect providers, with `openidconnect` as the
+//! relying party: consumer social sign-in ("Continue with Google / Microsoft") and EASIE
+//! enterprise sign-in share one flow ([`flow`]). Whether a sign-in is enterprise is decided
+//! from its validated claims by `latchkey_easie::route`, never from the button pressed. The
+//! provider's tokens are kept sealed in the vault ([`vault`]).
+//!
+//! - [`provider`]: discovery documents and keys (cached), ID token verification.
+//! - [`flow`]: authorization code + PKCE, `state`, `nonce`; the callback.
+//! - [`vault`]: the upstream grants.
+
+pub mod flow;
+pub mod provider;
+pub mod vault;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use latchkey_easie::recheck::RecheckPolicy;
+
+pub use flow::{CallbackInput, CallbackRejection, CallbackSuccess, StartRequest};
+pub use provider::{Directory, Target, UpstreamError};
+
+use crate::{
+    Result, Settings,
+    infra::store::Store,
+    sign_in::{SignInService, pending::PendingStore},
+};
+
+/// How long a request may wait for the provider's answer.
+pub const REQUEST_TTL_SECS: u64 = 10 * 60;
+
+/// Counters the metrics endpoint reads.
+#[derive(Debug, Default)]
+pub struct UpstreamCounters {
+    /// Requests to a provider that failed for want of an answer (network, timeout, 5xx).
+    pub unavailable: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct UpstreamService {
+    store: Store,
+    sign_in: SignInService,
+    pending: PendingStore,
+    directory: Directory,
+    public_url: String,
+    policy: RecheckPolicy,
+    pub counters: Arc<UpstreamCounters>,
+}
+
+impl UpstreamService {
+    pub fn new(
+        store: Store,
+        sign_in: SignInService,
+        pending: PendingStore,
+        settings: &Settings,
+    ) -> Result<Self> {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let up = &settings.upstream;
+        let policy =
+            RecheckPolicy::new(secs(up.easie_recheck_interval), secs(up.easie_upstream_grace))
+                .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        Ok(Self {
+            directory: Directory::new(up, store.clock().clone())?,
+            store,
+            sign_in,
+            pending,
+            public_url: settings.public_url.clone(),
+            policy,
+            counters: Arc::default(),
+        })
+    }
+
+    /// Whether "Continue with …" is offered for this provider.
+    pub fn configured(&self, provider: crate::identity::method::Upstream) -> bool {
+        self.directory.credentials(provider).is_ok()
+    }
+
+    /// Our callback for a provider: `{public_url}/oauth/callback/{provider}`.
+    pub fn redirect_uri(&self, provider: crate::identity::method::Upstream) -> String {
+        format!("{}/oauth/callback/{}", self.public_url, provider.as_str())
+    }
+
+    pub fn unavailable_count(&self) -> u64 {
+        self.counters.unavailable.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,133 @@
+//! Signing in through Google and Microsoft: "Continue with …" (`/oauth/start/{provider}`), an
+//! organisation's EASIE connection (`/easie/{connection_id}/login`, where identifier-first
+//! sign-in sends enrolled addresses), and the providers' answer at
+//! `/oauth/callback/{provider}`. They only parse and render: the rules are in
+//! `latchkey_core::enterprise::upstream` and `latchkey-easie`.
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{StatusCode, header},
+    web,
+};
+use latchkey_core::{
+    enterprise::upstream::{CallbackInput, StartRequest},
+    identity::method::Upstream,
+};
+use serde::Deserialize;
+
+use crate::{
+    AppState,
+    error::page::{PageError, message_page},
+    pages::support::{client_info, end_previous_session, safe_return_to, session_cookie},
+    pending,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/oauth/start/{provider}").route(web::get().to(start_social)))
+        .service(web::resource("/easie/{connection_id}/login").route(web::get().to(start_easie)))
+        .service(web::resource("/oauth/callback/{provider}").route(web::get().to(callback)));
+}
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    return_to: Option<String>,
+    login_hint: Option<String>,
+}
+
+async fn start_social(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<StartQuery>,
+) -> Result<HttpResponse, PageError> {
+    let provider = Upstream::parse(&path).map_err(|_| PageError::not_found())?;
+    start(&req, &state, provider, None, &query).await
+}
+
+async fn start_easie(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<StartQuery>,
+) -> Result<HttpResponse, PageError> {
+    // The connection decides the provider; this one is only a placeholder.
+    start(&req, &state, Upstream::Google, Some(&path), &query).await
+}
+
+async fn start(
+    req: &HttpRequest,
+    state: &AppState,
+    provider: Upstream,
+    connection_id: Option<&str>,
+    query: &StartQuery,
+) -> Result<HttpResponse, PageError> {
+    let return_to = safe_return_to(query.return_to.as_deref(), state);
+    let browser = pending::browser_binding(req, state);
+    let start = StartRequest {
+        provider,
+        connection_id,
+        login_hint: query.login_hint.as_deref(),
+        return_to: &return_to,
+        browser: &browser,
+    };
+    let url = state.core.upstream.start(&start).await?;
+    let mut res = HttpResponse::Found().insert_header((header::LOCATION, url)).finish();
+    res.add_cookie(&pending::binding_cookie(state, &browser)).map_err(|_| PageError::internal())?;
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// The provider's answer. No form CSRF check: `state`, single use and bound to this browser by
+/// the pending cookie, is the proof that this browser started this sign-in.
+async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse, PageError> {
+    let client = client_info(&req);
+    let browser = pending::returned_binding(&req, &state);
+    let input = CallbackInput {
+        provider: &path,
+        code: query.code.as_deref(),
+        state: query.state.as_deref(),
+        error: query.error.as_deref(),
+        binding: browser.as_ref(),
+        client: &client,
+    };
+    match state.core.upstream.callback(&input).await? {
+        Ok(success) => {
+            state.metrics.upstream_sign_in("accepted");
+            end_previous_session(&req, &state, &success.signed_in.session.id).await;
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, safe_return_to(Some(&success.return_to), &state)))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .cookie(session_cookie(&state, &success.signed_in.secret))
+                .finish())
+        }
+        Err(rejection) => {
+            state.metrics.upstream_sign_in(&rejection.reason);
+            let why = rejection
+                .message
+                .as_deref()
+                .unwrap_or("The answer from the sign-in provider could not be accepted.");
+            let message = format!(
+                "{why} If this keeps happening, give your administrator this reference: {}.",
+                rejection.reference
+            );
+            Ok(message_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in could not be completed",
+                &message,
+                Some(("/sign-in", "Back to sign-in")),
+            ))
+        }
+    }
+}

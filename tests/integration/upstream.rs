@@ -1,0 +1,350 @@
+//! Google and Microsoft sign-in end to end over HTTP against the emulator (oidc-provider):
+//! consumer social sign-in with linking and the token vault, EASIE enterprise sign-in with
+//! just-in-time provisioning, and the refusals the tenant checks owe, each with its audited
+//! reason. The browser is a cookie-keeping HTTP client that follows redirects by hand, so each
+//! hop (and the callback URL, for replay) is visible.
+
+use latchkey_core::{
+    enterprise::upstream::vault,
+    identity::method::Upstream,
+    infra::{
+        audit::{self, Actor},
+        entity::easie_connection,
+    },
+};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, data_dir},
+    upstream_idp::UpstreamIdp,
+};
+
+const CONTOSO: &str = "11111111-1111-4111-8111-111111111111";
+const FABRIKAM: &str = "22222222-2222-4222-8222-222222222222";
+const CONSUMER: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+fn emulator_config() -> Value {
+    json!({
+        "google": { "users": [
+            { "email": "alice@acme.test", "hd": "acme.test", "name": "Alice Doe" },
+            { "email": "bob@gmail.test", "name": "Bob Roe" },
+            // A consumer Google account on the enrolled domain (no `hd`).
+            { "email": "mallory@acme.test", "name": "Mallory" },
+            { "email": "eve@acme.test", "hd": "acme.test", "email_verified": false },
+            { "email": "alice+x@acme.test", "hd": "acme.test" },
+            // A Workspace of another domain claiming an address on the enrolled one.
+            { "email": "trudy@acme.test", "hd": "evil.test" },
+        ]},
+        "microsoft": {
+            "tenants": [
+                { "tid": CONTOSO, "domains": ["contoso.test"], "name": "Contoso" },
+                { "tid": FABRIKAM, "domains": ["fabrikam.test"], "name": "Fabrikam" },
+            ],
+            "users": [
+                { "tid": CONTOSO, "email": "carol@contoso.test", "name": "Carol Lee", "xms_edov": true,
+                  "oid": CONTOSO_CAROL },
+                { "tid": CONTOSO, "email": "dave@fabrikam.test", "acct": 1,
+                  "preferred_username": "dave_fabrikam.test#EXT#@contoso.test" },
+                { "tid": FABRIKAM, "email": "carol@contoso.test", "name": "Carol Impostor",
+                  "oid": FABRIKAM_CAROL },
+                { "tid": CONSUMER, "email": "frank@outlook.test" },
+                { "tid": CONSUMER, "email": "grace@contoso.test" },
+                { "tid": CONTOSO, "email": "alice@acme.test" },
+            ],
+        },
+    })
+}
+
+struct Fixture {
+    node: TestServer,
+    idp: UpstreamIdp,
+    org_id: String,
+    _data: tempfile::TempDir,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let db = TestDb::new(backend).await?;
+    let idp = UpstreamIdp::start(emulator_config()).await;
+    let data = data_dir();
+    let settings = idp.settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let node = TestServer::start(data.path(), &db, &extra).await;
+    idp.register_clients(&node.base_url).await;
+    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    for domain in ["acme.test", "contoso.test"] {
+        node.core.domains.add_verified(&org.id, domain, &Actor::cli()).await.unwrap();
+    }
+    Some(Fixture { node, idp, org_id: org.id, _data: data })
+}
+
+/// Enrolls a domain directly in the store (the service and CLI have their own tests).
+async fn enroll(f: &Fixture, provider: Upstream, domain: &str, tenant: Option<&str>) -> String {
+    let id = format!("con_test_{}", domain.replace('.', "_"));
+    let now = f.node.core.store.now();
+    easie_connection::Entity::insert(easie_connection::ActiveModel {
+        id: Set(id.clone()),
+        org_id: Set(f.org_id.clone()),
+        provider: Set(provider.as_str().to_owned()),
+        domain: Set(domain.to_owned()),
+        tenant_id: Set(tenant.map(str::to_owned)),
+        enabled: Set(true),
+        options: Set("{}".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(f.node.core.store.db())
+    .await
+    .unwrap();
+    id
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// Where a browser ended up: the last response's status and body, the redirect hops taken,
+/// and the callback URL it passed through (if any).
+struct Journey {
+    status: u16,
+    location: Option<String>,
+    body: String,
+    callback: Option<String>,
+}
+
+/// Follows redirects from `url` until a response that is not a redirect, or a redirect to
+/// Latchkey's own pages after the callback (the sign-in's landing).
+async fn follow(f: &Fixture, b: &reqwest::Client, url: &str) -> Journey {
+    let mut url = url.to_owned();
+    let mut callback = None;
+    for _ in 0..25 {
+        let res = b.get(&url).send().await.unwrap();
+        let status = res.status().as_u16();
+        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let at_callback = url.starts_with(&f.node.url("/oauth/callback/"));
+        if at_callback {
+            callback = Some(url.clone());
+        }
+        match location {
+            Some(loc) if (300..400).contains(&status) && !at_callback => {
+                url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+            }
+            location => {
+                let body = res.text().await.unwrap_or_default();
+                return Journey { status, location, body, callback };
+            }
+        }
+    }
+    panic!("too many redirects from {url}");
+}
+
+async fn social(f: &Fixture, b: &reqwest::Client, provider: &str, hint: &str) -> Journey {
+    let q = format!("/oauth/start/{provider}?login_hint={}&return_to=/account", urlencode(hint));
+    follow(f, b, &f.node.url(&q)).await
+}
+
+async fn easie(f: &Fixture, b: &reqwest::Client, connection: &str, hint: &str) -> Journey {
+    let q = format!("/easie/{connection}/login?login_hint={}&return_to=/account", urlencode(hint));
+    follow(f, b, &f.node.url(&q)).await
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn me(f: &Fixture, b: &reqwest::Client) -> Value {
+    let res = b.get(f.node.url("/v1/me")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+fn assert_signed_in(j: &Journey) {
+    assert_eq!(j.status, 303, "{}", j.body);
+    assert_eq!(j.location.as_deref(), Some("/account"));
+}
+
+/// The reasons of the refusals audited so far, newest first.
+async fn refusals(f: &Fixture) -> Vec<String> {
+    audit::recent(f.node.core.store.db(), 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "upstream.sign_in_rejected")
+        .map(|e| e.data["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn assert_refused(f: &Fixture, j: &Journey, reason: &str) {
+    assert_eq!(j.status, 400, "expected a refusal ({reason}), got: {}", j.body);
+    assert!(j.body.contains("ref_"), "the page names a reference: {}", j.body);
+    assert_eq!(refusals(f).await.first().map(String::as_str), Some(reason));
+}
+
+async fn social_sign_in_provisions_links_and_keeps_the_grant(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let b = browser();
+    let j = social(&f, &b, "google", "bob@gmail.test").await;
+    assert_signed_in(&j);
+    let first = me(&f, &b).await;
+    assert_eq!(first["email"], "bob@gmail.test");
+    let user_id = first["id"].as_str().unwrap().to_owned();
+    let db = f.node.core.store.db();
+    let grant = vault::find(db, &user_id, Upstream::Google).await.unwrap().unwrap();
+    assert_eq!(grant.connection_id, None);
+    assert_eq!(grant.next_check_at, None, "consumer grants are not re-checked");
+    let key = f.node.core.store.master_key();
+    let refresh = vault::refresh_token(key, &grant).unwrap().expect("a refresh token is kept");
+    assert!(!grant.refresh_token_sealed.as_deref().unwrap().contains(refresh.as_str()));
+    // The same Google account again, from another browser: the same user, one identity.
+    let b2 = browser();
+    assert_signed_in(&social(&f, &b2, "google", "bob@gmail.test").await);
+    assert_eq!(me(&f, &b2).await["id"], user_id.as_str());
+    let ids = latchkey_core::identity::external::of_user(db, &user_id).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    // A Microsoft personal account is a social sign-in too, through /common.
+    let b3 = browser();
+    assert_signed_in(&social(&f, &b3, "microsoft", "frank@outlook.test").await);
+    let frank = me(&f, &b3).await;
+    assert_ne!(frank["id"], user_id.as_str());
+    // Microsoft vouches for no address without xms_edov: the new account's is unverified.
+    assert_eq!(frank["email"], "frank@outlook.test");
+    assert_eq!(frank["email_verified"], false);
+    assert_eq!(first["email_verified"], true);
+}
+
+async fn enterprise_google_provisions_members_just_in_time(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let b = browser();
+    assert_signed_in(&easie(&f, &b, &connection, "alice@acme.test").await);
+    let alice = me(&f, &b).await;
+    let user_id = alice["id"].as_str().unwrap().to_owned();
+    assert_eq!(alice["email"], "alice@acme.test");
+    let orgs = f.node.core.orgs.list_for_user(&user_id).await.unwrap();
+    assert_eq!(orgs.len(), 1, "the enrollment's organisation made her a member");
+    let grant =
+        vault::find(f.node.core.store.db(), &user_id, Upstream::Google).await.unwrap().unwrap();
+    assert_eq!(grant.connection_id.as_deref(), Some(connection.as_str()));
+    assert!(grant.next_check_at.is_some(), "EASIE grants are re-checked");
+    // "Continue with Google" with the same Workspace account is still an enterprise sign-in:
+    // the claims decide, not the button.
+    let b2 = browser();
+    assert_signed_in(&social(&f, &b2, "google", "alice@acme.test").await);
+    assert_eq!(me(&f, &b2).await["id"], user_id.as_str());
+    let sessions = f.node.core.sessions.list(Some(&user_id), false, 100).await.unwrap();
+    assert!(
+        sessions.iter().all(|s| s.auth_method.to_stored() == format!("oidc:google:{connection}")),
+        "{sessions:?}"
+    );
+}
+
+async fn enterprise_google_refusals_are_audited(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let cases = [
+        ("mallory@acme.test", "consumer_account_on_enrolled_domain"),
+        ("eve@acme.test", "email_unverified"),
+        ("alice+x@acme.test", "sub_addressing"),
+        ("trudy@acme.test", "hd_mismatch"),
+    ];
+    for (who, reason) in cases {
+        for start in ["social", "easie"] {
+            let b = browser();
+            let j = match start {
+                "social" => social(&f, &b, "google", who).await,
+                _ => easie(&f, &b, &connection, who).await,
+            };
+            assert_refused(&f, &j, reason).await;
+        }
+    }
+    // A Microsoft account claiming an address of the Google-enrolled domain.
+    let b = browser();
+    let j = social(&f, &b, "microsoft", "alice@acme.test").await;
+    assert_refused(&f, &j, "other_provider_for_enrolled_domain").await;
+    assert!(f.node.core.users.find_by_email("mallory@acme.test").await.unwrap().is_none());
+}
+
+async fn enterprise_microsoft_checks_the_pinned_tenant(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
+    let b = browser();
+    assert_signed_in(&easie(&f, &b, &connection, CONTOSO_CAROL).await);
+    let carol = me(&f, &b).await;
+    assert_eq!(carol["email"], "carol@contoso.test");
+    // A guest of the tenant, another tenant's user with the same address, a personal account.
+    let b = browser();
+    assert_refused(&f, &easie(&f, &b, &connection, "dave@fabrikam.test").await, "guest_account")
+        .await;
+    let b = browser();
+    let j = social(&f, &b, "microsoft", FABRIKAM_CAROL).await;
+    assert_refused(&f, &j, "tenant_mismatch").await;
+    let b = browser();
+    let j = social(&f, &b, "microsoft", "grace@contoso.test").await;
+    assert_refused(&f, &j, "consumer_account_on_enrolled_domain").await;
+    // Carol through /common is the same enterprise identity: the same account.
+    let b = browser();
+    assert_signed_in(&social(&f, &b, "microsoft", CONTOSO_CAROL).await);
+    assert_eq!(me(&f, &b).await["id"], carol["id"]);
+}
+
+/// The same address in two tenants: `/common` is told which account by its oid.
+const CONTOSO_CAROL: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const FABRIKAM_CAROL: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+async fn state_is_single_use_and_bound_to_the_browser(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let b = browser();
+    let j = social(&f, &b, "google", "bob@gmail.test").await;
+    assert_signed_in(&j);
+    let callback = j.callback.expect("passed through the callback");
+    // Replayed in the same browser, and in another one.
+    for b in [&b, &browser()] {
+        let res = b.get(&callback).send().await.unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(refusals(&f).await.first().map(String::as_str), Some("state_unknown"));
+    }
+    // A provider error is refused with its code, after consuming the state.
+    let b = browser();
+    let start =
+        b.get(f.node.url("/oauth/start/google?login_hint=bob@gmail.test")).send().await.unwrap();
+    let auth = start.headers()["location"].to_str().unwrap().to_owned();
+    let state = reqwest::Url::parse(&auth)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let denied = format!("/oauth/callback/google?error=access_denied&state={state}");
+    let res = b.get(f.node.url(&denied)).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(refusals(&f).await.first().map(String::as_str), Some("upstream_error"));
+    // The answer for one provider at the other's callback.
+    let b = browser();
+    let start = b.get(f.node.url("/oauth/start/google")).send().await.unwrap();
+    let auth = start.headers()["location"].to_str().unwrap().to_owned();
+    let state = reqwest::Url::parse(&auth)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let res = b
+        .get(f.node.url(&format!("/oauth/callback/microsoft?code=x&state={state}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(refusals(&f).await.first().map(String::as_str), Some("pending_request_mismatch"));
+    drop(f.idp);
+}
+
+on_both_backends!(social_sign_in_provisions_links_and_keeps_the_grant);
+on_both_backends!(enterprise_google_provisions_members_just_in_time);
+on_both_backends!(enterprise_google_refusals_are_audited);
+on_both_backends!(enterprise_microsoft_checks_the_pinned_tenant);
+on_both_backends!(state_is_single_use_and_bound_to_the_browser);
