@@ -27,6 +27,9 @@ const CONSUMER: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 fn emulator_config() -> Value {
     json!({
+        // The tests move Latchkey's clock hours ahead of the emulator's: its tokens must
+        // outlive that.
+        "ttl": { "IdToken": 86400, "AccessToken": 86400 },
         "google": { "users": [
             { "email": "alice@acme.test", "hd": "acme.test", "name": "Alice Doe" },
             { "email": "bob@gmail.test", "name": "Bob Roe" },
@@ -343,6 +346,110 @@ async fn state_is_single_use_and_bound_to_the_browser(backend: Backend) {
     drop(f.idp);
 }
 
+async fn session_token(f: &Fixture, b: &reqwest::Client) -> u16 {
+    let res = b
+        .post(f.node.url("/v1/session/token"))
+        .header("Origin", f.node.base_url.clone())
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+fn minutes(m: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(m * 60)
+}
+
+async fn deprovisioned_upstream_ends_sessions_and_nothing_resurrects_them(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let b = browser();
+    assert_signed_in(&easie(&f, &b, &connection, "alice@acme.test").await);
+    let alice = me(&f, &b).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(session_token(&f, &b).await, 200);
+    // Suspended upstream: nothing changes until the interval is over...
+    f.idp.admin("/google/users/alice@acme.test/suspend", json!({})).await;
+    assert_eq!(session_token(&f, &b).await, 200);
+    f.node.clock.advance(minutes(11));
+    // ...then the next token request re-checks, is refused, and the sessions are gone.
+    assert_eq!(session_token(&f, &b).await, 401);
+    let db = f.node.core.store.db();
+    let grant = vault::find(db, &alice, Upstream::Google).await.unwrap().unwrap();
+    assert_eq!(grant.status, "revoked");
+    assert_eq!(grant.revoked_reason.as_deref(), Some("invalid_grant"));
+    assert!(grant.refresh_token_sealed.is_none(), "a revoked grant keeps no token");
+    let live = f.node.core.sessions.list(Some(&alice), false, 100).await.unwrap();
+    assert!(live.is_empty(), "{live:?}");
+    let events = audit::recent(db, 100).await.unwrap();
+    let gone = events.iter().find(|e| e.action == "upstream.deprovisioned").unwrap();
+    assert_eq!(gone.data["membership_suspended"], true);
+    assert_eq!(gone.data["reason"], "invalid_grant");
+    assert_eq!(membership_status(&f, &alice).await, "suspended");
+    // Reinstated upstream: the old session stays dead.
+    f.idp.admin("/google/users/alice@acme.test/reinstate", json!({})).await;
+    f.node.clock.advance(minutes(11));
+    assert_eq!(session_token(&f, &b).await, 401);
+    assert_eq!(me_status(&f, &b).await, 401);
+    // A new valid sign-in is a new session, and the membership is active again.
+    let b2 = browser();
+    assert_signed_in(&easie(&f, &b2, &connection, "alice@acme.test").await);
+    assert_eq!(session_token(&f, &b2).await, 200);
+    assert_eq!(membership_status(&f, &alice).await, "active");
+}
+
+async fn membership_status(f: &Fixture, user_id: &str) -> String {
+    use latchkey_core::infra::entity::membership;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::OrgId.eq(f.org_id.as_str()))
+        .one(f.node.core.store.db())
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+async fn me_status(f: &Fixture, b: &reqwest::Client) -> u16 {
+    b.get(f.node.url("/v1/me")).send().await.unwrap().status().as_u16()
+}
+
+async fn an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
+    let b = browser();
+    assert_signed_in(&easie(&f, &b, &connection, CONTOSO_CAROL).await);
+    let carol = me(&f, &b).await["id"].as_str().unwrap().to_owned();
+    let db = f.node.core.store.db();
+    let first = vault::find(db, &carol, Upstream::Microsoft).await.unwrap().unwrap();
+    // A check while upstream answers rotates Microsoft's refresh token.
+    f.node.clock.advance(minutes(11));
+    assert_eq!(session_token(&f, &b).await, 200);
+    let key = f.node.core.store.master_key();
+    let second = vault::find(db, &carol, Upstream::Microsoft).await.unwrap().unwrap();
+    assert_ne!(
+        *vault::refresh_token(key, &first).unwrap().unwrap(),
+        *vault::refresh_token(key, &second).unwrap().unwrap(),
+        "the rotated refresh token replaced the old one"
+    );
+    f.idp.admin("/microsoft/outage", json!({ "status": 503 })).await;
+    f.node.clock.advance(minutes(11));
+    assert_eq!(session_token(&f, &b).await, 200, "inside the grace");
+    f.node.clock.advance(minutes(40));
+    assert_eq!(session_token(&f, &b).await, 200, "still inside the grace");
+    f.node.clock.advance(minutes(15));
+    assert_eq!(session_token(&f, &b).await, 401, "beyond the grace: fail closed");
+    let live = f.node.core.sessions.list(Some(&carol), false, 100).await.unwrap();
+    assert_eq!(live.len(), 1, "an outage revokes nothing");
+    // Upstream back: the next check succeeds and the session works again.
+    f.idp.admin_delete("/microsoft/outage").await;
+    f.node.clock.advance(minutes(6));
+    assert_eq!(session_token(&f, &b).await, 200);
+    assert!(f.node.core.upstream.unavailable_count() >= 2);
+}
+
+on_both_backends!(deprovisioned_upstream_ends_sessions_and_nothing_resurrects_them);
+on_both_backends!(an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed);
 on_both_backends!(social_sign_in_provisions_links_and_keeps_the_grant);
 on_both_backends!(enterprise_google_provisions_members_just_in_time);
 on_both_backends!(enterprise_google_refusals_are_audited);

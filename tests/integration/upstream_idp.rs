@@ -87,6 +87,12 @@ impl UpstreamIdp {
         assert!(status.is_success(), "admin {path}: {status} {body}");
         body
     }
+
+    /// DELETEs an admin resource (an outage).
+    pub async fn admin_delete(&self, path: &str) {
+        let res = self.http.delete(format!("{}{path}", self.admin)).send().await.unwrap();
+        assert!(res.status().is_success(), "admin DELETE {path}: {}", res.status());
+    }
 }
 
 #[tokio::test]

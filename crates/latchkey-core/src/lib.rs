@@ -105,12 +105,7 @@ impl Latchkey {
     pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
         let store = open_store(&settings, clock.clone()).await?;
-        let keys = KeyService::new(store.clone(), signed_lifetimes(&settings), settings.clock_skew);
-        keys.ensure_active(settings.session_token_alg).await?;
-        // Unseal the active key now: a wrong master key must stop start-up, not fail requests.
-        keys.load_signer(settings.session_token_alg)
-            .await
-            .map_err(|e| wrong_master_key(e, &settings))?;
+        let keys = open_keys(&store, &settings).await?;
         let passwords = identity::passwords::Passwords::new(&settings.auth)?;
         let users = UserService::new(store.clone(), passwords.clone());
         let mail = MailService::new(store.clone(), &settings)?;
@@ -118,6 +113,7 @@ impl Latchkey {
         let orgs = OrgService::new(store.clone());
         let clients = ClientService::new(store.clone());
         let oauth = oauth::OAuthService::new(store.clone(), keys.clone());
+        let gates = identity::mint_gate::MintGates::default();
         let backchannel = oauth::backchannel::BackchannelService::new(
             store.clone(),
             oauth.clone(),
@@ -125,23 +121,25 @@ impl Latchkey {
         )?;
         let jwt_templates =
             oauth::jwt_templates::JwtTemplateService::new(store.clone(), keys.clone(), &settings);
-        let oidc = oauth::OidcService::new(
+        let parts = oauth::provider::Parts {
+            store: store.clone(),
+            clients: clients.clone(),
+            grants: oauth.clone(),
+            keys: keys.clone(),
+            templates: jwt_templates.clone(),
+            users: users.clone(),
+            sessions: sessions.clone(),
+            gates: gates.clone(),
+        };
+        let oidc = oauth::OidcService::new(&settings, parts);
+        let (invitations, domains, enrollment) = tenancy_services(&store, &mail, &settings);
+        let session_tokens = SessionTokenService::new(
+            store.clone(),
+            keys.clone(),
+            sessions.clone(),
             &settings,
-            oauth::provider::Parts {
-                store: store.clone(),
-                clients: clients.clone(),
-                grants: oauth.clone(),
-                keys: keys.clone(),
-                templates: jwt_templates.clone(),
-                users: users.clone(),
-                sessions: sessions.clone(),
-            },
+            gates.clone(),
         );
-        let invitations = InvitationService::new(store.clone(), mail.clone(), &settings);
-        let domains = DomainService::new(store.clone(), mail.clone(), &settings);
-        let enrollment = EnrollmentService::new(store.clone(), mail.clone(), &settings);
-        let session_tokens =
-            SessionTokenService::new(store.clone(), keys.clone(), sessions.clone(), &settings);
         let sign_in = SignInService::new(
             store.clone(),
             users.clone(),
@@ -150,14 +148,9 @@ impl Latchkey {
             mail.clone(),
             &settings,
         );
-        let (pending, saml, upstream) = enterprise_connections(&store, &sign_in, &settings)?;
-        let jobs = runtime::JobRunner::new(
-            store.clone(),
-            mail.clone(),
-            backchannel.clone(),
-            pending.clone(),
-            saml.clone(),
-        );
+        let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
+        let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
+        let (pending, saml, upstream) = enterprise;
         Ok(Self {
             settings,
             clock,
@@ -185,13 +178,57 @@ impl Latchkey {
     }
 }
 
+/// The signing keys, with the active session-token key made to exist and unsealed now: a wrong
+/// master key must stop start-up, not fail requests.
+async fn open_keys(store: &Store, settings: &Settings) -> Result<KeyService> {
+    let keys = KeyService::new(store.clone(), signed_lifetimes(settings), settings.clock_skew);
+    keys.ensure_active(settings.session_token_alg).await?;
+    keys.load_signer(settings.session_token_alg)
+        .await
+        .map_err(|e| wrong_master_key(e, settings))?;
+    Ok(keys)
+}
+
+fn tenancy_services(
+    store: &Store,
+    mail: &MailService,
+    settings: &Settings,
+) -> (InvitationService, DomainService, EnrollmentService) {
+    (
+        InvitationService::new(store.clone(), mail.clone(), settings),
+        DomainService::new(store.clone(), mail.clone(), settings),
+        EnrollmentService::new(store.clone(), mail.clone(), settings),
+    )
+}
+
+type Enterprise =
+    (PendingStore, enterprise::saml::SamlService, enterprise::upstream::UpstreamService);
+
+/// The job runner, with the services whose background work it runs.
+fn job_runner(
+    store: &Store,
+    mail: &MailService,
+    backchannel: &oauth::backchannel::BackchannelService,
+    (pending, saml, upstream): &Enterprise,
+) -> runtime::JobRunner {
+    runtime::JobRunner::new(
+        store.clone(),
+        mail.clone(),
+        backchannel.clone(),
+        pending.clone(),
+        saml.clone(),
+        upstream.clone(),
+    )
+}
+
 /// The pending-request store and the enterprise connection protocols, registered with
 /// identifier-first routing.
 fn enterprise_connections(
     store: &Store,
     sign_in: &SignInService,
     settings: &Settings,
-) -> Result<(PendingStore, enterprise::saml::SamlService, enterprise::upstream::UpstreamService)> {
+    gates: &identity::mint_gate::MintGates,
+) -> Result<Enterprise> {
     let pending = PendingStore::new(store.clone());
     let saml = enterprise::saml::SamlService::new(
         store.clone(),
@@ -208,6 +245,8 @@ fn enterprise_connections(
         pending.clone(),
         settings,
     )?;
+    // EASIE sessions are re-validated upstream before anything is minted for them.
+    gates.register(Arc::new(upstream.clone()));
     Ok((pending, saml, upstream))
 }
 

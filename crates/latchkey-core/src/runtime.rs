@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     Result,
-    enterprise::saml::SamlService,
+    enterprise::{saml::SamlService, upstream::UpstreamService},
     infra::jobs::{Handler, Handlers, JobKind, JobQueue, RunReport},
     infra::mail::MailService,
     infra::store::Store,
@@ -23,6 +23,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often SAML connections are checked for a due metadata refresh.
 const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How often EASIE grants are looked at for a due upstream re-check (the interval itself is
+/// at least a minute, so a due check waits at most this much longer in the sweep; minting
+/// checks it at once anyway).
+const EASIE_SWEEP_INTERVAL: Duration = Duration::from_secs(20);
+/// EASIE grants read per sweep query, and checked upstream at once.
+const EASIE_SWEEP_BATCH: u64 = 200;
+const EASIE_SWEEP_PARALLEL: usize = 16;
 
 /// Runs this node's share of the job outbox.
 #[derive(Clone)]
@@ -33,6 +40,7 @@ pub struct JobRunner {
     mail: MailService,
     pending: PendingStore,
     saml: SamlService,
+    upstream: UpstreamService,
 }
 
 impl JobRunner {
@@ -42,6 +50,7 @@ impl JobRunner {
         backchannel: BackchannelService,
         pending: PendingStore,
         saml: SamlService,
+        upstream: UpstreamService,
     ) -> Self {
         // Exhaustive on purpose: a new kind does not compile until it has a handler.
         let handler_of = |kind: JobKind| -> Arc<dyn Handler> {
@@ -54,7 +63,7 @@ impl JobRunner {
         };
         let handlers = JobKind::ALL.into_iter().map(|k| (k, handler_of(k))).collect();
         let queue = JobQueue::new(store.clone());
-        Self { queue, store, handlers: Arc::new(handlers), mail, pending, saml }
+        Self { queue, store, handlers: Arc::new(handlers), mail, pending, saml, upstream }
     }
 
     /// This runner with another handler for `kind` (tests: a job that takes as long as they
@@ -85,6 +94,7 @@ impl JobRunner {
             // and a purge racing the first requests would be surprising.
             let mut last_purge = Some(tokio::time::Instant::now());
             let mut last_metadata_check: Option<tokio::time::Instant> = None;
+            let mut last_sweep: Option<tokio::time::Instant> = None;
             loop {
                 if let Err(e) = runner.run_due().await {
                     tracing::warn!(error = %e, "job pass failed");
@@ -93,6 +103,14 @@ impl JobRunner {
                     last_metadata_check = Some(tokio::time::Instant::now());
                     if let Err(e) = runner.saml.refresh_due().await {
                         tracing::warn!(error = %e, "could not refresh SAML metadata");
+                    }
+                }
+                if last_sweep.is_none_or(|at| at.elapsed() >= EASIE_SWEEP_INTERVAL) {
+                    last_sweep = Some(tokio::time::Instant::now());
+                    let sweep =
+                        runner.upstream.recheck_due(EASIE_SWEEP_BATCH, EASIE_SWEEP_PARALLEL);
+                    if let Err(e) = sweep.await {
+                        tracing::warn!(error = %e, "could not re-check EASIE grants upstream");
                     }
                 }
                 if last_purge.is_none_or(|at| at.elapsed() >= PURGE_INTERVAL) {

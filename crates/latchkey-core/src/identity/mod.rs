@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod external;
 pub mod method;
+pub mod mint_gate;
 pub mod model;
 pub mod passwords;
 pub mod session_tokens;

@@ -15,6 +15,8 @@ use serde::Serialize;
 use crate::{
     Error, Result, Settings,
     identity::activity::ActivityTracker,
+    identity::method::AuthMethod,
+    identity::mint_gate::MintGates,
     identity::model::{SessionStatus, UserStatus},
     identity::sessions::SessionService,
     identity::subject::{self, SessionSubject},
@@ -35,6 +37,8 @@ struct Snapshot {
     last_active_at: AtomicI64,
     loaded_last_active: i64,
     org: Option<OrgClaims>,
+    /// How the session signed in: the mint gates decide by it.
+    method: AuthMethod,
 }
 
 #[derive(Clone, Serialize)]
@@ -87,6 +91,7 @@ struct Inner {
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Snapshot>>,
     signer: RwLock<Option<(i64, Arc<LoadedSigner>)>>,
     activity: ActivityTracker,
+    gates: MintGates,
 }
 
 #[derive(Clone)]
@@ -102,6 +107,7 @@ impl SessionTokenService {
         keys: KeyService,
         sessions: SessionService,
         settings: &Settings,
+        gates: MintGates,
     ) -> Self {
         let policy = sessions.policy();
         Self {
@@ -116,6 +122,7 @@ impl SessionTokenService {
                 cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
                 signer: RwLock::new(None),
                 activity: ActivityTracker::default(),
+                gates,
             }),
         }
     }
@@ -130,6 +137,7 @@ impl SessionTokenService {
     pub async fn mint(&self, secret: &str, azp: &str) -> Result<MintedToken> {
         let inner = &*self.inner;
         let (snapshot, revision, now) = self.resolve(secret).await?;
+        inner.gates.check(&snapshot.user_id, &snapshot.method).await?;
         let signer = self.signer(revision).await?;
         let exp = now + inner.ttl_secs;
         let claims = Claims {
@@ -237,6 +245,7 @@ impl SessionTokenService {
             idle_expires_at: s.idle_expires_at,
             last_active_at: AtomicI64::new(s.last_active_at),
             loaded_last_active: s.last_active_at,
+            method: AuthMethod::from_stored(&s.auth_method),
             org: org.map(|o| OrgClaims {
                 org_id: o.org.id,
                 org_role: o.role,

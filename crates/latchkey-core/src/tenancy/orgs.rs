@@ -74,6 +74,42 @@ pub(crate) async fn lock_org<C: ConnectionTrait>(
 pub const MEMBERSHIP_ACTIVE: &str = "active";
 pub const MEMBERSHIP_SUSPENDED: &str = "suspended";
 
+/// Suspends a membership (deprovisioning): it grants nothing until a new valid sign-in through
+/// the organisation's connection makes it active again. Returns whether it changed.
+pub(crate) async fn suspend_member<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    user_id: &str,
+    _now: i64,
+) -> Result<bool> {
+    let res = membership::Entity::update_many()
+        .col_expr(membership::Column::Status, Expr::value(MEMBERSHIP_SUSPENDED))
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Status.eq(MEMBERSHIP_ACTIVE))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Makes a suspended membership active again (a new valid sign-in through the organisation's
+/// connection), audited.
+async fn reactivate_member<C: ConnectionTrait>(
+    txn: &C,
+    m: membership::Model,
+    now: i64,
+) -> Result<()> {
+    let (org_id, user_id) = (m.org_id.clone(), m.user_id.clone());
+    let mut am: membership::ActiveModel = m.into();
+    am.status = Set(MEMBERSHIP_ACTIVE.to_owned());
+    am.update(txn).await?;
+    let data =
+        json!({ "user_id": user_id, "before": MEMBERSHIP_SUSPENDED, "after": MEMBERSHIP_ACTIVE });
+    audit::record(txn, now, &Actor::system(), "org.membership_reactivated", Some(&org_id), data)
+        .await?;
+    Store::bump_revision(txn).await
+}
+
 /// Inserts a membership in the caller's transaction (the caller checked it does not exist).
 pub(crate) async fn insert_membership<C: ConnectionTrait>(
     conn: &C,
@@ -489,9 +525,14 @@ pub(crate) async fn ensure_member<C: ConnectionTrait>(
     now: i64,
 ) -> Result<()> {
     validate_role(role)?;
-    // Already a member (every later sign-in through a connection): nothing to lock or write.
-    if find_membership(txn, org_id, user_id).await?.is_some() {
-        return Ok(());
+    // Already a member (every later sign-in through a connection): nothing to lock or write,
+    // unless deprovisioning suspended it: this new valid sign-in reinstates it.
+    match find_membership(txn, org_id, user_id).await? {
+        Some(m) if m.status == MEMBERSHIP_SUSPENDED => {
+            return reactivate_member(txn, m, now).await;
+        }
+        Some(_) => return Ok(()),
+        None => {}
     }
     lock_org(txn, org_id).await?;
     if find_membership(txn, org_id, user_id).await?.is_some() {

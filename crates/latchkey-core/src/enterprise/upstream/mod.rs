@@ -10,6 +10,7 @@
 
 pub mod flow;
 pub mod provider;
+pub mod recheck;
 pub mod vault;
 
 use std::sync::{
@@ -21,6 +22,7 @@ use latchkey_easie::recheck::RecheckPolicy;
 
 pub use flow::{CallbackInput, CallbackRejection, CallbackSuccess, StartRequest};
 pub use provider::{Directory, Target, UpstreamError};
+pub use recheck::SweepReport;
 
 use crate::{
     Result, Settings,
@@ -47,6 +49,11 @@ pub struct UpstreamService {
     public_url: String,
     policy: RecheckPolicy,
     pub counters: Arc<UpstreamCounters>,
+    in_flight: Arc<recheck::InFlight>,
+    /// Until when a user's EASIE grant (per provider) needs no check before minting: saves
+    /// the grant lookup on every token request between checks. A revocation on another node
+    /// ends the sessions themselves, which every mint checks first.
+    allowance: Arc<quick_cache::sync::Cache<String, i64>>,
 }
 
 impl UpstreamService {
@@ -69,6 +76,8 @@ impl UpstreamService {
             public_url: settings.public_url.clone(),
             policy,
             counters: Arc::default(),
+            in_flight: Arc::default(),
+            allowance: Arc::new(quick_cache::sync::Cache::new(100_000)),
         })
     }
 
@@ -80,6 +89,18 @@ impl UpstreamService {
     /// Our callback for a provider: `{public_url}/oauth/callback/{provider}`.
     pub fn redirect_uri(&self, provider: crate::identity::method::Upstream) -> String {
         format!("{}/oauth/callback/{}", self.public_url, provider.as_str())
+    }
+
+    fn allowed_until(&self, user_id: &str, provider: &str) -> Option<i64> {
+        self.allowance.get(&format!("{user_id}:{provider}"))
+    }
+
+    fn allow_until(&self, user_id: &str, provider: &str, until: i64) {
+        self.allowance.insert(format!("{user_id}:{provider}"), until);
+    }
+
+    fn forget_allowance(&self, user_id: &str, provider: &str) {
+        self.allowance.remove(&format!("{user_id}:{provider}"));
     }
 
     pub fn unavailable_count(&self) -> u64 {

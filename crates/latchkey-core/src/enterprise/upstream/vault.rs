@@ -205,6 +205,35 @@ pub async fn record_refresh<C: ConnectionTrait>(
     Ok(res.rows_affected == 1)
 }
 
+/// Replaces a grant's tokens without vouching for the account (the refresh worked, but its
+/// answer could not be trusted): the rotated refresh token is the only one left that works.
+pub async fn store_tokens<C: ConnectionTrait>(
+    conn: &C,
+    key: &MasterKey,
+    g: &upstream_grant::Model,
+    tokens: &IssuedTokens,
+    now: i64,
+) -> Result<()> {
+    let mut update = upstream_grant::Entity::update_many()
+        .col_expr(upstream_grant::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            upstream_grant::Column::AccessTokenSealed,
+            Expr::value(Some(key.seal(&purpose(&g.id, "access"), tokens.access_token.as_bytes())?)),
+        )
+        .col_expr(upstream_grant::Column::AccessTokenExpiresAt, Expr::value(tokens.expires_at));
+    if let Some(r) = &tokens.refresh_token {
+        let sealed = key.seal(&purpose(&g.id, "refresh"), r.as_bytes())?;
+        update =
+            update.col_expr(upstream_grant::Column::RefreshTokenSealed, Expr::value(Some(sealed)));
+    }
+    update
+        .filter(upstream_grant::Column::Id.eq(g.id.as_str()))
+        .filter(upstream_grant::Column::Status.eq(STATUS_ACTIVE))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Marks a grant revoked and forgets its tokens; returns whether this call revoked it (only
 /// one of several concurrent revocations does).
 pub async fn revoke<C: ConnectionTrait>(

@@ -107,6 +107,14 @@ impl OidcService {
         ctx: &GrantContext,
         grant: UserGrant<'_>,
     ) -> OAuthResult<Issued> {
+        // The session's upstream account must still be valid (EASIE).
+        match self.gates.check(&ctx.subject.user.id, &ctx.subject.auth_method()).await {
+            Ok(()) => {}
+            Err(crate::Error::Unauthenticated(why)) => {
+                return Err(OAuthError::invalid_grant(why).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         let now = self.store.now();
         let alg = client.signing_alg();
         let auth = AuthContext {

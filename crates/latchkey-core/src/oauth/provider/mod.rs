@@ -32,7 +32,7 @@ pub use issue::Issued;
 
 use crate::{
     Error, Settings,
-    identity::{sessions::SessionService, users::UserService},
+    identity::{mint_gate::MintGates, sessions::SessionService, users::UserService},
     infra::{keys::KeyService, store::Store},
     oauth::{OAuthService, clients::ClientService, jwt_templates::JwtTemplateService},
 };
@@ -96,6 +96,7 @@ pub struct OidcService {
     templates: JwtTemplateService,
     users: UserService,
     sessions: SessionService,
+    gates: MintGates,
 }
 
 /// The services the provider works with.
@@ -107,6 +108,8 @@ pub struct Parts {
     pub templates: JwtTemplateService,
     pub users: UserService,
     pub sessions: SessionService,
+    /// Checks before tokens are minted for a session (EASIE's upstream re-validation).
+    pub gates: MintGates,
 }
 
 impl OidcService {
@@ -122,6 +125,7 @@ impl OidcService {
             templates: parts.templates,
             users: parts.users,
             sessions: parts.sessions,
+            gates: parts.gates,
         }
     }
 
