@@ -88,6 +88,8 @@ pub struct Latchkey {
     pub jwt_templates: oauth::jwt_templates::JwtTemplateService,
     /// SAML enterprise connections (Latchkey as the service provider).
     pub saml: enterprise::saml::SamlService,
+    /// EASIE connections: domains enrolled with Google Workspace or Microsoft Entra ID.
+    pub easie: enterprise::easie::EasieService,
 }
 
 impl Latchkey {
@@ -148,7 +150,7 @@ impl Latchkey {
             mail.clone(),
             &settings,
         );
-        let (pending, saml) = enterprise_connections(&store, &sign_in, &settings);
+        let (pending, saml, easie) = enterprise_connections(&store, &sign_in, &settings)?;
         let jobs = runtime::JobRunner::new(
             store.clone(),
             mail.clone(),
@@ -178,6 +180,7 @@ impl Latchkey {
             jobs,
             jwt_templates,
             saml,
+            easie,
         })
     }
 }
@@ -188,7 +191,7 @@ fn enterprise_connections(
     store: &Store,
     sign_in: &SignInService,
     settings: &Settings,
-) -> (PendingStore, enterprise::saml::SamlService) {
+) -> Result<(PendingStore, enterprise::saml::SamlService, enterprise::easie::EasieService)> {
     let pending = PendingStore::new(store.clone());
     let saml = enterprise::saml::SamlService::new(
         store.clone(),
@@ -196,10 +199,14 @@ fn enterprise_connections(
         pending.clone(),
         settings,
     );
+    let easie = enterprise::easie::EasieService::new(store.clone(), settings)?;
     sign_in.register_connections(Arc::new(enterprise::saml::registry::SamlRegistry::new(
         store.clone(),
     )));
-    (pending, saml)
+    sign_in.register_connections(Arc::new(enterprise::easie::registry::EasieRegistry::new(
+        store.clone(),
+    )));
+    Ok((pending, saml, easie))
 }
 
 /// Opens and migrates the store. A bad key setting stops start-up before anything is touched;
