@@ -343,7 +343,7 @@ fn show_easie(view: &EasieConnectionView, json: bool, done: Option<&str>) {
 /// A connection of either kind, as one command printed it.
 enum Shown {
     Saml(Box<ConnectionView>),
-    Easie(EasieConnectionView),
+    Easie(Box<EasieConnectionView>),
 }
 
 impl Shown {
@@ -437,15 +437,15 @@ async fn on_connection(
     };
     Ok(match (command, is_easie) {
         (ConnectionsCommand::Show(r), true) => {
-            (Shown::Easie(easie.show(&r.connection_id, actor).await?), r.out, None)
+            (Shown::Easie(Box::new(easie.show(&r.connection_id, actor).await?)), r.out, None)
         }
         (ConnectionsCommand::Enable(r), true) => {
             let v = easie.set_enabled(&r.connection_id, true, actor).await?;
-            (Shown::Easie(v), r.out, Some("enabled"))
+            (Shown::Easie(Box::new(v)), r.out, Some("enabled"))
         }
         (ConnectionsCommand::Disable(r), true) => {
             let v = easie.set_enabled(&r.connection_id, false, actor).await?;
-            (Shown::Easie(v), r.out, Some("disabled"))
+            (Shown::Easie(Box::new(v)), r.out, Some("disabled"))
         }
         (ConnectionsCommand::RefreshMetadata(r) | ConnectionsCommand::RotateSpKey(r), true) => {
             return Err(CliError::Usage(format!(
