@@ -11,6 +11,7 @@ mod support;
 mod backchannel;
 mod cli;
 mod e2e;
+mod easie_connections;
 mod first_start;
 mod http_hygiene;
 mod jobs;

@@ -90,6 +90,8 @@ pub struct Latchkey {
     pub saml: enterprise::saml::SamlService,
     /// Google and Microsoft as upstream providers: social sign-in, EASIE, the token vault.
     pub upstream: enterprise::upstream::UpstreamService,
+    /// EASIE connections: domains enrolled with Google Workspace or Microsoft Entra ID.
+    pub easie: enterprise::easie::EasieService,
 }
 
 impl Latchkey {
@@ -150,7 +152,7 @@ impl Latchkey {
         );
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
-        let (pending, saml, upstream) = enterprise;
+        let (pending, saml, upstream, easie) = enterprise;
         Ok(Self {
             settings,
             clock,
@@ -174,6 +176,7 @@ impl Latchkey {
             jwt_templates,
             saml,
             upstream,
+            easie,
         })
     }
 }
@@ -201,15 +204,19 @@ fn tenancy_services(
     )
 }
 
-type Enterprise =
-    (PendingStore, enterprise::saml::SamlService, enterprise::upstream::UpstreamService);
+type Enterprise = (
+    PendingStore,
+    enterprise::saml::SamlService,
+    enterprise::upstream::UpstreamService,
+    enterprise::easie::EasieService,
+);
 
 /// The job runner, with the services whose background work it runs.
 fn job_runner(
     store: &Store,
     mail: &MailService,
     backchannel: &oauth::backchannel::BackchannelService,
-    (pending, saml, upstream): &Enterprise,
+    (pending, saml, upstream, _): &Enterprise,
 ) -> runtime::JobRunner {
     runtime::JobRunner::new(
         store.clone(),
@@ -239,6 +246,10 @@ fn enterprise_connections(
     sign_in.register_connections(Arc::new(enterprise::saml::registry::SamlRegistry::new(
         store.clone(),
     )));
+    sign_in.register_connections(Arc::new(enterprise::easie::registry::EasieRegistry::new(
+        store.clone(),
+    )));
+    let easie = enterprise::easie::EasieService::new(store.clone(), settings)?;
     let upstream = enterprise::upstream::UpstreamService::new(
         store.clone(),
         sign_in.clone(),
@@ -247,7 +258,7 @@ fn enterprise_connections(
     )?;
     // EASIE sessions are re-validated upstream before anything is minted for them.
     gates.register(Arc::new(upstream.clone()));
-    Ok((pending, saml, upstream))
+    Ok((pending, saml, upstream, easie))
 }
 
 /// Opens and migrates the store. A bad key setting stops start-up before anything is touched;

@@ -49,7 +49,7 @@ pub enum Command {
     /// Manage organisations and their domains.
     #[command(subcommand)]
     Orgs(crate::enterprise_cli::OrgsCommand),
-    /// Manage enterprise connections (SAML) of organisations.
+    /// Manage enterprise connections (SAML and EASIE) of organisations.
     #[command(subcommand)]
     Connections(crate::enterprise_cli::ConnectionsCommand),
 }

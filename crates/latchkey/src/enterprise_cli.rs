@@ -1,12 +1,17 @@
 //! `latchkey orgs …` and `latchkey connections …`: organisations, their operator-verified
-//! domains and their SAML connections.
+//! domains and their enterprise connections (SAML, and EASIE enrollments with Google Workspace
+//! or Microsoft Entra ID). SAML and EASIE connection IDs share the `con_` prefix, so `list`,
+//! `show`, `enable`, `disable` and `delete` take either and act on whichever table holds it.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use latchkey_core::{
     Latchkey,
-    enterprise::saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
+    enterprise::{
+        easie::{EasieConnectionView, EasieOptions, NewEasieConnection, Provider},
+        saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
+    },
     infra::audit::Actor,
 };
 use latchkey_saml::{binding::Binding, mapping::Preset};
@@ -111,6 +116,29 @@ pub struct AddSamlArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AddEasieArgs {
+    /// Organisation id (org_…) or slug.
+    #[arg(long)]
+    org: String,
+    /// Where the domain's members sign in.
+    #[arg(long, value_parser = ["google", "microsoft"])]
+    provider: String,
+    /// One of the organisation's verified domains.
+    #[arg(long)]
+    domain: String,
+    /// Microsoft only: the Entra tenant ID to pin (default: resolved from the domain; when
+    /// both are known they must agree).
+    #[arg(long, value_name = "TID")]
+    tenant_id: Option<String>,
+    /// An address on the domain that may keep signing in with a password (break-glass);
+    /// repeatable.
+    #[arg(long, value_name = "EMAIL")]
+    bypass: Vec<String>,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+#[derive(Debug, Args)]
 pub struct ConnectionRef {
     /// Connection id (con_…).
     connection_id: String,
@@ -122,14 +150,18 @@ pub struct ConnectionRef {
 pub enum ConnectionsCommand {
     /// Add a SAML connection (Latchkey as the service provider) to an organisation.
     AddSaml(Box<AddSamlArgs>),
-    /// List connections (of one organisation with --org).
+    /// Enroll a verified domain with Google Workspace or Microsoft Entra ID (EASIE): its
+    /// addresses must then sign in through that provider.
+    AddEasie(AddEasieArgs),
+    /// List connections of both kinds (of one organisation with --org).
     List {
         #[arg(long)]
         org: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Show a connection: SP URLs to give the IdP, certificates and their expiry, warnings.
+    /// Show a connection: SAML: SP URLs to give the IdP, certificates and their expiry;
+    /// EASIE: provider, domain, pinned tenant; warnings for both.
     Show(ConnectionRef),
     /// Enable a connection.
     Enable(ConnectionRef),
@@ -137,9 +169,9 @@ pub enum ConnectionsCommand {
     Disable(ConnectionRef),
     /// Delete a connection: its sessions end; accounts stay.
     Delete(ConnectionRef),
-    /// Fetch the IdP metadata URL again now.
+    /// Fetch the IdP metadata URL again now (SAML).
     RefreshMetadata(ConnectionRef),
-    /// Rotate the SP key pair; the old certificate stays published for 14 days.
+    /// Rotate the SP key pair; the old certificate stays published for 14 days (SAML).
     RotateSpKey(ConnectionRef),
 }
 
@@ -279,13 +311,177 @@ fn show(view: &ConnectionView, json: bool, done: Option<&str>) {
     }
 }
 
+fn show_easie(view: &EasieConnectionView, json: bool, done: Option<&str>) {
+    if json {
+        print_json(view);
+        return;
+    }
+    if let Some(done) = done {
+        say!("{done} {} ({})", view.name, view.connection_id);
+    }
+    say!(
+        "connection:    {} ({}, {})",
+        view.connection_id,
+        view.name,
+        if view.enabled { "enabled" } else { "disabled" }
+    );
+    say!("organisation:  {}", view.org_id);
+    say!("provider:      {}", view.provider);
+    say!("domain:        {}", view.domain);
+    if let Some(t) = &view.tenant_id {
+        say!("tenant:        {t}");
+    }
+    say!("login URL:     {}", view.login_url);
+    for b in &view.options.bypass {
+        say!("bypass:        {b}");
+    }
+    for w in &view.warnings {
+        say!("warning:       {w}");
+    }
+}
+
+/// A connection of either kind, as one command printed it.
+enum Shown {
+    Saml(Box<ConnectionView>),
+    Easie(Box<EasieConnectionView>),
+}
+
+impl Shown {
+    fn print(&self, json: bool, done: Option<&str>) {
+        match self {
+            Self::Saml(v) => show(v, json, done),
+            Self::Easie(v) => show_easie(v, json, done),
+        }
+    }
+}
+
+async fn add_easie(core: &Latchkey, args: AddEasieArgs, actor: &Actor) -> Result<()> {
+    let provider = Provider::parse(&args.provider).map_err(|e| CliError::Usage(e.to_string()))?;
+    let new = NewEasieConnection {
+        org_id: org_id(core, &args.org).await?,
+        provider,
+        domain: args.domain,
+        tenant_id: args.tenant_id,
+        options: EasieOptions { bypass: args.bypass },
+    };
+    let view = core.easie.create(new, actor).await?;
+    show_easie(&view, args.out.json, Some("created"));
+    Ok(())
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| CliError::Core(e.into()))
+}
+
+/// Both kinds, oldest first; JSON items carry `kind` (`saml` or `easie`).
+async fn list_connections(
+    core: &Latchkey,
+    org: Option<String>,
+    json: bool,
+    actor: &Actor,
+) -> Result<()> {
+    let org = match org {
+        Some(o) => Some(org_id(core, &o).await?),
+        None => None,
+    };
+    let mut rows: Vec<(i64, String, String, serde_json::Value)> = Vec::new();
+    for c in core.saml.list(org.as_deref(), actor).await? {
+        let line = format!(
+            "{}  {}  {}  {}",
+            c.connection_id,
+            c.org_id,
+            if c.enabled { "enabled " } else { "disabled" },
+            c.name
+        );
+        rows.push((c.created_at, c.connection_id.clone(), line, to_json(&c)?));
+    }
+    for c in core.easie.list(org.as_deref(), actor).await? {
+        let line = format!(
+            "{}  {}  {}  {}",
+            c.connection_id,
+            c.org_id,
+            if c.enabled { "enabled " } else { "disabled" },
+            c.name
+        );
+        rows.push((c.created_at, c.connection_id.clone(), line, to_json(&c)?));
+    }
+    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    if json {
+        print_json(&rows.into_iter().map(|r| r.3).collect::<Vec<_>>());
+    } else {
+        for (_, _, line, _) in rows {
+            say!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a command on an existing connection of either kind.
+async fn on_connection(
+    core: &Latchkey,
+    command: ConnectionsCommand,
+    actor: &Actor,
+) -> Result<(Shown, JsonFlag, Option<&'static str>)> {
+    let (saml, easie) = (&core.saml, &core.easie);
+    let id_of = |c: &ConnectionsCommand| match c {
+        ConnectionsCommand::Show(r)
+        | ConnectionsCommand::Enable(r)
+        | ConnectionsCommand::Disable(r)
+        | ConnectionsCommand::RefreshMetadata(r)
+        | ConnectionsCommand::RotateSpKey(r) => Some(r.connection_id.clone()),
+        _ => None,
+    };
+    let is_easie = match id_of(&command) {
+        Some(id) => easie.is_easie(&id).await?,
+        None => false,
+    };
+    Ok(match (command, is_easie) {
+        (ConnectionsCommand::Show(r), true) => {
+            (Shown::Easie(Box::new(easie.show(&r.connection_id, actor).await?)), r.out, None)
+        }
+        (ConnectionsCommand::Enable(r), true) => {
+            let v = easie.set_enabled(&r.connection_id, true, actor).await?;
+            (Shown::Easie(Box::new(v)), r.out, Some("enabled"))
+        }
+        (ConnectionsCommand::Disable(r), true) => {
+            let v = easie.set_enabled(&r.connection_id, false, actor).await?;
+            (Shown::Easie(Box::new(v)), r.out, Some("disabled"))
+        }
+        (ConnectionsCommand::RefreshMetadata(r) | ConnectionsCommand::RotateSpKey(r), true) => {
+            return Err(CliError::Usage(format!(
+                "{} is an EASIE connection: it has no SAML metadata or SP key",
+                r.connection_id
+            )));
+        }
+        (ConnectionsCommand::Show(r), false) => {
+            (Shown::Saml(Box::new(saml.show(&r.connection_id, actor).await?)), r.out, None)
+        }
+        (ConnectionsCommand::Enable(r), false) => {
+            let v = saml.set_enabled(&r.connection_id, true, actor).await?;
+            (Shown::Saml(Box::new(v)), r.out, Some("enabled"))
+        }
+        (ConnectionsCommand::Disable(r), false) => {
+            let v = saml.set_enabled(&r.connection_id, false, actor).await?;
+            (Shown::Saml(Box::new(v)), r.out, Some("disabled"))
+        }
+        (ConnectionsCommand::RefreshMetadata(r), false) => {
+            let v = saml.refresh_metadata(&r.connection_id, actor).await?;
+            (Shown::Saml(Box::new(v)), r.out, Some("refreshed"))
+        }
+        (ConnectionsCommand::RotateSpKey(r), false) => {
+            let v = saml.rotate_sp_key(&r.connection_id, actor).await?;
+            (Shown::Saml(Box::new(v)), r.out, Some("rotated the SP key of"))
+        }
+        _ => return Err(CliError::Usage("not a command on one connection".into())),
+    })
+}
+
 pub async fn manage_connections(
     core: &Latchkey,
     command: ConnectionsCommand,
     actor: &Actor,
 ) -> Result<()> {
-    let saml = &core.saml;
-    let (view, out, done) = match command {
+    match command {
         ConnectionsCommand::AddSaml(args) => {
             let new = NewConnection {
                 org_id: org_id(core, &args.org).await?,
@@ -293,54 +489,28 @@ pub async fn manage_connections(
                 source: source(&args)?,
                 options: options(&args)?,
             };
-            (saml.create(new, actor).await?, args.out, Some("created"))
+            show(&core.saml.create(new, actor).await?, args.out.json, Some("created"));
         }
+        ConnectionsCommand::AddEasie(args) => add_easie(core, args, actor).await?,
         ConnectionsCommand::List { org, out } => {
-            let org = match org {
-                Some(o) => Some(org_id(core, &o).await?),
-                None => None,
-            };
-            let list = saml.list(org.as_deref(), actor).await?;
-            if out.json {
-                print_json(&list);
-            } else {
-                for c in &list {
-                    say!(
-                        "{}  {}  {}  {}",
-                        c.connection_id,
-                        c.org_id,
-                        if c.enabled { "enabled " } else { "disabled" },
-                        c.name
-                    );
-                }
-            }
-            return Ok(());
-        }
-        ConnectionsCommand::Show(r) => (saml.show(&r.connection_id, actor).await?, r.out, None),
-        ConnectionsCommand::Enable(r) => {
-            (saml.set_enabled(&r.connection_id, true, actor).await?, r.out, Some("enabled"))
-        }
-        ConnectionsCommand::Disable(r) => {
-            (saml.set_enabled(&r.connection_id, false, actor).await?, r.out, Some("disabled"))
+            list_connections(core, org, out.json, actor).await?;
         }
         ConnectionsCommand::Delete(r) => {
-            saml.delete(&r.connection_id, actor).await?;
+            if core.easie.is_easie(&r.connection_id).await? {
+                core.easie.delete(&r.connection_id, actor).await?;
+            } else {
+                core.saml.delete(&r.connection_id, actor).await?;
+            }
             if r.out.json {
                 print_json(&json!({ "connection_id": r.connection_id, "deleted": true }));
             } else {
                 say!("deleted {}", r.connection_id);
             }
-            return Ok(());
         }
-        ConnectionsCommand::RefreshMetadata(r) => {
-            (saml.refresh_metadata(&r.connection_id, actor).await?, r.out, Some("refreshed"))
+        other => {
+            let (shown, out, done) = on_connection(core, other, actor).await?;
+            shown.print(out.json, done);
         }
-        ConnectionsCommand::RotateSpKey(r) => (
-            saml.rotate_sp_key(&r.connection_id, actor).await?,
-            r.out,
-            Some("rotated the SP key of"),
-        ),
-    };
-    show(&view, out.json, done);
+    }
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::{
     identity::model::{Session, SessionStatus, UserStatus},
     infra::audit::{self, Actor},
     infra::crypto,
-    infra::entity::{membership, session, user},
+    infra::entity::{session, user},
     infra::ids,
     infra::jobs::{self, Job},
     infra::store::Store,
@@ -362,11 +362,8 @@ impl SessionService {
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {session_id}")))?;
         if let Some(org_id) = org_id {
-            let member = membership::Entity::find()
-                .filter(membership::Column::OrgId.eq(org_id))
-                .filter(membership::Column::UserId.eq(&s.user_id))
-                .one(&txn)
-                .await?;
+            // A suspended membership grants nothing, not even choosing the organisation.
+            let member = super::subject::find_active_membership(&txn, org_id, &s.user_id).await?;
             if member.is_none() {
                 return Err(Error::invalid(
                     "org_id",

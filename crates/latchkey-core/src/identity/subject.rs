@@ -21,7 +21,7 @@ pub struct ActiveOrg {
 pub struct SessionSubject {
     pub session: session::Model,
     pub user: user::Model,
-    /// None when no organisation is active, or the user is no longer a member of it.
+    /// None when no organisation is active, or the user is no longer an active member of it.
     pub org: Option<ActiveOrg>,
 }
 
@@ -56,14 +56,25 @@ async fn active_org<C: ConnectionTrait>(
     org_id: &str,
     user_id: &str,
 ) -> Result<Option<ActiveOrg>> {
-    let Some(m) = membership::Entity::find()
-        .filter(membership::Column::OrgId.eq(org_id))
-        .filter(membership::Column::UserId.eq(user_id))
-        .one(conn)
-        .await?
-    else {
+    // A suspended membership grants nothing: no organisation in tokens or claims.
+    let Some(m) = find_active_membership(conn, org_id, user_id).await? else {
         return Ok(None);
     };
     let org = organisation::Entity::find_by_id(org_id.to_owned()).one(conn).await?;
     Ok(org.map(|org| ActiveOrg { org, role: m.role }))
+}
+
+/// The membership of `user_id` in `org_id` if it grants anything: a membership that
+/// deprovisioning suspended reads as none, for authorisation and claims alike.
+pub(crate) async fn find_active_membership<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    user_id: &str,
+) -> Result<Option<membership::Model>> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Status.eq(membership::STATUS_ACTIVE))
+        .one(conn)
+        .await?)
 }

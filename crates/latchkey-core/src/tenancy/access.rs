@@ -3,6 +3,7 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
+pub(crate) use crate::identity::subject::find_active_membership;
 use crate::{
     Error, Result,
     infra::{
@@ -16,6 +17,13 @@ pub const ROLE_ADMIN: &str = "admin";
 /// The default role of people who join.
 pub const ROLE_MEMBER: &str = "member";
 
+/// A membership's status: `active`, or suspended by deprovisioning (grants nothing until a new
+/// valid sign-in through the organisation's connection makes it active again).
+pub const MEMBERSHIP_ACTIVE: &str = membership::STATUS_ACTIVE;
+pub const MEMBERSHIP_SUSPENDED: &str = membership::STATUS_SUSPENDED;
+
+/// The membership of `user_id` in `org_id`, whatever its status: the "already a member" checks
+/// read this, so a suspended member is never added a second time.
 pub(crate) async fn find_membership<C: ConnectionTrait>(
     conn: &C,
     org_id: &str,
@@ -40,7 +48,7 @@ pub enum Need {
 /// Checks that `actor` may act on `org_id` with `need`; returns the acting user's membership.
 /// The operator (CLI) and Latchkey itself may do anything. A user who is not a member gets
 /// [`Error::NotFound`], so outsiders cannot even learn that the organisation exists; a member
-/// without the role gets [`Error::Forbidden`].
+/// without the role gets [`Error::Forbidden`]. A suspended member is an outsider.
 pub(crate) async fn authorize<C: ConnectionTrait>(
     conn: &C,
     org_id: &str,
@@ -59,7 +67,7 @@ pub(crate) async fn authorize<C: ConnectionTrait>(
         Principal::Anonymous => return Err(Error::Unauthenticated("no signed-in user")),
         Principal::User(id) => id,
     };
-    let m = find_membership(conn, org_id, user_id).await?.ok_or_else(not_found)?;
+    let m = find_active_membership(conn, org_id, user_id).await?.ok_or_else(not_found)?;
     match need {
         Need::Admin if m.role != ROLE_ADMIN => {
             Err(Error::Forbidden("only organisation admins may do this".into()))

@@ -24,6 +24,9 @@ pub struct Membership {
     pub org_id: String,
     pub user_id: String,
     pub role: String,
+    /// `active`, or `suspended` by deprovisioning (grants nothing until the next valid
+    /// sign-in through the organisation's connection).
+    pub status: String,
     pub created_at: i64,
 }
 
@@ -34,6 +37,7 @@ impl From<entity::membership::Model> for Membership {
             org_id: m.org_id,
             user_id: m.user_id,
             role: m.role,
+            status: m.status,
             created_at: m.created_at,
         }
     }

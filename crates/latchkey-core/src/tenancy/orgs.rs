@@ -24,7 +24,9 @@ use crate::{
 };
 
 pub(crate) use crate::tenancy::access::find_membership;
-pub use crate::tenancy::access::{ROLE_ADMIN, ROLE_MEMBER};
+pub use crate::tenancy::access::{
+    MEMBERSHIP_ACTIVE, MEMBERSHIP_SUSPENDED, ROLE_ADMIN, ROLE_MEMBER,
+};
 
 #[derive(Clone)]
 pub struct OrgService {
@@ -70,46 +72,6 @@ pub(crate) async fn lock_org<C: ConnectionTrait>(
         .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
 }
 
-/// A membership's status: `active`, or suspended by deprovisioning.
-pub const MEMBERSHIP_ACTIVE: &str = "active";
-pub const MEMBERSHIP_SUSPENDED: &str = "suspended";
-
-/// Suspends a membership (deprovisioning): it grants nothing until a new valid sign-in through
-/// the organisation's connection makes it active again. Returns whether it changed.
-pub(crate) async fn suspend_member<C: ConnectionTrait>(
-    conn: &C,
-    org_id: &str,
-    user_id: &str,
-    _now: i64,
-) -> Result<bool> {
-    let res = membership::Entity::update_many()
-        .col_expr(membership::Column::Status, Expr::value(MEMBERSHIP_SUSPENDED))
-        .filter(membership::Column::OrgId.eq(org_id))
-        .filter(membership::Column::UserId.eq(user_id))
-        .filter(membership::Column::Status.eq(MEMBERSHIP_ACTIVE))
-        .exec(conn)
-        .await?;
-    Ok(res.rows_affected > 0)
-}
-
-/// Makes a suspended membership active again (a new valid sign-in through the organisation's
-/// connection), audited.
-async fn reactivate_member<C: ConnectionTrait>(
-    txn: &C,
-    m: membership::Model,
-    now: i64,
-) -> Result<()> {
-    let (org_id, user_id) = (m.org_id.clone(), m.user_id.clone());
-    let mut am: membership::ActiveModel = m.into();
-    am.status = Set(MEMBERSHIP_ACTIVE.to_owned());
-    am.update(txn).await?;
-    let data =
-        json!({ "user_id": user_id, "before": MEMBERSHIP_SUSPENDED, "after": MEMBERSHIP_ACTIVE });
-    audit::record(txn, now, &Actor::system(), "org.membership_reactivated", Some(&org_id), data)
-        .await?;
-    Store::bump_revision(txn).await
-}
-
 /// Inserts a membership in the caller's transaction (the caller checked it does not exist).
 pub(crate) async fn insert_membership<C: ConnectionTrait>(
     conn: &C,
@@ -130,12 +92,21 @@ pub(crate) async fn insert_membership<C: ConnectionTrait>(
     .await?)
 }
 
+/// Admins who can act: a suspended admin manages nothing, so it does not count.
 async fn count_admins<C: ConnectionTrait>(conn: &C, org_id: &str) -> Result<u64> {
     Ok(membership::Entity::find()
         .filter(membership::Column::OrgId.eq(org_id))
         .filter(membership::Column::Role.eq(ROLE_ADMIN))
+        .filter(membership::Column::Status.eq(MEMBERSHIP_ACTIVE))
         .count(conn)
         .await?)
+}
+
+/// Whether taking `m`'s admin role away would leave the organisation without an active admin.
+async fn is_last_admin<C: ConnectionTrait>(conn: &C, m: &membership::Model) -> Result<bool> {
+    Ok(m.role == ROLE_ADMIN
+        && m.status == MEMBERSHIP_ACTIVE
+        && count_admins(conn, &m.org_id).await? <= 1)
 }
 
 /// Emails of the organisation's admins, for notifications.
@@ -146,6 +117,7 @@ pub(crate) async fn admin_emails<C: ConnectionTrait>(
     let admin_ids: Vec<String> = membership::Entity::find()
         .filter(membership::Column::OrgId.eq(org_id))
         .filter(membership::Column::Role.eq(ROLE_ADMIN))
+        .filter(membership::Column::Status.eq(MEMBERSHIP_ACTIVE))
         .all(conn)
         .await?
         .into_iter()
@@ -354,10 +326,7 @@ impl OrgService {
         }
         let m = match find_membership(&txn, org_id, user_id).await? {
             Some(m) => {
-                if m.role == ROLE_ADMIN
-                    && role != ROLE_ADMIN
-                    && count_admins(&txn, org_id).await? <= 1
-                {
+                if role != ROLE_ADMIN && is_last_admin(&txn, &m).await? {
                     return Err(Error::Conflict(
                         "cannot demote the last admin of the organisation; make another member admin first"
                             .into(),
@@ -411,7 +380,7 @@ impl OrgService {
         let m = find_membership(&txn, org_id, user_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("membership of {user_id} in {org_id}")))?;
-        if m.role == ROLE_ADMIN && count_admins(&txn, org_id).await? <= 1 {
+        if is_last_admin(&txn, &m).await? {
             return Err(Error::Conflict(
                 "the last admin cannot leave or be removed; make another member admin first".into(),
             ));
@@ -450,15 +419,15 @@ impl OrgService {
     }
 }
 
-/// Makes `user_id` a member with `role` unless they already are one (an existing member keeps
-/// their role), in the caller's transaction: the membership an enterprise connection grants.
 /// The organisations `user_id` belongs to, with their role in each, oldest membership first.
+/// Suspended memberships grant nothing, so they are left out.
 pub(crate) async fn user_organisations<C: ConnectionTrait>(
     conn: &C,
     user_id: &str,
 ) -> Result<Vec<UserOrganisation>> {
     let memberships = membership::Entity::find()
         .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Status.eq(MEMBERSHIP_ACTIVE))
         .order_by_asc(membership::Column::CreatedAt)
         .all(conn)
         .await?;
@@ -482,8 +451,9 @@ pub(crate) async fn user_organisations<C: ConnectionTrait>(
 }
 
 /// Makes `user_id` a member of `org_id` with exactly `role`, as an enterprise connection that
-/// maps the IdP's groups decides: joins, or changes the role (either way), audited when it
-/// changes anything.
+/// maps the IdP's groups decides: joins, changes the role (either way) or reactivates a
+/// suspended membership (a new valid sign-in through the connection), audited when it changes
+/// anything.
 pub(crate) async fn set_member_role<C: ConnectionTrait>(
     txn: &C,
     org_id: &str,
@@ -492,17 +462,19 @@ pub(crate) async fn set_member_role<C: ConnectionTrait>(
     now: i64,
 ) -> Result<()> {
     validate_role(role)?;
+    let unchanged = |m: &membership::Model| m.role == role && m.status == MEMBERSHIP_ACTIVE;
     // Unchanged (most sign-ins): nothing to lock or write.
-    if find_membership(txn, org_id, user_id).await?.is_some_and(|m| m.role == role) {
+    if find_membership(txn, org_id, user_id).await?.is_some_and(|m| unchanged(&m)) {
         return Ok(());
     }
     lock_org(txn, org_id).await?;
     let before = match find_membership(txn, org_id, user_id).await? {
-        Some(m) if m.role == role => return Ok(()),
+        Some(m) if unchanged(&m) => return Ok(()),
         Some(m) => {
-            let previous = m.role.clone();
+            let previous = (m.role.clone(), m.status.clone());
             let mut am: membership::ActiveModel = m.into();
             am.role = Set(role.to_owned());
+            am.status = Set(MEMBERSHIP_ACTIVE.to_owned());
             am.update(txn).await?;
             Some(previous)
         }
@@ -511,12 +483,22 @@ pub(crate) async fn set_member_role<C: ConnectionTrait>(
             None
         }
     };
-    let data =
-        json!({ "user_id": user_id, "role": role, "before": before, "source": "connection" });
+    let reactivated = before.as_ref().is_some_and(|(_, status)| status != MEMBERSHIP_ACTIVE);
+    let data = json!({
+        "user_id": user_id, "role": role, "before": before.as_ref().map(|(r, _)| r),
+        "source": "connection", "reactivated": reactivated,
+    });
     audit::record(txn, now, &Actor::system(), "org.membership_set", Some(org_id), data).await?;
+    if reactivated {
+        membership_reactivated(txn, org_id, user_id, now).await?;
+    }
     Store::bump_revision(txn).await
 }
 
+/// Makes `user_id` a member with `role` unless they already are one (an existing member keeps
+/// their role), in the caller's transaction: the membership an enterprise connection grants.
+/// A suspended membership is made active again: the user has just signed in validly through
+/// the organisation's connection.
 pub(crate) async fn ensure_member<C: ConnectionTrait>(
     txn: &C,
     org_id: &str,
@@ -525,28 +507,71 @@ pub(crate) async fn ensure_member<C: ConnectionTrait>(
     now: i64,
 ) -> Result<()> {
     validate_role(role)?;
-    // Already a member (every later sign-in through a connection): nothing to lock or write,
-    // unless deprovisioning suspended it: this new valid sign-in reinstates it.
-    match find_membership(txn, org_id, user_id).await? {
-        Some(m) if m.status == MEMBERSHIP_SUSPENDED => {
-            return reactivate_member(txn, m, now).await;
-        }
-        Some(_) => return Ok(()),
-        None => {}
-    }
-    lock_org(txn, org_id).await?;
-    if find_membership(txn, org_id, user_id).await?.is_some() {
+    // Already an active member (every later sign-in through a connection): nothing to lock or
+    // write.
+    if find_membership(txn, org_id, user_id).await?.is_some_and(|m| m.status == MEMBERSHIP_ACTIVE) {
         return Ok(());
     }
-    insert_membership(txn, org_id, user_id, role, now).await?;
-    audit::record(
-        txn,
-        now,
-        &Actor::system(),
-        "org.membership_set",
-        Some(org_id),
-        json!({ "user_id": user_id, "role": role, "source": "connection" }),
-    )
-    .await?;
+    lock_org(txn, org_id).await?;
+    match find_membership(txn, org_id, user_id).await? {
+        Some(m) if m.status == MEMBERSHIP_ACTIVE => return Ok(()),
+        Some(m) => {
+            let mut am: membership::ActiveModel = m.into();
+            am.status = Set(MEMBERSHIP_ACTIVE.to_owned());
+            am.update(txn).await?;
+            membership_reactivated(txn, org_id, user_id, now).await?;
+        }
+        None => {
+            insert_membership(txn, org_id, user_id, role, now).await?;
+            let data = json!({ "user_id": user_id, "role": role, "source": "connection" });
+            let actor = Actor::system();
+            audit::record(txn, now, &actor, "org.membership_set", Some(org_id), data).await?;
+        }
+    }
     Store::bump_revision(txn).await
+}
+
+async fn membership_reactivated<C: ConnectionTrait>(
+    txn: &C,
+    org_id: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<()> {
+    let data = json!({
+        "user_id": user_id, "before": MEMBERSHIP_SUSPENDED, "after": MEMBERSHIP_ACTIVE,
+        "source": "connection",
+    });
+    audit::record(txn, now, &Actor::system(), "org.membership_reactivated", Some(org_id), data)
+        .await
+}
+
+/// Suspends the membership of `user_id` in `org_id` (deprovisioning: the upstream account was
+/// suspended or deleted), in the caller's transaction. A suspended membership grants nothing
+/// (no access, no organisation claims) until a new valid sign-in through the organisation's
+/// connection reactivates it. Returns whether anything changed: false when there is no
+/// membership or it is suspended already. The caller ends the user's sessions.
+pub async fn suspend_member<C: ConnectionTrait>(
+    conn: &C,
+    org_id: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<bool> {
+    // One conditional statement: of concurrent suspensions exactly one reports the change.
+    let res = membership::Entity::update_many()
+        .col_expr(membership::Column::Status, Expr::value(MEMBERSHIP_SUSPENDED))
+        .filter(membership::Column::OrgId.eq(org_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Status.eq(MEMBERSHIP_ACTIVE))
+        .exec(conn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Ok(false);
+    }
+    let data =
+        json!({ "user_id": user_id, "before": MEMBERSHIP_ACTIVE, "after": MEMBERSHIP_SUSPENDED });
+    audit::record(conn, now, &Actor::system(), "org.membership_suspended", Some(org_id), data)
+        .await?;
+    // Roles and the active organisation are in session tokens: cached sessions must reload.
+    Store::bump_revision(conn).await?;
+    Ok(true)
 }

@@ -144,6 +144,8 @@ pub struct CertificateView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionView {
     pub connection_id: String,
+    /// `saml` (EASIE connections say `easie`), so mixed lists can be told apart.
+    pub kind: &'static str,
     pub org_id: String,
     pub name: String,
     pub protocol: &'static str,
@@ -342,6 +344,7 @@ impl SamlService {
         Ok(ConnectionView {
             urls: self.urls(&model.id),
             connection_id: model.id,
+            kind: "saml",
             org_id: model.org_id,
             name: model.name,
             protocol: "saml",

@@ -1,5 +1,11 @@
 use sea_orm::entity::prelude::*;
 
+/// `status` of a membership that grants its role.
+pub const STATUS_ACTIVE: &str = "active";
+/// `status` of a membership that deprovisioning suspended: it grants nothing until a new valid
+/// sign-in through the organisation's connection makes it active again.
+pub const STATUS_SUSPENDED: &str = "suspended";
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "memberships")]
 pub struct Model {
