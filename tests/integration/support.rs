@@ -53,10 +53,14 @@ impl TestDb {
                         "LATCHKEY_TEST_POSTGRES_URL is not set: run ./scripts/test, or set LATCHKEY_TEST_SKIP_POSTGRES=1 to skip PostgreSQL tests"
                     );
                 };
-                let name =
-                    format!("latchkey_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+                let name = format!(
+                    "latchkey_test_{}_{}",
+                    std::process::id(),
+                    ulid::Ulid::new().to_string().to_ascii_lowercase()
+                );
                 let admin =
                     Database::connect(admin_url.clone()).await.expect("connect to test PostgreSQL");
+                drop_stale_databases(&admin).await;
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
@@ -70,6 +74,34 @@ impl TestDb {
             }
         }
     }
+}
+
+/// Drops, once per test process, the databases of test processes that are gone: a developer's
+/// PostgreSQL would otherwise keep one database per test run forever (scripts/test starts a
+/// throwaway server, so this matters only there).
+async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
+    use sea_orm::{ConnectionTrait, Statement};
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let backend = admin.get_database_backend();
+        let sql = "SELECT datname FROM pg_database WHERE datname LIKE 'latchkey_test_%'";
+        let Ok(rows) = admin.query_all_raw(Statement::from_string(backend, sql)).await else {
+            return;
+        };
+        for row in rows {
+            let Ok(name) = row.try_get::<String>("", "datname") else { continue };
+            let pid = name.trim_start_matches("latchkey_test_").split('_').next().unwrap_or("");
+            let alive = pid
+                .parse::<u32>()
+                .is_ok_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        }
+    })
+    .await;
 }
 
 pub fn free_listener() -> TcpListener {
