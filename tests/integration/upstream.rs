@@ -455,3 +455,102 @@ on_both_backends!(enterprise_google_provisions_members_just_in_time);
 on_both_backends!(enterprise_google_refusals_are_audited);
 on_both_backends!(enterprise_microsoft_checks_the_pinned_tenant);
 on_both_backends!(state_is_single_use_and_bound_to_the_browser);
+
+/// The chain an app sees: the `openidconnect` crate as the relying party → Latchkey's sign-in
+/// → the organisation's EASIE connection at the upstream provider → back to the app with an ID
+/// token for the federated sign-in, whose session the app can refresh only while the upstream
+/// account lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openidconnect_relying_party_through_an_easie_sign_in() {
+    use latchkey_core::oauth::clients::NewClient;
+    use openidconnect::{
+        AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+        OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse,
+        core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata},
+    };
+
+    let f = fixture(Backend::Sqlite).await.unwrap();
+    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let new = NewClient {
+        name: "Wiki".into(),
+        redirect_uris: vec![redirect.into()],
+        first_party: true,
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        ..Default::default()
+    };
+    let created = f.node.core.clients.create(new, &Actor::cli()).await.unwrap();
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let issuer = IssuerUrl::new(f.node.base_url.clone()).unwrap();
+    let meta = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
+    let rp = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(created.client.client_id.clone()),
+        created.client_secret.clone().map(ClientSecret::new),
+    )
+    .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, _state, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    // authorize → the sign-in page, whose identifier-first step sends acme.test to the
+    // connection (tested in easie_connections); the browser goes there with the same return_to.
+    let b = browser();
+    let res = b.get(auth_url.as_str()).send().await.unwrap();
+    let to_sign_in = res.headers()["location"].to_str().unwrap().to_owned();
+    let sign_in = reqwest::Url::parse(&f.node.url(&to_sign_in)).unwrap();
+    let return_to = sign_in.query_pairs().find(|(k, _)| k == "return_to").unwrap().1.into_owned();
+    let start = format!(
+        "/easie/{connection}/login?login_hint=alice%40acme.test&return_to={}",
+        urlencode(&return_to)
+    );
+    let j = follow(&f, &b, &f.node.url(&start)).await;
+    assert_eq!(j.status, 303, "{}", j.body);
+    // Back at Latchkey's authorization endpoint, signed in: on to the app with a code.
+    let mut next = f.node.url(j.location.as_deref().unwrap());
+    let code = loop {
+        let res = b.get(&next).send().await.unwrap();
+        // A redirect, or the navigating page that carries the app's redirect.
+        let loc = match res.headers().get("location") {
+            Some(l) => l.to_str().unwrap().to_owned(),
+            None => crate::pages::refresh_target(&res.text().await.unwrap()).replace("&amp;", "&"),
+        };
+        if loc.starts_with(redirect) {
+            let url = reqwest::Url::parse(&loc).unwrap();
+            break url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        }
+        next = reqwest::Url::parse(&next).unwrap().join(&loc).unwrap().to_string();
+    };
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let claims = tokens.id_token().unwrap().claims(&rp.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("alice@acme.test"));
+    let amr: Vec<_> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
+    assert_eq!(amr, ["fed"]);
+    // While the upstream account lives, the app refreshes; once it is suspended upstream, the
+    // refresh after the re-check interval fails.
+    let refresh = RefreshToken::new(tokens.refresh_token().unwrap().secret().clone());
+    let refreshed =
+        rp.exchange_refresh_token(&refresh).unwrap().request_async(&http).await.unwrap();
+    f.idp.admin("/google/users/alice@acme.test/suspend", json!({})).await;
+    f.node.clock.advance(minutes(11));
+    let refresh = RefreshToken::new(refreshed.refresh_token().unwrap().secret().clone());
+    let refused = rp.exchange_refresh_token(&refresh).unwrap().request_async(&http).await;
+    assert!(refused.is_err(), "the deprovisioned session's grant is refused");
+}
