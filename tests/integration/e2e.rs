@@ -180,3 +180,64 @@ async fn saml_flows_in_chromium() {
     eprintln!("{report}");
     node.stop().await;
 }
+
+/// Google / Microsoft sign-in and EASIE in Chromium against the upstream emulator
+/// (tests/upstream-idp, installed by scripts/test): social sign-up, enrollment through the CLI,
+/// enforced sign-in for both providers with just-in-time membership, and refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn easie_flows_in_chromium() {
+    use crate::upstream_idp::UpstreamIdp;
+
+    let dir = e2e_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run ./scripts/test (or `npm ci --prefix tests/e2e`)"
+    );
+    let idp = UpstreamIdp::start(serde_json::json!({
+        "google": { "users": [
+            { "email": "alice@acme.test", "hd": "acme.test", "name": "Alice Doe" },
+            { "email": "erin@acme.test", "hd": "acme.test" },
+            { "email": "bob@gmail.test", "name": "Bob Roe" },
+            { "email": "mallory@acme.test" },
+        ]},
+        "microsoft": {
+            "tenants": [{ "tid": "11111111-1111-4111-8111-111111111111", "domains": ["contoso.test"] }],
+            "users": [{ "tid": "11111111-1111-4111-8111-111111111111", "email": "carol@contoso.test" }],
+        },
+    }))
+    .await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = data_dir();
+    let settings = idp.settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let node = TestServer::start(data.path(), &db, &extra).await;
+    idp.register_clients(&node.base_url).await;
+    let env_json = serde_json::to_string(&node.env).unwrap();
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let base = node.base_url.clone();
+    let admin = idp.admin.clone();
+    let script = dir.join("easie-flow.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg(script)
+            .env("LATCHKEY_URL", base)
+            .env("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey"))
+            .env("LATCHKEY_ENV_JSON", env_json)
+            .env("UPSTREAM_ADMIN", admin)
+            .env("SCREENSHOT_DIR", &screenshots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "EASIE browser flows failed:\n{report}");
+    assert!(!report.contains("ℹ pass 0"), "no EASIE browser flow ran:\n{report}");
+    node.stop().await;
+}
