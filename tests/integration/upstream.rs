@@ -39,6 +39,7 @@ fn emulator_config() -> Value {
             { "email": "alice+x@acme.test", "hd": "acme.test" },
             // A Workspace of another domain claiming an address on the enrolled one.
             { "email": "trudy@acme.test", "hd": "evil.test" },
+            { "email": "erin@acme.test", "hd": "acme.test" },
         ]},
         "microsoft": {
             "tenants": [
@@ -448,6 +449,32 @@ async fn an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed(backend
     assert!(f.node.core.upstream.unavailable_count() >= 2);
 }
 
+/// The background sweep re-checks grants shortly before they fall due, so token requests
+/// rarely wait for upstream; a suspended account is revoked by the sweep alone.
+async fn the_sweep_rechecks_ahead_and_revokes_without_a_request(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let (alice, erin) = (browser(), browser());
+    assert_signed_in(&easie(&f, &alice, &connection, "alice@acme.test").await);
+    assert_signed_in(&easie(&f, &erin, &connection, "erin@acme.test").await);
+    let up = &f.node.core.upstream;
+    // Nothing is due right after sign-in.
+    assert_eq!(up.recheck_due(100, 4).await.unwrap().checked, 0);
+    f.idp.admin("/google/users/alice@acme.test/suspend", json!({})).await;
+    // A minute before the interval ends, the sweep checks (the lead is two minutes).
+    f.node.clock.advance(minutes(9));
+    let report = up.recheck_due(100, 4).await.unwrap();
+    assert_eq!((report.checked, report.revoked, report.kept), (2, 1, 1), "{report:?}");
+    assert_eq!(session_token(&f, &alice).await, 401);
+    // Erin's grant was refreshed ahead: past the interval, her token needs no upstream call.
+    f.idp.admin("/google/outage", json!({ "status": 503 })).await;
+    f.node.clock.advance(minutes(2));
+    assert_eq!(session_token(&f, &erin).await, 200);
+    assert_eq!(up.unavailable_count(), 0, "no upstream request was needed");
+    assert_eq!(up.recheck_due(100, 4).await.unwrap().checked, 0, "revoked grants are done");
+}
+
+on_both_backends!(the_sweep_rechecks_ahead_and_revokes_without_a_request);
 on_both_backends!(deprovisioned_upstream_ends_sessions_and_nothing_resurrects_them);
 on_both_backends!(an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed);
 on_both_backends!(social_sign_in_provisions_links_and_keeps_the_grant);

@@ -48,8 +48,9 @@ use crate::{
     tenancy::orgs,
 };
 
-/// How long a claimed check may take before another node may claim it again.
-const LEASE_SECS: i64 = 60;
+/// How long a claimed check may take before another node may claim it again: longer than the
+/// sweep's lead, so a node sweeping ahead never takes over a check under way elsewhere.
+const LEASE_SECS: i64 = 300;
 
 /// Per-node locks, one per grant being checked.
 #[derive(Default)]
@@ -174,6 +175,12 @@ impl UpstreamService {
     /// Checks a grant upstream now (unless another check of it is under way, or it became
     /// fresh meanwhile) and applies the decision.
     pub async fn recheck(&self, grant_id: &str) -> Result<Decision> {
+        self.recheck_ahead(grant_id, 0).await
+    }
+
+    /// [`Self::recheck`] for a grant that will be due within `lead` seconds: the sweep checks
+    /// ahead, so that a token request rarely finds its grant stale and waits for upstream.
+    async fn recheck_ahead(&self, grant_id: &str, lead: i64) -> Result<Decision> {
         let lock = self.in_flight.lock_for(grant_id);
         let _held = lock.lock().await;
         let db = self.store.db();
@@ -186,12 +193,13 @@ impl UpstreamService {
             let reason = recheck::RevokeReason::InvalidGrant;
             return Ok(Decision::Revoke(reason));
         }
-        match self.gate_of(&grant, now) {
-            Gate::Allow => {
-                return Ok(Decision::Keep { next_check: grant.next_check_at.unwrap_or(now) });
-            }
-            Gate::Deny => return Ok(Decision::FailClosed),
-            Gate::Refresh => {}
+        let keep = Decision::Keep { next_check: grant.next_check_at.unwrap_or(now) };
+        match (self.gate_of(&grant, now.saturating_add(lead)), self.gate_of(&grant, now)) {
+            (Gate::Allow, _) => return Ok(keep),
+            (Gate::Deny, Gate::Deny) => return Ok(Decision::FailClosed),
+            // Backing off after a failure: not due yet, whatever the lead.
+            (Gate::Deny, _) => return Ok(keep),
+            (Gate::Refresh, _) => {}
         }
         if !claim(&self.store, &grant, now).await? {
             // Another node is checking it: as good as a retry under way.
@@ -204,6 +212,11 @@ impl UpstreamService {
             recheck::decide(&outcome, &recorded, grant.last_success_at, now, &self.policy);
         self.apply(&grant, &decision, tokens.as_ref(), now).await?;
         Ok(decision)
+    }
+
+    /// How far ahead of the interval the sweep re-checks: a fifth of it, at most two minutes.
+    fn sweep_lead(&self) -> i64 {
+        (self.policy.interval() / 5).min(120)
     }
 
     fn after_lost_claim(&self, grant: &upstream_grant::Model, now: i64) -> Decision {
@@ -311,28 +324,28 @@ impl UpstreamService {
         Ok(true)
     }
 
-    /// Checks every EASIE grant that is due, a batch at a time, several at once; returns what
-    /// it did. The background loop runs it; the benchmark measures it.
+    /// Checks every EASIE grant that is due (or will be within the sweep's lead), several at
+    /// once; returns what it did. One pass over the grants due when it starts: those that fall
+    /// due meanwhile wait for the next pass. The background loop runs it; the benchmark
+    /// measures it. `batch` bounds how many results are held before they are counted.
     pub async fn recheck_due(&self, batch: u64, parallel: usize) -> Result<SweepReport> {
         use futures_util::StreamExt as _;
         let mut report = SweepReport::default();
-        loop {
-            let now = self.store.now();
-            let due: Vec<String> = upstream_grant::Entity::find()
-                .select_only()
-                .column(upstream_grant::Column::Id)
-                .filter(upstream_grant::Column::Status.eq(vault::STATUS_ACTIVE))
-                .filter(upstream_grant::Column::NextCheckAt.lte(now))
-                .order_by_asc(upstream_grant::Column::NextCheckAt)
-                .limit(batch)
-                .into_tuple()
-                .all(self.store.db())
-                .await?;
-            if due.is_empty() {
-                return Ok(report);
-            }
-            let results: Vec<Result<Decision>> = futures_util::stream::iter(due)
-                .map(|id| async move { self.recheck(&id).await })
+        let lead = self.sweep_lead();
+        let horizon = self.store.now().saturating_add(lead);
+        let due: Vec<String> = upstream_grant::Entity::find()
+            .select_only()
+            .column(upstream_grant::Column::Id)
+            .filter(upstream_grant::Column::Status.eq(vault::STATUS_ACTIVE))
+            .filter(upstream_grant::Column::NextCheckAt.lte(horizon))
+            .order_by_asc(upstream_grant::Column::NextCheckAt)
+            .into_tuple()
+            .all(self.store.db())
+            .await?;
+        let chunk = usize::try_from(batch.max(1)).unwrap_or(usize::MAX);
+        for ids in due.chunks(chunk) {
+            let results: Vec<Result<Decision>> = futures_util::stream::iter(ids.to_vec())
+                .map(|id| async move { self.recheck_ahead(&id, lead).await })
                 .buffer_unordered(parallel.max(1))
                 .collect()
                 .await;
@@ -346,6 +359,7 @@ impl UpstreamService {
                 }
             }
         }
+        Ok(report)
     }
 }
 
