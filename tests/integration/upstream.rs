@@ -5,7 +5,7 @@
 //! hop (and the callback URL, for replay) is visible.
 
 use latchkey_core::{
-    enterprise::upstream::vault,
+    enterprise::upstream::{Pace, vault},
     identity::method::Upstream,
     infra::{
         audit::{self, Actor},
@@ -459,11 +459,11 @@ async fn the_sweep_rechecks_ahead_and_revokes_without_a_request(backend: Backend
     assert_signed_in(&easie(&f, &erin, &connection, "erin@acme.test").await);
     let up = &f.node.core.upstream;
     // Nothing is due right after sign-in.
-    assert_eq!(up.recheck_due(100, 4).await.unwrap().checked, 0);
+    assert_eq!(up.recheck_due(4, Pace::UNPACED).await.unwrap().checked, 0);
     f.idp.admin("/google/users/alice@acme.test/suspend", json!({})).await;
-    // A minute before the interval ends, the sweep checks (the lead is two minutes).
-    f.node.clock.advance(minutes(9));
-    let report = up.recheck_due(100, 4).await.unwrap();
+    // Inside the sweep's lead (half the interval, at most five minutes), it checks ahead.
+    f.node.clock.advance(minutes(6));
+    let report = up.recheck_due(4, Pace::UNPACED).await.unwrap();
     assert_eq!((report.checked, report.revoked, report.kept), (2, 1, 1), "{report:?}");
     assert_eq!(session_token(&f, &alice).await, 401);
     // Erin's grant was refreshed ahead: past the interval, her token needs no upstream call.
@@ -471,7 +471,11 @@ async fn the_sweep_rechecks_ahead_and_revokes_without_a_request(backend: Backend
     f.node.clock.advance(minutes(2));
     assert_eq!(session_token(&f, &erin).await, 200);
     assert_eq!(up.unavailable_count(), 0, "no upstream request was needed");
-    assert_eq!(up.recheck_due(100, 4).await.unwrap().checked, 0, "revoked grants are done");
+    assert_eq!(
+        up.recheck_due(4, Pace::UNPACED).await.unwrap().checked,
+        0,
+        "revoked grants are done"
+    );
 }
 
 on_both_backends!(the_sweep_rechecks_ahead_and_revokes_without_a_request);

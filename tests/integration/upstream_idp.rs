@@ -43,7 +43,13 @@ impl UpstreamIdp {
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("the emulator's ready line");
+        let ready: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let status = child.try_wait();
+                panic!("the emulator's ready line {line:?} ({e}); the emulator: {status:?}")
+            }
+        };
         let s = |k: &str| ready[k].as_str().unwrap().to_owned();
         Self {
             google_issuer: s("google_issuer"),

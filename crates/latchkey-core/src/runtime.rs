@@ -27,8 +27,8 @@ const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// at least a minute, so a due check waits at most this much longer in the sweep; minting
 /// checks it at once anyway).
 const EASIE_SWEEP_INTERVAL: Duration = Duration::from_secs(20);
-/// EASIE grants read per sweep query, and checked upstream at once.
-const EASIE_SWEEP_BATCH: u64 = 200;
+/// EASIE grants checked upstream at once (the pace keeps the rate down; this bounds bursts of
+/// slow upstream answers).
 const EASIE_SWEEP_PARALLEL: usize = 16;
 
 /// Runs this node's share of the job outbox.
@@ -95,6 +95,8 @@ impl JobRunner {
             let mut last_purge = Some(tokio::time::Instant::now());
             let mut last_metadata_check: Option<tokio::time::Instant> = None;
             let mut last_sweep: Option<tokio::time::Instant> = None;
+            // A paced sweep can take minutes: it runs beside the job passes, one at a time.
+            let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
             loop {
                 if let Err(e) = runner.run_due().await {
                     tracing::warn!(error = %e, "job pass failed");
@@ -105,13 +107,16 @@ impl JobRunner {
                         tracing::warn!(error = %e, "could not refresh SAML metadata");
                     }
                 }
-                if last_sweep.is_none_or(|at| at.elapsed() >= EASIE_SWEEP_INTERVAL) {
+                let idle = sweep.as_ref().is_none_or(tokio::task::JoinHandle::is_finished);
+                if idle && last_sweep.is_none_or(|at| at.elapsed() >= EASIE_SWEEP_INTERVAL) {
                     last_sweep = Some(tokio::time::Instant::now());
-                    let sweep =
-                        runner.upstream.recheck_due(EASIE_SWEEP_BATCH, EASIE_SWEEP_PARALLEL);
-                    if let Err(e) = sweep.await {
-                        tracing::warn!(error = %e, "could not re-check EASIE grants upstream");
-                    }
+                    let upstream = runner.upstream.clone();
+                    sweep = Some(tokio::spawn(async move {
+                        let pace = upstream.sweep_pace();
+                        if let Err(e) = upstream.recheck_due(EASIE_SWEEP_PARALLEL, pace).await {
+                            tracing::warn!(error = %e, "could not re-check EASIE grants upstream");
+                        }
+                    }));
                 }
                 if last_purge.is_none_or(|at| at.elapsed() >= PURGE_INTERVAL) {
                     last_purge = Some(tokio::time::Instant::now());

@@ -22,7 +22,7 @@ use latchkey_easie::recheck::RecheckPolicy;
 
 pub use flow::{CallbackInput, CallbackRejection, CallbackSuccess, StartRequest};
 pub use provider::{Directory, Target, UpstreamError};
-pub use recheck::SweepReport;
+pub use recheck::{Pace, SweepReport};
 
 use crate::{
     Result, Settings,

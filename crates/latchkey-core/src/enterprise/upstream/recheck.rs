@@ -50,7 +50,27 @@ use crate::{
 
 /// How long a claimed check may take before another node may claim it again: longer than the
 /// sweep's lead, so a node sweeping ahead never takes over a check under way elsewhere.
-const LEASE_SECS: i64 = 300;
+const LEASE_SECS: i64 = 600;
+/// The most the sweep checks ahead of the interval (half of it, at most this).
+const MAX_LEAD_SECS: i64 = 300;
+
+/// How fast a sweep starts checks: the grants due spread over `over_secs`, at least
+/// `min_per_sec`; [`Pace::UNPACED`] as fast as the concurrency allows (the benchmark's maximum).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    pub over_secs: f64,
+    pub min_per_sec: f64,
+}
+
+impl Pace {
+    pub const UNPACED: Pace = Pace { over_secs: 0.0, min_per_sec: 0.0 };
+
+    /// Checks per second for `due` grants, or None for no pacing.
+    #[allow(clippy::cast_precision_loss)] // grant counts: far below 2^52
+    fn rate(self, due: usize) -> Option<f64> {
+        (self.over_secs > 0.0).then(|| (due as f64 / self.over_secs).max(self.min_per_sec))
+    }
+}
 
 /// Per-node locks, one per grant being checked.
 #[derive(Default)]
@@ -216,7 +236,16 @@ impl UpstreamService {
 
     /// How far ahead of the interval the sweep re-checks: a fifth of it, at most two minutes.
     fn sweep_lead(&self) -> i64 {
-        (self.policy.interval() / 5).min(120)
+        (self.policy.interval() / 2).min(MAX_LEAD_SECS)
+    }
+
+    /// The background loop's pace: the grants due in a pass are spread over three quarters
+    /// of the lead, so that a crowd that signed in together (or a restart) costs the token
+    /// endpoint a steady trickle rather than a burst, and is still done before it falls due.
+    pub fn sweep_pace(&self) -> Pace {
+        #[allow(clippy::cast_precision_loss)] // seconds: far below 2^52
+        let over = self.sweep_lead() as f64 * 0.75;
+        Pace { over_secs: over, min_per_sec: 5.0 }
     }
 
     fn after_lost_claim(&self, grant: &upstream_grant::Model, now: i64) -> Decision {
@@ -324,13 +353,12 @@ impl UpstreamService {
         Ok(true)
     }
 
-    /// Checks every EASIE grant that is due (or will be within the sweep's lead), several at
-    /// once; returns what it did. One pass over the grants due when it starts: those that fall
-    /// due meanwhile wait for the next pass. The background loop runs it; the benchmark
-    /// measures it. `batch` bounds how many results are held before they are counted.
-    pub async fn recheck_due(&self, batch: u64, parallel: usize) -> Result<SweepReport> {
+    /// Checks every EASIE grant that is due (or will be within the sweep's lead), `parallel`
+    /// at a time, started at `pace`; returns what it did. One pass over the grants due when it
+    /// starts: those that fall due meanwhile wait for the next pass. The background loop runs
+    /// it; the benchmark measures it.
+    pub async fn recheck_due(&self, parallel: usize, pace: Pace) -> Result<SweepReport> {
         use futures_util::StreamExt as _;
-        let mut report = SweepReport::default();
         let lead = self.sweep_lead();
         let horizon = self.store.now().saturating_add(lead);
         let due: Vec<String> = upstream_grant::Entity::find()
@@ -342,21 +370,28 @@ impl UpstreamService {
             .into_tuple()
             .all(self.store.db())
             .await?;
-        let chunk = usize::try_from(batch.max(1)).unwrap_or(usize::MAX);
-        for ids in due.chunks(chunk) {
-            let results: Vec<Result<Decision>> = futures_util::stream::iter(ids.to_vec())
-                .map(|id| async move { self.recheck_ahead(&id, lead).await })
-                .buffer_unordered(parallel.max(1))
-                .collect()
-                .await;
-            for r in results {
-                report.checked += 1;
-                match r? {
-                    Decision::Keep { .. } => report.kept += 1,
-                    Decision::Revoke(_) => report.revoked += 1,
-                    Decision::RetryLater { .. } => report.retrying += 1,
-                    Decision::FailClosed => report.failed_closed += 1,
+        let rate = pace.rate(due.len());
+        let start = tokio::time::Instant::now();
+        let results = futures_util::stream::iter(due.into_iter().enumerate())
+            .then(move |(i, id)| async move {
+                if let Some(rate) = rate {
+                    #[allow(clippy::cast_precision_loss)] // an index: far below 2^52
+                    let at = std::time::Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(start + at).await;
                 }
+                id
+            })
+            .map(|id| async move { self.recheck_ahead(&id, lead).await })
+            .buffer_unordered(parallel.max(1));
+        let mut results = std::pin::pin!(results);
+        let mut report = SweepReport::default();
+        while let Some(r) = results.next().await {
+            report.checked += 1;
+            match r? {
+                Decision::Keep { .. } => report.kept += 1,
+                Decision::Revoke(_) => report.revoked += 1,
+                Decision::RetryLater { .. } => report.retrying += 1,
+                Decision::FailClosed => report.failed_closed += 1,
             }
         }
         Ok(report)
