@@ -131,6 +131,10 @@ impl JobRunner {
                     if let Err(e) = runner.saml.purge_assertion_ids().await {
                         tracing::warn!(error = %e, "could not purge SAML assertion IDs");
                     }
+                    // Likewise the IDs of security events, once too old to be accepted.
+                    if let Err(e) = runner.upstream.purge_event_ids().await {
+                        tracing::warn!(error = %e, "could not purge security event IDs");
+                    }
                 }
                 tokio::select! {
                     () = runner.store.jobs_wake().notified() => {}

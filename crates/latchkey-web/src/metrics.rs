@@ -66,6 +66,7 @@ pub struct Metrics {
     saml_metadata_refresh_failures: Gauge,
     saml_certificates_expiring: Gauge,
     upstream_sign_ins: Family<ReasonLabels, Counter>,
+    upstream_security_events: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,6 +130,13 @@ impl Default for Metrics {
             "Google / Microsoft callbacks by outcome (accepted or the refusal reason)",
             upstream_sign_ins.clone(),
         );
+        let upstream_security_events = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_security_events",
+            "Google RISC security event tokens received by outcome (revoked, unmatched, \
+             no_action, ignored, or the refusal reason)",
+            upstream_security_events.clone(),
+        );
         Self {
             registry,
             requests,
@@ -141,6 +149,7 @@ impl Default for Metrics {
             saml_metadata_refresh_failures,
             saml_certificates_expiring,
             upstream_sign_ins,
+            upstream_security_events,
         }
     }
 }
@@ -163,6 +172,13 @@ impl Metrics {
 
     pub fn upstream_sign_in(&self, outcome: &str) {
         self.upstream_sign_ins.get_or_create(&ReasonLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// A security event token at the RISC receiver: what became of it (a fixed set of labels).
+    pub fn upstream_security_event(&self, outcome: &str) {
+        self.upstream_security_events
+            .get_or_create(&ReasonLabels { outcome: outcome.to_owned() })
+            .inc();
     }
 
     /// Sets the SAML figures just before a scrape.

@@ -1,7 +1,8 @@
 //! Signing in through Google and Microsoft: "Continue with …" (`/oauth/start/{provider}`), an
 //! organisation's EASIE connection (`/easie/{connection_id}/login`, where identifier-first
 //! sign-in sends enrolled addresses), and the providers' answer at
-//! `/oauth/callback/{provider}`. They only parse and render: the rules are in
+//! `/oauth/callback/{provider}`, and Google's security event tokens (Cross-Account Protection)
+//! at `/oauth/risc/google`. They only parse and render: the rules are in
 //! `latchkey_core::enterprise::upstream` and `latchkey-easie`.
 
 use actix_web::{
@@ -10,13 +11,14 @@ use actix_web::{
     web,
 };
 use latchkey_core::{
-    enterprise::upstream::{CallbackInput, StartRequest},
+    enterprise::upstream::{CallbackInput, RiscOutcome, StartRequest},
     identity::method::Upstream,
 };
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::{
-    AppState,
+    ApiError, AppState,
     error::page::{PageError, message_page},
     pages::support::{client_info, end_previous_session, safe_return_to, session_cookie},
     pending,
@@ -25,8 +27,17 @@ use crate::{
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/oauth/start/{provider}").route(web::get().to(start_social)))
         .service(web::resource("/easie/{connection_id}/login").route(web::get().to(start_easie)))
-        .service(web::resource("/oauth/callback/{provider}").route(web::get().to(callback)));
+        .service(web::resource("/oauth/callback/{provider}").route(web::get().to(callback)))
+        .service(
+            web::resource("/oauth/risc/google")
+                .app_data(web::PayloadConfig::new(RISC_MAX_BODY))
+                .route(web::post().to(risc_google)),
+        );
 }
+
+/// A SET is a few hundred bytes; this leaves room for any event Google may add.
+const RISC_MAX_BODY: usize = 64 * 1024;
+const SECEVENT_JWT: &str = "application/secevent+jwt";
 
 #[derive(Deserialize)]
 pub struct StartQuery {
@@ -130,4 +141,37 @@ async fn callback(
             ))
         }
     }
+}
+
+/// Google's push delivery of a security event token (RFC 8935): 202 once it is acted on (or
+/// needs nothing), 400 with `{"err", "description"}` when it is refused. No session and no
+/// CSRF check: the transmitter is a server, and the SET's signature is its authentication.
+async fn risc_google(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if !content_type.is_some_and(|t| t.eq_ignore_ascii_case(SECEVENT_JWT)) {
+        state.metrics.upstream_security_event("content_type_refused");
+        let description = format!("the Content-Type must be {SECEVENT_JWT}");
+        return Ok(set_error(&json!({ "err": "invalid_request", "description": description })));
+    }
+    let outcome = state.core.upstream.receive_security_event(&body, &client_info(&req)).await?;
+    state.metrics.upstream_security_event(outcome.label());
+    Ok(match outcome {
+        RiscOutcome::Accepted(_) => HttpResponse::Accepted().finish(),
+        RiscOutcome::Refused(r) => {
+            set_error(&json!({ "err": r.err, "description": r.description }))
+        }
+    })
+}
+
+fn set_error(body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::BadRequest().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }

@@ -7,10 +7,13 @@
 //! - [`provider`]: discovery documents and keys (cached), ID token verification.
 //! - [`flow`]: authorization code + PKCE, `state`, `nonce`; the callback.
 //! - [`vault`]: the upstream grants.
+//! - [`recheck`]: deprovisioning when the upstream account goes (re-check, sweep).
+//! - [`risc`]: Google's security event tokens (Cross-Account Protection), acted on at once.
 
 pub mod flow;
 pub mod provider;
 pub mod recheck;
+pub mod risc;
 pub mod vault;
 
 use std::sync::{
@@ -23,6 +26,7 @@ use latchkey_easie::recheck::RecheckPolicy;
 pub use flow::{CallbackInput, CallbackRejection, CallbackSuccess, StartRequest};
 pub use provider::{Directory, Target, UpstreamError};
 pub use recheck::{Pace, SweepReport};
+pub use risc::{RiscAccepted, RiscOutcome, RiscRefusal};
 
 use crate::{
     Result, Settings,

@@ -308,9 +308,10 @@ impl UpstreamService {
         self.counters.unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Revokes a grant: ends the user's sessions of the organisation (back-channel logout
-    /// follows through the job outbox), suspends the membership, audits. Returns false when
-    /// the grant was revoked already (by another node, or an earlier event).
+    /// Revokes a grant: ends the user's sessions of the organisation, or for a consumer grant
+    /// the user's consumer sessions through the provider (back-channel logout follows through
+    /// the job outbox), suspends the membership, audits. Returns false when the grant was
+    /// revoked already (by another node, or an earlier event).
     pub async fn deprovision(
         &self,
         grant: &upstream_grant::Model,
@@ -320,37 +321,20 @@ impl UpstreamService {
     ) -> Result<bool> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
-        if !vault::revoke(&txn, &grant.id, reason, now).await? {
+        if !deprovision_in(&txn, grant, reason, detail, actor, now).await? {
             txn.rollback().await?;
             return Ok(false);
         }
-        let mut sessions = Condition::any();
-        if let (Some(c), Ok(p)) = (&grant.connection_id, Upstream::parse(&grant.provider)) {
-            let method = AuthMethod::UpstreamOidc { upstream: p, connection_id: Some(c.clone()) };
-            sessions = sessions.add(session::Column::AuthMethod.eq(method.to_stored()));
-        }
-        let mut suspended = false;
-        if let Some(org) = &grant.org_id {
-            sessions = sessions.add(session::Column::ActiveOrgId.eq(org.as_str()));
-            suspended = orgs::suspend_member(&txn, org, &grant.user_id, now).await?;
-        }
-        let filter =
-            Condition::all().add(session::Column::UserId.eq(grant.user_id.as_str())).add(sessions);
-        let ended =
-            crate::identity::sessions::end_matching(&txn, filter, "upstream_deprovisioned", now)
-                .await?;
-        let data = json!({
-            "grant_id": grant.id, "provider": grant.provider, "connection_id": grant.connection_id,
-            "org_id": grant.org_id, "reason": reason, "detail": detail,
-            "sessions_ended": ended, "membership_suspended": suspended,
-        });
-        audit::record(&txn, now, actor, "upstream.deprovisioned", Some(&grant.user_id), data)
-            .await?;
-        Store::bump_revision(&txn).await?;
         txn.commit().await?;
+        self.after_deprovision(grant);
+        Ok(true)
+    }
+
+    /// What follows a committed [`deprovision_in`]: the outbox runs (back-channel logout), and
+    /// this node stops trusting its cached allowance for the user.
+    pub(crate) fn after_deprovision(&self, grant: &upstream_grant::Model) {
         self.store.notify_jobs();
         self.forget_allowance(&grant.user_id, &grant.provider);
-        Ok(true)
     }
 
     /// Checks every EASIE grant that is due (or will be within the sweep's lead), `parallel`
@@ -396,6 +380,46 @@ impl UpstreamService {
         }
         Ok(report)
     }
+}
+
+/// [`UpstreamService::deprovision`] in the caller's transaction (a RISC event revokes in the
+/// transaction that records its `jti`). The sessions ended are those the grant's identity
+/// opened: through its EASIE connection or in its organisation, or, for a consumer grant (no
+/// connection), every consumer sign-in through the provider (`oidc:google`).
+pub(crate) async fn deprovision_in<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    grant: &upstream_grant::Model,
+    reason: &str,
+    detail: &str,
+    actor: &Actor,
+    now: i64,
+) -> Result<bool> {
+    if !vault::revoke(txn, &grant.id, reason, now).await? {
+        return Ok(false);
+    }
+    let mut sessions = Condition::any();
+    if let Ok(p) = Upstream::parse(&grant.provider) {
+        let method =
+            AuthMethod::UpstreamOidc { upstream: p, connection_id: grant.connection_id.clone() };
+        sessions = sessions.add(session::Column::AuthMethod.eq(method.to_stored()));
+    }
+    let mut suspended = false;
+    if let Some(org) = &grant.org_id {
+        sessions = sessions.add(session::Column::ActiveOrgId.eq(org.as_str()));
+        suspended = orgs::suspend_member(txn, org, &grant.user_id, now).await?;
+    }
+    let filter =
+        Condition::all().add(session::Column::UserId.eq(grant.user_id.as_str())).add(sessions);
+    let ended =
+        crate::identity::sessions::end_matching(txn, filter, "upstream_deprovisioned", now).await?;
+    let data = json!({
+        "grant_id": grant.id, "provider": grant.provider, "connection_id": grant.connection_id,
+        "org_id": grant.org_id, "reason": reason, "detail": detail,
+        "sessions_ended": ended, "membership_suspended": suspended,
+    });
+    audit::record(txn, now, actor, "upstream.deprovisioned", Some(&grant.user_id), data).await?;
+    Store::bump_revision(txn).await?;
+    Ok(true)
 }
 
 /// Claims a due check across nodes: moves `next_check_at` from the value read to a lease.
