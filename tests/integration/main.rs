@@ -27,4 +27,5 @@ mod saml;
 mod session_tokens;
 mod sign_in;
 mod upstream;
+mod upstream_abuse;
 mod upstream_idp;
