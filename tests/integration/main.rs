@@ -27,5 +27,6 @@ mod saml;
 mod session_tokens;
 mod sign_in;
 mod upstream;
+mod upstream_abuse;
 mod upstream_idp;
 mod upstream_risc;

@@ -52,6 +52,19 @@ pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, Refusal
     serde_json::from_value(value).map_err(|e| Refusal::ClaimsMalformed(e.to_string()))
 }
 
+/// The authorized party (`azp`), which `openidconnect` leaves unchecked: when present it must be
+/// exactly our client ID (OIDC Core 3.1.3.7, step 5). Google sets it to the client that asked
+/// for the token, so a token obtained by another client of the same provider, even one listing
+/// us in `aud`, is refused. Absent is accepted (Microsoft's v2.0 ID tokens carry none); any other
+/// value, an empty string or a non-string included, is refused.
+pub fn check_authorized_party(payload: &Value, client_id: &str) -> Result<(), Refusal> {
+    match payload.get("azp") {
+        None => Ok(()),
+        Some(Value::String(azp)) if !azp.is_empty() && azp == client_id => Ok(()),
+        Some(_) => Err(Refusal::AzpMismatch),
+    }
+}
+
 /// An empty string claim is as good as none: no check may pass on `""`.
 pub(crate) fn non_empty(claim: Option<&String>) -> Option<&str> {
     claim.map(String::as_str).filter(|s| !s.is_empty())
@@ -86,6 +99,25 @@ mod tests {
         }
         let absent = from_value::<Flags>(json!({})).unwrap().flag;
         assert!(absent.is_absent() && !absent.is_exactly_true());
+    }
+
+    #[test]
+    fn the_authorized_party_is_ours_or_absent() {
+        let azp = |v: Value| check_authorized_party(&v, "our-client");
+        assert_eq!(azp(json!({ "aud": "our-client" })), Ok(()));
+        assert_eq!(azp(json!({ "azp": "our-client" })), Ok(()));
+        for other in [
+            json!("their-client"),
+            json!("Our-Client"),
+            json!("our-client "),
+            json!(""),
+            json!(null),
+            json!(["our-client"]),
+            json!(1),
+        ] {
+            assert_eq!(azp(json!({ "azp": other })), Err(Refusal::AzpMismatch), "{other}");
+        }
+        assert_eq!(check_authorized_party(&json!({ "azp": "" }), ""), Err(Refusal::AzpMismatch));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum Refusal {
     // The ID token's claims.
     #[error("the ID token's claims are malformed: {0}")]
     ClaimsMalformed(String),
+    #[error("the ID token was issued to another client (azp)")]
+    AzpMismatch,
     #[error("the ID token has no issuer")]
     IssMissing,
     #[error("the ID token has no subject")]
@@ -102,6 +104,7 @@ impl Refusal {
             Self::InvalidEmail => "invalid_email",
             Self::InvalidSetting(..) => "invalid_setting",
             Self::ClaimsMalformed(_) => "claims_malformed",
+            Self::AzpMismatch => "azp_mismatch",
             Self::IssMissing => "iss_missing",
             Self::SubMissing => "sub_missing",
             Self::HdMissing => "hd_missing",
@@ -155,6 +158,7 @@ mod tests {
             Refusal::InvalidEmail,
             Refusal::InvalidSetting("x", "y"),
             Refusal::ClaimsMalformed("x".into()),
+            Refusal::AzpMismatch,
             Refusal::IssMissing,
             Refusal::SubMissing,
             Refusal::HdMissing,

@@ -1,12 +1,13 @@
 // Signing keys, generated at start (nothing is read from or written to disk).
 import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 
-/** An RS256 private JWK with a kid, as oidc-provider and jose take it. */
+/**
+ * An RS256 private JWK with a kid, as oidc-provider and jose take it. Generated as PEM and
+ * exported from a key object of its own: exporting the generated key object itself can deadlock
+ * Node 20 at start-up (a garbage collection during the JWK export finalizes the generation job,
+ * whose destructor waits for the lock the export holds).
+ */
 export function rsaJwk() {
-  // Exporting the generated KeyObject itself as a JWK can deadlock Node 20: a garbage collection
-  // during the export runs the key-generation job's destructor, which waits for the lock the
-  // export holds (seen as a start-up that never prints its ready line). The PEM comes out of
-  // the job as a string, and a key re-imported from it belongs to no job.
   const { privateKey } = generateKeyPairSync('rsa', {
     modulusLength: 2048,
     publicKeyEncoding: { type: 'spki', format: 'pem' },

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::{
     REQUEST_TTL_SECS, UpstreamService,
-    provider::{Target, UpstreamError},
+    provider::{self, Target, UpstreamError},
     vault::{self, GrantWrite, IssuedTokens},
 };
 use crate::{
@@ -151,8 +151,10 @@ impl UpstreamService {
             },
         };
         let provider = target.provider();
-        let client = self.directory.client(&target, &self.redirect_uri(provider)).await;
-        let client = client.map_err(|e| self.start_error(e))?;
+        let client = match self.directory.client(&target, &self.redirect_uri(provider)).await {
+            Ok(client) => client,
+            Err(e) => return Err(self.start_error(provider, e).await),
+        };
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = crypto::random_secret();
         let kind = PendingKind::UpstreamOidc {
@@ -192,14 +194,28 @@ impl UpstreamService {
         Ok(auth.url().0.to_string())
     }
 
-    fn start_error(&self, e: UpstreamError) -> Error {
+    /// A provider whose documents cannot be trusted (another issuer, unreadable) is refused like
+    /// an answer would be, audited with its reason: the operator needs to know which.
+    async fn start_error(&self, provider: Upstream, e: UpstreamError) -> Error {
         if e.transient {
             self.counters.unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Error::Unavailable(e.to_string())
-        } else if e.reason == "provider_not_configured" {
-            Error::NotFound(format!("sign-in provider {}", e.detail))
-        } else {
-            Error::Internal(e.to_string())
+            return Error::Unavailable(e.to_string());
+        }
+        if e.reason == "provider_not_configured" {
+            return Error::NotFound(format!("sign-in provider {}", e.detail));
+        }
+        let client = ClientInfo::default();
+        let input = CallbackInput {
+            provider: provider.as_str(),
+            code: None,
+            state: None,
+            error: None,
+            binding: None,
+            client: &client,
+        };
+        match self.reject(&input, e.reason, &e.detail, None).await {
+            Ok(refused) => Error::Internal(format!("{e} (reference {})", refused.reference)),
+            Err(store) => store,
         }
     }
 
@@ -321,7 +337,13 @@ impl UpstreamService {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| UpstreamError::refused("token_endpoint_missing", e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
-        let response = request.request_async(self.directory.http()).await.map_err(token_error)?;
+        let response = request.request_async(self.directory.http()).await.map_err(|e| {
+            let unreadable = match &e {
+                RequestTokenError::Parse(_, body) => provider::unreadable_id_token(body),
+                _ => None,
+            };
+            unreadable.unwrap_or_else(|| token_error(e))
+        })?;
         let id_token = response
             .id_token()
             .ok_or_else(|| Refusal::policy("id_token_missing", "the token response has none"))?;

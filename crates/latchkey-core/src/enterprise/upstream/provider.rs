@@ -273,9 +273,10 @@ impl Directory {
     }
 
     /// Verifies an ID token's signature (with an asymmetric key of the provider: never the
-    /// client secret, never `none`), audience, expiry (by our clock) and, where the target fixes
-    /// it, issuer; `nonce` is checked when given. Returns the verified payload as JSON for the
-    /// EASIE rules. An unknown key refetches the provider's keys once.
+    /// client secret, never `none`), audience and authorized party, expiry (by our clock) and,
+    /// where the target fixes it, issuer; `nonce`, when given, must be there and match. Returns
+    /// the verified payload as JSON for the EASIE rules. An unknown key refetches the
+    /// provider's keys once.
     pub async fn verify_id_token(
         &self,
         target: &Target,
@@ -299,8 +300,11 @@ impl Directory {
         token: &CoreIdToken,
         nonce: Option<&str>,
     ) -> Result<serde_json::Value, UpstreamError> {
-        use openidconnect::{ClaimsVerificationError as E, Nonce, SignatureVerificationError as S};
+        use openidconnect::{
+            ClaimsVerificationError as E, Nonce, NonceVerifier, SignatureVerificationError as S,
+        };
         let (id, _) = self.credentials(target.provider())?;
+        let client_id = id.as_str().to_owned();
         let clock = self.clock.clone();
         let verifier: IdTokenVerifier<'_, CoreJsonWebKey> = IdTokenVerifier::new_public_client(
             id,
@@ -311,7 +315,14 @@ impl Directory {
         .require_issuer_match(target.issuer_is_fixed())
         .set_time_fn(move || chrono::DateTime::from_timestamp(clock.now(), 0).unwrap_or_default());
         let checked = match nonce {
-            Some(n) => token.claims(&verifier, &Nonce::new(n.to_owned())).map(|_| ()),
+            Some(n) => {
+                let expected = Nonce::new(n.to_owned());
+                let verify = |got: Option<&Nonce>| match got {
+                    None => Err(NONCE_MISSING.to_owned()),
+                    Some(_) => (&expected).verify(got),
+                };
+                token.claims(&verifier, verify).map(|_| ())
+            }
             // A refreshed ID token carries no nonce (OIDC Core 12.2).
             None => token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map(|_| ()),
         };
@@ -320,17 +331,27 @@ impl Directory {
                 E::Expired(_) => "id_token_expired",
                 E::InvalidAudience(_) => "audience_mismatch",
                 E::InvalidIssuer(_) => "issuer_mismatch",
+                E::InvalidNonce(m) if m == NONCE_MISSING => "nonce_missing",
                 E::InvalidNonce(_) => "nonce_mismatch",
                 E::SignatureVerification(S::NoMatchingKey) => "signature_key_unknown",
-                E::SignatureVerification(S::DisallowedAlg(_)) => "signature_algorithm_refused",
+                // `alg: none` is refused by the crate before the allow-list is consulted.
+                E::SignatureVerification(S::DisallowedAlg(_) | S::NoSignature) => {
+                    "signature_algorithm_refused"
+                }
                 E::SignatureVerification(_) => "signature_invalid",
                 _ => "id_token_invalid",
             };
             UpstreamError::refused(reason, e.to_string())
         })?;
-        payload(&token.to_string())
+        let claims = payload(&token.to_string())?;
+        latchkey_easie::claims::check_authorized_party(&claims, &client_id)
+            .map_err(|r| UpstreamError::refused(r.reason(), r.message()))?;
+        Ok(claims)
     }
 }
+
+/// Our nonce verifier's word for an ID token without a `nonce`, told apart from a wrong one.
+const NONCE_MISSING: &str = "the ID token has no nonce";
 
 /// The algorithms the provider advertises, minus the HMAC ones: the client secret is shared,
 /// so a token "signed" with it proves nothing about the provider.
@@ -342,6 +363,20 @@ fn asymmetric_algs(metadata: &CoreProviderMetadata) -> Vec<CoreJwsSigningAlgorit
         .filter(|a| !matches!(a, A::HmacSha256 | A::HmacSha384 | A::HmacSha512 | A::None))
         .cloned()
         .collect()
+}
+
+/// A token response the crate could not read because of its ID token (a claim of the wrong
+/// type, `sub` missing): the provider's malformed answer, refused as such, where the whole
+/// response would otherwise count as unreadable, i.e. as an outage.
+pub(crate) fn unreadable_id_token(body: &[u8]) -> Option<UpstreamError> {
+    let response: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id_token = response.get("id_token")?;
+    let refused = |d: String| Some(UpstreamError::refused("claims_malformed", d));
+    match id_token.as_str().map(str::parse::<CoreIdToken>) {
+        None => refused("the id_token is not a string".into()),
+        Some(Err(e)) => refused(e.to_string()),
+        Some(Ok(_)) => None,
+    }
 }
 
 /// The payload of a compact JWS whose signature was verified: the claims the EASIE rules read
@@ -368,6 +403,36 @@ mod tests {
         for bad in ["", "microsoft", "microsoft:", "microsoft:not-a-guid", "yahoo", "google:x"] {
             assert_eq!(Target::from_stored(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn only_an_unreadable_id_token_makes_a_token_response_malformed() {
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let jwt = |claims: serde_json::Value| {
+            format!("{}.{}.c2ln", b64(serde_json::json!({ "alg": "RS256" })), b64(claims))
+        };
+        let claims = serde_json::json!({
+            "iss": "https://issuer.test", "aud": "client", "sub": "1", "iat": 1, "exp": 2,
+        });
+        let body = |id_token: serde_json::Value| {
+            serde_json::json!({ "access_token": "a", "token_type": "Bearer", "id_token": id_token })
+                .to_string()
+        };
+        assert_eq!(unreadable_id_token(body(jwt(claims.clone()).into()).as_bytes()), None);
+        let mut string_flag = claims.clone();
+        string_flag["email_verified"] = "true".into();
+        let mut no_sub = claims;
+        no_sub.as_object_mut().unwrap().remove("sub");
+        for bad in [jwt(string_flag).into(), jwt(no_sub).into(), "x.y".into(), 42.into()] {
+            let refused = unreadable_id_token(body(bad).as_bytes()).unwrap();
+            assert_eq!(refused.reason, "claims_malformed");
+            assert!(!refused.transient);
+        }
+        // Whatever else is wrong with a response is not the ID token's fault.
+        assert_eq!(unreadable_id_token(br#"{"access_token": 1}"#), None);
+        assert_eq!(unreadable_id_token(b"<html>502</html>"), None);
     }
 
     #[test]
