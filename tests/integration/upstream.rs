@@ -447,6 +447,10 @@ async fn an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed(backend
     f.node.clock.advance(minutes(6));
     assert_eq!(session_token(&f, &b).await, 200);
     assert!(f.node.core.upstream.unavailable_count() >= 2);
+    let metrics = reqwest::get(f.node.url("/metrics")).await.unwrap().text().await.unwrap();
+    let line = metrics.lines().find(|l| l.starts_with("latchkey_upstream_unavailable_total"));
+    let count: u64 = line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+    assert!(count >= 2, "{line:?}");
 }
 
 /// The background sweep re-checks grants shortly before they fall due, so token requests

@@ -67,6 +67,9 @@ pub struct Metrics {
     saml_certificates_expiring: Gauge,
     upstream_sign_ins: Family<ReasonLabels, Counter>,
     upstream_security_events: Family<ReasonLabels, Counter>,
+    upstream_unavailable: Counter<u64, AtomicU64>,
+    /// Serialises [`Self::set_upstream_unavailable`]: two scrapes must not both add the gap.
+    upstream_sync: std::sync::Mutex<()>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,19 +127,8 @@ impl Default for Metrics {
             "IdP signing certificates of enabled SAML connections expiring within 90 days",
             saml_certificates_expiring.clone(),
         );
-        let upstream_sign_ins = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "upstream_sign_ins",
-            "Google / Microsoft callbacks by outcome (accepted or the refusal reason)",
-            upstream_sign_ins.clone(),
-        );
-        let upstream_security_events = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "upstream_security_events",
-            "Google RISC security event tokens received by outcome (revoked, unmatched, \
-             no_action, ignored, or the refusal reason)",
-            upstream_security_events.clone(),
-        );
+        let (upstream_sign_ins, upstream_unavailable, upstream_security_events) =
+            register_upstream(&mut registry);
         Self {
             registry,
             requests,
@@ -150,8 +142,37 @@ impl Default for Metrics {
             saml_certificates_expiring,
             upstream_sign_ins,
             upstream_security_events,
+            upstream_unavailable,
+            upstream_sync: std::sync::Mutex::new(()),
         }
     }
+}
+
+/// The Google / Microsoft figures: callbacks and security events by outcome, and failed
+/// requests to them.
+fn register_upstream(
+    registry: &mut Registry,
+) -> (Family<ReasonLabels, Counter>, Counter<u64, AtomicU64>, Family<ReasonLabels, Counter>) {
+    let upstream_sign_ins = Family::<ReasonLabels, Counter>::default();
+    registry.register(
+        "upstream_sign_ins",
+        "Google / Microsoft callbacks by outcome (accepted or the refusal reason)",
+        upstream_sign_ins.clone(),
+    );
+    let upstream_unavailable = Counter::<u64, AtomicU64>::default();
+    registry.register(
+        "upstream_unavailable",
+        "Requests to Google or Microsoft that got no usable answer (network, timeout, 5xx) on this node",
+        upstream_unavailable.clone(),
+    );
+    let upstream_security_events = Family::<ReasonLabels, Counter>::default();
+    registry.register(
+        "upstream_security_events",
+        "Google RISC security event tokens received by outcome (revoked, unmatched, \
+         no_action, ignored, or the refusal reason)",
+        upstream_security_events.clone(),
+    );
+    (upstream_sign_ins, upstream_unavailable, upstream_security_events)
 }
 
 impl Metrics {
@@ -179,6 +200,15 @@ impl Metrics {
         self.upstream_security_events
             .get_or_create(&ReasonLabels { outcome: outcome.to_owned() })
             .inc();
+    }
+
+    /// Sets the upstream figures just before a scrape (the core counts; the counter follows).
+    pub fn set_upstream_unavailable(&self, total: u64) {
+        let Ok(_guard) = self.upstream_sync.lock() else { return };
+        let seen = self.upstream_unavailable.get();
+        if total > seen {
+            self.upstream_unavailable.inc_by(total - seen);
+        }
     }
 
     /// Sets the SAML figures just before a scrape.
