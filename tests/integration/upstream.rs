@@ -482,6 +482,58 @@ async fn the_sweep_rechecks_ahead_and_revokes_without_a_request(backend: Backend
     );
 }
 
+/// Follows redirects from `url` until the provider sends the browser to Latchkey's callback;
+/// returns that URL without requesting it.
+async fn until_callback(f: &Fixture, b: &reqwest::Client, url: &str) -> String {
+    let mut url = url.to_owned();
+    for _ in 0..25 {
+        if url.starts_with(&f.node.url("/oauth/callback/")) {
+            return url;
+        }
+        let res = b.get(&url).send().await.unwrap();
+        let loc = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let loc = loc.unwrap_or_else(|| panic!("{url}: {}", res.status()));
+        url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+    }
+    panic!("never reached the callback");
+}
+
+/// First sign-ins of one new member race (four tabs answering at once): one account and one
+/// membership come out, and both browsers are signed in to it.
+async fn racing_first_sign_ins_provision_once(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let second = f.node.second_core().await;
+    let start =
+        format!("/easie/{connection}/login?login_hint=alice%40acme.test&return_to=/account");
+    let browsers: Vec<_> = (0..4).map(|_| browser()).collect();
+    let mut callbacks = Vec::new();
+    for b in &browsers {
+        callbacks.push(until_callback(&f, b, &f.node.url(&start)).await);
+    }
+    let answers = futures_util::future::join_all(
+        browsers
+            .iter()
+            .zip(&callbacks)
+            .map(|(b, url)| async move { b.get(url).send().await.unwrap() }),
+    )
+    .await;
+    for res in &answers {
+        assert_eq!(res.status(), 303, "every racing sign-in completes");
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for b in &browsers {
+        ids.insert(me(&f, b).await["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one account: {ids:?}");
+    let user = ids.into_iter().next().unwrap();
+    assert_eq!(second.orgs.list_for_user(&user).await.unwrap().len(), 1);
+    let linked =
+        latchkey_core::identity::external::of_user(second.store.db(), &user).await.unwrap();
+    assert_eq!(linked.len(), 1);
+}
+
+on_both_backends!(racing_first_sign_ins_provision_once);
 on_both_backends!(the_sweep_rechecks_ahead_and_revokes_without_a_request);
 on_both_backends!(deprovisioned_upstream_ends_sessions_and_nothing_resurrects_them);
 on_both_backends!(an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed);
