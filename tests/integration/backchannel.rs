@@ -29,12 +29,12 @@ use crate::{
 
 /// A minimal HTTP receiver: records each request's path and `logout_token`, answers 200.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Receiver {
-    async fn serve(&self, listener: TcpListener) {
+    pub(crate) async fn serve(&self, listener: TcpListener) {
         let got = self.got.clone();
         tokio::spawn(async move {
             loop {
@@ -86,11 +86,11 @@ impl Receiver {
         });
     }
 
-    fn received(&self) -> Vec<(String, String)> {
+    pub(crate) fn received(&self) -> Vec<(String, String)> {
         self.got.lock().unwrap().clone()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
         for _ in 0..200 {
             let got = self.received();
             if got.len() >= n {

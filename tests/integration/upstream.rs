@@ -559,9 +559,15 @@ async fn openidconnect_relying_party_through_an_easie_sign_in() {
     let f = fixture(Backend::Sqlite).await.unwrap();
     let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
     let redirect = "http://127.0.0.1:9/cb";
+    // The app's back-channel logout endpoint.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let logout_uri = format!("http://{}/logout", listener.local_addr().unwrap());
+    let receiver = crate::backchannel::Receiver::default();
+    receiver.serve(listener).await;
     let new = NewClient {
         name: "Wiki".into(),
         redirect_uris: vec![redirect.into()],
+        backchannel_logout_uri: Some(logout_uri),
         first_party: true,
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         ..Default::default()
@@ -640,4 +646,14 @@ async fn openidconnect_relying_party_through_an_easie_sign_in() {
     let refresh = RefreshToken::new(refreshed.refresh_token().unwrap().secret().clone());
     let refused = rp.exchange_refresh_token(&refresh).unwrap().request_async(&http).await;
     assert!(refused.is_err(), "the deprovisioned session's grant is refused");
+    // The app is told the session ended, with a logout token for its user and session.
+    let got = receiver.wait_for(1).await;
+    let payload = got[0].1.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let logout: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(logout["sub"], claims.subject().as_str());
+    assert!(logout["sid"].as_str().is_some_and(|s| s.starts_with("ses_")), "{logout}");
 }
