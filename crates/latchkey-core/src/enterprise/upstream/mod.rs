@@ -7,10 +7,14 @@
 //! - [`provider`]: discovery documents and keys (cached), ID token verification.
 //! - [`flow`]: authorization code + PKCE, `state`, `nonce`; the callback.
 //! - [`vault`]: the upstream grants.
+//! - [`tokens`]: a user's current upstream access token for apps, refreshed when it expires.
+//! - [`connect`]: incremental authorisation, the connected accounts, disconnecting.
 
+pub mod connect;
 pub mod flow;
 pub mod provider;
 pub mod recheck;
+pub mod tokens;
 pub mod vault;
 
 use std::sync::{
@@ -20,9 +24,11 @@ use std::sync::{
 
 use latchkey_easie::recheck::RecheckPolicy;
 
+pub use connect::{ConnectedAccount, UpstreamRevocation};
 pub use flow::{CallbackInput, CallbackRejection, CallbackSuccess, StartRequest};
 pub use provider::{Directory, Target, UpstreamError};
 pub use recheck::SweepReport;
+pub use tokens::UpstreamAccessToken;
 
 use crate::{
     Result, Settings,
