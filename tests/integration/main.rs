@@ -28,3 +28,4 @@ mod session_tokens;
 mod sign_in;
 mod upstream;
 mod upstream_idp;
+mod upstream_tokens;
