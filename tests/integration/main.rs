@@ -30,3 +30,4 @@ mod upstream;
 mod upstream_abuse;
 mod upstream_idp;
 mod upstream_risc;
+mod upstream_tokens;

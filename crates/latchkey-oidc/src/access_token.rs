@@ -108,6 +108,37 @@ pub fn all_registered(audiences: &[&str], registered: &[String]) -> bool {
     audiences.iter().all(|a| registered.iter().any(|r| r == a))
 }
 
+/// Why an (already verified) access token may not call an API for back ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTokenRefusal {
+    /// A user's token (a session behind it, or a `sub` that is not the client itself).
+    NotAClientToken,
+    /// A client's token without the scope the API needs.
+    ScopeMissing,
+}
+
+/// A client_credentials token (RFC 9068 §2.2: `sub` is the client itself, no session) that
+/// carries `scope`; returns its `client_id`. Anything else about the token is
+/// [`ClientTokenRefusal::NotAClientToken`]: a user's token never acts for a back end.
+pub fn check_client_token<'a>(
+    claims: &'a Map<String, Value>,
+    scope: &str,
+) -> Result<&'a str, ClientTokenRefusal> {
+    let client_id = claims
+        .get("client_id")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .ok_or(ClientTokenRefusal::NotAClientToken)?;
+    let user_bound = ["sid", "auth_time", "grant_id"].iter().any(|k| claims.contains_key(*k));
+    if claims.get("sub").and_then(Value::as_str) != Some(client_id) || user_bound {
+        return Err(ClientTokenRefusal::NotAClientToken);
+    }
+    if !scopes(claims).iter().any(|s| s == scope) {
+        return Err(ClientTokenRefusal::ScopeMissing);
+    }
+    Ok(client_id)
+}
+
 /// The token's scopes (`scope`, space-separated); none when absent or not a string.
 pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
     claims
@@ -252,6 +283,49 @@ mod tests {
             assert!(!all_registered(bad, &registered), "{bad:?}");
         }
         assert!(!all_registered(&["https://a"], &[]));
+    }
+
+    #[test]
+    fn only_client_tokens_with_the_scope_act_for_back_ends() {
+        const SCOPE: &str = "users:oauth_tokens";
+        let client = || {
+            json!({ "iss": ISS, "aud": ISS, "sub": "client_b", "client_id": "client_b",
+                    "exp": 200, "scope": "users:oauth_tokens reports:read" })
+        };
+        assert_eq!(check_client_token(&claims(client()), SCOPE), Ok("client_b"));
+        let with = |k: &str, val: Value| {
+            let mut t = client();
+            t[k] = val;
+            claims(t)
+        };
+        for (k, v) in [
+            ("sub", json!("usr_1")),
+            ("sub", json!(null)),
+            ("sid", json!("ses_1")),
+            ("auth_time", json!(100)),
+            ("grant_id", json!("cod_1")),
+            ("client_id", json!("")),
+            ("client_id", json!(["client_b"])),
+        ] {
+            assert_eq!(
+                check_client_token(&with(k, v.clone()), SCOPE),
+                Err(ClientTokenRefusal::NotAClientToken),
+                "{k}: {v}"
+            );
+        }
+        // A user's token, whatever its scope says.
+        let mut user = claims(token());
+        user.insert("scope".into(), json!(SCOPE));
+        assert_eq!(check_client_token(&user, SCOPE), Err(ClientTokenRefusal::NotAClientToken));
+        for scope in
+            [json!("reports:read"), json!("users:oauth_tokens:x"), json!([SCOPE]), json!("")]
+        {
+            assert_eq!(
+                check_client_token(&with("scope", scope.clone()), SCOPE),
+                Err(ClientTokenRefusal::ScopeMissing),
+                "{scope}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     /// RFC 8707: the requested resource (audience) is invalid or not allowed for the client.
     InvalidTarget,
+    /// RFC 6750 §3.1: the access token is valid but does not carry what the resource needs.
+    InsufficientScope,
 }
 
 impl ErrorCode {
@@ -47,6 +49,7 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::InvalidTarget => "invalid_target",
+            Self::InsufficientScope => "insufficient_scope",
         }
     }
 
@@ -55,6 +58,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::InvalidClient | Self::InvalidToken => 401,
+            Self::InsufficientScope => 403,
             Self::ServerError => 500,
             Self::TemporarilyUnavailable => 503,
             _ => 400,
@@ -145,6 +149,11 @@ mod tests {
         assert_eq!(
             (target.code.http_status(), target.to_json()["error"].as_str()),
             (400, Some("invalid_target"))
+        );
+        let scope = OAuthError::new(ErrorCode::InsufficientScope, "needs users:oauth_tokens");
+        assert_eq!(
+            (scope.code.http_status(), scope.to_json()["error"].as_str()),
+            (403, Some("insufficient_scope"))
         );
 
         let url = OAuthError::new(ErrorCode::LoginRequired, "sign in")

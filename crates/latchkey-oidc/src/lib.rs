@@ -33,6 +33,9 @@ pub const SCOPE_OFFLINE_ACCESS: &str = "offline_access";
 pub const SCOPE_ORGANIZATION: &str = "organization";
 pub const SUPPORTED_SCOPES: [&str; 5] =
     [SCOPE_OPENID, SCOPE_PROFILE, SCOPE_EMAIL, SCOPE_OFFLINE_ACCESS, SCOPE_ORGANIZATION];
+/// Lets a back end (a client_credentials token) fetch a user's upstream (Google, Microsoft)
+/// access token. Never a user scope: only a client registered with it may be granted it.
+pub const SCOPE_USERS_OAUTH_TOKENS: &str = "users:oauth_tokens";
 /// What a client may request unless it is registered with its own list.
 pub const DEFAULT_CLIENT_SCOPES: [&str; 5] = SUPPORTED_SCOPES;
 

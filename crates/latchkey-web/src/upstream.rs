@@ -115,12 +115,21 @@ async fn callback(
     };
     match state.core.upstream.callback(&input).await? {
         Ok(success) => {
+            let location = safe_return_to(Some(&success.return_to), &state);
+            let Some(signed_in) = success.signed_in else {
+                // More access for a connected account: the session stays as it is.
+                state.metrics.upstream_sign_in("connected");
+                return Ok(HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, location))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish());
+            };
             state.metrics.upstream_sign_in("accepted");
-            end_previous_session(&req, &state, &success.signed_in.session.id).await;
+            end_previous_session(&req, &state, &signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, safe_return_to(Some(&success.return_to), &state)))
+                .insert_header((header::LOCATION, location))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .cookie(session_cookie(&state, &success.signed_in.secret))
+                .cookie(session_cookie(&state, &signed_in.secret))
                 .finish())
         }
         Err(rejection) => {

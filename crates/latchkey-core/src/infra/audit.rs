@@ -18,6 +18,9 @@ pub enum Principal {
     System,
     /// Someone not signed in (sign-in, sign-up and reset requests).
     Anonymous,
+    /// A registered OAuth client acting for itself (a back end with a client_credentials
+    /// token), by client id: it acts on no organisation.
+    Client(String),
 }
 
 /// Who performed an action and from where.
@@ -50,10 +53,17 @@ impl Actor {
         Self { principal, client_ip: client.ip.clone(), user_agent: client.user_agent.clone() }
     }
 
-    /// As recorded in audit events: `user:<id>`, `cli`, `system` or `anonymous`.
+    /// A back end acting with its client_credentials token.
+    pub fn client(client_id: &str, client_ip: Option<String>, user_agent: Option<String>) -> Self {
+        Self { principal: Principal::Client(client_id.to_owned()), client_ip, user_agent }
+    }
+
+    /// As recorded in audit events: `user:<id>`, `client:<id>`, `cli`, `system` or
+    /// `anonymous`.
     pub fn name(&self) -> String {
         match &self.principal {
             Principal::User(id) => format!("user:{id}"),
+            Principal::Client(id) => format!("client:{id}"),
             Principal::Cli => "cli".into(),
             Principal::System => "system".into(),
             Principal::Anonymous => "anonymous".into(),
@@ -64,7 +74,9 @@ impl Actor {
     pub fn user_id(&self) -> Option<&str> {
         match &self.principal {
             Principal::User(id) => Some(id),
-            Principal::Cli | Principal::System | Principal::Anonymous => None,
+            Principal::Cli | Principal::System | Principal::Anonymous | Principal::Client(_) => {
+                None
+            }
         }
     }
 }

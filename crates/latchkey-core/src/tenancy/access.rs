@@ -64,7 +64,9 @@ pub(crate) async fn authorize<C: ConnectionTrait>(
                 .ok_or_else(not_found)?;
             return Ok(None);
         }
-        Principal::Anonymous => return Err(Error::Unauthenticated("no signed-in user")),
+        Principal::Anonymous | Principal::Client(_) => {
+            return Err(Error::Unauthenticated("no signed-in user"));
+        }
         Principal::User(id) => id,
     };
     let m = find_active_membership(conn, org_id, user_id).await?.ok_or_else(not_found)?;

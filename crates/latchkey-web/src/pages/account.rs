@@ -1,4 +1,5 @@
-//! `/account`: profile, password, and the user's own sessions.
+//! `/account`: profile, password, the user's own sessions, organisations, applications and
+//! connected accounts.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::{
@@ -35,6 +36,8 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "requested" => Some("Your request to join has been sent to the organisation's admins."),
         "app_revoked" => Some("That application no longer has access to your account."),
         "email_verified" => Some("Your email address is verified."),
+        "connected" => Some("The provider granted the access you asked for."),
+        "disconnected" => Some("That account has been disconnected."),
         _ => None,
     }
 }
@@ -122,6 +125,7 @@ pub(super) async fn render_account(
         })
         .collect();
     let apps = state.core.oauth.consents_of(user_id).await?;
+    let connected = super::connected::rows(state, user_id).await?;
     let c = csrf(req, state);
     let name = user.name.clone().unwrap_or_default();
     render(
@@ -138,6 +142,7 @@ pub(super) async fn render_account(
             invitations,
             suggestions,
             apps,
+            connected,
             notice,
             error,
         },

@@ -2,6 +2,7 @@
 
 mod account;
 mod auth;
+mod connected;
 mod orgs;
 pub(crate) mod support;
 mod verify_email;
@@ -33,6 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post_only("/account/password", account::change_password, to_account))
         .service(post_only("/account/sessions/revoke-others", account::revoke_others, to_account))
         .service(post_only("/account/apps/{client_id}/revoke", account::revoke_app, to_account))
+        .service(get_only("/account/connected/{provider}/authorize", connected::authorize))
+        .service(post_only(
+            "/account/connected/{provider}/disconnect",
+            connected::disconnect,
+            to_account,
+        ))
         .service(post_only(
             "/account/sessions/{session_id}/revoke",
             account::revoke_session,

@@ -122,6 +122,17 @@ pub struct SuggestionRow {
     pub requested: bool,
 }
 
+/// A connected Google or Microsoft account on `/account`.
+pub struct ConnectedRow {
+    /// `google` or `microsoft`, as in the paths.
+    pub provider: &'static str,
+    pub provider_name: &'static str,
+    pub email: String,
+    pub scopes: String,
+    /// Through the organisation's EASIE connection: it cannot be disconnected.
+    pub enterprise: bool,
+}
+
 #[derive(Template)]
 #[template(path = "pages/account.html")]
 pub struct Account<'a> {
@@ -134,6 +145,7 @@ pub struct Account<'a> {
     pub invitations: Vec<InvitationRow>,
     pub suggestions: Vec<SuggestionRow>,
     pub apps: Vec<latchkey_core::oauth::ConsentInfo>,
+    pub connected: Vec<ConnectedRow>,
     pub notice: Option<&'a str>,
     pub error: Option<&'a str>,
 }

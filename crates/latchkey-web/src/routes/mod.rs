@@ -3,6 +3,7 @@ mod jwks;
 mod metrics;
 mod orgs;
 mod session_token;
+mod upstream_tokens;
 
 use actix_web::web;
 
@@ -22,5 +23,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(session_token::mint_template))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
         )
-        .configure(orgs::configure);
+        .configure(orgs::configure)
+        .configure(upstream_tokens::configure);
 }

@@ -74,7 +74,8 @@ pub struct CallbackInput<'a> {
 
 #[derive(Debug, Clone)]
 pub struct CallbackSuccess {
-    pub signed_in: SignedIn,
+    /// `None` when a signed-in user connected more access (`super::connect`): no new session.
+    pub signed_in: Option<SignedIn>,
     pub return_to: String,
 }
 
@@ -87,13 +88,13 @@ pub struct CallbackRejection {
     pub message: Option<String>,
 }
 
-enum Refusal {
+pub(super) enum Refusal {
     Policy { reason: &'static str, detail: String, message: Option<String> },
     Store(Error),
 }
 
 impl Refusal {
-    fn policy(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub(super) fn policy(reason: &'static str, detail: impl Into<String>) -> Self {
         Self::Policy { reason, detail: detail.into(), message: None }
     }
 }
@@ -129,12 +130,24 @@ struct Pending {
     nonce: String,
     pkce_verifier: String,
     return_to: String,
+    /// Incremental authorisation: the user connecting more access, and the scopes added.
+    connect_user_id: Option<String>,
+    extra_scopes: Vec<String>,
 }
 
 /// Who the verified claims say signed in, and how.
 enum Decided {
     Enterprise { connection: EasieConnection, identity: Box<EnterpriseIdentity> },
     Social { identity: SocialIdentity },
+}
+
+impl Decided {
+    fn key(&self) -> &IdentityKey {
+        match self {
+            Self::Enterprise { identity, .. } => &identity.key,
+            Self::Social { identity } => &identity.key,
+        }
+    }
 }
 
 impl UpstreamService {
@@ -282,8 +295,13 @@ impl UpstreamService {
         let (decided, snapshot) = self
             .decide(pending.target.provider(), claims, pending.connection_id.as_deref())
             .await?;
+        if let Some(user_id) = &pending.connect_user_id {
+            let (key, extra) = (decided.key(), &pending.extra_scopes);
+            self.finish_connect(user_id, key, &snapshot, &tokens, extra, input.client).await?;
+            return Ok(CallbackSuccess { signed_in: None, return_to: pending.return_to });
+        }
         let signed_in = self.complete(&decided, &snapshot, &tokens, input.client).await?;
-        Ok(CallbackSuccess { signed_in, return_to: pending.return_to })
+        Ok(CallbackSuccess { signed_in: Some(signed_in), return_to: pending.return_to })
     }
 
     /// The pending request named by `state`, of this browser, for this provider, once.
@@ -308,7 +326,8 @@ impl UpstreamService {
                 nonce,
                 pkce_verifier,
                 target,
-                ..
+                extra_scopes,
+                connect_user_id,
             } if upstream.as_str() == input.provider => {
                 let target = Target::from_stored(&target)
                     .filter(|t| t.provider() == upstream)
@@ -319,6 +338,8 @@ impl UpstreamService {
                     nonce,
                     pkce_verifier,
                     return_to: req.return_to,
+                    connect_user_id,
+                    extra_scopes,
                 })
             }
             _ => Err(Refusal::policy("pending_request_mismatch", "another flow's request")),

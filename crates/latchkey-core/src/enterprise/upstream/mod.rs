@@ -9,11 +9,15 @@
 //! - [`vault`]: the upstream grants.
 //! - [`recheck`]: deprovisioning when the upstream account goes (re-check, sweep).
 //! - [`risc`]: Google's security event tokens (Cross-Account Protection), acted on at once.
+//! - [`tokens`]: a user's current upstream access token for apps, refreshed when it expires.
+//! - [`connect`]: incremental authorisation, the connected accounts, disconnecting.
 
+pub mod connect;
 pub mod flow;
 pub mod provider;
 pub mod recheck;
 pub mod risc;
+pub mod tokens;
 pub mod vault;
 
 use std::sync::{
@@ -23,10 +27,12 @@ use std::sync::{
 
 use latchkey_easie::recheck::RecheckPolicy;
 
+pub use connect::{ConnectedAccount, UpstreamRevocation};
 pub use flow::{CallbackInput, CallbackRejection, CallbackSuccess, StartRequest};
 pub use provider::{Directory, Target, UpstreamError};
 pub use recheck::{Pace, SweepReport};
 pub use risc::{RiscAccepted, RiscOutcome, RiscRefusal};
+pub use tokens::UpstreamAccessToken;
 
 use crate::{
     Result, Settings,

@@ -77,7 +77,7 @@ impl Pace {
 pub(crate) struct InFlight(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 impl InFlight {
-    fn lock_for(&self, grant_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn lock_for(&self, grant_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let Ok(mut map) = self.0.lock() else { return Arc::default() };
         // Forget locks nobody holds, so the map stays as small as the checks under way.
         map.retain(|_, l| Arc::strong_count(l) > 1);
@@ -98,7 +98,10 @@ pub struct SweepReport {
 impl UpstreamService {
     /// The upstream discovery target a grant is refreshed at: an EASIE grant at its pinned
     /// tenant, a consumer Microsoft grant through `/common`.
-    fn target_of(grant: &upstream_grant::Model, snapshot: &IdentitySnapshot) -> Result<Target> {
+    pub(super) fn target_of(
+        grant: &upstream_grant::Model,
+        snapshot: &IdentitySnapshot,
+    ) -> Result<Target> {
         let bad = || Error::Internal(format!("grant {}: no tenant to refresh at", grant.id));
         match Upstream::parse(&grant.provider) {
             Ok(Upstream::Google) => Ok(Target::Google),
@@ -258,13 +261,13 @@ impl UpstreamService {
 
     /// The gate for a grant: its `next_check_at` beyond the regular interval is a retry (or a
     /// claimed check) under way.
-    fn gate_of(&self, grant: &upstream_grant::Model, now: i64) -> Gate {
+    pub(super) fn gate_of(&self, grant: &upstream_grant::Model, now: i64) -> Gate {
         let regular = grant.last_success_at.saturating_add(self.policy.interval());
         let retry_after = grant.next_check_at.filter(|t| *t > regular);
         recheck::gate(grant.last_success_at, retry_after, now, &self.policy)
     }
 
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         grant: &upstream_grant::Model,
         decision: &Decision,

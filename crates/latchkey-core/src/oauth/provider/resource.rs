@@ -4,8 +4,8 @@
 //! answer is a server error, never reported as a bad token.
 
 use latchkey_oidc::{
-    ErrorCode, OAuthError, SCOPE_OPENID,
-    access_token::{self, Audience, AudiencePolicy},
+    ErrorCode, GrantType, OAuthError, SCOPE_OPENID,
+    access_token::{self, Audience, AudiencePolicy, ClientTokenRefusal},
     claims, introspection,
     params::Params,
     token::ClientCredentials,
@@ -47,6 +47,38 @@ impl OidcService {
             return Err(invalid_token());
         }
         Ok(claims::user_claims(&issue::subject_of(&user), &scopes))
+    }
+
+    /// The client behind a client_credentials access token for Latchkey's own back-end APIs
+    /// (`aud` the issuer) that carries `scope`, which the client must still be registered
+    /// for. A bad token is `invalid_token`; a user's token, or a client's without the scope
+    /// (in the token or any longer in its registration), is `insufficient_scope` (RFC 6750 §3.1:
+    /// the caller answers with a Bearer challenge).
+    pub async fn authorize_client(&self, access_token: &str, scope: &str) -> OAuthResult<String> {
+        let revision = self.grants.revision().await?;
+        let claims = self
+            .verify_access_token(access_token, AudiencePolicy::Issuer, revision)
+            .await?
+            .ok_or_else(invalid_token)?;
+        let insufficient = || -> OAuthFailure {
+            let what = format!("a client_credentials token with the {scope} scope is required");
+            OAuthError::new(ErrorCode::InsufficientScope, what).into()
+        };
+        let client_id = match access_token::check_client_token(&claims, scope) {
+            Ok(c) => c,
+            Err(ClientTokenRefusal::NotAClientToken | ClientTokenRefusal::ScopeMissing) => {
+                return Err(insufficient());
+            }
+        };
+        let Some(client) = self.clients.find_at(client_id, revision).await? else {
+            return Err(invalid_token());
+        };
+        if !client.allowed_scopes.iter().any(|s| s == scope)
+            || !client.allows_grant(GrantType::ClientCredentials)
+        {
+            return Err(insufficient());
+        }
+        Ok(client.client_id.clone())
     }
 
     /// RFC 7662 for a confidential client: the token's facts while it is active, else
