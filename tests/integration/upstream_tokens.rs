@@ -6,6 +6,7 @@
 //! instead of waiting; the emulator's tokens are made to outlive that.
 
 use latchkey_core::{
+    Error,
     enterprise::upstream::vault,
     identity::method::Upstream,
     infra::{
@@ -226,6 +227,30 @@ async fn the_session_gets_the_current_token_then_a_refreshed_one(backend: Backen
         (token, refresh) = (next, rotated);
     }
     assert_eq!(access_token_of(&f, &mb, "microsoft").await, token);
+    // Requests at once, on this node and on another sharing the store: one refresh (a second
+    // use of the old refresh token would be a replay, which revokes the whole grant).
+    f.node.clock.advance(hours(2));
+    let other = f.node.second_core().await;
+    let actor = Actor::user(&frank, None, None);
+    let (here, again, there) = tokio::join!(
+        f.node.core.upstream.access_token(&frank, Upstream::Microsoft, &actor),
+        f.node.core.upstream.access_token(&frank, Upstream::Microsoft, &actor),
+        other.upstream.access_token(&frank, Upstream::Microsoft, &actor),
+    );
+    let fresh: Vec<String> = [here, again, there]
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(t) => Some(t.access_token.to_string()),
+            Err(Error::Unavailable(_)) => None,
+            Err(e) => panic!("{e}"),
+        })
+        .collect();
+    // Whichever node wins the refresh answers; the others answer with its token or, while it
+    // runs and the old one has expired, ask for a retry.
+    assert!(!fresh.is_empty());
+    assert!(fresh.iter().all(|t| *t == fresh[0] && *t != token), "{fresh:?}");
+    f.node.clock.advance(hours(2));
+    assert_ne!(access_token_of(&f, &mb, "microsoft").await, fresh[0], "the grant still works");
     // Bob has no Microsoft account, and there is no such provider.
     assert_eq!(my_token(&f, &b, "microsoft").await.0, 404);
     assert_eq!(my_token(&f, &b, "yahoo").await.0, 404);
