@@ -8,6 +8,8 @@
 //   LATCHKEY_ENV_JSON  the environment the CLI needs to act on the server's store (with the
 //                      LATCHKEY_GOOGLE_* / LATCHKEY_MICROSOFT_* settings pointing at the emulator).
 //   UPSTREAM_ADMIN     the emulator's admin URL; its users are those of the Rust test's config.
+//   APP_URL            an app on the `openidconnect` crate (tests/integration/chain_app.rs):
+//                      `/login` starts its code flow at Latchkey, `/callback` shows who signed in.
 //   SCREENSHOT_DIR     optional: where failure screenshots go.
 // Every test signs in from a fresh browser context.
 import { test, before, after } from 'node:test';
@@ -23,6 +25,7 @@ const base = env('LATCHKEY_URL').replace(/\/$/, '');
 const latchkeyBin = env('LATCHKEY_BIN');
 const latchkeyEnv = JSON.parse(env('LATCHKEY_ENV_JSON'));
 const admin = env('UPSTREAM_ADMIN');
+const appUrl = env('APP_URL').replace(/\/$/, '');
 const shots = process.env.SCREENSHOT_DIR || new URL('./screenshots/', import.meta.url).pathname;
 mkdirSync(shots, { recursive: true });
 const cliCwd = mkdtempSync(join(tmpdir(), 'latchkey-easie-e2e-'));
@@ -125,6 +128,24 @@ test('an Entra member of an enrolled domain is sent to the pinned tenant', () =>
   assert.equal(who.email, 'carol@contoso.test');
   assert.equal(who.connection_id, contoso.connection_id);
 }));
+
+// The chain: the app → Latchkey's authorization endpoint → its sign-in page → the enterprise's
+// provider → Latchkey → the app, whose crate verified the ID token before showing this page.
+for (const [provider, email] of [['google', 'frank@acme.test'], ['microsoft', 'dave@contoso.test']]) {
+  test(`an app signs ${email} in through Latchkey and ${provider}`, () => inBrowser(`chain-${provider}`, async (page) => {
+    await page.goto(`${appUrl}/login`);
+    await page.waitForURL((u) => u.href.startsWith(`${base}/sign-in`));
+    await page.getByLabel('Email address').fill(email);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.waitForURL((u) => u.href.startsWith(`${appUrl}/callback`));
+    assert.equal(await page.locator('#email').textContent(), email);
+    assert.equal(await page.locator('#amr').textContent(), 'fed');
+    // Latchkey's own session came from the same sign-in: the enterprise membership is there.
+    const who = await me(page);
+    assert.equal(who.email, email);
+    assert.equal(who.connection_id, (provider === 'google' ? acme : contoso).connection_id);
+  }));
+}
 
 test('password sign-up is refused for an enrolled address', () => inBrowser('signup-refused', async (page) => {
   await page.goto(`${base}/sign-up`);

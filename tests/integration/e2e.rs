@@ -3,7 +3,12 @@
 
 use std::{path::PathBuf, process::Command};
 
-use crate::support::{Backend, SmtpSink, TestDb, TestServer, data_dir};
+use serde_json::Value;
+
+use crate::{
+    chain_app::ChainApp,
+    support::{Backend, SmtpSink, TestDb, TestServer, data_dir},
+};
 
 fn e2e_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e")
@@ -199,10 +204,14 @@ async fn easie_flows_in_chromium() {
             { "email": "erin@acme.test", "hd": "acme.test" },
             { "email": "bob@gmail.test", "name": "Bob Roe" },
             { "email": "mallory@acme.test" },
+            { "email": "frank@acme.test", "hd": "acme.test", "name": "Frank Poe" },
         ]},
         "microsoft": {
             "tenants": [{ "tid": "11111111-1111-4111-8111-111111111111", "domains": ["contoso.test"] }],
-            "users": [{ "tid": "11111111-1111-4111-8111-111111111111", "email": "carol@contoso.test" }],
+            "users": [
+                { "tid": "11111111-1111-4111-8111-111111111111", "email": "carol@contoso.test" },
+                { "tid": "11111111-1111-4111-8111-111111111111", "email": "dave@contoso.test" },
+            ],
         },
     }))
     .await;
@@ -212,10 +221,13 @@ async fn easie_flows_in_chromium() {
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let node = TestServer::start(data.path(), &db, &extra).await;
     idp.register_clients(&node.base_url).await;
+    // The chain's app, on the `openidconnect` crate.
+    let app = ChainApp::start(&node).await;
     let env_json = serde_json::to_string(&node.env).unwrap();
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let base = node.base_url.clone();
     let admin = idp.admin.clone();
+    let app_url = app.url.clone();
     let script = dir.join("easie-flow.mjs");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -226,6 +238,7 @@ async fn easie_flows_in_chromium() {
             .env("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey"))
             .env("LATCHKEY_ENV_JSON", env_json)
             .env("UPSTREAM_ADMIN", admin)
+            .env("APP_URL", app_url)
             .env("SCREENSHOT_DIR", &screenshots)
             .output()
             .expect("run node")
@@ -239,5 +252,36 @@ async fn easie_flows_in_chromium() {
     );
     assert!(out.status.success(), "EASIE browser flows failed:\n{report}");
     assert!(!report.contains("ℹ pass 0"), "no EASIE browser flow ran:\n{report}");
+
+    // The app holds a verified federated sign-in for each provider's member (the browser saw
+    // its page); after the Google account is suspended upstream, the app's next refresh past the
+    // re-check interval is refused and the app is told that session ended, while the Microsoft
+    // member's refresh still works.
+    let sign_ins = app.sign_ins();
+    let of = |email: &str| sign_ins.iter().find(|s| s.email == email).cloned();
+    let (mut frank, mut dave) = (of("frank@acme.test").unwrap(), of("dave@contoso.test").unwrap());
+    assert!(frank.amr == ["fed"] && dave.amr == ["fed"], "{sign_ins:?}");
+    app.refresh(&mut frank).await.unwrap();
+    idp.admin("/google/users/frank@acme.test/suspend", serde_json::json!({})).await;
+    node.clock.advance(std::time::Duration::from_secs(11 * 60));
+    assert!(
+        app.refresh(&mut frank).await.is_err(),
+        "the deprovisioned member's refresh is refused"
+    );
+    app.refresh(&mut dave).await.unwrap();
+    let logouts = app.logouts.wait_for(1).await;
+    let ended: Vec<Value> = logouts.iter().map(|(_, t)| jwt_payload(t)).collect();
+    assert!(ended.iter().any(|l| l["sub"] == frank.sub.as_str() && l["sid"] == frank.sid.as_str()));
+    assert!(ended.iter().all(|l| l["sid"] != dave.sid.as_str()), "{ended:?}");
+    app.stop().await;
     node.stop().await;
+}
+
+fn jwt_payload(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+    )
+    .unwrap()
 }

@@ -9,6 +9,7 @@
 mod support;
 
 mod backchannel;
+mod chain_app;
 mod cli;
 mod e2e;
 mod easie_connections;
