@@ -532,9 +532,11 @@ async fn crafted_google_id_tokens_are_refused(backend: Backend) {
     use Signing::*;
     use Start::*;
     let control = Case {
-        name: "a Workspace member through the EASIE connection",
+        name: "a Workspace member through the EASIE connection (issued a minute ahead of our clock)",
         start: GoogleEasie,
-        claims: |c| google(c, "alice@acme.test", Some("acme.test")),
+        claims: |c| {
+            with(google(c, "alice@acme.test", Some("acme.test")), json!({ "iat": c.now + 60 }))
+        },
         signing: Published,
         reason: "",
     };
@@ -646,6 +648,16 @@ async fn crafted_google_id_tokens_are_refused(backend: Backend) {
             claims: |c| with(google(c, "a9@gmail.test", None), json!({ "exp": c.now })),
             signing: Published,
             reason: "id_token_expired",
+        },
+        Case {
+            name: "issued in the future (beyond five minutes of skew)",
+            start: GoogleSocial,
+            claims: |c| {
+                let patch = json!({ "iat": c.now + 3600, "exp": c.now + 7200 });
+                with(google(c, "a17@gmail.test", None), patch)
+            },
+            signing: Published,
+            reason: "id_token_issued_in_future",
         },
         Case {
             name: "the nonce of an earlier, completed sign-in",

@@ -65,6 +65,20 @@ pub fn check_authorized_party(payload: &Value, client_id: &str) -> Result<(), Re
     }
 }
 
+/// How far ahead of Latchkey's clock an ID token's issue time may be: clocks of the provider and
+/// of the node drift, but no further than this.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// The issue time (`iat`), which `openidconnect` leaves unchecked: a token issued later than
+/// now (beyond the skew) was minted by a clock or a key that cannot be trusted, so it is refused
+/// even though its `exp` is still ahead.
+pub fn check_issued_at(iat: i64, now: i64) -> Result<(), Refusal> {
+    if iat > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(Refusal::IssuedInFuture);
+    }
+    Ok(())
+}
+
 /// An empty string claim is as good as none: no check may pass on `""`.
 pub(crate) fn non_empty(claim: Option<&String>) -> Option<&str> {
     claim.map(String::as_str).filter(|s| !s.is_empty())
@@ -79,6 +93,20 @@ mod tests {
     struct Flags {
         #[serde(default)]
         flag: RawClaim,
+    }
+
+    #[test]
+    fn an_issue_time_beyond_the_skew_is_refused() {
+        let now = 1_800_000_000;
+        assert_eq!(check_issued_at(now - 3600, now), Ok(()));
+        assert_eq!(check_issued_at(now, now), Ok(()));
+        assert_eq!(check_issued_at(now + MAX_CLOCK_SKEW_SECS, now), Ok(()));
+        assert_eq!(
+            check_issued_at(now + MAX_CLOCK_SKEW_SECS + 1, now),
+            Err(Refusal::IssuedInFuture)
+        );
+        assert_eq!(check_issued_at(i64::MAX, now), Err(Refusal::IssuedInFuture));
+        assert_eq!(check_issued_at(now, i64::MAX), Ok(()));
     }
 
     #[test]

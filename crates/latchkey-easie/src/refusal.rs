@@ -25,6 +25,8 @@ pub enum Refusal {
     ClaimsMalformed(String),
     #[error("the ID token was issued to another client (azp)")]
     AzpMismatch,
+    #[error("the ID token says it was issued in the future (iat)")]
+    IssuedInFuture,
     #[error("the ID token has no issuer")]
     IssMissing,
     #[error("the ID token has no subject")]
@@ -105,6 +107,7 @@ impl Refusal {
             Self::InvalidSetting(..) => "invalid_setting",
             Self::ClaimsMalformed(_) => "claims_malformed",
             Self::AzpMismatch => "azp_mismatch",
+            Self::IssuedInFuture => "id_token_issued_in_future",
             Self::IssMissing => "iss_missing",
             Self::SubMissing => "sub_missing",
             Self::HdMissing => "hd_missing",
@@ -159,6 +162,7 @@ mod tests {
             Refusal::InvalidSetting("x", "y"),
             Refusal::ClaimsMalformed("x".into()),
             Refusal::AzpMismatch,
+            Refusal::IssuedInFuture,
             Refusal::IssMissing,
             Refusal::SubMissing,
             Refusal::HdMissing,

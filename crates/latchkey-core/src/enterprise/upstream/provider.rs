@@ -306,6 +306,7 @@ impl Directory {
         let (id, _) = self.credentials(target.provider())?;
         let client_id = id.as_str().to_owned();
         let clock = self.clock.clone();
+        let now = clock.now();
         let verifier: IdTokenVerifier<'_, CoreJsonWebKey> = IdTokenVerifier::new_public_client(
             id,
             metadata.issuer().clone(),
@@ -313,7 +314,11 @@ impl Directory {
         )
         .set_allowed_algs(asymmetric_algs(metadata))
         .require_issuer_match(target.issuer_is_fixed())
-        .set_time_fn(move || chrono::DateTime::from_timestamp(clock.now(), 0).unwrap_or_default());
+        .set_time_fn(move || chrono::DateTime::from_timestamp(clock.now(), 0).unwrap_or_default())
+        .set_issue_time_verifier_fn(move |iat| {
+            latchkey_easie::claims::check_issued_at(iat.timestamp(), now)
+                .map_err(|_| IAT_IN_FUTURE.to_owned())
+        });
         let checked = match nonce {
             Some(n) => {
                 let expected = Nonce::new(n.to_owned());
@@ -328,6 +333,8 @@ impl Directory {
         };
         checked.map_err(|e| {
             let reason = match &e {
+                // The crate reports a refused issue time as `Expired`, with our message.
+                E::Expired(m) if m == IAT_IN_FUTURE => "id_token_issued_in_future",
                 E::Expired(_) => "id_token_expired",
                 E::InvalidAudience(_) => "audience_mismatch",
                 E::InvalidIssuer(_) => "issuer_mismatch",
@@ -352,6 +359,7 @@ impl Directory {
 
 /// Our nonce verifier's word for an ID token without a `nonce`, told apart from a wrong one.
 const NONCE_MISSING: &str = "the ID token has no nonce";
+const IAT_IN_FUTURE: &str = "the ID token says it was issued in the future (iat)";
 
 /// The algorithms the provider advertises, minus the HMAC ones: the client secret is shared,
 /// so a token "signed" with it proves nothing about the provider.
