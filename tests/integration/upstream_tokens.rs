@@ -254,6 +254,15 @@ async fn the_session_gets_the_current_token_then_a_refreshed_one(backend: Backen
     // Bob has no Microsoft account, and there is no such provider.
     assert_eq!(my_token(&f, &b, "microsoft").await.0, 404);
     assert_eq!(my_token(&f, &b, "yahoo").await.0, 404);
+    // Counted by outcome (the unknown provider is not a token request).
+    let metrics = reqwest::get(f.node.url("/metrics")).await.unwrap().text().await.unwrap();
+    let count = |outcome: &str| -> u64 {
+        let prefix = format!("latchkey_upstream_access_tokens_total{{outcome=\"{outcome}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse().unwrap())
+    };
+    assert!(count("issued") >= 5, "{metrics}");
+    assert_eq!(count("not_connected"), 1, "{metrics}");
+    assert!(!metrics.contains(&token), "no token in the metrics");
 }
 
 async fn the_session_endpoint_is_a_credentialed_json_api(backend: Backend) {

@@ -67,6 +67,7 @@ pub struct Metrics {
     saml_certificates_expiring: Gauge,
     upstream_sign_ins: Family<ReasonLabels, Counter>,
     upstream_security_events: Family<ReasonLabels, Counter>,
+    upstream_access_tokens: Family<ReasonLabels, Counter>,
     upstream_unavailable: Counter<u64, AtomicU64>,
     /// Serialises [`Self::set_upstream_unavailable`]: two scrapes must not both add the gap.
     upstream_sync: std::sync::Mutex<()>,
@@ -129,6 +130,13 @@ impl Default for Metrics {
         );
         let (upstream_sign_ins, upstream_unavailable, upstream_security_events) =
             register_upstream(&mut registry);
+        let upstream_access_tokens = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_access_tokens",
+            "Requests for a user's Google / Microsoft access token by outcome (issued, \
+             not_connected, unavailable, error)",
+            upstream_access_tokens.clone(),
+        );
         Self {
             registry,
             requests,
@@ -142,6 +150,7 @@ impl Default for Metrics {
             saml_certificates_expiring,
             upstream_sign_ins,
             upstream_security_events,
+            upstream_access_tokens,
             upstream_unavailable,
             upstream_sync: std::sync::Mutex::new(()),
         }
@@ -198,6 +207,13 @@ impl Metrics {
     /// A security event token at the RISC receiver: what became of it (a fixed set of labels).
     pub fn upstream_security_event(&self, outcome: &str) {
         self.upstream_security_events
+            .get_or_create(&ReasonLabels { outcome: outcome.to_owned() })
+            .inc();
+    }
+
+    /// A request for an upstream access token: what became of it (a fixed set of labels).
+    pub fn upstream_access_token(&self, outcome: &str) {
+        self.upstream_access_tokens
             .get_or_create(&ReasonLabels { outcome: outcome.to_owned() })
             .inc();
     }

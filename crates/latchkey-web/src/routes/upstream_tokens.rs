@@ -65,6 +65,17 @@ fn answer(token: &UpstreamAccessToken) -> HttpResponse {
         }))
 }
 
+/// Counts the outcome in `latchkey_upstream_access_tokens_total`.
+fn count(state: &AppState, got: &Result<UpstreamAccessToken, CoreError>) {
+    let outcome = match got {
+        Ok(_) => "issued",
+        Err(CoreError::NotFound(_) | CoreError::Unauthenticated(_)) => "not_connected",
+        Err(CoreError::Unavailable(_)) => "unavailable",
+        Err(_) => "error",
+    };
+    state.metrics.upstream_access_token(outcome);
+}
+
 fn cors_headers(res: &mut HttpResponse, origin: &str) {
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(origin) {
@@ -88,7 +99,9 @@ async fn for_session(
     let provider = provider_of(&path)?;
     let client = client_info(&req);
     let actor = Actor::user(&ctx.user_id, client.ip, client.user_agent);
-    let token = match state.core.upstream.access_token(&ctx.user_id, provider, &actor).await {
+    let got = state.core.upstream.access_token(&ctx.user_id, provider, &actor).await;
+    count(&state, &got);
+    let token = match got {
         Ok(t) => t,
         Err(CoreError::NotFound(_)) => return Err(no_connected_account()),
         Err(e) => return Err(e.into()),
@@ -150,7 +163,9 @@ async fn for_client(
     };
     let client = client_info(&req);
     let actor = Actor::client(&client_id, client.ip, client.user_agent);
-    match state.core.upstream.access_token(&user_id, provider, &actor).await {
+    let got = state.core.upstream.access_token(&user_id, provider, &actor).await;
+    count(&state, &got);
+    match got {
         Ok(t) => answer(&t),
         // Whether the user exists or not: the client learns only that there is no account.
         Err(CoreError::NotFound(_) | CoreError::Unauthenticated(_)) => {
