@@ -31,4 +31,5 @@ mod upstream;
 mod upstream_abuse;
 mod upstream_idp;
 mod upstream_risc;
+mod upstream_support;
 mod upstream_tokens;

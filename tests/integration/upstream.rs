@@ -7,23 +7,26 @@
 use latchkey_core::{
     enterprise::upstream::{Pace, vault},
     identity::method::Upstream,
-    infra::{
-        audit::{self, Actor},
-        entity::easie_connection,
-    },
+    infra::audit::{self, Actor},
 };
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 use crate::{
     on_both_backends,
-    support::{Backend, TestDb, TestServer, data_dir},
-    upstream_idp::UpstreamIdp,
+    support::Backend,
+    upstream_support::{Journey, UpstreamFixture, browser, follow, urlencode},
 };
 
 const CONTOSO: &str = "11111111-1111-4111-8111-111111111111";
 const FABRIKAM: &str = "22222222-2222-4222-8222-222222222222";
 const CONSUMER: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+type Fixture = UpstreamFixture;
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    UpstreamFixture::start(backend, emulator_config(), &["acme.test", "contoso.test"]).await
+}
 
 fn emulator_config() -> Value {
     json!({
@@ -61,104 +64,14 @@ fn emulator_config() -> Value {
     })
 }
 
-struct Fixture {
-    node: TestServer,
-    idp: UpstreamIdp,
-    org_id: String,
-    _data: tempfile::TempDir,
-}
-
-async fn fixture(backend: Backend) -> Option<Fixture> {
-    let db = TestDb::new(backend).await?;
-    let idp = UpstreamIdp::start(emulator_config()).await;
-    let data = data_dir();
-    let settings = idp.settings();
-    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let node = TestServer::start(data.path(), &db, &extra).await;
-    idp.register_clients(&node.base_url).await;
-    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
-    for domain in ["acme.test", "contoso.test"] {
-        node.core.domains.add_verified(&org.id, domain, &Actor::cli()).await.unwrap();
-    }
-    Some(Fixture { node, idp, org_id: org.id, _data: data })
-}
-
-/// Enrolls a domain directly in the store (the service and CLI have their own tests).
-async fn enroll(f: &Fixture, provider: Upstream, domain: &str, tenant: Option<&str>) -> String {
-    let id = format!("con_test_{}", domain.replace('.', "_"));
-    let now = f.node.core.store.now();
-    easie_connection::Entity::insert(easie_connection::ActiveModel {
-        id: Set(id.clone()),
-        org_id: Set(f.org_id.clone()),
-        provider: Set(provider.as_str().to_owned()),
-        domain: Set(domain.to_owned()),
-        tenant_id: Set(tenant.map(str::to_owned)),
-        enabled: Set(true),
-        options: Set("{}".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(f.node.core.store.db())
-    .await
-    .unwrap();
-    id
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-/// Where a browser ended up: the last response's status and body, the redirect hops taken,
-/// and the callback URL it passed through (if any).
-struct Journey {
-    status: u16,
-    location: Option<String>,
-    body: String,
-    callback: Option<String>,
-}
-
-/// Follows redirects from `url` until a response that is not a redirect, or a redirect to
-/// Latchkey's own pages after the callback (the sign-in's landing).
-async fn follow(f: &Fixture, b: &reqwest::Client, url: &str) -> Journey {
-    let mut url = url.to_owned();
-    let mut callback = None;
-    for _ in 0..25 {
-        let res = b.get(&url).send().await.unwrap();
-        let status = res.status().as_u16();
-        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-        let at_callback = url.starts_with(&f.node.url("/oauth/callback/"));
-        if at_callback {
-            callback = Some(url.clone());
-        }
-        match location {
-            Some(loc) if (300..400).contains(&status) && !at_callback => {
-                url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
-            }
-            location => {
-                let body = res.text().await.unwrap_or_default();
-                return Journey { status, location, body, callback };
-            }
-        }
-    }
-    panic!("too many redirects from {url}");
-}
-
 async fn social(f: &Fixture, b: &reqwest::Client, provider: &str, hint: &str) -> Journey {
     let q = format!("/oauth/start/{provider}?login_hint={}&return_to=/account", urlencode(hint));
-    follow(f, b, &f.node.url(&q)).await
+    follow(&f.node, b, &f.node.url(&q)).await
 }
 
 async fn easie(f: &Fixture, b: &reqwest::Client, connection: &str, hint: &str) -> Journey {
     let q = format!("/easie/{connection}/login?login_hint={}&return_to=/account", urlencode(hint));
-    follow(f, b, &f.node.url(&q)).await
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    follow(&f.node, b, &f.node.url(&q)).await
 }
 
 async fn me(f: &Fixture, b: &reqwest::Client) -> Value {
@@ -223,7 +136,7 @@ async fn social_sign_in_provisions_links_and_keeps_the_grant(backend: Backend) {
 
 async fn enterprise_google_provisions_members_just_in_time(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let b = browser();
     assert_signed_in(&easie(&f, &b, &connection, "alice@acme.test").await);
     let alice = me(&f, &b).await;
@@ -249,7 +162,7 @@ async fn enterprise_google_provisions_members_just_in_time(backend: Backend) {
 
 async fn enterprise_google_refusals_are_audited(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let cases = [
         ("mallory@acme.test", "consumer_account_on_enrolled_domain"),
         ("eve@acme.test", "email_unverified"),
@@ -275,7 +188,7 @@ async fn enterprise_google_refusals_are_audited(backend: Backend) {
 
 async fn enterprise_microsoft_checks_the_pinned_tenant(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
+    let connection = f.enroll(Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
     let b = browser();
     assert_signed_in(&easie(&f, &b, &connection, CONTOSO_CAROL).await);
     let carol = me(&f, &b).await;
@@ -363,7 +276,7 @@ fn minutes(m: u64) -> std::time::Duration {
 
 async fn deprovisioned_upstream_ends_sessions_and_nothing_resurrects_them(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let b = browser();
     assert_signed_in(&easie(&f, &b, &connection, "alice@acme.test").await);
     let alice = me(&f, &b).await["id"].as_str().unwrap().to_owned();
@@ -417,7 +330,7 @@ async fn me_status(f: &Fixture, b: &reqwest::Client) -> u16 {
 
 async fn an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
+    let connection = f.enroll(Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
     let b = browser();
     assert_signed_in(&easie(&f, &b, &connection, CONTOSO_CAROL).await);
     let carol = me(&f, &b).await["id"].as_str().unwrap().to_owned();
@@ -457,7 +370,7 @@ async fn an_upstream_outage_is_tolerated_for_the_grace_then_fails_closed(backend
 /// rarely wait for upstream; a suspended account is revoked by the sweep alone.
 async fn the_sweep_rechecks_ahead_and_revokes_without_a_request(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let (alice, erin) = (browser(), browser());
     assert_signed_in(&easie(&f, &alice, &connection, "alice@acme.test").await);
     assert_signed_in(&easie(&f, &erin, &connection, "erin@acme.test").await);
@@ -502,7 +415,7 @@ async fn until_callback(f: &Fixture, b: &reqwest::Client, url: &str) -> String {
 /// membership come out, and both browsers are signed in to it.
 async fn racing_first_sign_ins_provision_once(backend: Backend) {
     let Some(f) = fixture(backend).await else { return };
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let second = f.node.second_core().await;
     let start =
         format!("/easie/{connection}/login?login_hint=alice%40acme.test&return_to=/account");
@@ -557,7 +470,7 @@ async fn openidconnect_relying_party_through_an_easie_sign_in() {
     };
 
     let f = fixture(Backend::Sqlite).await.unwrap();
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let redirect = "http://127.0.0.1:9/cb";
     // The app's back-channel logout endpoint.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -608,7 +521,7 @@ async fn openidconnect_relying_party_through_an_easie_sign_in() {
         "/easie/{connection}/login?login_hint=alice%40acme.test&return_to={}",
         urlencode(&return_to)
     );
-    let j = follow(&f, &b, &f.node.url(&start)).await;
+    let j = follow(&f.node, &b, &f.node.url(&start)).await;
     assert_eq!(j.status, 303, "{}", j.body);
     // Back at Latchkey's authorization endpoint, signed in: on to the app with a code.
     let mut next = f.node.url(j.location.as_deref().unwrap());

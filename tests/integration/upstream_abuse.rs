@@ -20,16 +20,17 @@ use latchkey_core::{
     identity::{method::Upstream, users::NewUser},
     infra::{
         audit::{self, Actor},
-        entity::{easie_connection, external_identity, membership, session, upstream_grant, user},
+        entity::{external_identity, membership, session, upstream_grant, user},
     },
 };
-use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
+use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
 use crate::{
     on_both_backends,
     support::{Backend, TestDb, TestServer, data_dir, free_listener},
     upstream_idp::{GOOGLE_CLIENT, MICROSOFT_CLIENT, UpstreamIdp},
+    upstream_support::{acme, browser, enroll},
 };
 
 const CONTOSO: &str = "11111111-1111-4111-8111-111111111111";
@@ -193,43 +194,20 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
         ("LATCHKEY_MICROSOFT_AUTHORITY", authority.as_str()),
     ];
     let node = TestServer::start(data.path(), &db, &settings).await;
-    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
-    for domain in ["acme.test", "contoso.test", "fabrikam.test"] {
-        node.core.domains.add_verified(&org.id, domain, &Actor::cli()).await.unwrap();
-    }
+    let org_id = acme(&node, &["acme.test", "contoso.test", "fabrikam.test"]).await;
     let mut f = Fixture {
         node,
         idp,
         fake,
-        org_id: org.id,
+        org_id,
         google_connection: String::new(),
         microsoft_connection: String::new(),
         _data: data,
     };
-    f.google_connection = enroll(&f, Upstream::Google, "acme.test", None).await;
-    f.microsoft_connection = enroll(&f, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
+    f.google_connection = enroll(&f.node, &f.org_id, Upstream::Google, "acme.test", None).await;
+    f.microsoft_connection =
+        enroll(&f.node, &f.org_id, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
     Some(f)
-}
-
-/// Enrolls a domain directly in the store (the service and CLI have their own tests).
-async fn enroll(f: &Fixture, provider: Upstream, domain: &str, tenant: Option<&str>) -> String {
-    let id = format!("con_abuse_{}", domain.replace('.', "_"));
-    let now = f.node.core.store.now();
-    easie_connection::Entity::insert(easie_connection::ActiveModel {
-        id: Set(id.clone()),
-        org_id: Set(f.org_id.clone()),
-        provider: Set(provider.as_str().to_owned()),
-        domain: Set(domain.to_owned()),
-        tenant_id: Set(tenant.map(str::to_owned)),
-        enabled: Set(true),
-        options: Set("{}".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(f.node.core.store.db())
-    .await
-    .unwrap();
-    id
 }
 
 /// Where a sign-in starts.
@@ -271,14 +249,6 @@ struct Flow {
     authorize: String,
     state: String,
     nonce: String,
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
 }
 
 async fn begin(f: &Fixture, start: Start) -> Flow {
@@ -1013,7 +983,8 @@ async fn a_discovery_document_naming_another_issuer_is_refused(backend: Backend)
     let Some(f) = fixture(backend).await else { return };
     // A tenant whose document names another tenant's issuer.
     f.fake.name_issuer(&format!("/ms/{FABRIKAM}/v2.0"), &f.fake.tenant_issuer(CONTOSO));
-    let fabrikam = enroll(&f, Upstream::Microsoft, "fabrikam.test", Some(FABRIKAM)).await;
+    let fabrikam =
+        enroll(&f.node, &f.org_id, Upstream::Microsoft, "fabrikam.test", Some(FABRIKAM)).await;
     // /common naming a fixed issuer rather than its template.
     f.fake.name_issuer("/ms/common/v2.0", &format!("{}/ms/common/v2.0", f.fake.base));
     let starts = [

@@ -12,94 +12,46 @@ use latchkey_core::{
     enterprise::upstream::vault,
     identity::method::Upstream,
     infra::{
-        audit::{self, Actor},
-        entity::{easie_connection, membership},
+        audit::{self},
+        entity::membership,
     },
 };
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
     on_both_backends,
     support::{Backend, TestDb, TestServer, data_dir},
-    upstream_idp::{GOOGLE_CLIENT, UpstreamIdp},
+    upstream_idp::GOOGLE_CLIENT,
+    upstream_support::{UpstreamFixture, browser, follow, urlencode},
 };
 
 const EVENTS: &str = "https://schemas.openid.net/secevent/risc/event-type/";
 
+/// The emulator's Google users, Acme enrolled with acme.test through Google.
 struct Fixture {
-    node: TestServer,
-    idp: UpstreamIdp,
-    org_id: String,
+    base: UpstreamFixture,
     connection: String,
-    _data: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = UpstreamFixture;
+    fn deref(&self) -> &UpstreamFixture {
+        &self.base
+    }
 }
 
 async fn fixture(backend: Backend) -> Option<Fixture> {
-    let db = TestDb::new(backend).await?;
-    let idp = UpstreamIdp::start(json!({
+    let config = json!({
         "google": { "users": [
             { "email": "alice@acme.test", "hd": "acme.test", "name": "Alice Doe" },
             { "email": "ann@acme.test", "hd": "acme.test", "name": "Ann Other" },
             { "email": "bob@gmail.test", "name": "Bob Roe" },
         ]},
-    }))
-    .await;
-    let data = data_dir();
-    let settings = idp.settings();
-    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let node = TestServer::start(data.path(), &db, &extra).await;
-    idp.register_clients(&node.base_url).await;
-    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
-    node.core.domains.add_verified(&org.id, "acme.test", &Actor::cli()).await.unwrap();
-    let connection = "con_test_acme_test".to_owned();
-    let now = node.core.store.now();
-    easie_connection::Entity::insert(easie_connection::ActiveModel {
-        id: Set(connection.clone()),
-        org_id: Set(org.id.clone()),
-        provider: Set(Upstream::Google.as_str().to_owned()),
-        domain: Set("acme.test".into()),
-        tenant_id: Set(None),
-        enabled: Set(true),
-        options: Set("{}".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(node.core.store.db())
-    .await
-    .unwrap();
-    Some(Fixture { node, idp, org_id: org.id, connection, _data: data })
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-/// Follows redirects from `url` through the emulator and back, stopping at the callback's
-/// answer; returns its status and `Location`.
-async fn follow(f: &Fixture, b: &reqwest::Client, url: &str) -> (u16, Option<String>) {
-    let mut url = url.to_owned();
-    for _ in 0..25 {
-        let res = b.get(&url).send().await.unwrap();
-        let status = res.status().as_u16();
-        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-        let at_callback = url.starts_with(&f.node.url("/oauth/callback/"));
-        match location {
-            Some(loc) if (300..400).contains(&status) && !at_callback => {
-                url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
-            }
-            location => return (status, location),
-        }
-    }
-    panic!("too many redirects from {url}");
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    });
+    let base = UpstreamFixture::start(backend, config, &["acme.test"]).await?;
+    let connection = base.enroll(Upstream::Google, "acme.test", None).await;
+    Some(Fixture { base, connection })
 }
 
 /// Signs in through the EASIE connection (or "Continue with Google" with `social`) in a new
@@ -112,8 +64,8 @@ async fn signed_in(f: &Fixture, email: &str, social: bool) -> (reqwest::Client, 
         format!("/easie/{}/login", f.connection)
     };
     let url = f.node.url(&format!("{start}?login_hint={}&return_to=/account", urlencode(email)));
-    let (status, location) = follow(f, &b, &url).await;
-    assert_eq!((status, location.as_deref()), (303, Some("/account")), "sign-in of {email}");
+    let j = follow(&f.node, &b, &url).await;
+    assert_eq!((j.status, j.location.as_deref()), (303, Some("/account")), "sign-in of {email}");
     let me: Value = b.get(f.node.url("/v1/me")).send().await.unwrap().json().await.unwrap();
     (b, me["id"].as_str().unwrap().to_owned())
 }

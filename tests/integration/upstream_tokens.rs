@@ -9,27 +9,29 @@ use latchkey_core::{
     Error,
     enterprise::upstream::vault,
     identity::method::Upstream,
-    infra::{
-        audit::{self, Actor},
-        entity::easie_connection,
-    },
+    infra::audit::{self, Actor},
     oauth::clients::NewClient,
 };
 use reqwest::StatusCode;
-use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 
 use crate::{
     on_both_backends,
     pages::{Browser, csrf_in},
-    support::{Backend, TestDb, TestServer, data_dir},
-    upstream_idp::UpstreamIdp,
+    support::Backend,
+    upstream_support::{Journey, UpstreamFixture, follow, urlencode},
 };
 
 const CONTOSO: &str = "11111111-1111-4111-8111-111111111111";
 const CONSUMER: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 const CALENDAR: &str = "https://www.googleapis.com/auth/calendar.readonly";
 const CSRF_HEADER: &str = "x-latchkey-csrf";
+
+type Fixture = UpstreamFixture;
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    UpstreamFixture::start(backend, emulator_config(), &["acme.test", "contoso.test"]).await
+}
 
 fn emulator_config() -> Value {
     json!({
@@ -51,86 +53,10 @@ fn emulator_config() -> Value {
     })
 }
 
-struct Fixture {
-    node: TestServer,
-    idp: UpstreamIdp,
-    org_id: String,
-    _data: tempfile::TempDir,
-}
-
-async fn fixture(backend: Backend) -> Option<Fixture> {
-    let db = TestDb::new(backend).await?;
-    let idp = UpstreamIdp::start(emulator_config()).await;
-    let data = data_dir();
-    let settings = idp.settings();
-    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let node = TestServer::start(data.path(), &db, &extra).await;
-    idp.register_clients(&node.base_url).await;
-    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
-    for domain in ["acme.test", "contoso.test"] {
-        node.core.domains.add_verified(&org.id, domain, &Actor::cli()).await.unwrap();
-    }
-    Some(Fixture { node, idp, org_id: org.id, _data: data })
-}
-
-/// Enrolls a domain directly in the store (the service and CLI have their own tests).
-async fn enroll(f: &Fixture, provider: Upstream, domain: &str, tenant: Option<&str>) -> String {
-    let id = format!("con_test_{}", domain.replace('.', "_"));
-    let now = f.node.core.store.now();
-    easie_connection::Entity::insert(easie_connection::ActiveModel {
-        id: Set(id.clone()),
-        org_id: Set(f.org_id.clone()),
-        provider: Set(provider.as_str().to_owned()),
-        domain: Set(domain.to_owned()),
-        tenant_id: Set(tenant.map(str::to_owned)),
-        enabled: Set(true),
-        options: Set("{}".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(f.node.core.store.db())
-    .await
-    .unwrap();
-    id
-}
-
-/// The last response of a browser journey, and the callback URL it passed through.
-struct Journey {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-/// Follows redirects from `url` (across Latchkey and the emulator) until a response that is
-/// not a redirect, or the redirect out of Latchkey's callback.
-async fn follow(f: &Fixture, b: &Browser, url: &str) -> Journey {
-    let mut url = url.to_owned();
-    for _ in 0..25 {
-        let res = b.client.get(&url).send().await.unwrap();
-        let status = res.status().as_u16();
-        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-        let at_callback = url.starts_with(&f.node.url("/oauth/callback/"));
-        match location {
-            Some(loc) if (300..400).contains(&status) && !at_callback => {
-                url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
-            }
-            location => {
-                let body = res.text().await.unwrap_or_default();
-                return Journey { status, location, body };
-            }
-        }
-    }
-    panic!("too many redirects from {url}");
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 /// Signs in with "Continue with …" (or through an EASIE connection) and returns the user id.
 async fn sign_in(f: &Fixture, b: &Browser, start: &str, hint: &str) -> String {
     let q = format!("{start}?login_hint={}&return_to=/account", urlencode(hint));
-    let j = follow(f, b, &f.node.url(&q)).await;
+    let j = follow(&f.node, &b.client, &f.node.url(&q)).await;
     assert_eq!((j.status, j.location.as_deref()), (303, Some("/account")), "{}", j.body);
     let me: Value = b.client.get(f.node.url("/v1/me")).send().await.unwrap().json().await.unwrap();
     me["id"].as_str().unwrap().to_owned()
@@ -421,7 +347,7 @@ async fn a_refused_refresh_revokes_the_grant(backend: Backend) {
 
     // An EASIE account is re-checked before its token is handed out after the interval, and
     // deprovisioned when upstream refuses.
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let a = Browser::new(&f.node.base_url);
     let alice = sign_in(&f, &a, &format!("/easie/{connection}/login"), "alice@acme.test").await;
     let first = access_token_of(&f, &a, "google").await;
@@ -442,7 +368,7 @@ async fn a_refused_refresh_revokes_the_grant(backend: Backend) {
 /// Starts "Request more access" from `/account` and follows it to its end.
 async fn request_more(f: &Fixture, b: &Browser, provider: &str, scope: &str) -> Journey {
     let path = format!("/account/connected/{provider}/authorize?scope={}", urlencode(scope));
-    follow(f, b, &f.node.url(&path)).await
+    follow(&f.node, &b.client, &f.node.url(&path)).await
 }
 
 async fn grant_scopes(f: &Fixture, user: &str, provider: Upstream) -> Vec<String> {
@@ -487,7 +413,7 @@ async fn more_access_comes_from_the_same_identity_without_a_new_session(backend:
         .unwrap();
     assert_eq!(start.status(), 302);
     let auth = start.headers()["location"].to_str().unwrap().to_owned();
-    let j = follow(&f, &b2, &format!("{auth}&user=oscar%40gmail.test")).await;
+    let j = follow(&f.node, &b2.client, &format!("{auth}&user=oscar%40gmail.test")).await;
     assert_eq!(j.status, 400, "{}", j.body);
     let refused = audited(&f, "upstream.sign_in_rejected").await;
     assert_eq!(refused[0].data["reason"], "connect_identity_mismatch");
@@ -522,7 +448,7 @@ async fn more_access_comes_from_the_same_identity_without_a_new_session(backend:
     assert!(location.unwrap().starts_with("/sign-in"));
 
     // An EASIE account asks for more through its own tenant checks, and stays enterprise.
-    let connection = enroll(&f, Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
+    let connection = f.enroll(Upstream::Microsoft, "contoso.test", Some(CONTOSO)).await;
     let cb = Browser::new(&f.node.base_url);
     let carol = sign_in(&f, &cb, &format!("/easie/{connection}/login"), "carol@contoso.test").await;
     let j = request_more(&f, &cb, "microsoft", "Mail.Read Calendars.Read").await;
@@ -575,7 +501,7 @@ async fn disconnecting_forgets_the_tokens(backend: Backend) {
     assert_eq!(google_userinfo(&f, &token).await, 401, "revoked at Google");
 
     // An organisation's account cannot be disconnected.
-    let connection = enroll(&f, Upstream::Google, "acme.test", None).await;
+    let connection = f.enroll(Upstream::Google, "acme.test", None).await;
     let a = Browser::new(&f.node.base_url);
     let alice = sign_in(&f, &a, &format!("/easie/{connection}/login"), "alice@acme.test").await;
     let (_, page, _) = a.get("/account").await;
