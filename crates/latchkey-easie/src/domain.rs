@@ -14,8 +14,9 @@ const MAX_LABEL_LEN: usize = 63;
 /// RFC 5321 §4.5.3.1: the longest local part and the longest address in an SMTP path.
 const MAX_LOCAL_LEN: usize = 64;
 const MAX_EMAIL_LEN: usize = 254;
-/// Characters of an RFC 5322 dot-atom besides letters, digits and dots, the same set as the
-/// core's address rule, so an address accepted here is one the core can store.
+/// Characters of an RFC 5322 dot-atom besides letters, digits and dots. Quoted local parts,
+/// comments and display names are refused. This is Latchkey's one address grammar: the core's
+/// `normalize_email` is built on [`Email::parse`].
 const ATEXT: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
 /// Sub-addressing separators (`+` for Google, `=`/`#` used by some mail systems): an address
 /// carrying one names a mailbox of someone else's choosing on the enrolled domain.

@@ -14,8 +14,9 @@
 use std::time::Duration;
 
 use actix_web::{
-    HttpRequest,
+    HttpRequest, HttpResponse,
     cookie::{Cookie, SameSite, time::Duration as CookieDuration},
+    http::header,
 };
 use latchkey_core::sign_in::pending::{
     BrowserBinding, MAX_TTL, PendingKind, PendingRequest, PendingToken,
@@ -41,6 +42,29 @@ pub fn binding_cookie(state: &AppState, binding: &BrowserBinding) -> Cookie<'sta
         .same_site(if secure { SameSite::None } else { SameSite::Lax })
         .max_age(CookieDuration::seconds(i64::try_from(MAX_TTL.as_secs()).unwrap_or(1800)))
         .finish()
+}
+
+/// Sends the browser off to a protocol peer (an IdP, Google, Microsoft) with the binding of the
+/// request it started: `res` gets the binding cookie and `no-store` (it carries a single-use
+/// `state` or request ID that no cache may keep).
+pub fn bound_response(
+    state: &AppState,
+    binding: &BrowserBinding,
+    mut res: HttpResponse,
+) -> Result<HttpResponse, PageError> {
+    res.add_cookie(&binding_cookie(state, binding)).map_err(|_| PageError::internal())?;
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// A 302 to `url` as a [`bound_response`].
+pub fn bound_redirect(
+    state: &AppState,
+    binding: &BrowserBinding,
+    url: String,
+) -> Result<HttpResponse, PageError> {
+    let res = HttpResponse::Found().insert_header((header::LOCATION, url)).finish();
+    bound_response(state, binding, res)
 }
 
 /// The browser's existing binding, or a new one (the caller sets [`binding_cookie`]).

@@ -90,16 +90,10 @@ async fn login(
     let prefer_post = query.binding.as_deref() == Some("post");
     let browser = pending::browser_binding(&req, &state);
     let start = state.core.saml.start_login(&path, &return_to, &browser, prefer_post).await?;
-    let cookie = pending::binding_cookie(&state, &browser);
-    let mut res = match start {
-        LoginStart::Redirect(url) => {
-            HttpResponse::Found().insert_header((header::LOCATION, url)).finish()
-        }
-        LoginStart::Post(form) => post_page(&form)?,
-    };
-    res.add_cookie(&cookie).map_err(|_| PageError::internal())?;
-    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    Ok(res)
+    match start {
+        LoginStart::Redirect(url) => pending::bound_redirect(&state, &browser, url),
+        LoginStart::Post(form) => pending::bound_response(&state, &browser, post_page(&form)?),
+    }
 }
 
 /// The ACS form, decoded as it arrives (see `latchkey_saml::post_body`); None when the body is

@@ -82,10 +82,7 @@ async fn start(
         browser: &browser,
     };
     let url = state.core.upstream.start(&start).await?;
-    let mut res = HttpResponse::Found().insert_header((header::LOCATION, url)).finish();
-    res.add_cookie(&pending::binding_cookie(state, &browser)).map_err(|_| PageError::internal())?;
-    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    Ok(res)
+    pending::bound_redirect(state, &browser, url)
 }
 
 #[derive(Deserialize)]

@@ -3,53 +3,21 @@
 //! passes through [`normalize_email`], so an address that can be stored can always be mailed,
 //! and an answer never depends on an address the mailer would refuse.
 
+use latchkey_easie::domain::Email;
+
 use crate::infra::error::{Error, Result};
-
-/// Longest address that fits an SMTP path (RFC 5321 §4.5.3.1.3).
-const MAX_LEN: usize = 254;
-const MAX_LOCAL_LEN: usize = 64;
-const MAX_LABEL_LEN: usize = 63;
-
-/// Characters of an RFC 5322 dot-atom besides letters and digits. Quoted local parts, comments
-/// and display names are refused: nobody needs them for sign-in and they confuse parsers.
-const ATEXT: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
-
-fn local_ok(local: &str) -> bool {
-    (1..=MAX_LOCAL_LEN).contains(&local.len())
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || ATEXT.contains(&b))
-}
-
-fn domain_ok(domain: &str) -> bool {
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| {
-            (1..=MAX_LABEL_LEN).contains(&l.len())
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        // A top-level domain is never all digits (that would be an IP address).
-        && labels.last().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
-}
 
 /// Lower-cases and checks an address; the store keeps one canonical form per address.
 /// Internationalised domains must be given in their ASCII (punycode) form.
 pub fn normalize_email(email: &str) -> Result<String> {
-    let email = email.trim().to_ascii_lowercase();
     let invalid = || Error::invalid("email", "is not a valid email address");
-    if email.len() > MAX_LEN || !email.is_ascii() {
-        return Err(invalid());
-    }
-    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-    if !local_ok(local) || !domain_ok(domain) {
-        return Err(invalid());
-    }
+    // The grammar is the one the EASIE tenant checks compare addresses by (dot-atom local
+    // part, ASCII domain of at least two labels, SMTP path lengths), so an address the core
+    // stores is one those checks can read.
+    let parsed = Email::parse(&email.trim().to_ascii_lowercase()).map_err(|_| invalid())?;
     // The mailer must take every address the rule lets in.
-    lettre::Address::new(local, domain).map_err(|_| invalid())?;
-    Ok(email)
+    lettre::Address::new(parsed.local(), parsed.domain().as_str()).map_err(|_| invalid())?;
+    Ok(parsed.to_string())
 }
 
 #[cfg(test)]

@@ -6,11 +6,7 @@
 //! started it (the pending request's state and binding cookie), so a GET is safe from CSRF.
 //! `POST /account/connected/{provider}/disconnect` changes the account: a CSRF-checked form.
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::{
     Error as CoreError, enterprise::upstream::connect::parse_requested_scopes,
     identity::method::Upstream, infra::audit::Actor,
@@ -85,14 +81,7 @@ pub async fn authorize(
     let browser = pending::browser_binding(&req, &state);
     let upstream = &state.core.upstream;
     match upstream.start_connect(&session.user_id, provider, &requested, &browser).await {
-        Ok(url) => {
-            let mut res = HttpResponse::Found().insert_header((header::LOCATION, url)).finish();
-            res.add_cookie(&pending::binding_cookie(&state, &browser))
-                .map_err(|_| PageError::internal())?;
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-            Ok(res)
-        }
+        Ok(url) => pending::bound_redirect(&state, &browser, url),
         Err(CoreError::NotFound(_)) => {
             let text = format!("You have no connected {} account.", provider_name(provider));
             refuse(text, StatusCode::NOT_FOUND).await
