@@ -21,6 +21,7 @@ mod m20261206_000014_sign_in_seam;
 mod m20261206_000019_email_verifications;
 mod m20261206_000020_saml_connections;
 mod m20261206_000021_easie;
+mod m20261206_000022_api_keys;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_email_verifications::Migration),
             Box::new(m20261206_000020_saml_connections::Migration),
             Box::new(m20261206_000021_easie::Migration),
+            Box::new(m20261206_000022_api_keys::Migration),
         ]
     }
 }

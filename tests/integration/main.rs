@@ -8,6 +8,7 @@
 
 mod support;
 
+mod admin_api;
 mod backchannel;
 mod chain_app;
 mod cli;

@@ -1,5 +1,5 @@
 //! The core's layering, checked. Domains import only to their left:
-//! `infra` → `identity` → `tenancy` → `sign_in` → `oauth` (a module may `use` modules of its own
+//! `infra` → `identity` → `tenancy` → `sign_in` → `enterprise` → `oauth` → `admin` (a module may `use` modules of its own
 //! domain or of a domain to its left, never to its right); `lib.rs` and `runtime.rs` wire them
 //! all together, after every domain. And no two modules import each other, directly or round a longer circle
 //! (a parent module and the children it declares are one unit and may refer to each other).
@@ -11,7 +11,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-const DOMAINS: [&str; 6] = ["infra", "identity", "tenancy", "sign_in", "enterprise", "oauth"];
+const DOMAINS: [&str; 7] =
+    ["infra", "identity", "tenancy", "sign_in", "enterprise", "oauth", "admin"];
 
 fn rank(domain: &str) -> Option<usize> {
     DOMAINS.iter().position(|d| *d == domain)

@@ -1,6 +1,7 @@
 //! Latchkey's identity store and the services that work on it: users, sessions, organisations,
 //! signing keys, audit events and configuration. Nothing in this crate knows about HTTP.
 
+pub mod admin;
 pub mod enterprise;
 pub mod identity;
 pub mod infra;
@@ -92,6 +93,10 @@ pub struct Latchkey {
     pub upstream: enterprise::upstream::UpstreamService,
     /// EASIE connections: domains enrolled with Google Workspace or Microsoft Entra ID.
     pub easie: enterprise::easie::EasieService,
+    /// Keys for the admin API.
+    pub api_keys: admin::ApiKeyService,
+    /// Users as administrators search them.
+    pub directory: admin::Directory,
 }
 
 impl Latchkey {
@@ -153,6 +158,8 @@ impl Latchkey {
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
         let (pending, saml, upstream, easie) = enterprise;
+        let api_keys = admin::ApiKeyService::new(store.clone());
+        let directory = admin::Directory::new(store.clone());
         Ok(Self {
             settings,
             clock,
@@ -177,6 +184,8 @@ impl Latchkey {
             saml,
             upstream,
             easie,
+            api_keys,
+            directory,
         })
     }
 }

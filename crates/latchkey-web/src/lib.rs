@@ -1,6 +1,7 @@
 //! The actix-web application: routes, middleware and the mapping of core errors to HTTP.
 //! Handlers stay thin: parse the request, call a core service, render the result.
 
+mod admin_api;
 pub mod client_ip;
 pub mod csp;
 pub mod csrf;
@@ -49,6 +50,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             // paths of the admin API and pages cost a regex match each.
             .configure(oidc::configure)
             .configure(routes::configure)
+            .configure(admin_api::configure)
             .configure(saml::configure)
             .configure(upstream::configure)
             .configure(pages::configure)

@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage enterprise connections (SAML and EASIE) of organisations.
     #[command(subcommand)]
     Connections(crate::enterprise_cli::ConnectionsCommand),
+    /// Manage keys for the admin API (/api/v1).
+    #[command(subcommand)]
+    ApiKeys(crate::admin_cli::ApiKeysCommand),
 }
 
 #[derive(Debug, Args, Clone, Copy)]

@@ -124,6 +124,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
         Command::Connections(command) => {
             crate::enterprise_cli::manage_connections(core, command, &actor).await
         }
+        Command::ApiKeys(command) => crate::admin_cli::manage_api_keys(core, command, &actor).await,
         Command::Serve | Command::Migrate | Command::Config(_) => {
             Err(CliError::Usage("handled elsewhere".into()))
         }

@@ -176,7 +176,7 @@ pub enum ConnectionsCommand {
 }
 
 /// An organisation by id or slug.
-async fn org_id(core: &Latchkey, org: &str) -> Result<String> {
+pub(crate) async fn org_id(core: &Latchkey, org: &str) -> Result<String> {
     if org.starts_with("org_") {
         return Ok(core.orgs.get(org).await?.id);
     }

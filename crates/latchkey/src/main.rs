@@ -8,6 +8,7 @@ macro_rules! say {
     }};
 }
 
+mod admin_cli;
 mod cli;
 mod commands;
 mod enterprise_cli;

@@ -21,6 +21,8 @@ pub enum Principal {
     /// A registered OAuth client acting for itself (a back end with a client_credentials
     /// token), by client id: it acts on no organisation.
     Client(String),
+    /// An admin API key, by id, with the organisation it is limited to (None: the instance).
+    ApiKey { id: String, org_id: Option<String> },
 }
 
 /// Who performed an action and from where.
@@ -58,12 +60,13 @@ impl Actor {
         Self { principal: Principal::Client(client_id.to_owned()), client_ip, user_agent }
     }
 
-    /// As recorded in audit events: `user:<id>`, `client:<id>`, `cli`, `system` or
-    /// `anonymous`.
+    /// As recorded in audit events: `user:<id>`, `client:<id>`, `api_key:<id>`, `cli`,
+    /// `system` or `anonymous`.
     pub fn name(&self) -> String {
         match &self.principal {
             Principal::User(id) => format!("user:{id}"),
             Principal::Client(id) => format!("client:{id}"),
+            Principal::ApiKey { id, .. } => format!("api_key:{id}"),
             Principal::Cli => "cli".into(),
             Principal::System => "system".into(),
             Principal::Anonymous => "anonymous".into(),
@@ -74,9 +77,11 @@ impl Actor {
     pub fn user_id(&self) -> Option<&str> {
         match &self.principal {
             Principal::User(id) => Some(id),
-            Principal::Cli | Principal::System | Principal::Anonymous | Principal::Client(_) => {
-                None
-            }
+            Principal::Cli
+            | Principal::System
+            | Principal::Anonymous
+            | Principal::Client(_)
+            | Principal::ApiKey { .. } => None,
         }
     }
 }

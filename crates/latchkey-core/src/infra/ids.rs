@@ -37,6 +37,7 @@ pub const PENDING_REQUEST: &str = "pnd";
 pub const JOB_CLAIM: &str = "claim";
 /// Background jobs other than mail (`mail_`) and logout notifications (`bcl_`).
 pub const JOB: &str = "job";
+pub const API_KEY: &str = "apk";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

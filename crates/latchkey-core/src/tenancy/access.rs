@@ -8,7 +8,7 @@ use crate::{
     Error, Result,
     infra::{
         audit::{Actor, Principal},
-        entity::{membership, organisation},
+        entity::{membership, organisation, user},
     },
 };
 
@@ -46,9 +46,11 @@ pub enum Need {
 }
 
 /// Checks that `actor` may act on `org_id` with `need`; returns the acting user's membership.
-/// The operator (CLI) and Latchkey itself may do anything. A user who is not a member gets
-/// [`Error::NotFound`], so outsiders cannot even learn that the organisation exists; a member
-/// without the role gets [`Error::Forbidden`]. A suspended member is an outsider.
+/// The operator (CLI), Latchkey itself, instance administrators and instance API keys may do
+/// anything; an organisation's API key acts as an admin of that organisation only. A user who
+/// is not a member, or a key of another organisation, gets [`Error::NotFound`], so outsiders
+/// cannot even learn that the organisation exists; a member without the role gets
+/// [`Error::Forbidden`]. A suspended member is an outsider.
 pub(crate) async fn authorize<C: ConnectionTrait>(
     conn: &C,
     org_id: &str,
@@ -56,24 +58,52 @@ pub(crate) async fn authorize<C: ConnectionTrait>(
     need: Need,
 ) -> Result<Option<membership::Model>> {
     let not_found = || Error::NotFound(format!("organisation {org_id}"));
+    let exists = async || -> Result<organisation::Model> {
+        organisation::Entity::find_by_id(org_id.to_owned()).one(conn).await?.ok_or_else(not_found)
+    };
     let user_id = match &actor.principal {
-        Principal::Cli | Principal::System => {
-            organisation::Entity::find_by_id(org_id.to_owned())
-                .one(conn)
-                .await?
-                .ok_or_else(not_found)?;
+        Principal::Cli | Principal::System | Principal::ApiKey { org_id: None, .. } => {
+            exists().await?;
             return Ok(None);
         }
+        Principal::ApiKey { org_id: Some(own), .. } if own == org_id => {
+            exists().await?;
+            return Ok(None);
+        }
+        Principal::ApiKey { .. } => return Err(not_found()),
         Principal::Anonymous | Principal::Client(_) => {
             return Err(Error::Unauthenticated("no signed-in user"));
         }
         Principal::User(id) => id,
     };
-    let m = find_active_membership(conn, org_id, user_id).await?.ok_or_else(not_found)?;
+    let Some(m) = find_active_membership(conn, org_id, user_id).await? else {
+        if is_instance_admin(conn, user_id).await? {
+            exists().await?;
+            return Ok(None);
+        }
+        return Err(not_found());
+    };
     match need {
-        Need::Admin if m.role != ROLE_ADMIN => {
+        Need::Admin if m.role != ROLE_ADMIN && !is_instance_admin(conn, user_id).await? => {
             Err(Error::Forbidden("only organisation admins may do this".into()))
         }
         Need::Member | Need::Admin => Ok(Some(m)),
+    }
+}
+
+/// Whether `user_id` is an active instance administrator (`latchkey admin create`).
+pub(crate) async fn is_instance_admin<C: ConnectionTrait>(conn: &C, user_id: &str) -> Result<bool> {
+    Ok(user::Entity::find_by_id(user_id.to_owned()).one(conn).await?.is_some_and(|u| {
+        u.is_admin && u.status == crate::identity::model::UserStatus::Active.as_str()
+    }))
+}
+
+/// Whether `actor` acts for the whole instance: the operator, Latchkey itself, an instance API
+/// key or an instance administrator.
+pub(crate) async fn is_instance_actor<C: ConnectionTrait>(conn: &C, actor: &Actor) -> Result<bool> {
+    match &actor.principal {
+        Principal::Cli | Principal::System | Principal::ApiKey { org_id: None, .. } => Ok(true),
+        Principal::User(id) => is_instance_admin(conn, id).await,
+        Principal::ApiKey { .. } | Principal::Anonymous | Principal::Client(_) => Ok(false),
     }
 }

@@ -1,11 +1,13 @@
 //! The one place where failures become HTTP responses. A core error is classified once
 //! ([`latchkey_core::ErrorClass`], with its public message) and logged here; the renderers only
-//! format that classification: JSON for the API ([`api`]), HTML for pages ([`page`]), and the
-//! OAuth shapes for the OpenID Connect endpoints ([`oauth`]).
+//! format that classification: JSON for the API ([`api`]), HTML for pages ([`page`]), the
+//! OAuth shapes for the OpenID Connect endpoints ([`oauth`]), and RFC 9457 problem details for
+//! the admin API ([`problem`]).
 
 pub mod api;
 pub mod oauth;
 pub mod page;
+pub mod problem;
 
 use actix_web::{
     HttpMessage, HttpRequest, HttpResponse, ResponseError,
@@ -59,7 +61,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 /// True for a browser asking for a page: an `Accept` header that ranks HTML first, on a path
 /// outside the program-facing prefixes (the JSON API, the OAuth endpoints, `.well-known`).
 fn prefers_html(req: &HttpRequest) -> bool {
-    const PROGRAMS: [&str; 3] = ["/v1/", "/oauth2/", "/.well-known/"];
+    const PROGRAMS: [&str; 4] = ["/v1/", "/api/", "/oauth2/", "/.well-known/"];
     if PROGRAMS.iter().any(|p| req.path().starts_with(p)) {
         return false;
     }

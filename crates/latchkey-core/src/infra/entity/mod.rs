@@ -1,6 +1,7 @@
 //! sea-orm entities: the storage shape. Services convert them into the domain types in
 //! [`crate::model`], so the rest of Latchkey never depends on column layout.
 
+pub mod api_key;
 pub mod audit_event;
 pub mod easie_connection;
 pub mod email_verification;

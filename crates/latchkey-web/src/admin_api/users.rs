@@ -1,0 +1,160 @@
+//! `/api/v1/users`: search and read users. An instance key sees every user; an organisation's
+//! key sees that organisation's members only (others are 404, as if they did not exist).
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, EntityTag, IfNoneMatch},
+    web,
+};
+use latchkey_core::{admin::UserQuery, identity::model::User};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::AdminActor;
+use crate::{AppState, error::problem::Problem};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users", web::get().to(list)).route("/users/{user_id}", web::get().to(get));
+}
+
+/// A user as the admin API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResource {
+    /// `usr_…`
+    pub id: String,
+    /// The primary email address (lower case).
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub image_url: Option<String>,
+    /// `active`, `deactivated` or `banned`.
+    pub status: String,
+    /// An instance administrator.
+    pub is_admin: bool,
+    #[schema(value_type = Object)]
+    pub public_metadata: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub private_metadata: serde_json::Value,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_sign_in_at: Option<i64>,
+}
+
+impl From<User> for UserResource {
+    fn from(u: User) -> Self {
+        Self {
+            status: u.status.as_str().to_owned(),
+            id: u.id,
+            email: u.primary_email,
+            email_verified: u.email_verified,
+            name: u.name,
+            given_name: u.given_name,
+            family_name: u.family_name,
+            image_url: u.image_url,
+            is_admin: u.is_admin,
+            public_metadata: u.public_metadata,
+            private_metadata: u.private_metadata,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            last_sign_in_at: u.last_sign_in_at,
+        }
+    }
+}
+
+/// One page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub data: Vec<UserResource>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsersQuery {
+    /// A user ID (exact), or the start of an email address or a name (case-insensitive).
+    pub q: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Users per page, 1-200 (default 50).
+    pub limit: Option<u64>,
+}
+
+/// Search users.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    params(UsersQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of users, ordered by ID", body = UserPage),
+        (status = 400, description = "A bad query, limit or cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not list users", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    query: web::Query<UsersQuery>,
+) -> Result<HttpResponse, Problem> {
+    let UsersQuery { q, cursor, limit } = query.into_inner();
+    let page = state
+        .core
+        .directory
+        .users(&actor.0, &UserQuery { q, cursor, limit })
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let body = UserPage {
+        data: page.data.into_iter().map(UserResource::from).collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+/// Read one user. The answer carries an `ETag`; `If-None-Match` with it answers 304.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user_id}",
+    tag = "users",
+    params(("user_id" = String, Path, description = "`usr_…`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserResource,
+         headers(("ETag" = String, description = "The representation's version"))),
+        (status = 304, description = "Unchanged since the given ETag"),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user visible to this key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let user = state
+        .core
+        .directory
+        .user(&actor.0, &path)
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let body = serde_json::to_vec(&UserResource::from(user))
+        .map_err(|_| Problem::new(latchkey_core::ErrorClass::Internal, None))?;
+    let tag = EntityTag::new_strong(crate::admin_api::etag_of(&body));
+    if let Some(IfNoneMatch::Items(tags)) = header::Header::parse(&req).ok()
+        && tags.iter().any(|t: &EntityTag| t.strong_eq(&tag))
+    {
+        return Ok(HttpResponse::NotModified().insert_header(header::ETag(tag)).finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(header::ETag(tag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type("application/json")
+        .body(body))
+}

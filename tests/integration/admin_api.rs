@@ -1,0 +1,381 @@
+//! The admin API (`/api/v1`) and its API keys: who may create keys, what a key of the
+//! instance or of one organisation sees, cursor pagination and search, problem details, ETags,
+//! and the published OpenAPI document.
+
+use std::time::Duration;
+
+use latchkey_core::{
+    Error,
+    admin::NewApiKey,
+    identity::users::NewUser,
+    infra::audit::{self, Actor},
+};
+use serde_json::Value;
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, data_dir, latchkey},
+};
+
+struct Fixture {
+    node: TestServer,
+    org_id: String,
+    other_org_id: String,
+    _data: tempfile::TempDir,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let db = TestDb::new(backend).await?;
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    let other = node.core.orgs.create("Globex", "globex", &Actor::cli()).await.unwrap();
+    Some(Fixture { node, org_id: org.id, other_org_id: other.id, _data: data })
+}
+
+async fn user(f: &Fixture, email: &str, name: Option<&str>, is_admin: bool) -> String {
+    let new = NewUser {
+        email: email.into(),
+        name: name.map(str::to_owned),
+        is_admin,
+        email_verified: true,
+        ..NewUser::default()
+    };
+    f.node.core.users.create(new, &Actor::cli()).await.unwrap().id
+}
+
+async fn member(f: &Fixture, org: &str, user_id: &str, role: &str) {
+    f.node.core.orgs.set_membership(org, user_id, role, &Actor::cli()).await.unwrap();
+}
+
+async fn key(f: &Fixture, org: Option<&str>, actor: &Actor) -> Result<String, Error> {
+    let new = NewApiKey { name: "test".into(), org_id: org.map(str::to_owned), ttl_secs: 86_400 };
+    f.node.core.api_keys.create(new, actor).await.map(|c| c.secret.to_string())
+}
+
+/// GET with a bearer key: (status, content type, body, headers).
+async fn get(
+    f: &Fixture,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, String, Value, reqwest::header::HeaderMap) {
+    let mut req = reqwest::Client::new().get(f.node.url(path));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let ctype =
+        headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, ctype, body, headers)
+}
+
+fn assert_problem(got: &(u16, String, Value, reqwest::header::HeaderMap), status: u16) {
+    let (s, ctype, body, _) = got;
+    assert_eq!(*s, status, "{body}");
+    assert_eq!(ctype, "application/problem+json", "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("https://")), "{body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(
+        body["instance"].as_str().is_some_and(|i| i.starts_with("urn:latchkey:request:")),
+        "{body}"
+    );
+}
+
+async fn who_may_create_keys(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let root = user(&f, "root@example.com", None, true).await;
+    let boss = user(&f, "boss@acme.test", None, false).await;
+    let staff = user(&f, "staff@acme.test", None, false).await;
+    member(&f, &f.org_id, &boss, "admin").await;
+    member(&f, &f.org_id, &staff, "member").await;
+    let as_user = |id: &str| Actor::user(id, None, None);
+
+    // Instance keys: the operator and instance administrators only.
+    key(&f, None, &Actor::cli()).await.unwrap();
+    key(&f, None, &as_user(&root)).await.unwrap();
+    assert!(matches!(key(&f, None, &as_user(&boss)).await, Err(Error::Forbidden(_))));
+    // An organisation's keys: also its admins, not its members, not other organisations'.
+    key(&f, Some(&f.org_id), &as_user(&boss)).await.unwrap();
+    key(&f, Some(&f.org_id), &as_user(&root)).await.unwrap();
+    assert!(matches!(key(&f, Some(&f.org_id), &as_user(&staff)).await, Err(Error::Forbidden(_))));
+    assert!(matches!(
+        key(&f, Some(&f.other_org_id), &as_user(&boss)).await,
+        Err(Error::NotFound(_))
+    ));
+    // A key never manages keys, not even its own organisation's.
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let principal = f.node.core.api_keys.authenticate(&org_key).await.unwrap();
+    let key_actor = principal.actor(None, None);
+    assert!(matches!(key(&f, Some(&f.org_id), &key_actor).await, Err(Error::Forbidden(_))));
+    let instance_key = key(&f, None, &Actor::cli()).await.unwrap();
+    let instance_actor =
+        f.node.core.api_keys.authenticate(&instance_key).await.unwrap().actor(None, None);
+    assert!(matches!(key(&f, None, &instance_actor).await, Err(Error::Forbidden(_))));
+    // Bad names and lifetimes.
+    for (name, ttl) in [("", 86_400), ("x", 60), ("x", 3 * 365 * 86_400)] {
+        let new = NewApiKey { name: name.into(), org_id: None, ttl_secs: ttl };
+        assert!(matches!(
+            f.node.core.api_keys.create(new, &Actor::cli()).await,
+            Err(Error::Invalid { .. })
+        ));
+    }
+    // An organisation admin lists and revokes only their organisation's keys.
+    assert!(matches!(
+        f.node.core.api_keys.list(None, &as_user(&boss)).await,
+        Err(Error::Forbidden(_))
+    ));
+    let theirs = f.node.core.api_keys.list(Some(&f.org_id), &as_user(&boss)).await.unwrap();
+    assert_eq!(theirs.len(), 3);
+    assert!(
+        theirs
+            .iter()
+            .all(|k| k.org_id.as_deref() == Some(f.org_id.as_str()) && k.prefix.starts_with("lk_"))
+    );
+    let all = f.node.core.api_keys.list(None, &Actor::cli()).await.unwrap();
+    let instance_id = all.iter().find(|k| k.org_id.is_none()).unwrap().id.clone();
+    assert!(matches!(
+        f.node.core.api_keys.revoke(&instance_id, &as_user(&boss)).await,
+        Err(Error::NotFound(_))
+    ));
+    let revoked = f.node.core.api_keys.revoke(&theirs[0].id, &as_user(&boss)).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    // Every creation and revocation is audited with its actor.
+    let events = audit::recent(f.node.core.store.db(), 100).await.unwrap();
+    let created = events.iter().filter(|e| e.action == "api_key.created").count();
+    assert_eq!(created, 6);
+    let revocation = events.iter().find(|e| e.action == "api_key.revoked").unwrap();
+    assert_eq!(revocation.actor, format!("user:{boss}"));
+    assert_eq!(revocation.target_id.as_deref(), Some(theirs[0].id.as_str()));
+}
+
+async fn keys_authenticate_until_revoked_or_expired(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let secret = key(&f, None, &Actor::cli()).await.unwrap();
+    assert!(secret.starts_with("lk_") && secret.len() > 40);
+    // Without a key, with junk, with another scheme: 401 problems with a Bearer challenge.
+    for k in [None, Some("lk_nope"), Some("not-a-key"), Some(&secret[..secret.len() - 1])] {
+        let got = get(&f, "/api/v1/users", k).await;
+        assert_problem(&got, 401);
+        assert!(got.3.get("www-authenticate").unwrap().to_str().unwrap().starts_with("Bearer"));
+    }
+    let basic = reqwest::Client::new()
+        .get(f.node.url("/api/v1/users"))
+        .basic_auth("x", Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    assert_eq!(get(&f, "/api/v1/users", Some(&secret)).await.0, 200);
+    // Use is stamped.
+    let listed = f.node.core.api_keys.list(None, &Actor::cli()).await.unwrap();
+    assert!(listed[0].last_used_at.is_some());
+    // Expired by the clock (a day), then a fresh key revoked: both refused at once.
+    f.node.clock.advance(Duration::from_secs(86_401));
+    assert_problem(&get(&f, "/api/v1/users", Some(&secret)).await, 401);
+    let fresh = key(&f, None, &Actor::cli()).await.unwrap();
+    assert_eq!(get(&f, "/api/v1/users", Some(&fresh)).await.0, 200);
+    let id = f.node.core.api_keys.list(None, &Actor::cli()).await.unwrap()[1].id.clone();
+    f.node.core.api_keys.revoke(&id, &Actor::cli()).await.unwrap();
+    assert_problem(&get(&f, "/api/v1/users", Some(&fresh)).await, 401);
+}
+
+async fn users_are_searched_and_paged_by_cursor(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let secret = key(&f, None, &Actor::cli()).await.unwrap();
+    let mut ids = Vec::new();
+    for (email, name) in [
+        ("ada@example.com", "Ada Lovelace"),
+        ("alan@example.com", "Alan Turing"),
+        ("grace@example.com", "Grace Hopper"),
+        ("a_b@example.com", "Underscore"),
+        ("zed@example.org", "Adalbert Zed"),
+    ] {
+        ids.push(user(&f, email, Some(name), false).await);
+    }
+    // Every user once, in ID order, two per page.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/users?limit=2&cursor={c}"),
+            None => "/api/v1/users?limit=2".to_owned(),
+        };
+        let (status, _, body, _) = get(&f, &path, Some(&secret)).await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["data"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+    // Email prefix (case-insensitive), name prefix (case-insensitive), exact ID, literal `_`.
+    assert_eq!(search(&f, &secret, "AL").await, ["alan@example.com"]);
+    assert_eq!(search(&f, &secret, "ada").await, ["ada@example.com", "zed@example.org"]);
+    assert_eq!(search(&f, &secret, "grace h").await, ["grace@example.com"]);
+    assert_eq!(search(&f, &secret, &ids[2]).await, ["grace@example.com"]);
+    assert_eq!(search(&f, &secret, "a_").await, ["a_b@example.com"]);
+    assert_eq!(search(&f, &secret, "%").await, Vec::<String>::new());
+    assert_eq!(search(&f, &secret, "nobody").await, Vec::<String>::new());
+    // Bad input is a 400 problem that names the parameter.
+    for bad in [
+        "/api/v1/users?limit=0",
+        "/api/v1/users?limit=201",
+        "/api/v1/users?limit=x",
+        "/api/v1/users?cursor=%21%21",
+    ] {
+        let got = get(&f, bad, Some(&secret)).await;
+        assert_problem(&got, 400);
+    }
+    let got = get(&f, "/api/v1/users?cursor=b3JnXzAx", Some(&secret)).await;
+    assert_problem(&got, 400);
+    assert!(got.2["detail"].as_str().unwrap().contains("cursor"), "{}", got.2);
+}
+
+/// The emails a search finds, sorted.
+async fn search(f: &Fixture, secret: &str, q: &str) -> Vec<String> {
+    let q_enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+    let (status, _, body, _) = get(f, &format!("/api/v1/users?q={q_enc}"), Some(secret)).await;
+    assert_eq!(status, 200, "{q}: {body}");
+    let mut emails: Vec<String> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .collect();
+    emails.sort();
+    emails
+}
+
+async fn an_organisation_key_sees_its_members_only(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let ours = user(&f, "ours@acme.test", Some("Our Member"), false).await;
+    let theirs = user(&f, "theirs@globex.test", Some("Their Member"), false).await;
+    member(&f, &f.org_id, &ours, "member").await;
+    member(&f, &f.other_org_id, &theirs, "member").await;
+    let secret = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let (status, _, body, _) = get(&f, "/api/v1/users", Some(&secret)).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> =
+        body["data"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [ours.as_str()]);
+    assert_eq!(
+        get(&f, "/api/v1/users?q=their", Some(&secret)).await.2["data"],
+        Value::Array(vec![])
+    );
+    assert_problem(&get(&f, &format!("/api/v1/users/{theirs}"), Some(&secret)).await, 404);
+    assert_problem(
+        &get(&f, "/api/v1/users/usr_01j00000000000000000000000", Some(&secret)).await,
+        404,
+    );
+    // A member: 200 with an ETag; the same ETag back answers 304; a change gives a new one.
+    let (status, _, body, headers) = get(&f, &format!("/api/v1/users/{ours}"), Some(&secret)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], "ours@acme.test");
+    assert_eq!(body["status"], "active");
+    let etag = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    let again = reqwest::Client::new()
+        .get(f.node.url(&format!("/api/v1/users/{ours}")))
+        .bearer_auth(&secret)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    f.node.core.users.update_name(&ours, Some("Renamed".into()), &Actor::cli()).await.unwrap();
+    let (_, _, body, headers) = get(&f, &format!("/api/v1/users/{ours}"), Some(&secret)).await;
+    assert_eq!(body["name"], "Renamed");
+    assert_ne!(headers.get("etag").unwrap().to_str().unwrap(), etag);
+}
+
+on_both_backends!(who_may_create_keys);
+on_both_backends!(keys_authenticate_until_revoked_or_expired);
+on_both_backends!(users_are_searched_and_paged_by_cursor);
+on_both_backends!(an_organisation_key_sees_its_members_only);
+
+/// The published document describes what is served, and the reference page is made from it.
+#[tokio::test]
+async fn the_openapi_document_and_reference_page_are_served() {
+    let f = fixture(Backend::Sqlite).await.unwrap();
+    let (status, _, doc, _) = get(&f, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    assert!(doc["paths"]["/api/v1/users"]["get"].is_object(), "{doc}");
+    assert!(doc["paths"]["/api/v1/users/{user_id}"]["get"].is_object(), "{doc}");
+    assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["UserResource"]["properties"]["email"].is_object());
+    let page = reqwest::get(f.node.url("/api/v1/docs")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/api/v1/users/{user_id}") && html.contains("openapi.json"), "{html}");
+    // Unknown paths and methods below /api/v1 are problems too.
+    let secret = key(&f, None, &Actor::cli()).await.unwrap();
+    assert_problem(&get(&f, "/api/v1/nothing-here", Some(&secret)).await, 404);
+}
+
+/// `latchkey api-keys create|list|revoke` on the server's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_and_revokes_keys() {
+    let cwd = data_dir();
+    let data = cwd.path().join("latchkey-data");
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let node = TestServer::start(&data, &db, &[]).await;
+    node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    let env = [("LATCHKEY_DATA_DIR", data.to_str().unwrap())];
+    let run = |args: &[&str]| {
+        let out = latchkey(cwd.path(), &env).args(args).arg("--json").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let created = run(&[
+        "api-keys",
+        "create",
+        "--name",
+        "deploy bot",
+        "--org",
+        "acme",
+        "--expires-in",
+        "30d",
+    ]);
+    let secret = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(created["scope"], "organisation");
+    assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
+    let expires = created["expires_at"].as_i64().unwrap() - created["created_at"].as_i64().unwrap();
+    assert_eq!(expires, 30 * 86_400);
+    let res = reqwest::Client::new()
+        .get(node.url("/api/v1/users"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let listed = run(&["api-keys", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(listed[0].get("key").is_none(), "a listing never shows a secret");
+    assert!(!listed.to_string().contains(&secret));
+    let id = created["id"].as_str().unwrap();
+    assert!(run(&["api-keys", "revoke", id])["revoked_at"].is_i64());
+    let res = reqwest::Client::new()
+        .get(node.url("/api/v1/users"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // Refusals name the setting.
+    let out = latchkey(cwd.path(), &env)
+        .args(["api-keys", "create", "--name", "x", "--expires-in", "5m"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expires_in"));
+    node.stop().await;
+}
