@@ -22,6 +22,7 @@ mod m20261206_000019_email_verifications;
 mod m20261206_000020_saml_connections;
 mod m20261206_000021_easie;
 mod m20261206_000022_api_keys;
+mod m20261206_000023_audit_request_ids;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_saml_connections::Migration),
             Box::new(m20261206_000021_easie::Migration),
             Box::new(m20261206_000022_api_keys::Migration),
+            Box::new(m20261206_000023_audit_request_ids::Migration),
         ]
     }
 }

@@ -50,7 +50,7 @@ async fn member(f: &Fixture, org: &str, user_id: &str, role: &str) {
 
 async fn key(f: &Fixture, org: Option<&str>, actor: &Actor) -> Result<String, Error> {
     let new = NewApiKey { name: "test".into(), org_id: org.map(str::to_owned), ttl_secs: 86_400 };
-    f.node.core.api_keys.create(new, actor).await.map(|c| c.secret.to_string())
+    f.node.core.admin.api_keys.create(new, actor).await.map(|c| c.secret.to_string())
 }
 
 /// GET with a bearer key: (status, content type, body, headers).
@@ -108,40 +108,40 @@ async fn who_may_create_keys(backend: Backend) {
     ));
     // A key never manages keys, not even its own organisation's.
     let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
-    let principal = f.node.core.api_keys.authenticate(&org_key).await.unwrap();
+    let principal = f.node.core.admin.api_keys.authenticate(&org_key).await.unwrap();
     let key_actor = principal.actor(None, None);
     assert!(matches!(key(&f, Some(&f.org_id), &key_actor).await, Err(Error::Forbidden(_))));
     let instance_key = key(&f, None, &Actor::cli()).await.unwrap();
     let instance_actor =
-        f.node.core.api_keys.authenticate(&instance_key).await.unwrap().actor(None, None);
+        f.node.core.admin.api_keys.authenticate(&instance_key).await.unwrap().actor(None, None);
     assert!(matches!(key(&f, None, &instance_actor).await, Err(Error::Forbidden(_))));
     // Bad names and lifetimes.
     for (name, ttl) in [("", 86_400), ("x", 60), ("x", 3 * 365 * 86_400)] {
         let new = NewApiKey { name: name.into(), org_id: None, ttl_secs: ttl };
         assert!(matches!(
-            f.node.core.api_keys.create(new, &Actor::cli()).await,
+            f.node.core.admin.api_keys.create(new, &Actor::cli()).await,
             Err(Error::Invalid { .. })
         ));
     }
     // An organisation admin lists and revokes only their organisation's keys.
     assert!(matches!(
-        f.node.core.api_keys.list(None, &as_user(&boss)).await,
+        f.node.core.admin.api_keys.list(None, &as_user(&boss)).await,
         Err(Error::Forbidden(_))
     ));
-    let theirs = f.node.core.api_keys.list(Some(&f.org_id), &as_user(&boss)).await.unwrap();
+    let theirs = f.node.core.admin.api_keys.list(Some(&f.org_id), &as_user(&boss)).await.unwrap();
     assert_eq!(theirs.len(), 3);
     assert!(
         theirs
             .iter()
             .all(|k| k.org_id.as_deref() == Some(f.org_id.as_str()) && k.prefix.starts_with("lk_"))
     );
-    let all = f.node.core.api_keys.list(None, &Actor::cli()).await.unwrap();
+    let all = f.node.core.admin.api_keys.list(None, &Actor::cli()).await.unwrap();
     let instance_id = all.iter().find(|k| k.org_id.is_none()).unwrap().id.clone();
     assert!(matches!(
-        f.node.core.api_keys.revoke(&instance_id, &as_user(&boss)).await,
+        f.node.core.admin.api_keys.revoke(&instance_id, &as_user(&boss)).await,
         Err(Error::NotFound(_))
     ));
-    let revoked = f.node.core.api_keys.revoke(&theirs[0].id, &as_user(&boss)).await.unwrap();
+    let revoked = f.node.core.admin.api_keys.revoke(&theirs[0].id, &as_user(&boss)).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     // Every creation and revocation is audited with its actor.
     let events = audit::recent(f.node.core.store.db(), 100).await.unwrap();
@@ -171,15 +171,15 @@ async fn keys_authenticate_until_revoked_or_expired(backend: Backend) {
     assert_eq!(basic.status(), 401);
     assert_eq!(get(&f, "/api/v1/users", Some(&secret)).await.0, 200);
     // Use is stamped.
-    let listed = f.node.core.api_keys.list(None, &Actor::cli()).await.unwrap();
+    let listed = f.node.core.admin.api_keys.list(None, &Actor::cli()).await.unwrap();
     assert!(listed[0].last_used_at.is_some());
     // Expired by the clock (a day), then a fresh key revoked: both refused at once.
     f.node.clock.advance(Duration::from_secs(86_401));
     assert_problem(&get(&f, "/api/v1/users", Some(&secret)).await, 401);
     let fresh = key(&f, None, &Actor::cli()).await.unwrap();
     assert_eq!(get(&f, "/api/v1/users", Some(&fresh)).await.0, 200);
-    let id = f.node.core.api_keys.list(None, &Actor::cli()).await.unwrap()[1].id.clone();
-    f.node.core.api_keys.revoke(&id, &Actor::cli()).await.unwrap();
+    let id = f.node.core.admin.api_keys.list(None, &Actor::cli()).await.unwrap()[1].id.clone();
+    f.node.core.admin.api_keys.revoke(&id, &Actor::cli()).await.unwrap();
     assert_problem(&get(&f, "/api/v1/users", Some(&fresh)).await, 401);
 }
 
@@ -296,7 +296,70 @@ async fn an_organisation_key_sees_its_members_only(backend: Backend) {
     assert_ne!(headers.get("etag").unwrap().to_str().unwrap(), etag);
 }
 
+async fn the_audit_log_is_filtered_and_paged_newest_first(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    // Seven key creations (one of them in a known request), then a revocation.
+    let in_request = Actor::cli().in_request(Some("req_test_1".into()));
+    let secret = key(&f, None, &in_request).await.unwrap();
+    for _ in 0..6 {
+        key(&f, None, &Actor::cli()).await.unwrap();
+    }
+    let id = f.node.core.admin.api_keys.list(None, &Actor::cli()).await.unwrap()[6].id.clone();
+    f.node.core.admin.api_keys.revoke(&id, &Actor::cli()).await.unwrap();
+    // Newest first, three per page, each event once.
+    let mut seen: Vec<Value> = Vec::new();
+    let mut path = "/api/v1/audit-events?action=api_key.created&limit=3".to_owned();
+    loop {
+        let (status, _, body, _) = get(&f, &path, Some(&secret)).await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(body["data"].as_array().unwrap().iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(c) => {
+                path = format!("/api/v1/audit-events?action=api_key.created&limit=3&cursor={c}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    let order: Vec<(i64, String)> = seen
+        .iter()
+        .map(|e| (e["occurred_at"].as_i64().unwrap(), e["id"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut newest_first = order.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(order, newest_first);
+    assert!(seen.iter().all(|e| e["action"] == "api_key.created" && e["actor"] == "cli"));
+    let in_the_request = seen.iter().filter(|e| e["request_id"] == "req_test_1").count();
+    assert_eq!(in_the_request, 1, "the first creation's request: {seen:?}");
+    // Filters: target, actor, time range.
+    let (_, _, body, _) =
+        get(&f, &format!("/api/v1/audit-events?target={id}"), Some(&secret)).await;
+    let actions: Vec<&str> =
+        body["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
+    let (_, _, body, _) = get(&f, "/api/v1/audit-events?actor=system", Some(&secret)).await;
+    assert!(body["data"].as_array().unwrap().iter().all(|e| e["actor"] == "system"), "{body}");
+    let now = f.node.core.store.now();
+    let (_, _, body, _) =
+        get(&f, &format!("/api/v1/audit-events?since={}", now + 10), Some(&secret)).await;
+    assert_eq!(body["data"], Value::Array(vec![]));
+    let (_, _, body, _) = get(
+        &f,
+        &format!("/api/v1/audit-events?until={}&action=api_key.created", now - 3600),
+        Some(&secret),
+    )
+    .await;
+    assert_eq!(body["data"], Value::Array(vec![]));
+    // Junk cursors and limits are 400; an organisation's key may not read the instance's log.
+    for bad in ["cursor=%21", "cursor=MTp1c3JfMDE", "limit=0", "since=yesterday"] {
+        assert_problem(&get(&f, &format!("/api/v1/audit-events?{bad}"), Some(&secret)).await, 400);
+    }
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    assert_problem(&get(&f, "/api/v1/audit-events", Some(&org_key)).await, 403);
+}
+
 on_both_backends!(who_may_create_keys);
+on_both_backends!(the_audit_log_is_filtered_and_paged_newest_first);
 on_both_backends!(keys_authenticate_until_revoked_or_expired);
 on_both_backends!(users_are_searched_and_paged_by_cursor);
 on_both_backends!(an_organisation_key_sees_its_members_only);
@@ -370,6 +433,12 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // The audit log, filtered as in the API.
+    let events = run(&["audit", "list", "--action", "api_key.revoked"]);
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events["data"][0]["target_id"], created["id"]);
+    let since = run(&["audit", "list", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(since["data"], Value::Array(vec![]));
     // Refusals name the setting.
     let out = latchkey(cwd.path(), &env)
         .args(["api-keys", "create", "--name", "x", "--expires-in", "5m"])

@@ -93,10 +93,8 @@ pub struct Latchkey {
     pub upstream: enterprise::upstream::UpstreamService,
     /// EASIE connections: domains enrolled with Google Workspace or Microsoft Entra ID.
     pub easie: enterprise::easie::EasieService,
-    /// Keys for the admin API.
-    pub api_keys: admin::ApiKeyService,
-    /// Users as administrators search them.
-    pub directory: admin::Directory,
+    /// API keys, the user directory and the audit log for administrators.
+    pub admin: admin::AdminServices,
 }
 
 impl Latchkey {
@@ -158,8 +156,7 @@ impl Latchkey {
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
         let (pending, saml, upstream, easie) = enterprise;
-        let api_keys = admin::ApiKeyService::new(store.clone());
-        let directory = admin::Directory::new(store.clone());
+        let admin = admin::AdminServices::new(&store);
         Ok(Self {
             settings,
             clock,
@@ -184,8 +181,7 @@ impl Latchkey {
             saml,
             upstream,
             easie,
-            api_keys,
-            directory,
+            admin,
         })
     }
 }

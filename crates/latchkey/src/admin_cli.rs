@@ -1,10 +1,11 @@
 //! `latchkey api-keys …`: keys for the admin API, scoped to the instance or to one
 //! organisation. The secret is printed once, at creation (`key` in the JSON).
+//! `latchkey audit list`: the audit log with the admin API's filters.
 
 use clap::Subcommand;
 use latchkey_core::{
     Latchkey,
-    admin::{ApiKey, NewApiKey, api_keys::DEFAULT_TTL_SECS},
+    admin::{ApiKey, AuditQuery, NewApiKey, api_keys::DEFAULT_TTL_SECS},
     infra::audit::Actor,
 };
 use serde_json::json;
@@ -67,7 +68,8 @@ pub async fn manage_api_keys(
                 Some(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 None => DEFAULT_TTL_SECS,
             };
-            let created = core.api_keys.create(NewApiKey { name, org_id, ttl_secs }, actor).await?;
+            let created =
+                core.admin.api_keys.create(NewApiKey { name, org_id, ttl_secs }, actor).await?;
             if out.json {
                 let mut v = serde_json::to_value(&created.key).unwrap_or_default();
                 v["key"] = json!(created.secret.as_str());
@@ -83,7 +85,7 @@ pub async fn manage_api_keys(
                 Some(o) => Some(org_id(core, &o).await?),
                 None => None,
             };
-            let keys = core.api_keys.list(org_id.as_deref(), actor).await?;
+            let keys = core.admin.api_keys.list(org_id.as_deref(), actor).await?;
             if out.json {
                 print_json(&keys);
             } else {
@@ -91,7 +93,7 @@ pub async fn manage_api_keys(
             }
         }
         ApiKeysCommand::Revoke { id, out } => {
-            let key = core.api_keys.revoke(&id, actor).await?;
+            let key = core.admin.api_keys.revoke(&id, actor).await?;
             if out.json {
                 print_json(&key);
             } else {
@@ -131,4 +133,72 @@ fn keys_table(keys: &[ApiKey]) {
             state
         );
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, newest first (`--json` prints `{"data", "next_cursor"}`).
+    List {
+        /// Only this actor: `user:usr_…`, `api_key:apk_…`, `client:…`, `cli`, `system`.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action, e.g. `user.created`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events about this object ID.
+        #[arg(long)]
+        target: Option<String>,
+        /// From this time (Unix seconds or RFC 3339, inclusive).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Before this time (Unix seconds or RFC 3339, exclusive).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// Events to print (1-200).
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Continue after a previous page (its `next_cursor`).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+fn parse_time(s: &str) -> std::result::Result<i64, String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("not Unix seconds or an RFC 3339 time: {e}"))
+        .and_then(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| "before 1970".to_owned())
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        })
+}
+
+pub async fn manage_audit(core: &Latchkey, command: AuditCommand, actor: &Actor) -> Result<()> {
+    let AuditCommand::List { actor: who, action, target, since, until, limit, cursor, out } =
+        command;
+    let query = AuditQuery { actor: who, action, target, since, until, cursor, limit: Some(limit) };
+    let page = core.admin.audit_log.events(actor, &query).await?;
+    if out.json {
+        print_json(&page);
+        return Ok(());
+    }
+    say!("{:<22} {:<40} {:<28} {}", "TIME", "ACTOR", "ACTION", "TARGET");
+    for e in &page.data {
+        say!(
+            "{:<22} {:<40} {:<28} {}",
+            output::time(Some(e.occurred_at)),
+            e.actor,
+            e.action,
+            e.target_id.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(next) = page.next_cursor {
+        say!("more: --cursor {next}");
+    }
+    Ok(())
 }

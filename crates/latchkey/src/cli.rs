@@ -55,6 +55,9 @@ pub enum Command {
     /// Manage keys for the admin API (/api/v1).
     #[command(subcommand)]
     ApiKeys(crate::admin_cli::ApiKeysCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(crate::admin_cli::AuditCommand),
 }
 
 #[derive(Debug, Args, Clone, Copy)]

@@ -125,6 +125,7 @@ async fn manage(core: &Latchkey, command: Command) -> Result<()> {
             crate::enterprise_cli::manage_connections(core, command, &actor).await
         }
         Command::ApiKeys(command) => crate::admin_cli::manage_api_keys(core, command, &actor).await,
+        Command::Audit(command) => crate::admin_cli::manage_audit(core, command, &actor).await,
         Command::Serve | Command::Migrate | Command::Config(_) => {
             Err(CliError::Usage("handled elsewhere".into()))
         }

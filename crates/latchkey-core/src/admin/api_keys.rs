@@ -103,6 +103,7 @@ impl ApiKeyPrincipal {
             principal: Principal::ApiKey { id: self.key_id.clone(), org_id: self.org_id.clone() },
             client_ip,
             user_agent,
+            request_id: None,
         }
     }
 }

@@ -1,9 +1,32 @@
 //! Running Latchkey: what the admin API, the console and the CLI share beyond the domain
-//! services they call (API keys and the user directory so far). It comes last in the layering: it may use every
+//! services they call (API keys, the user directory and the audit log so far). It comes last in the layering: it may use every
 //! domain, and none uses it.
 
 pub mod api_keys;
+pub mod audit_log;
 pub mod directory;
 
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
+pub use audit_log::{AuditLog, AuditQuery};
 pub use directory::{Directory, Page, UserQuery};
+
+/// The services the admin API, the console and the CLI use beyond the domains' own.
+#[derive(Clone)]
+pub struct AdminServices {
+    /// Keys for the admin API.
+    pub api_keys: ApiKeyService,
+    /// Users as administrators search them.
+    pub directory: Directory,
+    /// The audit log as administrators read it.
+    pub audit_log: AuditLog,
+}
+
+impl AdminServices {
+    pub fn new(store: &crate::infra::store::Store) -> Self {
+        Self {
+            api_keys: ApiKeyService::new(store.clone()),
+            directory: Directory::new(store.clone()),
+            audit_log: AuditLog::new(store.clone()),
+        }
+    }
+}

@@ -31,19 +31,21 @@ pub struct Actor {
     pub principal: Principal,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The request the action came from (its ID in the server's log), when known.
+    pub request_id: Option<String>,
 }
 
 impl Actor {
     pub fn cli() -> Self {
-        Self { principal: Principal::Cli, client_ip: None, user_agent: None }
+        Self { principal: Principal::Cli, client_ip: None, user_agent: None, request_id: None }
     }
 
     pub fn system() -> Self {
-        Self { principal: Principal::System, client_ip: None, user_agent: None }
+        Self { principal: Principal::System, client_ip: None, user_agent: None, request_id: None }
     }
 
     pub fn user(id: &str, client_ip: Option<String>, user_agent: Option<String>) -> Self {
-        Self { principal: Principal::User(id.to_owned()), client_ip, user_agent }
+        Self { principal: Principal::User(id.to_owned()), client_ip, user_agent, request_id: None }
     }
 
     /// A request's actor: the signed-in user if there is one, else anonymous.
@@ -52,12 +54,28 @@ impl Actor {
             Some(id) => Principal::User(id.to_owned()),
             None => Principal::Anonymous,
         };
-        Self { principal, client_ip: client.ip.clone(), user_agent: client.user_agent.clone() }
+        Self {
+            principal,
+            client_ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            request_id: None,
+        }
     }
 
     /// A back end acting with its client_credentials token.
     pub fn client(client_id: &str, client_ip: Option<String>, user_agent: Option<String>) -> Self {
-        Self { principal: Principal::Client(client_id.to_owned()), client_ip, user_agent }
+        Self {
+            principal: Principal::Client(client_id.to_owned()),
+            client_ip,
+            user_agent,
+            request_id: None,
+        }
+    }
+
+    /// The same actor, acting in the request `id`.
+    pub fn in_request(mut self, id: Option<String>) -> Self {
+        self.request_id = id;
+        self
     }
 
     /// As recorded in audit events: `user:<id>`, `client:<id>`, `api_key:<id>`, `cli`,
@@ -141,6 +159,7 @@ impl Batch {
             client_ip: Set(actor.client_ip.clone()),
             user_agent: Set(actor.user_agent.clone()),
             data: Set(data.to_string()),
+            request_id: Set(actor.request_id.clone()),
         });
     }
 
@@ -177,6 +196,7 @@ pub struct AuditEvent {
     pub target_id: Option<String>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    pub request_id: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -191,6 +211,7 @@ impl From<crate::infra::entity::audit_event::Model> for AuditEvent {
             target_id: m.target_id,
             client_ip: m.client_ip,
             user_agent: m.user_agent,
+            request_id: m.request_id,
         }
     }
 }

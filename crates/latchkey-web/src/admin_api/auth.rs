@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, http::header, web};
 use latchkey_core::infra::audit::Actor;
 
 use crate::{AppState, error::problem::Problem, pages::support::client_info};
@@ -27,12 +27,15 @@ impl FromRequest for AdminActor {
             let secret = bearer(&req).ok_or_else(|| fail(Problem::unauthenticated()))?;
             let principal = state
                 .core
+                .admin
                 .api_keys
                 .authenticate(secret)
                 .await
                 .map_err(|e| fail(Problem::from(e)))?;
             let client = client_info(&req);
-            Ok(Self(principal.actor(client.ip, client.user_agent)))
+            let request_id =
+                req.extensions().get::<crate::http_middleware::RequestId>().map(|r| r.0.clone());
+            Ok(Self(principal.actor(client.ip, client.user_agent).in_request(request_id)))
         })
     }
 }

@@ -5,6 +5,7 @@
 //! handlers' types ([`openapi`]). Handlers parse, call one core service and render; the
 //! services decide what the key may see.
 
+pub mod audit;
 pub mod auth;
 pub mod openapi;
 pub mod users;
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(web::PathConfig::default().error_handler(|e, req| with_id(e.into(), req)))
             .app_data(web::JsonConfig::default().error_handler(|e, req| with_id(e.into(), req)))
             .configure(users::configure)
+            .configure(audit::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );

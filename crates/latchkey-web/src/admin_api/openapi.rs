@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::users;
+use super::{audit, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,10 +34,19 @@ pub struct ProblemDoc {
             (`latchkey api-keys create`) as `Authorization: Bearer lk_…`. Lists are paginated \
             by cursor; errors are RFC 9457 problem details."
     ),
-    paths(users::list, users::get),
-    components(schemas(users::UserResource, users::UserPage, ProblemDoc)),
+    paths(users::list, users::get, audit::list),
+    components(schemas(
+        users::UserResource,
+        users::UserPage,
+        audit::AuditEventResource,
+        audit::AuditEventPage,
+        ProblemDoc
+    )),
     modifiers(&BearerKey),
-    tags((name = "users", description = "Accounts"))
+    tags(
+        (name = "users", description = "Accounts"),
+        (name = "audit", description = "Who did what, when, from where")
+    )
 )]
 pub struct AdminApiDoc;
 

@@ -106,6 +106,7 @@ pub async fn list(
     let UsersQuery { q, cursor, limit } = query.into_inner();
     let page = state
         .core
+        .admin
         .directory
         .users(&actor.0, &UserQuery { q, cursor, limit })
         .await
@@ -140,6 +141,7 @@ pub async fn get(
 ) -> Result<HttpResponse, Problem> {
     let user = state
         .core
+        .admin
         .directory
         .user(&actor.0, &path)
         .await

@@ -81,8 +81,12 @@ impl SamlService {
             let data = json!({ "reason": e.to_string() });
             let now = self.store.now();
             let target = Some(connection_id);
-            let actor =
-                Actor { principal: audit::Principal::Anonymous, client_ip: None, user_agent: None };
+            let actor = Actor {
+                principal: audit::Principal::Anonymous,
+                client_ip: None,
+                user_agent: None,
+                request_id: None,
+            };
             audit::record(self.store.db(), now, &actor, "saml.logout_rejected", target, data)
                 .await?;
         }

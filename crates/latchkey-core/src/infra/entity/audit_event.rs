@@ -12,6 +12,8 @@ pub struct Model {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub data: String,
+    /// The request it came from (admin API and console changes).
+    pub request_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
