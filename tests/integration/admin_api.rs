@@ -358,7 +358,137 @@ async fn the_audit_log_is_filtered_and_paged_newest_first(backend: Backend) {
     assert_problem(&get(&f, "/api/v1/audit-events", Some(&org_key)).await, 403);
 }
 
+/// PATCH /api/v1/users/{id} with a JSON body and optional If-Match: (status, body, ETag).
+async fn patch(
+    f: &Fixture,
+    id: &str,
+    key: &str,
+    if_match: Option<&str>,
+    body: &str,
+) -> (u16, Value, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .patch(f.node.url(&format!("/api/v1/users/{id}")))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let etag = res.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+    (status, res.json().await.unwrap_or(Value::Null), etag)
+}
+
+async fn post(f: &Fixture, path: &str, key: &str, body: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(f.node.url(path))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+async fn administrators_change_users_with_preconditions(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let secret = key(&f, None, &Actor::cli()).await.unwrap();
+    let ada = user(&f, "ada@example.com", Some("Ada"), false).await;
+    let (_, _, _, headers) = get(&f, &format!("/api/v1/users/{ada}"), Some(&secret)).await;
+    let first = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    // A change made on the version read: 200 and a new version.
+    let (status, body, etag) = patch(
+        &f,
+        &ada,
+        &secret,
+        Some(&first),
+        r#"{"name": "Ada L.", "given_name": "Ada", "email_verified": false}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["name"].as_str(), body["email_verified"].as_bool()),
+        (Some("Ada L."), Some(false))
+    );
+    let second = etag.unwrap();
+    assert_ne!(second, first);
+    // The same stale version again: 412, and nothing changed.
+    let (status, body, _) =
+        patch(&f, &ada, &secret, Some(&first), r#"{"name": "Lost update"}"#).await;
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["type"], "https://latchkey.dev/problems/precondition-failed");
+    assert_eq!(get(&f, &format!("/api/v1/users/{ada}"), Some(&secret)).await.2["name"], "Ada L.");
+    // `*`, no precondition, and null clearing one field while absent ones stay.
+    let (status, body, _) = patch(&f, &ada, &secret, Some("*"), r#"{"name": null}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["name"].clone(), body["given_name"].clone()),
+        (Value::Null, Value::from("Ada"))
+    );
+    // Bad bodies are 400 problems.
+    for bad in [
+        r#"{"is_admin": true}"#,
+        r#"{"name": 5}"#,
+        "{",
+        &format!(r#"{{"name": "{}"}}"#, "x".repeat(257)),
+    ] {
+        let (status, body, _) = patch(&f, &ada, &secret, None, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // Racing writers holding the same version: exactly one wins.
+    let (_, _, _, headers) = get(&f, &format!("/api/v1/users/{ada}"), Some(&secret)).await;
+    let current = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    let bodies: Vec<String> = (0..10).map(|i| format!(r#"{{"name": "Writer {i}"}}"#)).collect();
+    let results = futures_util::future::join_all(
+        bodies.iter().map(|b| patch(&f, &ada, &secret, Some(&current), b)),
+    )
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 9, "{statuses:?}");
+    // Every change is audited with its fields' before and after, the key and the request.
+    let events = audit::recent(f.node.core.store.db(), 100).await.unwrap();
+    let updates: Vec<_> = events.iter().filter(|e| e.action == "user.updated").collect();
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    let first_change = updates.last().unwrap();
+    assert_eq!(
+        first_change.data["changes"]["name"],
+        serde_json::json!({ "before": "Ada", "after": "Ada L." })
+    );
+    assert_eq!(first_change.data["changes"]["email_verified"]["after"], false);
+    assert!(first_change.actor.starts_with("api_key:apk_"), "{first_change:?}");
+    assert!(first_change.request_id.is_some(), "{first_change:?}");
+    // Deactivation revokes the sessions at once; reactivation brings none back.
+    let (_, session_secret) = f.node.session(&f.node.core.users.get(&ada).await.unwrap()).await;
+    assert_eq!(f.node.token_request(&session_secret).await.status(), 200);
+    let (status, body) = post(
+        &f,
+        &format!("/api/v1/users/{ada}/deactivate"),
+        &secret,
+        r#"{"reason": "left the company"}"#,
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("deactivated")), "{body}");
+    assert_eq!(f.node.token_request(&session_secret).await.status(), 401);
+    assert_eq!(post(&f, &format!("/api/v1/users/{ada}/deactivate"), &secret, "{").await.0, 400);
+    let (status, body) = post(&f, &format!("/api/v1/users/{ada}/reactivate"), &secret, "").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("active")), "{body}");
+    assert_eq!(f.node.token_request(&session_secret).await.status(), 401);
+    // An organisation's key may not change accounts, even its members'.
+    member(&f, &f.org_id, &ada, "member").await;
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    assert_eq!(patch(&f, &ada, &org_key, None, r#"{"name": "x"}"#).await.0, 403);
+    assert_eq!(post(&f, &format!("/api/v1/users/{ada}/deactivate"), &org_key, "").await.0, 403);
+    assert_eq!(
+        patch(&f, "usr_01j00000000000000000000000", &secret, None, r#"{"name": "x"}"#).await.0,
+        404
+    );
+}
+
 on_both_backends!(who_may_create_keys);
+on_both_backends!(administrators_change_users_with_preconditions);
 on_both_backends!(the_audit_log_is_filtered_and_paged_newest_first);
 on_both_backends!(keys_authenticate_until_revoked_or_expired);
 on_both_backends!(users_are_searched_and_paged_by_cursor);
@@ -433,6 +563,23 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // Users are changed with the same service as the API.
+    let out = latchkey(cwd.path(), &env)
+        .args([
+            "users",
+            "add",
+            "--email",
+            "ada@example.com",
+            "--password",
+            "a long enough password",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let updated =
+        run(&["users", "update", "ada@example.com", "--name", "Ada Lovelace", "--verified"]);
+    assert_eq!(updated["name"], "Ada Lovelace", "{updated}");
+    assert_eq!(updated["email_verified"], true, "{updated}");
     // The audit log, filtered as in the API.
     let events = run(&["audit", "list", "--action", "api_key.revoked"]);
     assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");

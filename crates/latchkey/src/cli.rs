@@ -132,6 +132,28 @@ pub enum UsersCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Change a user's names or the verified mark of their address (audited with before and after).
+    Update {
+        /// User id (usr_…) or email.
+        user: String,
+        /// Display name (an empty value clears it).
+        #[arg(long)]
+        name: Option<String>,
+        /// Given name (an empty value clears it).
+        #[arg(long)]
+        given_name: Option<String>,
+        /// Family name (an empty value clears it).
+        #[arg(long)]
+        family_name: Option<String>,
+        /// Mark the primary address verified.
+        #[arg(long, conflicts_with = "unverified")]
+        verified: bool,
+        /// Mark the primary address not verified.
+        #[arg(long)]
+        unverified: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Clear a user's failed sign-in count and lockout.
     Unlock {
         /// User id (usr_…) or email.

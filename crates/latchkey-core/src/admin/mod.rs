@@ -5,10 +5,12 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod directory;
+pub mod user_admin;
 
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
 pub use audit_log::{AuditLog, AuditQuery};
 pub use directory::{Directory, Page, UserQuery};
+pub use user_admin::{UserAdmin, UserPatch};
 
 /// The services the admin API, the console and the CLI use beyond the domains' own.
 #[derive(Clone)]
@@ -19,11 +21,17 @@ pub struct AdminServices {
     pub directory: Directory,
     /// The audit log as administrators read it.
     pub audit_log: AuditLog,
+    /// Changing accounts.
+    pub users: UserAdmin,
 }
 
 impl AdminServices {
-    pub fn new(store: &crate::infra::store::Store) -> Self {
+    pub fn new(
+        store: &crate::infra::store::Store,
+        users: &crate::identity::users::UserService,
+    ) -> Self {
         Self {
+            users: UserAdmin::new(store.clone(), users.clone()),
             api_keys: ApiKeyService::new(store.clone()),
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),

@@ -9,6 +9,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller's precondition (`If-Match`) no longer holds: the object changed since they
+    /// read it.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The caller is known but may not do this (e.g. a member calling an admin-only action).
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -81,6 +85,7 @@ impl Error {
             Self::Forbidden(_) => ErrorClass::Forbidden,
             Self::NotFound(_) => ErrorClass::NotFound,
             Self::Conflict(_) => ErrorClass::Conflict,
+            Self::PreconditionFailed(_) => ErrorClass::PreconditionFailed,
             Self::RateLimited { retry_after_secs } => {
                 ErrorClass::RateLimited { retry_after_secs: *retry_after_secs }
             }
@@ -96,7 +101,10 @@ impl Error {
     /// logged, never sent.
     pub fn public_message(&self) -> Option<String> {
         match self {
-            Self::Invalid { .. } | Self::Conflict(_) | Self::Forbidden(_) => Some(self.to_string()),
+            Self::Invalid { .. }
+            | Self::Conflict(_)
+            | Self::PreconditionFailed(_)
+            | Self::Forbidden(_) => Some(self.to_string()),
             Self::NotFound(_)
             | Self::Unauthenticated(_)
             | Self::RateLimited { .. }
@@ -123,6 +131,8 @@ pub enum ErrorClass {
     NotFound,
     /// The request clashes with the current state (409).
     Conflict,
+    /// A conditional request's precondition failed (412).
+    PreconditionFailed,
     /// Too many attempts; retry later (429).
     RateLimited { retry_after_secs: u64 },
     /// The database did not answer; a retry may work (503).
@@ -139,6 +149,7 @@ impl ErrorClass {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::Conflict => 409,
+            Self::PreconditionFailed => 412,
             Self::RateLimited { .. } => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,

@@ -34,10 +34,19 @@ pub struct ProblemDoc {
             (`latchkey api-keys create`) as `Authorization: Bearer lk_…`. Lists are paginated \
             by cursor; errors are RFC 9457 problem details."
     ),
-    paths(users::list, users::get, audit::list),
+    paths(
+        users::list,
+        users::get,
+        users::update,
+        users::deactivate,
+        users::reactivate,
+        audit::list
+    ),
     components(schemas(
         users::UserResource,
         users::UserPage,
+        users::UserPatchBody,
+        users::DeactivateBody,
         audit::AuditEventResource,
         audit::AuditEventPage,
         ProblemDoc

@@ -3,10 +3,13 @@
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::header::{self, EntityTag, IfNoneMatch},
+    http::header::{self, EntityTag, IfMatch, IfNoneMatch},
     web,
 };
-use latchkey_core::{admin::UserQuery, identity::model::User};
+use latchkey_core::{
+    admin::{UserPatch, UserQuery},
+    identity::model::User,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,7 +17,11 @@ use super::auth::AdminActor;
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users", web::get().to(list)).route("/users/{user_id}", web::get().to(get));
+    cfg.route("/users", web::get().to(list))
+        .route("/users/{user_id}", web::get().to(get))
+        .route("/users/{user_id}", web::patch().to(update))
+        .route("/users/{user_id}/deactivate", web::post().to(deactivate))
+        .route("/users/{user_id}/reactivate", web::post().to(reactivate));
 }
 
 /// A user as the admin API shows it.
@@ -146,17 +153,184 @@ pub async fn get(
         .user(&actor.0, &path)
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
-    let body = serde_json::to_vec(&UserResource::from(user))
-        .map_err(|_| Problem::new(latchkey_core::ErrorClass::Internal, None))?;
-    let tag = EntityTag::new_strong(crate::admin_api::etag_of(&body));
+    let (body, tag) = representation(user);
     if let Some(IfNoneMatch::Items(tags)) = header::Header::parse(&req).ok()
         && tags.iter().any(|t: &EntityTag| t.strong_eq(&tag))
     {
         return Ok(HttpResponse::NotModified().insert_header(header::ETag(tag)).finish());
     }
-    Ok(HttpResponse::Ok()
+    Ok(answer(body, tag))
+}
+
+/// A user's JSON and its entity tag (the tag `If-Match` is compared with).
+fn representation(user: User) -> (Vec<u8>, EntityTag) {
+    let body = serde_json::to_vec(&UserResource::from(user)).unwrap_or_default();
+    let tag = EntityTag::new_strong(crate::admin_api::etag_of(&body));
+    (body, tag)
+}
+
+fn answer(body: Vec<u8>, tag: EntityTag) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header(header::ETag(tag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .content_type("application/json")
-        .body(body))
+        .body(body)
+}
+
+/// Absent stays absent (`None`); `null` is `Some(None)`: "clear this field".
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The fields an administrator may change; absent fields stay as they are, `null` clears a name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub given_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub family_name: Option<Option<String>>,
+    /// Mark the primary email address verified (or not).
+    pub email_verified: Option<bool>,
+}
+
+/// Change a user. With `If-Match`, only if the user is still as last read (else 412).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{user_id}",
+    tag = "users",
+    params(
+        ("user_id" = String, Path, description = "`usr_…`"),
+        ("If-Match" = Option<String>, Header, description = "The ETag last read; `*` for any"),
+    ),
+    request_body = UserPatchBody,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The changed user", body = UserResource,
+         headers(("ETag" = String, description = "The new version"))),
+        (status = 400, description = "An unknown field or a bad value", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an instance key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The user changed since the given ETag", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+    body: web::Json<UserPatchBody>,
+) -> Result<HttpResponse, Problem> {
+    let b = body.into_inner();
+    let patch = UserPatch {
+        name: b.name,
+        given_name: b.given_name,
+        family_name: b.family_name,
+        email_verified: b.email_verified,
+    };
+    let if_match: Option<IfMatch> = header::Header::parse(&req).ok();
+    let precondition = |current: &User| match &if_match {
+        None | Some(IfMatch::Any) => true,
+        Some(IfMatch::Items(tags)) => {
+            let (_, tag) = representation(current.clone());
+            tags.iter().any(|t| t.strong_eq(&tag))
+        }
+    };
+    let user = state
+        .core
+        .admin
+        .users
+        .update(&actor.0, &path, &patch, precondition)
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let (body, tag) = representation(user);
+    Ok(answer(body, tag))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateBody {
+    /// Why (kept with the account and in the audit log).
+    pub reason: Option<String>,
+}
+
+/// Deactivate a user: every session is revoked at once; sign-in is refused until reactivated.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user_id}/deactivate",
+    tag = "users",
+    params(("user_id" = String, Path, description = "`usr_…`")),
+    request_body(content = Option<DeactivateBody>),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The deactivated user", body = UserResource),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an instance key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn deactivate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    // The body is optional; one that is there must be valid.
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<DeactivateBody>(&body)
+            .map_err(|e| Problem::bad_request(format!("body: {e}")).for_request(&req))?
+            .reason
+    };
+    set_active(&req, &state, &actor, &path, false, reason).await
+}
+
+/// Reactivate a user (revoked sessions stay revoked).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user_id}/reactivate",
+    tag = "users",
+    params(("user_id" = String, Path, description = "`usr_…`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The reactivated user", body = UserResource),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an instance key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn reactivate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    set_active(&req, &state, &actor, &path, true, None).await
+}
+
+async fn set_active(
+    req: &HttpRequest,
+    state: &AppState,
+    actor: &AdminActor,
+    id: &str,
+    active: bool,
+    reason: Option<String>,
+) -> Result<HttpResponse, Problem> {
+    let user = state
+        .core
+        .admin
+        .users
+        .set_active(&actor.0, id, active, reason)
+        .await
+        .map_err(|e| Problem::from(e).for_request(req))?;
+    let (body, tag) = representation(user);
+    Ok(answer(body, tag))
 }

@@ -65,9 +65,10 @@ impl OidcError {
 /// The OAuth error code a class of failure carries (RFC 6749 §5.2).
 fn code_of(class: ErrorClass) -> ErrorCode {
     match class {
-        ErrorClass::InvalidInput | ErrorClass::NotFound | ErrorClass::Conflict => {
-            ErrorCode::InvalidRequest
-        }
+        ErrorClass::InvalidInput
+        | ErrorClass::NotFound
+        | ErrorClass::Conflict
+        | ErrorClass::PreconditionFailed => ErrorCode::InvalidRequest,
         ErrorClass::Unauthenticated | ErrorClass::Forbidden => ErrorCode::AccessDenied,
         ErrorClass::RateLimited { .. } | ErrorClass::Unavailable => {
             ErrorCode::TemporarilyUnavailable

@@ -81,7 +81,9 @@ fn describe(f: &Failure) -> (&'static str, String) {
         }
         ErrorClass::Forbidden => ("Not allowed", "You do not have access to this."),
         ErrorClass::NotFound => ("Page not found", "There is nothing here."),
-        ErrorClass::Conflict => ("This cannot be done now", "Reload the page and try again."),
+        ErrorClass::Conflict | ErrorClass::PreconditionFailed => {
+            ("This cannot be done now", "Reload the page and try again.")
+        }
         ErrorClass::RateLimited { .. } => {
             ("Too many requests", "Please wait a few minutes before trying again.")
         }

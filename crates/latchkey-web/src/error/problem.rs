@@ -60,6 +60,9 @@ impl Problem {
             ErrorClass::Forbidden => ("forbidden", "This credential may not do this"),
             ErrorClass::NotFound => ("not-found", "No such resource"),
             ErrorClass::Conflict => ("conflict", "The request conflicts with the current state"),
+            ErrorClass::PreconditionFailed => {
+                ("precondition-failed", "The resource changed since it was read")
+            }
             ErrorClass::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ErrorClass::Unavailable => ("unavailable", "The service is temporarily unavailable"),
             ErrorClass::Internal => ("internal", "An internal error occurred"),
