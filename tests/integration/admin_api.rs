@@ -487,6 +487,61 @@ async fn administrators_change_users_with_preconditions(backend: Backend) {
     );
 }
 
+async fn a_key_is_held_to_its_rate_across_bursts_and_nodes(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[("LATCHKEY_API_KEY_RATE_LIMIT", "10")]).await;
+    let new = NewApiKey { name: "burst".into(), org_id: None, ttl_secs: 86_400 };
+    let secret =
+        node.core.admin.api_keys.create(new, &Actor::cli()).await.unwrap().secret.to_string();
+    // 30 requests at once: exactly 10 are served, the rest are told when to come back.
+    let http = reqwest::Client::new();
+    let results = futures_util::future::join_all(
+        (0..30).map(|_| http.get(node.url("/api/v1/users")).bearer_auth(&secret).send()),
+    )
+    .await;
+    let mut served = 0;
+    for res in results {
+        let res = res.unwrap();
+        match res.status().as_u16() {
+            200 => served += 1,
+            429 => {
+                assert!(res.headers().get("retry-after").is_some());
+                assert_eq!(res.headers()["content-type"], "application/problem+json");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(served, 10);
+    // Another node sharing the store sees the same count.
+    let other = node.second_core().await;
+    assert!(matches!(
+        other.admin.api_keys.authenticate(&secret).await,
+        Err(Error::RateLimited { .. })
+    ));
+    // The next window serves again; another key was never limited by this one.
+    let fresh = node
+        .core
+        .admin
+        .api_keys
+        .create(NewApiKey { name: "other".into(), org_id: None, ttl_secs: 86_400 }, &Actor::cli())
+        .await
+        .unwrap()
+        .secret
+        .to_string();
+    assert_eq!(
+        http.get(node.url("/api/v1/users")).bearer_auth(&fresh).send().await.unwrap().status(),
+        200
+    );
+    node.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        http.get(node.url("/api/v1/users")).bearer_auth(&secret).send().await.unwrap().status(),
+        200
+    );
+    node.stop().await;
+}
+
+on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
 on_both_backends!(who_may_create_keys);
 on_both_backends!(administrators_change_users_with_preconditions);
 on_both_backends!(the_audit_log_is_filtered_and_paged_newest_first);

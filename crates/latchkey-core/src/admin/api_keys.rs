@@ -23,6 +23,7 @@ use crate::{
         ids,
         store::Store,
     },
+    sign_in::throttle,
     tenancy::access::{self, Need},
 };
 
@@ -111,11 +112,16 @@ impl ApiKeyPrincipal {
 #[derive(Clone)]
 pub struct ApiKeyService {
     store: Store,
+    /// Requests per key per minute (`LATCHKEY_API_KEY_RATE_LIMIT`).
+    rate_limit: u32,
 }
 
+/// The window of the per-key rate limit.
+const RATE_WINDOW_SECS: i64 = 60;
+
 impl ApiKeyService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, rate_limit: u32) -> Self {
+        Self { store, rate_limit }
     }
 
     pub async fn create(&self, new: NewApiKey, actor: &Actor) -> Result<CreatedApiKey> {
@@ -189,7 +195,9 @@ impl ApiKeyService {
     }
 
     /// The principal of a presented secret. Unknown, malformed, revoked and expired keys are
-    /// all [`Error::Unauthenticated`] (the reason is logged, not shown).
+    /// all [`Error::Unauthenticated`] (the reason is logged, not shown). A key over its rate
+    /// limit is [`Error::RateLimited`]: the request is counted in the store before it is served
+    /// (a compare-and-set on the key's counter), so the limit holds across nodes and bursts.
     pub async fn authenticate(&self, secret: &str) -> Result<ApiKeyPrincipal> {
         if !secret.starts_with(SECRET_PREFIX) || secret.len() > 128 {
             return Err(Error::Unauthenticated("not an API key"));
@@ -208,6 +216,8 @@ impl ApiKeyService {
         if model.expires_at <= now {
             return Err(Error::Unauthenticated("expired API key"));
         }
+        let counter = format!("api_key:{}", model.id);
+        throttle::hit(db, &counter, self.rate_limit, RATE_WINDOW_SECS, now).await?;
         if model.last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_SECS) {
             api_key::Entity::update_many()
                 .col_expr(api_key::Column::LastUsedAt, sea_orm::sea_query::Expr::value(now))

@@ -29,10 +29,11 @@ impl AdminServices {
     pub fn new(
         store: &crate::infra::store::Store,
         users: &crate::identity::users::UserService,
+        settings: &crate::infra::config::Settings,
     ) -> Self {
         Self {
             users: UserAdmin::new(store.clone(), users.clone()),
-            api_keys: ApiKeyService::new(store.clone()),
+            api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),
         }

@@ -179,6 +179,8 @@ pub struct AuthPolicy {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Admin API requests one API key may make per minute, on all nodes together.
+    pub api_key_rate_limit: u32,
 }
 
 impl Default for AuthPolicy {
@@ -192,6 +194,7 @@ impl Default for AuthPolicy {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            api_key_rate_limit: 600,
         }
     }
 }
@@ -222,6 +225,7 @@ const SETTINGS: &[(&str, bool)] = &[
     ("LATCHKEY_SIGN_IN_MAX_FAILURES", false),
     ("LATCHKEY_SIGN_IN_LOCKOUT", false),
     ("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", false),
+    ("LATCHKEY_API_KEY_RATE_LIMIT", false),
     ("LATCHKEY_PASSWORD_MIN_SCORE", false),
     ("LATCHKEY_ARGON2_MEMORY_KIB", false),
     ("LATCHKEY_ARGON2_ITERATIONS", false),
@@ -531,6 +535,7 @@ impl Settings {
             json!(humantime::format_duration(self.auth.lockout).to_string()),
         );
         m.insert("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", json!(self.auth.ip_max_failures));
+        m.insert("LATCHKEY_API_KEY_RATE_LIMIT", json!(self.auth.api_key_rate_limit));
         m.insert("LATCHKEY_PASSWORD_MIN_SCORE", json!(self.auth.password_min_score));
         m.insert("LATCHKEY_ARGON2_MEMORY_KIB", json!(self.auth.argon2_memory_kib));
         m.insert("LATCHKEY_ARGON2_ITERATIONS", json!(self.auth.argon2_iterations));
@@ -922,6 +927,7 @@ fn auth_policy(raw: &Raw) -> Result<AuthPolicy, ConfigError> {
             Duration::from_secs(86400),
         )?,
         ip_max_failures: int("LATCHKEY_SIGN_IN_IP_MAX_FAILURES", d.ip_max_failures, 1, 1_000_000)?,
+        api_key_rate_limit: int("LATCHKEY_API_KEY_RATE_LIMIT", d.api_key_rate_limit, 1, 1_000_000)?,
         password_min_score: u8::try_from(int("LATCHKEY_PASSWORD_MIN_SCORE", 3, 0, 4)?).unwrap_or(4),
         argon2_memory_kib: int(
             "LATCHKEY_ARGON2_MEMORY_KIB",

@@ -13,7 +13,7 @@ pub mod pending;
 mod reset;
 pub mod routing;
 mod sign_up;
-mod throttle;
+pub(crate) mod throttle;
 mod verify_email;
 
 use std::sync::{Arc, RwLock};
