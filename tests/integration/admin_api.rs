@@ -541,6 +541,82 @@ async fn a_key_is_held_to_its_rate_across_bursts_and_nodes(backend: Backend) {
     node.stop().await;
 }
 
+async fn delete(f: &Fixture, path: &str, key: &str) -> (u16, Value) {
+    let res =
+        reqwest::Client::new().delete(f.node.url(path)).bearer_auth(key).send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+async fn sessions_are_listed_and_revoked_within_the_keys_scope(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let ours = user(&f, "ours@acme.test", None, false).await;
+    let theirs = user(&f, "theirs@globex.test", None, false).await;
+    member(&f, &f.org_id, &ours, "member").await;
+    member(&f, &f.other_org_id, &theirs, "member").await;
+    let get_user = |id: String| {
+        let f = &f;
+        async move { f.node.core.users.get(&id).await.unwrap() }
+    };
+    let (ours_1, ours_1_secret) = f.node.session(&get_user(ours.clone()).await).await;
+    f.node.clock.advance(Duration::from_secs(1));
+    let (ours_2, ours_2_secret) = f.node.session(&get_user(ours.clone()).await).await;
+    f.node.clock.advance(Duration::from_secs(1));
+    let (theirs_1, theirs_secret) = f.node.session(&get_user(theirs.clone()).await).await;
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let ids_of = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Newest first, paged; filtered by user and by organisation.
+    let (status, _, body, _) = get(&f, "/api/v1/sessions?limit=2", Some(&instance)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids_of(&body), [theirs_1.clone(), ours_2.clone()]);
+    let next = body["next_cursor"].as_str().unwrap().to_owned();
+    let (_, _, body, _) =
+        get(&f, &format!("/api/v1/sessions?limit=2&cursor={next}"), Some(&instance)).await;
+    assert_eq!((ids_of(&body), body["next_cursor"].clone()), (vec![ours_1.clone()], Value::Null));
+    let (_, _, body, _) =
+        get(&f, &format!("/api/v1/sessions?user={theirs}"), Some(&instance)).await;
+    assert_eq!(ids_of(&body), [theirs_1.as_str()]);
+    let (_, _, body, _) =
+        get(&f, &format!("/api/v1/sessions?org={}", f.org_id), Some(&instance)).await;
+    assert_eq!(ids_of(&body), [ours_2.clone(), ours_1.clone()]);
+    assert_eq!(body["data"][0]["status"], "active");
+    assert_problem(&get(&f, "/api/v1/sessions?cursor=abc", Some(&instance)).await, 400);
+    // An organisation's key: its members' sessions only.
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let (_, _, body, _) = get(&f, "/api/v1/sessions", Some(&org_key)).await;
+    assert_eq!(ids_of(&body), [ours_2.clone(), ours_1.clone()]);
+    assert_problem(
+        &get(&f, &format!("/api/v1/sessions?org={}", f.other_org_id), Some(&org_key)).await,
+        404,
+    );
+    assert_eq!(delete(&f, &format!("/api/v1/sessions/{theirs_1}"), &org_key).await.0, 404);
+    assert_eq!(f.node.token_request(&theirs_secret).await.status(), 200);
+    // Revoking one session ends it at once, and only it.
+    let (status, body) = delete(&f, &format!("/api/v1/sessions/{ours_1}"), &org_key).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("revoked")), "{body}");
+    assert_eq!(f.node.token_request(&ours_1_secret).await.status(), 401);
+    assert_eq!(f.node.token_request(&ours_2_secret).await.status(), 200);
+    let (_, _, body, _) = get(&f, "/api/v1/sessions", Some(&org_key)).await;
+    assert_eq!(ids_of(&body), [ours_2.as_str()]);
+    let (_, _, body, _) = get(&f, "/api/v1/sessions?all=true", Some(&org_key)).await;
+    assert_eq!(ids_of(&body), [ours_2.clone(), ours_1.clone()]);
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    let revoked = events.iter().find(|e| e.action == "session.revoked").unwrap();
+    assert_eq!(revoked.target_id.as_deref(), Some(ours_1.as_str()));
+    assert!(revoked.actor.starts_with("api_key:") && revoked.request_id.is_some(), "{revoked:?}");
+    assert_eq!(
+        delete(&f, "/api/v1/sessions/ses_01j00000000000000000000000", &instance).await.0,
+        404
+    );
+}
+
+on_both_backends!(sessions_are_listed_and_revoked_within_the_keys_scope);
 on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
 on_both_backends!(who_may_create_keys);
 on_both_backends!(administrators_change_users_with_preconditions);
@@ -635,6 +711,9 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         run(&["users", "update", "ada@example.com", "--name", "Ada Lovelace", "--verified"]);
     assert_eq!(updated["name"], "Ada Lovelace", "{updated}");
     assert_eq!(updated["email_verified"], true, "{updated}");
+    // Sessions of an organisation's members.
+    let listed = run(&["sessions", "list", "--org", "acme"]);
+    assert_eq!(listed, Value::Array(vec![]));
     // The audit log, filtered as in the API.
     let events = run(&["audit", "list", "--action", "api_key.revoked"]);
     assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");

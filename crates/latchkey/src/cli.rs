@@ -170,6 +170,9 @@ pub enum SessionsCommand {
         /// Only this user's sessions (id or email).
         #[arg(long)]
         user: Option<String>,
+        /// Only sessions of this organisation's members (id or slug; at most 200 printed).
+        #[arg(long)]
+        org: Option<String>,
         /// Include ended, revoked and expired sessions.
         #[arg(long)]
         all: bool,

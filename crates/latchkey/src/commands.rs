@@ -199,12 +199,24 @@ async fn manage_users(core: &Latchkey, command: UsersCommand, actor: &Actor) -> 
 
 async fn manage_sessions(core: &Latchkey, command: SessionsCommand, actor: &Actor) -> Result<()> {
     match command {
-        SessionsCommand::List { user, all, limit, out } => {
+        SessionsCommand::List { user, org, all, limit, out } => {
             let user_id = match user {
                 Some(u) => Some(core.users.resolve(&u).await?.id),
                 None => None,
             };
-            let sessions = core.sessions.list(user_id.as_deref(), all, limit).await?;
+            let sessions = match org {
+                Some(org) => {
+                    let query = latchkey_core::admin::SessionQuery {
+                        user_id,
+                        org_id: Some(crate::enterprise_cli::org_id(core, &org).await?),
+                        include_ended: all,
+                        cursor: None,
+                        limit: Some(limit.min(200)),
+                    };
+                    core.admin.sessions.list(actor, &query).await?.data
+                }
+                None => core.sessions.list(user_id.as_deref(), all, limit).await?,
+            };
             if out.json {
                 print_json(&sessions)
             } else {

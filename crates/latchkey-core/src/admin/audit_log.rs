@@ -3,10 +3,9 @@
 //! ID), so a page never repeats or skips an event, and new events (which are newer) never shift
 //! the pages already read.
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::directory::{MAX_PAGE_SIZE, Page};
+use super::paging::{Page, decode_time_cursor, page_of, page_size, time_cursor};
 use crate::{
     Error, Result,
     infra::{
@@ -53,16 +52,13 @@ impl AuditLog {
                 "the audit log is readable by instance administrators and instance keys".into(),
             ));
         }
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(Error::invalid("limit", "must be between 1 and 200"));
-        }
+        let limit = page_size(query.limit, DEFAULT_PAGE_SIZE)?;
         let mut select = audit_event::Entity::find()
             .filter(filters(query))
             .order_by_desc(audit_event::Column::OccurredAt)
             .order_by_desc(audit_event::Column::Id);
         if let Some(cursor) = query.cursor.as_deref() {
-            let (at, id) = decode_cursor(cursor)?;
+            let (at, id) = decode_time_cursor(cursor, ids::AUDIT_EVENT)?;
             // Strictly older than the last event shown: earlier time, or the same time and a
             // smaller ID.
             select = select.filter(
@@ -73,14 +69,8 @@ impl AuditLog {
                 ),
             );
         }
-        let mut rows = select.limit(limit + 1).all(db).await?;
-        let next_cursor = if rows.len() as u64 > limit {
-            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            rows.last().map(|e| encode_cursor(e.occurred_at, &e.id))
-        } else {
-            None
-        };
-        Ok(Page { data: rows.into_iter().map(AuditEvent::from).collect(), next_cursor })
+        let rows = select.limit(limit + 1).all(db).await?;
+        Ok(page_of(rows, limit, |e| time_cursor(e.occurred_at, &e.id), AuditEvent::from))
     }
 }
 
@@ -102,40 +92,4 @@ fn filters(q: &AuditQuery) -> Condition {
         c = c.add(audit_event::Column::OccurredAt.lt(u));
     }
     c
-}
-
-fn encode_cursor(at: i64, id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
-    let invalid = || Error::invalid("cursor", "is not a cursor of this listing");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (at, id) = text.split_once(':').ok_or_else(invalid)?;
-    let at: i64 = at.parse().map_err(|_| invalid())?;
-    if !ids::is_valid(ids::AUDIT_EVENT, id) {
-        return Err(invalid());
-    }
-    Ok((at, id.to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_junk_is_refused() {
-        let id = ids::new_id(ids::AUDIT_EVENT);
-        assert_eq!(decode_cursor(&encode_cursor(1_800_000_000, &id)).unwrap(), (1_800_000_000, id));
-        let user = ids::new_id(ids::USER);
-        for junk in [
-            String::new(),
-            "!!".into(),
-            URL_SAFE_NO_PAD.encode("x:evt_1"),
-            URL_SAFE_NO_PAD.encode(format!("1:{user}")),
-        ] {
-            assert!(decode_cursor(&junk).is_err(), "{junk}");
-        }
-    }
 }

@@ -1,21 +1,19 @@
-//! The user directory as administrators see it: search and cursor pagination over all users
-//! (instance actors) or over one organisation's members (that organisation's API keys). A
-//! cursor is opaque to clients: the base64url of the last user ID of the page, so the next
-//! page starts strictly after it whatever was inserted meanwhile, and a page costs the same
-//! however deep it is (no OFFSET).
+//! The user directory as administrators see it: search and cursor pagination (in ID order)
+//! over all users (instance actors) or over one organisation's members (that organisation's
+//! API keys).
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, Func, Query},
+    sea_query::{Expr, Func},
 };
 
+use super::paging::{Page, decode_id_cursor, id_cursor, members_of, page_of, page_size};
 use crate::{
     Error, Result,
     identity::model::User,
     infra::{
         audit::{Actor, Principal},
-        entity::{membership, user},
+        entity::user,
         ids,
         store::Store,
     },
@@ -23,16 +21,8 @@ use crate::{
 };
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 200;
 /// A search string longer than any email address is no search.
 const MAX_QUERY_CHARS: usize = 320;
-
-/// One page of a listing, and where the next one starts (None on the last page).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Page<T> {
-    pub data: Vec<T>,
-    pub next_cursor: Option<String>,
-}
 
 /// A user search: `q` matches a user ID exactly, or an email or name by prefix (case-insensitive).
 #[derive(Debug, Clone, Default)]
@@ -71,13 +61,10 @@ impl Directory {
 
     pub async fn users(&self, actor: &Actor, query: &UserQuery) -> Result<Page<User>> {
         let visibility = self.visibility(actor).await?;
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(Error::invalid("limit", "must be between 1 and 200"));
-        }
+        let limit = page_size(query.limit, DEFAULT_PAGE_SIZE)?;
         let mut select = user::Entity::find().order_by_asc(user::Column::Id);
         if let Some(after) = query.cursor.as_deref() {
-            select = select.filter(user::Column::Id.gt(decode_cursor(after)?));
+            select = select.filter(user::Column::Id.gt(decode_id_cursor(after, ids::USER)?));
         }
         if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             select = select.filter(search(q)?);
@@ -85,14 +72,8 @@ impl Directory {
         if let Visibility::Members(org) = &visibility {
             select = select.filter(user::Column::Id.in_subquery(members_of(org)));
         }
-        let mut rows = select.limit(limit + 1).all(self.store.db()).await?;
-        let next_cursor = if rows.len() as u64 > limit {
-            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            rows.last().map(|u| encode_cursor(&u.id))
-        } else {
-            None
-        };
-        Ok(Page { data: rows.into_iter().map(User::from).collect(), next_cursor })
+        let rows = select.limit(limit + 1).all(self.store.db()).await?;
+        Ok(page_of(rows, limit, |u| id_cursor(&u.id), User::from))
     }
 
     /// One user, if the actor may see them (else [`Error::NotFound`], as for no such user).
@@ -105,16 +86,6 @@ impl Directory {
         }
         select.one(self.store.db()).await?.map(User::from).ok_or_else(not_found)
     }
-}
-
-/// The users of an organisation (any membership status: a suspended member is still theirs
-/// to see).
-fn members_of(org_id: &str) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(membership::Column::UserId)
-        .from(membership::Entity)
-        .and_where(membership::Column::OrgId.eq(org_id))
-        .to_owned()
 }
 
 /// The search condition. Emails are stored lower-cased, so their prefix is a range on the
@@ -151,32 +122,9 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-fn encode_cursor(last_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(last_id.as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<String> {
-    let invalid = || Error::invalid("cursor", "is not a cursor of this listing");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
-    if !ids::is_valid(ids::USER, &id) {
-        return Err(invalid());
-    }
-    Ok(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_junk_is_refused() {
-        let id = ids::new_id(ids::USER);
-        assert_eq!(decode_cursor(&encode_cursor(&id)).unwrap(), id);
-        for junk in ["", "!!", "dXNyX3g", &encode_cursor("org_01j0000000000000000000000")] {
-            assert!(decode_cursor(junk).is_err(), "{junk}");
-        }
-    }
 
     #[test]
     fn like_wildcards_are_literal() {

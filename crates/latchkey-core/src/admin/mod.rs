@@ -5,11 +5,15 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod directory;
+pub mod paging;
+pub mod session_admin;
 pub mod user_admin;
 
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
 pub use audit_log::{AuditLog, AuditQuery};
-pub use directory::{Directory, Page, UserQuery};
+pub use directory::{Directory, UserQuery};
+pub use paging::Page;
+pub use session_admin::{SessionAdmin, SessionQuery};
 pub use user_admin::{UserAdmin, UserPatch};
 
 /// The services the admin API, the console and the CLI use beyond the domains' own.
@@ -23,15 +27,19 @@ pub struct AdminServices {
     pub audit_log: AuditLog,
     /// Changing accounts.
     pub users: UserAdmin,
+    /// Listing and revoking sessions.
+    pub sessions: SessionAdmin,
 }
 
 impl AdminServices {
     pub fn new(
         store: &crate::infra::store::Store,
         users: &crate::identity::users::UserService,
+        sessions: &crate::identity::sessions::SessionService,
         settings: &crate::infra::config::Settings,
     ) -> Self {
         Self {
+            sessions: SessionAdmin::new(store.clone(), sessions.clone()),
             users: UserAdmin::new(store.clone(), users.clone()),
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),
             directory: Directory::new(store.clone()),

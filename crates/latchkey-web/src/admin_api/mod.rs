@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod openapi;
+pub mod sessions;
 pub mod users;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(web::JsonConfig::default().error_handler(|e, req| with_id(e.into(), req)))
             .configure(users::configure)
             .configure(audit::configure)
+            .configure(sessions::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );

@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{audit, users};
+use super::{audit, sessions, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,7 +40,9 @@ pub struct ProblemDoc {
         users::update,
         users::deactivate,
         users::reactivate,
-        audit::list
+        audit::list,
+        sessions::list,
+        sessions::revoke
     ),
     components(schemas(
         users::UserResource,
@@ -49,12 +51,15 @@ pub struct ProblemDoc {
         users::DeactivateBody,
         audit::AuditEventResource,
         audit::AuditEventPage,
+        sessions::SessionResource,
+        sessions::SessionPage,
         ProblemDoc
     )),
     modifiers(&BearerKey),
     tags(
         (name = "users", description = "Accounts"),
-        (name = "audit", description = "Who did what, when, from where")
+        (name = "audit", description = "Who did what, when, from where"),
+        (name = "sessions", description = "Signed-in sessions")
     )
 )]
 pub struct AdminApiDoc;
