@@ -420,7 +420,9 @@ async fn administrators_change_users_with_preconditions(backend: Backend) {
     assert_eq!(status, 412, "{body}");
     assert_eq!(body["type"], "https://latchkey.dev/problems/precondition-failed");
     assert_eq!(get(&f, &format!("/api/v1/users/{ada}"), Some(&secret)).await.2["name"], "Ada L.");
-    // `*`, no precondition, and null clearing one field while absent ones stay.
+    // No precondition, `*`, and null clearing one field while absent ones stay.
+    let (status, body, _) = patch(&f, &ada, &secret, None, r#"{"family_name": "Lovelace"}"#).await;
+    assert_eq!((status, body["family_name"].as_str()), (200, Some("Lovelace")), "{body}");
     let (status, body, _) = patch(&f, &ada, &secret, Some("*"), r#"{"name": null}"#).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -451,7 +453,7 @@ async fn administrators_change_users_with_preconditions(backend: Backend) {
     // Every change is audited with its fields' before and after, the key and the request.
     let events = audit::recent(f.node.core.store.db(), 100).await.unwrap();
     let updates: Vec<_> = events.iter().filter(|e| e.action == "user.updated").collect();
-    assert_eq!(updates.len(), 3, "{updates:?}");
+    assert_eq!(updates.len(), 4, "{updates:?}");
     let first_change = updates.last().unwrap();
     assert_eq!(
         first_change.data["changes"]["name"],
@@ -616,6 +618,108 @@ async fn sessions_are_listed_and_revoked_within_the_keys_scope(backend: Backend)
     );
 }
 
+/// A JSON request with a bearer key: (status, body, headers).
+async fn send(
+    f: &Fixture,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    if_match: Option<&str>,
+    body: &str,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = reqwest::Client::new()
+        .request(method, f.node.url(path))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    (status, res.json().await.unwrap_or(Value::Null), headers)
+}
+
+async fn organisations_are_listed_created_and_changed(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let slugs = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["slug"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Search and paging for the instance; its own organisation only for an organisation's key.
+    let (status, _, body, _) = get(&f, "/api/v1/organizations", Some(&instance)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(slugs(&body).len(), 2);
+    assert_eq!(slugs(&get(&f, "/api/v1/organizations?q=glo", Some(&instance)).await.2), ["globex"]);
+    assert_eq!(slugs(&get(&f, "/api/v1/organizations?q=ACME", Some(&instance)).await.2), ["acme"]);
+    let by_id = format!("/api/v1/organizations?q={}", f.other_org_id);
+    assert_eq!(slugs(&get(&f, &by_id, Some(&instance)).await.2), ["globex"]);
+    let (_, _, first, _) = get(&f, "/api/v1/organizations?limit=1", Some(&instance)).await;
+    let next = first["next_cursor"].as_str().unwrap();
+    let (_, _, second, _) =
+        get(&f, &format!("/api/v1/organizations?limit=1&cursor={next}"), Some(&instance)).await;
+    assert_ne!(slugs(&first), slugs(&second));
+    assert_eq!(slugs(&get(&f, "/api/v1/organizations", Some(&org_key)).await.2), ["acme"]);
+    assert_problem(
+        &get(&f, &format!("/api/v1/organizations/{}", f.other_org_id), Some(&org_key)).await,
+        404,
+    );
+    // Read with an ETag, change with If-Match; a stale tag is 412.
+    let (status, _, body, headers) =
+        get(&f, &format!("/api/v1/organizations/{}", f.org_id), Some(&org_key)).await;
+    assert_eq!((status, body["slug"].as_str()), (200, Some("acme")));
+    let tag = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    let path = format!("/api/v1/organizations/{}", f.org_id);
+    let (status, body, _) =
+        send(&f, reqwest::Method::PATCH, &path, &org_key, Some(&tag), r#"{"name": "Acme Corp"}"#)
+            .await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("Acme Corp")), "{body}");
+    let (status, body, _) =
+        send(&f, reqwest::Method::PATCH, &path, &org_key, Some(&tag), r#"{"name": "Lost"}"#).await;
+    assert_eq!(status, 412, "{body}");
+    let (status, body, _) =
+        send(&f, reqwest::Method::PATCH, &path, &org_key, Some("junk"), r#"{"name": "Lost"}"#)
+            .await;
+    assert_eq!(status, 412, "an If-Match that does not parse matches nothing: {body}");
+    for (bad, code) in [
+        (r#"{"slug": "globex"}"#, 409),
+        (r#"{"slug": "Bad Slug"}"#, 400),
+        (r#"{"name": ""}"#, 400),
+        (r#"{"owner": "x"}"#, 400),
+    ] {
+        let (status, body, _) = send(&f, reqwest::Method::PATCH, &path, &org_key, None, bad).await;
+        assert_eq!(status, code, "{bad}: {body}");
+    }
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    let updated = events.iter().find(|e| e.action == "org.updated").unwrap();
+    assert_eq!(
+        updated.data["changes"]["name"],
+        serde_json::json!({ "before": "Acme", "after": "Acme Corp" })
+    );
+    // Creating one is for the instance.
+    let new = r#"{"name": "Initech", "slug": "initech"}"#;
+    assert_eq!(
+        send(&f, reqwest::Method::POST, "/api/v1/organizations", &org_key, None, new).await.0,
+        403
+    );
+    let (status, body, headers) =
+        send(&f, reqwest::Method::POST, "/api/v1/organizations", &instance, None, new).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(headers["location"], format!("/api/v1/organizations/{id}").as_str());
+    assert_eq!(
+        send(&f, reqwest::Method::POST, "/api/v1/organizations", &instance, None, new).await.0,
+        409
+    );
+}
+
+on_both_backends!(organisations_are_listed_created_and_changed);
 on_both_backends!(sessions_are_listed_and_revoked_within_the_keys_scope);
 on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
 on_both_backends!(who_may_create_keys);
@@ -711,6 +815,12 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         run(&["users", "update", "ada@example.com", "--name", "Ada Lovelace", "--verified"]);
     assert_eq!(updated["name"], "Ada Lovelace", "{updated}");
     assert_eq!(updated["email_verified"], true, "{updated}");
+    // Organisations.
+    let orgs = run(&["orgs", "list", "--search", "ac"]);
+    assert_eq!(orgs["data"][0]["slug"], "acme", "{orgs}");
+    let changed = run(&["orgs", "update", "acme", "--name", "Acme Corp"]);
+    assert_eq!(changed["name"], "Acme Corp");
+    assert_eq!(run(&["orgs", "show", "acme"])["name"], "Acme Corp");
     // Sessions of an organisation's members.
     let listed = run(&["sessions", "list", "--org", "acme"]);
     assert_eq!(listed, Value::Array(vec![]));

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use latchkey_core::{
     Latchkey,
+    admin::{OrgPatch, OrgQuery},
     enterprise::{
         easie::{EasieConnectionView, EasieOptions, NewEasieConnection, Provider},
         saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
@@ -28,6 +29,37 @@ pub enum OrgsCommand {
         #[arg(long)]
         name: String,
         /// URL-safe short name (default: made from the name).
+        #[arg(long)]
+        slug: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List organisations (search by ID, or slug or name prefix, with --search).
+    List {
+        #[arg(long)]
+        search: Option<String>,
+        /// Organisations to print (1-200).
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Continue after a previous page (its `next_cursor`).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show one organisation.
+    Show {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Rename an organisation or change its slug (audited with before and after).
+    Update {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         slug: Option<String>,
         #[command(flatten)]
@@ -205,6 +237,39 @@ pub async fn manage_orgs(core: &Latchkey, command: OrgsCommand, actor: &Actor) -
                 print_json(&json!({ "org_id": org.id, "organisation": org }));
             } else {
                 say!("created organisation {} ({})", org.name, org.id);
+            }
+        }
+        OrgsCommand::List { search, limit, cursor, out } => {
+            let query = OrgQuery { q: search, cursor, limit: Some(limit) };
+            let page = core.admin.orgs.list(actor, &query).await?;
+            if out.json {
+                print_json(&page);
+            } else {
+                say!("{:<32} {:<24} {}", "ID", "SLUG", "NAME");
+                for o in &page.data {
+                    say!("{:<32} {:<24} {}", o.id, o.slug, o.name);
+                }
+                if let Some(next) = page.next_cursor {
+                    say!("more: --cursor {next}");
+                }
+            }
+        }
+        OrgsCommand::Show { org, out } => {
+            let org = core.admin.orgs.get(actor, &org_id(core, &org).await?).await?;
+            if out.json {
+                print_json(&org);
+            } else {
+                say!("{} ({}), slug {}", org.name, org.id, org.slug);
+            }
+        }
+        OrgsCommand::Update { org, name, slug, out } => {
+            let id = org_id(core, &org).await?;
+            let org =
+                core.admin.orgs.update(actor, &id, &OrgPatch { name, slug }, |_| true).await?;
+            if out.json {
+                print_json(&org);
+            } else {
+                say!("updated organisation {} ({}), slug {}", org.name, org.id, org.slug);
             }
         }
         OrgsCommand::Domains(DomainsCommand::Add { org, domain, verified, out }) => {

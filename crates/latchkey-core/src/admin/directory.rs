@@ -111,7 +111,8 @@ fn search(q: &str) -> Result<Condition> {
         .add(name))
 }
 
-fn escape_like(s: &str) -> String {
+/// `s` with LIKE's wildcards (and the escape character) made literal.
+pub(crate) fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {

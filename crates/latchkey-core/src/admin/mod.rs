@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod directory;
+pub mod org_admin;
 pub mod paging;
 pub mod session_admin;
 pub mod user_admin;
@@ -12,6 +13,7 @@ pub mod user_admin;
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
 pub use audit_log::{AuditLog, AuditQuery};
 pub use directory::{Directory, UserQuery};
+pub use org_admin::{OrgAdmin, OrgPatch, OrgQuery};
 pub use paging::Page;
 pub use session_admin::{SessionAdmin, SessionQuery};
 pub use user_admin::{UserAdmin, UserPatch};
@@ -29,6 +31,8 @@ pub struct AdminServices {
     pub users: UserAdmin,
     /// Listing and revoking sessions.
     pub sessions: SessionAdmin,
+    /// Listing, creating and changing organisations.
+    pub orgs: OrgAdmin,
 }
 
 impl AdminServices {
@@ -36,9 +40,11 @@ impl AdminServices {
         store: &crate::infra::store::Store,
         users: &crate::identity::users::UserService,
         sessions: &crate::identity::sessions::SessionService,
+        orgs: &crate::tenancy::orgs::OrgService,
         settings: &crate::infra::config::Settings,
     ) -> Self {
         Self {
+            orgs: OrgAdmin::new(store.clone(), orgs.clone()),
             sessions: SessionAdmin::new(store.clone(), sessions.clone()),
             users: UserAdmin::new(store.clone(), users.clone()),
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod openapi;
+pub mod orgs;
 pub mod sessions;
 pub mod users;
 
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(users::configure)
             .configure(audit::configure)
             .configure(sessions::configure)
+            .configure(orgs::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );
@@ -43,4 +45,26 @@ async fn unknown(req: HttpRequest) -> HttpResponse {
 pub fn etag_of(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(body).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The request's `If-Match`, if it sent one (an absent header means "unconditionally"; a
+/// header that does not parse matches nothing).
+pub fn if_match(req: &HttpRequest) -> Option<actix_web::http::header::IfMatch> {
+    use actix_web::http::header::{self, Header as _};
+    if !req.headers().contains_key(header::IF_MATCH) {
+        return None;
+    }
+    Some(header::IfMatch::parse(req).unwrap_or(header::IfMatch::Items(Vec::new())))
+}
+
+/// Whether the current representation's `tag` satisfies `If-Match` (strong comparison).
+pub fn precondition_holds(
+    if_match: Option<&actix_web::http::header::IfMatch>,
+    tag: &actix_web::http::header::EntityTag,
+) -> bool {
+    use actix_web::http::header::IfMatch;
+    match if_match {
+        None | Some(IfMatch::Any) => true,
+        Some(IfMatch::Items(tags)) => tags.iter().any(|t| t.strong_eq(tag)),
+    }
 }

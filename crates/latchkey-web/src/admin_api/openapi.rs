@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{audit, sessions, users};
+use super::{audit, orgs, sessions, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,7 +42,11 @@ pub struct ProblemDoc {
         users::reactivate,
         audit::list,
         sessions::list,
-        sessions::revoke
+        sessions::revoke,
+        orgs::list,
+        orgs::create,
+        orgs::get,
+        orgs::update
     ),
     components(schemas(
         users::UserResource,
@@ -53,13 +57,18 @@ pub struct ProblemDoc {
         audit::AuditEventPage,
         sessions::SessionResource,
         sessions::SessionPage,
+        orgs::OrganizationResource,
+        orgs::OrganizationPage,
+        orgs::NewOrganizationBody,
+        orgs::OrganizationPatchBody,
         ProblemDoc
     )),
     modifiers(&BearerKey),
     tags(
         (name = "users", description = "Accounts"),
         (name = "audit", description = "Who did what, when, from where"),
-        (name = "sessions", description = "Signed-in sessions")
+        (name = "sessions", description = "Signed-in sessions"),
+        (name = "organizations", description = "Organisations")
     )
 )]
 pub struct AdminApiDoc;

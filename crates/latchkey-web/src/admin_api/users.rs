@@ -3,7 +3,7 @@
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::header::{self, EntityTag, IfMatch, IfNoneMatch},
+    http::header::{self, EntityTag, IfNoneMatch},
     web,
 };
 use latchkey_core::{
@@ -234,13 +234,9 @@ pub async fn update(
         family_name: b.family_name,
         email_verified: b.email_verified,
     };
-    let if_match: Option<IfMatch> = header::Header::parse(&req).ok();
-    let precondition = |current: &User| match &if_match {
-        None | Some(IfMatch::Any) => true,
-        Some(IfMatch::Items(tags)) => {
-            let (_, tag) = representation(current.clone());
-            tags.iter().any(|t| t.strong_eq(&tag))
-        }
+    let if_match = super::if_match(&req);
+    let precondition = |current: &User| {
+        super::precondition_holds(if_match.as_ref(), &representation(current.clone()).1)
     };
     let user = state
         .core

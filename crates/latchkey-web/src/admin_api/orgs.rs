@@ -1,0 +1,239 @@
+//! `/api/v1/organizations`: list and search, create (instance keys), read and change (with
+//! `If-Match`). An organisation's key sees only its own organisation.
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, EntityTag, IfNoneMatch},
+    web,
+};
+use latchkey_core::{
+    admin::{OrgPatch, OrgQuery},
+    tenancy::model::Organisation,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::AdminActor;
+use crate::{AppState, error::problem::Problem};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/organizations", web::get().to(list))
+        .route("/organizations", web::post().to(create))
+        .route("/organizations/{org_id}", web::get().to(get))
+        .route("/organizations/{org_id}", web::patch().to(update));
+}
+
+/// An organisation as the admin API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationResource {
+    /// `org_…`
+    pub id: String,
+    pub name: String,
+    /// URL-safe short name, unique on the instance.
+    pub slug: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl From<Organisation> for OrganizationResource {
+    fn from(o: Organisation) -> Self {
+        Self { id: o.id, name: o.name, slug: o.slug, created_at: o.created_at }
+    }
+}
+
+/// One page of organisations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationPage {
+    pub data: Vec<OrganizationResource>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrganizationsQuery {
+    /// An organisation ID (exact), or the start of a slug or a name (case-insensitive).
+    pub q: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Organisations per page, 1-200 (default 50).
+    pub limit: Option<u64>,
+}
+
+/// A new organisation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrganizationBody {
+    pub name: String,
+    /// 2-64 of `a-z`, `0-9` and `-`.
+    pub slug: String,
+}
+
+/// The fields an administrator may change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationPatchBody {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+}
+
+fn representation(org: Organisation) -> (Vec<u8>, EntityTag) {
+    let body = serde_json::to_vec(&OrganizationResource::from(org)).unwrap_or_default();
+    let tag = EntityTag::new_strong(crate::admin_api::etag_of(&body));
+    (body, tag)
+}
+
+fn answer(status: actix_web::http::StatusCode, org: Organisation) -> HttpResponse {
+    let (body, tag) = representation(org);
+    HttpResponse::build(status)
+        .insert_header(header::ETag(tag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// List and search organisations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations",
+    tag = "organizations",
+    params(OrganizationsQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of organisations, ordered by ID", body = OrganizationPage),
+        (status = 400, description = "A bad query, limit or cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    query: web::Query<OrganizationsQuery>,
+) -> Result<HttpResponse, Problem> {
+    let OrganizationsQuery { q, cursor, limit } = query.into_inner();
+    let page = state
+        .core
+        .admin
+        .orgs
+        .list(&actor.0, &OrgQuery { q, cursor, limit })
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let body = OrganizationPage {
+        data: page.data.into_iter().map(OrganizationResource::from).collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+/// Create an organisation (instance keys).
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations",
+    tag = "organizations",
+    request_body = NewOrganizationBody,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "The new organisation", body = OrganizationResource),
+        (status = 400, description = "A bad name or slug", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an instance key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The slug is taken", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    body: web::Json<NewOrganizationBody>,
+) -> Result<HttpResponse, Problem> {
+    let org = state
+        .core
+        .admin
+        .orgs
+        .create(&actor.0, &body.name, &body.slug)
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let location = format!("/api/v1/organizations/{}", org.id);
+    let mut res = answer(actix_web::http::StatusCode::CREATED, org);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// Read an organisation, with its `ETag`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{org_id}",
+    tag = "organizations",
+    params(("org_id" = String, Path, description = "`org_…`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The organisation", body = OrganizationResource),
+        (status = 304, description = "Unchanged since the given ETag"),
+        (status = 404, description = "No such organisation visible to this key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let org = state
+        .core
+        .admin
+        .orgs
+        .get(&actor.0, &path)
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let (_, tag) = representation(org.clone());
+    if let Some(IfNoneMatch::Items(tags)) = header::Header::parse(&req).ok()
+        && tags.iter().any(|t: &EntityTag| t.strong_eq(&tag))
+    {
+        return Ok(HttpResponse::NotModified().insert_header(header::ETag(tag)).finish());
+    }
+    Ok(answer(actix_web::http::StatusCode::OK, org))
+}
+
+/// Rename an organisation or change its slug. With `If-Match`, only if unchanged (else 412).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/organizations/{org_id}",
+    tag = "organizations",
+    params(
+        ("org_id" = String, Path, description = "`org_…`"),
+        ("If-Match" = Option<String>, Header, description = "The ETag last read; `*` for any"),
+    ),
+    request_body = OrganizationPatchBody,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The changed organisation", body = OrganizationResource),
+        (status = 400, description = "A bad name or slug", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such organisation visible to this key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The slug is taken", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since the given ETag", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+    body: web::Json<OrganizationPatchBody>,
+) -> Result<HttpResponse, Problem> {
+    let b = body.into_inner();
+    let patch = OrgPatch { name: b.name, slug: b.slug };
+    let if_match = super::if_match(&req);
+    let precondition = |current: &Organisation| {
+        super::precondition_holds(if_match.as_ref(), &representation(current.clone()).1)
+    };
+    let org = state
+        .core
+        .admin
+        .orgs
+        .update(&actor.0, &path, &patch, precondition)
+        .await
+        .map_err(|e| Problem::from(e).for_request(&req))?;
+    Ok(answer(actix_web::http::StatusCode::OK, org))
+}
