@@ -57,7 +57,7 @@ impl AuditLog {
             .filter(filters(query))
             .order_by_desc(audit_event::Column::OccurredAt)
             .order_by_desc(audit_event::Column::Id);
-        if let Some(cursor) = query.cursor.as_deref() {
+        if let Some(cursor) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
             let (at, id) = decode_time_cursor(cursor, ids::AUDIT_EVENT)?;
             // Strictly older than the last event shown: earlier time, or the same time and a
             // smaller ID.

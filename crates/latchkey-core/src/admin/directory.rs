@@ -63,7 +63,7 @@ impl Directory {
         let visibility = self.visibility(actor).await?;
         let limit = page_size(query.limit, DEFAULT_PAGE_SIZE)?;
         let mut select = user::Entity::find().order_by_asc(user::Column::Id);
-        if let Some(after) = query.cursor.as_deref() {
+        if let Some(after) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
             select = select.filter(user::Column::Id.gt(decode_id_cursor(after, ids::USER)?));
         }
         if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {

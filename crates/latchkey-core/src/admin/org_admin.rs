@@ -68,7 +68,7 @@ impl OrgAdmin {
                 _ => return Err(Error::Forbidden("only administrators list organisations".into())),
             }
         }
-        if let Some(after) = q.cursor.as_deref() {
+        if let Some(after) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
             let after = decode_id_cursor(after, ids::ORGANISATION)?;
             select = select.filter(organisation::Column::Id.gt(after));
         }

@@ -81,7 +81,7 @@ impl SessionAdmin {
                 .filter(session::Column::ExpiresAt.gt(now))
                 .filter(session::Column::IdleExpiresAt.gt(now));
         }
-        if let Some(cursor) = q.cursor.as_deref() {
+        if let Some(cursor) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
             let (at, id) = decode_time_cursor(cursor, ids::SESSION)?;
             select = select.filter(
                 Condition::any().add(session::Column::CreatedAt.lt(at)).add(

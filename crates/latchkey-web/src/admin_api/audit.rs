@@ -9,7 +9,9 @@ use super::auth::AdminActor;
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit-events", web::get().to(list));
+    cfg.service(
+        web::resource("/audit-events").get(list).default_service(super::method_not_allowed("GET")),
+    );
 }
 
 /// One audit event.
@@ -71,9 +73,10 @@ pub struct AuditEventsQuery {
     pub since: Option<i64>,
     /// Before this Unix time (exclusive).
     pub until: Option<i64>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (empty: the first page).
     pub cursor: Option<String>,
     /// Events per page, 1-200 (default 100).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 

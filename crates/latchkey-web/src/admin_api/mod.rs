@@ -68,3 +68,50 @@ pub fn precondition_holds(
         Some(IfMatch::Items(tags)) => tags.iter().any(|t| t.strong_eq(tag)),
     }
 }
+
+/// A known path asked with a method it does not have: 405 with `Allow` (RFC 9110 §15.5.6),
+/// as a problem.
+pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::route().to(move |req: HttpRequest| async move {
+        use actix_web::{HttpMessage as _, http::header};
+        let request_id =
+            req.extensions().get::<crate::http_middleware::RequestId>().map(|r| r.0.clone());
+        let body = serde_json::json!({
+            "type": "https://latchkey.dev/problems/method-not-allowed",
+            "title": "This method is not allowed on this path",
+            "status": 405,
+            "detail": format!("allowed: {allow}"),
+            "instance": request_id.map(|id| format!("urn:latchkey:request:{id}")),
+        });
+        HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, allow))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type(crate::error::problem::CONTENT_TYPE)
+            .body(body.to_string())
+    })
+}
+
+/// A JSON request body that must be an object (serde would otherwise take a struct from an
+/// array of its fields, `[null, null]`). Content type and syntax are checked by actix's JSON
+/// extractor (its errors are problems, see [`configure`]); the shape here.
+pub struct JsonObject<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let json = web::Json::<serde_json::Value>::from_request(&req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            let bad = |detail: String| -> actix_web::Error {
+                Problem::bad_request(detail).for_request(&req).into()
+            };
+            if !value.is_object() {
+                return Err(bad("body: must be a JSON object".into()));
+            }
+            serde_json::from_value(value).map(JsonObject).map_err(|e| bad(format!("body: {e}")))
+        })
+    }
+}

@@ -63,7 +63,7 @@ pub struct ProblemDoc {
         orgs::OrganizationPatchBody,
         ProblemDoc
     )),
-    modifiers(&BearerKey),
+    modifiers(&BearerKey, &CommonProblems),
     tags(
         (name = "users", description = "Accounts"),
         (name = "audit", description = "Who did what, when, from where"),
@@ -85,6 +85,43 @@ impl Modify for BearerKey {
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The answers every operation can give, added to each so that none is undocumented: 400 (a
+/// path, query, header or body that does not parse), 401 (no valid key), 405 (another method
+/// on a known path) and 429 (the key's rate limit).
+struct CommonProblems;
+
+impl Modify for CommonProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::problem::CONTENT_TYPE,
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ProblemDoc"))).build(),
+                )
+                .build()
+        };
+        let common = [
+            ("400", "The request does not parse (path, query, header or body)"),
+            ("401", "No valid API key"),
+            ("405", "Another method than those of this path"),
+            ("429", "The key's rate limit; retry after `Retry-After` seconds"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                for (code, description) in common {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                }
+            }
+        }
     }
 }
 

@@ -17,10 +17,16 @@ use super::auth::AdminActor;
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/organizations", web::get().to(list))
-        .route("/organizations", web::post().to(create))
-        .route("/organizations/{org_id}", web::get().to(get))
-        .route("/organizations/{org_id}", web::patch().to(update));
+    use super::method_not_allowed as other;
+    cfg.service(
+        web::resource("/organizations").get(list).post(create).default_service(other("GET, POST")),
+    )
+    .service(
+        web::resource("/organizations/{org_id}")
+            .get(get)
+            .patch(update)
+            .default_service(other("GET, PATCH")),
+    );
 }
 
 /// An organisation as the admin API shows it.
@@ -54,9 +60,10 @@ pub struct OrganizationPage {
 pub struct OrganizationsQuery {
     /// An organisation ID (exact), or the start of a slug or a name (case-insensitive).
     pub q: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (empty: the first page).
     pub cursor: Option<String>,
     /// Organisations per page, 1-200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 
@@ -64,8 +71,10 @@ pub struct OrganizationsQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganizationBody {
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub name: String,
-    /// 2-64 of `a-z`, `0-9` and `-`.
+    /// 2-64 lower-case letters, digits and single hyphens.
+    #[schema(min_length = 2, max_length = 64, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: String,
 }
 
@@ -73,7 +82,9 @@ pub struct NewOrganizationBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationPatchBody {
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(min_length = 2, max_length = 64, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
 }
 
@@ -144,13 +155,13 @@ pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     actor: AdminActor,
-    body: web::Json<NewOrganizationBody>,
+    body: super::JsonObject<NewOrganizationBody>,
 ) -> Result<HttpResponse, Problem> {
     let org = state
         .core
         .admin
         .orgs
-        .create(&actor.0, &body.name, &body.slug)
+        .create(&actor.0, &body.0.name, &body.0.slug)
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
     let location = format!("/api/v1/organizations/{}", org.id);
@@ -220,9 +231,9 @@ pub async fn update(
     state: web::Data<AppState>,
     actor: AdminActor,
     path: web::Path<String>,
-    body: web::Json<OrganizationPatchBody>,
+    body: super::JsonObject<OrganizationPatchBody>,
 ) -> Result<HttpResponse, Problem> {
-    let b = body.into_inner();
+    let b = body.0;
     let patch = OrgPatch { name: b.name, slug: b.slug };
     let if_match = super::if_match(&req);
     let precondition = |current: &Organisation| {

@@ -10,8 +10,10 @@ use super::auth::AdminActor;
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sessions", web::get().to(list))
-        .route("/sessions/{session_id}", web::delete().to(revoke));
+    use super::method_not_allowed as other;
+    cfg.service(web::resource("/sessions").get(list).default_service(other("GET"))).service(
+        web::resource("/sessions/{session_id}").delete(revoke).default_service(other("DELETE")),
+    );
 }
 
 /// A session as the admin API shows it.
@@ -23,9 +25,11 @@ pub struct SessionResource {
     /// `active`, `ended`, `revoked` or `expired`.
     pub status: String,
     pub end_reason: Option<String>,
-    /// How the session signed in (`password`, `saml`, `google`, …, with its connection).
-    #[schema(value_type = Object)]
-    pub method: serde_json::Value,
+    /// How the session signed in: `password`, `saml:{connection_id}`,
+    /// `oidc:{google|microsoft}[:{connection_id}]` or `operator`.
+    pub method: String,
+    /// RFC 8176 authentication method references (`pwd`, `fed`).
+    pub amr: Vec<String>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub active_org_id: Option<String>,
@@ -40,7 +44,8 @@ impl From<Session> for SessionResource {
     fn from(s: Session) -> Self {
         Self {
             status: s.status.as_str().to_owned(),
-            method: serde_json::to_value(&s.auth_method).unwrap_or_default(),
+            method: s.auth_method.to_string(),
+            amr: s.auth_method.amr(),
             id: s.id,
             user_id: s.user_id,
             end_reason: s.end_reason,
@@ -72,9 +77,10 @@ pub struct SessionsQuery {
     pub org: Option<String>,
     /// Include ended, revoked and expired sessions.
     pub all: Option<bool>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (empty: the first page).
     pub cursor: Option<String>,
     /// Sessions per page, 1-200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 

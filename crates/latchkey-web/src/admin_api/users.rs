@@ -17,11 +17,24 @@ use super::auth::AdminActor;
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users", web::get().to(list))
-        .route("/users/{user_id}", web::get().to(get))
-        .route("/users/{user_id}", web::patch().to(update))
-        .route("/users/{user_id}/deactivate", web::post().to(deactivate))
-        .route("/users/{user_id}/reactivate", web::post().to(reactivate));
+    use super::method_not_allowed as other;
+    cfg.service(web::resource("/users").get(list).default_service(other("GET")))
+        .service(
+            web::resource("/users/{user_id}")
+                .get(get)
+                .patch(update)
+                .default_service(other("GET, PATCH")),
+        )
+        .service(
+            web::resource("/users/{user_id}/deactivate")
+                .post(deactivate)
+                .default_service(other("POST")),
+        )
+        .service(
+            web::resource("/users/{user_id}/reactivate")
+                .post(reactivate)
+                .default_service(other("POST")),
+        );
 }
 
 /// A user as the admin API shows it.
@@ -84,9 +97,10 @@ pub struct UserPage {
 pub struct UsersQuery {
     /// A user ID (exact), or the start of an email address or a name (case-insensitive).
     pub q: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (empty: the first page).
     pub cursor: Option<String>,
     /// Users per page, 1-200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 
@@ -187,13 +201,13 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 #[serde(deny_unknown_fields)]
 pub struct UserPatchBody {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub given_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub family_name: Option<Option<String>>,
     /// Mark the primary email address verified (or not).
     pub email_verified: Option<bool>,
@@ -225,9 +239,9 @@ pub async fn update(
     state: web::Data<AppState>,
     actor: AdminActor,
     path: web::Path<String>,
-    body: web::Json<UserPatchBody>,
+    body: super::JsonObject<UserPatchBody>,
 ) -> Result<HttpResponse, Problem> {
-    let b = body.into_inner();
+    let b = body.0;
     let patch = UserPatch {
         name: b.name,
         given_name: b.given_name,
@@ -279,10 +293,16 @@ pub async fn deactivate(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     // The body is optional; one that is there must be valid.
-    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+    let text = std::str::from_utf8(&body).unwrap_or("x").trim();
+    let reason = if text.is_empty() || text == "null" {
         None
     } else {
-        serde_json::from_slice::<DeactivateBody>(&body)
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Problem::bad_request(format!("body: {e}")).for_request(&req))?;
+        if !value.is_object() {
+            return Err(Problem::bad_request("body: must be a JSON object").for_request(&req));
+        }
+        serde_json::from_value::<DeactivateBody>(value)
             .map_err(|e| Problem::bad_request(format!("body: {e}")).for_request(&req))?
             .reason
     };
