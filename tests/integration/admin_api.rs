@@ -719,7 +719,59 @@ async fn organisations_are_listed_created_and_changed(backend: Backend) {
     );
 }
 
+/// A client_credentials token of a client registered with `scopes`.
+async fn client_token(f: &Fixture, scopes: &[&str], ask: &str) -> (String, String) {
+    use latchkey_core::oauth::clients::NewClient;
+    let new = NewClient {
+        name: "Automation".into(),
+        grant_types: vec!["client_credentials".into()],
+        allowed_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    };
+    let created = f.node.core.clients.create(new, &Actor::cli()).await.unwrap();
+    let (id, secret) = (created.client.client_id, created.client_secret.unwrap());
+    let res = reqwest::Client::new()
+        .post(f.node.url("/oauth2/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", ask)])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    (id, body["access_token"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned())
+}
+
+async fn a_client_with_the_admin_scope_acts_on_the_instance(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let ada = user(&f, "ada@example.com", Some("Ada"), false).await;
+    let (client_id, token) = client_token(&f, &["admin:*"], "admin:*").await;
+    let (status, _, body, _) = get(&f, "/api/v1/users", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["id"], ada.as_str());
+    let (status, body, _) = patch(&f, &ada, &token, None, r#"{"name": "Ada L."}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let events = audit::recent(f.node.core.store.db(), 20).await.unwrap();
+    let change = events.iter().find(|e| e.action == "user.updated").unwrap();
+    assert_eq!(change.actor, format!("client:{client_id}"));
+    // It may not mint itself API keys.
+    let as_client = Actor {
+        principal: latchkey_core::infra::audit::Principal::AdminClient(client_id.clone()),
+        client_ip: None,
+        user_agent: None,
+        request_id: None,
+    };
+    assert!(matches!(key(&f, None, &as_client).await, Err(Error::Forbidden(_))));
+    // A client token without the scope is 403; junk is 401.
+    let (_, other) = client_token(&f, &["reports"], "reports").await;
+    assert_problem(&get(&f, "/api/v1/users", Some(&other)).await, 403);
+    assert_problem(&get(&f, "/api/v1/users", Some("eyJhbGciOiJub25lIn0.e30.")).await, 401);
+    // Deleting the client ends its access at once.
+    f.node.core.clients.delete(&client_id, &Actor::cli()).await.unwrap();
+    assert_problem(&get(&f, "/api/v1/users", Some(&token)).await, 401);
+}
+
 on_both_backends!(organisations_are_listed_created_and_changed);
+on_both_backends!(a_client_with_the_admin_scope_acts_on_the_instance);
 on_both_backends!(sessions_are_listed_and_revoked_within_the_keys_scope);
 on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
 on_both_backends!(who_may_create_keys);

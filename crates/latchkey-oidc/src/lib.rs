@@ -36,6 +36,9 @@ pub const SUPPORTED_SCOPES: [&str; 5] =
 /// Lets a back end (a client_credentials token) fetch a user's upstream (Google, Microsoft)
 /// access token. Never a user scope: only a client registered with it may be granted it.
 pub const SCOPE_USERS_OAUTH_TOKENS: &str = "users:oauth_tokens";
+/// The scope of a client_credentials token that may use the admin API (`/api/v1`) with the
+/// powers of an instance API key.
+pub const SCOPE_ADMIN: &str = "admin:*";
 /// What a client may request unless it is registered with its own list.
 pub const DEFAULT_CLIENT_SCOPES: [&str; 5] = SUPPORTED_SCOPES;
 

@@ -229,14 +229,24 @@ impl ApiKeyService {
     }
 }
 
+impl ApiKeyService {
+    /// Counts one admin API request of a client with an `admin:*` token against the same
+    /// per-minute limit as a key's, before it is served.
+    pub async fn charge_client(&self, client_id: &str) -> Result<()> {
+        let counter = format!("admin_client:{client_id}");
+        let now = self.store.now();
+        throttle::hit(self.store.db(), &counter, self.rate_limit, RATE_WINDOW_SECS, now).await
+    }
+}
+
 /// Whether `actor` may manage the keys of `org_id` (None: instance keys).
 async fn may_manage<C: sea_orm::ConnectionTrait>(
     conn: &C,
     actor: &Actor,
     org_id: Option<&str>,
 ) -> Result<()> {
-    if matches!(actor.principal, Principal::ApiKey { .. }) {
-        return Err(Error::Forbidden("API keys cannot manage API keys".into()));
+    if matches!(actor.principal, Principal::ApiKey { .. } | Principal::AdminClient(_)) {
+        return Err(Error::Forbidden("API keys and admin clients cannot manage API keys".into()));
     }
     match org_id {
         None if access::is_instance_actor(conn, actor).await? => Ok(()),

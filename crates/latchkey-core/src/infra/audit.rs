@@ -23,6 +23,9 @@ pub enum Principal {
     Client(String),
     /// An admin API key, by id, with the organisation it is limited to (None: the instance).
     ApiKey { id: String, org_id: Option<String> },
+    /// A registered OAuth client whose client_credentials token carries the `admin:*` scope:
+    /// on the admin API it acts on the whole instance, as an instance API key does.
+    AdminClient(String),
 }
 
 /// Who performed an action and from where.
@@ -83,7 +86,7 @@ impl Actor {
     pub fn name(&self) -> String {
         match &self.principal {
             Principal::User(id) => format!("user:{id}"),
-            Principal::Client(id) => format!("client:{id}"),
+            Principal::Client(id) | Principal::AdminClient(id) => format!("client:{id}"),
             Principal::ApiKey { id, .. } => format!("api_key:{id}"),
             Principal::Cli => "cli".into(),
             Principal::System => "system".into(),
@@ -99,6 +102,7 @@ impl Actor {
             | Principal::System
             | Principal::Anonymous
             | Principal::Client(_)
+            | Principal::AdminClient(_)
             | Principal::ApiKey { .. } => None,
         }
     }

@@ -62,7 +62,10 @@ pub(crate) async fn authorize<C: ConnectionTrait>(
         organisation::Entity::find_by_id(org_id.to_owned()).one(conn).await?.ok_or_else(not_found)
     };
     let user_id = match &actor.principal {
-        Principal::Cli | Principal::System | Principal::ApiKey { org_id: None, .. } => {
+        Principal::Cli
+        | Principal::System
+        | Principal::AdminClient(_)
+        | Principal::ApiKey { org_id: None, .. } => {
             exists().await?;
             return Ok(None);
         }
@@ -99,10 +102,13 @@ pub(crate) async fn is_instance_admin<C: ConnectionTrait>(conn: &C, user_id: &st
 }
 
 /// Whether `actor` acts for the whole instance: the operator, Latchkey itself, an instance API
-/// key or an instance administrator.
+/// key, a client with an `admin:*` token or an instance administrator.
 pub(crate) async fn is_instance_actor<C: ConnectionTrait>(conn: &C, actor: &Actor) -> Result<bool> {
     match &actor.principal {
-        Principal::Cli | Principal::System | Principal::ApiKey { org_id: None, .. } => Ok(true),
+        Principal::Cli
+        | Principal::System
+        | Principal::AdminClient(_)
+        | Principal::ApiKey { org_id: None, .. } => Ok(true),
         Principal::User(id) => is_instance_admin(conn, id).await,
         Principal::ApiKey { .. } | Principal::Anonymous | Principal::Client(_) => Ok(false),
     }

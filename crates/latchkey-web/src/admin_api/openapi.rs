@@ -31,7 +31,8 @@ pub struct ProblemDoc {
         title = "Latchkey admin API",
         version = "1",
         description = "Manage a Latchkey instance. Authenticate with an API key \
-            (`latchkey api-keys create`) as `Authorization: Bearer lk_…`. Lists are paginated \
+            (`latchkey api-keys create`) as `Authorization: Bearer lk_…`, or with a Latchkey \
+            client_credentials access token carrying the `admin:*` scope. Lists are paginated \
             by cursor; errors are RFC 9457 problem details."
     ),
     paths(
@@ -79,7 +80,7 @@ impl Modify for BearerKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("Latchkey API key (lk_…)")
+            .bearer_format("a Latchkey API key (lk_…), or a client_credentials token with admin:*")
             .build();
         openapi
             .components
