@@ -770,7 +770,60 @@ async fn a_client_with_the_admin_scope_acts_on_the_instance(backend: Backend) {
     assert_problem(&get(&f, "/api/v1/users", Some(&token)).await, 401);
 }
 
+async fn members_are_listed_set_and_removed(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let boss = user(&f, "boss@acme.test", Some("Boss"), false).await;
+    let dev = user(&f, "dev@acme.test", None, false).await;
+    member(&f, &f.org_id, &boss, "admin").await;
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let base = format!("/api/v1/organizations/{}/members", f.org_id);
+    let put = |who: &str, role: &str| {
+        let (f, path, key) = (&f, format!("{base}/{who}"), org_key.clone());
+        let body = format!(r#"{{"role": "{role}"}}"#);
+        async move { send(f, reqwest::Method::PUT, &path, &key, None, &body).await }
+    };
+    let (status, body, _) = put(&dev, "member").await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("member")), "{body}");
+    let (status, _, body, _) = get(&f, &base, Some(&org_key)).await;
+    assert_eq!(status, 200, "{body}");
+    let emails: Vec<&str> =
+        body["data"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["boss@acme.test", "dev@acme.test"]);
+    // Promotion is audited with the role before; the last admin stays.
+    assert_eq!(put(&dev, "admin").await.0, 200);
+    let events = audit::recent(f.node.core.store.db(), 20).await.unwrap();
+    let set = events.iter().find(|e| e.action == "org.membership_set").unwrap();
+    assert_eq!(
+        (set.data["role"].as_str(), set.data["role_before"].as_str()),
+        (Some("admin"), Some("member"))
+    );
+    assert!(set.actor.starts_with("api_key:"));
+    assert_eq!(put(&boss, "member").await.0, 200);
+    assert_eq!(put(&dev, "member").await.0, 409, "the last admin cannot be demoted");
+    assert_eq!(put(&dev, "Owner!").await.0, 400);
+    let (status, _, _) =
+        send(&f, reqwest::Method::DELETE, &format!("{base}/{boss}"), &org_key, None, "").await;
+    assert_eq!(status, 204);
+    let (status, _, _) =
+        send(&f, reqwest::Method::DELETE, &format!("{base}/{dev}"), &org_key, None, "").await;
+    assert_eq!(status, 409, "the last admin cannot be removed");
+    // Another organisation's members do not exist for this key.
+    let other = format!("/api/v1/organizations/{}/members", f.other_org_id);
+    assert_problem(&get(&f, &other, Some(&org_key)).await, 404);
+    let (status, _, _) = send(
+        &f,
+        reqwest::Method::PUT,
+        &format!("{other}/{dev}"),
+        &org_key,
+        None,
+        r#"{"role": "member"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
 on_both_backends!(organisations_are_listed_created_and_changed);
+on_both_backends!(members_are_listed_set_and_removed);
 on_both_backends!(a_client_with_the_admin_scope_acts_on_the_instance);
 on_both_backends!(sessions_are_listed_and_revoked_within_the_keys_scope);
 on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
@@ -942,6 +995,6 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 12"), "{text}");
+    assert!(text.contains("Tested: 15"), "{text}");
     node.stop().await;
 }

@@ -324,7 +324,9 @@ impl OrgService {
         if user::Entity::find_by_id(user_id.to_owned()).one(&txn).await?.is_none() {
             return Err(Error::NotFound(format!("user {user_id}")));
         }
-        let m = match find_membership(&txn, org_id, user_id).await? {
+        let existing = find_membership(&txn, org_id, user_id).await?;
+        let role_before = existing.as_ref().map(|m| m.role.clone());
+        let m = match existing {
             Some(m) => {
                 if role != ROLE_ADMIN && is_last_admin(&txn, &m).await? {
                     return Err(Error::Conflict(
@@ -344,7 +346,7 @@ impl OrgService {
             actor,
             "org.membership_set",
             Some(org_id),
-            json!({ "user_id": user_id, "role": role }),
+            json!({ "user_id": user_id, "role": role, "role_before": role_before }),
         )
         .await?;
         // Roles are in session tokens, so cached sessions must be reloaded.

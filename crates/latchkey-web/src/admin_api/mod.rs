@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod members;
 pub mod openapi;
 pub mod orgs;
 pub mod sessions;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(audit::configure)
             .configure(sessions::configure)
             .configure(orgs::configure)
+            .configure(members::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );

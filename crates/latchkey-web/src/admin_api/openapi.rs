@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{audit, orgs, sessions, users};
+use super::{audit, members, orgs, sessions, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,7 +47,10 @@ pub struct ProblemDoc {
         orgs::list,
         orgs::create,
         orgs::get,
-        orgs::update
+        orgs::update,
+        members::list,
+        members::set,
+        members::remove
     ),
     components(schemas(
         users::UserResource,
@@ -62,6 +65,9 @@ pub struct ProblemDoc {
         orgs::OrganizationPage,
         orgs::NewOrganizationBody,
         orgs::OrganizationPatchBody,
+        members::MemberResource,
+        members::MemberList,
+        members::RoleBody,
         ProblemDoc
     )),
     modifiers(&BearerKey, &CommonProblems),
@@ -113,7 +119,8 @@ impl Modify for CommonProblems {
             ("429", "The key's rate limit; retry after `Retry-After` seconds"),
         ];
         for item in openapi.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete];
+            let ops =
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
             for op in ops.into_iter().flatten() {
                 for (code, description) in common {
                     op.responses
