@@ -48,6 +48,9 @@ pub struct Store {
     clock: Clock,
 }
 
+/// See [`Store::open_pool`].
+const STARTUP_LOCK_RETRIES: u32 = 30;
+
 /// The connection pools of an open database (see [`Store::begin_write`] for why two).
 pub struct Pools {
     db: DatabaseConnection,
@@ -153,6 +156,8 @@ impl Store {
     }
 
     /// [`Self::open_database`] with at most `sqlite_connections` connections on SQLite.
+    /// A database still locked after the busy timeout is tried again, once a second, this many
+    /// times (SQLite only: PostgreSQL does not lock at connect).
     async fn open_pool(
         url: &str,
         sync: SqliteSync,
@@ -183,7 +188,26 @@ impl Store {
             probe_postgres(url).await?;
             opts.max_connections(16).min_connections(1);
         }
-        Database::connect(opts).await.map_err(|e| unopenable(url, e.to_string()))
+        // Nodes (and the CLI) started together queue on the database while one of them runs the
+        // migrations in a transaction; the busy timeout covers one such wait, not a queue of
+        // them on a loaded machine. A locked database at start-up is waited for, a while.
+        let mut attempts = 0;
+        loop {
+            match Database::connect(opts.clone()).await {
+                Err(e)
+                    if e.to_string().contains("database is locked")
+                        && attempts < STARTUP_LOCK_RETRIES =>
+                {
+                    attempts += 1;
+                    tracing::info!(
+                        attempt = attempts,
+                        "the database is locked by another process; waiting"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other.map_err(|e| unopenable(url, e.to_string())),
+            }
+        }
     }
 
     /// The store on an open database.
