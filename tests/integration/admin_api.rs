@@ -926,6 +926,15 @@ async fn the_cli_creates_lists_and_revokes_keys() {
     let changed = run(&["orgs", "update", "acme", "--name", "Acme Corp"]);
     assert_eq!(changed["name"], "Acme Corp");
     assert_eq!(run(&["orgs", "show", "acme"])["name"], "Acme Corp");
+    // Members.
+    assert_eq!(
+        run(&["orgs", "members", "set", "acme", "ada@example.com", "--role", "member"])["role"],
+        "member"
+    );
+    let members = run(&["orgs", "members", "list", "acme"]);
+    assert_eq!(members[0]["email"], "ada@example.com", "{members}");
+    assert_eq!(run(&["orgs", "members", "remove", "acme", "ada@example.com"])["removed"], true);
+    assert_eq!(run(&["orgs", "members", "list", "acme"]), Value::Array(vec![]));
     // Sessions of an organisation's members.
     let listed = run(&["sessions", "list", "--org", "acme"]);
     assert_eq!(listed, Value::Array(vec![]));

@@ -68,6 +68,41 @@ pub enum OrgsCommand {
     /// Manage an organisation's email domains.
     #[command(subcommand)]
     Domains(DomainsCommand),
+    /// Manage an organisation's members and their roles.
+    #[command(subcommand)]
+    Members(MembersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// List the members, oldest first.
+    List {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Add a user with a role, or change their role (audited with the role before).
+    Set {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        /// User id (usr_…) or email.
+        user: String,
+        /// `admin`, `member` or a role of your own.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Remove a member (not the last admin).
+    Remove {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        /// User id (usr_…) or email.
+        user: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +307,7 @@ pub async fn manage_orgs(core: &Latchkey, command: OrgsCommand, actor: &Actor) -
                 say!("updated organisation {} ({}), slug {}", org.name, org.id, org.slug);
             }
         }
+        OrgsCommand::Members(command) => return manage_members(core, command, actor).await,
         OrgsCommand::Domains(DomainsCommand::Add { org, domain, verified, out }) => {
             let org_id = org_id(core, &org).await?;
             let d = if verified {
@@ -575,6 +611,42 @@ pub async fn manage_connections(
         other => {
             let (shown, out, done) = on_connection(core, other, actor).await?;
             shown.print(out.json, done);
+        }
+    }
+    Ok(())
+}
+
+async fn manage_members(core: &Latchkey, command: MembersCommand, actor: &Actor) -> Result<()> {
+    match command {
+        MembersCommand::List { org, out } => {
+            let members = core.orgs.members(&org_id(core, &org).await?, actor).await?;
+            if out.json {
+                print_json(&members);
+            } else {
+                say!("{:<32} {:<32} {:<10} {}", "USER", "EMAIL", "ROLE", "STATUS");
+                for m in &members {
+                    let ms = &m.membership;
+                    say!("{:<32} {:<32} {:<10} {}", ms.user_id, m.email, ms.role, ms.status);
+                }
+            }
+        }
+        MembersCommand::Set { org, user, role, out } => {
+            let (org, user) = (org_id(core, &org).await?, core.users.resolve(&user).await?);
+            let m = core.orgs.set_membership(&org, &user.id, &role, actor).await?;
+            if out.json {
+                print_json(&m);
+            } else {
+                say!("{} is {} of {}", user.primary_email, m.role, org);
+            }
+        }
+        MembersCommand::Remove { org, user, out } => {
+            let (org, user) = (org_id(core, &org).await?, core.users.resolve(&user).await?);
+            core.orgs.remove_member(&org, &user.id, actor).await?;
+            if out.json {
+                print_json(&json!({ "org_id": org, "user_id": user.id, "removed": true }));
+            } else {
+                say!("removed {} from {}", user.primary_email, org);
+            }
         }
     }
     Ok(())
