@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, web};
 use latchkey_core::infra::audit::{Actor, Principal};
 
 use crate::{AppState, error::problem::Problem, pages::support::client_info};
@@ -26,7 +26,8 @@ impl FromRequest for AdminActor {
             let Some(state) = req.app_data::<web::Data<AppState>>() else {
                 return Err(fail(Problem::new(latchkey_core::ErrorClass::Internal, None)));
             };
-            let secret = bearer(&req).ok_or_else(|| fail(Problem::unauthenticated()))?;
+            let secret = crate::extract::bearer_token(&req)
+                .ok_or_else(|| fail(Problem::unauthenticated()))?;
             let client = client_info(&req);
             let request_id =
                 req.extensions().get::<crate::http_middleware::RequestId>().map(|r| r.0.clone());
@@ -64,14 +65,4 @@ async fn admin_client(state: &AppState, token: &str) -> Result<String, Problem> 
     };
     state.core.admin.api_keys.charge_client(&client_id).await?;
     Ok(client_id)
-}
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty())
 }

@@ -42,11 +42,41 @@ async fn unknown(req: HttpRequest) -> HttpResponse {
     Problem::not_found().for_request(&req).error_response()
 }
 
-/// A representation's entity tag: the first 128 bits of its SHA-256, hex. Any change of the
-/// body changes the tag, so `If-Match` on updates can refuse a stale write.
-pub fn etag_of(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(body).iter().take(16).map(|b| format!("{b:02x}")).collect()
+/// A resource's JSON and its entity tag: the first 128 bits of the JSON's SHA-256. Any change
+/// of the representation changes the tag, so `If-Match` on updates can refuse a stale write.
+pub struct Versioned {
+    body: Vec<u8>,
+    tag: actix_web::http::header::EntityTag,
+}
+
+impl Versioned {
+    pub fn of<T: serde::Serialize>(resource: &T) -> Self {
+        use sha2::{Digest, Sha256};
+        let body = serde_json::to_vec(resource).unwrap_or_default();
+        let hex: String =
+            Sha256::digest(&body).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        Self { body, tag: actix_web::http::header::EntityTag::new_strong(hex) }
+    }
+
+    pub fn tag(&self) -> &actix_web::http::header::EntityTag {
+        &self.tag
+    }
+
+    /// The answer with `ETag`; to a GET whose `If-None-Match` names the tag, 304.
+    pub fn respond(self, req: &HttpRequest, status: actix_web::http::StatusCode) -> HttpResponse {
+        use actix_web::http::header::{self, Header as _, IfNoneMatch};
+        if req.method() == actix_web::http::Method::GET
+            && let Ok(IfNoneMatch::Items(tags)) = IfNoneMatch::parse(req)
+            && tags.iter().any(|t| t.strong_eq(&self.tag))
+        {
+            return HttpResponse::NotModified().insert_header(header::ETag(self.tag)).finish();
+        }
+        HttpResponse::build(status)
+            .insert_header(header::ETag(self.tag))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .content_type("application/json")
+            .body(self.body)
+    }
 }
 
 /// The request's `If-Match`, if it sent one (an absent header means "unconditionally"; a

@@ -3,7 +3,7 @@
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::header::{self, EntityTag, IfNoneMatch},
+    http::{StatusCode, header},
     web,
 };
 use latchkey_core::{
@@ -13,7 +13,7 @@ use latchkey_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::AdminActor;
+use super::{Versioned, auth::AdminActor};
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,19 +88,8 @@ pub struct OrganizationPatchBody {
     pub slug: Option<String>,
 }
 
-fn representation(org: Organisation) -> (Vec<u8>, EntityTag) {
-    let body = serde_json::to_vec(&OrganizationResource::from(org)).unwrap_or_default();
-    let tag = EntityTag::new_strong(crate::admin_api::etag_of(&body));
-    (body, tag)
-}
-
-fn answer(status: actix_web::http::StatusCode, org: Organisation) -> HttpResponse {
-    let (body, tag) = representation(org);
-    HttpResponse::build(status)
-        .insert_header(header::ETag(tag))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .content_type("application/json")
-        .body(body)
+fn versioned(org: Organisation) -> Versioned {
+    Versioned::of(&OrganizationResource::from(org))
 }
 
 /// List and search organisations.
@@ -165,7 +154,7 @@ pub async fn create(
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
     let location = format!("/api/v1/organizations/{}", org.id);
-    let mut res = answer(actix_web::http::StatusCode::CREATED, org);
+    let mut res = versioned(org).respond(&req, StatusCode::CREATED);
     if let Ok(v) = header::HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
@@ -198,13 +187,7 @@ pub async fn get(
         .get(&actor.0, &path)
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
-    let (_, tag) = representation(org.clone());
-    if let Some(IfNoneMatch::Items(tags)) = header::Header::parse(&req).ok()
-        && tags.iter().any(|t: &EntityTag| t.strong_eq(&tag))
-    {
-        return Ok(HttpResponse::NotModified().insert_header(header::ETag(tag)).finish());
-    }
-    Ok(answer(actix_web::http::StatusCode::OK, org))
+    Ok(versioned(org).respond(&req, StatusCode::OK))
 }
 
 /// Rename an organisation or change its slug. With `If-Match`, only if unchanged (else 412).
@@ -237,7 +220,7 @@ pub async fn update(
     let patch = OrgPatch { name: b.name, slug: b.slug };
     let if_match = super::if_match(&req);
     let precondition = |current: &Organisation| {
-        super::precondition_holds(if_match.as_ref(), &representation(current.clone()).1)
+        super::precondition_holds(if_match.as_ref(), versioned(current.clone()).tag())
     };
     let org = state
         .core
@@ -246,5 +229,5 @@ pub async fn update(
         .update(&actor.0, &path, &patch, precondition)
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
-    Ok(answer(actix_web::http::StatusCode::OK, org))
+    Ok(versioned(org).respond(&req, StatusCode::OK))
 }

@@ -3,7 +3,7 @@
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::header::{self, EntityTag, IfNoneMatch},
+    http::{StatusCode, header},
     web,
 };
 use latchkey_core::{
@@ -13,7 +13,7 @@ use latchkey_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::AdminActor;
+use super::{Versioned, auth::AdminActor};
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -167,28 +167,11 @@ pub async fn get(
         .user(&actor.0, &path)
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
-    let (body, tag) = representation(user);
-    if let Some(IfNoneMatch::Items(tags)) = header::Header::parse(&req).ok()
-        && tags.iter().any(|t: &EntityTag| t.strong_eq(&tag))
-    {
-        return Ok(HttpResponse::NotModified().insert_header(header::ETag(tag)).finish());
-    }
-    Ok(answer(body, tag))
+    Ok(versioned(user).respond(&req, StatusCode::OK))
 }
 
-/// A user's JSON and its entity tag (the tag `If-Match` is compared with).
-fn representation(user: User) -> (Vec<u8>, EntityTag) {
-    let body = serde_json::to_vec(&UserResource::from(user)).unwrap_or_default();
-    let tag = EntityTag::new_strong(crate::admin_api::etag_of(&body));
-    (body, tag)
-}
-
-fn answer(body: Vec<u8>, tag: EntityTag) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(header::ETag(tag))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .content_type("application/json")
-        .body(body)
+fn versioned(user: User) -> Versioned {
+    Versioned::of(&UserResource::from(user))
 }
 
 /// Absent stays absent (`None`); `null` is `Some(None)`: "clear this field".
@@ -250,7 +233,7 @@ pub async fn update(
     };
     let if_match = super::if_match(&req);
     let precondition = |current: &User| {
-        super::precondition_holds(if_match.as_ref(), &representation(current.clone()).1)
+        super::precondition_holds(if_match.as_ref(), versioned(current.clone()).tag())
     };
     let user = state
         .core
@@ -259,8 +242,7 @@ pub async fn update(
         .update(&actor.0, &path, &patch, precondition)
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
-    let (body, tag) = representation(user);
-    Ok(answer(body, tag))
+    Ok(versioned(user).respond(&req, StatusCode::OK))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -347,6 +329,5 @@ async fn set_active(
         .set_active(&actor.0, id, active, reason)
         .await
         .map_err(|e| Problem::from(e).for_request(req))?;
-    let (body, tag) = representation(user);
-    Ok(answer(body, tag))
+    Ok(versioned(user).respond(req, StatusCode::OK))
 }

@@ -32,19 +32,9 @@ fn token_response(i: &Issued) -> HttpResponse {
 /// OIDC Core §5.3 with the access token in the `Authorization: Bearer` header (RFC 6750 §2.1);
 /// refusals are Bearer challenges.
 pub(super) async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> Res {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .ok_or_else(|| {
-            OidcError::Bearer(OAuthError::new(
-                ErrorCode::InvalidToken,
-                "the access token is invalid",
-            ))
-        })?;
+    let token = crate::extract::bearer_token(&req).ok_or_else(|| {
+        OidcError::Bearer(OAuthError::new(ErrorCode::InvalidToken, "the access token is invalid"))
+    })?;
     let claims = state.core.oidc.userinfo(token).await.map_err(OidcError::bearer)?;
     Ok(json_ok(&claims))
 }

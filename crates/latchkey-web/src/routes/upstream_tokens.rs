@@ -127,19 +127,9 @@ async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 /// The `Authorization: Bearer` token, or the challenge for its absence (RFC 6750 §3.1).
 fn bearer(req: &HttpRequest) -> Result<&str, OidcError> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            OidcError::Bearer(OAuthError::new(
-                ErrorCode::InvalidToken,
-                "a bearer token is required",
-            ))
-        })
+    crate::extract::bearer_token(req).ok_or_else(|| {
+        OidcError::Bearer(OAuthError::new(ErrorCode::InvalidToken, "a bearer token is required"))
+    })
 }
 
 /// `GET /v1/users/{user_id}/oauth/{provider}/access-token`.
