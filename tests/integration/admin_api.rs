@@ -108,12 +108,20 @@ async fn who_may_create_keys(backend: Backend) {
     ));
     // A key never manages keys, not even its own organisation's.
     let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
-    let principal = f.node.core.admin.api_keys.authenticate(&org_key).await.unwrap();
+    let principal =
+        f.node.core.admin.api_keys.authenticate(&org_key, &Actor::system()).await.unwrap();
     let key_actor = principal.actor(None, None);
     assert!(matches!(key(&f, Some(&f.org_id), &key_actor).await, Err(Error::Forbidden(_))));
     let instance_key = key(&f, None, &Actor::cli()).await.unwrap();
-    let instance_actor =
-        f.node.core.admin.api_keys.authenticate(&instance_key).await.unwrap().actor(None, None);
+    let instance_actor = f
+        .node
+        .core
+        .admin
+        .api_keys
+        .authenticate(&instance_key, &Actor::system())
+        .await
+        .unwrap()
+        .actor(None, None);
     assert!(matches!(key(&f, None, &instance_actor).await, Err(Error::Forbidden(_))));
     // Bad names and lifetimes.
     for (name, ttl) in [("", 86_400), ("x", 60), ("x", 3 * 365 * 86_400)] {
@@ -181,6 +189,14 @@ async fn keys_authenticate_until_revoked_or_expired(backend: Backend) {
     let id = f.node.core.admin.api_keys.list(None, &Actor::cli()).await.unwrap()[1].id.clone();
     f.node.core.admin.api_keys.revoke(&id, &Actor::cli()).await.unwrap();
     assert_problem(&get(&f, "/api/v1/users", Some(&fresh)).await, 401);
+    // Both uses after the end are audited against their keys, from the caller's address.
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    let refused: Vec<_> = events.iter().filter(|e| e.action == "api_key.refused").collect();
+    let reasons: Vec<&str> = refused.iter().map(|e| e.data["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["revoked", "expired"], "{refused:?}");
+    assert_eq!(refused[0].target_id.as_deref(), Some(id.as_str()));
+    assert_eq!(refused[0].actor, "anonymous");
+    assert!(refused[0].client_ip.is_some() && refused[0].request_id.is_some());
 }
 
 async fn users_are_searched_and_paged_by_cursor(backend: Backend) {
@@ -518,7 +534,7 @@ async fn a_key_is_held_to_its_rate_across_bursts_and_nodes(backend: Backend) {
     // Another node sharing the store sees the same count.
     let other = node.second_core().await;
     assert!(matches!(
-        other.admin.api_keys.authenticate(&secret).await,
+        other.admin.api_keys.authenticate(&secret, &Actor::system()).await,
         Err(Error::RateLimited { .. })
     ));
     // The next window serves again; another key was never limited by this one.

@@ -1,7 +1,8 @@
 //! API keys for the admin API: bearer secrets for scripts and automation, scoped to the whole
 //! instance or to one organisation, with an expiry. The secret (`lk_` + 256 random bits) is
-//! shown once, at creation; only its SHA-256 is kept. Every creation, revocation and refused
-//! key is audited; a key's use is stamped at most once a minute (no write per request).
+//! shown once, at creation; only its SHA-256 is kept. Creation, revocation and every use of a
+//! revoked or expired key are audited (unknown keys are only logged: they name nothing); a
+//! key's use is stamped at most once a minute (no write per request).
 //!
 //! Who may create, list and revoke them: instance keys, the operator (CLI) and instance
 //! administrators; an organisation's keys, also that organisation's admins. A key never
@@ -194,11 +195,12 @@ impl ApiKeyService {
         Ok(model.into())
     }
 
-    /// The principal of a presented secret. Unknown, malformed, revoked and expired keys are
-    /// all [`Error::Unauthenticated`] (the reason is logged, not shown). A key over its rate
+    /// The principal of a presented secret, `client` being the anonymous caller (its address
+    /// and user agent) for the audit event of a refused key. Unknown, malformed, revoked and
+    /// expired keys are all [`Error::Unauthenticated`] (the reason is logged, not shown). A key over its rate
     /// limit is [`Error::RateLimited`]: the request is counted in the store before it is served
     /// (a compare-and-set on the key's counter), so the limit holds across nodes and bursts.
-    pub async fn authenticate(&self, secret: &str) -> Result<ApiKeyPrincipal> {
+    pub async fn authenticate(&self, secret: &str, client: &Actor) -> Result<ApiKeyPrincipal> {
         if !secret.starts_with(SECRET_PREFIX) || secret.len() > 128 {
             return Err(Error::Unauthenticated("not an API key"));
         }
@@ -210,11 +212,18 @@ impl ApiKeyService {
             return Err(Error::Unauthenticated("unknown API key"));
         };
         let now = self.store.now();
-        if model.revoked_at.is_some() {
-            return Err(Error::Unauthenticated("revoked API key"));
-        }
-        if model.expires_at <= now {
-            return Err(Error::Unauthenticated("expired API key"));
+        let refused = if model.revoked_at.is_some() {
+            Some("revoked")
+        } else if model.expires_at <= now {
+            Some("expired")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            // A known key used after its end may have leaked: worth an event an operator sees.
+            let data = json!({ "reason": reason, "name": model.name, "org_id": model.org_id });
+            audit::record(db, now, client, "api_key.refused", Some(&model.id), data).await?;
+            return Err(Error::Unauthenticated("revoked or expired API key"));
         }
         let counter = format!("api_key:{}", model.id);
         throttle::hit(db, &counter, self.rate_limit, RATE_WINDOW_SECS, now).await?;

@@ -33,7 +33,9 @@ impl FromRequest for AdminActor {
                 req.extensions().get::<crate::http_middleware::RequestId>().map(|r| r.0.clone());
             let actor = if secret.starts_with(latchkey_core::admin::api_keys::SECRET_PREFIX) {
                 let keys = &state.core.admin.api_keys;
-                let principal = keys.authenticate(secret).await.map_err(|e| fail(e.into()))?;
+                let caller = client.actor_for(None).in_request(request_id.clone());
+                let principal =
+                    keys.authenticate(secret, &caller).await.map_err(|e| fail(e.into()))?;
                 principal.actor(client.ip, client.user_agent)
             } else {
                 let client_id = admin_client(state, secret).await.map_err(fail)?;
