@@ -839,7 +839,65 @@ async fn members_are_listed_set_and_removed(backend: Backend) {
 }
 
 on_both_backends!(organisations_are_listed_created_and_changed);
+async fn domains_are_added_set_and_removed(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let base = format!("/api/v1/organizations/{}/domains", f.org_id);
+    let post = |body: &'static str| {
+        let (f, path, key) = (&f, base.clone(), org_key.clone());
+        async move { send(f, reqwest::Method::POST, &path, &key, None, body).await }
+    };
+    let (status, body, _) = post(r#"{"domain": "Acme.TEST"}"#).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["domain"].as_str(), body["verified"].as_bool()),
+        (Some("acme.test"), Some(false))
+    );
+    assert!(body["txt_record_value"].as_str().is_some_and(|v| !v.is_empty()), "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(post(r#"{"domain": "acme.test"}"#).await.0, 409);
+    assert_eq!(post(r#"{"domain": "gmail.com"}"#).await.0, 400, "a consumer domain");
+    assert_eq!(post(r#"{"domain": "not a domain"}"#).await.0, 400);
+    let path = format!("{base}/{id}");
+    let (status, body, _) = send(
+        &f,
+        reqwest::Method::PATCH,
+        &path,
+        &org_key,
+        None,
+        r#"{"enrollment_mode": "automatic_invitation"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["enrollment_mode"].as_str()),
+        (200, Some("automatic_invitation")),
+        "{body}"
+    );
+    assert_eq!(
+        send(
+            &f,
+            reqwest::Method::PATCH,
+            &path,
+            &org_key,
+            None,
+            r#"{"enrollment_mode": "everyone"}"#
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, _, listed, _) = get(&f, &base, Some(&org_key)).await;
+    assert_eq!(listed["data"][0]["enrollment_mode"], "automatic_invitation");
+    // Another organisation's domains do not exist for this key.
+    let other = format!("/api/v1/organizations/{}/domains", f.other_org_id);
+    assert_problem(&get(&f, &other, Some(&org_key)).await, 404);
+    assert_eq!(send(&f, reqwest::Method::DELETE, &path, &org_key, None, "").await.0, 204);
+    assert_eq!(get(&f, &base, Some(&org_key)).await.2["data"], Value::Array(vec![]));
+    assert_eq!(send(&f, reqwest::Method::DELETE, &path, &org_key, None, "").await.0, 404);
+}
+
 on_both_backends!(members_are_listed_set_and_removed);
+on_both_backends!(domains_are_added_set_and_removed);
 on_both_backends!(a_client_with_the_admin_scope_acts_on_the_instance);
 on_both_backends!(sessions_are_listed_and_revoked_within_the_keys_scope);
 on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
@@ -1020,6 +1078,6 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 15"), "{text}");
+    assert!(text.contains("Tested: 19"), "{text}");
     node.stop().await;
 }

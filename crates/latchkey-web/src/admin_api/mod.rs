@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod domains;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(sessions::configure)
             .configure(orgs::configure)
             .configure(members::configure)
+            .configure(domains::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );

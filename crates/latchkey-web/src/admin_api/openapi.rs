@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{audit, members, orgs, sessions, users};
+use super::{audit, domains, members, orgs, sessions, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,7 +50,11 @@ pub struct ProblemDoc {
         orgs::update,
         members::list,
         members::set,
-        members::remove
+        members::remove,
+        domains::list,
+        domains::add,
+        domains::update,
+        domains::remove
     ),
     components(schemas(
         users::UserResource,
@@ -68,6 +72,11 @@ pub struct ProblemDoc {
         members::MemberResource,
         members::MemberList,
         members::RoleBody,
+        domains::DomainResource,
+        domains::DomainList,
+        domains::NewDomainBody,
+        domains::DomainPatchBody,
+        domains::EnrollmentModeDoc,
         ProblemDoc
     )),
     modifiers(&BearerKey, &CommonProblems),
