@@ -1000,6 +1000,19 @@ async fn the_cli_creates_lists_and_revokes_keys() {
     let changed = run(&["orgs", "update", "acme", "--name", "Acme Corp"]);
     assert_eq!(changed["name"], "Acme Corp");
     assert_eq!(run(&["orgs", "show", "acme"])["name"], "Acme Corp");
+    // Domains.
+    run(&["orgs", "domains", "add", "acme", "acme.test"]);
+    assert_eq!(run(&["orgs", "domains", "list", "acme"])[0]["verified"], false);
+    let mode =
+        run(&["orgs", "domains", "mode", "acme", "acme.test", "--mode", "automatic_suggestion"]);
+    assert_eq!(mode["enrollment_mode"], "automatic_suggestion", "{mode}");
+    let bad = latchkey(cwd.path(), &env)
+        .args(["orgs", "domains", "mode", "acme", "acme.test", "--mode", "all"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert_eq!(run(&["orgs", "domains", "remove", "acme", "acme.test"])["removed"], true);
+    assert_eq!(run(&["orgs", "domains", "list", "acme"]), Value::Array(vec![]));
     // Members.
     assert_eq!(
         run(&["orgs", "members", "set", "acme", "ada@example.com", "--role", "member"])["role"],

@@ -14,6 +14,7 @@ use latchkey_core::{
         saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
     },
     infra::audit::Actor,
+    tenancy::model::EnrollmentMode,
 };
 use latchkey_saml::{binding::Binding, mapping::Preset};
 use serde_json::json;
@@ -115,6 +116,34 @@ pub enum DomainsCommand {
         /// The operator asserts the organisation owns the domain: verified at once, audited.
         #[arg(long)]
         verified: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List an organisation's domains with their verification state and enrollment mode.
+    List {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Set what happens when someone with an address in the (verified) domain signs up.
+    Mode {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        /// The domain (dom_… or its name).
+        domain: String,
+        /// `manual`, `automatic_invitation` or `automatic_suggestion`.
+        #[arg(long)]
+        mode: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Remove a domain (members stay).
+    Remove {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        /// The domain (dom_… or its name).
+        domain: String,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -308,6 +337,11 @@ pub async fn manage_orgs(core: &Latchkey, command: OrgsCommand, actor: &Actor) -
             }
         }
         OrgsCommand::Members(command) => return manage_members(core, command, actor).await,
+        OrgsCommand::Domains(
+            command @ (DomainsCommand::List { .. }
+            | DomainsCommand::Mode { .. }
+            | DomainsCommand::Remove { .. }),
+        ) => return manage_domains(core, command, actor).await,
         OrgsCommand::Domains(DomainsCommand::Add { org, domain, verified, out }) => {
             let org_id = org_id(core, &org).await?;
             let d = if verified {
@@ -647,6 +681,66 @@ async fn manage_members(core: &Latchkey, command: MembersCommand, actor: &Actor)
             } else {
                 say!("removed {} from {}", user.primary_email, org);
             }
+        }
+    }
+    Ok(())
+}
+
+/// A domain of `org_id` by id (`dom_…`) or by name.
+async fn domain_id(core: &Latchkey, org_id: &str, domain: &str, actor: &Actor) -> Result<String> {
+    if domain.starts_with("dom_") {
+        return Ok(domain.to_owned());
+    }
+    let name = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let all = core.domains.list(org_id, actor).await?;
+    all.into_iter()
+        .find(|d| d.domain == name)
+        .map(|d| d.id)
+        .ok_or_else(|| CliError::Usage(format!("{domain} is not a domain of {org_id}")))
+}
+
+async fn manage_domains(core: &Latchkey, command: DomainsCommand, actor: &Actor) -> Result<()> {
+    match command {
+        DomainsCommand::List { org, out } => {
+            let domains = core.domains.list(&org_id(core, &org).await?, actor).await?;
+            if out.json {
+                print_json(&domains);
+            } else {
+                say!("{:<32} {:<32} {:<9} {}", "ID", "DOMAIN", "VERIFIED", "ENROLLMENT");
+                for d in &domains {
+                    let mode = d.enrollment_mode.as_str();
+                    say!("{:<32} {:<32} {:<9} {mode}", d.id, d.domain, d.verified);
+                }
+            }
+        }
+        DomainsCommand::Mode { org, domain, mode, out } => {
+            let org = org_id(core, &org).await?;
+            let id = domain_id(core, &org, &domain, actor).await?;
+            let parsed = EnrollmentMode::parse(&mode);
+            if parsed.as_str() != mode {
+                return Err(CliError::Usage(format!(
+                    "unknown mode {mode:?}: manual, automatic_invitation or automatic_suggestion"
+                )));
+            }
+            let d = core.domains.set_enrollment_mode(&org, &id, parsed, actor).await?;
+            if out.json {
+                print_json(&d);
+            } else {
+                say!("{}: {}", d.domain, d.enrollment_mode.as_str());
+            }
+        }
+        DomainsCommand::Remove { org, domain, out } => {
+            let org = org_id(core, &org).await?;
+            let id = domain_id(core, &org, &domain, actor).await?;
+            core.domains.remove_domain(&org, &id, actor).await?;
+            if out.json {
+                print_json(&json!({ "org_id": org, "domain_id": id, "removed": true }));
+            } else {
+                say!("removed {domain} from {org}");
+            }
+        }
+        DomainsCommand::Add { .. } => {
+            return Err(CliError::Usage("handled by manage_orgs".into()));
         }
     }
     Ok(())
