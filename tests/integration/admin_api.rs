@@ -897,7 +897,46 @@ async fn domains_are_added_set_and_removed(backend: Backend) {
 }
 
 on_both_backends!(members_are_listed_set_and_removed);
+async fn invitations_are_sent_listed_and_revoked(backend: Backend) {
+    let Some(f) = fixture(backend).await else { return };
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let base = format!("/api/v1/organizations/{}/invitations", f.org_id);
+    let invite = |body: &'static str| {
+        let (f, path, key) = (&f, base.clone(), org_key.clone());
+        async move { send(f, reqwest::Method::POST, &path, &key, None, body).await }
+    };
+    let (status, body, _) = invite(r#"{"email": "New@Acme.test"}"#).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["email"].as_str(), body["role"].as_str()),
+        (Some("new@acme.test"), Some("member"))
+    );
+    assert_eq!(body["status"], "pending");
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    let leaks = keys.iter().any(|k| k.contains("token") || k.contains("url"));
+    assert!(!leaks, "the link is the invitee's: {keys:?}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(invite(r#"{"email": "new@acme.test"}"#).await.0, 409, "already invited");
+    assert_eq!(invite(r#"{"email": "not an address"}"#).await.0, 400);
+    assert_eq!(invite(r#"{"email": "x@acme.test", "role": "Boss!"}"#).await.0, 400);
+    let (_, _, listed, _) = get(&f, &base, Some(&org_key)).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    let path = format!("{base}/{id}");
+    let (status, body, _) = send(&f, reqwest::Method::DELETE, &path, &org_key, None, "").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("revoked")), "{body}");
+    assert_eq!(get(&f, &base, Some(&org_key)).await.2["data"], Value::Array(vec![]));
+    let other = format!("/api/v1/organizations/{}/invitations", f.other_org_id);
+    assert_problem(&get(&f, &other, Some(&org_key)).await, 404);
+    let events = audit::recent(f.node.core.store.db(), 20).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "org.invitation_created" && e.actor.starts_with("api_key:"))
+    );
+}
+
 on_both_backends!(domains_are_added_set_and_removed);
+on_both_backends!(invitations_are_sent_listed_and_revoked);
 on_both_backends!(a_client_with_the_admin_scope_acts_on_the_instance);
 on_both_backends!(sessions_are_listed_and_revoked_within_the_keys_scope);
 on_both_backends!(a_key_is_held_to_its_rate_across_bursts_and_nodes);
@@ -1091,6 +1130,6 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 19"), "{text}");
+    assert!(text.contains("Tested: 22"), "{text}");
     node.stop().await;
 }

@@ -8,7 +8,7 @@ use latchkey_core::tenancy::model::{EnrollmentMode, OrgDomain};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{JsonObject, auth::AdminActor};
+use super::{JsonObject, auth::AdminActor, problem};
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -103,10 +103,6 @@ impl From<EnrollmentModeDoc> for EnrollmentMode {
             EnrollmentModeDoc::AutomaticSuggestion => Self::AutomaticSuggestion,
         }
     }
-}
-
-fn problem(req: &HttpRequest) -> impl Fn(latchkey_core::Error) -> Problem + '_ {
-    move |e| Problem::from(e).for_request(req)
 }
 
 /// List an organisation's domains.

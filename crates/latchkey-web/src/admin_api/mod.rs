@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod domains;
+pub mod invitations;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
@@ -30,9 +31,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(orgs::configure)
             .configure(members::configure)
             .configure(domains::configure)
+            .configure(invitations::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );
+}
+
+/// Maps a core error to the request's problem (with its ID).
+pub fn problem(req: &HttpRequest) -> impl Fn(latchkey_core::Error) -> Problem + '_ {
+    move |e| Problem::from(e).for_request(req)
 }
 
 fn with_id(problem: Problem, req: &HttpRequest) -> actix_web::Error {

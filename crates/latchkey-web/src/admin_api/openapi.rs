@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{audit, domains, members, orgs, sessions, users};
+use super::{audit, domains, invitations, members, orgs, sessions, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,7 +54,10 @@ pub struct ProblemDoc {
         domains::list,
         domains::add,
         domains::update,
-        domains::remove
+        domains::remove,
+        invitations::list,
+        invitations::invite,
+        invitations::revoke
     ),
     components(schemas(
         users::UserResource,
@@ -77,6 +80,9 @@ pub struct ProblemDoc {
         domains::NewDomainBody,
         domains::DomainPatchBody,
         domains::EnrollmentModeDoc,
+        invitations::InvitationResource,
+        invitations::InvitationList,
+        invitations::NewInvitationBody,
         ProblemDoc
     )),
     modifiers(&BearerKey, &CommonProblems),
