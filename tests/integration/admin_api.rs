@@ -733,6 +733,24 @@ async fn organisations_are_listed_created_and_changed(backend: Backend) {
         send(&f, reqwest::Method::POST, "/api/v1/organizations", &instance, None, new).await.0,
         409
     );
+    // Deleting one: instance credentials only; members' sessions forget it; users stay.
+    let boss = user(&f, "boss@acme.test", None, false).await;
+    member(&f, &f.org_id, &boss, "admin").await;
+    let (session_id, _) = f.node.session(&f.node.core.users.get(&boss).await.unwrap()).await;
+    let sessions = &f.node.core.sessions;
+    sessions.set_active_org(&session_id, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let path = format!("/api/v1/organizations/{}", f.org_id);
+    assert_eq!(send(&f, reqwest::Method::DELETE, &path, &org_key, None, "").await.0, 403);
+    assert_eq!(send(&f, reqwest::Method::DELETE, &path, &instance, None, "").await.0, 204);
+    assert_problem(&get(&f, &path, Some(&instance)).await, 404);
+    assert!(f.node.core.users.get(&boss).await.is_ok(), "users stay");
+    assert_eq!(sessions.get(&session_id).await.unwrap().active_org_id, None);
+    assert_problem(&get(&f, "/api/v1/users", Some(&org_key)).await, 401);
+    let events = audit::recent(f.node.core.store.db(), 20).await.unwrap();
+    let deleted = events.iter().find(|e| e.action == "org.deleted").unwrap();
+    let what = (deleted.data["slug"].as_str(), deleted.data["members"].as_u64());
+    assert_eq!(what, (Some("acme"), Some(1)));
+    assert_eq!(send(&f, reqwest::Method::DELETE, &path, &instance, None, "").await.0, 404);
 }
 
 /// A client_credentials token of a client registered with `scopes`.
@@ -1039,6 +1057,17 @@ async fn the_cli_creates_lists_and_revokes_keys() {
     let changed = run(&["orgs", "update", "acme", "--name", "Acme Corp"]);
     assert_eq!(changed["name"], "Acme Corp");
     assert_eq!(run(&["orgs", "show", "acme"])["name"], "Acme Corp");
+    // An organisation deleted from the command line.
+    run(&["orgs", "create", "--name", "Temp", "--slug", "temp"]);
+    assert_eq!(run(&["orgs", "delete", "temp"])["deleted"], true);
+    assert!(
+        !latchkey(cwd.path(), &env)
+            .args(["orgs", "show", "temp"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     // Domains.
     run(&["orgs", "domains", "add", "acme", "acme.test"]);
     assert_eq!(run(&["orgs", "domains", "list", "acme"])[0]["verified"], false);
@@ -1130,6 +1159,6 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 22"), "{text}");
+    assert!(text.contains("Tested: 23"), "{text}");
     node.stop().await;
 }

@@ -66,6 +66,14 @@ pub enum OrgsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Delete an organisation: its connections (ending the sessions they signed in), members,
+    /// domains, invitations and API keys; users stay.
+    Delete {
+        /// Organisation id (org_…) or slug.
+        org: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Manage an organisation's email domains.
     #[command(subcommand)]
     Domains(DomainsCommand),
@@ -337,6 +345,15 @@ pub async fn manage_orgs(core: &Latchkey, command: OrgsCommand, actor: &Actor) -
             }
         }
         OrgsCommand::Members(command) => return manage_members(core, command, actor).await,
+        OrgsCommand::Delete { org, out } => {
+            let id = org_id(core, &org).await?;
+            core.admin.orgs.delete(actor, &id).await?;
+            if out.json {
+                print_json(&json!({ "org_id": id, "deleted": true }));
+            } else {
+                say!("deleted organisation {id}");
+            }
+        }
         OrgsCommand::Domains(
             command @ (DomainsCommand::List { .. }
             | DomainsCommand::Mode { .. }

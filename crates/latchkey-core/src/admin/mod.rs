@@ -31,7 +31,7 @@ pub struct AdminServices {
     pub users: UserAdmin,
     /// Listing and revoking sessions.
     pub sessions: SessionAdmin,
-    /// Listing, creating and changing organisations.
+    /// Listing, creating, changing and deleting organisations.
     pub orgs: OrgAdmin,
 }
 
@@ -41,10 +41,15 @@ impl AdminServices {
         users: &crate::identity::users::UserService,
         sessions: &crate::identity::sessions::SessionService,
         orgs: &crate::tenancy::orgs::OrgService,
+        connections: (
+            &crate::enterprise::saml::SamlService,
+            &crate::enterprise::easie::EasieService,
+        ),
         settings: &crate::infra::config::Settings,
     ) -> Self {
+        let (saml, easie) = connections;
         Self {
-            orgs: OrgAdmin::new(store.clone(), orgs.clone()),
+            orgs: OrgAdmin::new(store.clone(), orgs.clone(), saml.clone(), easie.clone()),
             sessions: SessionAdmin::new(store.clone(), sessions.clone()),
             users: UserAdmin::new(store.clone(), users.clone()),
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),

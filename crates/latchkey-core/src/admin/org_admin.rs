@@ -13,9 +13,10 @@ use serde_json::{Map, json};
 use super::paging::{Page, decode_id_cursor, id_cursor, page_of, page_size};
 use crate::{
     Error, Result,
+    enterprise::{easie::EasieService, saml::SamlService},
     infra::{
         audit::{self, Actor, Principal},
-        entity::organisation,
+        entity::{membership, organisation, session},
         ids,
         store::Store,
     },
@@ -49,11 +50,49 @@ pub struct OrgPatch {
 pub struct OrgAdmin {
     store: Store,
     orgs: OrgService,
+    saml: SamlService,
+    easie: EasieService,
 }
 
 impl OrgAdmin {
-    pub fn new(store: Store, orgs: OrgService) -> Self {
-        Self { store, orgs }
+    pub fn new(store: Store, orgs: OrgService, saml: SamlService, easie: EasieService) -> Self {
+        Self { store, orgs, saml, easie }
+    }
+
+    /// Deletes an organisation (instance actors only). Its connections go first, each as its
+    /// own deletion does it (the sessions they signed in end, with back-channel logout; the
+    /// EASIE grants are revoked); then, in one transaction, sessions forget it as their active
+    /// organisation and the organisation goes with its memberships, domains, invitations, join
+    /// requests and API keys. Users stay. Audited `org.deleted` with what it was.
+    pub async fn delete(&self, actor: &Actor, id: &str) -> Result<()> {
+        if !access::is_instance_actor(self.store.db(), actor).await? {
+            return Err(Error::Forbidden(
+                "only instance administrators delete organisations".into(),
+            ));
+        }
+        let org = self.orgs.get(id).await?;
+        for c in self.saml.list(Some(id), actor).await? {
+            self.saml.delete(&c.connection_id, actor).await?;
+        }
+        for c in self.easie.list(Some(id), actor).await? {
+            self.easie.delete(&c.connection_id, actor).await?;
+        }
+        let now = self.store.now();
+        let txn = self.store.begin_write().await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::ActiveOrgId, Expr::value(None::<String>))
+            .filter(session::Column::ActiveOrgId.eq(id))
+            .exec(&txn)
+            .await?;
+        let in_org = membership::Entity::find().filter(membership::Column::OrgId.eq(id));
+        let members = sea_orm::PaginatorTrait::count(in_org, &txn).await?;
+        organisation::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
+        let data = json!({ "name": org.name, "slug": org.slug, "members": members });
+        audit::record(&txn, now, actor, "org.deleted", Some(id), data).await?;
+        // Roles and memberships are in session tokens.
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     pub async fn list(&self, actor: &Actor, q: &OrgQuery) -> Result<Page<Organisation>> {

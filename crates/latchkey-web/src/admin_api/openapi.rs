@@ -48,6 +48,7 @@ pub struct ProblemDoc {
         orgs::create,
         orgs::get,
         orgs::update,
+        orgs::delete,
         members::list,
         members::set,
         members::remove,

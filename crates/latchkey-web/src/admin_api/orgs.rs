@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/organizations/{org_id}")
             .get(get)
             .patch(update)
-            .default_service(other("GET, PATCH")),
+            .delete(delete)
+            .default_service(other("GET, PATCH, DELETE")),
     );
 }
 
@@ -230,4 +231,28 @@ pub async fn update(
         .await
         .map_err(|e| Problem::from(e).for_request(&req))?;
     Ok(versioned(org).respond(&req, StatusCode::OK))
+}
+
+/// Delete an organisation (instance credentials): its connections end the sessions they signed
+/// in; its memberships, domains, invitations and keys go with it; users stay.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/organizations/{org_id}",
+    tag = "organizations",
+    params(("org_id" = String, Path, description = "`org_…`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not an instance credential", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such organisation", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    state.core.admin.orgs.delete(&actor.0, &path).await.map_err(super::problem(&req))?;
+    Ok(HttpResponse::NoContent().finish())
 }
