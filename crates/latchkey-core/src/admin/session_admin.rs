@@ -6,9 +6,6 @@
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::paging::{Page, decode_time_cursor, members_of, page_of, page_size, time_cursor};
-/// Sessions per page unless asked otherwise.
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-
 use crate::{
     Error, Result,
     identity::{
@@ -23,6 +20,9 @@ use crate::{
     },
     tenancy::access,
 };
+
+/// Sessions per page unless asked otherwise.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
 
 /// Which sessions: of one user, of one organisation's members, active only unless
 /// `include_ended`.

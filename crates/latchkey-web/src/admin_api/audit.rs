@@ -1,6 +1,6 @@
 //! `/api/v1/audit-events`: the audit log, newest first, filtered and paginated by cursor.
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::{admin::AuditQuery, infra::audit::AuditEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -110,16 +110,11 @@ pub async fn list(
         cursor: q.cursor,
         limit: q.limit,
     };
-    let page = state
-        .core
-        .admin
-        .audit_log
-        .events(&actor.0, &query)
-        .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let page =
+        state.core.admin.audit_log.events(&actor.0, &query).await.map_err(super::problem(&req))?;
     let body = AuditEventPage {
         data: page.data.into_iter().map(AuditEventResource::from).collect(),
         next_cursor: page.next_cursor,
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }

@@ -3,12 +3,12 @@
 //! record to publish; only the operator's CLI asserts ownership outright), set its enrollment
 //! mode, remove it. The organisation's own checks apply (`tenancy::access`).
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::tenancy::model::{EnrollmentMode, OrgDomain};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{JsonObject, auth::AdminActor, problem};
+use super::{JsonObject, auth::AdminActor};
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -123,9 +123,9 @@ pub async fn list(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let domains = state.core.domains.list(&path, &actor.0).await.map_err(problem(&req))?;
+    let domains = state.core.domains.list(&path, &actor.0).await.map_err(super::problem(&req))?;
     let body = DomainList { data: domains.into_iter().map(DomainResource::from).collect() };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }
 
 /// Add a domain, unverified; publish the TXT record of the answer to verify it.
@@ -150,10 +150,9 @@ pub async fn add(
     body: JsonObject<NewDomainBody>,
 ) -> Result<HttpResponse, Problem> {
     let domains = &state.core.domains;
-    let d = domains.add_domain(&path, &body.0.domain, &actor.0).await.map_err(problem(&req))?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(DomainResource::from(d)))
+    let d =
+        domains.add_domain(&path, &body.0.domain, &actor.0).await.map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::CREATED, &DomainResource::from(d)))
 }
 
 /// Set a domain's enrollment mode.
@@ -186,10 +185,8 @@ pub async fn update(
         .domains
         .set_enrollment_mode(&org_id, &domain_id, mode, &actor.0)
         .await
-        .map_err(problem(&req))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(DomainResource::from(d)))
+        .map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::OK, &DomainResource::from(d)))
 }
 
 /// Remove a domain (members stay; pending automatic invitations it made are revoked).
@@ -214,6 +211,11 @@ pub async fn remove(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (org_id, domain_id) = path.into_inner();
-    state.core.domains.remove_domain(&org_id, &domain_id, &actor.0).await.map_err(problem(&req))?;
+    state
+        .core
+        .domains
+        .remove_domain(&org_id, &domain_id, &actor.0)
+        .await
+        .map_err(super::problem(&req))?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,12 +2,12 @@
 //! gets the link by mail; the answer does not carry it, since it is the invitee's credential),
 //! and revoking one. The organisation's own checks apply (`tenancy::access`).
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::tenancy::model::Invitation;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{JsonObject, auth::AdminActor, problem};
+use super::{JsonObject, auth::AdminActor};
 use crate::{AppState, error::problem::Problem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -97,9 +97,9 @@ pub async fn list(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let pending =
-        state.core.invitations.list_pending(&path, &actor.0).await.map_err(problem(&req))?;
+        state.core.invitations.list_pending(&path, &actor.0).await.map_err(super::problem(&req))?;
     let body = InvitationList { data: pending.into_iter().map(InvitationResource::from).collect() };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }
 
 /// Invite someone by email (the link is mailed to them).
@@ -130,10 +130,8 @@ pub async fn invite(
         .invitations
         .invite(&path, &email, &role, None, &actor.0)
         .await
-        .map_err(problem(&req))?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(InvitationResource::from(issued.invitation)))
+        .map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::CREATED, &InvitationResource::from(issued.invitation)))
 }
 
 /// Revoke a pending invitation.
@@ -164,8 +162,6 @@ pub async fn revoke(
         .invitations
         .revoke(&org_id, &invitation_id, &actor.0)
         .await
-        .map_err(problem(&req))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(InvitationResource::from(revoked)))
+        .map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::OK, &InvitationResource::from(revoked)))
 }

@@ -2,7 +2,7 @@
 //! and removed. The organisation's own checks apply (`tenancy::access`): its key or an
 //! instance credential; the last admin can be neither demoted nor removed (409).
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::tenancy::model::{Member, Membership};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -96,14 +96,9 @@ pub async fn list(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let members = state
-        .core
-        .orgs
-        .members(&path, &actor.0)
-        .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let members = state.core.orgs.members(&path, &actor.0).await.map_err(super::problem(&req))?;
     let body = MemberList { data: members.into_iter().map(MemberResource::from).collect() };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }
 
 /// Add a user to the organisation with a role, or change their role (audited with the role
@@ -137,10 +132,8 @@ pub async fn set(
         .orgs
         .set_membership(&org_id, &user_id, &body.0.role, &actor.0)
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(MemberResource::of(m, None, None)))
+        .map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::OK, &MemberResource::of(m, None, None)))
 }
 
 /// Remove a member.
@@ -171,6 +164,6 @@ pub async fn remove(
         .orgs
         .remove_member(&org_id, &user_id, &actor.0)
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+        .map_err(super::problem(&req))?;
     Ok(HttpResponse::NoContent().finish())
 }

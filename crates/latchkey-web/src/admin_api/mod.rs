@@ -37,6 +37,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// A JSON answer that no cache may keep (admin data, credentials' effects).
+pub fn no_store(status: actix_web::http::StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
 /// Maps a core error to the request's problem (with its ID).
 pub fn problem(req: &HttpRequest) -> impl Fn(latchkey_core::Error) -> Problem + '_ {
     move |e| Problem::from(e).for_request(req)

@@ -119,12 +119,12 @@ pub async fn list(
         .orgs
         .list(&actor.0, &OrgQuery { q, cursor, limit })
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+        .map_err(super::problem(&req))?;
     let body = OrganizationPage {
         data: page.data.into_iter().map(OrganizationResource::from).collect(),
         next_cursor: page.next_cursor,
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }
 
 /// Create an organisation (instance keys).
@@ -153,7 +153,7 @@ pub async fn create(
         .orgs
         .create(&actor.0, &body.0.name, &body.0.slug)
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+        .map_err(super::problem(&req))?;
     let location = format!("/api/v1/organizations/{}", org.id);
     let mut res = versioned(org).respond(&req, StatusCode::CREATED);
     if let Ok(v) = header::HeaderValue::from_str(&location) {
@@ -181,13 +181,7 @@ pub async fn get(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let org = state
-        .core
-        .admin
-        .orgs
-        .get(&actor.0, &path)
-        .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let org = state.core.admin.orgs.get(&actor.0, &path).await.map_err(super::problem(&req))?;
     Ok(versioned(org).respond(&req, StatusCode::OK))
 }
 
@@ -229,7 +223,7 @@ pub async fn update(
         .orgs
         .update(&actor.0, &path, &patch, precondition)
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+        .map_err(super::problem(&req))?;
     Ok(versioned(org).respond(&req, StatusCode::OK))
 }
 

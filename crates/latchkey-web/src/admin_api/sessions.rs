@@ -1,7 +1,7 @@
 //! `/api/v1/sessions`: sessions across the instance (an organisation's key: its members'),
 //! newest first, and their revocation.
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::{admin::SessionQuery, identity::model::Session};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -112,18 +112,13 @@ pub async fn list(
         cursor: q.cursor,
         limit: q.limit,
     };
-    let page = state
-        .core
-        .admin
-        .sessions
-        .list(&actor.0, &query)
-        .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let page =
+        state.core.admin.sessions.list(&actor.0, &query).await.map_err(super::problem(&req))?;
     let body = SessionPage {
         data: page.data.into_iter().map(SessionResource::from).collect(),
         next_cursor: page.next_cursor,
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }
 
 /// Revoke a session: its next token request fails on every node, and the apps it signed in to
@@ -146,14 +141,7 @@ pub async fn revoke(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let session = state
-        .core
-        .admin
-        .sessions
-        .revoke(&actor.0, &path)
-        .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(SessionResource::from(session)))
+    let session =
+        state.core.admin.sessions.revoke(&actor.0, &path).await.map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::OK, &SessionResource::from(session)))
 }

@@ -1,11 +1,7 @@
 //! `/api/v1/users`: search and read users. An instance key sees every user; an organisation's
 //! key sees that organisation's members only (others are 404, as if they did not exist).
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::{
     admin::{UserPatch, UserQuery},
     identity::model::User,
@@ -131,12 +127,12 @@ pub async fn list(
         .directory
         .users(&actor.0, &UserQuery { q, cursor, limit })
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+        .map_err(super::problem(&req))?;
     let body = UserPage {
         data: page.data.into_iter().map(UserResource::from).collect(),
         next_cursor: page.next_cursor,
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(StatusCode::OK, &body))
 }
 
 /// Read one user. The answer carries an `ETag`; `If-None-Match` with it answers 304.
@@ -160,13 +156,8 @@ pub async fn get(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let user = state
-        .core
-        .admin
-        .directory
-        .user(&actor.0, &path)
-        .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+    let user =
+        state.core.admin.directory.user(&actor.0, &path).await.map_err(super::problem(&req))?;
     Ok(versioned(user).respond(&req, StatusCode::OK))
 }
 
@@ -241,7 +232,7 @@ pub async fn update(
         .users
         .update(&actor.0, &path, &patch, precondition)
         .await
-        .map_err(|e| Problem::from(e).for_request(&req))?;
+        .map_err(super::problem(&req))?;
     Ok(versioned(user).respond(&req, StatusCode::OK))
 }
 
@@ -328,6 +319,6 @@ async fn set_active(
         .users
         .set_active(&actor.0, id, active, reason)
         .await
-        .map_err(|e| Problem::from(e).for_request(req))?;
+        .map_err(super::problem(req))?;
     Ok(versioned(user).respond(req, StatusCode::OK))
 }
