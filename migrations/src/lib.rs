@@ -23,6 +23,7 @@ mod m20261206_000020_saml_connections;
 mod m20261206_000021_easie;
 mod m20261206_000022_api_keys;
 mod m20261206_000023_audit_request_ids;
+mod m20261206_000024_admin_console;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_easie::Migration),
             Box::new(m20261206_000022_api_keys::Migration),
             Box::new(m20261206_000023_audit_request_ids::Migration),
+            Box::new(m20261206_000024_admin_console::Migration),
         ]
     }
 }

@@ -366,12 +366,22 @@ async fn the_audit_log_is_filtered_and_paged_newest_first(backend: Backend) {
     )
     .await;
     assert_eq!(body["data"], Value::Array(vec![]));
-    // Junk cursors and limits are 400; an organisation's key may not read the instance's log.
+    // Junk cursors and limits are 400.
     for bad in ["cursor=%21", "cursor=MTp1c3JfMDE", "limit=0", "since=yesterday"] {
         assert_problem(&get(&f, &format!("/api/v1/audit-events?{bad}"), Some(&secret)).await, 400);
     }
+    // An organisation's key reads its own organisation's events only, never another's.
     let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
-    assert_problem(&get(&f, "/api/v1/audit-events", Some(&org_key)).await, 403);
+    let (status, _, body, _) = get(&f, "/api/v1/audit-events", Some(&org_key)).await;
+    assert_eq!(status, 200, "{body}");
+    let events = body["data"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["action"] == "api_key.created"), "{body}");
+    assert!(events.iter().all(|e| e["organization_id"] == f.org_id.as_str()), "{body}");
+    let (_, _, all, _) =
+        get(&f, &format!("/api/v1/audit-events?organization_id={}", f.org_id), Some(&secret)).await;
+    assert_eq!(all["data"], body["data"], "the instance's view of the organisation's events");
+    let other = format!("/api/v1/audit-events?organization_id={}", f.other_org_id);
+    assert_problem(&get(&f, &other, Some(&org_key)).await, 404);
 }
 
 /// PATCH /api/v1/users/{id} with a JSON body and optional If-Match: (status, body, ETag).

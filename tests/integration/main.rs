@@ -12,6 +12,7 @@ mod admin_api;
 mod backchannel;
 mod chain_app;
 mod cli;
+mod console;
 mod e2e;
 mod easie_connections;
 mod first_start;

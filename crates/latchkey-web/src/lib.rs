@@ -3,6 +3,7 @@
 
 mod admin_api;
 pub mod client_ip;
+mod console;
 pub mod csp;
 pub mod csrf;
 mod error;
@@ -53,6 +54,7 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .configure(admin_api::configure)
             .configure(saml::configure)
             .configure(upstream::configure)
+            .configure(console::configure)
             .configure(pages::configure)
             .default_service(web::to(error::not_found))
             .wrap(from_fn(http_middleware::body_limit))

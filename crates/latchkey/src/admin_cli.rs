@@ -181,7 +181,16 @@ fn parse_time(s: &str) -> std::result::Result<i64, String> {
 pub async fn manage_audit(core: &Latchkey, command: AuditCommand, actor: &Actor) -> Result<()> {
     let AuditCommand::List { actor: who, action, target, since, until, limit, cursor, out } =
         command;
-    let query = AuditQuery { actor: who, action, target, since, until, cursor, limit: Some(limit) };
+    let query = AuditQuery {
+        actor: who,
+        action,
+        target,
+        org: None,
+        since,
+        until,
+        cursor,
+        limit: Some(limit),
+    };
     let page = core.admin.audit_log.events(actor, &query).await?;
     if out.json {
         print_json(&page);

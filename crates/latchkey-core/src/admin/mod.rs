@@ -4,19 +4,23 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod dashboard;
 pub mod directory;
 pub mod org_admin;
 pub mod paging;
 pub mod session_admin;
 pub mod user_admin;
+pub mod user_details;
 
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
 pub use audit_log::{AuditLog, AuditQuery};
+pub use dashboard::{Dashboard, DashboardStats};
 pub use directory::{Directory, UserQuery};
 pub use org_admin::{OrgAdmin, OrgPatch, OrgQuery};
 pub use paging::Page;
 pub use session_admin::{SessionAdmin, SessionQuery};
 pub use user_admin::{UserAdmin, UserPatch};
+pub use user_details::{UserDetails, UserOverview};
 
 /// The services the admin API, the console and the CLI use beyond the domains' own.
 #[derive(Clone)]
@@ -33,6 +37,10 @@ pub struct AdminServices {
     pub sessions: SessionAdmin,
     /// Listing, creating, changing and deleting organisations.
     pub orgs: OrgAdmin,
+    /// The console's figures.
+    pub dashboard: Dashboard,
+    /// One account's memberships, identities and lockout.
+    pub user_details: UserDetails,
 }
 
 impl AdminServices {
@@ -55,6 +63,8 @@ impl AdminServices {
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),
+            dashboard: Dashboard::new(store.clone()),
+            user_details: UserDetails::new(store.clone(), orgs.clone()),
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     pub active_org_id: Option<String>,
     pub created_at: i64,
+    /// When the user last proved who they are in this session: its sign-in, or a later
+    /// password re-entry (what "a recent sign-in" means before sensitive actions).
+    pub authenticated_at: i64,
     pub last_active_at: i64,
     pub idle_expires_at: i64,
     pub expires_at: i64,
@@ -144,6 +147,7 @@ impl Session {
             user_agent: m.user_agent,
             active_org_id: m.active_org_id,
             created_at: m.created_at,
+            authenticated_at: m.reauthenticated_at.map_or(m.created_at, |r| r.max(m.created_at)),
             last_active_at: m.last_active_at,
             idle_expires_at: m.idle_expires_at,
             expires_at: m.expires_at,

@@ -168,6 +168,7 @@ impl SessionService {
             idle_expires_at: Set(now + self.policy.idle_timeout_secs),
             expires_at: Set(now + self.policy.absolute_timeout_secs),
             ended_at: Set(None),
+            reauthenticated_at: Set(None),
         }
         .insert(txn)
         .await?;
@@ -322,6 +323,26 @@ impl SessionService {
         txn.commit().await?;
         self.store.notify_jobs();
         Ok(res.rows_affected)
+    }
+
+    /// Records that the session's user entered their password again at `now`; only a live
+    /// session can be refreshed.
+    pub async fn mark_reauthenticated<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: &str,
+        now: i64,
+    ) -> Result<()> {
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::ReauthenticatedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
+            .exec(conn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(Error::Unauthenticated("the session has ended"));
+        }
+        Ok(())
     }
 
     /// Ends a session by its owner's choice (sign-out).

@@ -139,6 +139,14 @@ impl UserService {
             .ok_or_else(|| Error::NotFound(format!("user {id}")))
     }
 
+    /// Whether the account has a password (accounts made by SAML or EASIE may not).
+    pub async fn has_password(&self, id: &str) -> Result<bool> {
+        Ok(password_credential::Entity::find_by_id(id.to_owned())
+            .one(self.store.db())
+            .await?
+            .is_some())
+    }
+
     pub async fn find_by_email(&self, email: &str) -> Result<Option<User>> {
         let email = normalize_email(email)?;
         let Some(e) = user_email::Entity::find()

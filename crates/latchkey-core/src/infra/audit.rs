@@ -154,6 +154,7 @@ impl Batch {
         data: Value,
     ) {
         self.logged.push((actor.name(), action.to_owned(), target_id.map(str::to_owned)));
+        let org_id = concerned_org(target_id, &data);
         self.rows.push(audit_event::ActiveModel {
             id: Set(ids::new_id(ids::AUDIT_EVENT)),
             occurred_at: Set(now),
@@ -164,6 +165,7 @@ impl Batch {
             user_agent: Set(actor.user_agent.clone()),
             data: Set(data.to_string()),
             request_id: Set(actor.request_id.clone()),
+            org_id: Set(org_id),
         });
     }
 
@@ -177,6 +179,17 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// The organisation an event concerns: its target when that is an organisation, else the
+/// `org_id` its data names (connections, API keys, memberships). Derived here, in the one
+/// place every event is written, so no caller can forget it.
+pub fn concerned_org(target_id: Option<&str>, data: &Value) -> Option<String> {
+    let is_org = |id: &str| ids::is_valid(ids::ORGANISATION, id);
+    if let Some(target) = target_id.filter(|t| is_org(t)) {
+        return Some(target.to_owned());
+    }
+    data.get("org_id").and_then(Value::as_str).filter(|o| is_org(o)).map(str::to_owned)
 }
 
 /// Most recent events first.
@@ -201,6 +214,8 @@ pub struct AuditEvent {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// The organisation the event concerns, if any.
+    pub org_id: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -216,6 +231,33 @@ impl From<crate::infra::entity::audit_event::Model> for AuditEvent {
             client_ip: m.client_ip,
             user_agent: m.user_agent,
             request_id: m.request_id,
+            org_id: m.org_id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::concerned_org;
+
+    const ORG: &str = "org_01JEXAMPLE0000000000000000";
+
+    #[test]
+    fn an_event_concerns_its_target_organisation_or_the_one_its_data_names() {
+        let org = crate::infra::ids::new_id(crate::infra::ids::ORGANISATION);
+        assert_eq!(concerned_org(Some(&org), &json!({})), Some(org.clone()));
+        assert_eq!(concerned_org(Some("usr_x"), &json!({ "org_id": org })), Some(org.clone()));
+        assert_eq!(concerned_org(None, &json!({ "org_id": org })), Some(org));
+    }
+
+    #[test]
+    fn anything_that_is_not_an_organisation_id_attributes_nothing() {
+        assert_eq!(concerned_org(None, &json!({})), None);
+        assert_eq!(concerned_org(Some("usr_01"), &json!({ "org_id": null })), None);
+        assert_eq!(concerned_org(None, &json!({ "org_id": "org_" })), None);
+        assert_eq!(concerned_org(None, &json!({ "org_id": 7 })), None);
+        assert_eq!(concerned_org(None, &json!({ "org_id": format!("{ORG}'--") })), None);
     }
 }

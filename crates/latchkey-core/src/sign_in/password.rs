@@ -159,6 +159,52 @@ impl SignInService {
         Ok(())
     }
 
+    /// A signed-in user enters their password again (before sensitive console actions). The
+    /// attempt counts against the same delay and lockout as sign-in, so the form cannot be used
+    /// to guess; success marks the session as freshly authenticated, audited either way.
+    pub async fn reauthenticate(
+        &self,
+        session_id: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let session = self.sessions.get(session_id).await?;
+        if session.status != crate::identity::model::SessionStatus::Active {
+            return Err(Error::Unauthenticated("the session has ended"));
+        }
+        let user = self.users.get(&session.user_id).await?;
+        let now = self.store.now();
+        let keys = throttle::Keys::new(&user.primary_email, client.ip.as_deref());
+        let reservation =
+            throttle::reserve_attempt(self.store.db(), &keys, &self.policy, now).await?;
+        let actor = client.actor_for(Some(&user.id));
+        match self.check_password(&user.primary_email, password).await? {
+            Ok(u) if u.id == user.id => {
+                let txn = self.store.begin_write().await?;
+                throttle::succeeded(&txn, &keys).await?;
+                self.sessions.mark_reauthenticated(&txn, session_id, now).await?;
+                let data = json!({ "session_id": session_id });
+                audit::record(&txn, now, &actor, "session.reauthenticated", Some(&user.id), data)
+                    .await?;
+                txn.commit().await?;
+                Ok(())
+            }
+            Ok(_) | Err(_) => {
+                let failure = Failure::WrongPassword;
+                self.record_failure(
+                    &user.primary_email,
+                    failure,
+                    Some(&user.id),
+                    reservation,
+                    client,
+                    now,
+                )
+                .await?;
+                Err(Error::invalid("password", "is not correct"))
+            }
+        }
+    }
+
     /// Changes a signed-in user's password after checking the current one.
     pub async fn change_password(
         &self,

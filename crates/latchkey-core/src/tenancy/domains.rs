@@ -171,17 +171,20 @@ impl DomainService {
         Ok(m.into())
     }
 
-    /// The operator asserts that the organisation owns `domain` (`orgs domains add --verified`):
-    /// adds it if needed and marks it verified, audited with the method `operator`. Only the
-    /// operator may: organisation admins prove ownership by DNS or email.
+    /// The operator asserts that the organisation owns `domain` (`orgs domains add --verified`,
+    /// or an instance administrator in the console): adds it if needed and marks it verified,
+    /// audited with the method `operator`. Only instance actors may: organisation admins prove
+    /// ownership by DNS or email.
     pub async fn add_verified(
         &self,
         org_id: &str,
         domain: &str,
         actor: &Actor,
     ) -> Result<OrgDomain> {
-        if !matches!(actor.principal, crate::infra::audit::Principal::Cli) {
-            return Err(Error::Forbidden("only the operator may assert domain ownership".into()));
+        if !access::is_instance_actor(self.store.db(), actor).await? {
+            return Err(Error::Forbidden(
+                "only instance administrators may assert domain ownership".into(),
+            ));
         }
         let normalized = normalize_domain(domain)?;
         let existing = org_domain::Entity::find()

@@ -31,6 +31,8 @@ pub struct AuditEventResource {
     pub user_agent: Option<String>,
     /// The request it came from, as in the server's log.
     pub request_id: Option<String>,
+    /// The organisation the event concerns (`org_…`), if any.
+    pub organization_id: Option<String>,
     /// The event's details (before/after of changed fields, reasons, …).
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
@@ -47,6 +49,7 @@ impl From<AuditEvent> for AuditEventResource {
             client_ip: e.client_ip,
             user_agent: e.user_agent,
             request_id: e.request_id,
+            organization_id: e.org_id,
             data: e.data,
         }
     }
@@ -69,6 +72,9 @@ pub struct AuditEventsQuery {
     pub action: Option<String>,
     /// Only events about this object ID.
     pub target: Option<String>,
+    /// Only events concerning this organisation (`org_…`). An organisation's key reads only its
+    /// own organisation's events, with or without this filter.
+    pub organization_id: Option<String>,
     /// From this Unix time (inclusive).
     pub since: Option<i64>,
     /// Before this Unix time (exclusive).
@@ -91,7 +97,8 @@ pub struct AuditEventsQuery {
         (status = 200, description = "A page of events, newest first", body = AuditEventPage),
         (status = 400, description = "A bad filter, limit or cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an instance key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Neither an instance credential nor one of this organisation's", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "An organisation the caller may not see", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -105,6 +112,7 @@ pub async fn list(
         actor: q.actor,
         action: q.action,
         target: q.target,
+        org: q.organization_id,
         since: q.since,
         until: q.until,
         cursor: q.cursor,

@@ -18,6 +18,12 @@ pub enum PageError {
     Csrf,
     #[error("{0:?}")]
     Failed(Failure),
+    /// Nobody is signed in: go to sign-in, coming back to this address.
+    #[error("sign-in required")]
+    SignIn { return_to: String },
+    /// The action needs a recent sign-in: confirm the password, then come back here.
+    #[error("recent sign-in required")]
+    Reauthenticate { return_to: String },
 }
 
 impl PageError {
@@ -47,11 +53,18 @@ impl ResponseError for PageError {
         match self {
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::Failed(f) => f.status(),
+            Self::SignIn { .. } | Self::Reauthenticate { .. } => StatusCode::SEE_OTHER,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let (title, message) = match self {
+            Self::SignIn { return_to } => {
+                return redirect("/sign-in", return_to);
+            }
+            Self::Reauthenticate { return_to } => {
+                return redirect("/admin/reauthenticate", return_to);
+            }
             Self::Csrf => (
                 "This form has expired",
                 "For your security the form could not be accepted. Go back, reload the page and try again.".to_owned(),
@@ -68,6 +81,15 @@ impl ResponseError for PageError {
         }
         res
     }
+}
+
+/// 303 to `page?return_to=…` (the return address is one of ours: a path we built).
+fn redirect(page: &str, return_to: &str) -> HttpResponse {
+    let query: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("{page}?return_to={query}")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
 /// Title and text of the page for a failure; only a public message is ever shown.

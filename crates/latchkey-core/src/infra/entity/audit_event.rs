@@ -14,6 +14,8 @@ pub struct Model {
     pub data: String,
     /// The request it came from (admin API and console changes).
     pub request_id: Option<String>,
+    /// The organisation the event concerns, if any (its admins and keys may read it).
+    pub org_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

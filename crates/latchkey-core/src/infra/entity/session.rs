@@ -20,6 +20,8 @@ pub struct Model {
     pub idle_expires_at: i64,
     pub expires_at: i64,
     pub ended_at: Option<i64>,
+    /// When the user last entered their password again in this session (console re-auth).
+    pub reauthenticated_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

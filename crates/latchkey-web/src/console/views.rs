@@ -1,0 +1,194 @@
+//! askama views of the console (templates in `templates/console/`). Rows hold display-ready
+//! strings; escaping is askama's (HTML), except the charts, which the server draws itself.
+
+use askama::Template;
+
+/// What the layout needs: who is signed in, what they may open, where they are.
+pub struct Nav {
+    pub who: String,
+    pub instance_admin: bool,
+    pub section: &'static str,
+    pub notice: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "console/dashboard.html")]
+pub struct Dashboard {
+    pub nav: Nav,
+    pub users: u64,
+    pub organisations: u64,
+    pub active_sessions: u64,
+    pub sign_ins_today: u64,
+    pub failed_today: u64,
+    pub sign_in_chart: String,
+    pub token_chart: String,
+}
+
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub status: String,
+    pub verified: bool,
+    pub admin: bool,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/users.html")]
+pub struct Users {
+    pub nav: Nav,
+    pub q: String,
+    pub rows: Vec<UserRow>,
+    pub next: Option<String>,
+}
+
+pub struct MembershipRow {
+    pub org_id: String,
+    pub org_name: String,
+    pub role: String,
+}
+
+pub struct IdentityRow {
+    pub kind: String,
+    pub subject: String,
+    pub email: String,
+}
+
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub user_label: String,
+    pub device: String,
+    pub ip: String,
+    pub method: String,
+    pub last_active: String,
+}
+
+pub struct EventRow {
+    pub id: String,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub org: String,
+    pub request_id: String,
+    pub data: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+pub struct UserPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub user: UserRow,
+    pub status_reason: String,
+    pub last_sign_in: String,
+    pub locked: bool,
+    pub memberships: Vec<MembershipRow>,
+    pub identities: Vec<IdentityRow>,
+    pub sessions: Vec<SessionRow>,
+    pub events: Vec<EventRow>,
+}
+
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/orgs.html")]
+pub struct Orgs {
+    pub nav: Nav,
+    pub csrf: String,
+    pub q: String,
+    pub rows: Vec<OrgRow>,
+    pub next: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct MemberRow {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub status: String,
+}
+
+pub struct InvitationRow {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub expires: String,
+}
+
+pub struct DomainRow {
+    pub id: String,
+    pub domain: String,
+    pub verified: bool,
+    pub method: String,
+    pub mode: String,
+    pub txt_name: String,
+    pub txt_value: String,
+}
+
+pub struct ConnectionRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub label: String,
+    pub enabled: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/org.html")]
+pub struct OrgPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub org: OrgRow,
+    pub members: Vec<MemberRow>,
+    pub invitations: Vec<InvitationRow>,
+    pub domains: Vec<DomainRow>,
+    pub connections: Vec<ConnectionRow>,
+    pub instance_admin: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/sessions.html")]
+pub struct Sessions {
+    pub nav: Nav,
+    pub csrf: String,
+    pub user: String,
+    pub rows: Vec<SessionRow>,
+    pub next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+pub struct Audit {
+    pub nav: Nav,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub org: String,
+    pub since: String,
+    pub until: String,
+    pub rows: Vec<EventRow>,
+    pub next: Option<String>,
+    /// The filters as a query string, for the export links.
+    pub filter_query: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/reauthenticate.html")]
+pub struct Reauthenticate {
+    pub nav: Nav,
+    pub csrf: String,
+    pub return_to: String,
+    pub email: String,
+    pub has_password: bool,
+    pub sign_in_again: String,
+    pub error: Option<&'static str>,
+}

@@ -1,0 +1,287 @@
+//! The admin console (`/admin`) through HTTP as a browser sends it: who may open which page,
+//! the actions and their audit events, CSRF, the recent-sign-in rule for sensitive actions,
+//! the audit export. (The Chromium run of the same console is in `e2e`.)
+
+use std::time::Duration;
+
+use latchkey_core::{identity::users::NewUser, infra::audit::Actor};
+use reqwest::StatusCode;
+
+use crate::{
+    on_both_backends,
+    pages::{Browser, csrf_in},
+    support::{Backend, TestDb, TestServer, data_dir},
+};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn account(node: &TestServer, email: &str, name: &str, is_admin: bool) -> String {
+    let new = NewUser {
+        email: email.into(),
+        name: Some(name.into()),
+        password: Some(PASSWORD.into()),
+        is_admin,
+        email_verified: true,
+        ..NewUser::default()
+    };
+    node.core.users.create(new, &Actor::cli()).await.unwrap().id
+}
+
+/// A browser signed in through the hosted form as `email`.
+async fn signed_in(node: &TestServer, email: &str) -> Browser {
+    let browser = Browser::new(&node.base_url);
+    let (status, body, location) = browser.sign_in(email, PASSWORD, "/admin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location.as_deref(), Some("/admin"));
+    browser
+}
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let s = html.find(start).unwrap_or_else(|| panic!("no {start} in {html}")) + start.len();
+    &html[s..s + html[s..].find(end).unwrap()]
+}
+
+/// The path segment just before `suffix` (an ID in a form's action).
+fn id_before<'a>(html: &'a str, suffix: &str) -> &'a str {
+    let end = html.find(suffix).unwrap_or_else(|| panic!("no {suffix} in {html}"));
+    let start = html[..end].rfind('/').unwrap() + 1;
+    &html[start..end]
+}
+
+/// The "next page" link of a listing.
+fn next_link(html: &str) -> String {
+    let end = html.find("\" rel=\"next\"").unwrap_or_else(|| panic!("no next page in {html}"));
+    let start = html[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    html[start..end].replace("&amp;", "&").replace("&#38;", "&")
+}
+
+async fn an_instance_admin_runs_the_instance_from_the_console(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    account(&node, "root@admin.test", "Root", true).await;
+    let bob = account(&node, "bob@people.test", "Bob Builder", false).await;
+    for i in 0..60 {
+        let new = NewUser {
+            email: format!("user{i:02}@people.test"),
+            name: Some(format!("User {i}")),
+            ..NewUser::default()
+        };
+        node.core.users.create(new, &Actor::cli()).await.unwrap();
+    }
+    let (_, bob_secret) = node.session(&node.core.users.get(&bob).await.unwrap()).await;
+    let bob_session = node.token(&bob_secret).await;
+    assert!(!bob_session.is_empty());
+    let admin = signed_in(&node, "root@admin.test").await;
+
+    // The dashboard counts what the store holds.
+    let (status, dash, _) = admin.get("/admin").await;
+    assert_eq!(status, 200, "{dash}");
+    assert_eq!(between(&dash, "id=\"stat-users\">", "<"), "62");
+    assert!(dash.contains("<svg class=\"chart\""), "{dash}");
+
+    // Find Bob among many, by name prefix, case-insensitively; paging by cursor.
+    let (status, found, _) = admin.get("/admin/users?q=bob%20b").await;
+    assert_eq!(status, 200);
+    assert!(found.contains(&format!("/admin/users/{bob}")), "{found}");
+    assert!(!found.contains("user01@people.test"));
+    let (_, first, _) = admin.get("/admin/users").await;
+    let next = next_link(&first);
+    let (status, second, _) = admin.get(&next).await;
+    assert_eq!(status, 200);
+    assert!(!second.contains("rel=\"next\""), "62 users on two pages of 50: {second}");
+    assert!(!first.contains("user59@") && second.contains("user59@"));
+
+    // Revoke Bob's session: his next token request fails.
+    let (status, page, _) = admin.get(&format!("/admin/users/{bob}")).await;
+    assert_eq!(status, 200, "{page}");
+    let session_id = id_before(&page, "/revoke\"").to_owned();
+    let csrf = csrf_in(&page);
+    let revoke = format!("/admin/sessions/{session_id}/revoke");
+    let (status, _, location) =
+        admin.post(&revoke, &[("csrf_token", &csrf), ("back", "user")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, Some(format!("/admin/users/{bob}?notice=revoked")));
+    assert_eq!(node.token_request(&bob_secret).await.status(), 401);
+
+    // Deactivate Bob.
+    let deactivate = format!("/admin/users/{bob}/deactivate");
+    let (status, _, _) = admin.post(&deactivate, &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page, _) = admin.get(&format!("/admin/users/{bob}")).await;
+    assert!(between(&page, "id=\"user-status\">", "<").starts_with("deactivated"), "{page}");
+
+    // A form without the token, or from another site, changes nothing.
+    let reactivate = format!("/admin/users/{bob}/reactivate");
+    let (status, _, _) = admin.post(&reactivate, &[("csrf_token", "x".repeat(43).as_str())]).await;
+    assert_eq!(status, 403);
+    let cross_site = admin
+        .client
+        .post(node.url(&reactivate))
+        .header("Origin", "https://evil.example")
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(node.core.users.get(&bob).await.unwrap().status.as_str(), "deactivated");
+
+    // Create an organisation and verify a domain.
+    let (_, orgs, _) = admin.get("/admin/organizations").await;
+    let (status, _, location) = admin
+        .post(
+            "/admin/organizations",
+            &[("csrf_token", &csrf_in(&orgs)), ("name", "Initech"), ("slug", "initech")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let org_path = location.unwrap().split('?').next().unwrap().to_owned();
+    let org_id = org_path.trim_start_matches("/admin/organizations/").to_owned();
+    let add = format!("{org_path}/domains");
+    let (status, _, _) =
+        admin.post(&add, &[("csrf_token", &csrf), ("domain", "initech.test")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, org_page, _) = admin.get(&org_path).await;
+    let mark =
+        format!("{org_path}/domains/{}/mark-verified", id_before(&org_page, "/mark-verified\""));
+    let (status, _, _) = admin.post(&mark, &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, org_page, _) = admin.get(&org_path).await;
+    assert!(org_page.contains("verified</span> (operator)"), "{org_page}");
+
+    // Every action is in the audit log, by this admin, and the organisation's own view.
+    let (_, log, _) = admin.get("/admin/audit?actor=").await;
+    for action in ["session.revoked", "user.deactivated", "org.created", "org.domain_verified"] {
+        assert!(log.contains(action), "{action} missing from the audit log: {log}");
+    }
+    let (_, org_log, _) = admin.get(&format!("/admin/audit?org={org_id}")).await;
+    assert!(org_log.contains("org.domain_verified") && !org_log.contains("user.deactivated"));
+    let export = admin.get(&format!("/admin/audit/export?format=jsonl&org={org_id}")).await;
+    assert_eq!(export.0, 200);
+    let lines: Vec<serde_json::Value> =
+        export.1.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|e| e["action"] == "org.domain_added"), "{}", export.1);
+    assert!(lines.iter().all(|e| e["org_id"] == org_id.as_str()), "{}", export.1);
+    let csv = admin.get("/admin/audit/export?format=csv&action=user.deactivated").await;
+    assert_eq!(csv.0, 200);
+    let mut rows = csv.1.lines();
+    assert!(rows.next().unwrap().starts_with("id,occurred_at,actor,action"));
+    let row = rows.next().unwrap();
+    assert!(row.contains(",user.deactivated,") && row.contains(&bob), "{row}");
+    assert_eq!(rows.next(), None);
+    node.stop().await;
+}
+on_both_backends!(an_instance_admin_runs_the_instance_from_the_console);
+
+async fn organisation_admins_see_their_organisation_only(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    let acme = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    let globex = node.core.orgs.create("Globex", "globex", &Actor::cli()).await.unwrap();
+    let alice = account(&node, "alice@acme.test", "Alice", false).await;
+    let carol = account(&node, "carol@acme.test", "Carol", false).await;
+    node.core.orgs.set_membership(&acme.id, &alice, "admin", &Actor::cli()).await.unwrap();
+    node.core.orgs.set_membership(&acme.id, &carol, "member", &Actor::cli()).await.unwrap();
+    node.core.orgs.set_membership(&globex.id, &carol, "member", &Actor::cli()).await.unwrap();
+
+    let alice_browser = signed_in(&node, "alice@acme.test").await;
+    let (status, _, location) = alice_browser.get("/admin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/admin/organizations"));
+    let (status, list, _) = alice_browser.get("/admin/organizations").await;
+    assert_eq!(status, 200);
+    assert!(list.contains("Acme") && !list.contains("Globex"), "{list}");
+    let (status, page, _) = alice_browser.get(&format!("/admin/organizations/{}", acme.id)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("carol@acme.test"));
+    // Another organisation, an unknown one and the instance pages: 403 alike.
+    for path in [
+        format!("/admin/organizations/{}", globex.id),
+        "/admin/organizations/org_01JZZZZZZZZZZZZZZZZZZZZZZZ".to_owned(),
+        "/admin/users".to_owned(),
+        format!("/admin/users/{carol}"),
+        "/admin/sessions".to_owned(),
+        format!("/admin/audit?org={}", globex.id),
+    ] {
+        let (status, body, _) = alice_browser.get(&path).await;
+        assert!(status == 403 || status == 404, "{path}: {status} {body}");
+        assert!(!body.contains("Globex"), "{path} shows the other organisation: {body}");
+    }
+    let csrf = csrf_in(&page);
+    let remove = format!("/admin/organizations/{}/members/{carol}/remove", globex.id);
+    let (status, _, _) = alice_browser.post(&remove, &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, 403);
+    assert!(node.core.orgs.membership(&globex.id, &carol).await.unwrap().is_some());
+    // Her own organisation's audit log is hers to read.
+    let (status, log, _) = alice_browser.get("/admin/audit").await;
+    assert_eq!(status, 200, "{log}");
+    assert!(log.contains("org.membership_set"), "{log}");
+
+    // A member who administers nothing gets no console at all.
+    let carol_browser = signed_in(&node, "carol@acme.test").await;
+    let (status, _, _) = carol_browser.get("/admin").await;
+    assert_eq!(status, 403);
+    // Nobody signed in: off to sign in, coming back.
+    let (status, _, location) = Browser::new(&node.base_url).get("/admin/users?q=a").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/sign-in?return_to=%2Fadmin%2Fusers%3Fq%3Da"));
+    node.stop().await;
+}
+on_both_backends!(organisation_admins_see_their_organisation_only);
+
+async fn sensitive_actions_need_a_recent_sign_in(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    account(&node, "root@admin.test", "Root", true).await;
+    let org = node.core.orgs.create("Doomed", "doomed", &Actor::cli()).await.unwrap();
+    let admin = signed_in(&node, "root@admin.test").await;
+    let org_path = format!("/admin/organizations/{}", org.id);
+    let (_, page, _) = admin.get(&org_path).await;
+    let csrf = csrf_in(&page);
+    let delete = format!("{org_path}/delete");
+
+    // Eleven minutes after signing in, deleting asks for the password first.
+    node.clock.advance(Duration::from_secs(11 * 60));
+    let (status, _, location) = admin.post(&delete, &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = location.unwrap();
+    assert_eq!(
+        location,
+        format!("/admin/reauthenticate?return_to=%2Fadmin%2Forganizations%2F{}", org.id)
+    );
+    assert!(node.core.orgs.get(&org.id).await.is_ok(), "deleted without a recent sign-in");
+    let (status, form, _) = admin.get(&location).await;
+    assert_eq!(status, 200, "{form}");
+    let reauth = [("csrf_token", csrf.as_str()), ("return_to", org_path.as_str())];
+    let (status, body, _) =
+        admin.post("/admin/reauthenticate", &[reauth[0], reauth[1], ("password", "wrong")]).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("not correct"));
+    let (status, _, location) =
+        admin.post("/admin/reauthenticate", &[reauth[0], reauth[1], ("password", PASSWORD)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some(org_path.as_str()));
+    // The return address never leaves the console.
+    let (_, _, location) = admin
+        .post(
+            "/admin/reauthenticate",
+            &[reauth[0], ("return_to", "https://evil.example/"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(location.as_deref(), Some("/admin"));
+
+    let (status, _, location) = admin.post(&delete, &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/admin/organizations"));
+    assert!(node.core.orgs.get(&org.id).await.is_err());
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 50).await.unwrap();
+    let reauth_event = events.iter().find(|e| e.action == "session.reauthenticated").unwrap();
+    assert!(reauth_event.actor.starts_with("user:"));
+    assert!(
+        events.iter().any(|e| e.action == "sign_in.failed" && e.data["reason"] == "wrong_password")
+    );
+    node.stop().await;
+}
+on_both_backends!(sensitive_actions_need_a_recent_sign_in);
