@@ -753,6 +753,67 @@ async fn organisations_are_listed_created_and_changed(backend: Backend) {
     assert_eq!(send(&f, reqwest::Method::DELETE, &path, &instance, None, "").await.0, 404);
 }
 
+async fn users_are_deleted_by_instance_credentials_only(backend: Backend) {
+    use reqwest::Method;
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let root = user(&f, "root@example.com", None, true).await;
+    let ada = user(&f, "ada@acme.test", Some("Ada"), false).await;
+    member(&f, &f.org_id, &ada, "member").await;
+    let (_, session_secret) = f.node.session(&f.node.core.users.get(&ada).await.unwrap()).await;
+    let path = format!("/api/v1/users/{ada}");
+    // An organisation's key may not delete accounts, even its members'.
+    assert_eq!(send(&f, Method::DELETE, &path, &org_key, None, "").await.0, 403);
+    let (status, body, _) = send(&f, Method::DELETE, &path, &instance, None, "").await;
+    assert_eq!(status, 204, "{body}");
+    assert_problem(&get(&f, &path, Some(&instance)).await, 404);
+    assert_eq!(f.node.token_request(&session_secret).await.status(), 401);
+    let members = f.node.core.orgs.members(&f.org_id, &Actor::cli()).await.unwrap();
+    assert!(members.is_empty(), "{members:?}");
+    let events = audit::recent(f.node.core.store.db(), 20).await.unwrap();
+    let deleted = events.iter().find(|e| e.action == "user.deleted").unwrap();
+    assert_eq!(deleted.target_id.as_deref(), Some(ada.as_str()));
+    assert_eq!(deleted.data["before"]["email"], "ada@acme.test");
+    assert_eq!(deleted.data["sessions_ended"], 1);
+    assert!(deleted.actor.starts_with("api_key:apk_") && deleted.request_id.is_some());
+    // Twice, or someone who never was: 404.
+    assert_problem(&send_problem(&f, Method::DELETE, &path, &instance).await, 404);
+    let nobody = "/api/v1/users/usr_01j00000000000000000000000";
+    assert_problem(&send_problem(&f, Method::DELETE, nobody, &instance).await, 404);
+    // The last instance administrator stays; with another one, either may go, not both.
+    let root_path = format!("/api/v1/users/{root}");
+    let refused = send_problem(&f, Method::DELETE, &root_path, &instance).await;
+    assert_problem(&refused, 409);
+    assert!(refused.2["detail"].as_str().unwrap().contains("last instance administrator"));
+    let second = user(&f, "second@example.com", None, true).await;
+    assert_eq!(send(&f, Method::DELETE, &root_path, &instance, None, "").await.0, 204);
+    let second_path = format!("/api/v1/users/{second}");
+    assert_problem(&send_problem(&f, Method::DELETE, &second_path, &instance).await, 409);
+}
+
+/// A request without a body whose answer is a problem: (status, content type, body, headers).
+async fn send_problem(
+    f: &Fixture,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+) -> (u16, String, Value, reqwest::header::HeaderMap) {
+    let res = reqwest::Client::new()
+        .request(method, f.node.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let ctype =
+        headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, ctype, res.json().await.unwrap_or(Value::Null), headers)
+}
+
+on_both_backends!(users_are_deleted_by_instance_credentials_only);
+
 /// A client_credentials token of a client registered with `scopes`.
 async fn client_token(f: &Fixture, scopes: &[&str], ask: &str) -> (String, String) {
     use latchkey_core::oauth::clients::NewClient;
@@ -1159,6 +1220,6 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 23"), "{text}");
+    assert!(text.contains("Tested: 24"), "{text}");
     node.stop().await;
 }

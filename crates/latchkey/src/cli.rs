@@ -154,6 +154,15 @@ pub enum UsersCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Delete a user: their sessions end (applications are told by back-channel logout), and
+    /// their grants, memberships, external identities and addresses go. Audited; refused for
+    /// the last instance administrator.
+    Delete {
+        /// User id (usr_…) or email.
+        user: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Clear a user's failed sign-in count and lockout.
     Unlock {
         /// User id (usr_…) or email.

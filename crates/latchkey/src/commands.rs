@@ -180,6 +180,18 @@ async fn manage_users(core: &Latchkey, command: UsersCommand, actor: &Actor) -> 
             let user = core.admin.users.update(actor, &user.id, &patch, |_| true).await?;
             (user_view(core, user).await?, out, Some("updated"))
         }
+        UsersCommand::Delete { user, out } => {
+            let user = core.users.resolve(&user).await?;
+            let view = user_view(core, user).await?;
+            core.admin.users.delete(actor, &view.user.id).await?;
+            if out.json {
+                // The user as it was, as `show` printed it.
+                print_json(&view);
+            } else {
+                say!("deleted {} ({}); all sessions ended", view.user.primary_email, view.user.id);
+            }
+            return Ok(());
+        }
         UsersCommand::Reactivate { user, out } => {
             let user = core.users.resolve(&user).await?;
             let user = core.users.reactivate(&user.id, actor).await?;

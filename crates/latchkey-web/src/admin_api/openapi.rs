@@ -39,6 +39,7 @@ pub struct ProblemDoc {
         users::list,
         users::get,
         users::update,
+        users::delete,
         users::deactivate,
         users::reactivate,
         audit::list,
