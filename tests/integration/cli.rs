@@ -378,3 +378,103 @@ async fn the_cli_deletes_users(backend: Backend) {
 }
 on_both_backends!(the_cli_deletes_users);
 
+/// The long flags a subcommand's `--help` lists.
+fn long_flags(cli: &Cli, args: &[&str]) -> std::collections::BTreeSet<String> {
+    let (code, help, _) = cli.run(&[args, &["--help"]].concat());
+    assert_eq!(code, Some(0));
+    help.split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.split(['=', ' ', '[', '<', ',']).next().unwrap_or_default().to_owned())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// `clients update` takes `clients add`'s flags, replaces lists, checks the result as a
+/// registration is checked (a refused change changes nothing) and audits before and after.
+async fn the_cli_updates_clients(backend: Backend) {
+    let Some((node, cli)) = cli_server(backend).await else { return };
+    let add = long_flags(&cli, &["clients", "add"]);
+    let update = long_flags(&cli, &["clients", "update"]);
+    let missing: Vec<_> = update.difference(&add).collect();
+    assert!(missing.is_empty(), "update flags that add does not have: {missing:?}");
+    for flag in [
+        "redirect-uri",
+        "grant-type",
+        "scope",
+        "access-token-ttl",
+        "audience",
+        "access-token-template",
+        "id-token-template",
+    ] {
+        assert!(update.contains(flag), "clients update has no --{flag}: {update:?}");
+    }
+    let cb = "https://app.example.com/cb";
+    let client = cli.json(&["clients", "add", "--name", "App", "--redirect-uri", cb]);
+    let id = client["client_id"].as_str().unwrap();
+    let updated = cli.json(&[
+        "clients",
+        "update",
+        id,
+        "--redirect-uri",
+        cb,
+        "--redirect-uri",
+        "https://app.example.com/cb2",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "openid",
+        "--access-token-ttl",
+        "900",
+        "--audience",
+        "https://api.example.com",
+    ]);
+    assert_eq!(updated["redirect_uris"].as_array().unwrap().len(), 2, "{updated}");
+    assert_eq!(
+        updated["grant_types"],
+        serde_json::json!(["authorization_code", "client_credentials"])
+    );
+    assert_eq!(
+        (updated["allowed_scopes"].clone(), updated["access_token_ttl_secs"].as_i64()),
+        (serde_json::json!(["openid"]), Some(900))
+    );
+    assert_eq!(updated["audiences"], serde_json::json!(["https://api.example.com"]));
+    assert_eq!(updated["name"], "App", "absent flags leave their field");
+    // Refused as registration refuses (exit 2), and nothing changes.
+    for bad in [
+        &["--redirect-uri", "http://evil.example/cb"][..],
+        &["--access-token-ttl", "5"],
+        &["--grant-type", "authorization_code"],
+        &["--access-token-template", "nope"],
+    ] {
+        let (code, _, stderr) = cli.run(&[&["clients", "update", id][..], bad].concat());
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+    }
+    assert_eq!(cli.json(&["clients", "show", id])["access_token_ttl_secs"], 900);
+    // Templates by name; an empty value clears a list or a template.
+    cli.json(&["templates", "add", "--name", "api", "--claims", r#"{"role":"x"}"#]);
+    let with_template =
+        cli.json(&["clients", "update", id, "--access-token-template", "api", "--audience", ""]);
+    assert_eq!(with_template["access_token_template"], "api");
+    assert_eq!(with_template["audiences"], serde_json::json!([]));
+    let cleared = cli.json(&["clients", "update", id, "--access-token-template", ""]);
+    assert!(cleared["access_token_template"].is_null(), "{cleared}");
+    let events = cli.json(&["audit", "list", "--action", "client.updated", "--target", id]);
+    let first = events["data"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        first["data"]["changes"]["access_token_ttl_secs"],
+        serde_json::json!({ "before": 300, "after": 900 })
+    );
+    assert_eq!(events["data"].as_array().unwrap().len(), 3, "{events}");
+    assert_eq!(
+        cli.run(&["clients", "update", "client_01m8nothere0000000000000000", "--name", "x"]).0,
+        Some(3)
+    );
+    // The server sees the change at once (its client cache follows the store's revision).
+    let discovery = node.core.clients.get(id).await.unwrap();
+    assert_eq!(discovery.redirect_uris.len(), 2);
+    node.stop().await;
+}
+on_both_backends!(the_cli_updates_clients);
+
