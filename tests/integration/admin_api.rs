@@ -763,6 +763,184 @@ async fn organisations_are_listed_created_and_changed(backend: Backend) {
     assert_eq!(send(&f, reqwest::Method::DELETE, &path, &instance, None, "").await.0, 404);
 }
 
+async fn users_are_deleted_by_instance_credentials_only(backend: Backend) {
+    use reqwest::Method;
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let root = user(&f, "root@example.com", None, true).await;
+    let ada = user(&f, "ada@acme.test", Some("Ada"), false).await;
+    member(&f, &f.org_id, &ada, "member").await;
+    let (_, session_secret) = f.node.session(&f.node.core.users.get(&ada).await.unwrap()).await;
+    let path = format!("/api/v1/users/{ada}");
+    // An organisation's key may not delete accounts, even its members'.
+    assert_eq!(send(&f, Method::DELETE, &path, &org_key, None, "").await.0, 403);
+    let (status, body, _) = send(&f, Method::DELETE, &path, &instance, None, "").await;
+    assert_eq!(status, 204, "{body}");
+    assert_problem(&get(&f, &path, Some(&instance)).await, 404);
+    assert_eq!(f.node.token_request(&session_secret).await.status(), 401);
+    let members = f.node.core.orgs.members(&f.org_id, &Actor::cli()).await.unwrap();
+    assert!(members.is_empty(), "{members:?}");
+    let events = audit::recent(f.node.core.store.db(), 20).await.unwrap();
+    let deleted = events.iter().find(|e| e.action == "user.deleted").unwrap();
+    assert_eq!(deleted.target_id.as_deref(), Some(ada.as_str()));
+    assert_eq!(deleted.data["before"]["email"], "ada@acme.test");
+    assert_eq!(deleted.data["sessions_ended"], 1);
+    assert!(deleted.actor.starts_with("api_key:apk_") && deleted.request_id.is_some());
+    // Twice, or someone who never was: 404.
+    assert_problem(&send_problem(&f, Method::DELETE, &path, &instance).await, 404);
+    let nobody = "/api/v1/users/usr_01j00000000000000000000000";
+    assert_problem(&send_problem(&f, Method::DELETE, nobody, &instance).await, 404);
+    // The last instance administrator stays; with another one, either may go, not both.
+    let root_path = format!("/api/v1/users/{root}");
+    let refused = send_problem(&f, Method::DELETE, &root_path, &instance).await;
+    assert_problem(&refused, 409);
+    assert!(refused.2["detail"].as_str().unwrap().contains("last instance administrator"));
+    let second = user(&f, "second@example.com", None, true).await;
+    assert_eq!(send(&f, Method::DELETE, &root_path, &instance, None, "").await.0, 204);
+    let second_path = format!("/api/v1/users/{second}");
+    assert_problem(&send_problem(&f, Method::DELETE, &second_path, &instance).await, 409);
+}
+
+/// A request without a body whose answer is a problem: (status, content type, body, headers).
+async fn send_problem(
+    f: &Fixture,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+) -> (u16, String, Value, reqwest::header::HeaderMap) {
+    let res = reqwest::Client::new()
+        .request(method, f.node.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let ctype =
+        headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, ctype, res.json().await.unwrap_or(Value::Null), headers)
+}
+
+async fn applications_are_registered_listed_changed_and_deleted(backend: Backend) {
+    use reqwest::Method;
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let apps = "/api/v1/applications";
+    let wiki = r#"{"name": "Wiki", "redirect_uris": ["https://wiki.example.com/cb"]}"#;
+    // Instance-wide: an organisation's key may neither list nor register.
+    assert_problem(&get(&f, apps, Some(&org_key)).await, 403);
+    assert_eq!(send(&f, Method::POST, apps, &org_key, None, wiki).await.0, 403);
+    // Registered as the CLI registers, the secret shown once.
+    let (status, created, headers) = send(&f, Method::POST, apps, &instance, None, wiki).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("client_"));
+    assert_eq!(headers["location"], format!("{apps}/{id}").as_str());
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(created["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
+    let clients = &f.node.core.clients;
+    assert!(clients.verify_secret(&id, &secret).await.unwrap());
+    let spa = r#"{"name": "Spa", "public": true, "redirect_uris": ["https://spa.example.com/cb"]}"#;
+    let (status, public, _) = send(&f, Method::POST, apps, &instance, None, spa).await;
+    assert_eq!((status, public["client_secret"].clone()), (201, Value::Null), "{public}");
+    for bad in [
+        r#"{"name": "X", "redirect_uris": ["http://evil.example/cb"]}"#,
+        r#"{"name": "X", "redirect_uris": ["https://a.example/cb"], "owner": "me"}"#,
+        r#"{"name": "X", "public": true, "grant_types": ["client_credentials"]}"#,
+        r#"{"name": "", "redirect_uris": ["https://a.example/cb"]}"#,
+        "[]",
+    ] {
+        let (status, body, _) = send(&f, Method::POST, apps, &instance, None, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // Listed by cursor.
+    let (status, _, page, _) = get(&f, &format!("{apps}?limit=1"), Some(&instance)).await;
+    assert_eq!((status, page["data"].as_array().unwrap().len()), (200, 1), "{page}");
+    let next = page["next_cursor"].as_str().unwrap();
+    let (_, _, second, _) =
+        get(&f, &format!("{apps}?limit=1&cursor={next}"), Some(&instance)).await;
+    assert_ne!(page["data"][0]["id"], second["data"][0]["id"]);
+    assert!(second["next_cursor"].is_null(), "{second}");
+    assert!(second["data"][0].get("client_secret").is_none(), "a listing shows no secret");
+    assert_problem(&get(&f, &format!("{apps}?cursor=%21"), Some(&instance)).await, 400);
+    // Read with an ETag; changed with If-Match, checked as a registration is.
+    let path = format!("{apps}/{id}");
+    let (status, _, shown, headers) = get(&f, &path, Some(&instance)).await;
+    assert_eq!((status, shown["name"].as_str()), (200, Some("Wiki")));
+    let tag = headers["etag"].to_str().unwrap().to_owned();
+    assert_problem(&get(&f, &path, Some(&org_key)).await, 403);
+    assert_problem(
+        &get(&f, &format!("{apps}/client_01j00000000000000000000000"), Some(&instance)).await,
+        404,
+    );
+    let change = r#"{"redirect_uris": ["https://wiki.example.com/cb", "https://wiki.example.com/cb2"],
+        "grant_types": ["authorization_code", "client_credentials"], "scopes": ["openid", "email"],
+        "access_token_ttl_secs": 600, "audiences": ["https://api.example.com"]}"#;
+    let (status, changed, headers) =
+        send(&f, Method::PATCH, &path, &instance, Some(&tag), change).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["redirect_uris"].as_array().unwrap().len(), 2);
+    assert_eq!(changed["audiences"], serde_json::json!(["https://api.example.com"]));
+    assert_eq!(
+        (changed["access_token_ttl_secs"].as_i64(), changed["scopes"].as_array().map(Vec::len)),
+        (Some(600), Some(2))
+    );
+    assert_ne!(headers["etag"].to_str().unwrap(), tag);
+    let (status, body, _) =
+        send(&f, Method::PATCH, &path, &instance, Some(&tag), r#"{"name": "Lost"}"#).await;
+    assert_eq!(status, 412, "{body}");
+    for bad in [
+        r#"{"access_token_ttl_secs": 5}"#,
+        r#"{"redirect_uris": ["https://a.example/cb#frag"]}"#,
+        r#"{"grant_types": ["authorization_code"]}"#,
+        r#"{"access_token_template": "no-such-template"}"#,
+        r#"{"public": true}"#,
+        r#"{"name": 5}"#,
+    ] {
+        let (status, body, _) = send(&f, Method::PATCH, &path, &instance, None, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (_, _, unchanged, _) = get(&f, &path, Some(&instance)).await;
+    assert_eq!(unchanged["access_token_ttl_secs"], 600, "a refused change changes nothing");
+    assert_eq!(send(&f, Method::PATCH, &path, &org_key, None, r#"{"name": "x"}"#).await.0, 403);
+    let events = audit::recent(f.node.core.store.db(), 50).await.unwrap();
+    let updated = events.iter().find(|e| e.action == "client.updated").unwrap();
+    assert_eq!(
+        updated.data["changes"]["redirect_uris"]["before"],
+        serde_json::json!(["https://wiki.example.com/cb"])
+    );
+    assert_eq!(
+        updated.data["changes"]["access_token_ttl_secs"],
+        serde_json::json!({ "before": 300, "after": 600 })
+    );
+    assert!(updated.data["changes"].get("name").is_none(), "only changed fields: {updated:?}");
+    assert!(updated.actor.starts_with("api_key:apk_") && updated.request_id.is_some());
+    // A new secret, once; without overlap the old one stops at once.
+    let rotate = format!("{path}/rotate-secret?overlap_secs=0");
+    let (status, rotated, _) = send(&f, Method::POST, &rotate, &instance, None, "").await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert!(clients.verify_secret(&id, new_secret).await.unwrap());
+    assert!(!clients.verify_secret(&id, &secret).await.unwrap());
+    assert_eq!(send(&f, Method::POST, &rotate, &org_key, None, "").await.0, 403);
+    let public_rotate = format!("{apps}/{}/rotate-secret", public["id"].as_str().unwrap());
+    assert_eq!(send(&f, Method::POST, &public_rotate, &instance, None, "").await.0, 400);
+    let bad_overlap = format!("{path}/rotate-secret?overlap_secs=-1");
+    assert_eq!(send(&f, Method::POST, &bad_overlap, &instance, None, "").await.0, 400);
+    // Deleted: the secret stops working; a second deletion finds nothing.
+    assert_eq!(send(&f, Method::DELETE, &path, &org_key, None, "").await.0, 403);
+    assert_eq!(send(&f, Method::DELETE, &path, &instance, None, "").await.0, 204);
+    assert_problem(&get(&f, &path, Some(&instance)).await, 404);
+    assert!(!clients.verify_secret(&id, new_secret).await.unwrap());
+    assert_problem(&send_problem(&f, Method::DELETE, &path, &instance).await, 404);
+    let rotate_gone = format!("{path}/rotate-secret");
+    assert_problem(&send_problem(&f, Method::POST, &rotate_gone, &instance).await, 404);
+}
+on_both_backends!(users_are_deleted_by_instance_credentials_only);
+on_both_backends!(applications_are_registered_listed_changed_and_deleted);
+
 /// A client_credentials token of a client registered with `scopes`.
 async fn client_token(f: &Fixture, scopes: &[&str], ask: &str) -> (String, String) {
     use latchkey_core::oauth::clients::NewClient;
@@ -984,6 +1162,11 @@ async fn the_openapi_document_and_reference_page_are_served() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
     assert!(doc["paths"]["/api/v1/users"]["get"].is_object(), "{doc}");
     assert!(doc["paths"]["/api/v1/users/{user_id}"]["get"].is_object(), "{doc}");
+    assert!(doc["paths"]["/api/v1/users/{user_id}"]["delete"]["responses"]["409"].is_object());
+    let app = &doc["paths"]["/api/v1/applications/{client_id}"];
+    assert!(["get", "patch", "delete"].iter().all(|m| app[m].is_object()), "{app}");
+    let rotate = &doc["paths"]["/api/v1/applications/{client_id}/rotate-secret"]["post"];
+    assert!(rotate["responses"]["200"].is_object() && rotate["responses"]["404"].is_object());
     assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["UserResource"]["properties"]["email"].is_object());
     let page = reqwest::get(f.node.url("/api/v1/docs")).await.unwrap();
@@ -1169,6 +1352,6 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 23"), "{text}");
+    assert!(text.contains("Tested: 30"), "{text}");
     node.stop().await;
 }

@@ -321,6 +321,80 @@ async fn undelivered_logout_is_retried_once_the_receiver_is_up(backend: Backend)
 }
 on_both_backends!(undelivered_logout_is_retried_once_the_receiver_is_up);
 
+/// Deleting a user ends their sessions as deactivation does, and the applications that got
+/// tokens for them are told, although the grants the fan-out reads go with the user; nothing
+/// of theirs is left but the audit trail.
+async fn deleting_a_user_tells_their_applications_and_leaves_nothing(backend: Backend) {
+    use latchkey_core::infra::entity::{
+        external_identity, membership, oauth_code, session, user_email,
+    };
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, PaginatorTrait};
+
+    let Some(db) = TestDb::new(backend).await else { return };
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = Receiver::default();
+    receiver.serve(listener).await;
+    let wiki = add_client(&node, "Wiki", Some(format!("http://127.0.0.1:{port}/wiki")), None).await;
+    let ada = node.user("ada@example.com").await;
+    let bob = node.user("bob@example.com").await;
+    let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    node.core.orgs.set_membership(&org.id, &ada.id, "admin", &Actor::cli()).await.unwrap();
+    let (sid, secret) = node.session(&ada).await;
+    let (_, bob_secret) = node.session(&bob).await;
+    grant(&node, &wiki, &ada.id, &sid, true).await;
+    let conn = node.core.store.db();
+    external_identity::ActiveModel {
+        id: Set("ext_01jtest000000000000000000".into()),
+        user_id: Set(ada.id.clone()),
+        issuer: Set("https://accounts.google.com".into()),
+        subject: Set("1234".into()),
+        connection_id: Set(None),
+        email: Set(Some("ada@example.com".into())),
+        created_at: Set(0),
+        last_used_at: Set(0),
+    }
+    .insert(conn)
+    .await
+    .unwrap();
+    assert_eq!(node.token_request(&secret).await.status(), 200);
+
+    node.core.admin.users.delete(&Actor::cli(), &ada.id).await.unwrap();
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].0, "/wiki");
+    let (claims, _) = verify_logout_token(&node, &got[0].1, &wiki).await;
+    assert_eq!(
+        (claims["sid"].as_str(), claims["sub"].as_str()),
+        (Some(sid.as_str()), Some(ada.id.as_str()))
+    );
+    assert_eq!(node.token_request(&secret).await.status(), 401);
+    assert_eq!(node.token_request(&bob_secret).await.status(), 200, "others are untouched");
+    let left = [
+        session::Entity::find().filter(session::Column::UserId.eq(&ada.id)).count(conn).await,
+        membership::Entity::find().filter(membership::Column::UserId.eq(&ada.id)).count(conn).await,
+        user_email::Entity::find().filter(user_email::Column::UserId.eq(&ada.id)).count(conn).await,
+        oauth_code::Entity::find().filter(oauth_code::Column::UserId.eq(&ada.id)).count(conn).await,
+        external_identity::Entity::find()
+            .filter(external_identity::Column::UserId.eq(&ada.id))
+            .count(conn)
+            .await,
+    ];
+    assert_eq!(left.map(Result::unwrap), [0; 5]);
+    assert!(matches!(node.core.users.get(&ada.id).await, Err(latchkey_core::Error::NotFound(_))));
+    // The address is free again; a second deletion finds nothing.
+    node.user("ada@example.com").await;
+    assert!(matches!(
+        node.core.admin.users.delete(&Actor::cli(), &ada.id).await,
+        Err(latchkey_core::Error::NotFound(_))
+    ));
+    wait_until_all_finished(&node.core).await;
+    assert_eq!(receiver.received().len(), 1, "told once");
+    node.stop().await;
+}
+on_both_backends!(deleting_a_user_tells_their_applications_and_leaves_nothing);
+
 /// Sessions that expire (absolute or idle) while stored as active are marked `expired` by the
 /// sweep, which queues back-channel logout for their clients once, even when two nodes sweep
 /// at the same moment.

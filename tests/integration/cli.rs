@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::support::{Backend, TestDb, TestServer, data_dir, latchkey};
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, data_dir, latchkey},
+};
 
 fn run_json(cwd: &std::path::Path, args: &[&str]) -> Value {
     let out = latchkey(cwd, &[]).args(args).arg("--json").output().unwrap();
@@ -301,3 +304,177 @@ fn usage_errors_exit_2_runtime_failures_1_and_missing_things_3() {
     );
     assert_eq!(exit_code(dir, &["--help"]).0, Some(0));
 }
+
+/// The CLI on `backend`'s store: a command's outcome (exit code, stdout, stderr).
+struct Cli {
+    cwd: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    fn new(node: &TestServer, cwd: tempfile::TempDir) -> Self {
+        let env = ["LATCHKEY_DATA_DIR", "LATCHKEY_DATABASE_URL"]
+            .iter()
+            .filter_map(|k| node.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        Self { cwd, env }
+    }
+
+    fn command(&self) -> std::process::Command {
+        let env: Vec<(&str, &str)> =
+            self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        latchkey(self.cwd.path(), &env)
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = self.command().args(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let (code, stdout, stderr) = self.run(&[args, &["--json"]].concat());
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    }
+}
+
+async fn cli_server(backend: Backend) -> Option<(TestServer, Cli)> {
+    let db = TestDb::new(backend).await?;
+    let cwd = data_dir();
+    let node = TestServer::start(&cwd.path().join("latchkey-data"), &db, &[]).await;
+    let cli = Cli::new(&node, cwd);
+    Some((node, cli))
+}
+
+/// `users delete`: the account and its sessions go (the server sees it at once), twice is
+/// "not found", and the last instance administrator stays.
+async fn the_cli_deletes_users(backend: Backend) {
+    let Some((node, cli)) = cli_server(backend).await else { return };
+    let pw = "a long passphrase";
+    let root = cli.json(&["admin", "create", "--email", "root@example.com"]);
+    let ada = cli.json(&["users", "add", "--email", "ada@example.com", "--password", pw]);
+    let ada_id = ada["id"].as_str().unwrap();
+    let session = cli.json(&["sessions", "create", "--user", ada_id]);
+    let secret = session["secret"].as_str().unwrap();
+    assert_eq!(node.token_request(secret).await.status(), 200);
+    let deleted = cli.json(&["users", "delete", "ada@example.com"]);
+    assert_eq!(
+        (deleted["id"].as_str(), deleted["primary_email"].as_str()),
+        (Some(ada_id), Some("ada@example.com"))
+    );
+    assert_eq!(node.token_request(secret).await.status(), 401);
+    assert_eq!(cli.run(&["users", "show", ada_id]).0, Some(3));
+    assert_eq!(cli.run(&["users", "delete", ada_id]).0, Some(3), "twice: not found");
+    let events = cli.json(&["audit", "list", "--action", "user.deleted"]);
+    assert_eq!(events["data"][0]["data"]["before"]["email"], "ada@example.com", "{events}");
+    assert_eq!(events["data"][0]["actor"], "cli");
+    let (code, _, stderr) = cli.run(&["users", "delete", root["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("last instance administrator"), "{stderr}");
+    let (code, stdout, _) = cli.run(&["users", "delete", "--help"]);
+    assert!(code == Some(0) && stdout.contains("--json"), "{stdout}");
+    node.stop().await;
+}
+on_both_backends!(the_cli_deletes_users);
+
+/// The long flags a subcommand's `--help` lists.
+fn long_flags(cli: &Cli, args: &[&str]) -> std::collections::BTreeSet<String> {
+    let (code, help, _) = cli.run(&[args, &["--help"]].concat());
+    assert_eq!(code, Some(0));
+    help.split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.split(['=', ' ', '[', '<', ',']).next().unwrap_or_default().to_owned())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// `clients update` takes `clients add`'s flags, replaces lists, checks the result as a
+/// registration is checked (a refused change changes nothing) and audits before and after.
+async fn the_cli_updates_clients(backend: Backend) {
+    let Some((node, cli)) = cli_server(backend).await else { return };
+    let add = long_flags(&cli, &["clients", "add"]);
+    let update = long_flags(&cli, &["clients", "update"]);
+    let missing: Vec<_> = update.difference(&add).collect();
+    assert!(missing.is_empty(), "update flags that add does not have: {missing:?}");
+    for flag in [
+        "redirect-uri",
+        "grant-type",
+        "scope",
+        "access-token-ttl",
+        "audience",
+        "access-token-template",
+        "id-token-template",
+    ] {
+        assert!(update.contains(flag), "clients update has no --{flag}: {update:?}");
+    }
+    let cb = "https://app.example.com/cb";
+    let client = cli.json(&["clients", "add", "--name", "App", "--redirect-uri", cb]);
+    let id = client["client_id"].as_str().unwrap();
+    let updated = cli.json(&[
+        "clients",
+        "update",
+        id,
+        "--redirect-uri",
+        cb,
+        "--redirect-uri",
+        "https://app.example.com/cb2",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "openid",
+        "--access-token-ttl",
+        "900",
+        "--audience",
+        "https://api.example.com",
+    ]);
+    assert_eq!(updated["redirect_uris"].as_array().unwrap().len(), 2, "{updated}");
+    assert_eq!(
+        updated["grant_types"],
+        serde_json::json!(["authorization_code", "client_credentials"])
+    );
+    assert_eq!(
+        (updated["allowed_scopes"].clone(), updated["access_token_ttl_secs"].as_i64()),
+        (serde_json::json!(["openid"]), Some(900))
+    );
+    assert_eq!(updated["audiences"], serde_json::json!(["https://api.example.com"]));
+    assert_eq!(updated["name"], "App", "absent flags leave their field");
+    // Refused as registration refuses (exit 2), and nothing changes.
+    for bad in [
+        &["--redirect-uri", "http://evil.example/cb"][..],
+        &["--access-token-ttl", "5"],
+        &["--grant-type", "authorization_code"],
+        &["--access-token-template", "nope"],
+    ] {
+        let (code, _, stderr) = cli.run(&[&["clients", "update", id][..], bad].concat());
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+    }
+    assert_eq!(cli.json(&["clients", "show", id])["access_token_ttl_secs"], 900);
+    // Templates by name; an empty value clears a list or a template.
+    cli.json(&["templates", "add", "--name", "api", "--claims", r#"{"role":"x"}"#]);
+    let with_template =
+        cli.json(&["clients", "update", id, "--access-token-template", "api", "--audience", ""]);
+    assert_eq!(with_template["access_token_template"], "api");
+    assert_eq!(with_template["audiences"], serde_json::json!([]));
+    let cleared = cli.json(&["clients", "update", id, "--access-token-template", ""]);
+    assert!(cleared["access_token_template"].is_null(), "{cleared}");
+    let events = cli.json(&["audit", "list", "--action", "client.updated", "--target", id]);
+    let first = events["data"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        first["data"]["changes"]["access_token_ttl_secs"],
+        serde_json::json!({ "before": 300, "after": 900 })
+    );
+    assert_eq!(events["data"].as_array().unwrap().len(), 3, "{events}");
+    assert_eq!(
+        cli.run(&["clients", "update", "client_01m8nothere0000000000000000", "--name", "x"]).0,
+        Some(3)
+    );
+    // The server sees the change at once (its client cache follows the store's revision).
+    let discovery = node.core.clients.get(id).await.unwrap();
+    assert_eq!(discovery.redirect_uris.len(), 2);
+    node.stop().await;
+}
+on_both_backends!(the_cli_updates_clients);
+

@@ -156,8 +156,15 @@ impl Latchkey {
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
         let (pending, saml, upstream, easie) = enterprise;
-        let admin =
-            admin::AdminServices::new(&store, &users, &sessions, &orgs, (&saml, &easie), &settings);
+        let admin = admin::AdminServices::new(
+            &store,
+            &users,
+            &sessions,
+            &orgs,
+            &clients,
+            (&saml, &easie),
+            &settings,
+        );
         Ok(Self {
             settings,
             clock,

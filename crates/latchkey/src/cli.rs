@@ -154,6 +154,15 @@ pub enum UsersCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Delete a user: their sessions end (applications are told by back-channel logout), and
+    /// their grants, memberships, external identities and addresses go. Audited; refused for
+    /// the last instance administrator.
+    Delete {
+        /// User id (usr_…) or email.
+        user: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Clear a user's failed sign-in count and lockout.
     Unlock {
         /// User id (usr_…) or email.
@@ -274,6 +283,54 @@ pub struct NewClientArgs {
     pub out: JsonFlag,
 }
 
+/// What `clients update` changes: the flags of `clients add` (same names), each leaving its
+/// field as it is when absent. A repeatable flag replaces the whole list; an empty value
+/// (`--audience ''`) clears a list or an optional value. The client type (`--public`) and its
+/// authentication (`--auth-method`, `--jwks-file`) are fixed at registration.
+#[derive(Debug, Args)]
+pub struct UpdateClientArgs {
+    /// Client id (client_…).
+    pub client_id: String,
+    /// Display name, shown on the consent screen.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Redirect URI (exact match); repeat for several. Replaces the registered list.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Option<Vec<String>>,
+    /// Where the client may send the browser after logout; repeat for several.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// A first-party client (`--first-party=false` to ask users for consent again).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub first_party: Option<bool>,
+    /// Back-channel logout URI (an empty value removes it).
+    #[arg(long, value_name = "URI")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Grant type; repeat for several. Replaces the registered list.
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    pub grant_types: Option<Vec<String>>,
+    /// Allowed scope; repeat for several. Replaces the registered list.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Option<Vec<String>>,
+    /// ID token signing algorithm: RS256, ES256 or EdDSA.
+    #[arg(long, value_name = "ALG")]
+    pub id_token_alg: Option<String>,
+    /// Access token lifetime in seconds (60-3600).
+    #[arg(long, value_name = "SECS")]
+    pub access_token_ttl: Option<i64>,
+    /// An audience for client_credentials; repeat for several. Replaces the registered list.
+    #[arg(long = "audience", value_name = "URI")]
+    pub audiences: Option<Vec<String>>,
+    /// JWT template for the client's access tokens (an empty value removes it).
+    #[arg(long, value_name = "NAME")]
+    pub access_token_template: Option<String>,
+    /// JWT template for the client's ID tokens (an empty value removes it).
+    #[arg(long, value_name = "NAME")]
+    pub id_token_template: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 // Parsed once per run: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -282,6 +339,8 @@ pub enum ClientsCommand {
     Add(NewClientArgs),
     /// List registered clients.
     List(JsonFlag),
+    /// Change a client, checked as a registration is (audited with before and after).
+    Update(UpdateClientArgs),
     /// Show one client.
     Show {
         /// Client id (client_…).

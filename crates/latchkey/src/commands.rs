@@ -1,16 +1,21 @@
 use std::{net::TcpListener, time::Instant};
 
 use latchkey_core::{
-    Latchkey, Settings, identity::sessions::SessionOrigin, identity::users::NewUser,
-    infra::audit::Actor, infra::config::ConfigError, infra::jose::SigningAlg, model::User,
-    oauth::clients::NewClient,
+    Latchkey, Settings,
+    identity::sessions::SessionOrigin,
+    identity::users::NewUser,
+    infra::audit::Actor,
+    infra::config::ConfigError,
+    infra::jose::SigningAlg,
+    model::User,
+    oauth::clients::{ClientPatch, NewClient},
 };
 use serde_json::json;
 
 use crate::{
     cli::{
         AdminCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, NewClientArgs,
-        NewUserArgs, SessionsCommand, TemplatesCommand, UsersCommand,
+        NewUserArgs, SessionsCommand, TemplatesCommand, UpdateClientArgs, UsersCommand,
     },
     output::UserView,
     output::{self, print_json},
@@ -179,6 +184,18 @@ async fn manage_users(core: &Latchkey, command: UsersCommand, actor: &Actor) -> 
             };
             let user = core.admin.users.update(actor, &user.id, &patch, |_| true).await?;
             (user_view(core, user).await?, out, Some("updated"))
+        }
+        UsersCommand::Delete { user, out } => {
+            let user = core.users.resolve(&user).await?;
+            let view = user_view(core, user).await?;
+            core.admin.users.delete(actor, &view.user.id).await?;
+            if out.json {
+                // The user as it was, as `show` printed it.
+                print_json(&view);
+            } else {
+                say!("deleted {} ({}); all sessions ended", view.user.primary_email, view.user.id);
+            }
+            return Ok(());
         }
         UsersCommand::Reactivate { user, out } => {
             let user = core.users.resolve(&user).await?;
@@ -372,6 +389,7 @@ async fn create_user(
 async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor) -> Result<()> {
     match command {
         ClientsCommand::Add(args) => add_client(core, args, actor).await,
+        ClientsCommand::Update(args) => update_client(core, args, actor).await,
         ClientsCommand::List(out) => {
             let clients = core.clients.list().await?;
             if out.json {
@@ -460,6 +478,34 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
         if let Some(secret) = &created.client_secret {
             say!("client secret (shown once): {secret}");
         }
+    }
+    Ok(())
+}
+
+async fn update_client(core: &Latchkey, args: UpdateClientArgs, actor: &Actor) -> Result<()> {
+    // An empty value clears: a list given as one empty value is the empty list.
+    let list =
+        |v: Option<Vec<String>>| v.map(|l| l.into_iter().filter(|s| !s.is_empty()).collect());
+    let optional = |v: Option<String>| v.map(|s| Some(s).filter(|s| !s.is_empty()));
+    let patch = ClientPatch {
+        name: args.name,
+        redirect_uris: list(args.redirect_uris),
+        post_logout_redirect_uris: list(args.post_logout_redirect_uris),
+        grant_types: list(args.grant_types),
+        allowed_scopes: list(args.scopes),
+        first_party: args.first_party,
+        backchannel_logout_uri: optional(args.backchannel_logout_uri),
+        id_token_alg: args.id_token_alg,
+        access_token_ttl_secs: args.access_token_ttl,
+        audiences: list(args.audiences),
+        access_token_template: optional(args.access_token_template),
+        id_token_template: optional(args.id_token_template),
+    };
+    let client = core.admin.apps.update(actor, &args.client_id, &patch, |_| true).await?;
+    if args.out.json {
+        print_json(&client);
+    } else {
+        say!("updated client {} ({})", client.name, client.client_id);
     }
     Ok(())
 }

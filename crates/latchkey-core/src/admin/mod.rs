@@ -1,8 +1,9 @@
 //! Running Latchkey: what the admin API, the console and the CLI share beyond the domain
-//! services they call (API keys, the user directory and the audit log so far). It comes last in the layering: it may use every
+//! services they call (API keys, the user directory, the audit log, and administrative views of users, sessions, organisations and applications). It comes last in the layering: it may use every
 //! domain, and none uses it.
 
 pub mod api_keys;
+pub mod app_admin;
 pub mod audit_log;
 pub mod dashboard;
 pub mod directory;
@@ -13,6 +14,7 @@ pub mod user_admin;
 pub mod user_details;
 
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
+pub use app_admin::{AppAdmin, AppQuery};
 pub use audit_log::{AuditLog, AuditQuery};
 pub use dashboard::{Dashboard, DashboardStats};
 pub use directory::{Directory, UserQuery};
@@ -41,6 +43,8 @@ pub struct AdminServices {
     pub dashboard: Dashboard,
     /// One account's memberships, identities and lockout.
     pub user_details: UserDetails,
+    /// Applications (OAuth / OpenID Connect clients).
+    pub apps: AppAdmin,
 }
 
 impl AdminServices {
@@ -49,6 +53,7 @@ impl AdminServices {
         users: &crate::identity::users::UserService,
         sessions: &crate::identity::sessions::SessionService,
         orgs: &crate::tenancy::orgs::OrgService,
+        clients: &crate::oauth::clients::ClientService,
         connections: (
             &crate::enterprise::saml::SamlService,
             &crate::enterprise::easie::EasieService,
@@ -60,6 +65,7 @@ impl AdminServices {
             orgs: OrgAdmin::new(store.clone(), orgs.clone(), saml.clone(), easie.clone()),
             sessions: SessionAdmin::new(store.clone(), sessions.clone()),
             users: UserAdmin::new(store.clone(), users.clone()),
+            apps: AppAdmin::new(store.clone(), clients.clone()),
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),

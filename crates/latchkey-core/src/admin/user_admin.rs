@@ -1,21 +1,26 @@
 //! Changing accounts as an administrator: profile fields and the verified mark, deactivation
-//! and reactivation. Instance actors only (organisation admins manage memberships, not the
+//! and reactivation, deletion. Instance actors only (organisation admins manage memberships, not the
 //! accounts themselves, which may belong to other organisations too). Each change is one
 //! transaction with its audit event, which records the before and after of every field that
 //! changed; a conditional change (`If-Match`) is checked inside that transaction, on the row as
 //! it is locked, so two writers cannot both pass the same precondition.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde_json::{Map, Value, json};
 
 use crate::{
     Error, Result,
-    identity::{model::User, users::UserService},
+    identity::{model::User, sessions, users::UserService},
     infra::{
         audit::{self, Actor},
-        entity::{user, user_email},
+        entity::{
+            email_verification, external_identity, membership, oauth_code, oauth_consent,
+            oauth_refresh_token, org_invitation, org_join_request, password_credential,
+            password_reset, session, upstream_grant, user, user_email,
+        },
         store::Store,
     },
     tenancy::access,
@@ -122,6 +127,66 @@ impl UserAdmin {
         Ok(updated.into())
     }
 
+    /// Deletes an account and everything that is only its own, in one transaction: its
+    /// sessions end as deactivation ends them (with back-channel logout to the applications
+    /// that got tokens for them), then its grants and refresh tokens, consents, memberships,
+    /// join requests, external identities, upstream grants, addresses, password and the user
+    /// row go. Audit events stay (they are the record). The last active instance administrator
+    /// cannot be deleted ([`Error::Conflict`]). Audited `user.deleted` with what it was.
+    pub async fn delete(&self, actor: &Actor, id: &str) -> Result<()> {
+        self.require_instance(actor).await?;
+        let txn = self.store.begin_write().await?;
+        // Every administrator row is locked first (always in the same order), so two deletions
+        // of the last two administrators cannot both see the other one still there.
+        let admins = user::Entity::find()
+            .filter(user::Column::IsAdmin.eq(true))
+            .order_by_asc(user::Column::Id)
+            .lock_exclusive()
+            .all(&txn)
+            .await?;
+        let existing = user::Entity::find_by_id(id.to_owned())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+        let other_admin = admins.iter().any(|a| a.id != id && a.status == "active");
+        if existing.is_admin && !other_admin {
+            return Err(Error::Conflict(format!(
+                "{} is the last instance administrator: make another one first \
+                 (latchkey admin create), then delete this one",
+                existing.primary_email
+            )));
+        }
+        let now = self.store.now();
+        let ending = sessions::active_session_ids(
+            &txn,
+            sea_orm::Condition::all().add(session::Column::UserId.eq(id)),
+        )
+        .await?;
+        // The back-channel fan-out reads the codes deleted below, so the notifications are
+        // queued now, in this transaction; then the sessions end on the shared path.
+        let notified = crate::oauth::backchannel::queue_logouts_now(&txn, &ending, now).await?;
+        let ended = sessions::revoke_user_sessions(&txn, id, "user_deleted", now).await?;
+        let orgs = delete_owned_rows(&txn, id).await?;
+        user::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
+        let data = json!({
+            "before": {
+                "email": existing.primary_email,
+                "name": existing.name,
+                "status": existing.status,
+                "is_admin": existing.is_admin,
+            },
+            "sessions_ended": ended,
+            "logout_notifications": notified,
+            "memberships": orgs,
+        });
+        audit::record(&txn, now, actor, "user.deleted", Some(id), data).await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        self.store.notify_jobs();
+        Ok(())
+    }
+
     /// Deactivates the account (every session revoked at once) or reactivates it.
     pub async fn set_active(
         &self,
@@ -137,6 +202,50 @@ impl UserAdmin {
             self.users.deactivate(id, reason, actor).await
         }
     }
+}
+
+/// Deletes the rows that belong to user `id` alone (most would also go by cascade; deleting
+/// them here does not depend on the store enforcing foreign keys); invitations they sent stay,
+/// without the inviter. Returns the organisations they were a member of.
+async fn delete_owned_rows(txn: &DatabaseTransaction, id: &str) -> Result<Vec<String>> {
+    let orgs: Vec<String> = membership::Entity::find()
+        .select_only()
+        .column(membership::Column::OrgId)
+        .filter(membership::Column::UserId.eq(id))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    org_invitation::Entity::update_many()
+        .col_expr(
+            org_invitation::Column::InviterUserId,
+            sea_orm::sea_query::Expr::value(None::<String>),
+        )
+        .filter(org_invitation::Column::InviterUserId.eq(id))
+        .exec(txn)
+        .await?;
+    macro_rules! delete_of_user {
+        ($($entity:ident),+ $(,)?) => {$(
+            $entity::Entity::delete_many()
+                .filter($entity::Column::UserId.eq(id))
+                .exec(txn)
+                .await?;
+        )+};
+    }
+    delete_of_user!(
+        oauth_refresh_token,
+        oauth_code,
+        oauth_consent,
+        upstream_grant,
+        external_identity,
+        membership,
+        org_join_request,
+        email_verification,
+        password_reset,
+        password_credential,
+        user_email,
+        session,
+    );
+    Ok(orgs)
 }
 
 /// Trims names (empty means none) and bounds their length.

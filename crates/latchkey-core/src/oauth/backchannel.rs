@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 
 use crate::{
@@ -82,48 +82,7 @@ impl BackchannelService {
     }
 
     async fn logout_jobs(&self, session_ids: &[String]) -> Result<Vec<FollowUp>> {
-        let db = self.store.db();
-        let mut pairs: Vec<(String, String, String)> = oauth_code::Entity::find()
-            .select_only()
-            .column(oauth_code::Column::SessionId)
-            .column(oauth_code::Column::ClientId)
-            .column(oauth_code::Column::UserId)
-            .filter(oauth_code::Column::SessionId.is_in(session_ids.iter().cloned()))
-            .filter(oauth_code::Column::UsedAt.is_not_null())
-            .distinct()
-            .into_tuple()
-            .all(db)
-            .await?;
-        pairs.sort();
-        pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        if pairs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut client_ids: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
-        client_ids.sort();
-        client_ids.dedup();
-        let uris: std::collections::HashMap<String, String> = oauth_client::Entity::find()
-            .select_only()
-            .column(oauth_client::Column::ClientId)
-            .column(oauth_client::Column::BackchannelLogoutUri)
-            .filter(oauth_client::Column::ClientId.is_in(client_ids))
-            .filter(oauth_client::Column::BackchannelLogoutUri.is_not_null())
-            .into_tuple::<(String, Option<String>)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .filter_map(|(id, uri)| uri.filter(|u| !u.is_empty()).map(|u| (id, u)))
-            .collect();
-        Ok(pairs
-            .into_iter()
-            .filter_map(|(session_id, client_id, user_id)| {
-                let uri = uris.get(&client_id)?.clone();
-                // A session ends once; the key is a second guard against telling a client twice.
-                let dedupe_key = format!("backchannel_logout:{session_id}:{client_id}");
-                let job = Job::BackchannelLogout(LogoutJob { client_id, session_id, user_id, uri });
-                Some(FollowUp { job, dedupe_key: Some(dedupe_key) })
-            })
-            .collect())
+        logout_jobs(self.store.db(), session_ids).await
     }
 
     /// The logout token of notification `jti` (Back-Channel Logout 1.0 §2.4): no nonce,
@@ -175,4 +134,68 @@ impl BackchannelService {
             Err(e) => Outcome::Retry(format!("{e}")),
         }
     }
+}
+
+/// The (session, client) notifications for `session_ids`: one per client with a back-channel
+/// URI that redeemed a code bound to the session.
+async fn logout_jobs<C: ConnectionTrait>(db: &C, session_ids: &[String]) -> Result<Vec<FollowUp>> {
+    let mut pairs: Vec<(String, String, String)> = oauth_code::Entity::find()
+        .select_only()
+        .column(oauth_code::Column::SessionId)
+        .column(oauth_code::Column::ClientId)
+        .column(oauth_code::Column::UserId)
+        .filter(oauth_code::Column::SessionId.is_in(session_ids.iter().cloned()))
+        .filter(oauth_code::Column::UsedAt.is_not_null())
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    pairs.sort();
+    pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut client_ids: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
+    client_ids.sort();
+    client_ids.dedup();
+    let uris: std::collections::HashMap<String, String> = oauth_client::Entity::find()
+        .select_only()
+        .column(oauth_client::Column::ClientId)
+        .column(oauth_client::Column::BackchannelLogoutUri)
+        .filter(oauth_client::Column::ClientId.is_in(client_ids))
+        .filter(oauth_client::Column::BackchannelLogoutUri.is_not_null())
+        .into_tuple::<(String, Option<String>)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|(id, uri)| uri.filter(|u| !u.is_empty()).map(|u| (id, u)))
+        .collect();
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(session_id, client_id, user_id)| {
+            let uri = uris.get(&client_id)?.clone();
+            // A session ends once; the key is a second guard against telling a client twice.
+            let dedupe_key = format!("backchannel_logout:{session_id}:{client_id}");
+            let job = Job::BackchannelLogout(LogoutJob { client_id, session_id, user_id, uri });
+            Some(FollowUp { job, dedupe_key: Some(dedupe_key) })
+        })
+        .collect())
+}
+
+/// Queues, in the caller's transaction, the logout notifications of `session_ids` at once,
+/// rather than through the [`Job::SessionsEnded`] fan-out: for a caller that deletes the codes
+/// the fan-out reads (deleting a user). Same jobs and dedupe keys as the fan-out; how many.
+pub(crate) async fn queue_logouts_now<C: ConnectionTrait>(
+    conn: &C,
+    session_ids: &[String],
+    now: i64,
+) -> Result<usize> {
+    if session_ids.is_empty() {
+        return Ok(0);
+    }
+    let jobs = logout_jobs(conn, session_ids).await?;
+    for f in &jobs {
+        crate::infra::jobs::enqueue(conn, &f.job, now, f.dedupe_key.as_deref()).await?;
+    }
+    Ok(jobs.len())
 }

@@ -10,11 +10,11 @@ use std::{
 };
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, json};
 
 use latchkey_oidc::{ClientAuthMethod, DEFAULT_CLIENT_SCOPES, GrantType};
 use sea_orm::DatabaseTransaction;
@@ -183,6 +183,71 @@ pub struct CreatedClient {
     pub client: Client,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+}
+
+/// What `clients update` (and `PATCH /api/v1/applications/{id}`) changes; `None` leaves a
+/// field as it is, a list replaces the registered one whole, `Some(None)` clears an optional
+/// field. The client type and its authentication method are fixed at registration (a change
+/// would orphan or need secrets; register a new client instead).
+#[derive(Debug, Clone, Default)]
+pub struct ClientPatch {
+    pub name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// An empty list means the defaults, as at registration.
+    pub grant_types: Option<Vec<String>>,
+    /// An empty list means the defaults, as at registration.
+    pub allowed_scopes: Option<Vec<String>>,
+    pub first_party: Option<bool>,
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub id_token_alg: Option<String>,
+    pub access_token_ttl_secs: Option<i64>,
+    pub audiences: Option<Vec<String>>,
+    pub access_token_template: Option<Option<String>>,
+    pub id_token_template: Option<Option<String>>,
+}
+
+impl ClientPatch {
+    /// The registration `current` would be with this patch applied, to be checked exactly as a
+    /// new registration is.
+    fn applied_to(&self, current: &Client) -> NewClient {
+        let pick = |new: &Option<Vec<String>>, old: &Vec<String>| {
+            new.clone().unwrap_or_else(|| old.clone())
+        };
+        NewClient {
+            name: self.name.clone().unwrap_or_else(|| current.name.clone()),
+            public: current.is_public(),
+            redirect_uris: pick(&self.redirect_uris, &current.redirect_uris),
+            post_logout_redirect_uris: pick(
+                &self.post_logout_redirect_uris,
+                &current.post_logout_redirect_uris,
+            ),
+            grant_types: pick(&self.grant_types, &current.grant_types),
+            token_endpoint_auth_method: Some(current.token_endpoint_auth_method.clone()),
+            jwks: current.jwks.clone(),
+            first_party: self.first_party.unwrap_or(current.first_party),
+            backchannel_logout_uri: self
+                .backchannel_logout_uri
+                .clone()
+                .unwrap_or_else(|| current.backchannel_logout_uri.clone()),
+            allowed_scopes: pick(&self.allowed_scopes, &current.allowed_scopes),
+            id_token_alg: Some(
+                self.id_token_alg.clone().unwrap_or_else(|| current.id_token_alg.clone()),
+            ),
+            access_token_ttl_secs: Some(
+                self.access_token_ttl_secs.unwrap_or(current.access_token_ttl_secs),
+            ),
+            audiences: pick(&self.audiences, &current.audiences),
+            access_token_template: self
+                .access_token_template
+                .clone()
+                .unwrap_or_else(|| current.access_token_template.clone()),
+            id_token_template: self
+                .id_token_template
+                .clone()
+                .unwrap_or_else(|| current.id_token_template.clone()),
+        }
+    }
 }
 
 /// Registered redirect URIs are compared byte for byte, so they must be unambiguous: absolute,
@@ -368,6 +433,40 @@ impl ValidClient {
             updated_at: Set(now),
         }
     }
+}
+
+impl ValidClient {
+    /// `model` with the fields a [`ClientPatch`] may change set from this registration.
+    fn apply_to(&self, model: &mut oauth_client::Model) {
+        model.name.clone_from(&self.name);
+        model.redirect_uris = json!(self.redirect_uris).to_string();
+        model.post_logout_redirect_uris = json!(self.post_logout).to_string();
+        model.grant_types = json!(self.grant_types).to_string();
+        model.allowed_scopes = json!(self.allowed_scopes).to_string();
+        model.first_party = self.first_party;
+        model.backchannel_logout_uri.clone_from(&self.backchannel_logout_uri);
+        model.id_token_alg = self.id_token_alg.as_str().to_owned();
+        model.access_token_ttl_secs = self.access_ttl;
+        model.audiences = (!self.audiences.is_empty()).then(|| json!(self.audiences).to_string());
+        model.access_token_template.clone_from(&self.templates[0].1);
+        model.id_token_template.clone_from(&self.templates[1].1);
+    }
+}
+
+/// The fields whose shown value differs, each as `{before, after}`.
+fn changed_fields(before: &Client, after: &Client) -> Map<String, serde_json::Value> {
+    let (Ok(serde_json::Value::Object(b)), Ok(serde_json::Value::Object(a))) =
+        (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return Map::new();
+    };
+    a.into_iter()
+        .filter(|(k, v)| k != "updated_at" && b.get(k) != Some(v))
+        .map(|(k, v)| {
+            let was = b.get(&k).cloned().unwrap_or_default();
+            (k, json!({ "before": was, "after": v }))
+        })
+        .collect()
 }
 
 /// Deduplicated, at most [`MAX_REDIRECT_URIS`], each a safe redirect URI.
@@ -586,6 +685,48 @@ impl ClientService {
         Ok(CreatedClient { client: model.into(), client_secret: secret })
     }
 
+    /// Applies `patch` if `precondition` holds for the client as stored when the change
+    /// begins (else [`Error::PreconditionFailed`]), after checking the result exactly as a
+    /// registration is checked. Nothing to change writes nothing; a change is audited
+    /// `client.updated` with the before and after of each changed field.
+    pub async fn update(
+        &self,
+        client_id: &str,
+        patch: &ClientPatch,
+        actor: &Actor,
+        precondition: impl Fn(&Client) -> bool + Send,
+    ) -> Result<Client> {
+        let txn = self.store.begin_write().await?;
+        let existing = oauth_client::Entity::find_by_id(client_id.to_owned())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("client {client_id}")))?;
+        let current = Client::from(existing.clone());
+        if !precondition(&current) {
+            return Err(Error::PreconditionFailed(
+                "the client changed since it was read; read it again".into(),
+            ));
+        }
+        let valid = ValidClient::check(patch.applied_to(&current))?;
+        check_templates_exist(&txn, &valid.templates).await?;
+        let mut next = existing;
+        valid.apply_to(&mut next);
+        let changes = changed_fields(&current, &Client::from(next.clone()));
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        let now = self.store.now();
+        next.updated_at = now;
+        let updated = next.into_active_model().reset_all().update(&txn).await?;
+        let data = json!({ "changes": changes });
+        audit::record(&txn, now, actor, "client.updated", Some(client_id), data).await?;
+        // Clients are cached on every node against the revision.
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(updated.into())
+    }
+
     pub async fn list(&self) -> Result<Vec<Client>> {
         Ok(oauth_client::Entity::find()
             .order_by_asc(oauth_client::Column::CreatedAt)
@@ -761,5 +902,49 @@ mod tests {
         for bad in ["", "api", "/v1", "https://api.example.com/#x", "https://a.example/ b"] {
             assert!(matches!(validate_audience(bad), Err(Error::Invalid { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_patch_is_checked_as_a_registration_and_reports_only_what_changed() {
+        use sea_orm::TryIntoModel as _;
+        let new = NewClient {
+            name: "App".into(),
+            redirect_uris: vec!["https://a.example/cb".into()],
+            ..Default::default()
+        };
+        let model = ValidClient::check(new).unwrap().model("client_x", 1).try_into_model().unwrap();
+        let current = Client::from(model.clone());
+        let patch = ClientPatch {
+            access_token_ttl_secs: Some(600),
+            audiences: Some(Vec::new()),
+            ..Default::default()
+        };
+        let valid = ValidClient::check(patch.applied_to(&current)).unwrap();
+        let mut next = model;
+        valid.apply_to(&mut next);
+        let changes = changed_fields(&current, &Client::from(next));
+        assert_eq!(changes.keys().collect::<Vec<_>>(), ["access_token_ttl_secs"]);
+        assert_eq!(changes["access_token_ttl_secs"], json!({ "before": 300, "after": 600 }));
+        let refused = [
+            ClientPatch {
+                redirect_uris: Some(vec!["http://evil.example/cb".into()]),
+                ..Default::default()
+            },
+            ClientPatch { grant_types: Some(vec!["password".into()]), ..Default::default() },
+            ClientPatch {
+                audiences: Some(vec!["https://api.example.com".into()]),
+                ..Default::default()
+            },
+            ClientPatch { access_token_ttl_secs: Some(5), ..Default::default() },
+            ClientPatch { name: Some(" ".into()), ..Default::default() },
+        ];
+        for bad in refused {
+            let checked = ValidClient::check(bad.applied_to(&current));
+            assert!(matches!(checked, Err(Error::Invalid { .. })), "{bad:?}");
+        }
+        // The type and the authentication method are those registered.
+        let kept = ClientPatch::default().applied_to(&current);
+        assert!(!kept.public);
+        assert_eq!(kept.token_endpoint_auth_method.as_deref(), Some("client_secret_basic"));
     }
 }

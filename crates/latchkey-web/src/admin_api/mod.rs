@@ -5,6 +5,7 @@
 //! handlers' types ([`openapi`]). Handlers parse, call one core service and render; the
 //! services decide what the key may see.
 
+pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod domains;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(members::configure)
             .configure(domains::configure)
             .configure(invitations::configure)
+            .configure(applications::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );

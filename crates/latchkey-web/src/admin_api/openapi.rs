@@ -10,7 +10,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{audit, domains, invitations, members, orgs, sessions, users};
+use super::{applications, audit, domains, invitations, members, orgs, sessions, users};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -39,6 +39,7 @@ pub struct ProblemDoc {
         users::list,
         users::get,
         users::update,
+        users::delete,
         users::deactivate,
         users::reactivate,
         audit::list,
@@ -58,7 +59,13 @@ pub struct ProblemDoc {
         domains::remove,
         invitations::list,
         invitations::invite,
-        invitations::revoke
+        invitations::revoke,
+        applications::list,
+        applications::create,
+        applications::get,
+        applications::update,
+        applications::delete,
+        applications::rotate_secret
     ),
     components(schemas(
         users::UserResource,
@@ -84,6 +91,11 @@ pub struct ProblemDoc {
         invitations::InvitationResource,
         invitations::InvitationList,
         invitations::NewInvitationBody,
+        applications::ApplicationResource,
+        applications::ApplicationWithSecret,
+        applications::ApplicationPage,
+        applications::NewApplicationBody,
+        applications::ApplicationPatchBody,
         ProblemDoc
     )),
     modifiers(&BearerKey, &CommonProblems),
@@ -91,7 +103,8 @@ pub struct ProblemDoc {
         (name = "users", description = "Accounts"),
         (name = "audit", description = "Who did what, when, from where"),
         (name = "sessions", description = "Signed-in sessions"),
-        (name = "organizations", description = "Organisations")
+        (name = "organizations", description = "Organisations"),
+        (name = "applications", description = "OAuth / OpenID Connect clients")
     )
 )]
 pub struct AdminApiDoc;

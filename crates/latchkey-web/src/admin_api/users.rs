@@ -1,4 +1,4 @@
-//! `/api/v1/users`: search and read users. An instance key sees every user; an organisation's
+//! `/api/v1/users`: search and read users; change, deactivate and delete them (instance keys). An instance key sees every user; an organisation's
 //! key sees that organisation's members only (others are 404, as if they did not exist).
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
@@ -19,7 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/users/{user_id}")
                 .get(get)
                 .patch(update)
-                .default_service(other("GET, PATCH")),
+                .delete(delete)
+                .default_service(other("GET, PATCH, DELETE")),
         )
         .service(
             web::resource("/users/{user_id}/deactivate")
@@ -166,7 +167,9 @@ fn versioned(user: User) -> Versioned {
 }
 
 /// Absent stays absent (`None`); `null` is `Some(None)`: "clear this field".
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+pub(super) fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -234,6 +237,33 @@ pub async fn update(
         .await
         .map_err(super::problem(&req))?;
     Ok(versioned(user).respond(&req, StatusCode::OK))
+}
+
+/// Delete a user (instance credentials): their sessions end (applications are told by
+/// back-channel logout); their grants, memberships, external identities and addresses go.
+/// The last instance administrator cannot be deleted (409).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{user_id}",
+    tag = "users",
+    params(("user_id" = String, Path, description = "`usr_…`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an instance credential", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The last instance administrator", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    state.core.admin.users.delete(&actor.0, &path).await.map_err(super::problem(&req))?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
