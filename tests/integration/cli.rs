@@ -477,4 +477,3 @@ async fn the_cli_updates_clients(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(the_cli_updates_clients);
-

@@ -285,3 +285,82 @@ fn jwt_payload(jwt: &str) -> Value {
     )
     .unwrap()
 }
+
+/// The admin console in Chromium (`tests/e2e/console-flow.mjs`): an instance admin's round of
+/// the console and an organisation admin's refusals. The script asks for the clock to move on
+/// (a file in CLOCK_DIR) so the recent-sign-in rule is seen without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_chromium() {
+    use latchkey_core::{identity::users::NewUser, infra::audit::Actor};
+    let dir = e2e_dir();
+    assert!(dir.join("node_modules/playwright-core").is_dir(), "run ./scripts/test first");
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    let password = "console test passphrase";
+    let account = |email: &str, admin: bool| NewUser {
+        email: email.into(),
+        password: Some(password.into()),
+        is_admin: admin,
+        email_verified: true,
+        ..NewUser::default()
+    };
+    let users = &node.core.users;
+    users.create(account("root@admin.test", true), &Actor::cli()).await.unwrap();
+    let alice = users.create(account("alice@acme.test", false), &Actor::cli()).await.unwrap();
+    let target = users.create(account("bobby@people.test", false), &Actor::cli()).await.unwrap();
+    for i in 0..40 {
+        let filler = NewUser { email: format!("bob{i:02}@people.test"), ..NewUser::default() };
+        users.create(filler, &Actor::cli()).await.unwrap();
+    }
+    let acme = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    let globex = node.core.orgs.create("Globex", "globex", &Actor::cli()).await.unwrap();
+    node.core.orgs.set_membership(&acme.id, &alice.id, "admin", &Actor::cli()).await.unwrap();
+    let (_, target_secret) = node.session(&target).await;
+    assert_eq!(node.token_request(&target_secret).await.status(), 200);
+
+    let clock_dir = tempfile::tempdir().unwrap();
+    let watcher = {
+        let (clock, dir) = (node.clock.clone(), clock_dir.path().to_owned());
+        tokio::spawn(async move {
+            while !dir.join("advance").exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            clock.advance(std::time::Duration::from_secs(660));
+            std::fs::write(dir.join("advanced"), "").unwrap();
+        })
+    };
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let (base, script) = (node.base_url.clone(), dir.join("console-flow.mjs"));
+    let (clock_path, other) = (clock_dir.path().to_owned(), globex.id.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+            .arg(script)
+            .env("LATCHKEY_URL", base)
+            .env("ADMIN_EMAIL", "root@admin.test")
+            .env("ORG_ADMIN_EMAIL", "alice@acme.test")
+            .env("PASSWORD", password)
+            .env("TARGET_EMAIL", "bobby@people.test")
+            .env("OTHER_ORG_ID", other)
+            .env("CLOCK_DIR", clock_path)
+            .env("SCREENSHOT_DIR", &screenshots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "browser test failed:\n{report}");
+    assert!(report.contains("pass 2"), "{report}");
+    watcher.abort();
+    // What the browser did holds in the store: the session is gone, the user deactivated.
+    assert_eq!(node.token_request(&target_secret).await.status(), 401);
+    let target = node.core.users.get(&target.id).await.unwrap();
+    assert_eq!(target.status.as_str(), "deactivated");
+    node.stop().await;
+}

@@ -107,6 +107,10 @@ impl Latchkey {
 
     /// [`Self::open`] with a given clock: tests share one between the nodes they start and
     /// move it forward instead of waiting.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "the one place every service is wired to the others; split, the order of construction would be scattered"
+    )]
     pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
         let store = open_store(&settings, clock.clone()).await?;

@@ -2,6 +2,7 @@
 //! JavaScript, the page CSP, CSRF on every form. Handlers parse, call the same core services
 //! as the admin API and the CLI (which check what the signed-in user may do), and render.
 
+mod apps;
 mod audit;
 mod charts;
 mod dashboard;
@@ -51,6 +52,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/organizations/{id}/domains/{dom}/mark-verified", orgs::mark_verified))
         .service(post("/admin/organizations/{id}/domains/{dom}/mode", orgs::set_mode))
         .service(post("/admin/organizations/{id}/domains/{dom}/remove", orgs::remove_domain))
+        .service(
+            web::resource("/admin/applications")
+                .route(web::get().to(apps::list))
+                .route(web::post().to(apps::create))
+                .default_service(web::to(|| async { not_allowed("GET, POST") })),
+        )
+        .service(
+            web::resource("/admin/applications/{id}")
+                .route(web::get().to(apps::show))
+                .route(web::post().to(apps::update))
+                .default_service(web::to(|| async { not_allowed("GET, POST") })),
+        )
+        .service(post("/admin/applications/{id}/rotate-secret", apps::rotate_secret))
+        .service(post("/admin/applications/{id}/delete", apps::delete))
+        .service(post("/admin/users/{id}/delete", users::delete))
         .service(get("/admin/sessions", sessions::list))
         .service(post("/admin/sessions/{id}/revoke", sessions::revoke))
         .service(get("/admin/audit", audit::list))

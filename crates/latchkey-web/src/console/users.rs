@@ -208,3 +208,17 @@ pub async fn revoke_all_sessions(
     }
     Ok(back(&path, "revoked_all"))
 }
+
+/// Deleting an account: a sensitive action (a recent sign-in), on the same service as
+/// `latchkey users delete` and `DELETE /api/v1/users/{id}`.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    console.require_recent_sign_in(state.core.store.now(), &format!("/admin/users/{path}"))?;
+    state.core.admin.users.delete(&console.actor, &path).await?;
+    Ok(see_other("/admin/users"))
+}

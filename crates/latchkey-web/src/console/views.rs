@@ -192,3 +192,39 @@ pub struct Reauthenticate {
     pub sign_in_again: String,
     pub error: Option<&'static str>,
 }
+
+pub struct AppRow {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub grants: String,
+    pub scopes: String,
+    pub redirect_uris: String,
+    pub audiences: String,
+    pub access_token_ttl: i64,
+    pub access_token_template: String,
+    pub id_token_template: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/apps.html")]
+pub struct Apps {
+    pub nav: Nav,
+    pub csrf: String,
+    pub rows: Vec<AppRow>,
+    pub next: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/app.html")]
+pub struct AppPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub app: AppRow,
+    pub discovery_url: String,
+    /// A secret just issued, shown this once.
+    pub secret: Option<String>,
+    pub error: Option<String>,
+}
