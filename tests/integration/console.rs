@@ -285,3 +285,94 @@ async fn sensitive_actions_need_a_recent_sign_in(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(sensitive_actions_need_a_recent_sign_in);
+
+async fn keys_rotate_and_templates_preview_for_a_chosen_user(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    account(&node, "root@admin.test", "Root", true).await;
+    account(&node, "ada@people.test", "Ada Lovelace", false).await;
+    let admin = signed_in(&node, "root@admin.test").await;
+    let (status, keys, _) = admin.get("/admin/keys").await;
+    assert_eq!(status, 200, "{keys}");
+    let csrf = csrf_in(&keys);
+    let active_before = node.core.keys.list().await.unwrap();
+
+    // Rotation is sensitive: after ten minutes it asks for the password, and rotates nothing.
+    node.clock.advance(Duration::from_secs(601));
+    let (status, _, location) =
+        admin.post("/admin/keys/rotate", &[("csrf_token", &csrf), ("alg", "ES256")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/admin/reauthenticate?return_to=%2Fadmin%2Fkeys"));
+    assert_eq!(node.core.keys.list().await.unwrap().len(), active_before.len());
+    let reauth =
+        [("csrf_token", csrf.as_str()), ("return_to", "/admin/keys"), ("password", PASSWORD)];
+    assert_eq!(admin.post("/admin/reauthenticate", &reauth).await.0, StatusCode::SEE_OTHER);
+    let (status, _, _) =
+        admin.post("/admin/keys/rotate", &[("csrf_token", &csrf), ("alg", "ES256")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let after = node.core.keys.list().await.unwrap();
+    assert_eq!(after.len(), active_before.len() + 1);
+    assert_eq!(after.iter().filter(|k| k.alg == "ES256" && k.status == "active").count(), 1);
+
+    // A template: preview for Ada, then save; a bad one comes back with its error.
+    let claims = r#"{"who": "{{user.primary_email}}", "name": "{{user.name}}"}"#;
+    let form = |intent: &'static str, claims: &'static str| {
+        [
+            ("csrf_token", csrf.clone()),
+            ("name", "profile".to_owned()),
+            ("claims", claims.to_owned()),
+            ("lifetime", "120".to_owned()),
+            ("preview_user", "ada@people.test".to_owned()),
+            ("intent", intent.to_owned()),
+        ]
+    };
+    let as_refs = |f: &[(&'static str, String); 6]| -> Vec<(&'static str, String)> { f.to_vec() };
+    let post = |f: Vec<(&'static str, String)>| {
+        let admin = &admin;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            admin.post("/admin/templates", &pairs).await
+        }
+    };
+    let (status, page, _) = post(as_refs(&form("preview", claims))).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("&#34;who&#34;: &#34;ada@people.test&#34;")
+            || page.contains("&quot;who&quot;: &quot;ada@people.test&quot;"),
+        "{page}"
+    );
+    assert!(node.core.jwt_templates.get("profile").await.is_err(), "a preview saves nothing");
+    let (status, page, _) = post(as_refs(&form("save", r#"{"iss": "me"}"#))).await;
+    assert_eq!(status, 422, "{page}");
+    let (status, _, location) = post(as_refs(&form("save", claims))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/admin/templates/profile"));
+    let saved = node.core.jwt_templates.get("profile").await.unwrap();
+    assert_eq!(saved.lifetime_secs, 120);
+    // Edit, then delete; both audited.
+    let edit = [
+        ("csrf_token", csrf.as_str()),
+        ("claims", r#"{"who": "{{user.id}}"}"#),
+        ("lifetime", "300"),
+        ("intent", "save"),
+    ];
+    assert_eq!(admin.post("/admin/templates/profile", &edit).await.0, StatusCode::SEE_OTHER);
+    assert_eq!(node.core.jwt_templates.get("profile").await.unwrap().lifetime_secs, 300);
+    let (status, _, _) =
+        admin.post("/admin/templates/profile/delete", &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(node.core.jwt_templates.get("profile").await.is_err());
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 20).await.unwrap();
+    for action in
+        ["key.rotated", "jwt_template.created", "jwt_template.updated", "jwt_template.deleted"]
+    {
+        let e = events.iter().find(|e| e.action == action).unwrap_or_else(|| panic!("{action}"));
+        assert!(e.actor.starts_with("user:usr_"), "{action} by {}", e.actor);
+    }
+    let updated = events.iter().find(|e| e.action == "jwt_template.updated").unwrap();
+    assert_eq!(updated.data["before"]["lifetime_secs"], 120);
+    assert_eq!(updated.data["after"]["lifetime_secs"], 300);
+    node.stop().await;
+}
+on_both_backends!(keys_rotate_and_templates_preview_for_a_chosen_user);

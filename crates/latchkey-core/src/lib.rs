@@ -165,7 +165,7 @@ impl Latchkey {
             &users,
             &sessions,
             &orgs,
-            &clients,
+            (&clients, &keys, &jwt_templates),
             (&saml, &easie),
             &settings,
         );

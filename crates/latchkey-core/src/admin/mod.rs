@@ -7,6 +7,7 @@ pub mod app_admin;
 pub mod audit_log;
 pub mod dashboard;
 pub mod directory;
+pub mod key_admin;
 pub mod org_admin;
 pub mod paging;
 pub mod session_admin;
@@ -18,6 +19,7 @@ pub use app_admin::{AppAdmin, AppQuery};
 pub use audit_log::{AuditLog, AuditQuery};
 pub use dashboard::{Dashboard, DashboardStats};
 pub use directory::{Directory, UserQuery};
+pub use key_admin::KeyAdmin;
 pub use org_admin::{OrgAdmin, OrgPatch, OrgQuery};
 pub use paging::Page;
 pub use session_admin::{SessionAdmin, SessionQuery};
@@ -45,6 +47,8 @@ pub struct AdminServices {
     pub user_details: UserDetails,
     /// Applications (OAuth / OpenID Connect clients).
     pub apps: AppAdmin,
+    /// Signing keys and JWT templates.
+    pub keys: KeyAdmin,
 }
 
 impl AdminServices {
@@ -53,7 +57,11 @@ impl AdminServices {
         users: &crate::identity::users::UserService,
         sessions: &crate::identity::sessions::SessionService,
         orgs: &crate::tenancy::orgs::OrgService,
-        clients: &crate::oauth::clients::ClientService,
+        oauth: (
+            &crate::oauth::clients::ClientService,
+            &crate::infra::keys::KeyService,
+            &crate::oauth::jwt_templates::JwtTemplateService,
+        ),
         connections: (
             &crate::enterprise::saml::SamlService,
             &crate::enterprise::easie::EasieService,
@@ -61,11 +69,13 @@ impl AdminServices {
         settings: &crate::infra::config::Settings,
     ) -> Self {
         let (saml, easie) = connections;
+        let (clients, keys, templates) = oauth;
         Self {
             orgs: OrgAdmin::new(store.clone(), orgs.clone(), saml.clone(), easie.clone()),
             sessions: SessionAdmin::new(store.clone(), sessions.clone()),
             users: UserAdmin::new(store.clone(), users.clone()),
             apps: AppAdmin::new(store.clone(), clients.clone()),
+            keys: KeyAdmin::new(store.clone(), keys.clone(), templates.clone()),
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),

@@ -16,7 +16,10 @@
 //! deleted.
 
 use josekit::jws::{HS256, JwsHeader};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -233,6 +236,21 @@ pub fn render(claims: &Value, ctx: &Value) -> Result<Map<String, Value>> {
     }
 }
 
+/// The `user` of a rendering context.
+fn user_claims(u: &crate::infra::entity::user::Model) -> Value {
+    json!({
+        "id": u.id,
+        "primary_email": u.primary_email,
+        "email_verified": u.email_verified,
+        "name": u.name,
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "image_url": u.image_url,
+        "public_metadata": metadata(&u.public_metadata),
+        "created_at": u.created_at,
+    })
+}
+
 fn metadata(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| json!({}))
 }
@@ -348,6 +366,91 @@ impl JwtTemplateService {
         JwtTemplate::from_model(self.model(name).await?)
     }
 
+    /// Changes a template's claims and/or lifetime, checked as at creation; audited with the
+    /// before and after of what changed. Tokens already issued keep what they carry.
+    pub async fn update(
+        &self,
+        name: &str,
+        claims: Option<Value>,
+        lifetime_secs: Option<i64>,
+        actor: &Actor,
+    ) -> Result<JwtTemplate> {
+        if let Some(c) = &claims {
+            validate(c)?;
+        }
+        if let Some(l) = lifetime_secs
+            && !(MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(&l)
+        {
+            return Err(Error::invalid(
+                "lifetime",
+                format!("must be {MIN_LIFETIME_SECS}-{MAX_LIFETIME_SECS} seconds"),
+            ));
+        }
+        let now = self.store.now();
+        let txn = self.store.begin_write().await?;
+        let current = jwt_template::Entity::find()
+            .filter(jwt_template::Column::Name.eq(name))
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("JWT template {name}")))?;
+        let old_claims: Value = serde_json::from_str(&current.claims)?;
+        let (mut before, mut after) = (Map::new(), Map::new());
+        let mut am: jwt_template::ActiveModel = current.clone().into();
+        if let Some(c) = claims.filter(|c| *c != old_claims) {
+            before.insert("claims".into(), old_claims);
+            after.insert("claims".into(), c.clone());
+            am.claims = Set(serde_json::to_string(&c)?);
+        }
+        if let Some(l) = lifetime_secs.filter(|l| *l != current.lifetime_secs) {
+            before.insert("lifetime_secs".into(), current.lifetime_secs.into());
+            after.insert("lifetime_secs".into(), l.into());
+            am.lifetime_secs = Set(l);
+        }
+        if after.is_empty() {
+            return JwtTemplate::from_model(current);
+        }
+        am.updated_at = Set(now);
+        let updated = am.update(&txn).await?;
+        let data = json!({ "name": name, "before": before, "after": after });
+        audit::record(&txn, now, actor, "jwt_template.updated", Some(&updated.id), data).await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        JwtTemplate::from_model(updated)
+    }
+
+    /// What `claims` render to for `user_id` (with their most recent live session and its
+    /// active organisation, if they have one; else `session` and `org` are null): the console's
+    /// preview. Nothing is signed or stored.
+    pub async fn preview(&self, claims: &Value, user_id: &str) -> Result<Map<String, Value>> {
+        validate(claims)?;
+        let now = self.store.now();
+        let latest = crate::infra::entity::session::Entity::find()
+            .filter(crate::infra::entity::session::Column::UserId.eq(user_id))
+            .filter(crate::infra::entity::session::Column::Status.eq("active"))
+            .filter(crate::infra::entity::session::Column::ExpiresAt.gt(now))
+            .order_by_desc(crate::infra::entity::session::Column::LastActiveAt)
+            .one(self.store.db())
+            .await?;
+        let ctx = match latest {
+            Some(s) => self.context(&s.id, s.active_org_id.as_deref()).await?,
+            None => self.user_context(user_id).await?,
+        };
+        render(claims, &ctx)
+    }
+
+    async fn user_context(&self, user_id: &str) -> Result<Value> {
+        let u = crate::infra::entity::user::Entity::find_by_id(user_id.to_owned())
+            .one(self.store.db())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        Ok(json!({
+            "user": user_claims(&u),
+            "session": null,
+            "org": null,
+        }))
+    }
+
     pub async fn delete(&self, name: &str, actor: &Actor) -> Result<()> {
         let now = self.store.now();
         let txn = self.store.begin_write().await?;
@@ -399,17 +502,7 @@ impl JwtTemplateService {
             None => Value::Null,
         };
         Ok(json!({
-            "user": {
-                "id": u.id,
-                "primary_email": u.primary_email,
-                "email_verified": u.email_verified,
-                "name": u.name,
-                "given_name": u.given_name,
-                "family_name": u.family_name,
-                "image_url": u.image_url,
-                "public_metadata": metadata(&u.public_metadata),
-                "created_at": u.created_at,
-            },
+            "user": user_claims(&u),
             "session": {
                 "id": s.id,
                 "auth_method": s.auth_method,

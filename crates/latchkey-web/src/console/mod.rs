@@ -7,6 +7,7 @@ mod audit;
 mod charts;
 mod dashboard;
 mod guard;
+mod keys;
 mod orgs;
 mod reauthenticate;
 mod sessions;
@@ -67,6 +68,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/applications/{id}/rotate-secret", apps::rotate_secret))
         .service(post("/admin/applications/{id}/delete", apps::delete))
         .service(post("/admin/users/{id}/delete", users::delete))
+        .service(get("/admin/keys", keys::list))
+        .service(post("/admin/keys/rotate", keys::rotate))
+        .service(get("/admin/templates/new", keys::new_form))
+        .service(post("/admin/templates", keys::create))
+        .service(
+            web::resource("/admin/templates/{name}")
+                .route(web::get().to(keys::show))
+                .route(web::post().to(keys::update))
+                .default_service(web::to(|| async { not_allowed("GET, POST") })),
+        )
+        .service(post("/admin/templates/{name}/delete", keys::delete))
         .service(get("/admin/sessions", sessions::list))
         .service(post("/admin/sessions/{id}/revoke", sessions::revoke))
         .service(get("/admin/audit", audit::list))

@@ -228,3 +228,44 @@ pub struct AppPage {
     pub secret: Option<String>,
     pub error: Option<String>,
 }
+
+pub struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub status: String,
+    pub created: String,
+    pub published: bool,
+    pub publish_until: String,
+}
+
+pub struct TemplateRow {
+    pub name: String,
+    pub signing: String,
+    pub lifetime_secs: i64,
+    pub updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/keys.html")]
+pub struct Keys {
+    pub nav: Nav,
+    pub csrf: String,
+    pub keys: Vec<KeyRow>,
+    pub templates: Vec<TemplateRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/template.html")]
+pub struct TemplatePage {
+    pub nav: Nav,
+    pub csrf: String,
+    /// Empty for a new template.
+    pub name: String,
+    pub is_new: bool,
+    pub claims: String,
+    pub lifetime_secs: i64,
+    pub preview_user: String,
+    /// The claims as they render for the preview user, pretty-printed.
+    pub preview: Option<String>,
+    pub error: Option<String>,
+}
