@@ -58,6 +58,7 @@ async fn fixture_with(
     node.core.domains.add_verified(&org.id, "corp.example", &Actor::cli()).await.unwrap();
     let idp = TestIdp::generate(IDP_ENTITY);
     let new = NewConnection {
+        reserved_id: None,
         org_id: org.id.clone(),
         name: "Corp IdP".into(),
         source: IdpSource::Manual {
@@ -562,6 +563,7 @@ async fn metadata_url_refresh_follows_an_idp_key_rollover() {
     let doc = Arc::new(std::sync::Mutex::new(idp_metadata(&[&old])));
     let url = metadata_server(doc.clone()).await;
     let new_connection = |source| NewConnection {
+        reserved_id: None,
         org_id: org.id.clone(),
         name: "Corp IdP".into(),
         source,

@@ -636,6 +636,7 @@ pub async fn manage_connections(
     match command {
         ConnectionsCommand::AddSaml(args) => {
             let new = NewConnection {
+                reserved_id: None,
                 org_id: org_id(core, &args.org).await?,
                 name: args.name.clone(),
                 source: source(&args)?,

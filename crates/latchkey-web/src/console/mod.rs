@@ -5,6 +5,7 @@
 mod apps;
 mod audit;
 mod charts;
+mod connections;
 mod dashboard;
 mod guard;
 mod keys;
@@ -79,6 +80,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(|| async { not_allowed("GET, POST") })),
         )
         .service(post("/admin/templates/{name}/delete", keys::delete))
+        .service(get("/admin/organizations/{id}/connections/saml/new", connections::saml_new))
+        .service(post("/admin/organizations/{id}/connections/saml", connections::saml_create))
+        .service(get("/admin/organizations/{id}/connections/easie/new", connections::easie_new))
+        .service(post("/admin/organizations/{id}/connections/easie", connections::easie_create))
+        .service(get("/admin/connections/{id}", connections::show))
+        .service(post("/admin/connections/{id}/enable", connections::enable))
+        .service(post("/admin/connections/{id}/disable", connections::disable))
+        .service(post("/admin/connections/{id}/refresh-metadata", connections::refresh_metadata))
+        .service(post("/admin/connections/{id}/rotate-sp-key", connections::rotate_sp_key))
+        .service(post("/admin/connections/{id}/delete", connections::delete))
         .service(get("/admin/sessions", sessions::list))
         .service(post("/admin/sessions/{id}/revoke", sessions::revoke))
         .service(get("/admin/audit", audit::list))

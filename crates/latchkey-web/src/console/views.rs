@@ -269,3 +269,94 @@ pub struct TemplatePage {
     pub preview: Option<String>,
     pub error: Option<String>,
 }
+
+/// The SAML wizard's fields, as typed (kept when the form comes back with an error).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct SamlDraft {
+    pub name: String,
+    pub metadata_xml: String,
+    pub metadata_url: String,
+    pub idp_entity_id: String,
+    pub sso_url: String,
+    pub sso_binding: String,
+    pub certificate: String,
+    pub preset: String,
+    pub map_email: String,
+    pub map_groups: String,
+    pub group_roles: String,
+    pub bypass: String,
+    /// Checkboxes: present ("on") when ticked.
+    pub sign_requests: Option<String>,
+    pub require_encryption: Option<String>,
+    pub allow_idp_initiated: Option<String>,
+    pub allow_sha1: Option<String>,
+    pub skew: Option<i64>,
+}
+
+/// The wizard's form as the template reads it.
+pub struct SamlFormView {
+    pub name: String,
+    pub metadata_xml: String,
+    pub metadata_url: String,
+    pub idp_entity_id: String,
+    pub sso_url: String,
+    pub sso_binding: String,
+    pub certificate: String,
+    pub preset: String,
+    pub map_email: String,
+    pub map_groups: String,
+    pub group_roles: String,
+    pub bypass: String,
+    pub sign_requests: bool,
+    pub require_encryption: bool,
+    pub allow_idp_initiated: bool,
+    pub allow_sha1: bool,
+    pub skew: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/saml_new.html")]
+pub struct SamlNew {
+    pub nav: Nav,
+    pub csrf: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub connection_id: String,
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub metadata_url: String,
+    pub form: SamlFormView,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/easie_new.html")]
+pub struct EasieNew {
+    pub nav: Nav,
+    pub csrf: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub domains: Vec<String>,
+    pub error: Option<String>,
+}
+
+pub struct ConnectionSummary {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub org_id: String,
+    pub enabled: bool,
+    pub warnings: Vec<String>,
+    pub facts: Vec<(String, String)>,
+    /// (whose, SHA-256, expiry, expires within 90 days)
+    pub certificates: Vec<(String, String, String, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "console/connection.html")]
+pub struct ConnectionPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub c: ConnectionSummary,
+}

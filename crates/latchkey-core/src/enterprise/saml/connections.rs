@@ -49,6 +49,9 @@ pub enum IdpSource {
 
 #[derive(Debug, Clone)]
 pub struct NewConnection {
+    /// An ID reserved beforehand (the console's wizard shows the SP entity ID and ACS URL,
+    /// which contain it, before the IdP side is known); None: a new one.
+    pub reserved_id: Option<String>,
     pub org_id: String,
     pub name: String,
     pub source: IdpSource,
@@ -226,7 +229,18 @@ impl SamlService {
         let (idp, metadata_url, metadata_xml) = self.resolve_source(&new.source, now).await?;
         let txn = self.store.begin_write().await?;
         access::authorize(&txn, &new.org_id, actor, Need::Admin).await?;
-        let id = ids::new_id(ids::SAML_CONNECTION);
+        let id = match new.reserved_id {
+            None => ids::new_id(ids::SAML_CONNECTION),
+            Some(id) if !ids::is_valid(ids::SAML_CONNECTION, &id) => {
+                return Err(Error::invalid("connection_id", "is not a connection ID"));
+            }
+            Some(id) => {
+                if saml_connection::Entity::find_by_id(id.clone()).one(&txn).await?.is_some() {
+                    return Err(Error::Conflict(format!("connection {id} already exists")));
+                }
+                id
+            }
+        };
         let mut am = saml_connection::ActiveModel {
             id: Set(id.clone()),
             org_id: Set(new.org_id.clone()),

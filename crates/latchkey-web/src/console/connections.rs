@@ -1,0 +1,426 @@
+//! Enterprise connections in the console: the SAML wizard (the SP values to paste into the
+//! IdP first, for a connection ID reserved by the page; then the IdP's metadata, by paste, URL
+//! or fields; attribute names and options), the EASIE form (a verified domain with Google or
+//! Microsoft), and one connection's page (details, certificates and their expiry, the last
+//! metadata refresh, enable, disable, refresh, rotate the SP key, delete, test).
+
+use actix_web::{HttpRequest, http::StatusCode, web};
+use latchkey_core::{
+    Error as CoreError,
+    enterprise::{
+        easie::connections::{EasieOptions, NewEasieConnection},
+        saml::{ConnectionOptions, IdpSource, NewConnection},
+    },
+    infra::ids,
+};
+use latchkey_saml::{binding::Binding, mapping::Preset};
+use serde::Deserialize;
+
+use super::{Console, CsrfOnly, Page, enc, inline_or_page, nav, render, views, when};
+use crate::{AppState, pages::support::see_other};
+
+#[derive(Deserialize)]
+pub struct WizardQuery {
+    connection_id: Option<String>,
+}
+
+/// Step 1: the SP values for a reserved connection ID (kept in the address, so a reload
+/// shows the same ones).
+pub async fn saml_new(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<WizardQuery>,
+) -> Page {
+    let console = Console::load(&req, &state).await?;
+    console.require_org_admin(&path)?;
+    let Some(id) = q.connection_id.clone().filter(|i| ids::is_valid(ids::SAML_CONNECTION, i))
+    else {
+        let id = ids::new_id(ids::SAML_CONNECTION);
+        let here =
+            format!("/admin/organizations/{path}/connections/saml/new?connection_id={}", enc(&id));
+        return Ok(see_other(&here));
+    };
+    let draft = views::SamlDraft {
+        sign_requests: Some("on".into()),
+        skew: Some(60),
+        ..views::SamlDraft::default()
+    };
+    wizard(&state, &console, &path, id, draft, None, StatusCode::OK).await
+}
+
+async fn wizard(
+    state: &AppState,
+    console: &Console,
+    org_id: &str,
+    connection_id: String,
+    draft: views::SamlDraft,
+    error: Option<String>,
+    status: StatusCode,
+) -> Page {
+    let org = state.core.admin.orgs.get(&console.actor, org_id).await?;
+    let urls = state.core.saml.urls(&connection_id);
+    let view = views::SamlNew {
+        nav: nav(console, "organizations", None),
+        csrf: console.csrf.token.clone(),
+        org_id: org.id,
+        org_name: org.name,
+        connection_id,
+        sp_entity_id: urls.sp_entity_id,
+        acs_url: urls.acs_url,
+        metadata_url: urls.metadata_url,
+        form: form_view(draft),
+        error,
+    };
+    render(state, console, status, &view)
+}
+
+fn form_view(d: views::SamlDraft) -> views::SamlFormView {
+    views::SamlFormView {
+        sign_requests: d.sign_requests.is_some(),
+        require_encryption: d.require_encryption.is_some(),
+        allow_idp_initiated: d.allow_idp_initiated.is_some(),
+        allow_sha1: d.allow_sha1.is_some(),
+        skew: d.skew.unwrap_or(60),
+        name: d.name,
+        metadata_xml: d.metadata_xml,
+        metadata_url: d.metadata_url,
+        idp_entity_id: d.idp_entity_id,
+        sso_url: d.sso_url,
+        sso_binding: d.sso_binding,
+        certificate: d.certificate,
+        preset: d.preset,
+        map_email: d.map_email,
+        map_groups: d.map_groups,
+        group_roles: d.group_roles,
+        bypass: d.bypass,
+    }
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// Where the IdP side comes from: pasted metadata, else a URL, else the fields.
+fn source(d: &views::SamlDraft) -> Result<IdpSource, CoreError> {
+    if !d.metadata_xml.trim().is_empty() {
+        return Ok(IdpSource::MetadataXml(d.metadata_xml.trim().to_owned()));
+    }
+    if !d.metadata_url.trim().is_empty() {
+        return Ok(IdpSource::MetadataUrl(d.metadata_url.trim().to_owned()));
+    }
+    if d.idp_entity_id.trim().is_empty() || d.sso_url.trim().is_empty() {
+        return Err(CoreError::invalid(
+            "metadata",
+            "paste the IdP metadata, give its URL, or fill in the entity ID, SSO URL and certificate",
+        ));
+    }
+    // Several PEM blocks for a rollover: split at each BEGIN.
+    let certs: Vec<String> = d
+        .certificate
+        .split("-----BEGIN CERTIFICATE-----")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| format!("-----BEGIN CERTIFICATE-----\n{c}"))
+        .collect();
+    Ok(IdpSource::Manual {
+        entity_id: d.idp_entity_id.trim().to_owned(),
+        sso_url: d.sso_url.trim().to_owned(),
+        sso_binding: if d.sso_binding == "post" { Binding::Post } else { Binding::Redirect },
+        slo_url: None,
+        certs,
+    })
+}
+
+fn options(d: &views::SamlDraft) -> Result<ConnectionOptions, CoreError> {
+    let preset = match d.preset.as_str() {
+        "" => None,
+        other => Some(other.parse::<Preset>().map_err(|e| CoreError::invalid("preset", e))?),
+    };
+    let mut o = ConnectionOptions::with_preset(preset);
+    o.sign_requests = d.sign_requests.is_some();
+    o.require_encryption = d.require_encryption.is_some();
+    o.allow_idp_initiated = d.allow_idp_initiated.is_some();
+    o.allow_sha1 = d.allow_sha1.is_some();
+    o.skew_secs = d.skew.unwrap_or(60);
+    if !d.map_email.trim().is_empty() {
+        o.mapping.email = vec![d.map_email.trim().to_owned()];
+    }
+    if !d.map_groups.trim().is_empty() {
+        o.mapping.groups = vec![d.map_groups.trim().to_owned()];
+    }
+    for pair in lines(&d.group_roles) {
+        let (group, role) = pair
+            .split_once('=')
+            .ok_or_else(|| CoreError::invalid("group_roles", "write each line as GROUP=ROLE"))?;
+        o.group_roles.insert(group.trim().to_owned(), role.trim().to_owned());
+    }
+    o.bypass = lines(&d.bypass);
+    Ok(o)
+}
+
+#[derive(Deserialize)]
+pub struct SamlForm {
+    csrf_token: String,
+    connection_id: String,
+    #[serde(flatten)]
+    draft: views::SamlDraft,
+}
+
+pub async fn saml_create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<SamlForm>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    console.require_org_admin(&path)?;
+    let SamlForm { connection_id, draft, .. } = form.into_inner();
+    let made = match (source(&draft), options(&draft)) {
+        (Ok(source), Ok(options)) => {
+            let new = NewConnection {
+                reserved_id: Some(connection_id.clone()),
+                org_id: path.clone(),
+                name: draft.name.clone(),
+                source,
+                options,
+            };
+            state.core.saml.create(new, &console.actor).await
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    match made {
+        Ok(c) => Ok(see_other(&format!("/admin/connections/{}", c.connection_id))),
+        Err(e) => {
+            let message = inline_or_page(e)?;
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            wizard(&state, &console, &path, connection_id, draft, Some(message), status).await
+        }
+    }
+}
+
+pub async fn easie_new(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Page {
+    let console = Console::load(&req, &state).await?;
+    console.require_org_admin(&path)?;
+    easie_page(&state, &console, &path, None, StatusCode::OK).await
+}
+
+async fn easie_page(
+    state: &AppState,
+    console: &Console,
+    org_id: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Page {
+    let org = state.core.admin.orgs.get(&console.actor, org_id).await?;
+    let domains = state.core.domains.list(org_id, &console.actor).await?;
+    let view = views::EasieNew {
+        nav: nav(console, "organizations", None),
+        csrf: console.csrf.token.clone(),
+        org_id: org.id,
+        org_name: org.name,
+        domains: domains.into_iter().filter(|d| d.verified).map(|d| d.domain).collect(),
+        error,
+    };
+    render(state, console, status, &view)
+}
+
+#[derive(Deserialize)]
+pub struct EasieForm {
+    csrf_token: String,
+    domain: String,
+    provider: String,
+    #[serde(default)]
+    tenant_id: String,
+    #[serde(default)]
+    bypass: String,
+}
+
+pub async fn easie_create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<EasieForm>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    console.require_org_admin(&path)?;
+    let provider = match form.provider.as_str() {
+        "google" => latchkey_core::enterprise::easie::Provider::Google,
+        "microsoft" => latchkey_core::enterprise::easie::Provider::Microsoft,
+        _ => return Err(CoreError::invalid("provider", "must be google or microsoft").into()),
+    };
+    let new = NewEasieConnection {
+        org_id: path.clone(),
+        provider,
+        domain: form.domain.clone(),
+        tenant_id: Some(form.tenant_id.trim().to_owned()).filter(|t| !t.is_empty()),
+        options: EasieOptions { bypass: lines(&form.bypass) },
+    };
+    match state.core.easie.create(new, &console.actor).await {
+        Ok(c) => Ok(see_other(&format!("/admin/connections/{}", c.connection_id))),
+        Err(e) => {
+            let message = inline_or_page(e)?;
+            easie_page(&state, &console, &path, Some(message), StatusCode::UNPROCESSABLE_ENTITY)
+                .await
+        }
+    }
+}
+
+pub async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Page {
+    let console = Console::load(&req, &state).await?;
+    let summary = summary(&state, &console, &path).await?;
+    let view = views::ConnectionPage {
+        nav: nav(&console, "organizations", None),
+        csrf: console.csrf.token.clone(),
+        c: summary,
+    };
+    render(&state, &console, StatusCode::OK, &view)
+}
+
+async fn summary(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+) -> Result<views::ConnectionSummary, crate::error::page::PageError> {
+    if state.core.easie.is_easie(id).await? {
+        let c = state.core.easie.show(id, &console.actor).await?;
+        let facts = vec![
+            ("Provider".to_owned(), format!("{:?}", c.provider)),
+            ("Domain".to_owned(), c.domain.clone()),
+            ("Tenant".to_owned(), c.tenant_id.clone().unwrap_or_else(|| "—".into())),
+            ("Sign-in URL".to_owned(), c.login_url.clone()),
+            ("Break-glass addresses".to_owned(), c.options.bypass.join(", ")),
+            ("Created".to_owned(), when(c.created_at)),
+        ];
+        return Ok(views::ConnectionSummary {
+            id: c.connection_id,
+            kind: "EASIE",
+            name: c.name,
+            org_id: c.org_id,
+            enabled: c.enabled,
+            warnings: c.warnings,
+            facts,
+            certificates: Vec::new(),
+        });
+    }
+    let c = state.core.saml.show(id, &console.actor).await?;
+    let refreshed = match (&c.idp_metadata_url, c.metadata_refreshed_at) {
+        (None, _) => "not fetched (given by paste or fields)".to_owned(),
+        (Some(_), Some(at)) => when(at),
+        (Some(_), None) => "never".to_owned(),
+    };
+    let mut facts = vec![
+        ("SP entity ID".to_owned(), c.urls.sp_entity_id.clone()),
+        ("ACS URL".to_owned(), c.urls.acs_url.clone()),
+        ("SP metadata URL".to_owned(), c.urls.metadata_url.clone()),
+        ("IdP entity ID".to_owned(), c.idp_entity_id.clone()),
+        (
+            "IdP SSO URL".to_owned(),
+            c.idp_sso_redirect_url.clone().or(c.idp_sso_post_url.clone()).unwrap_or_default(),
+        ),
+        ("IdP metadata URL".to_owned(), c.idp_metadata_url.clone().unwrap_or_else(|| "—".into())),
+        ("Last metadata refresh".to_owned(), refreshed),
+    ];
+    if let Some(e) = &c.metadata_error {
+        facts.push(("Last refresh error".to_owned(), e.clone()));
+    }
+    facts.push(("Options".to_owned(), serde_json::to_string(&c.options).unwrap_or_default()));
+    let cert = |whose: &str, v: &latchkey_core::enterprise::saml::connections::CertificateView| {
+        (whose.to_owned(), v.sha256.clone(), when(v.not_after), v.expires_soon)
+    };
+    let mut certificates: Vec<_> =
+        c.idp_certificates.iter().map(|v| cert("IdP signing", v)).collect();
+    certificates.extend(c.sp_certificates.iter().map(|v| cert("Latchkey (SP)", v)));
+    Ok(views::ConnectionSummary {
+        id: c.connection_id,
+        kind: "SAML",
+        name: c.name,
+        org_id: c.org_id,
+        enabled: c.enabled,
+        warnings: c.warnings,
+        facts,
+        certificates,
+    })
+}
+
+/// Enable or disable (disabling ends the sessions the connection signed in).
+async fn set_enabled(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+    on: bool,
+) -> Result<(), CoreError> {
+    if state.core.easie.is_easie(id).await? {
+        state.core.easie.set_enabled(id, on, &console.actor).await.map(|_| ())
+    } else {
+        state.core.saml.set_enabled(id, on, &console.actor).await.map(|_| ())
+    }
+}
+
+pub async fn enable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    set_enabled(&state, &console, &path, true).await?;
+    Ok(see_other(&format!("/admin/connections/{path}")))
+}
+
+pub async fn disable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    set_enabled(&state, &console, &path, false).await?;
+    Ok(see_other(&format!("/admin/connections/{path}")))
+}
+
+pub async fn refresh_metadata(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    state.core.saml.refresh_metadata(&path, &console.actor).await?;
+    Ok(see_other(&format!("/admin/connections/{path}")))
+}
+
+pub async fn rotate_sp_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    console
+        .require_recent_sign_in(state.core.store.now(), &format!("/admin/connections/{path}"))?;
+    state.core.saml.rotate_sp_key(&path, &console.actor).await?;
+    Ok(see_other(&format!("/admin/connections/{path}")))
+}
+
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    console
+        .require_recent_sign_in(state.core.store.now(), &format!("/admin/connections/{path}"))?;
+    let org_id = summary(&state, &console, &path).await?.org_id;
+    if state.core.easie.is_easie(&path).await? {
+        state.core.easie.delete(&path, &console.actor).await?;
+    } else {
+        state.core.saml.delete(&path, &console.actor).await?;
+    }
+    Ok(see_other(&format!("/admin/organizations/{org_id}")))
+}
