@@ -156,15 +156,8 @@ impl Latchkey {
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
         let (pending, saml, upstream, easie) = enterprise;
-        let admin = admin::AdminServices::new(
-            &store,
-            &users,
-            &sessions,
-            &orgs,
-            &clients,
-            (&saml, &easie),
-            &settings,
-        );
+        let services = (&users, &sessions, &orgs, &clients);
+        let admin = admin::AdminServices::new(&store, services, (&saml, &easie), &settings);
         Ok(Self {
             settings,
             clock,

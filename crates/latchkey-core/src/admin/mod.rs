@@ -1,6 +1,7 @@
 //! Running Latchkey: what the admin API, the console and the CLI share beyond the domain
-//! services they call (API keys, the user directory, the audit log, and administrative views of users, sessions, organisations and applications). It comes last in the layering: it may use every
-//! domain, and none uses it.
+//! services they call (API keys, the user directory, the audit log, and the administrative
+//! views of users, sessions, organisations and applications). It comes last in the layering: it
+//! may use every domain, and none uses it.
 
 pub mod api_keys;
 pub mod app_admin;
@@ -42,16 +43,19 @@ pub struct AdminServices {
 impl AdminServices {
     pub fn new(
         store: &crate::infra::store::Store,
-        users: &crate::identity::users::UserService,
-        sessions: &crate::identity::sessions::SessionService,
-        orgs: &crate::tenancy::orgs::OrgService,
-        clients: &crate::oauth::clients::ClientService,
+        services: (
+            &crate::identity::users::UserService,
+            &crate::identity::sessions::SessionService,
+            &crate::tenancy::orgs::OrgService,
+            &crate::oauth::clients::ClientService,
+        ),
         connections: (
             &crate::enterprise::saml::SamlService,
             &crate::enterprise::easie::EasieService,
         ),
         settings: &crate::infra::config::Settings,
     ) -> Self {
+        let (users, sessions, orgs, clients) = services;
         let (saml, easie) = connections;
         Self {
             orgs: OrgAdmin::new(store.clone(), orgs.clone(), saml.clone(), easie.clone()),

@@ -13,7 +13,11 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     Error, Result,
-    identity::{model::User, sessions, users::UserService},
+    identity::{
+        model::{User, UserStatus},
+        sessions,
+        users::UserService,
+    },
     infra::{
         audit::{self, Actor},
         entity::{
@@ -149,7 +153,8 @@ impl UserAdmin {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
-        let other_admin = admins.iter().any(|a| a.id != id && a.status == "active");
+        let other_admin =
+            admins.iter().any(|a| a.id != id && a.status == UserStatus::Active.as_str());
         if existing.is_admin && !other_admin {
             return Err(Error::Conflict(format!(
                 "{} is the last instance administrator: make another one first \
