@@ -1,9 +1,9 @@
 //! Changing accounts as an administrator: profile fields and the verified mark, deactivation
-//! and reactivation, deletion. Instance actors only (organisation admins manage memberships, not the
-//! accounts themselves, which may belong to other organisations too). Each change is one
-//! transaction with its audit event, which records the before and after of every field that
-//! changed; a conditional change (`If-Match`) is checked inside that transaction, on the row as
-//! it is locked, so two writers cannot both pass the same precondition.
+//! and reactivation, deletion. Instance actors only (organisation admins manage memberships,
+//! not the accounts themselves, which may belong to other organisations too). Each change is
+//! one transaction with its audit event, which records the before and after of every field
+//! that changed; a conditional change (`If-Match`) is checked inside that transaction, on the
+//! row as it is locked, so two writers cannot both pass the same precondition.
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
