@@ -870,6 +870,14 @@ async fn applications_are_registered_listed_changed_and_deleted(backend: Backend
     let (status, _, shown, headers) = get(&f, &path, Some(&instance)).await;
     assert_eq!((status, shown["name"].as_str()), (200, Some("Wiki")));
     let tag = headers["etag"].to_str().unwrap().to_owned();
+    let unchanged = reqwest::Client::new()
+        .get(f.node.url(&path))
+        .bearer_auth(&instance)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
     assert_problem(&get(&f, &path, Some(&org_key)).await, 403);
     assert_problem(
         &get(&f, &format!("{apps}/client_01j00000000000000000000000"), Some(&instance)).await,

@@ -1,4 +1,5 @@
-//! The CLI against a running server on the same SQLite data directory.
+//! The CLI against a running server on the same store (SQLite, and PostgreSQL where a test runs
+//! on both backends).
 
 use serde_json::Value;
 
@@ -477,3 +478,93 @@ async fn the_cli_updates_clients(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(the_cli_updates_clients);
+
+/// `orgs invitations list|create|revoke` on the admin API's invitations service, and
+/// `sessions list --user` by ID.
+async fn the_cli_manages_invitations_and_lists_a_users_sessions(backend: Backend) {
+    let Some((node, cli)) = cli_server(backend).await else { return };
+    cli.json(&["orgs", "create", "--name", "Acme", "--slug", "acme"]);
+    let invited =
+        cli.json(&["orgs", "invitations", "create", "acme", "Bob@Example.com", "--role", "admin"]);
+    assert_eq!(
+        (invited["email"].as_str(), invited["role"].as_str(), invited["status"].as_str()),
+        (Some("bob@example.com"), Some("admin"), Some("pending")),
+        "{invited}"
+    );
+    assert!(invited.get("accept_url").is_none(), "the link is the invitee's: {invited}");
+    let id = invited["id"].as_str().unwrap();
+    let listed = cli.json(&["orgs", "invitations", "list", "acme"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(keys_of(&listed[0]), keys_of(&invited), "one shape");
+    let (code, _, stderr) = cli.run(&["orgs", "invitations", "create", "acme", "bob@example.com"]);
+    assert_eq!(code, Some(1), "already invited: {stderr}");
+    let revoked = cli.json(&["orgs", "invitations", "revoke", "acme", id]);
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(cli.json(&["orgs", "invitations", "list", "acme"]), Value::Array(vec![]));
+    assert_ne!(cli.run(&["orgs", "invitations", "revoke", "acme", id]).0, Some(0));
+    assert_eq!(cli.run(&["orgs", "invitations", "list", "nope"]).0, Some(3));
+    let (code, help, _) = cli.run(&["orgs", "invitations", "--help"]);
+    assert!(code == Some(0) && help.contains("revoke"), "{help}");
+
+    let pw = "a long passphrase";
+    let ada = cli.json(&["users", "add", "--email", "ada@example.com", "--password", pw]);
+    cli.json(&["users", "add", "--email", "eve@example.com", "--password", pw]);
+    let ada_id = ada["id"].as_str().unwrap();
+    let mine = cli.json(&["sessions", "create", "--user", ada_id]);
+    cli.json(&["sessions", "create", "--user", "eve@example.com"]);
+    let listed = cli.json(&["sessions", "list", "--user", ada_id]);
+    let ids: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [mine["id"].as_str().unwrap()]);
+    node.stop().await;
+}
+on_both_backends!(the_cli_manages_invitations_and_lists_a_users_sessions);
+
+/// `audit list --follow --json` prints the matching events, then each new one as a JSON line
+/// as it is written, until killed.
+async fn the_cli_follows_the_audit_log(backend: Backend) {
+    use std::io::BufRead as _;
+    let Some((node, cli)) = cli_server(backend).await else { return };
+    let pw = "a long passphrase";
+    cli.json(&["users", "add", "--email", "old@example.com", "--password", pw]);
+    let mut child = cli
+        .command()
+        .args(["audit", "list", "--follow", "--json", "--action", "user.created"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> Value {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("a line in time");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object: {e}: {line}"))
+    };
+    assert_eq!(next()["data"]["email"], "old@example.com");
+    // Events written meanwhile: one that does not match the filter, then one that does.
+    let new = node.user("new@example.com").await;
+    node.core
+        .users
+        .deactivate(&new.id, None, &latchkey_core::infra::audit::Actor::cli())
+        .await
+        .unwrap();
+    let later = node.user("later@example.com").await;
+    let got = next();
+    assert_eq!(
+        (got["action"].as_str(), got["target_id"].as_str()),
+        (Some("user.created"), Some(new.id.as_str()))
+    );
+    assert_eq!(next()["target_id"], later.id.as_str());
+    assert!(rx.recv_timeout(std::time::Duration::from_millis(2500)).is_err(), "nothing else");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    node.stop().await;
+}
+on_both_backends!(the_cli_follows_the_audit_log);

@@ -107,10 +107,6 @@ impl Latchkey {
 
     /// [`Self::open`] with a given clock: tests share one between the nodes they start and
     /// move it forward instead of waiting.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "the one place every service is wired to the others; split, the order of construction would be scattered"
-    )]
     pub async fn open_with_clock(settings: Settings, clock: Clock) -> Result<Self> {
         let settings = Arc::new(settings);
         let store = open_store(&settings, clock.clone()).await?;
@@ -160,15 +156,10 @@ impl Latchkey {
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
         let (pending, saml, upstream, easie) = enterprise;
-        let admin = admin::AdminServices::new(
-            &store,
-            &users,
-            &sessions,
-            &orgs,
-            (&clients, &keys, &jwt_templates),
-            (&saml, &easie),
-            &settings,
-        );
+        let services = (&users, &sessions, &orgs, &clients);
+        let signing = (&keys, &jwt_templates);
+        let admin =
+            admin::AdminServices::new(&store, services, signing, (&saml, &easie), &settings);
         Ok(Self {
             settings,
             clock,

@@ -5,8 +5,8 @@
 use clap::Subcommand;
 use latchkey_core::{
     Latchkey,
-    admin::{ApiKey, AuditQuery, NewApiKey, api_keys::DEFAULT_TTL_SECS},
-    infra::audit::Actor,
+    admin::{ApiKey, AuditQuery, NewApiKey, api_keys::DEFAULT_TTL_SECS, audit_log::FOLLOW_BATCH},
+    infra::audit::{Actor, AuditEvent},
 };
 use serde_json::json;
 
@@ -160,6 +160,11 @@ pub enum AuditCommand {
         /// Continue after a previous page (its `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
+        /// Print the matching events oldest first, then keep printing newer ones as they are
+        /// written (checked every second) until interrupted; with --json, one JSON object
+        /// per line.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -179,7 +184,7 @@ fn parse_time(s: &str) -> std::result::Result<i64, String> {
 }
 
 pub async fn manage_audit(core: &Latchkey, command: AuditCommand, actor: &Actor) -> Result<()> {
-    let AuditCommand::List { actor: who, action, target, since, until, limit, cursor, out } =
+    let AuditCommand::List { actor: who, action, target, since, until, limit, cursor, follow, out } =
         command;
     let query = AuditQuery {
         actor: who,
@@ -192,22 +197,95 @@ pub async fn manage_audit(core: &Latchkey, command: AuditCommand, actor: &Actor)
         limit: Some(limit),
     };
     let page = core.admin.audit_log.events(actor, &query).await?;
+    if follow {
+        return follow_audit(core, actor, query, page.data, out.json).await;
+    }
     if out.json {
         print_json(&page);
         return Ok(());
     }
     say!("{:<22} {:<40} {:<28} {}", "TIME", "ACTOR", "ACTION", "TARGET");
     for e in &page.data {
-        say!(
-            "{:<22} {:<40} {:<28} {}",
-            output::time(Some(e.occurred_at)),
-            e.actor,
-            e.action,
-            e.target_id.as_deref().unwrap_or("-")
-        );
+        say!("{}", audit_row(e));
     }
     if let Some(next) = page.next_cursor {
         say!("more: --cursor {next}");
     }
     Ok(())
+}
+
+fn audit_row(e: &AuditEvent) -> String {
+    format!(
+        "{:<22} {:<40} {:<28} {}",
+        output::time(Some(e.occurred_at)),
+        e.actor,
+        e.action,
+        e.target_id.as_deref().unwrap_or("-")
+    )
+}
+
+/// Seconds a follower looks back before the newest event it printed: an event is stamped
+/// before its transaction commits, so one may appear after a newer one was already read.
+const FOLLOW_LOOKBACK_SECS: i64 = 5;
+
+/// `audit list --follow`: `first` (a newest-first page) oldest first, then every newer event
+/// matching the same filters, polled every second, until interrupted or stdout is closed.
+async fn follow_audit(
+    core: &Latchkey,
+    actor: &Actor,
+    query: AuditQuery,
+    mut first: Vec<AuditEvent>,
+    json: bool,
+) -> Result<()> {
+    let log = &core.admin.audit_log;
+    if !json {
+        say!("{:<22} {:<40} {:<28} {}", "TIME", "ACTOR", "ACTION", "TARGET");
+    }
+    let mut newest = first.first().map_or_else(|| core.store.now(), |e| e.occurred_at);
+    // What already exists counts as seen (printed or not, as `--limit` chose): only events
+    // written from now on are new.
+    let mut seen: std::collections::HashMap<String, i64> = log
+        .from_time(actor, &query, newest - FOLLOW_LOOKBACK_SECS)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e.occurred_at))
+        .collect();
+    first.reverse();
+    for e in &first {
+        if !emit(e, json) {
+            return Ok(());
+        }
+    }
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        let from = newest - FOLLOW_LOOKBACK_SECS;
+        seen.retain(|_, at| *at >= from);
+        let batch = log.from_time(actor, &query, from).await?;
+        for e in &batch {
+            if seen.contains_key(&e.id) {
+                continue;
+            }
+            if !emit(e, json) {
+                return Ok(());
+            }
+            newest = newest.max(e.occurred_at);
+            seen.insert(e.id.clone(), e.occurred_at);
+        }
+        // A full batch starts the next poll at its last event, so that a burst larger than
+        // a batch still moves forward.
+        if batch.len() as u64 >= FOLLOW_BATCH
+            && let Some(last) = batch.last()
+        {
+            newest = newest.max(last.occurred_at + FOLLOW_LOOKBACK_SECS);
+        }
+    }
+}
+
+/// Prints one event (a JSON object on one line with `json`); false once stdout is gone.
+fn emit(e: &AuditEvent, json: bool) -> bool {
+    use std::io::Write as _;
+    let line = if json { serde_json::to_string(e).unwrap_or_default() } else { audit_row(e) };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }

@@ -400,7 +400,7 @@ async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor)
             Ok(())
         }
         ClientsCommand::Show { client_id, out } => {
-            let client = core.clients.get(&client_id).await?;
+            let client = core.admin.apps.get(actor, &client_id).await?;
             if out.json {
                 print_json(&client)
             } else {
@@ -409,7 +409,8 @@ async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor)
             Ok(())
         }
         ClientsCommand::RotateSecret { client_id, overlap, out } => {
-            let (client, secret) = core.clients.rotate_secret(&client_id, overlap, actor).await?;
+            let (client, secret) =
+                core.admin.apps.rotate_secret(actor, &client_id, overlap).await?;
             if out.json {
                 print_json(&with_secrets(&client, json!({ "client_secret": secret })));
             } else {
@@ -419,8 +420,8 @@ async fn manage_clients(core: &Latchkey, command: ClientsCommand, actor: &Actor)
             Ok(())
         }
         ClientsCommand::Delete { client_id, out } => {
-            let client = core.clients.get(&client_id).await?;
-            core.clients.delete(&client_id, actor).await?;
+            let client = core.admin.apps.get(actor, &client_id).await?;
+            core.admin.apps.delete(actor, &client_id).await?;
             if out.json {
                 print_json(&client)
             } else {
@@ -444,8 +445,10 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
         }
     };
     let created = core
-        .clients
+        .admin
+        .apps
         .create(
+            actor,
             NewClient {
                 name: args.name,
                 public: args.public,
@@ -463,7 +466,6 @@ async fn add_client(core: &Latchkey, args: NewClientArgs, actor: &Actor) -> Resu
                 access_token_template: args.access_token_template,
                 id_token_template: args.id_token_template,
             },
-            actor,
         )
         .await?;
     if args.out.json {

@@ -1,6 +1,7 @@
 //! Running Latchkey: what the admin API, the console and the CLI share beyond the domain
-//! services they call (API keys, the user directory, the audit log, and administrative views of users, sessions, organisations and applications). It comes last in the layering: it may use every
-//! domain, and none uses it.
+//! services they call (API keys, the user directory, the audit log, and the administrative
+//! views of users, sessions, organisations and applications). It comes last in the layering: it
+//! may use every domain, and none uses it.
 
 pub mod api_keys;
 pub mod app_admin;
@@ -54,11 +55,13 @@ pub struct AdminServices {
 impl AdminServices {
     pub fn new(
         store: &crate::infra::store::Store,
-        users: &crate::identity::users::UserService,
-        sessions: &crate::identity::sessions::SessionService,
-        orgs: &crate::tenancy::orgs::OrgService,
-        oauth: (
+        services: (
+            &crate::identity::users::UserService,
+            &crate::identity::sessions::SessionService,
+            &crate::tenancy::orgs::OrgService,
             &crate::oauth::clients::ClientService,
+        ),
+        signing: (
             &crate::infra::keys::KeyService,
             &crate::oauth::jwt_templates::JwtTemplateService,
         ),
@@ -68,8 +71,9 @@ impl AdminServices {
         ),
         settings: &crate::infra::config::Settings,
     ) -> Self {
+        let (users, sessions, orgs, clients) = services;
         let (saml, easie) = connections;
-        let (clients, keys, templates) = oauth;
+        let (keys, templates) = signing;
         Self {
             orgs: OrgAdmin::new(store.clone(), orgs.clone(), saml.clone(), easie.clone()),
             sessions: SessionAdmin::new(store.clone(), sessions.clone()),

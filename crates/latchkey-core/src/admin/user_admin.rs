@@ -1,9 +1,9 @@
 //! Changing accounts as an administrator: profile fields and the verified mark, deactivation
-//! and reactivation, deletion. Instance actors only (organisation admins manage memberships, not the
-//! accounts themselves, which may belong to other organisations too). Each change is one
-//! transaction with its audit event, which records the before and after of every field that
-//! changed; a conditional change (`If-Match`) is checked inside that transaction, on the row as
-//! it is locked, so two writers cannot both pass the same precondition.
+//! and reactivation, deletion. Instance actors only (organisation admins manage memberships,
+//! not the accounts themselves, which may belong to other organisations too). Each change is
+//! one transaction with its audit event, which records the before and after of every field
+//! that changed; a conditional change (`If-Match`) is checked inside that transaction, on the
+//! row as it is locked, so two writers cannot both pass the same precondition.
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -13,7 +13,11 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     Error, Result,
-    identity::{model::User, sessions, users::UserService},
+    identity::{
+        model::{User, UserStatus},
+        sessions,
+        users::UserService,
+    },
     infra::{
         audit::{self, Actor},
         entity::{
@@ -149,7 +153,8 @@ impl UserAdmin {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
-        let other_admin = admins.iter().any(|a| a.id != id && a.status == "active");
+        let other_admin =
+            admins.iter().any(|a| a.id != id && a.status == UserStatus::Active.as_str());
         if existing.is_admin && !other_admin {
             return Err(Error::Conflict(format!(
                 "{} is the last instance administrator: make another one first \

@@ -1,5 +1,6 @@
-//! `/api/v1/users`: search and read users; change, deactivate and delete them (instance keys). An instance key sees every user; an organisation's
-//! key sees that organisation's members only (others are 404, as if they did not exist).
+//! `/api/v1/users`: search and read users; change, deactivate and delete them (instance
+//! credentials). An instance key sees every user; an organisation's key sees that
+//! organisation's members only (others are 404, as if they did not exist).
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use latchkey_core::{
