@@ -376,3 +376,128 @@ async fn keys_rotate_and_templates_preview_for_a_chosen_user(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(keys_rotate_and_templates_preview_for_a_chosen_user);
+
+/// The SAML wizard: the SP values first, for the connection ID the page reserves; the IdP by
+/// fields; then "test connection" runs a real SP-initiated round trip whose answer is shown as
+/// mapped, signing nobody in and creating nobody.
+async fn the_saml_wizard_creates_and_tests_a_connection(backend: Backend) {
+    use latchkey_saml::{
+        algorithms::AlgorithmPolicy,
+        binding,
+        testkit::{ResponseSpec, TestIdp},
+    };
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    account(&node, "root@admin.test", "Root", true).await;
+    let org = node.core.orgs.create("Corp", "corp", &Actor::cli()).await.unwrap();
+    node.core.domains.add_verified(&org.id, "corp.example", &Actor::cli()).await.unwrap();
+    let admin = signed_in(&node, "root@admin.test").await;
+
+    let (status, _, location) =
+        admin.get(&format!("/admin/organizations/{}/connections/saml/new", org.id)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let wizard = location.unwrap();
+    let reserved = wizard.split("connection_id=").nth(1).unwrap().to_owned();
+    let (status, page, _) = admin.get(&wizard).await;
+    assert_eq!(status, 200, "{page}");
+    let sp_entity_id = format!("{}/saml/{reserved}", node.base_url);
+    assert_eq!(between(&page, "id=\"sp-entity-id\">", "<"), sp_entity_id);
+    assert_eq!(between(&page, "id=\"acs-url\">", "<"), format!("{sp_entity_id}/acs"));
+
+    // Nothing about the IdP: the form comes back with the reason, and nothing is created.
+    let csrf = csrf_in(&page);
+    let base_form = [
+        ("csrf_token", csrf.as_str()),
+        ("connection_id", reserved.as_str()),
+        ("name", "Corp IdP"),
+        ("sign_requests", "on"),
+        ("skew", "60"),
+        ("group_roles", "IT=admin"),
+    ];
+    let (status, body, _) =
+        admin.post(&format!("/admin/organizations/{}/connections/saml", org.id), &base_form).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("paste the IdP metadata"), "{body}");
+    assert!(node.core.saml.show(&reserved, &Actor::cli()).await.is_err());
+
+    let idp = TestIdp::generate("https://idp.corp.example");
+    let mut form = base_form.to_vec();
+    form.extend([
+        ("idp_entity_id", "https://idp.corp.example"),
+        ("sso_url", "https://idp.corp.example/sso"),
+        ("sso_binding", "redirect"),
+        ("certificate", idp.cert_pem.as_str()),
+    ]);
+    let (status, _, location) =
+        admin.post(&format!("/admin/organizations/{}/connections/saml", org.id), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, Some(format!("/admin/connections/{reserved}")));
+    let (status, page, _) = admin.get(&format!("/admin/connections/{reserved}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("IdP signing") && page.contains(&sp_entity_id), "{page}");
+
+    // Test connection: to the IdP with a signed AuthnRequest, back with a response.
+    let (status, _, location) = admin.get(&format!("/admin/connections/{reserved}/test")).await;
+    assert_eq!(status, 302);
+    let location = location.unwrap();
+    let query = location.split_once('?').unwrap().1;
+    let msg =
+        binding::decode_redirect(query, "SAMLRequest", &[], AlgorithmPolicy::default()).unwrap();
+    let request_id = msg.xml.split("ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let users_before = node.core.users.list(1000, 0).await.unwrap().len();
+    let acs = format!("{sp_entity_id}/acs");
+    let mut spec = ResponseSpec::new(&acs, &sp_entity_id, "ada@corp.example", node.clock.now());
+    spec.in_response_to = Some(request_id);
+    spec.attributes = vec![
+        ("email".into(), vec!["ada@corp.example".into()]),
+        ("givenName".into(), vec!["Ada".into()]),
+        ("groups".into(), vec!["IT".into(), "Staff".into()]),
+    ];
+    let response = idp.response_b64(&spec);
+    let res = admin
+        .client
+        .post(&acs)
+        .form(&[
+            ("SAMLResponse", response.as_str()),
+            ("RelayState", msg.relay_state.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let shown = res.text().await.unwrap();
+    assert!(shown.contains("The connection works"), "{shown}");
+    assert_eq!(between(&shown, "id=\"tested-email\">", "<"), "ada@corp.example");
+    assert_eq!(between(&shown, "id=\"tested-role\">", "<"), "admin");
+    assert_eq!(node.core.users.list(1000, 0).await.unwrap().len(), users_before, "nobody created");
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 20).await.unwrap();
+    let tested = events.iter().find(|e| e.action == "saml.connection_tested").unwrap();
+    assert!(tested.actor.starts_with("user:usr_"));
+    assert_eq!(tested.org_id.as_deref(), Some(org.id.as_str()));
+    // The same response again is a replay, not a second test.
+    let again = admin
+        .client
+        .post(&acs)
+        .form(&[
+            ("SAMLResponse", response.as_str()),
+            ("RelayState", msg.relay_state.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400);
+
+    // Disabling and deleting (a sensitive action) from its page.
+    let csrf = csrf_in(&page);
+    let disable = format!("/admin/connections/{reserved}/disable");
+    assert_eq!(admin.post(&disable, &[("csrf_token", &csrf)]).await.0, StatusCode::SEE_OTHER);
+    assert!(!node.core.saml.show(&reserved, &Actor::cli()).await.unwrap().enabled);
+    let delete = format!("/admin/connections/{reserved}/delete");
+    let (status, _, location) = admin.post(&delete, &[("csrf_token", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, Some(format!("/admin/organizations/{}", org.id)));
+    assert!(node.core.saml.show(&reserved, &Actor::cli()).await.is_err());
+    node.stop().await;
+}
+on_both_backends!(the_saml_wizard_creates_and_tests_a_connection);

@@ -573,8 +573,11 @@ async fn pending_requests_are_single_use_expiring_and_browser_bound(backend: Bac
     let browser = BrowserBinding::new();
     let ttl = Duration::from_secs(300);
 
-    let kind =
-        PendingKind::SamlAuthn { connection_id: "con_acme".into(), request_id: "_a1b2".into() };
+    let kind = PendingKind::SamlAuthn {
+        connection_id: "con_acme".into(),
+        request_id: "_a1b2".into(),
+        tested_by: None,
+    };
     let token = pending.begin(&kind, "/account", &browser, ttl).await.unwrap();
     let not_found = |r: latchkey_core::Result<_>| matches!(r, Err(Error::NotFound(_)));
     assert!(not_found(pending.take(&token, &BrowserBinding::new()).await), "another browser");

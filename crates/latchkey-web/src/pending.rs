@@ -140,8 +140,11 @@ mod tests {
         req: HttpRequest,
         state: web::Data<AppState>,
     ) -> Result<HttpResponse, PageError> {
-        let kind =
-            PendingKind::SamlAuthn { connection_id: "con_1".into(), request_id: "_r1".into() };
+        let kind = PendingKind::SamlAuthn {
+            connection_id: "con_1".into(),
+            request_id: "_r1".into(),
+            tested_by: None,
+        };
         let begun = begin(&req, &state, &kind, "/account", Duration::from_secs(300)).await?;
         Ok(HttpResponse::Ok().cookie(begun.cookie).body(begun.token.0))
     }

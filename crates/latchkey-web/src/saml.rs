@@ -9,7 +9,7 @@ use actix_web::{
 };
 use askama::Template;
 use latchkey_core::enterprise::saml::{
-    AcsInput, LoginStart, logout::SloMessage, logout::SloOutcome,
+    AcsInput, AcsOutcome, LoginStart, TestedAssertion, logout::SloMessage, logout::SloOutcome,
 };
 use latchkey_saml::{
     binding::PostForm,
@@ -90,9 +90,18 @@ async fn login(
     let prefer_post = query.binding.as_deref() == Some("post");
     let browser = pending::browser_binding(&req, &state);
     let start = state.core.saml.start_login(&path, &return_to, &browser, prefer_post).await?;
+    bound_start(&state, &browser, start)
+}
+
+/// The browser's way to the IdP, with its pending-request binding.
+pub(crate) fn bound_start(
+    state: &AppState,
+    browser: &latchkey_core::sign_in::pending::BrowserBinding,
+    start: LoginStart,
+) -> Result<HttpResponse, PageError> {
     match start {
-        LoginStart::Redirect(url) => pending::bound_redirect(&state, &browser, url),
-        LoginStart::Post(form) => pending::bound_response(&state, &browser, post_page(&form)?),
+        LoginStart::Redirect(url) => pending::bound_redirect(state, browser, url),
+        LoginStart::Post(form) => pending::bound_response(state, browser, post_page(&form)?),
     }
 }
 
@@ -151,7 +160,11 @@ async fn acs(
         client: &client,
     };
     match state.core.saml.consume(&input).await? {
-        Ok(success) => {
+        Ok(AcsOutcome::Tested(tested)) => {
+            state.metrics.saml_response("tested");
+            tested_page(&state, &tested)
+        }
+        Ok(AcsOutcome::SignedIn(success)) => {
             state.metrics.saml_response("accepted");
             end_previous_session(&req, &state, &success.signed_in.session.id).await;
             Ok(HttpResponse::SeeOther()
@@ -174,6 +187,18 @@ async fn acs(
             ))
         }
     }
+}
+
+/// The result of a connection test (nobody signed in).
+fn tested_page(state: &AppState, t: &TestedAssertion) -> Result<HttpResponse, PageError> {
+    let view = crate::console::views::SamlTest {
+        t,
+        name_id_format: t.name_id_format.as_deref().unwrap_or("—"),
+        given_name: t.given_name.as_deref().unwrap_or("—"),
+        family_name: t.family_name.as_deref().unwrap_or("—"),
+        display_name: t.display_name.as_deref().unwrap_or("—"),
+    };
+    crate::pages::support::render(state, None, StatusCode::OK, &view)
 }
 
 async fn metadata(

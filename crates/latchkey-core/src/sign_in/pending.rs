@@ -33,7 +33,14 @@ use crate::{
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PendingKind {
     /// A SAML AuthnRequest; the response's InResponseTo must be `request_id`.
-    SamlAuthn { connection_id: String, request_id: String },
+    SamlAuthn {
+        connection_id: String,
+        request_id: String,
+        /// Set when an administrator (this user ID) tests the connection from the console:
+        /// the answer is shown as mapped, and nobody is signed in or provisioned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tested_by: Option<String>,
+    },
     /// A SAML LogoutRequest we sent; the LogoutResponse's InResponseTo must be `request_id`.
     SamlLogout { connection_id: String, request_id: String },
     /// An upstream OpenID Connect authorization request.

@@ -43,7 +43,7 @@ pub async fn saml_new(
     };
     let draft = views::SamlDraft {
         sign_requests: Some("on".into()),
-        skew: Some(60),
+        skew: Some("60".into()),
         ..views::SamlDraft::default()
     };
     wizard(&state, &console, &path, id, draft, None, StatusCode::OK).await
@@ -81,7 +81,7 @@ fn form_view(d: views::SamlDraft) -> views::SamlFormView {
         require_encryption: d.require_encryption.is_some(),
         allow_idp_initiated: d.allow_idp_initiated.is_some(),
         allow_sha1: d.allow_sha1.is_some(),
-        skew: d.skew.unwrap_or(60),
+        skew: d.skew.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(60),
         name: d.name,
         metadata_xml: d.metadata_xml,
         metadata_url: d.metadata_url,
@@ -142,7 +142,12 @@ fn options(d: &views::SamlDraft) -> Result<ConnectionOptions, CoreError> {
     o.require_encryption = d.require_encryption.is_some();
     o.allow_idp_initiated = d.allow_idp_initiated.is_some();
     o.allow_sha1 = d.allow_sha1.is_some();
-    o.skew_secs = d.skew.unwrap_or(60);
+    o.skew_secs = match d.skew.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => 60,
+        Some(s) => {
+            s.parse().map_err(|_| CoreError::invalid("skew", "must be a number of seconds"))?
+        }
+    };
     if !d.map_email.trim().is_empty() {
         o.mapping.email = vec![d.map_email.trim().to_owned()];
     }
@@ -423,4 +428,13 @@ pub async fn delete(
         state.core.saml.delete(&path, &console.actor).await?;
     }
     Ok(see_other(&format!("/admin/organizations/{org_id}")))
+}
+
+/// "Test connection": a sign-in at the IdP whose answer comes back as a page of what the
+/// mapping made of it (see `SamlService::start_test`), in the tab the button opened.
+pub async fn test(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Page {
+    let console = Console::load(&req, &state).await?;
+    let browser = crate::pending::browser_binding(&req, &state);
+    let start = state.core.saml.start_test(&path, &browser, &console.actor).await?;
+    crate::saml::bound_start(&state, &browser, start)
 }

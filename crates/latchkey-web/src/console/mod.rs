@@ -13,7 +13,7 @@ mod orgs;
 mod reauthenticate;
 mod sessions;
 mod users;
-mod views;
+pub(crate) mod views;
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, http::StatusCode, web};
 use askama::Template;
@@ -90,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/connections/{id}/refresh-metadata", connections::refresh_metadata))
         .service(post("/admin/connections/{id}/rotate-sp-key", connections::rotate_sp_key))
         .service(post("/admin/connections/{id}/delete", connections::delete))
+        .service(get("/admin/connections/{id}/test", connections::test))
         .service(get("/admin/sessions", sessions::list))
         .service(post("/admin/sessions/{id}/revoke", sessions::revoke))
         .service(get("/admin/audit", audit::list))

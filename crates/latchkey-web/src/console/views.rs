@@ -291,7 +291,8 @@ pub struct SamlDraft {
     pub require_encryption: Option<String>,
     pub allow_idp_initiated: Option<String>,
     pub allow_sha1: Option<String>,
-    pub skew: Option<i64>,
+    /// Text, not a number: the form is read through `serde(flatten)`, which sees strings only.
+    pub skew: Option<String>,
 }
 
 /// The wizard's form as the template reads it.
@@ -359,4 +360,16 @@ pub struct ConnectionPage {
     pub nav: Nav,
     pub csrf: String,
     pub c: ConnectionSummary,
+}
+
+/// The answer of a connection test, shown where the ACS lands (no console session there: the
+/// IdP's cross-site POST carries no SameSite cookie).
+#[derive(Template)]
+#[template(path = "console/saml_test.html")]
+pub struct SamlTest<'a> {
+    pub t: &'a latchkey_core::enterprise::saml::TestedAssertion,
+    pub name_id_format: &'a str,
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    pub display_name: &'a str,
 }

@@ -109,12 +109,23 @@ pub fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(described).into()
 }
 
-pub fn form_error(e: UrlencodedError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request(format!("malformed form body: {e}")).into()
+/// A form or query that does not parse: an HTML page for a browser (the hosted pages and the
+/// console), the JSON error for programs.
+fn malformed(req: &HttpRequest, what: &str, e: &dyn std::fmt::Display) -> actix_web::Error {
+    if super::prefers_html(req) {
+        let invalid = latchkey_core::Error::invalid("form", format!("could not be read ({what})"));
+        super::page::PageError::from(invalid).into()
+    } else {
+        ApiError::bad_request(format!("malformed {what}: {e}")).into()
+    }
 }
 
-pub fn query_error(e: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request(format!("malformed query string: {e}")).into()
+pub fn form_error(e: UrlencodedError, req: &HttpRequest) -> actix_web::Error {
+    malformed(req, "form body", &e)
+}
+
+pub fn query_error(e: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    malformed(req, "query string", &e)
 }
 
 pub fn path_error(e: PathError, _: &HttpRequest) -> actix_web::Error {

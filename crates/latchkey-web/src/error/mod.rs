@@ -60,7 +60,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 
 /// True for a browser asking for a page: an `Accept` header that ranks HTML first, on a path
 /// outside the program-facing prefixes (the JSON API, the OAuth endpoints, `.well-known`).
-fn prefers_html(req: &HttpRequest) -> bool {
+pub(crate) fn prefers_html(req: &HttpRequest) -> bool {
     const PROGRAMS: [&str; 4] = ["/v1/", "/api/", "/oauth2/", "/.well-known/"];
     if PROGRAMS.iter().any(|p| req.path().starts_with(p)) {
         return false;

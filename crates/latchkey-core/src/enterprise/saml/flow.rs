@@ -74,6 +74,42 @@ pub struct AcsSuccess {
     pub return_to: String,
 }
 
+/// What an accepted response led to: a sign-in, or (for a test started from the console) the
+/// assertion as Latchkey mapped it, with nobody signed in or provisioned.
+#[derive(Debug, Clone)]
+pub enum AcsOutcome {
+    SignedIn(Box<AcsSuccess>),
+    Tested(Box<TestedAssertion>),
+}
+
+/// A test sign-in's assertion: every attribute as received, and what the mapping made of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TestedAssertion {
+    pub connection_id: String,
+    /// The account key at this connection (the subject attribute, else the NameID).
+    pub subject: String,
+    pub name_id_format: Option<String>,
+    pub email: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+    /// The organisation role the groups give.
+    pub role: String,
+    pub encrypted: bool,
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
+    /// The console page the test started from.
+    pub return_to: String,
+}
+
+/// The pending request a response answers: its AuthnRequest ID, where the browser goes next,
+/// and who is testing the connection (if this is a test).
+struct Answered {
+    request_id: String,
+    return_to: String,
+    tested_by: Option<String>,
+}
+
 /// The subject key of a SAML identity: the connection, never the IdP's entity ID alone, so
 /// two organisations using one IdP can never share accounts by NameID.
 pub fn identity_issuer(connection_id: &str) -> String {
@@ -89,6 +125,41 @@ impl SamlService {
         browser: &BrowserBinding,
         prefer_post: bool,
     ) -> Result<LoginStart> {
+        self.start(connection_id, return_to, browser, prefer_post, None).await
+    }
+
+    /// Starts a test sign-in of a connection for one of its organisation's admins (the
+    /// console's "test connection"): the answer comes back to the connection's console page
+    /// as mapped, and signs nobody in. Only a user may test, so the result has an owner.
+    pub async fn start_test(
+        &self,
+        connection_id: &str,
+        browser: &BrowserBinding,
+        actor: &crate::infra::audit::Actor,
+    ) -> Result<LoginStart> {
+        let model = self.load(self.store.db(), connection_id).await?;
+        crate::tenancy::access::authorize(
+            self.store.db(),
+            &model.org_id,
+            actor,
+            crate::tenancy::access::Need::Admin,
+        )
+        .await?;
+        let tester = actor.user_id().ok_or_else(|| {
+            Error::Forbidden("a connection is tested by a signed-in admin".into())
+        })?;
+        let back = format!("/admin/connections/{connection_id}");
+        self.start(connection_id, &back, browser, false, Some(tester.to_owned())).await
+    }
+
+    async fn start(
+        &self,
+        connection_id: &str,
+        return_to: &str,
+        browser: &BrowserBinding,
+        prefer_post: bool,
+        tested_by: Option<String>,
+    ) -> Result<LoginStart> {
         let now = self.store.now();
         let model = self.enabled(connection_id).await?;
         let options = connections::options_of(&model)?;
@@ -96,6 +167,7 @@ impl SamlService {
         let kind = PendingKind::SamlAuthn {
             connection_id: connection_id.to_owned(),
             request_id: request_id.clone(),
+            tested_by,
         };
         let ttl = Duration::from_secs(REQUEST_TTL_SECS);
         let token = self.pending.begin(&kind, return_to, browser, ttl).await?;
@@ -147,7 +219,7 @@ impl SamlService {
     pub async fn consume(
         &self,
         input: &AcsInput<'_>,
-    ) -> Result<std::result::Result<AcsSuccess, AcsRejection>> {
+    ) -> Result<std::result::Result<AcsOutcome, AcsRejection>> {
         match self.consume_inner(input).await {
             Ok(success) => Ok(Ok(success)),
             Err(Refusal::Saml(e)) => {
@@ -184,7 +256,7 @@ impl SamlService {
     async fn consume_inner(
         &self,
         input: &AcsInput<'_>,
-    ) -> std::result::Result<AcsSuccess, Refusal> {
+    ) -> std::result::Result<AcsOutcome, Refusal> {
         let model = match self.enabled(input.connection_id).await {
             Ok(m) => m,
             Err(Error::NotFound(_)) => return Err(Refusal::policy("unknown_connection", "")),
@@ -202,12 +274,69 @@ impl SamlService {
                 return Err(e);
             }
         };
+        if let Some(Answered { tested_by: Some(tester), return_to, .. }) = pending {
+            let tested = self.tested(
+                &model,
+                &options,
+                &assertion,
+                &verified,
+                input.client,
+                (&tester, return_to),
+            );
+            return Ok(AcsOutcome::Tested(Box::new(tested.await?)));
+        }
         let signed_in = self.complete_once(&model.id, &assertion, &verified, input.client).await?;
         let return_to = match pending {
-            Some((_, return_to)) => return_to,
+            Some(answered) => answered.return_to,
             None => options.idp_initiated_landing.clone(),
         };
-        Ok(AcsSuccess { signed_in, return_to })
+        Ok(AcsOutcome::SignedIn(Box::new(AcsSuccess { signed_in, return_to })))
+    }
+
+    /// A test's answer: the assertion ID is spent (a test response cannot be replayed as a
+    /// sign-in), the result audited as the tester's `saml.connection_tested`, nothing else
+    /// written.
+    async fn tested(
+        &self,
+        model: &saml_connection::Model,
+        options: &super::ConnectionOptions,
+        a: &VerifiedAssertion,
+        verified: &Verified,
+        client: &ClientInfo,
+        (tester, return_to): (&str, String),
+    ) -> std::result::Result<TestedAssertion, Refusal> {
+        let mapped = mapping::map_identity(a, &options.mapping)?;
+        let email = match &verified.subject {
+            VerifiedSubject::Upstream { identity, .. } => {
+                identity.email.clone().unwrap_or_default()
+            }
+            VerifiedSubject::User(_) | VerifiedSubject::NewAccount { .. } => String::new(),
+        };
+        let tested = TestedAssertion {
+            connection_id: model.id.clone(),
+            subject: mapped.subject,
+            name_id_format: a.name_id.as_ref().and_then(|n| n.format.clone()),
+            email,
+            given_name: mapped.given_name,
+            family_name: mapped.family_name,
+            display_name: mapped.display_name,
+            role: options.role_for(&mapped.groups),
+            groups: mapped.groups,
+            encrypted: a.encrypted,
+            attributes: a.attributes.clone(),
+            return_to,
+        };
+        let txn = self.store.begin_write().await?;
+        self.consume_assertion_id(&txn, &model.id, a).await?;
+        let actor = client.actor_for(Some(tester));
+        let data = json!({
+            "email": tested.email, "subject": tested.subject, "groups": tested.groups,
+            "role": tested.role, "org_id": model.org_id,
+        });
+        let now = self.store.now();
+        audit::record(&txn, now, &actor, "saml.connection_tested", Some(&model.id), data).await?;
+        txn.commit().await.map_err(Error::from)?;
+        Ok(tested)
     }
 
     /// The pending request this response answers: (AuthnRequest ID, return_to). Without a
@@ -217,16 +346,16 @@ impl SamlService {
     async fn take_pending(
         &self,
         input: &AcsInput<'_>,
-    ) -> std::result::Result<Option<(String, String)>, Refusal> {
+    ) -> std::result::Result<Option<Answered>, Refusal> {
         let (Some(relay), Some(binding)) = (input.relay_state, input.binding) else {
             return Ok(None);
         };
         match self.pending.take(&PendingToken(relay.to_owned()), binding).await {
             Ok(req) => match req.kind {
-                PendingKind::SamlAuthn { connection_id, request_id }
+                PendingKind::SamlAuthn { connection_id, request_id, tested_by }
                     if connection_id == input.connection_id =>
                 {
-                    Ok(Some((request_id, req.return_to)))
+                    Ok(Some(Answered { request_id, return_to: req.return_to, tested_by }))
                 }
                 _ => Err(Refusal::policy("pending_request_mismatch", "another flow's request")),
             },
@@ -240,7 +369,7 @@ impl SamlService {
         model: &saml_connection::Model,
         options: &super::ConnectionOptions,
         decoded: &std::result::Result<response::DecodedResponse, SamlError>,
-        pending: Option<&(String, String)>,
+        pending: Option<&Answered>,
     ) -> std::result::Result<VerifiedAssertion, Refusal> {
         let now = self.store.now();
         // The SP's private keys are unsealed only for a response that carries ciphertext.
@@ -258,7 +387,7 @@ impl SamlService {
             idp_certs: &certs,
             sp_entity_id: &urls.sp_entity_id,
             acs_url: &urls.acs_url,
-            in_response_to: pending.map(|(id, _)| id.as_str()),
+            in_response_to: pending.map(|p| p.request_id.as_str()),
             // Without a request of this browser the response is verified as unsolicited either
             // way, so the refusal can say whether it answered some other request.
             allow_unsolicited: true,

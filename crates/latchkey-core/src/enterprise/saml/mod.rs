@@ -20,7 +20,7 @@ use std::sync::{
 };
 
 pub use connections::{ConnectionView, IdpSource, NewConnection};
-pub use flow::{AcsInput, AcsRejection, LoginStart};
+pub use flow::{AcsInput, AcsOutcome, AcsRejection, LoginStart, TestedAssertion};
 pub use options::ConnectionOptions;
 
 use crate::{
