@@ -1323,8 +1323,10 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     assert!(st.exists(), "schemathesis is not installed: run ./scripts/test");
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let data = data_dir();
-    let node =
-        TestServer::start(data.path(), &db, &[("LATCHKEY_API_KEY_RATE_LIMIT", "1000000")]).await;
+    // No lookup may leave the machine: DNS goes to a local port where nothing answers.
+    let settings =
+        [("LATCHKEY_API_KEY_RATE_LIMIT", "1000000"), ("LATCHKEY_DNS_RESOLVER", "127.0.0.1:9")];
+    let node = TestServer::start(data.path(), &db, &settings).await;
     // Something to find: users, an organisation with a member, sessions, audit events.
     let org = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
     for i in 0..5 {
@@ -1360,6 +1362,194 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 30"), "{text}");
+    assert!(text.contains("Tested: 47"), "{text}");
     node.stop().await;
 }
+
+async fn keys_and_templates_are_managed_by_instance_credentials(backend: Backend) {
+    use reqwest::Method;
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    assert_problem(&get(&f, "/api/v1/keys", Some(&org_key)).await, 403);
+    assert_problem(&get(&f, "/api/v1/templates", Some(&org_key)).await, 403);
+    let (status, _, keys, _) = get(&f, "/api/v1/keys", Some(&instance)).await;
+    assert_eq!(status, 200, "{keys}");
+    let before = keys["data"].as_array().unwrap().len();
+    // Rotation: a new active key, the old one retired and still published.
+    let (status, rotated, _) =
+        send(&f, Method::POST, "/api/v1/keys/rotate", &instance, None, r#"{"alg": "ES256"}"#).await;
+    assert_eq!(status, 201, "{rotated}");
+    assert_eq!(
+        (rotated["active"]["alg"].as_str(), rotated["active"]["status"].as_str()),
+        (Some("ES256"), Some("active"))
+    );
+    assert_eq!(rotated["retired"]["status"], "retired");
+    assert_eq!(rotated["retired"]["published"], true);
+    let (_, _, keys, _) = get(&f, "/api/v1/keys", Some(&instance)).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), before + 1);
+    let (status, _, _) =
+        send(&f, Method::POST, "/api/v1/keys/rotate", &instance, None, r#"{"alg": "HS256"}"#).await;
+    assert_eq!(status, 400);
+    let (status, _, _) =
+        send(&f, Method::POST, "/api/v1/keys/rotate", &org_key, None, r#"{"alg": "ES256"}"#).await;
+    assert_eq!(status, 403);
+
+    // Templates: create, read, change, preview for a user, delete.
+    let tpl =
+        r#"{"name": "profile", "claims": {"who": "{{user.primary_email}}"}, "lifetime_secs": 120}"#;
+    let (status, created, _) =
+        send(&f, Method::POST, "/api/v1/templates", &instance, None, tpl).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (created["signing"].as_str(), created["lifetime_secs"].as_i64()),
+        (Some("instance"), Some(120))
+    );
+    assert_eq!(send(&f, Method::POST, "/api/v1/templates", &instance, None, tpl).await.0, 409);
+    for bad in [
+        r#"{"name": "x", "claims": {"iss": "me"}}"#,
+        r#"{"name": "Bad Name", "claims": {}}"#,
+        r#"{"name": "x", "claims": {}, "lifetime_secs": 5}"#,
+        r#"{"name": "x", "claims": {}, "hs256_secret": "abc"}"#,
+    ] {
+        let (status, body, _) =
+            send(&f, Method::POST, "/api/v1/templates", &instance, None, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let path = "/api/v1/templates/profile";
+    let (status, _, got, _) = get(&f, path, Some(&instance)).await;
+    assert_eq!((status, got["claims"]["who"].as_str()), (200, Some("{{user.primary_email}}")));
+    let (status, changed, _) =
+        send(&f, Method::PATCH, path, &instance, None, r#"{"lifetime_secs": 300}"#).await;
+    assert_eq!((status, changed["lifetime_secs"].as_i64()), (200, Some(300)), "{changed}");
+    let ada = user(&f, "ada@example.com", Some("Ada"), false).await;
+    let preview = format!(
+        r#"{{"claims": {{"who": "{{{{user.primary_email}}}}", "n": "{{{{user.name}}}}"}}, "user_id": "{ada}"}}"#
+    );
+    let (status, rendered, _) =
+        send(&f, Method::POST, "/api/v1/templates/preview", &instance, None, &preview).await;
+    assert_eq!(status, 200, "{rendered}");
+    assert_eq!(rendered["claims"], serde_json::json!({ "who": "ada@example.com", "n": "Ada" }));
+    let unknown = r#"{"claims": {}, "user_id": "usr_01jzzzzzzzzzzzzzzzzzzzzzzz"}"#;
+    assert_eq!(
+        send(&f, Method::POST, "/api/v1/templates/preview", &instance, None, unknown).await.0,
+        404
+    );
+    assert_eq!(delete(&f, path, &org_key).await.0, 403);
+    assert_eq!(delete(&f, path, &instance).await.0, 204);
+    assert_problem(&get(&f, path, Some(&instance)).await, 404);
+    let events = audit::recent(f.node.core.store.db(), 30).await.unwrap();
+    for action in
+        ["key.rotated", "jwt_template.created", "jwt_template.updated", "jwt_template.deleted"]
+    {
+        let e = events.iter().find(|e| e.action == action).unwrap_or_else(|| panic!("{action}"));
+        assert!(e.actor.starts_with("api_key:"), "{action}: {}", e.actor);
+    }
+}
+on_both_backends!(keys_and_templates_are_managed_by_instance_credentials);
+
+async fn connections_and_domains_through_the_api(backend: Backend) {
+    use latchkey_saml::testkit::TestIdp;
+    use reqwest::Method;
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let org_key = key(&f, Some(&f.org_id), &Actor::cli()).await.unwrap();
+    let other_key = key(&f, Some(&f.other_org_id), &Actor::cli()).await.unwrap();
+    let domains = format!("/api/v1/organizations/{}/domains", f.org_id);
+    // Asserting ownership is for instance credentials; an organisation's key proves it by DNS.
+    let (status, body, _) = send(
+        &f,
+        Method::POST,
+        &domains,
+        &org_key,
+        None,
+        r#"{"domain": "acme.example", "verified": true}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, dom, _) = send(
+        &f,
+        Method::POST,
+        &domains,
+        &instance,
+        None,
+        r#"{"domain": "acme.example", "verified": true}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, dom["verified"].as_bool(), dom["verification_method"].as_str()),
+        (201, Some(true), Some("operator")),
+        "{dom}"
+    );
+    let verify = format!("{domains}/dom_01jzzzzzzzzzzzzzzzzzzzzzzz/verify");
+    assert_eq!(send(&f, Method::POST, &verify, &org_key, None, "").await.0, 404);
+
+    // A SAML connection from metadata, by the organisation's own key.
+    let idp = TestIdp::generate("https://idp.acme.example");
+    let metadata = format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.acme.example"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.acme.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+        latchkey_saml::keys::cert_base64(&idp.cert_der)
+    );
+    let body = serde_json::json!({ "name": "Acme IdP", "metadata_xml": metadata, "preset": "okta", "group_roles": { "IT": "admin" } }).to_string();
+    let create = format!("/api/v1/organizations/{}/connections/saml", f.org_id);
+    let (status, denied, _) = send(&f, Method::POST, &create, &other_key, None, &body).await;
+    assert_eq!(status, 404, "another organisation's key: {denied}");
+    let (status, made, _) = send(&f, Method::POST, &create, &org_key, None, &body).await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["connection_id"].as_str().unwrap().to_owned();
+    assert_eq!((made["kind"].as_str(), made["enabled"].as_bool()), (Some("saml"), Some(true)));
+    assert_eq!(made["idp_entity_id"], "https://idp.acme.example");
+    let bad = r#"{"name": "No IdP"}"#;
+    assert_eq!(send(&f, Method::POST, &create, &org_key, None, bad).await.0, 400);
+    let (status, _, list, _) =
+        get(&f, &format!("/api/v1/organizations/{}/connections", f.org_id), Some(&org_key)).await;
+    assert_eq!((status, list["data"].as_array().unwrap().len()), (200, 1), "{list}");
+    let one = format!("/api/v1/connections/{id}");
+    assert_problem(&get(&f, &one, Some(&other_key)).await, 404);
+    let (status, off, _) =
+        send(&f, Method::PATCH, &one, &org_key, None, r#"{"enabled": false}"#).await;
+    assert_eq!((status, off["enabled"].as_bool()), (200, Some(false)), "{off}");
+    let rotate = format!("{one}/rotate-sp-key");
+    let (status, rotated, _) = send(&f, Method::POST, &rotate, &org_key, None, "").await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(
+        rotated["sp_certificates"].as_array().unwrap().len(),
+        2,
+        "both published during the overlap"
+    );
+    let refresh = format!("{one}/refresh-metadata");
+    assert_eq!(
+        send(&f, Method::POST, &refresh, &org_key, None, "").await.0,
+        400,
+        "no metadata URL"
+    );
+    // EASIE needs the provider configured, and a verified domain.
+    let easie = format!("/api/v1/organizations/{}/connections/easie", f.org_id);
+    let (status, body, _) = send(
+        &f,
+        Method::POST,
+        &easie,
+        &org_key,
+        None,
+        r#"{"domain": "acme.example", "provider": "google"}"#,
+    )
+    .await;
+    assert!(status == 400 || status == 409 || status == 503, "{status}: {body}");
+    assert_eq!(
+        send(
+            &f,
+            Method::POST,
+            &easie,
+            &org_key,
+            None,
+            r#"{"domain": "acme.example", "provider": "yahoo"}"#
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(delete(&f, &one, &other_key).await.0, 404);
+    assert_eq!(delete(&f, &one, &org_key).await.0, 204);
+    assert_problem(&get(&f, &one, Some(&instance)).await, 404);
+}
+on_both_backends!(connections_and_domains_through_the_api);

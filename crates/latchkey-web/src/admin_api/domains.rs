@@ -24,6 +24,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .patch(update)
             .delete(remove)
             .default_service(other("PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/organizations/{org_id}/domains/{domain_id}/verify")
+            .post(verify)
+            .default_service(other("POST")),
     );
 }
 
@@ -76,6 +81,10 @@ pub struct NewDomainBody {
     /// ASCII (punycode) form, e.g. `example.com`.
     #[schema(min_length = 1, max_length = 253)]
     pub domain: String,
+    /// Instance credentials only: assert that the organisation owns the domain (verified at
+    /// once, audited with the method `operator`). Organisation keys prove it by DNS.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// The enrollment mode to set.
@@ -150,9 +159,46 @@ pub async fn add(
     body: JsonObject<NewDomainBody>,
 ) -> Result<HttpResponse, Problem> {
     let domains = &state.core.domains;
-    let d =
-        domains.add_domain(&path, &body.0.domain, &actor.0).await.map_err(super::problem(&req))?;
+    let d = if body.0.verified {
+        domains.add_verified(&path, &body.0.domain, &actor.0).await
+    } else {
+        domains.add_domain(&path, &body.0.domain, &actor.0).await
+    };
+    let d = d.map_err(super::problem(&req))?;
     Ok(super::no_store(StatusCode::CREATED, &DomainResource::from(d)))
+}
+
+/// Check the domain's DNS TXT record (`_latchkey-challenge.{domain}`) now; verified when it
+/// holds the domain's token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org_id}/domains/{domain_id}/verify",
+    tag = "organizations",
+    params(
+        ("org_id" = String, Path, description = "`org_…`"),
+        ("domain_id" = String, Path, description = "`dom_…`"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The domain, verified", body = DomainResource),
+        (status = 404, description = "No such organisation or domain", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "The TXT record is not there (yet), or DNS could not be asked", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (org_id, domain_id) = path.into_inner();
+    let d = state
+        .core
+        .domains
+        .verify_dns(&org_id, &domain_id, &actor.0)
+        .await
+        .map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::OK, &DomainResource::from(d)))
 }
 
 /// Set a domain's enrollment mode.

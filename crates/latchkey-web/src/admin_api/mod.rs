@@ -8,8 +8,10 @@
 pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod connections;
 pub mod domains;
 pub mod invitations;
+pub mod keys;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
@@ -34,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(domains::configure)
             .configure(invitations::configure)
             .configure(applications::configure)
+            .configure(keys::configure)
+            .configure(connections::configure)
             .configure(openapi::configure)
             .default_service(web::to(unknown)),
     );

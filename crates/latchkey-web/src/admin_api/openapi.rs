@@ -10,7 +10,9 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{applications, audit, domains, invitations, members, orgs, sessions, users};
+use super::{
+    applications, audit, connections, domains, invitations, keys, members, orgs, sessions, users,
+};
 
 /// The RFC 9457 problem shape of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -57,6 +59,7 @@ pub struct ProblemDoc {
         domains::add,
         domains::update,
         domains::remove,
+        domains::verify,
         invitations::list,
         invitations::invite,
         invitations::revoke,
@@ -65,7 +68,23 @@ pub struct ProblemDoc {
         applications::get,
         applications::update,
         applications::delete,
-        applications::rotate_secret
+        applications::rotate_secret,
+        keys::list_keys,
+        keys::rotate,
+        keys::list_templates,
+        keys::create_template,
+        keys::get_template,
+        keys::update_template,
+        keys::delete_template,
+        keys::preview,
+        connections::list,
+        connections::create_saml,
+        connections::create_easie,
+        connections::get,
+        connections::update,
+        connections::delete,
+        connections::refresh_metadata,
+        connections::rotate_sp_key
     ),
     components(schemas(
         users::UserResource,
@@ -96,6 +115,21 @@ pub struct ProblemDoc {
         applications::ApplicationPage,
         applications::NewApplicationBody,
         applications::ApplicationPatchBody,
+        keys::SigningKeyResource,
+        keys::SigningKeyList,
+        keys::RotateBody,
+        keys::Rotation,
+        keys::TemplateResource,
+        keys::TemplateList,
+        keys::NewTemplateBody,
+        keys::TemplatePatchBody,
+        keys::PreviewBody,
+        keys::PreviewResult,
+        connections::ConnectionDoc,
+        connections::ConnectionList,
+        connections::NewSamlBody,
+        connections::NewEasieBody,
+        connections::ConnectionPatchBody,
         ProblemDoc
     )),
     modifiers(&BearerKey, &CommonProblems),
@@ -104,7 +138,9 @@ pub struct ProblemDoc {
         (name = "audit", description = "Who did what, when, from where"),
         (name = "sessions", description = "Signed-in sessions"),
         (name = "organizations", description = "Organisations"),
-        (name = "applications", description = "OAuth / OpenID Connect clients")
+        (name = "applications", description = "OAuth / OpenID Connect clients"),
+        (name = "keys", description = "Signing keys and JWT templates"),
+        (name = "connections", description = "Enterprise connections: SAML and EASIE")
     )
 )]
 pub struct AdminApiDoc;

@@ -226,6 +226,9 @@ impl SamlService {
             return Err(Error::invalid("name", "must be 1 to 200 characters"));
         }
         let options = new.options.validate()?;
+        // Authorised before anything leaves for the network: a caller who may not manage the
+        // organisation must not make Latchkey fetch URLs for it.
+        access::authorize(self.store.db(), &new.org_id, actor, Need::Admin).await?;
         let (idp, metadata_url, metadata_xml) = self.resolve_source(&new.source, now).await?;
         let txn = self.store.begin_write().await?;
         access::authorize(&txn, &new.org_id, actor, Need::Admin).await?;
