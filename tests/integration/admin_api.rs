@@ -1553,3 +1553,45 @@ async fn connections_and_domains_through_the_api(backend: Backend) {
     assert_problem(&get(&f, &one, Some(&instance)).await, 404);
 }
 on_both_backends!(connections_and_domains_through_the_api);
+
+async fn an_account_changes_its_address(backend: Backend) {
+    use reqwest::Method;
+    let Some(f) = fixture(backend).await else { return };
+    let instance = key(&f, None, &Actor::cli()).await.unwrap();
+    let ada = user(&f, "ada@example.com", Some("Ada"), false).await;
+    user(&f, "bob@example.com", Some("Bob"), false).await;
+    let path = format!("/api/v1/users/{ada}");
+    let (status, body, _) =
+        send(&f, Method::PATCH, &path, &instance, None, r#"{"email": "Bob@Example.com"}"#).await;
+    assert_eq!(status, 409, "another account's address: {body}");
+    let (status, body, _) =
+        send(&f, Method::PATCH, &path, &instance, None, r#"{"email": "not an address"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, changed, _) =
+        send(&f, Method::PATCH, &path, &instance, None, r#"{"email": "Ada.L@Example.org"}"#).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["email"], "ada.l@example.org", "{changed}");
+    assert_eq!(changed["email_verified"], false, "a new address is not verified: {changed}");
+    let users = &f.node.core.users;
+    assert!(
+        users.find_by_email("ada@example.com").await.unwrap().is_none(),
+        "the old one is released"
+    );
+    assert_eq!(users.find_by_email("ada.l@example.org").await.unwrap().unwrap().id, ada);
+    // The old address is free for someone else; marking the new one verified at once.
+    let (status, again, _) = send(
+        &f,
+        Method::PATCH,
+        &path,
+        &instance,
+        None,
+        r#"{"email": "ada@example.com", "email_verified": true}"#,
+    )
+    .await;
+    assert_eq!((status, again["email_verified"].as_bool()), (200, Some(true)), "{again}");
+    let events = audit::recent(f.node.core.store.db(), 10).await.unwrap();
+    let e = events.iter().find(|e| e.action == "user.updated").unwrap();
+    assert_eq!(e.data["changes"]["primary_email"]["before"], "ada.l@example.org");
+    assert_eq!(e.data["changes"]["primary_email"]["after"], "ada@example.com");
+}
+on_both_backends!(an_account_changes_its_address);

@@ -145,6 +145,9 @@ pub enum UsersCommand {
         /// Family name (an empty value clears it).
         #[arg(long)]
         family_name: Option<String>,
+        /// A new primary address; the old one no longer signs in. Unverified unless --verified.
+        #[arg(long)]
+        email: Option<String>,
         /// Mark the primary address verified.
         #[arg(long, conflicts_with = "unverified")]
         verified: bool,

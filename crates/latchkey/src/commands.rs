@@ -174,13 +174,23 @@ async fn manage_users(core: &Latchkey, command: UsersCommand, actor: &Actor) -> 
             let user = core.users.deactivate(&user.id, reason, actor).await?;
             (user_view(core, user).await?, out, Some("deactivated"))
         }
-        UsersCommand::Update { user, name, given_name, family_name, verified, unverified, out } => {
+        UsersCommand::Update {
+            user,
+            name,
+            given_name,
+            family_name,
+            email,
+            verified,
+            unverified,
+            out,
+        } => {
             let user = core.users.resolve(&user).await?;
             let patch = latchkey_core::admin::UserPatch {
                 name: name.map(Some),
                 given_name: given_name.map(Some),
                 family_name: family_name.map(Some),
                 email_verified: (verified || unverified).then_some(verified),
+                email,
             };
             let user = core.admin.users.update(actor, &user.id, &patch, |_| true).await?;
             (user_view(core, user).await?, out, Some("updated"))

@@ -40,6 +40,9 @@ pub struct UserPatch {
     pub family_name: Option<Option<String>>,
     /// Marks the primary address verified (or not).
     pub email_verified: Option<bool>,
+    /// A new primary address. The old one is released (it no longer signs in); the new one is
+    /// unverified unless `email_verified` says otherwise or it was already the user's, verified.
+    pub email: Option<String>,
 }
 
 #[derive(Clone)]
@@ -100,6 +103,16 @@ impl UserAdmin {
         if let Some(v) = &patch.family_name {
             change("family_name", json!(existing.family_name), json!(v));
             am.family_name = Set(v.clone());
+        }
+        if let Some(e) = patch.email.as_ref().filter(|e| **e != existing.primary_email) {
+            let now = self.store.now();
+            let verified = replace_address(&txn, id, &existing.primary_email, e, now).await?;
+            change("primary_email", json!(existing.primary_email), json!(e));
+            am.primary_email = Set(e.clone());
+            if patch.email_verified.is_none() {
+                change("email_verified", json!(existing.email_verified), json!(verified));
+                am.email_verified = Set(verified);
+            }
         }
         if let Some(v) = patch.email_verified {
             change("email_verified", json!(existing.email_verified), json!(v));
@@ -254,6 +267,44 @@ async fn delete_owned_rows(txn: &DatabaseTransaction, id: &str) -> Result<Vec<St
 }
 
 /// Trims names (empty means none) and bounds their length.
+/// Makes `new` the user's address instead of `old`: refused (409) when another account holds
+/// it; the user's own row for it is kept (with its verification), else one is added unverified.
+/// Returns whether the new address is verified.
+async fn replace_address<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    old: &str,
+    new: &str,
+    now: i64,
+) -> Result<bool> {
+    let holder =
+        user_email::Entity::find().filter(user_email::Column::Email.eq(new)).one(conn).await?;
+    let other_primary =
+        user::Entity::find().filter(user::Column::PrimaryEmail.eq(new)).one(conn).await?;
+    if holder.as_ref().is_some_and(|h| h.user_id != user_id) || other_primary.is_some() {
+        return Err(Error::Conflict(format!("{new} belongs to another account")));
+    }
+    user_email::Entity::delete_many()
+        .filter(user_email::Column::UserId.eq(user_id))
+        .filter(user_email::Column::Email.eq(old))
+        .exec(conn)
+        .await?;
+    if let Some(own) = holder {
+        return Ok(own.verified);
+    }
+    user_email::ActiveModel {
+        id: Set(crate::infra::ids::new_id(crate::infra::ids::USER_EMAIL)),
+        user_id: Set(user_id.to_owned()),
+        email: Set(new.to_owned()),
+        verified: Set(false),
+        created_at: Set(now),
+        verified_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(false)
+}
+
 fn normalised(patch: &UserPatch) -> Result<UserPatch> {
     let name =
         |field: &'static str, v: &Option<Option<String>>| -> Result<Option<Option<String>>> {
@@ -269,5 +320,6 @@ fn normalised(patch: &UserPatch) -> Result<UserPatch> {
         given_name: name("given_name", &patch.given_name)?,
         family_name: name("family_name", &patch.family_name)?,
         email_verified: patch.email_verified,
+        email: patch.email.as_deref().map(crate::infra::email::normalize_email).transpose()?,
     })
 }

@@ -189,6 +189,10 @@ pub struct UserPatchBody {
     pub family_name: Option<Option<String>>,
     /// Mark the primary email address verified (or not).
     pub email_verified: Option<bool>,
+    /// A new primary address (the old one is released; the new one is unverified unless
+    /// `email_verified` is given). 409 when another account holds it.
+    #[schema(max_length = 320)]
+    pub email: Option<String>,
 }
 
 /// Change a user. With `If-Match`, only if the user is still as last read (else 412).
@@ -225,6 +229,7 @@ pub async fn update(
         given_name: b.given_name,
         family_name: b.family_name,
         email_verified: b.email_verified,
+        email: b.email,
     };
     let if_match = super::if_match(&req);
     let precondition = |current: &User| {
