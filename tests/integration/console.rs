@@ -501,3 +501,59 @@ async fn the_saml_wizard_creates_and_tests_a_connection(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(the_saml_wizard_creates_and_tests_a_connection);
+
+async fn api_keys_are_made_in_the_console_and_shown_once(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let data = data_dir();
+    let node = TestServer::start(data.path(), &db, &[]).await;
+    account(&node, "root@admin.test", "Root", true).await;
+    let acme = node.core.orgs.create("Acme", "acme", &Actor::cli()).await.unwrap();
+    let globex = node.core.orgs.create("Globex", "globex", &Actor::cli()).await.unwrap();
+    let alice = account(&node, "alice@acme.test", "Alice", false).await;
+    node.core.orgs.set_membership(&acme.id, &alice, "admin", &Actor::cli()).await.unwrap();
+
+    let admin = signed_in(&node, "root@admin.test").await;
+    let (status, page, _) = admin.get("/admin/api-keys").await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = csrf_in(&page);
+    let (status, made, _) = admin
+        .post("/admin/api-keys", &[("csrf_token", &csrf), ("name", "deploy"), ("days", "30")])
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = between(&made, "id=\"api-key-secret\">", "<").to_owned();
+    assert!(secret.starts_with("lk_"), "{secret}");
+    let res = reqwest::Client::new()
+        .get(node.url("/api/v1/users"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, listed, _) = admin.get("/admin/api-keys").await;
+    assert!(listed.contains("deploy") && !listed.contains(&secret), "shown once only");
+
+    // An organisation's admin makes keys of that organisation only.
+    let alice_browser = signed_in(&node, "alice@acme.test").await;
+    let (status, page, _) = alice_browser.get("/admin/api-keys").await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = csrf_in(&page);
+    let (status, made, _) =
+        alice_browser.post("/admin/api-keys", &[("csrf_token", &csrf), ("name", "ci")]).await;
+    assert_eq!(status, 201, "{made}");
+    let keys = node.core.admin.api_keys.list(Some(&acme.id), &Actor::cli()).await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.name == "ci").count(), 1);
+    let (status, _, _) = alice_browser
+        .post("/admin/api-keys", &[("csrf_token", &csrf), ("name", "x"), ("org", &globex.id)])
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(alice_browser.get(&format!("/admin/api-keys?org={}", globex.id)).await.0, 403);
+
+    // Creating a key is sensitive: after ten minutes the password comes first.
+    node.clock.advance(Duration::from_secs(601));
+    let (status, _, location) =
+        admin.post("/admin/api-keys", &[("csrf_token", &csrf_in(&listed)), ("name", "late")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/admin/reauthenticate?return_to=%2Fadmin%2Fapi-keys"));
+    node.stop().await;
+}
+on_both_backends!(api_keys_are_made_in_the_console_and_shown_once);

@@ -2,6 +2,7 @@
 //! JavaScript, the page CSP, CSRF on every form. Handlers parse, call the same core services
 //! as the admin API and the CLI (which check what the signed-in user may do), and render.
 
+mod api_keys;
 mod apps;
 mod audit;
 mod charts;
@@ -34,12 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/users/{id}/unlock", users::unlock))
         .service(post("/admin/users/{id}/reset-password", users::reset_password))
         .service(post("/admin/users/{id}/sessions/revoke-all", users::revoke_all_sessions))
-        .service(
-            web::resource("/admin/organizations")
-                .route(web::get().to(orgs::list))
-                .route(web::post().to(orgs::create))
-                .default_service(web::to(|| async { not_allowed("GET, POST") })),
-        )
+        .service(form("/admin/organizations", orgs::list, orgs::create))
         .service(get("/admin/organizations/{id}", orgs::show))
         .service(post("/admin/organizations/{id}/delete", orgs::delete))
         .service(post("/admin/organizations/{id}/members/{user_id}/role", orgs::set_role))
@@ -54,18 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/organizations/{id}/domains/{dom}/mark-verified", orgs::mark_verified))
         .service(post("/admin/organizations/{id}/domains/{dom}/mode", orgs::set_mode))
         .service(post("/admin/organizations/{id}/domains/{dom}/remove", orgs::remove_domain))
-        .service(
-            web::resource("/admin/applications")
-                .route(web::get().to(apps::list))
-                .route(web::post().to(apps::create))
-                .default_service(web::to(|| async { not_allowed("GET, POST") })),
-        )
-        .service(
-            web::resource("/admin/applications/{id}")
-                .route(web::get().to(apps::show))
-                .route(web::post().to(apps::update))
-                .default_service(web::to(|| async { not_allowed("GET, POST") })),
-        )
+        .service(form("/admin/applications", apps::list, apps::create))
+        .service(form("/admin/applications/{id}", apps::show, apps::update))
         .service(post("/admin/applications/{id}/rotate-secret", apps::rotate_secret))
         .service(post("/admin/applications/{id}/delete", apps::delete))
         .service(post("/admin/users/{id}/delete", users::delete))
@@ -73,12 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/keys/rotate", keys::rotate))
         .service(get("/admin/templates/new", keys::new_form))
         .service(post("/admin/templates", keys::create))
-        .service(
-            web::resource("/admin/templates/{name}")
-                .route(web::get().to(keys::show))
-                .route(web::post().to(keys::update))
-                .default_service(web::to(|| async { not_allowed("GET, POST") })),
-        )
+        .service(form("/admin/templates/{name}", keys::show, keys::update))
         .service(post("/admin/templates/{name}/delete", keys::delete))
         .service(get("/admin/organizations/{id}/connections/saml/new", connections::saml_new))
         .service(post("/admin/organizations/{id}/connections/saml", connections::saml_create))
@@ -91,16 +72,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/connections/{id}/rotate-sp-key", connections::rotate_sp_key))
         .service(post("/admin/connections/{id}/delete", connections::delete))
         .service(get("/admin/connections/{id}/test", connections::test))
+        .service(form("/admin/api-keys", api_keys::list, api_keys::create))
+        .service(post("/admin/api-keys/{id}/revoke", api_keys::revoke))
         .service(get("/admin/sessions", sessions::list))
         .service(post("/admin/sessions/{id}/revoke", sessions::revoke))
         .service(get("/admin/audit", audit::list))
         .service(get("/admin/audit/export", audit::export))
-        .service(
-            web::resource("/admin/reauthenticate")
-                .route(web::get().to(reauthenticate::form))
-                .route(web::post().to(reauthenticate::submit))
-                .default_service(web::to(|| async { not_allowed("GET, POST") })),
-        );
+        .service(form("/admin/reauthenticate", reauthenticate::form, reauthenticate::submit));
+}
+
+/// A page with a form that posts to itself.
+fn form<G, GA, P, PA>(path: &str, show: G, submit: P) -> Resource
+where
+    G: Handler<GA>,
+    GA: FromRequest + 'static,
+    G::Output: Responder + 'static,
+    P: Handler<PA>,
+    PA: FromRequest + 'static,
+    P::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(show))
+        .route(web::post().to(submit))
+        .default_service(web::to(|| async { not_allowed("GET, POST") }))
 }
 
 fn get<G, A>(path: &str, show: G) -> Resource

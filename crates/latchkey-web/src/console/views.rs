@@ -373,3 +373,28 @@ pub struct SamlTest<'a> {
     pub family_name: &'a str,
     pub display_name: &'a str,
 }
+
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub expires: String,
+    pub last_used: String,
+    pub revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/api_keys.html")]
+pub struct ApiKeys {
+    pub nav: Nav,
+    pub csrf: String,
+    /// The organisation's name when the page is one organisation's keys.
+    pub org: Option<String>,
+    /// Its ID (empty: every key of the instance).
+    pub org_id: String,
+    pub keys: Vec<ApiKeyRow>,
+    /// A key just created, shown this once.
+    pub created: Option<String>,
+    pub error: Option<String>,
+}
