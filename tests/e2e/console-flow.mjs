@@ -68,6 +68,13 @@ test('an instance admin runs the instance from the console', async () => {
     await page.getByRole('button', { name: 'Mark initech.test verified' }).click();
     await page.getByText('The domain is verified.').waitFor();
     await page.screenshot({ path: join(shots, 'console-organisation.png'), fullPage: true });
+    const orgUrl = page.url();
+    // The SAML wizard shows the values to paste into the IdP before anything else.
+    await page.getByRole('link', { name: 'New SAML connection' }).click();
+    await page.getByRole('heading', { name: /New SAML connection/ }).waitFor();
+    assert.match(await page.locator('#sp-entity-id').textContent(), /\/saml\/con_/);
+    await page.screenshot({ path: join(shots, 'console-saml-wizard.png'), fullPage: true });
+    await page.goto(orgUrl);
 
     // An application: its secret is on the page that answers the registration, once.
     await page.getByRole('link', { name: 'Applications' }).click();
@@ -111,6 +118,10 @@ test('an instance admin runs the instance from the console', async () => {
     await page.waitForURL(`${base}/admin/applications/${clientId}`);
     await page.getByRole('button', { name: 'Delete application' }).click();
     await page.waitForURL(`${base}/admin/applications`);
+
+    await page.getByRole('link', { name: 'Keys & templates' }).click();
+    await page.getByRole('heading', { name: 'Signing keys and JWT templates' }).waitFor();
+    await page.screenshot({ path: join(shots, 'console-keys.png'), fullPage: true });
 
     // Each action, read back in the audit log.
     await page.getByRole('link', { name: 'Audit log' }).click();

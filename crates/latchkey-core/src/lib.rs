@@ -156,7 +156,7 @@ impl Latchkey {
         let enterprise = enterprise_connections(&store, &sign_in, &settings, &gates)?;
         let jobs = job_runner(&store, &mail, &backchannel, &enterprise);
         let (pending, saml, upstream, easie) = enterprise;
-        let services = (&users, &sessions, &orgs, &clients);
+        let services = (&users, &sessions, &orgs, &clients, &oauth);
         let signing = (&keys, &jwt_templates);
         let admin =
             admin::AdminServices::new(&store, services, signing, (&saml, &easie), &settings);

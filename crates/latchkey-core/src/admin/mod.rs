@@ -60,6 +60,7 @@ impl AdminServices {
             &crate::identity::sessions::SessionService,
             &crate::tenancy::orgs::OrgService,
             &crate::oauth::clients::ClientService,
+            &crate::oauth::OAuthService,
         ),
         signing: (
             &crate::infra::keys::KeyService,
@@ -71,7 +72,7 @@ impl AdminServices {
         ),
         settings: &crate::infra::config::Settings,
     ) -> Self {
-        let (users, sessions, orgs, clients) = services;
+        let (users, sessions, orgs, clients, grants) = services;
         let (saml, easie) = connections;
         let (keys, templates) = signing;
         Self {
@@ -84,7 +85,7 @@ impl AdminServices {
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),
             dashboard: Dashboard::new(store.clone()),
-            user_details: UserDetails::new(store.clone(), orgs.clone()),
+            user_details: UserDetails::new(store.clone(), orgs.clone(), grants.clone()),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct UserOverview {
     pub user: User,
     pub organisations: Vec<UserOrganisation>,
     pub identities: Vec<ExternalIdentity>,
+    /// The applications the user has let act for them.
+    pub consents: Vec<crate::oauth::model::ConsentInfo>,
     /// Until when password sign-in is locked, if it is now.
     pub locked_until: Option<i64>,
 }
@@ -30,11 +32,12 @@ pub struct UserOverview {
 pub struct UserDetails {
     store: Store,
     orgs: OrgService,
+    grants: crate::oauth::OAuthService,
 }
 
 impl UserDetails {
-    pub fn new(store: Store, orgs: OrgService) -> Self {
-        Self { store, orgs }
+    pub fn new(store: Store, orgs: OrgService, grants: crate::oauth::OAuthService) -> Self {
+        Self { store, orgs, grants }
     }
 
     async fn require_instance(&self, actor: &Actor) -> Result<()> {
@@ -63,6 +66,7 @@ impl UserDetails {
         Ok(UserOverview {
             organisations: self.orgs.list_for_user(id).await?,
             identities: external::of_user(db, id).await?,
+            consents: self.grants.consents_of(id).await?,
             locked_until,
             user,
         })

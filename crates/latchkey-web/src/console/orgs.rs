@@ -158,6 +158,13 @@ async fn org_page(
             })
             .collect(),
         connections: connections(state, console, org_id).await?,
+        join_requests: core
+            .enrollment
+            .list_join_requests(org_id, actor)
+            .await?
+            .into_iter()
+            .map(|j| (j.request.id, j.email, j.request.requested_at.map(when).unwrap_or_default()))
+            .collect(),
         instance_admin: console.is_instance_admin(),
         error,
     };

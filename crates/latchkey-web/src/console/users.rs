@@ -111,6 +111,11 @@ pub async fn show(
                 email: i.email.unwrap_or_default(),
             })
             .collect(),
+        consents: overview
+            .consents
+            .into_iter()
+            .map(|c| (c.client_name, c.scopes.join(" "), when(c.granted_at)))
+            .collect(),
         sessions: sessions.data.into_iter().map(|s| session_row(s, "")).collect(),
         events: events.data.into_iter().map(super::audit::event_row).collect(),
         user: row(overview.user),

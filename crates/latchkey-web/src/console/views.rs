@@ -87,6 +87,8 @@ pub struct UserPage {
     pub locked: bool,
     pub memberships: Vec<MembershipRow>,
     pub identities: Vec<IdentityRow>,
+    /// (application, scopes, granted)
+    pub consents: Vec<(String, String, String)>,
     pub sessions: Vec<SessionRow>,
     pub events: Vec<EventRow>,
 }
@@ -151,6 +153,8 @@ pub struct OrgPage {
     pub invitations: Vec<InvitationRow>,
     pub domains: Vec<DomainRow>,
     pub connections: Vec<ConnectionRow>,
+    /// Pending join requests: (request ID, email, requested).
+    pub join_requests: Vec<(String, String, String)>,
     pub instance_admin: bool,
     pub error: Option<String>,
 }
