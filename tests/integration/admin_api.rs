@@ -1252,6 +1252,15 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         run(&["users", "update", "ada@example.com", "--name", "Ada Lovelace", "--verified"]);
     assert_eq!(updated["name"], "Ada Lovelace", "{updated}");
     assert_eq!(updated["email_verified"], true, "{updated}");
+    let moved = run(&["users", "update", "ada@example.com", "--email", "Ada@Example.org"]);
+    assert_eq!(
+        (moved["primary_email"].as_str(), moved["email_verified"].as_bool()),
+        (Some("ada@example.org"), Some(false)),
+        "{moved}"
+    );
+    let back =
+        run(&["users", "update", "ada@example.org", "--email", "ada@example.com", "--verified"]);
+    assert_eq!(back["primary_email"], "ada@example.com", "{back}");
     // Organisations.
     let orgs = run(&["orgs", "list", "--search", "ac"]);
     assert_eq!(orgs["data"][0]["slug"], "acme", "{orgs}");
@@ -1295,6 +1304,12 @@ async fn the_cli_creates_lists_and_revokes_keys() {
     let listed = run(&["sessions", "list", "--org", "acme"]);
     assert_eq!(listed, Value::Array(vec![]));
     // The audit log, filtered as in the API.
+    let of_acme = run(&["audit", "list", "--org", "acme"]);
+    let of_acme = of_acme["data"].as_array().unwrap();
+    assert!(
+        !of_acme.is_empty() && of_acme.iter().all(|e| e["org_id"] == changed["id"]),
+        "{of_acme:?}"
+    );
     let events = run(&["audit", "list", "--action", "api_key.revoked"]);
     assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
     assert_eq!(events["data"][0]["target_id"], created["id"]);

@@ -148,6 +148,9 @@ pub enum AuditCommand {
         /// Only events about this object ID.
         #[arg(long)]
         target: Option<String>,
+        /// Only events concerning this organisation (ID or slug).
+        #[arg(long)]
+        org: Option<String>,
         /// From this time (Unix seconds or RFC 3339, inclusive).
         #[arg(long, value_parser = parse_time)]
         since: Option<i64>,
@@ -184,18 +187,24 @@ fn parse_time(s: &str) -> std::result::Result<i64, String> {
 }
 
 pub async fn manage_audit(core: &Latchkey, command: AuditCommand, actor: &Actor) -> Result<()> {
-    let AuditCommand::List { actor: who, action, target, since, until, limit, cursor, follow, out } =
-        command;
-    let query = AuditQuery {
+    let AuditCommand::List {
         actor: who,
         action,
         target,
-        org: None,
+        org,
         since,
         until,
+        limit,
         cursor,
-        limit: Some(limit),
+        follow,
+        out,
+    } = command;
+    let org = match org {
+        Some(o) => Some(crate::enterprise_cli::org_id(core, &o).await?),
+        None => None,
     };
+    let query =
+        AuditQuery { actor: who, action, target, org, since, until, cursor, limit: Some(limit) };
     let page = core.admin.audit_log.events(actor, &query).await?;
     if follow {
         return follow_audit(core, actor, query, page.data, out.json).await;
