@@ -1377,7 +1377,7 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     // It ran every operation of the document.
-    assert!(text.contains("Tested: 47"), "{text}");
+    assert!(text.contains("Tested: 48"), "{text}");
     node.stop().await;
 }
 
@@ -1403,6 +1403,22 @@ async fn keys_and_templates_are_managed_by_instance_credentials(backend: Backend
     assert_eq!(rotated["retired"]["published"], true);
     let (_, _, keys, _) = get(&f, "/api/v1/keys", Some(&instance)).await;
     assert_eq!(keys["data"].as_array().unwrap().len(), before + 1);
+    // Withdrawing: never the active key; a retired one leaves the JWKS at once.
+    let active = rotated["active"]["kid"].as_str().unwrap().to_owned();
+    let retired = rotated["retired"]["kid"].as_str().unwrap().to_owned();
+    let withdraw = |kid: &str| format!("/api/v1/keys/{kid}/withdraw");
+    assert_eq!(send(&f, Method::POST, &withdraw(&active), &instance, None, "").await.0, 409);
+    assert_eq!(send(&f, Method::POST, &withdraw(&retired), &org_key, None, "").await.0, 403);
+    let (status, gone, _) = send(&f, Method::POST, &withdraw(&retired), &instance, None, "").await;
+    assert_eq!(
+        (status, gone["status"].as_str(), gone["published"].as_bool()),
+        (200, Some("withdrawn"), Some(false)),
+        "{gone}"
+    );
+    let jwks = f.node.jwks().await;
+    assert!(jwks.keys.iter().all(|k| k.common.key_id.as_deref() != Some(retired.as_str())));
+    assert!(jwks.keys.iter().any(|k| k.common.key_id.as_deref() == Some(active.as_str())));
+    assert_eq!(send(&f, Method::POST, &withdraw("key_nope"), &instance, None, "").await.0, 404);
     let (status, _, _) =
         send(&f, Method::POST, "/api/v1/keys/rotate", &instance, None, r#"{"alg": "HS256"}"#).await;
     assert_eq!(status, 400);

@@ -227,6 +227,14 @@ pub enum KeysCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Take a retired key out of the JWKS now (a suspected compromise): the tokens it signed
+    /// stop verifying at once. The active key cannot be withdrawn; rotate first.
+    Withdraw {
+        /// The key's kid.
+        kid: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -341,6 +341,15 @@ async fn manage_keys(core: &Latchkey, command: KeysCommand, actor: &Actor) -> Re
             }
             Ok(())
         }
+        KeysCommand::Withdraw { kid, out } => {
+            let key = core.keys.withdraw(&kid, actor).await?;
+            if out.json {
+                print_json(&key);
+            } else {
+                say!("withdrew {} ({}): it is no longer in the JWKS", key.kid, key.alg);
+            }
+            Ok(())
+        }
     }
 }
 

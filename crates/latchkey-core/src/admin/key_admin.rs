@@ -53,6 +53,12 @@ impl KeyAdmin {
         self.keys.rotate(alg, actor).await
     }
 
+    /// Takes a retired key out of the JWKS now (see [`KeyService::withdraw`]).
+    pub async fn withdraw(&self, actor: &Actor, kid: &str) -> Result<SigningKeyInfo> {
+        self.require_instance(actor).await?;
+        self.keys.withdraw(kid, actor).await
+    }
+
     pub async fn templates(&self, actor: &Actor) -> Result<Vec<JwtTemplate>> {
         self.require_instance(actor).await?;
         self.templates.list().await

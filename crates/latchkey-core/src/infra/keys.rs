@@ -77,6 +77,9 @@ impl LoadedSigner {
 
 const ACTIVE: &str = "active";
 const RETIRED: &str = "retired";
+/// A retired key taken out of the JWKS before its tokens expired (a suspected compromise):
+/// every token it signed stops verifying at once.
+const WITHDRAWN: &str = "withdrawn";
 
 /// The longest each kind of token signed with an instance key can stay valid, as the
 /// configuration and the validation of that kind allow. A retired key must stay published, and
@@ -299,6 +302,36 @@ impl KeyService {
         Ok((self.info(new, now), retired.map(|m| self.info(m, now))))
     }
 
+    /// Takes a retired key out of the JWKS now, before the tokens it signed expire: they stop
+    /// verifying everywhere at the next revision. The active key cannot be withdrawn (rotate
+    /// first, so something signs).
+    pub async fn withdraw(&self, kid: &str, actor: &Actor) -> Result<SigningKeyInfo> {
+        let now = self.store.now();
+        let txn = self.store.begin_write().await?;
+        let m = signing_key::Entity::find_by_id(kid.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("signing key {kid}")))?;
+        if m.status == ACTIVE {
+            return Err(Error::Conflict(format!(
+                "{kid} is the active {} key: rotate it first, then withdraw it",
+                m.alg
+            )));
+        }
+        if m.status == WITHDRAWN {
+            return Ok(self.info(m, now));
+        }
+        let mut am: signing_key::ActiveModel = m.into();
+        am.status = Set(WITHDRAWN.to_owned());
+        am.publish_until = Set(Some(now));
+        let m = am.update(&txn).await?;
+        let data = serde_json::json!({ "alg": m.alg });
+        audit::record(&txn, now, actor, "key.withdrawn", Some(kid), data).await?;
+        Store::bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(self.info(m, now))
+    }
+
     pub async fn list(&self) -> Result<Vec<SigningKeyInfo>> {
         let now = self.store.now();
         Ok(signing_key::Entity::find()
@@ -376,6 +409,9 @@ impl KeyService {
     fn publish_until(&self, m: &signing_key::Model) -> Option<i64> {
         if m.status == ACTIVE {
             return None;
+        }
+        if m.status == WITHDRAWN {
+            return m.publish_until.or(m.retired_at);
         }
         let by_retention = m.retired_at.map(|t| t.saturating_add(self.retention));
         m.publish_until.max(by_retention)

@@ -18,6 +18,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/keys").get(list_keys).default_service(other("GET")))
         .service(web::resource("/keys/rotate").post(rotate).default_service(other("POST")))
         .service(
+            web::resource("/keys/{kid}/withdraw").post(withdraw).default_service(other("POST")),
+        )
+        .service(
             web::resource("/templates")
                 .get(list_templates)
                 .post(create_template)
@@ -40,7 +43,7 @@ pub struct SigningKeyResource {
     pub kid: String,
     /// `ES256`, `RS256` or `EdDSA`.
     pub alg: String,
-    /// `active` or `retired`.
+    /// `active`, `retired` (published until its tokens expire) or `withdrawn`.
     pub status: String,
     /// Unix seconds.
     pub created_at: i64,
@@ -129,6 +132,31 @@ pub async fn rotate(
         keys.rotate(&actor.0, &body.0.alg).await.map_err(super::problem(&req))?;
     let body = Rotation { active: active.into(), retired: retired.map(Into::into) };
     Ok(super::no_store(StatusCode::CREATED, &body))
+}
+
+/// Take a retired key out of the JWKS now: the tokens it signed stop verifying.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{kid}/withdraw",
+    tag = "keys",
+    params(("kid" = String, Path, description = "The key's `kid`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The key, withdrawn", body = SigningKeyResource),
+        (status = 403, description = "Not an instance credential", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The active key (rotate first)", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn withdraw(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    actor: AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let key =
+        state.core.admin.keys.withdraw(&actor.0, &path).await.map_err(super::problem(&req))?;
+    Ok(super::no_store(StatusCode::OK, &SigningKeyResource::from(key)))
 }
 
 /// A JWT template.

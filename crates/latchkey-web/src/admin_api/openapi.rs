@@ -71,6 +71,7 @@ pub struct ProblemDoc {
         applications::rotate_secret,
         keys::list_keys,
         keys::rotate,
+        keys::withdraw,
         keys::list_templates,
         keys::create_template,
         keys::get_template,

@@ -213,6 +213,7 @@ pub struct UserPatchBody {
         (status = 401, description = "No valid API key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an instance key", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The new address belongs to another account", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "The user changed since the given ETag", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]

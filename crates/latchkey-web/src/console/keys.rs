@@ -31,6 +31,9 @@ pub async fn list(
     let templates = admin.templates(&console.actor).await?;
     let notice = match q.notice.as_deref() {
         Some("rotated") => Some("A new key signs from now on."),
+        Some("withdrawn") => {
+            Some("The key is out of the JWKS: the tokens it signed no longer verify.")
+        }
         Some("deleted") => Some("The template is deleted."),
         _ => None,
     };
@@ -76,6 +79,19 @@ pub async fn rotate(
     console.require_recent_sign_in(state.core.store.now(), "/admin/keys")?;
     state.core.admin.keys.rotate(&console.actor, &form.alg).await?;
     Ok(see_other("/admin/keys?notice=rotated"))
+}
+
+/// Takes a retired key out of the JWKS now (a sensitive action, like rotation).
+pub async fn withdraw(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    console.require_recent_sign_in(state.core.store.now(), "/admin/keys")?;
+    state.core.admin.keys.withdraw(&console.actor, &path).await?;
+    Ok(see_other("/admin/keys?notice=withdrawn"))
 }
 
 /// The template form as the page shows it.

@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/admin/users/{id}/delete", users::delete))
         .service(get("/admin/keys", keys::list))
         .service(post("/admin/keys/rotate", keys::rotate))
+        .service(post("/admin/keys/{kid}/withdraw", keys::withdraw))
         .service(get("/admin/templates/new", keys::new_form))
         .service(post("/admin/templates", keys::create))
         .service(form("/admin/templates/{name}", keys::show, keys::update))
