@@ -41,6 +41,41 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     &html[s..s + html[s..].find(end).unwrap()]
 }
 
+/// Posts `fields` (and a file, as `metadata_file`) as `multipart/form-data`, as the browser
+/// sends the SAML wizard.
+async fn post_multipart(
+    browser: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+    file: Option<&str>,
+) -> (StatusCode, String, Option<String>) {
+    let boundary = "----latchkey-test-boundary-7d1";
+    let mut body = String::new();
+    for (k, v) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    if let Some(content) = file {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata_file\"; filename=\"idp.xml\"\r\nContent-Type: application/xml\r\n\r\n{content}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let res = browser
+        .client
+        .post(format!("{}{path}", browser.base))
+        .header("Origin", browser.base.clone())
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    (status, res.text().await.unwrap(), location)
+}
+
 /// The path segment just before `suffix` (an ID in a form's action).
 fn id_before<'a>(html: &'a str, suffix: &str) -> &'a str {
     let end = html.find(suffix).unwrap_or_else(|| panic!("no {suffix} in {html}"));
@@ -415,22 +450,22 @@ async fn the_saml_wizard_creates_and_tests_a_connection(backend: Backend) {
         ("skew", "60"),
         ("group_roles", "IT=admin"),
     ];
-    let (status, body, _) =
-        admin.post(&format!("/admin/organizations/{}/connections/saml", org.id), &base_form).await;
+    let create = format!("/admin/organizations/{}/connections/saml", org.id);
+    let (status, body, _) = post_multipart(&admin, &create, &base_form, None).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("paste the IdP metadata"), "{body}");
     assert!(node.core.saml.show(&reserved, &Actor::cli()).await.is_err());
 
     let idp = TestIdp::generate("https://idp.corp.example");
-    let mut form = base_form.to_vec();
-    form.extend([
-        ("idp_entity_id", "https://idp.corp.example"),
-        ("sso_url", "https://idp.corp.example/sso"),
-        ("sso_binding", "redirect"),
-        ("certificate", idp.cert_pem.as_str()),
-    ]);
-    let (status, _, location) =
-        admin.post(&format!("/admin/organizations/{}/connections/saml", org.id), &form).await;
+    // A form without its CSRF token is refused, and makes nothing.
+    let (status, _, _) = post_multipart(&admin, &create, &base_form[1..], None).await;
+    assert_eq!(status, 403);
+    // The IdP's metadata as an uploaded file.
+    let metadata = format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.corp.example"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.corp.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+        latchkey_saml::keys::cert_base64(&idp.cert_der)
+    );
+    let (status, _, location) = post_multipart(&admin, &create, &base_form, Some(&metadata)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location, Some(format!("/admin/connections/{reserved}")));
     let (status, page, _) = admin.get(&format!("/admin/connections/{reserved}")).await;

@@ -164,23 +164,48 @@ fn options(d: &views::SamlDraft) -> Result<ConnectionOptions, CoreError> {
     Ok(o)
 }
 
-#[derive(Deserialize)]
-pub struct SamlForm {
-    csrf_token: String,
-    connection_id: String,
-    #[serde(flatten)]
-    draft: views::SamlDraft,
+/// The most a wizard submission may carry (metadata files included).
+const MAX_WIZARD_BYTES: usize = 1024 * 1024;
+
+/// The wizard's fields from its multipart form (the metadata may come as a file).
+fn draft_from(mut f: std::collections::HashMap<String, String>) -> views::SamlDraft {
+    let mut take = |k: &str| f.remove(k).unwrap_or_default();
+    let file = take("metadata_file");
+    let pasted = take("metadata_xml");
+    views::SamlDraft {
+        // An uploaded file wins over the text box (the page keeps what was pasted otherwise).
+        metadata_xml: if file.trim().is_empty() { pasted } else { file },
+        name: take("name"),
+        metadata_url: take("metadata_url"),
+        idp_entity_id: take("idp_entity_id"),
+        sso_url: take("sso_url"),
+        sso_binding: take("sso_binding"),
+        certificate: take("certificate"),
+        preset: take("preset"),
+        map_email: take("map_email"),
+        map_groups: take("map_groups"),
+        group_roles: take("group_roles"),
+        bypass: take("bypass"),
+        sign_requests: Some(take("sign_requests")).filter(|v| !v.is_empty()),
+        require_encryption: Some(take("require_encryption")).filter(|v| !v.is_empty()),
+        allow_idp_initiated: Some(take("allow_idp_initiated")).filter(|v| !v.is_empty()),
+        allow_sha1: Some(take("allow_sha1")).filter(|v| !v.is_empty()),
+        skew: Some(take("skew")).filter(|v| !v.is_empty()),
+    }
 }
 
 pub async fn saml_create(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    form: web::Form<SamlForm>,
+    form: actix_multipart::Multipart,
 ) -> Page {
-    let console = Console::submit(&req, &state, &form.csrf_token).await?;
+    let mut fields = super::multipart::text_fields(form, MAX_WIZARD_BYTES).await?;
+    let csrf_token = fields.remove("csrf_token").unwrap_or_default();
+    let console = Console::submit(&req, &state, &csrf_token).await?;
     console.require_org_admin(&path)?;
-    let SamlForm { connection_id, draft, .. } = form.into_inner();
+    let connection_id = fields.remove("connection_id").unwrap_or_default();
+    let draft = draft_from(fields);
     let made = match (source(&draft), options(&draft)) {
         (Ok(source), Ok(options)) => {
             let new = NewConnection {

@@ -10,6 +10,7 @@ mod connections;
 mod dashboard;
 mod guard;
 mod keys;
+mod multipart;
 mod orgs;
 mod reauthenticate;
 mod sessions;

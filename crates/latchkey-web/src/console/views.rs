@@ -275,8 +275,7 @@ pub struct TemplatePage {
 }
 
 /// The SAML wizard's fields, as typed (kept when the form comes back with an error).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default)]
 pub struct SamlDraft {
     pub name: String,
     pub metadata_xml: String,
@@ -295,7 +294,7 @@ pub struct SamlDraft {
     pub require_encryption: Option<String>,
     pub allow_idp_initiated: Option<String>,
     pub allow_sha1: Option<String>,
-    /// Text, not a number: the form is read through `serde(flatten)`, which sees strings only.
+    /// As typed (checked when the options are made).
     pub skew: Option<String>,
 }
 
