@@ -22,7 +22,7 @@ use std::{error::Error, time::Instant};
 use latchkey_core::infra::entity::{audit_event, user};
 use latchkey_migration::MigratorTrait as _;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DbBackend, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
     sea_query::{Query, SimpleExpr},
 };
 use serde_json::{Value, json};
@@ -296,10 +296,7 @@ fn id_at(prefix: &str, ms: u64, rng: &mut Rng) -> String {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0)
+    u64::try_from(latchkey_core::infra::clock::Clock::system().now()).unwrap_or(0) * 1000
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -345,30 +342,22 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn seed(args: &[String]) -> Res<bool> {
-    let users = number(args, "--users", 1_000_000)?;
-    let events = number(args, "--audit-events", 10_000_000)?;
-    let url = std::env::var("LATCHKEY_DATABASE_URL").map_err(|_| "set LATCHKEY_DATABASE_URL")?;
-    // One connection, so that the SQLite pragmas below hold for every statement.
-    let mut options = ConnectOptions::new(url);
-    options.max_connections(1).min_connections(1).sqlx_logging(false);
-    let db = Database::connect(options).await?;
-    let backend = db.get_database_backend();
-    latchkey_migration::Migrator::up(&db, None).await?;
-    if backend == DbBackend::Sqlite {
-        // This connection only: nothing to lose if the seed is interrupted (start again).
-        db.execute_unprepared("PRAGMA synchronous = OFF").await?;
-        db.execute_unprepared("PRAGMA cache_size = -524288").await?;
-        db.execute_unprepared("PRAGMA temp_store = MEMORY").await?;
-    } else {
-        db.execute_unprepared("SET synchronous_commit = off").await?;
-    }
-    let mut rng = Rng(0x1a7c_4b3e_5eed_0001);
-    let started = Instant::now();
-    let end_ms = now_ms();
-    let year_ms: u64 = 365 * 24 * 3600 * 1000;
-    let start_ms = end_ms - year_ms;
+/// The year the seeded rows are spread over.
+#[derive(Clone, Copy)]
+struct Span {
+    start_ms: u64,
+    year_ms: u64,
+}
 
+const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// Inserts `users` users; returns their IDs.
+async fn seed_users(
+    db: &DatabaseConnection,
+    users: u64,
+    Span { start_ms, year_ms }: Span,
+    rng: &mut Rng,
+) -> Res<Vec<String>> {
     // Users, created over the year (so their IDs are in creation order).
     let mut user_ids = Vec::with_capacity(usize::try_from(users)?);
     let cols = [
@@ -398,7 +387,7 @@ async fn seed(args: &[String]) -> Res<bool> {
             let rows = (users - n).min(ROWS_PER_INSERT as u64);
             for _ in 0..rows {
                 let ms = start_ms + year_ms * n / users.max(1);
-                let id = id_at("usr", ms, &mut rng);
+                let id = id_at("usr", ms, rng);
                 let given = GIVEN[rng.zipf(GIVEN.len())];
                 let family = FAMILY[rng.zipf(FAMILY.len())];
                 let (g, f) = (ascii_fold(given), ascii_fold(family));
@@ -442,10 +431,19 @@ async fn seed(args: &[String]) -> Res<bool> {
         }
         txn.commit().await?;
     }
-    let users_seconds = started.elapsed().as_secs_f64();
+    Ok(user_ids)
+}
 
-    let orgs: Vec<String> = (0..ORGS).map(|_| id_at("org", start_ms, &mut rng)).collect();
-    let keys: Vec<String> = (0..API_KEYS).map(|_| id_at("apk", start_ms, &mut rng)).collect();
+/// Inserts `events` audit events, by users of `user_ids`, keys, the CLI and the system.
+async fn seed_events(
+    db: &DatabaseConnection,
+    events: u64,
+    Span { start_ms, year_ms }: Span,
+    user_ids: &[String],
+    rng: &mut Rng,
+) -> Res<()> {
+    let orgs: Vec<String> = (0..ORGS).map(|_| id_at("org", start_ms, rng)).collect();
+    let keys: Vec<String> = (0..API_KEYS).map(|_| id_at("apk", start_ms, rng)).collect();
     let total_weight: u32 = ACTIONS.iter().map(|(_, w)| w).sum();
     let cols = [
         audit_event::Column::Id,
@@ -472,7 +470,7 @@ async fn seed(args: &[String]) -> Res<bool> {
             for _ in 0..rows {
                 // Evenly over the year, oldest first, as they would have been written.
                 let ms = start_ms + year_ms * n / events.max(1);
-                let id = id_at("evt", ms, &mut rng);
+                let id = id_at("evt", ms, rng);
                 let mut w = u32::try_from(rng.below(total_weight as usize))?;
                 let action = ACTIONS
                     .iter()
@@ -497,7 +495,7 @@ async fn seed(args: &[String]) -> Res<bool> {
                         None => ("anonymous".to_owned(), None),
                     },
                 };
-                let request = (rng.below(4) == 0).then(|| id_at("req", ms, &mut rng));
+                let request = (rng.below(4) == 0).then(|| id_at("req", ms, rng));
                 let values: Vec<SimpleExpr> = vec![
                     id.into(),
                     i64::try_from(ms / 1000)?.into(),
@@ -518,16 +516,40 @@ async fn seed(args: &[String]) -> Res<bool> {
         }
         txn.commit().await?;
     }
-    // Fresh statistics, as a maintained store has them (PostgreSQL's autovacuum would get
-    // there on its own; VACUUM also sets the visibility map index-only scans rely on).
-    match backend {
-        DbBackend::Postgres => {
-            db.execute_unprepared("VACUUM ANALYZE users").await?;
-            db.execute_unprepared("VACUUM ANALYZE audit_events").await?;
-        }
-        _ => {
-            db.execute_unprepared("PRAGMA optimize").await?;
-        }
+    Ok(())
+}
+
+async fn seed(args: &[String]) -> Res<bool> {
+    let users = number(args, "--users", 1_000_000)?;
+    let events = number(args, "--audit-events", 10_000_000)?;
+    let url = std::env::var("LATCHKEY_DATABASE_URL").map_err(|_| "set LATCHKEY_DATABASE_URL")?;
+    // One connection, so that the SQLite pragmas below hold for every statement.
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(1).min_connections(1).sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    let backend = db.get_database_backend();
+    latchkey_migration::Migrator::up(&db, None).await?;
+    if backend == DbBackend::Sqlite {
+        // This connection only: nothing to lose if the seed is interrupted (start again).
+        db.execute_unprepared("PRAGMA synchronous = OFF").await?;
+        db.execute_unprepared("PRAGMA cache_size = -524288").await?;
+        db.execute_unprepared("PRAGMA temp_store = MEMORY").await?;
+    } else {
+        db.execute_unprepared("SET synchronous_commit = off").await?;
+    }
+    let mut rng = Rng(0x1a7c_4b3e_5eed_0001);
+    let started = Instant::now();
+    let end_ms = now_ms();
+    let span = Span { start_ms: end_ms - YEAR_MS, year_ms: YEAR_MS };
+    let user_ids = seed_users(&db, users, span, &mut rng).await?;
+    let users_seconds = started.elapsed().as_secs_f64();
+    seed_events(&db, events, span, &user_ids, &mut rng).await?;
+    // PostgreSQL: fresh statistics and visibility map, as autovacuum would leave them (the
+    // index-only scans rely on the map). SQLite: nothing, as Latchkey never runs ANALYZE, so
+    // the plans measured are those of a store without statistics.
+    if backend == DbBackend::Postgres {
+        db.execute_unprepared("VACUUM ANALYZE users").await?;
+        db.execute_unprepared("VACUUM ANALYZE audit_events").await?;
     }
     let seconds = started.elapsed().as_secs_f64();
     let summary = json!({
