@@ -636,6 +636,10 @@ async fn page(
     Ok((rows, body["next_cursor"].as_str().map(str::to_owned), body))
 }
 
+fn ms(result: &Value, key: &str) -> f64 {
+    result[key].as_f64().unwrap_or(f64::NAN)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -711,7 +715,11 @@ async fn measure(args: &[String]) -> Res<bool> {
         }
         eprintln!(
             "{}: page 1 p50 {:.1} ms p99 {:.1} ms; page {deepest} p50 {:.1} ms p99 {:.1} ms",
-            case.name, first["p50_ms"], first["p99_ms"], deep["p50_ms"], deep["p99_ms"]
+            case.name,
+            ms(&first, "p50_ms"),
+            ms(&first, "p99_ms"),
+            ms(&deep, "p50_ms"),
+            ms(&deep, "p99_ms")
         );
         results.push(json!({
             "case": case.name,
