@@ -24,6 +24,7 @@ mod m20261206_000021_easie;
 mod m20261206_000022_api_keys;
 mod m20261206_000023_audit_request_ids;
 mod m20261206_000024_admin_console;
+mod m20261206_000025_admin_listing_indexes;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000022_api_keys::Migration),
             Box::new(m20261206_000023_audit_request_ids::Migration),
             Box::new(m20261206_000024_admin_console::Migration),
+            Box::new(m20261206_000025_admin_listing_indexes::Migration),
         ]
     }
 }

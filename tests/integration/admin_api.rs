@@ -256,6 +256,87 @@ async fn users_are_searched_and_paged_by_cursor(backend: Backend) {
     assert!(got.2["detail"].as_str().unwrap().contains("cursor"), "{}", got.2);
 }
 
+on_both_backends!(a_common_prefix_is_paged_like_a_rare_one);
+
+/// A search whose prefix matches more users than the directory reads from a prefix index (it
+/// then walks the users in ID order instead; see `admin::directory`) pages exactly as a rare
+/// one: every match once, in ID order, whichever way each page was read, and across the
+/// switch from one way to the other near the end.
+async fn a_common_prefix_is_paged_like_a_rare_one(backend: Backend) {
+    use latchkey_core::infra::{entity::user, ids};
+    use sea_orm::EntityTrait;
+
+    let Some(f) = fixture(backend).await else { return };
+    let secret = key(&f, None, &Actor::cli()).await.unwrap();
+    // 5,600 "Common …" users (more than the 5,000 read from an index), 40 "Rare …" ones, and
+    // emails that match "com" for every third user, inserted directly (no password to hash).
+    let mut expected_common = Vec::new();
+    let mut expected_rare = Vec::new();
+    let mut expected_com = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..5640 {
+        let id = ids::new_id(ids::USER);
+        let (name, email) = if i % 141 == 0 {
+            expected_rare.push(id.clone());
+            (format!("Rare Person {i}"), format!("rare{i}@example.com"))
+        } else if i % 3 == 0 {
+            (format!("common Person {i}"), format!("com{i}@example.com"))
+        } else {
+            (format!("COMMON Person {i}"), format!("person{i}@example.com"))
+        };
+        if name.to_lowercase().starts_with("com") || email.starts_with("com") {
+            expected_com.push(id.clone());
+        }
+        if name.to_lowercase().starts_with("common") {
+            expected_common.push(id.clone());
+        }
+        rows.push(user::ActiveModel::from(user::Model {
+            id,
+            primary_email: email,
+            email_verified: true,
+            name: Some(name),
+            given_name: None,
+            family_name: None,
+            image_url: None,
+            public_metadata: "{}".into(),
+            private_metadata: "{}".into(),
+            is_admin: false,
+            status: "active".into(),
+            status_reason: None,
+            created_at: 0,
+            updated_at: 0,
+            last_sign_in_at: None,
+        }));
+    }
+    for chunk in rows.chunks(500) {
+        user::Entity::insert_many(chunk.to_vec()).exec(f.node.core.store.db()).await.unwrap();
+    }
+    for (q, mut expected) in
+        [("Common", expected_common), ("rare p", expected_rare), ("com", expected_com)]
+    {
+        expected.sort();
+        let mut seen: Vec<String> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/users?limit=200&q={}", q.replace(' ', "+"));
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, _, body, _) = get(&f, &path, Some(&secret)).await;
+            assert_eq!(status, 200, "{body}");
+            seen.extend(
+                body["data"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().into()),
+            );
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), expected.len(), "{q}");
+        assert!(seen == expected, "{q}: a different set or order");
+    }
+}
+
 /// The emails a search finds, sorted.
 async fn search(f: &Fixture, secret: &str, q: &str) -> Vec<String> {
     let q_enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();

@@ -60,8 +60,10 @@ impl AuditLog {
         if let Some(cursor) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
             let (at, id) = decode_time_cursor(cursor, ids::AUDIT_EVENT)?;
             // Strictly older than the last event shown: earlier time, or the same time and a
-            // smaller ID.
-            select = select.filter(
+            // smaller ID. The redundant `occurred_at <= at` is the range the (…, occurred_at)
+            // indexes serve: PostgreSQL does not derive it from the OR, and without it reads
+            // every newer event again (a deep page costing in proportion to its depth).
+            select = select.filter(audit_event::Column::OccurredAt.lte(at)).filter(
                 Condition::any().add(audit_event::Column::OccurredAt.lt(at)).add(
                     Condition::all()
                         .add(audit_event::Column::OccurredAt.eq(at))

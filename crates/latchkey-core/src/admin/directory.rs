@@ -3,8 +3,9 @@
 //! API keys).
 
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, Func},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, Order, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, Func, Query},
 };
 
 use super::paging::{Page, decode_id_cursor, id_cursor, members_of, page_of, page_size};
@@ -62,18 +63,87 @@ impl Directory {
     pub async fn users(&self, actor: &Actor, query: &UserQuery) -> Result<Page<User>> {
         let visibility = self.visibility(actor).await?;
         let limit = page_size(query.limit, DEFAULT_PAGE_SIZE)?;
-        let mut select = user::Entity::find().order_by_asc(user::Column::Id);
+        let mut scope = Condition::all();
         if let Some(after) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
-            select = select.filter(user::Column::Id.gt(decode_id_cursor(after, ids::USER)?));
-        }
-        if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            select = select.filter(search(q)?);
+            scope = scope.add(user::Column::Id.gt(decode_id_cursor(after, ids::USER)?));
         }
         if let Visibility::Members(org) = &visibility {
-            select = select.filter(user::Column::Id.in_subquery(members_of(org)));
+            scope = scope.add(user::Column::Id.in_subquery(members_of(org)));
         }
-        let rows = select.limit(limit + 1).all(self.store.db()).await?;
+        let search = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            Some(q) => search(q)?,
+            None => Search::All,
+        };
+        let filter = match search {
+            Search::All => scope,
+            Search::Id(id) => scope.add(user::Column::Id.eq(id)),
+            Search::Prefix(prefix) => match self.narrow_matches(&prefix, &scope, limit).await? {
+                Some(ids) => Condition::all().add(user::Column::Id.is_in(ids)),
+                None => scope.add(prefix.in_id_order()),
+            },
+        };
+        let rows = user::Entity::find()
+            .filter(filter)
+            .order_by_asc(user::Column::Id)
+            .limit(limit + 1)
+            .all(self.store.db())
+            .await?;
         Ok(page_of(rows, limit, |u| id_cursor(&u.id), User::from))
+    }
+
+    /// The IDs of the next `limit + 1` matches of a prefix search (within `scope`: after the
+    /// cursor, among the visible users), when each branch has at most [`NARROW`] matches in
+    /// scope; None when one has more.
+    ///
+    /// Why two strategies: a page is in ID order, and no one index serves both "email (or
+    /// name) starts with q" and "in ID order after the cursor". Reading a branch's matches
+    /// from its (prefix, id) index costs what the branch matches (all of them are sorted by ID
+    /// to find the page); walking the primary key from the cursor and testing each user costs
+    /// the page size divided by the share of users that match. The first is cheap for rare
+    /// prefixes (an email, a surname), the second for common ones (`ma`), and each is slow
+    /// where the other is cheap. So each branch's matches are counted from its index, up to
+    /// NARROW: when both are under it, their pages come from the indexes (two covering index
+    /// range scans of at most NARROW entries, each sorted by ID with LIMIT, merged here); when
+    /// one is over, at least NARROW of the users after the cursor match, and the walk in ID
+    /// order finds a page quickly (about `limit × users / NARROW` users read at worst, when the
+    /// matches are spread evenly). An OR of the two ranges in one query is not used: SQLite
+    /// answers it with a multi-index OR that reads every match and sorts, PostgreSQL with a
+    /// bitmap OR that does the same, which is the slow case for common prefixes.
+    async fn narrow_matches(
+        &self,
+        prefix: &Prefix,
+        scope: &Condition,
+        limit: u64,
+    ) -> Result<Option<Vec<String>>> {
+        let db = self.store.db();
+        let mut ids = Vec::new();
+        for branch in prefix.branches() {
+            // SELECT id, COUNT(*) OVER () FROM (SELECT id FROM users WHERE <branch> AND <scope>
+            // LIMIT NARROW + 1) ORDER BY id LIMIT limit + 1
+            let inner = Query::select()
+                .column(user::Column::Id)
+                .from(user::Entity)
+                .cond_where(Condition::all().add(branch).add(scope.clone()))
+                .limit(NARROW + 1)
+                .to_owned();
+            let outer = Query::select()
+                .column(user::Column::Id)
+                .expr_as(Expr::cust("COUNT(*) OVER ()"), "matches")
+                .from_subquery(inner, "branch")
+                .order_by(user::Column::Id, Order::Asc)
+                .limit(limit + 1)
+                .to_owned();
+            for row in db.query_all(&outer).await? {
+                if row.try_get::<i64>("", "matches")? > NARROW.cast_signed() {
+                    return Ok(None);
+                }
+                ids.push(row.try_get::<String>("", "id")?);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.truncate(usize::try_from(limit + 1).unwrap_or(usize::MAX));
+        Ok(Some(ids))
     }
 
     /// One user, if the actor may see them (else [`Error::NotFound`], as for no such user).
@@ -88,27 +158,85 @@ impl Directory {
     }
 }
 
-/// The search condition. Emails are stored lower-cased, so their prefix is a range on the
-/// unique index (`>= q AND < q + U+FFFF`); names are compared lower-cased.
-fn search(q: &str) -> Result<Condition> {
+/// Above this many matches after the cursor, a prefix branch is read in ID order rather than
+/// from its index (see [`Directory::narrow_matches`]).
+const NARROW: u64 = 5000;
+
+/// What `q` asks for.
+enum Search {
+    All,
+    Id(String),
+    Prefix(Prefix),
+}
+
+/// A prefix search: emails and names from `from` (inclusive) to `to` (exclusive), the lower-cased
+/// prefix and its successor (see [`successor`]).
+struct Prefix {
+    from: String,
+    to: String,
+}
+
+impl Prefix {
+    /// Emails are stored lower-cased, so their prefix is a range on `(primary_email, id)`;
+    /// names are compared lower-cased, a range on the `(LOWER(name), id)` index.
+    fn branches(&self) -> [Condition; 2] {
+        let name = || Expr::expr(Func::lower(Expr::col((user::Entity, user::Column::Name))));
+        [
+            Condition::all()
+                .add(user::Column::PrimaryEmail.gte(self.from.as_str()))
+                .add(user::Column::PrimaryEmail.lt(self.to.as_str())),
+            Condition::all().add(name().gte(self.from.as_str())).add(name().lt(self.to.as_str())),
+        ]
+    }
+
+    /// Both branches as a filter for the walk in ID order. `COALESCE(x, '')` is `x` to every
+    /// reader but the planner (the prefix is never empty, so no NULL name matches either
+    /// way), which then cannot answer from the prefix indexes (the slow plan for a common
+    /// prefix) and walks the primary key in ID order from the cursor.
+    fn in_id_order(&self) -> Condition {
+        let opaque = |e: Expr| Expr::expr(Func::coalesce([e, Expr::val("")]));
+        let email = || opaque(Expr::col((user::Entity, user::Column::PrimaryEmail)));
+        let name = || opaque(Func::lower(Expr::col((user::Entity, user::Column::Name))).into());
+        let range = |e: &dyn Fn() -> Expr| {
+            Condition::all().add(e().gte(self.from.as_str())).add(e().lt(self.to.as_str()))
+        };
+        Condition::any().add(range(&email)).add(range(&name))
+    }
+}
+
+/// The search `q` asks for: a user ID exactly, else an email or name prefix (case-insensitive).
+fn search(q: &str) -> Result<Search> {
     if q.chars().count() > MAX_QUERY_CHARS {
         return Err(Error::invalid("q", "is too long"));
     }
     if ids::is_valid(ids::USER, q) {
-        return Ok(Condition::all().add(user::Column::Id.eq(q)));
+        return Ok(Search::Id(q.to_owned()));
     }
-    let lower = q.to_lowercase();
-    let upper_bound = format!("{lower}\u{ffff}");
-    let pattern = format!("{}%", escape_like(&lower));
-    let name = Expr::expr(Func::lower(Expr::col((user::Entity, user::Column::Name))))
-        .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'));
-    Ok(Condition::any()
-        .add(
-            Condition::all()
-                .add(user::Column::PrimaryEmail.gte(lower.clone()))
-                .add(user::Column::PrimaryEmail.lt(upper_bound)),
-        )
-        .add(name))
+    let from = q.to_lowercase();
+    let to = successor(&from);
+    Ok(Search::Prefix(Prefix { from, to }))
+}
+
+/// The least string greater than every string that starts with `prefix`, in code point order
+/// (which is the byte order of UTF-8: SQLite's BINARY collation and PostgreSQL's C and
+/// C.UTF-8): the prefix with its last character replaced by the next one. So
+/// `s >= prefix AND s < successor(prefix)` is exactly "s starts with prefix", as
+/// `LIKE 'prefix%'` was, but as a range an index serves. A last character that has no next
+/// one (U+10FFFF) is dropped and the one before it is increased instead. A prefix made only of
+/// U+10FFFF characters, which nobody types, gets U+10FFFF as its bound and matches nothing.
+fn successor(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return chars.into_iter().collect();
+        }
+    }
+    char::MAX.to_string()
 }
 
 /// `s` with LIKE's wildcards (and the escape character) made literal.
@@ -130,5 +258,21 @@ mod tests {
     #[test]
     fn like_wildcards_are_literal() {
         assert_eq!(escape_like("a_b%c\\"), "a\\_b\\%c\\\\");
+    }
+
+    #[test]
+    fn successor_bounds_a_prefix() {
+        assert_eq!(successor("ma"), "mb");
+        assert_eq!(successor("j."), "j/");
+        assert_eq!(successor("z\u{D7FF}"), "z\u{E000}");
+        assert_eq!(successor("a\u{10FFFF}"), "b");
+        assert_eq!(successor("\u{10FFFF}"), "\u{10FFFF}");
+        let (from, to) = ("ma", successor("ma"));
+        for s in ["ma", "maria", "ma\u{FFFF}x", "ma\u{1F600}"] {
+            assert!(s >= from && s < to.as_str(), "{s}");
+        }
+        for s in ["m", "mb", "lz", "mb\u{1F600}"] {
+            assert!(!(s >= from && s < to.as_str()), "{s}");
+        }
     }
 }
