@@ -528,6 +528,20 @@ async fn the_saml_wizard_creates_and_tests_a_connection(backend: Backend) {
     let disable = format!("/admin/connections/{reserved}/disable");
     assert_eq!(admin.post(&disable, &[("csrf_token", &csrf)]).await.0, StatusCode::SEE_OTHER);
     assert!(!node.core.saml.show(&reserved, &Actor::cli()).await.unwrap().enabled);
+    // Every event about the connection is in its organisation's log, with what changed.
+    let events = latchkey_core::infra::audit::recent(node.core.store.db(), 20).await.unwrap();
+    let disabled = events.iter().find(|e| e.action == "saml.connection_disabled").unwrap();
+    assert_eq!(disabled.org_id.as_deref(), Some(org.id.as_str()));
+    assert_eq!(
+        (disabled.data["before"]["enabled"].as_bool(), disabled.data["after"]["enabled"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let rejected_or_tested: Vec<_> =
+        events.iter().filter(|e| e.target_id.as_deref() == Some(reserved.as_str())).collect();
+    assert!(
+        rejected_or_tested.iter().all(|e| e.org_id.as_deref() == Some(org.id.as_str())),
+        "{rejected_or_tested:?}"
+    );
     let delete = format!("/admin/connections/{reserved}/delete");
     let (status, _, location) = admin.post(&delete, &[("csrf_token", &csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);

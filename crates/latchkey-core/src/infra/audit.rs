@@ -169,9 +169,12 @@ impl Batch {
         });
     }
 
-    pub async fn write<C: ConnectionTrait>(self, conn: &C) -> Result<()> {
+    pub async fn write<C: ConnectionTrait>(mut self, conn: &C) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
+        }
+        for row in &mut self.rows {
+            attribute_connection(conn, row).await?;
         }
         audit_event::Entity::insert_many(self.rows).exec_without_returning(conn).await?;
         for (actor, action, target) in self.logged {
@@ -190,6 +193,31 @@ pub fn concerned_org(target_id: Option<&str>, data: &Value) -> Option<String> {
         return Some(target.to_owned());
     }
     data.get("org_id").and_then(Value::as_str).filter(|o| is_org(o)).map(str::to_owned)
+}
+
+/// An event about an enterprise connection concerns the connection's organisation, whatever
+/// the event's details say; looked up here so that no connection event escapes its
+/// organisation's audit log.
+async fn attribute_connection<C: ConnectionTrait>(
+    conn: &C,
+    row: &mut audit_event::ActiveModel,
+) -> Result<()> {
+    use crate::infra::entity::{easie_connection, saml_connection};
+    let sea_orm::ActiveValue::Set(Some(target)) = &row.target_id else { return Ok(()) };
+    let already = matches!(&row.org_id, sea_orm::ActiveValue::Set(Some(_)));
+    if already || !ids::is_valid(ids::SAML_CONNECTION, target) {
+        return Ok(());
+    }
+    let org = match saml_connection::Entity::find_by_id(target.clone()).one(conn).await? {
+        Some(c) => Some(c.org_id),
+        None => {
+            easie_connection::Entity::find_by_id(target.clone()).one(conn).await?.map(|c| c.org_id)
+        }
+    };
+    if let Some(org) = org {
+        row.org_id = sea_orm::ActiveValue::Set(Some(org));
+    }
+    Ok(())
 }
 
 /// Most recent events first.

@@ -392,6 +392,7 @@ impl SamlService {
         let txn = self.store.begin_write().await?;
         let model = self.load(&txn, id).await?;
         access::authorize(&txn, &model.org_id, actor, Need::Admin).await?;
+        let (org_id, was) = (model.org_id.clone(), model.enabled);
         let mut am: saml_connection::ActiveModel = model.into();
         am.enabled = Set(enabled);
         am.updated_at = Set(now);
@@ -399,8 +400,11 @@ impl SamlService {
         let ended =
             if enabled { 0 } else { end_sessions(&txn, id, "connection_disabled", now).await? };
         let action = if enabled { "saml.connection_enabled" } else { "saml.connection_disabled" };
-        audit::record(&txn, now, actor, action, Some(id), json!({ "sessions_ended": ended }))
-            .await?;
+        let data = json!({
+            "org_id": org_id, "sessions_ended": ended,
+            "before": { "enabled": was }, "after": { "enabled": enabled },
+        });
+        audit::record(&txn, now, actor, action, Some(id), data).await?;
         crate::infra::store::Store::bump_revision(&txn).await?;
         txn.commit().await?;
         self.store.notify_jobs();
