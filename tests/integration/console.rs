@@ -127,6 +127,10 @@ async fn an_instance_admin_runs_the_instance_from_the_console(backend: Backend) 
     assert!(!second.contains("rel=\"next\""), "62 users on two pages of 50: {second}");
     assert!(!first.contains("user59@") && second.contains("user59@"));
 
+    // The instance's sessions name their users.
+    let (status, sessions, _) = admin.get("/admin/sessions").await;
+    assert_eq!(status, 200, "{sessions}");
+    assert!(sessions.contains("bob@people.test") && sessions.contains("root@admin.test"));
     // Revoke Bob's session: his next token request fails.
     let (status, page, _) = admin.get(&format!("/admin/users/{bob}")).await;
     assert_eq!(status, 200, "{page}");

@@ -687,11 +687,7 @@ pub async fn manage_connections(
             list_connections(core, org, out.json, actor).await?;
         }
         ConnectionsCommand::Delete(r) => {
-            if core.easie.is_easie(&r.connection_id).await? {
-                core.easie.delete(&r.connection_id, actor).await?;
-            } else {
-                core.saml.delete(&r.connection_id, actor).await?;
-            }
+            core.admin.connections.delete(&r.connection_id, actor).await?;
             if r.out.json {
                 print_json(&json!({ "connection_id": r.connection_id, "deleted": true }));
             } else {

@@ -146,6 +146,17 @@ impl Directory {
         Ok(Some(ids))
     }
 
+    /// The users of `ids` the actor may see, in one query (for lists that show whose each row
+    /// is); IDs they may not see, or that do not exist, are left out.
+    pub async fn users_by_ids(&self, actor: &Actor, ids: &[String]) -> Result<Vec<User>> {
+        let visibility = self.visibility(actor).await?;
+        let mut select = user::Entity::find().filter(user::Column::Id.is_in(ids.iter().cloned()));
+        if let Visibility::Members(org) = &visibility {
+            select = select.filter(user::Column::Id.in_subquery(members_of(org)));
+        }
+        Ok(select.all(self.store.db()).await?.into_iter().map(User::from).collect())
+    }
+
     /// One user, if the actor may see them (else [`Error::NotFound`], as for no such user).
     pub async fn user(&self, actor: &Actor, id: &str) -> Result<User> {
         let visibility = self.visibility(actor).await?;

@@ -6,6 +6,7 @@
 pub mod api_keys;
 pub mod app_admin;
 pub mod audit_log;
+pub mod connection_admin;
 pub mod dashboard;
 pub mod directory;
 pub mod key_admin;
@@ -18,6 +19,7 @@ pub mod user_details;
 pub use api_keys::{ApiKey, ApiKeyPrincipal, ApiKeyService, CreatedApiKey, NewApiKey};
 pub use app_admin::{AppAdmin, AppQuery};
 pub use audit_log::{AuditLog, AuditQuery};
+pub use connection_admin::{AnyConnection, ConnectionAdmin};
 pub use dashboard::{Dashboard, DashboardStats};
 pub use directory::{Directory, UserQuery};
 pub use key_admin::KeyAdmin;
@@ -50,6 +52,8 @@ pub struct AdminServices {
     pub apps: AppAdmin,
     /// Signing keys and JWT templates.
     pub keys: KeyAdmin,
+    /// Enterprise connections of either kind.
+    pub connections: ConnectionAdmin,
 }
 
 impl AdminServices {
@@ -81,6 +85,7 @@ impl AdminServices {
             users: UserAdmin::new(store.clone(), users.clone()),
             apps: AppAdmin::new(store.clone(), clients.clone()),
             keys: KeyAdmin::new(store.clone(), keys.clone(), templates.clone()),
+            connections: ConnectionAdmin::new(saml.clone(), easie.clone()),
             api_keys: ApiKeyService::new(store.clone(), settings.auth.api_key_rate_limit),
             directory: Directory::new(store.clone()),
             audit_log: AuditLog::new(store.clone()),

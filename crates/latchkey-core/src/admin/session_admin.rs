@@ -109,4 +109,16 @@ impl SessionAdmin {
         self.sessions.revoke(id, "revoked_by_admin", actor).await?;
         self.sessions.get(id).await
     }
+
+    /// Revokes every active session of a user in one transaction (their applications get
+    /// back-channel logout). Instance actors only: an account's sessions may belong to
+    /// several organisations.
+    pub async fn revoke_all(&self, actor: &Actor, user_id: &str) -> Result<u64> {
+        if self.scope(actor).await?.is_some() {
+            return Err(Error::Forbidden(
+                "only instance administrators end all of a user's sessions".into(),
+            ));
+        }
+        self.sessions.revoke_all_for_user(user_id, "revoked_by_admin", actor).await
+    }
 }

@@ -424,12 +424,14 @@ impl JwtTemplateService {
     /// preview. Nothing is signed or stored.
     pub async fn preview(&self, claims: &Value, user_id: &str) -> Result<Map<String, Value>> {
         validate(claims)?;
+        use crate::{identity::model::SessionStatus, infra::entity::session};
         let now = self.store.now();
-        let latest = crate::infra::entity::session::Entity::find()
-            .filter(crate::infra::entity::session::Column::UserId.eq(user_id))
-            .filter(crate::infra::entity::session::Column::Status.eq("active"))
-            .filter(crate::infra::entity::session::Column::ExpiresAt.gt(now))
-            .order_by_desc(crate::infra::entity::session::Column::LastActiveAt)
+        let latest = session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::Status.eq(SessionStatus::Active.as_str()))
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(session::Column::IdleExpiresAt.gt(now))
+            .order_by_desc(session::Column::LastActiveAt)
             .one(self.store.db())
             .await?;
         let ctx = match latest {

@@ -13,7 +13,6 @@ use latchkey_core::{
         easie::{EasieOptions, NewEasieConnection, Provider},
         saml::{ConnectionOptions, IdpSource, NewConnection},
     },
-    infra::audit::Actor,
 };
 use latchkey_saml::{binding::Binding, mapping::Preset};
 use serde::{Deserialize, Serialize};
@@ -104,18 +103,8 @@ pub async fn list(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let p = super::problem(&req);
-    let mut data: Vec<Value> = state
-        .core
-        .saml
-        .list(Some(&path), &actor.0)
-        .await
-        .map_err(&p)?
-        .iter()
-        .map(json_of)
-        .collect();
-    let easie = state.core.easie.list(Some(&path), &actor.0).await.map_err(&p)?;
-    data.extend(easie.iter().map(json_of));
+    let all = state.core.admin.connections.list(&path, &actor.0).await;
+    let data = all.map_err(super::problem(&req))?.iter().map(json_of).collect();
     Ok(super::no_store(StatusCode::OK, &ConnectionList { data }))
 }
 
@@ -288,15 +277,6 @@ pub async fn create_easie(
     Ok(super::no_store(StatusCode::CREATED, &view))
 }
 
-/// One connection of either kind, as JSON.
-async fn shown(state: &AppState, id: &str, actor: &Actor) -> latchkey_core::Result<Value> {
-    if state.core.easie.is_easie(id).await? {
-        Ok(json_of(&state.core.easie.show(id, actor).await?))
-    } else {
-        Ok(json_of(&state.core.saml.show(id, actor).await?))
-    }
-}
-
 /// Read a connection.
 #[utoipa::path(
     get,
@@ -315,8 +295,8 @@ pub async fn get(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let view = shown(&state, &path, &actor.0).await.map_err(super::problem(&req))?;
-    Ok(super::no_store(StatusCode::OK, &view))
+    let view = state.core.admin.connections.show(&path, &actor.0).await;
+    Ok(super::no_store(StatusCode::OK, &view.map_err(super::problem(&req))?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -346,15 +326,8 @@ pub async fn update(
     path: web::Path<String>,
     body: JsonObject<ConnectionPatchBody>,
 ) -> Result<HttpResponse, Problem> {
-    let p = super::problem(&req);
-    let on = body.0.enabled;
-    if state.core.easie.is_easie(&path).await.map_err(&p)? {
-        state.core.easie.set_enabled(&path, on, &actor.0).await.map_err(&p)?;
-    } else {
-        state.core.saml.set_enabled(&path, on, &actor.0).await.map_err(&p)?;
-    }
-    let view = shown(&state, &path, &actor.0).await.map_err(&p)?;
-    Ok(super::no_store(StatusCode::OK, &view))
+    let view = state.core.admin.connections.set_enabled(&path, body.0.enabled, &actor.0).await;
+    Ok(super::no_store(StatusCode::OK, &view.map_err(super::problem(&req))?))
 }
 
 /// Delete a connection: its sessions end; the users it made stay.
@@ -375,12 +348,7 @@ pub async fn delete(
     actor: AdminActor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let p = super::problem(&req);
-    if state.core.easie.is_easie(&path).await.map_err(&p)? {
-        state.core.easie.delete(&path, &actor.0).await.map_err(&p)?;
-    } else {
-        state.core.saml.delete(&path, &actor.0).await.map_err(&p)?;
-    }
+    state.core.admin.connections.delete(&path, &actor.0).await.map_err(super::problem(&req))?;
     Ok(HttpResponse::NoContent().finish())
 }
 

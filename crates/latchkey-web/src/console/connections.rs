@@ -7,9 +7,11 @@
 use actix_web::{HttpRequest, http::StatusCode, web};
 use latchkey_core::{
     Error as CoreError,
+    admin::AnyConnection,
     enterprise::{
+        easie::EasieConnectionView,
         easie::connections::{EasieOptions, NewEasieConnection},
-        saml::{ConnectionOptions, IdpSource, NewConnection},
+        saml::{ConnectionOptions, ConnectionView, IdpSource, NewConnection},
     },
     infra::ids,
 };
@@ -316,28 +318,34 @@ async fn summary(
     console: &Console,
     id: &str,
 ) -> Result<views::ConnectionSummary, crate::error::page::PageError> {
-    if state.core.easie.is_easie(id).await? {
-        let c = state.core.easie.show(id, &console.actor).await?;
-        let facts = vec![
-            ("Provider".to_owned(), format!("{:?}", c.provider)),
-            ("Domain".to_owned(), c.domain.clone()),
-            ("Tenant".to_owned(), c.tenant_id.clone().unwrap_or_else(|| "—".into())),
-            ("Sign-in URL".to_owned(), c.login_url.clone()),
-            ("Break-glass addresses".to_owned(), c.options.bypass.join(", ")),
-            ("Created".to_owned(), when(c.created_at)),
-        ];
-        return Ok(views::ConnectionSummary {
-            id: c.connection_id,
-            kind: "EASIE",
-            name: c.name,
-            org_id: c.org_id,
-            enabled: c.enabled,
-            warnings: c.warnings,
-            facts,
-            certificates: Vec::new(),
-        });
+    Ok(match state.core.admin.connections.show(id, &console.actor).await? {
+        AnyConnection::Saml(c) => saml_summary(*c),
+        AnyConnection::Easie(c) => easie_summary(*c),
+    })
+}
+
+fn easie_summary(c: EasieConnectionView) -> views::ConnectionSummary {
+    let facts = vec![
+        ("Provider".to_owned(), format!("{:?}", c.provider)),
+        ("Domain".to_owned(), c.domain.clone()),
+        ("Tenant".to_owned(), c.tenant_id.clone().unwrap_or_else(|| "—".into())),
+        ("Sign-in URL".to_owned(), c.login_url.clone()),
+        ("Break-glass addresses".to_owned(), c.options.bypass.join(", ")),
+        ("Created".to_owned(), when(c.created_at)),
+    ];
+    views::ConnectionSummary {
+        id: c.connection_id,
+        kind: "EASIE",
+        name: c.name,
+        org_id: c.org_id,
+        enabled: c.enabled,
+        warnings: c.warnings,
+        facts,
+        certificates: Vec::new(),
     }
-    let c = state.core.saml.show(id, &console.actor).await?;
+}
+
+fn saml_summary(c: ConnectionView) -> views::ConnectionSummary {
     let refreshed = match (&c.idp_metadata_url, c.metadata_refreshed_at) {
         (None, _) => "not fetched (given by paste or fields)".to_owned(),
         (Some(_), Some(at)) => when(at),
@@ -365,7 +373,7 @@ async fn summary(
     let mut certificates: Vec<_> =
         c.idp_certificates.iter().map(|v| cert("IdP signing", v)).collect();
     certificates.extend(c.sp_certificates.iter().map(|v| cert("Latchkey (SP)", v)));
-    Ok(views::ConnectionSummary {
+    views::ConnectionSummary {
         id: c.connection_id,
         kind: "SAML",
         name: c.name,
@@ -374,20 +382,6 @@ async fn summary(
         warnings: c.warnings,
         facts,
         certificates,
-    })
-}
-
-/// Enable or disable (disabling ends the sessions the connection signed in).
-async fn set_enabled(
-    state: &AppState,
-    console: &Console,
-    id: &str,
-    on: bool,
-) -> Result<(), CoreError> {
-    if state.core.easie.is_easie(id).await? {
-        state.core.easie.set_enabled(id, on, &console.actor).await.map(|_| ())
-    } else {
-        state.core.saml.set_enabled(id, on, &console.actor).await.map(|_| ())
     }
 }
 
@@ -398,7 +392,7 @@ pub async fn enable(
     form: web::Form<CsrfOnly>,
 ) -> Page {
     let console = Console::submit(&req, &state, &form.csrf_token).await?;
-    set_enabled(&state, &console, &path, true).await?;
+    state.core.admin.connections.set_enabled(&path, true, &console.actor).await?;
     Ok(see_other(&format!("/admin/connections/{path}")))
 }
 
@@ -409,7 +403,7 @@ pub async fn disable(
     form: web::Form<CsrfOnly>,
 ) -> Page {
     let console = Console::submit(&req, &state, &form.csrf_token).await?;
-    set_enabled(&state, &console, &path, false).await?;
+    state.core.admin.connections.set_enabled(&path, false, &console.actor).await?;
     Ok(see_other(&format!("/admin/connections/{path}")))
 }
 
@@ -446,12 +440,9 @@ pub async fn delete(
     let console = Console::submit(&req, &state, &form.csrf_token).await?;
     console
         .require_recent_sign_in(state.core.store.now(), &format!("/admin/connections/{path}"))?;
-    let org_id = summary(&state, &console, &path).await?.org_id;
-    if state.core.easie.is_easie(&path).await? {
-        state.core.easie.delete(&path, &console.actor).await?;
-    } else {
-        state.core.saml.delete(&path, &console.actor).await?;
-    }
+    let connections = &state.core.admin.connections;
+    let org_id = connections.show(&path, &console.actor).await?.org_id().to_owned();
+    connections.delete(&path, &console.actor).await?;
     Ok(see_other(&format!("/admin/organizations/{org_id}")))
 }
 

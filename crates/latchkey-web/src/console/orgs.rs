@@ -176,27 +176,25 @@ async fn connections(
     console: &Console,
     org_id: &str,
 ) -> Result<Vec<views::ConnectionRow>, crate::error::page::PageError> {
-    let (core, actor) = (&state.core, &console.actor);
-    let mut rows: Vec<views::ConnectionRow> = core
-        .saml
-        .list(Some(org_id), actor)
-        .await?
+    use latchkey_core::admin::AnyConnection;
+    let all = state.core.admin.connections.list(org_id, &console.actor).await?;
+    let rows = all
         .into_iter()
-        .map(|c| views::ConnectionRow {
-            id: c.connection_id,
-            kind: "SAML",
-            label: format!("{} ({})", c.name, c.idp_entity_id),
-            enabled: c.enabled,
+        .map(|c| match c {
+            AnyConnection::Saml(c) => views::ConnectionRow {
+                label: format!("{} ({})", c.name, c.idp_entity_id),
+                id: c.connection_id,
+                kind: "SAML",
+                enabled: c.enabled,
+            },
+            AnyConnection::Easie(c) => views::ConnectionRow {
+                label: format!("{} ({:?})", c.domain, c.provider),
+                id: c.connection_id,
+                kind: "EASIE",
+                enabled: c.enabled,
+            },
         })
         .collect();
-    rows.extend(core.easie.list(Some(org_id), actor).await?.into_iter().map(|c| {
-        views::ConnectionRow {
-            id: c.connection_id,
-            kind: "EASIE",
-            label: format!("{} ({:?})", c.domain, c.provider),
-            enabled: c.enabled,
-        }
-    }));
     Ok(rows)
 }
 

@@ -29,17 +29,15 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, q: web::Query<Li
     };
     let admin = &state.core.admin;
     let page = admin.sessions.list(&console.actor, &query).await?;
-    // One lookup per distinct user on the page (at most 50), for the emails shown.
-    let mut emails: HashMap<String, String> = HashMap::new();
-    for s in &page.data {
-        if !emails.contains_key(&s.user_id) {
-            let email = match admin.directory.user(&console.actor, &s.user_id).await {
-                Ok(u) => u.primary_email,
-                Err(_) => s.user_id.clone(),
-            };
-            emails.insert(s.user_id.clone(), email);
-        }
-    }
+    // The page's users in one query, for the emails shown.
+    let ids: Vec<String> = page.data.iter().map(|s| s.user_id.clone()).collect();
+    let emails: HashMap<String, String> = admin
+        .directory
+        .users_by_ids(&console.actor, &ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.primary_email))
+        .collect();
     let user_filter = user.unwrap_or_default();
     let next = page
         .next_cursor

@@ -185,9 +185,9 @@ pub async fn reset_password(
     form: web::Form<CsrfOnly>,
 ) -> Page {
     let console = Console::submit(&req, &state, &form.csrf_token).await?;
-    let overview = state.core.admin.user_details.overview(&console.actor, &path).await?;
+    let user = state.core.admin.directory.user(&console.actor, &path).await?;
     let client = client_info(&req);
-    state.core.sign_in.request_password_reset(&overview.user.primary_email, &client).await?;
+    state.core.sign_in.request_password_reset(&user.primary_email, &client).await?;
     Ok(back(&path, "reset_sent"))
 }
 
@@ -198,19 +198,9 @@ pub async fn revoke_all_sessions(
     form: web::Form<CsrfOnly>,
 ) -> Page {
     let console = Console::submit(&req, &state, &form.csrf_token).await?;
-    let sessions = &state.core.admin.sessions;
-    let query =
-        SessionQuery { user_id: Some(path.clone()), limit: Some(200), ..Default::default() };
-    // Each pass revokes what it lists, so the next lists what is left; bounded all the same.
-    for _ in 0..100 {
-        let page = sessions.list(&console.actor, &query).await?;
-        if page.data.is_empty() {
-            break;
-        }
-        for s in page.data {
-            sessions.revoke(&console.actor, &s.id).await?;
-        }
-    }
+    // Existence and visibility first, so an unknown ID is 404 rather than "nothing revoked".
+    state.core.admin.directory.user(&console.actor, &path).await?;
+    state.core.admin.sessions.revoke_all(&console.actor, &path).await?;
     Ok(back(&path, "revoked_all"))
 }
 
