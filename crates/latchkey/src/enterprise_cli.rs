@@ -27,6 +27,7 @@ type Result<T> = std::result::Result<T, CliError>;
 pub enum OrgsCommand {
     /// Create an organisation.
     Create {
+        /// Display name.
         #[arg(long)]
         name: String,
         /// URL-safe short name (default: made from the name).
@@ -37,6 +38,7 @@ pub enum OrgsCommand {
     },
     /// List organisations (search by ID, or slug or name prefix, with --search).
     List {
+        /// An organisation ID, or the start of a slug or name (case-insensitive).
         #[arg(long)]
         search: Option<String>,
         /// Organisations to print (1-200).
