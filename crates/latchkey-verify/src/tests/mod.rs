@@ -1,0 +1,6 @@
+//! The verifier end to end with locally generated keys, and the key cache against a tiny HTTP
+//! server on loopback serving a JWKS the test controls.
+
+mod cache;
+pub mod kit;
+mod refusals;
