@@ -35,3 +35,4 @@ mod upstream_idp;
 mod upstream_risc;
 mod upstream_support;
 mod upstream_tokens;
+mod verify_sdk;

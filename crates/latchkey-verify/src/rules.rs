@@ -5,8 +5,11 @@
 //! - an access token (`at+jwt`) must carry an `aud` naming one of the configured audiences; when
 //!   authorised parties are configured, its client (`client_id`, else `azp`) must be one of them;
 //! - a session token (`JWT`) must carry an `azp` naming one of the configured authorised
-//!   parties (Latchkey sets it to the origin of the app that asked for the token); if it also
-//!   carries an `aud`, one of its values must be a configured audience;
+//!   parties, and that `azp` must be a web origin (`https://app.example.com`, no path):
+//!   Latchkey sets it to the origin of the app that asked for the token. An OpenID Connect ID
+//!   token (also `typ: JWT`) has its client id as `azp`, so it never passes for a session
+//!   token. If a session token also carries an `aud`, one of its values must be a configured
+//!   audience;
 //! - nothing configured for a check means that check refuses every token.
 
 use serde_json::{Map, Value};
@@ -108,7 +111,8 @@ fn check_audience(
             }
         }
         TokenType::Session => {
-            if !party_ok(str_of("azp")) {
+            let azp = str_of("azp").filter(|a| is_origin(a));
+            if !party_ok(azp) {
                 return Err(VerifyError::Audience);
             }
             if audiences(c)?.is_some_and(|auds| !aud_ok(&auds)) {
@@ -117,6 +121,12 @@ fn check_audience(
         }
     }
     Ok(())
+}
+
+/// `http(s)://host[:port]`, nothing after: what a browser sends as `Origin`.
+fn is_origin(s: &str) -> bool {
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '?', '#', '@', ' ']))
 }
 
 fn check_scopes(required: &[String], c: &Map<String, Value>) -> Result<(), VerifyError> {
@@ -239,6 +249,27 @@ mod tests {
                 Err(VerifyError::Audience),
                 "{extra}"
             );
+        }
+        // An ID token has its client id as azp (and aud): configured or not, it is no session
+        // token.
+        let cli = Policy {
+            authorized_parties: vec!["cli_1".into(), "https://app.example.com/".into()],
+            audiences: vec!["cli_1".into()],
+            ..policy()
+        };
+        for azp in ["cli_1", "https://app.example.com/"] {
+            let id_token = session(json!({"azp": azp, "aud": "cli_1"}));
+            assert_eq!(check(&cli, TokenType::Session, &id_token, NOW), Err(VerifyError::Audience));
+        }
+        for (s, want) in [
+            ("https://a.example", true),
+            ("http://127.0.0.1:9", true),
+            ("https://", false),
+            ("https://a/b", false),
+            ("a.example", false),
+            ("https://u@a", false),
+        ] {
+            assert_eq!(is_origin(s), want, "{s}");
         }
         let odd_aud = session(json!({"aud": 5}));
         assert_eq!(check(&p, TokenType::Session, &odd_aud, NOW), Err(VerifyError::Claim("aud")));
