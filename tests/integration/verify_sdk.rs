@@ -230,7 +230,7 @@ async fn access_tokens_verify_as_at_jwt(backend: Backend) {
 
     let api = Verifier::builder(node.base_url.clone())
         .audience(aud.clone())
-        .authorized_party(id.clone())
+        .client(id.clone())
         .clock(Shifted(node.clock.clone(), 0))
         .build()
         .unwrap();
@@ -249,7 +249,7 @@ async fn access_tokens_verify_as_at_jwt(backend: Backend) {
     assert_eq!(elsewhere.verify(access).await.unwrap_err(), VerifyError::Audience);
     let other_client = Verifier::builder(node.base_url.clone())
         .audience(aud.clone())
-        .authorized_party("cli_other")
+        .client("cli_other")
         .build()
         .unwrap();
     assert_eq!(other_client.verify(access).await.unwrap_err(), VerifyError::Audience);

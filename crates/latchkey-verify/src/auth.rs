@@ -172,23 +172,23 @@ mod tests {
         presented(
             auth.iter().map(|s| s.as_bytes()),
             cookies.iter().map(|s| s.as_bytes()),
-            Some("__session"),
+            Some("latchkey_token"),
         )
     }
 
     #[test]
     fn the_header_wins_then_the_cookie() {
-        assert_eq!(p(&["Bearer a.b.c"], &["__session=x.y.z"]), Presented::Token("a.b.c"));
+        assert_eq!(p(&["Bearer a.b.c"], &["latchkey_token=x.y.z"]), Presented::Token("a.b.c"));
         assert_eq!(p(&["bearer  a.b.c"], &[]), Presented::Token("a.b.c"));
-        assert_eq!(p(&[], &["theme=dark; __session=x.y.z"]), Presented::Token("x.y.z"));
-        assert_eq!(p(&[], &["a=1", "__session=\"q.r.s\""]), Presented::Token("q.r.s"));
-        assert_eq!(p(&[], &["__session_other=x", "__session="]), Presented::None);
+        assert_eq!(p(&[], &["theme=dark; latchkey_token=x.y.z"]), Presented::Token("x.y.z"));
+        assert_eq!(p(&[], &["a=1", "latchkey_token=\"q.r.s\""]), Presented::Token("q.r.s"));
+        assert_eq!(p(&[], &["latchkey_token_other=x", "latchkey_token="]), Presented::None);
         assert_eq!(p(&[], &[]), Presented::None);
         for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "Bearer a,b"] {
-            assert_eq!(p(&[bad], &["__session=x"]), Presented::Malformed, "{bad}");
+            assert_eq!(p(&[bad], &["latchkey_token=x"]), Presented::Malformed, "{bad}");
         }
         assert_eq!(p(&["Bearer a", "Bearer b"], &[]), Presented::Malformed);
-        let header_only = presented([], ["__session=x".as_bytes()], None);
+        let header_only = presented([], ["latchkey_token=x".as_bytes()], None);
         assert_eq!(header_only, Presented::None);
     }
 }

@@ -46,5 +46,6 @@ pub use error::VerifyError;
 pub use verifier::{CacheSettings, ConfigError, Verifier, VerifierBuilder};
 
 /// The cookie the middlewares read a session token from when no `Authorization` header is
-/// sent, unless configured otherwise.
-pub const DEFAULT_COOKIE: &str = "__session";
+/// sent, unless configured otherwise: the JavaScript SDK's default too. (Latchkey's own
+/// `latchkey_session` cookie holds the session secret and is never read.)
+pub const DEFAULT_COOKIE: &str = "latchkey_token";

@@ -3,7 +3,8 @@
 //!
 //! Audience and authorised party (the rule this crate applies):
 //! - an access token (`at+jwt`) must carry an `aud` naming one of the configured audiences; when
-//!   authorised parties are configured, its client (`client_id`, else `azp`) must be one of them;
+//!   clients are configured, its `client_id` must be one of them (authorised parties, which
+//!   are web origins, do not apply to access tokens);
 //! - a session token (`JWT`) must carry an `azp` naming one of the configured authorised
 //!   parties, and that `azp` must be a web origin (`https://app.example.com`, no path):
 //!   Latchkey sets it to the origin of the app that asked for the token. An OpenID Connect ID
@@ -22,6 +23,8 @@ pub struct Policy {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub authorized_parties: Vec<String>,
+    /// OAuth clients whose access tokens are accepted; empty accepts any client.
+    pub clients: Vec<String>,
     pub types: Vec<TokenType>,
     /// Seconds of clock difference tolerated on `exp`, `nbf` and `iat`.
     pub skew: i64,
@@ -69,8 +72,10 @@ fn check_times(skew: i64, c: &Map<String, Value>, now: i64) -> Result<(), Verify
     if numeric_date(c, "nbf")?.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
         return Err(VerifyError::NotYetValid);
     }
-    // A token issued in the future is as suspect as one not yet valid.
-    if numeric_date(c, "iat")?.is_some_and(|iat| now.saturating_add(skew) < iat) {
+    // Latchkey sets iat on every token; one issued in the future is as suspect as one not yet
+    // valid.
+    let iat = numeric_date(c, "iat")?.ok_or(VerifyError::Claim("iat"))?;
+    if now.saturating_add(skew) < iat {
         return Err(VerifyError::NotYetValid);
     }
     Ok(())
@@ -105,8 +110,10 @@ fn check_audience(
             if !aud_ok(&auds) {
                 return Err(VerifyError::Audience);
             }
-            let client = str_of("client_id").or_else(|| str_of("azp"));
-            if !policy.authorized_parties.is_empty() && !party_ok(client) {
+            let client = str_of("client_id");
+            if !policy.clients.is_empty()
+                && !client.is_some_and(|c| policy.clients.iter().any(|p| p == c))
+            {
                 return Err(VerifyError::Audience);
             }
         }
@@ -153,6 +160,7 @@ mod tests {
             issuer: "https://id.example.com".into(),
             audiences: vec!["https://api.example.com".into()],
             authorized_parties: vec!["https://app.example.com".into()],
+            clients: vec![],
             types: vec![TokenType::Session, TokenType::Access],
             skew: 5,
             required_scopes: vec![],
@@ -203,6 +211,8 @@ mod tests {
         assert_eq!(check(&p, TokenType::Session, &s, NOW + 65), Err(VerifyError::Expired));
         check(&p, TokenType::Session, &s, NOW - 5).unwrap();
         assert_eq!(check(&p, TokenType::Session, &s, NOW - 6), Err(VerifyError::NotYetValid));
+        let no_iat = session(json!({"iat": null}));
+        assert_eq!(check(&p, TokenType::Session, &no_iat, NOW), Err(VerifyError::Claim("iat")));
         let future_iat = session(json!({"nbf": null, "iat": NOW + 100}));
         assert_eq!(check(&p, TokenType::Session, &future_iat, NOW), Err(VerifyError::NotYetValid));
         let no_exp = session(json!({"exp": null}));
@@ -282,7 +292,7 @@ mod tests {
 
     #[test]
     fn access_tokens_need_an_audience_and_a_known_client() {
-        let p = policy();
+        let p = Policy { clients: vec!["https://app.example.com".into()], ..policy() };
         for extra in [
             json!({"aud": null}),
             json!({"aud": "https://id.example.com"}),
@@ -294,8 +304,9 @@ mod tests {
             let c = access(extra.clone());
             assert!(check(&p, TokenType::Access, &c, NOW).is_err(), "{extra}");
         }
-        // Without configured parties any client of the audience is accepted.
-        let any_client = Policy { authorized_parties: vec![], ..policy() };
+        // Without configured clients any client of the audience is accepted; authorised parties
+        // (origins, for session tokens) do not restrict access tokens.
+        let any_client = policy();
         check(&any_client, TokenType::Access, &access(json!({"client_id": "x"})), NOW).unwrap();
         let no_aud = Policy { audiences: vec![], ..policy() };
         let a = access(json!({}));

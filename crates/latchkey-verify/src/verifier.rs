@@ -52,7 +52,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { max_age: 300, min_refetch_interval: 30, stale_if_error: 3600 }
+        Self { max_age: 600, min_refetch_interval: 30, stale_if_error: 86_400 }
     }
 }
 
@@ -67,10 +67,17 @@ impl VerifierBuilder {
         self
     }
 
-    /// An authorised party (`azp`, or `client_id` of access tokens) this API accepts: for
-    /// session tokens, the origin of the web app (`https://app.example.com`).
+    /// An authorised party this API accepts session tokens for: the origin of a web app
+    /// (`https://app.example.com`), which Latchkey puts in the token's `azp`.
     pub fn authorized_party(mut self, azp: impl Into<String>) -> Self {
         self.policy.authorized_parties.push(azp.into());
+        self
+    }
+
+    /// An OAuth client whose access tokens (`client_id`) this API accepts. Without any, access
+    /// tokens of every client are accepted when their `aud` is one of [`Self::audience`].
+    pub fn client(mut self, client_id: impl Into<String>) -> Self {
+        self.policy.clients.push(client_id.into());
         self
     }
 
@@ -196,6 +203,7 @@ impl Verifier {
                 issuer: issuer.into(),
                 audiences: Vec::new(),
                 authorized_parties: Vec::new(),
+                clients: Vec::new(),
                 types: vec![TokenType::Session, TokenType::Access],
                 skew: 5,
                 required_scopes: Vec::new(),

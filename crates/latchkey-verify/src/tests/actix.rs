@@ -54,7 +54,7 @@ async fn require_auth_answers_401_with_a_bearer_challenge() {
     let body: Value = test::call_and_read_body_json(&app, req.to_request()).await;
     assert_eq!((body["sub"].as_str(), body["sid"].as_str()), (Some("usr_1"), Some("ses_1")));
     assert_eq!(body["token_type"], "session");
-    let req = get("/me").insert_header(("Cookie", format!("theme=dark; __session={token}")));
+    let req = get("/me").insert_header(("Cookie", format!("theme=dark; latchkey_token={token}")));
     let body: Value = test::call_and_read_body_json(&app, req.to_request()).await;
     assert_eq!(body["org_id"], "org_1");
 
@@ -77,11 +77,11 @@ async fn require_auth_answers_401_with_a_bearer_challenge() {
     // The optional extractor: anonymous without a token and with a refused one.
     let body: Value = test::call_and_read_body_json(&app, get("/public").to_request()).await;
     assert_eq!(body, json!({"sub": null, "refusal": null}));
-    let req = get("/public").insert_header(("Cookie", format!("__session={token}")));
+    let req = get("/public").insert_header(("Cookie", format!("latchkey_token={token}")));
     let body: Value = test::call_and_read_body_json(&app, req.to_request()).await;
     assert_eq!(body, json!({"sub": null, "refusal": "token expired"}));
     clock.set(NOW);
-    let req = get("/public").insert_header(("Cookie", format!("__session={token}")));
+    let req = get("/public").insert_header(("Cookie", format!("latchkey_token={token}")));
     let body: Value = test::call_and_read_body_json(&app, req.to_request()).await;
     assert_eq!(body["sub"], "usr_1");
 }
@@ -106,7 +106,7 @@ async fn a_required_middleware_guards_a_whole_scope_and_the_cookie_is_configurab
     let res = test::call_service(&app, get("/private/x").to_request()).await;
     assert_eq!(res.status(), 401);
     assert_eq!(challenge(&res), "Bearer realm=\"api\"");
-    let req = get("/private/x").insert_header(("Cookie", format!("__session={token}")));
+    let req = get("/private/x").insert_header(("Cookie", format!("latchkey_token={token}")));
     assert_eq!(test::call_service(&app, req.to_request()).await.status(), 401);
     let req = get("/private/x").insert_header(("Cookie", format!("app_token={token}")));
     assert_eq!(test::call_service(&app, req.to_request()).await.status(), 200);

@@ -53,7 +53,7 @@ async fn the_layer_verifies_and_the_extractors_answer() {
     let res = call(layer.clone(), req(Some(format!("Bearer {access}")), None)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["x-sub"], "usr_1");
-    let res = call(layer.clone(), req(None, Some(format!("__session={access}")))).await;
+    let res = call(layer.clone(), req(None, Some(format!("latchkey_token={access}")))).await;
     assert_eq!(res.status(), StatusCode::OK);
 
     let res = call(layer.clone(), req(None, None)).await;
@@ -71,7 +71,7 @@ async fn the_layer_verifies_and_the_extractors_answer() {
     // Required mode refuses before the handler; without a cookie name, cookies are ignored.
     clock.set(NOW);
     let strict = LatchkeyLayer::new(v).required().cookie(None);
-    let res = call(strict.clone(), req(None, Some(format!("__session={access}")))).await;
+    let res = call(strict.clone(), req(None, Some(format!("latchkey_token={access}")))).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = call(strict, req(Some(format!("Bearer {access}")), None)).await;
     assert_eq!(res.status(), StatusCode::OK);

@@ -9,7 +9,6 @@ use crate::{ManualClock, TokenType, Verifier, VerifyError};
 fn verifier(keys: &[&TestKey], clock: &ManualClock) -> Verifier {
     Verifier::builder(ISSUER)
         .authorized_party(APP)
-        .authorized_party("cli_1")
         .audience(API)
         .static_jwks(jwks(keys).to_string())
         .clock(clock.clone())
@@ -87,10 +86,10 @@ async fn time_issuer_and_audience_refusals() {
         let token = key.sign("at+jwt", &with(access_claims(), extra.clone()));
         assert_eq!(refused(&v, &token).await, VerifyError::Audience, "{extra}");
     }
-    // A configured client list restricts access tokens too.
+    // A configured client list restricts access tokens.
     let only_app = Verifier::builder(ISSUER)
         .audience(API)
-        .authorized_party("cli_other")
+        .client("cli_other")
         .static_jwks(jwks(&[&key]).to_string())
         .clock(clock.clone())
         .build()
