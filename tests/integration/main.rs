@@ -26,6 +26,7 @@ mod oidc_checks;
 mod oidc_claims;
 mod orgs;
 pub mod pages;
+mod resource_server;
 mod saml;
 mod session_tokens;
 mod sign_in;
