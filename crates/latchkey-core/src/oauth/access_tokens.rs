@@ -25,11 +25,10 @@ use serde_json::{Map, Value};
 use crate::{
     Result,
     infra::{
-        entity::{oauth_revoked_access_token as revoked, store_revision},
+        entity::{oauth_code, oauth_revoked_access_token as revoked, store_revision},
         jose::KeySet,
         store::Store,
     },
-    oauth::grants::grant_is_revoked,
 };
 
 /// How many verified tokens are remembered (each is the token and its claims, about 2 KiB).
@@ -195,4 +194,15 @@ impl AccessTokenState {
         txn.commit().await?;
         Ok(())
     }
+}
+
+/// The grant's code was replayed or the grant revoked (an unknown grant counts as revoked).
+pub(crate) async fn grant_is_revoked<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    grant_id: &str,
+) -> Result<bool> {
+    Ok(oauth_code::Entity::find_by_id(grant_id.to_owned())
+        .one(conn)
+        .await?
+        .is_none_or(|c| c.replayed_at.is_some() || c.revoked_at.is_some()))
 }

@@ -28,7 +28,7 @@ use crate::{
     infra::jose::SigningAlg,
     infra::keys::KeyService,
     infra::store::Store,
-    oauth::access_tokens::{AccessTokenState, VerifiedToken},
+    oauth::access_tokens::{AccessTokenState, VerifiedToken, grant_is_revoked},
     oauth::model::{
         CODE_TTL_SECS, CodeRedemption, ConsentInfo, GrantSubject, NewCode, RefreshGrant,
         RefreshOutcome, StoredCode, join_resources, refresh_model, split_scopes,
@@ -596,15 +596,4 @@ pub(crate) async fn revoke_family<C: sea_orm::ConnectionTrait>(
         .await?;
     // The grant's access tokens are checked against revision-tagged state.
     Store::bump_revision(conn).await
-}
-
-/// The grant's code was replayed or the grant revoked (an unknown grant counts as revoked).
-pub(crate) async fn grant_is_revoked<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    grant_id: &str,
-) -> Result<bool> {
-    Ok(oauth_code::Entity::find_by_id(grant_id.to_owned())
-        .one(conn)
-        .await?
-        .is_none_or(|c| c.replayed_at.is_some() || c.revoked_at.is_some()))
 }
