@@ -27,6 +27,7 @@ mod oidc_claims;
 mod orgs;
 pub mod pages;
 mod saml;
+mod sdk_js;
 mod session_tokens;
 mod sign_in;
 mod upstream;
