@@ -140,9 +140,10 @@ async fn sdk_routes_for_pages_on_allowed_origins() {
     node.stop().await;
 }
 
-/// Serves clock and revocation requests from the browser script: it writes `req-<n>` (JSON:
-/// `{"advance": seconds}` or `{"revoke": session id}`) into the directory, we answer `ack-<n>`
-/// with the server's time after the change.
+/// Serves requests from the scripts: they write `req-<n>` (JSON: `{"advance": seconds}`,
+/// `{"revoke": session id}`, `{"rotate": true}` for the session tokens' key, `{"withdraw": kid}`)
+/// into the directory, we answer `ack-<n>` with the server's time after the change (and the new
+/// and retired kids of a rotation).
 fn serve_clock_requests(node: &TestServer, dir: PathBuf) -> tokio::task::JoinHandle<()> {
     let (clock, core) = (node.clock.clone(), node.core.clone());
     tokio::spawn(async move {
@@ -161,8 +162,18 @@ fn serve_clock_requests(node: &TestServer, dir: PathBuf) -> tokio::task::JoinHan
             if let Some(id) = cmd["revoke"].as_str() {
                 assert!(core.sessions.revoke(id, "test", &Actor::cli()).await.unwrap());
             }
+            let mut ack = json!({ "now": clock.now() });
+            if cmd["rotate"] == true {
+                let alg = core.session_tokens.algorithm();
+                let (new, retired) = core.keys.rotate(alg, &Actor::cli()).await.unwrap();
+                ack["kid"] = json!(new.kid);
+                ack["retired"] = json!(retired.map(|r| r.kid));
+            }
+            if let Some(kid) = cmd["withdraw"].as_str() {
+                core.keys.withdraw(kid, &Actor::cli()).await.unwrap();
+            }
             let tmp = dir.join(format!("ack-{n}.tmp"));
-            std::fs::write(&tmp, json!({ "now": clock.now() }).to_string()).unwrap();
+            std::fs::write(&tmp, ack.to_string()).unwrap();
             std::fs::rename(tmp, dir.join(format!("ack-{n}"))).unwrap();
         }
     })
@@ -244,5 +255,53 @@ async fn browser_module_components_and_express_example_in_chromium() {
     assert!(out.status.success(), "SDK browser test failed:\n{report}");
     assert!(report.contains("ℹ pass 3"), "not every scenario ran:\n{report}");
     eprintln!("{report}");
+    node.stop().await;
+}
+
+/// The verifier of sdk/js against this server's tokens and JWK Set (tests/e2e/sdk-verify.mjs):
+/// valid, expired, not yet valid, wrong issuer, wrong authorised party, tampered, `alg: none`,
+/// HS256 keyed with the public key, an unknown `kid` found after a rotation, a withdrawn key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifier_against_a_running_latchkey() {
+    let repo = repo();
+    assert!(
+        repo.join("sdk/js/node_modules/jose").is_dir(),
+        "run ./scripts/test (or `npm ci --prefix sdk/js`)"
+    );
+    let (app, other) = ("http://127.0.0.1:1", "http://127.0.0.1:2");
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = data_dir();
+    let origins = format!("{app},{other}");
+    let node = TestServer::start(data.path(), &db, &[("LATCHKEY_ALLOWED_ORIGINS", &origins)]).await;
+    let user = node.user("ada@example.com").await;
+    let (_, secret) = node.session(&user).await;
+    let clock_dir = tempfile::tempdir().unwrap();
+    let watcher = serve_clock_requests(&node, clock_dir.path().to_owned());
+    let script = repo.join("tests/e2e/sdk-verify.mjs");
+    let envs = [
+        ("LATCHKEY_URL", node.base_url.clone()),
+        ("SESSION_SECRET", secret),
+        ("APP_ORIGIN", app.to_owned()),
+        ("OTHER_ORIGIN", other.to_owned()),
+        ("CLOCK_DIR", clock_dir.path().display().to_string()),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+            .arg(script)
+            .envs(envs)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    watcher.abort();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "SDK verifier test failed:\n{report}");
+    assert!(report.contains("ℹ pass 2"), "not every scenario ran:\n{report}");
     node.stop().await;
 }
