@@ -504,9 +504,10 @@ export class UserButton extends LatchkeyElement {
       </div>`;
     const trigger = this.shadowRoot.querySelector('.trigger');
     const menu = this.shadowRoot.querySelector('[role=menu]');
+    // Enter and Space click the button natively; either way the menu opens on its first item.
     trigger.addEventListener('click', () => (this.#open ? this.#close(true) : this.#show(0)));
     trigger.addEventListener('keydown', (e) => {
-      if (e.key === 'ArrowDown' || e.key === 'Enter' || e.key === ' ') { e.preventDefault(); this.#show(0); }
+      if (e.key === 'ArrowDown') { e.preventDefault(); this.#show(0); }
       if (e.key === 'ArrowUp') { e.preventDefault(); this.#show(-1); }
     });
     menu.addEventListener('keydown', (e) => this.#onMenuKey(e));
@@ -559,7 +560,8 @@ export class UserButton extends LatchkeyElement {
       this.#close(true);
     } else if (e.key === 'Tab') {
       this.#close(false);
-    } else if ((e.key === 'Enter' || e.key === ' ') && i >= 0) {
+    } else if (e.key === ' ' && items[i]?.tagName === 'A') {
+      // Buttons take Enter and Space natively, links only Enter.
       e.preventDefault();
       items[i].click();
     }
@@ -574,17 +576,21 @@ export class UserButton extends LatchkeyElement {
       return; // the link itself navigates
     }
     e.preventDefault();
-    if (item.dataset.action === 'sign-out') {
-      this.#close(false);
-      await client.signOut({ returnTo: this.getAttribute('after-sign-out') ?? undefined });
-      this.dispatchEvent(new CustomEvent('latchkey-signed-out', { bubbles: true, composed: true }));
-    } else if ('org' in item.dataset) {
-      const orgId = item.dataset.org || null;
-      this.#close(true);
-      await client.setActiveOrganization(orgId);
-      this.#user = null;
-      this.update();
-      this.dispatchEvent(new CustomEvent('latchkey-organization-changed', { bubbles: true, composed: true, detail: { orgId } }));
+    try {
+      if (item.dataset.action === 'sign-out') {
+        this.#close(false);
+        await client.signOut({ returnTo: this.getAttribute('after-sign-out') ?? undefined });
+        this.dispatchEvent(new CustomEvent('latchkey-signed-out', { bubbles: true, composed: true }));
+      } else if ('org' in item.dataset) {
+        const orgId = item.dataset.org || null;
+        this.#close(true);
+        await client.setActiveOrganization(orgId);
+        this.#user = null;
+        this.update();
+        this.dispatchEvent(new CustomEvent('latchkey-organization-changed', { bubbles: true, composed: true, detail: { orgId } }));
+      }
+    } catch (err) {
+      console.error('Latchkey:', err);
     }
   }
 }

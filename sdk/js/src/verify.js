@@ -188,13 +188,14 @@ export function createVerifier(options = {}) {
     const sameFamily = alg === header.alg || (alg === 'EdDSA' && header.alg === 'Ed25519');
     if (!sameFamily) throw new InvalidTokenError('the token algorithm does not match its key');
 
+    const at = options.currentTime?.();
     let payload;
     try {
       ({ payload } = await jwtVerify(token, key, {
         algorithms: [header.alg],
         issuer,
         clockTolerance: clockSkew,
-        currentDate: options.currentTime ? new Date(options.currentTime() * 1000) : undefined,
+        currentDate: at == null ? undefined : new Date(at * 1000),
         requiredClaims: ['iss', 'sub', 'exp', 'iat'],
       }));
     } catch (e) {

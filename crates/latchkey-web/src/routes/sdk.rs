@@ -225,12 +225,12 @@ pub async fn cors_on_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let origin = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if req.headers().contains_key(header::ORIGIN) => {
-            csrf::api_origin(req.request(), state).ok()
-        }
-        _ => None,
-    };
+    // The allowed origin, if any (the handler itself logs and refuses the others).
+    let origin = req.app_data::<web::Data<AppState>>().and_then(|state| {
+        let value = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+        let origin = latchkey_core::infra::config::normalize_origin(value)?;
+        state.allowed_origins.contains(&origin).then_some(origin)
+    });
     let mut res = next.call(req).await?;
     if let Some(origin) = origin {
         let h = res.headers_mut();
