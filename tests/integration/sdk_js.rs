@@ -9,7 +9,10 @@ use latchkey_core::{identity::users::NewUser, infra::audit::Actor};
 use reqwest::header;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestDb, TestServer, client, data_dir, free_listener};
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb, TestServer, client, data_dir, free_listener},
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -24,9 +27,9 @@ fn jwt_payload(jwt: &str) -> Value {
 
 const MODULE: &str = include_str!("../../sdk/js/src/browser.js");
 
-#[tokio::test]
-async fn sdk_routes_for_pages_on_allowed_origins() {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+on_both_backends!(sdk_routes_for_pages_on_allowed_origins);
+async fn sdk_routes_for_pages_on_allowed_origins(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
     let data = data_dir();
     let app = "http://127.0.0.1:1";
     let node = TestServer::start(data.path(), &db, &[("LATCHKEY_ALLOWED_ORIGINS", app)]).await;
