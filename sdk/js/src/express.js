@@ -41,8 +41,9 @@ function cookieValue(header, name) {
  */
 export function tokenFrom(req, { cookieName = 'latchkey_token' } = {}) {
   const authorization = req.headers?.authorization;
-  if (typeof authorization === 'string') {
-    const match = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(authorization);
+  // Another scheme (Basic, …) carries no bearer token: as if there were none.
+  if (typeof authorization === 'string' && /^Bearer(\s|$)/i.test(authorization)) {
+    const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization);
     return match ? match[1] : { malformed: true };
   }
   if (cookieName) {

@@ -43,9 +43,16 @@ test('requireAuth: 401 with a bare challenge without a token, invalid_token with
     assert.equal(res.status, 401);
     assert.match(res.headers.get('www-authenticate'), /error="invalid_token", error_description="the token expired"/);
 
+    // Another scheme is no bearer token (a bare challenge); a malformed bearer one is refused.
     res = await fetch(app.url, { headers: { authorization: 'Basic dXNlcjpwYXNz' } });
     assert.equal(res.status, 401);
-    assert.match(res.headers.get('www-authenticate'), /invalid_token/);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="api"');
+    for (const bad of ['Bearer', 'Bearer a b', 'Bearer ä.b.c']) {
+      res = await fetch(app.url, { headers: { authorization: bad } }).catch(() => null);
+      if (!res) continue; // not every value is a valid HTTP header
+      assert.equal(res.status, 401, bad);
+      assert.match(res.headers.get('www-authenticate'), /error="invalid_token"/, bad);
+    }
 
     res = await fetch(app.url, { headers: { authorization: `bearer ${await issuer.token()}` } });
     assert.equal(res.status, 200);
