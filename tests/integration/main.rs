@@ -28,6 +28,7 @@ mod orgs;
 pub mod pages;
 mod resource_server;
 mod saml;
+mod sdk_js;
 mod session_tokens;
 mod sign_in;
 mod upstream;
