@@ -52,6 +52,11 @@ async fn sdk_routes_for_pages_on_allowed_origins(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 304);
     assert_eq!(res.headers()[header::ETAG], etag.as_str());
+    let head = http.head(node.url("/v1/sdk/latchkey.js")).send().await.unwrap();
+    assert_eq!(
+        (head.status().as_u16(), head.headers()[header::ETAG].to_str().unwrap()),
+        (200, etag.as_str())
+    );
 
     // Refusals of the token endpoint are readable by allowed origins (so a page can tell a
     // sign-out from a network failure), not by others.

@@ -61,22 +61,24 @@ const MODULE_ETAG: &str = {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let preflight = || web::method(actix_web::http::Method::OPTIONS).to(preflight);
     let cors = || actix_web::middleware::from_fn(cors_on_errors);
-    cfg.service(web::resource("/v1/sdk/latchkey.js").route(web::get().to(module)))
-        .service(
-            web::resource("/v1/sdk/me").wrap(cors()).route(web::get().to(me)).route(preflight()),
-        )
-        .service(
-            web::resource("/v1/sdk/active-organization")
-                .wrap(cors())
-                .route(web::post().to(set_active_organization))
-                .route(preflight()),
-        )
-        .service(
-            web::resource("/v1/sdk/sign-out")
-                .wrap(cors())
-                .route(web::post().to(sign_out))
-                .route(preflight()),
-        );
+    cfg.service(
+        web::resource("/v1/sdk/latchkey.js")
+            .route(web::get().to(module))
+            .route(web::head().to(module)),
+    )
+    .service(web::resource("/v1/sdk/me").wrap(cors()).route(web::get().to(me)).route(preflight()))
+    .service(
+        web::resource("/v1/sdk/active-organization")
+            .wrap(cors())
+            .route(web::post().to(set_active_organization))
+            .route(preflight()),
+    )
+    .service(
+        web::resource("/v1/sdk/sign-out")
+            .wrap(cors())
+            .route(web::post().to(sign_out))
+            .route(preflight()),
+    );
 }
 
 /// `GET /v1/sdk/latchkey.js`. Module scripts load in CORS mode, without credentials, so any
