@@ -25,6 +25,7 @@ mod m20261206_000022_api_keys;
 mod m20261206_000023_audit_request_ids;
 mod m20261206_000024_admin_console;
 mod m20261206_000025_admin_listing_indexes;
+mod m20261206_000026_token_audiences_and_revocation;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000023_audit_request_ids::Migration),
             Box::new(m20261206_000024_admin_console::Migration),
             Box::new(m20261206_000025_admin_listing_indexes::Migration),
+            Box::new(m20261206_000026_token_audiences_and_revocation::Migration),
         ]
     }
 }

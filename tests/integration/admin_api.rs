@@ -983,7 +983,7 @@ async fn applications_are_registered_listed_changed_and_deleted(backend: Backend
     for bad in [
         r#"{"access_token_ttl_secs": 5}"#,
         r#"{"redirect_uris": ["https://a.example/cb#frag"]}"#,
-        r#"{"grant_types": ["authorization_code"]}"#,
+        r#"{"audiences": ["api"]}"#,
         r#"{"access_token_template": "no-such-template"}"#,
         r#"{"public": true}"#,
         r#"{"name": 5}"#,

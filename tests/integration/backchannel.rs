@@ -170,6 +170,7 @@ async fn grant(node: &TestServer, client_id: &str, user_id: &str, session_id: &s
             nonce: Some("n".into()),
             code_challenge: None,
             auth_time: 0,
+            resources: vec![],
         })
         .await
         .unwrap();

@@ -310,8 +310,15 @@ async fn token_checks_report_store_failures(backend: Backend) {
     let at = tokens["access_token"].as_str().unwrap();
     let res = client().get(node.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    // The grant-revocation check now fails in the store.
+    // The grant-revocation check now fails in the store (the revision moves on, so the grant's
+    // state remembered from the request above must be read again).
     node.core.store.db().execute_unprepared("DROP TABLE oauth_codes").await.unwrap();
+    node.core
+        .store
+        .db()
+        .execute_unprepared("UPDATE store_revision SET revision = revision + 1")
+        .await
+        .unwrap();
     let res = client().get(node.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap();
     assert_eq!(res.status(), 503);
     assert!(res.headers().get("www-authenticate").is_none(), "not a Bearer challenge");

@@ -163,11 +163,12 @@ async fn client_credentials_audiences(backend: Backend) {
     let seen = introspect(&node, &other.client.client_id, &other_secret, &api_token).await;
     assert_eq!(seen["active"], false, "its client and so its audiences are gone");
 
-    // Registration rules: absolute URIs without fragments, and only for client_credentials.
+    // Registration rules: absolute URIs without fragments (for any grant: user grants name
+    // them with `resource` too).
     for (grants, aud) in [
         (vec!["client_credentials"], "api"),
         (vec!["client_credentials"], "https://api.example.com/#x"),
-        (vec!["authorization_code"], API),
+        (vec!["authorization_code"], "https://api.example.com/ x"),
     ] {
         let bad = NewClient {
             name: "Bad".into(),
@@ -526,21 +527,21 @@ async fn cli_manages_client_audiences_and_templates() {
     assert_eq!(m2m["audiences"], json!([API, REPORTS]));
     assert!(m2m["access_token_template"].is_null());
     let m2m_id = m2m["client_id"].as_str().unwrap().to_owned();
-    let err = run_fails(
+    // A code-flow app registers its API too (RFC 8707 `resource` on user grants).
+    let app = run_json(
         dir,
-        2,
         &[
             "clients",
             "add",
             "--name",
-            "Bad",
+            "Notes",
             "--redirect-uri",
             "https://x.example.com/cb",
             "--audience",
             API,
         ],
     );
-    assert!(err.contains("client_credentials"), "{err}");
+    assert_eq!(app["audiences"], json!([API]));
     let err = run_fails(
         dir,
         2,

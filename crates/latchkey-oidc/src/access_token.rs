@@ -90,12 +90,16 @@ pub fn audience<'a>(
     if policy == AudiencePolicy::Issuer {
         return Err(Refusal::WrongAudience);
     }
-    // Every value must be a string; an empty list names no one.
+    // Every value must be a string; an empty list names no one. The issuer among others (a
+    // user grant for an API and for this server) needs no registration.
     let audiences: Option<Vec<&str>> = match aud {
         Some(Value::String(a)) => Some(vec![a.as_str()]),
         Some(Value::Array(items)) if !items.is_empty() => items.iter().map(Value::as_str).collect(),
         _ => None,
     };
+    let audiences = audiences
+        .map(|a| a.into_iter().filter(|a| *a != issuer).collect::<Vec<_>>())
+        .filter(|a| !a.is_empty());
     let client_id = claims.get("client_id").and_then(Value::as_str);
     match (audiences, client_id) {
         (Some(audiences), Some(client_id)) => Ok(Audience::IfRegistered { client_id, audiences }),
@@ -149,6 +153,42 @@ pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// What RFC 7009 revocation of an access token records: the token's `jti` until its `exp`, for
+/// the client it was issued to (only that client may revoke it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocable<'a> {
+    pub jti: &'a str,
+    pub client_id: &'a str,
+    pub exp: i64,
+}
+
+/// An access token (signature already verified) that revocation can act on: one of ours
+/// (`typ`, issuer), not expired, naming its client and carrying a `jti`. Whatever its audience:
+/// a token aimed at an API is revoked like any other.
+pub fn revocable<'a>(
+    typ: Option<&str>,
+    claims: &'a Map<String, Value>,
+    issuer: &str,
+    now: i64,
+) -> Result<Revocable<'a>, Refusal> {
+    if !is_access_token_typ(typ) {
+        return Err(Refusal::NotAnAccessToken);
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(Refusal::WrongIssuer);
+    }
+    let exp = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now);
+    let exp = exp.ok_or(Refusal::Expired)?;
+    let text = |name: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or(Refusal::MissingClaim(name))
+    };
+    Ok(Revocable { jti: text("jti")?, client_id: text("client_id")?, exp })
 }
 
 #[cfg(test)]
@@ -333,5 +373,29 @@ mod tests {
         assert_eq!(scopes(&claims(token())), ["openid", "email"]);
         assert!(scopes(&claims(json!({ "scope": ["openid"] }))).is_empty());
         assert_eq!(scopes(&claims(json!({ "scope": " openid  x " }))), ["openid", "x"]);
+    }
+
+    #[test]
+    fn revocation_needs_a_live_access_token_of_ours_with_jti_and_client() {
+        let mut t = token();
+        t["jti"] = json!("at_1");
+        let c = claims(t.clone());
+        let ok = Revocable { jti: "at_1", client_id: "client_a", exp: 200 };
+        assert_eq!(revocable(Some("at+jwt"), &c, ISS, 100), Ok(ok));
+        // Any audience: a token for an API is revoked too.
+        let mut api = t.clone();
+        api["aud"] = json!("https://api.example");
+        assert!(revocable(Some("at+jwt"), &claims(api), ISS, 100).is_ok());
+        assert_eq!(revocable(Some("JWT"), &c, ISS, 100), Err(Refusal::NotAnAccessToken));
+        assert_eq!(revocable(Some("at+jwt"), &c, "https://other", 100), Err(Refusal::WrongIssuer));
+        assert_eq!(revocable(Some("at+jwt"), &c, ISS, 200), Err(Refusal::Expired));
+        for (name, bad) in [("jti", json!(null)), ("jti", json!("")), ("client_id", json!(3))] {
+            let mut b = t.clone();
+            b[name] = bad;
+            assert_eq!(
+                revocable(Some("at+jwt"), &claims(b), ISS, 100),
+                Err(Refusal::MissingClaim(name))
+            );
+        }
     }
 }

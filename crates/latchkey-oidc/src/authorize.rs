@@ -15,6 +15,8 @@ pub struct ClientPolicy<'a> {
     pub public: bool,
     pub require_pkce: bool,
     pub allowed_scopes: &'a [String],
+    /// What `resource` (RFC 8707) may name: the client's registered audiences and the issuer.
+    pub resources: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct AuthorizationRequest {
     pub prompt: Prompt,
     pub max_age: Option<u64>,
     pub login_hint: Option<String>,
+    /// RFC 8707 resources the access tokens of the grant are for; empty for the issuer.
+    pub resources: Vec<String>,
 }
 
 impl AuthorizationRequest {
@@ -104,6 +108,7 @@ pub fn validate(
     let max_age = max_age(params).map_err(&fail)?;
     let nonce = params.get("nonce").map(str::to_owned);
     let login_hint = params.get("login_hint").map(|h| h.chars().take(320).collect());
+    let resources = requested_resources(params, &client).map_err(&fail)?;
 
     Ok(AuthorizationRequest {
         client_id: client.client_id.to_owned(),
@@ -115,7 +120,32 @@ pub fn validate(
         prompt,
         max_age,
         login_hint,
+        resources,
     })
+}
+
+/// RFC 8707 §2 at the authorization request: every `resource` an absolute URI without a
+/// fragment, and one the client may name; otherwise `invalid_target`.
+fn requested_resources(
+    params: &Params,
+    client: &ClientPolicy<'_>,
+) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::new();
+    for resource in params.get_all("resource") {
+        let absolute = url::Url::parse(resource).is_ok_and(|u| u.fragment().is_none());
+        if !absolute || resource.contains(['#']) || resource.contains(char::is_whitespace) {
+            let m = "resource must be an absolute URI without a fragment";
+            return Err(OAuthError::new(ErrorCode::InvalidTarget, m));
+        }
+        if !client.resources.iter().any(|r| r == resource) {
+            let m = "the requested resource is not registered for this client";
+            return Err(OAuthError::new(ErrorCode::InvalidTarget, m));
+        }
+        if !out.iter().any(|o| o == resource) {
+            out.push(resource.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Stage one and a half: the client is registered and the redirect URI is one of its own, or
@@ -267,6 +297,10 @@ mod tests {
         vec!["https://rp.example/cb".into()]
     }
 
+    static RESOURCES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        vec!["https://api.example".into(), "https://id.example".into()]
+    });
+
     fn scopes() -> Vec<String> {
         SUPPORTED_SCOPES.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -279,6 +313,7 @@ mod tests {
             public,
             require_pkce: true,
             allowed_scopes: &s,
+            resources: &RESOURCES,
         };
         let params = Params::parse(query).map_err(|e| AuthorizeError::Page(e.description))?;
         validate(&params, Some(policy))
@@ -334,6 +369,7 @@ mod tests {
                 public: true,
                 require_pkce: true,
                 allowed_scopes: &s,
+                resources: &[],
             };
             assert!(matches!(validate(&params, Some(policy)), Err(AuthorizeError::Page(_))), "{q}");
         }
@@ -439,5 +475,31 @@ mod tests {
             success_redirect(&r, "c0de", "http://127.0.0.1:1").unwrap_or_default(),
             "https://rp.example/cb?code=c0de&state=s1&iss=http%3A%2F%2F127.0.0.1%3A1"
         );
+    }
+
+    #[test]
+    fn resources_must_be_registered_absolute_uris() {
+        let b = base();
+        assert!(run(&b, true).is_ok_and(|r| r.resources.is_empty()));
+        let two = format!(
+            "{b}&resource=https%3A%2F%2Fapi.example&resource=https%3A%2F%2Fid.example&resource=https%3A%2F%2Fapi.example"
+        );
+        assert!(
+            run(&two, true)
+                .is_ok_and(|r| r.resources == ["https://api.example", "https://id.example"])
+        );
+        for bad in [
+            "api",
+            "https%3A%2F%2Fapi.example%2F",
+            "https%3A%2F%2Fapi.example%23f",
+            "https%3A%2F%2Fother.example",
+            "https%3A%2F%2Fapi.example+",
+        ] {
+            assert_eq!(
+                redirect_code(run(&format!("{b}&resource={bad}"), true)),
+                ErrorCode::InvalidTarget,
+                "{bad}"
+            );
+        }
     }
 }

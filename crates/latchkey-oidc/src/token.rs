@@ -183,13 +183,13 @@ pub fn parse_token_request(params: &Params) -> Result<TokenRequest, OAuthError> 
 }
 
 /// The audiences a token request names: every `resource` (RFC 8707 §2: an absolute URI without a
-/// fragment, else `invalid_target`) and every `audience` (RFC 8693 style, any string), both
+/// fragment or whitespace, else `invalid_target`) and every `audience` (RFC 8693 style, any string), both
 /// repeatable, deduplicated in request order.
 pub fn requested_audiences(params: &Params) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
     for resource in params.get_all("resource") {
         let absolute = url::Url::parse(resource).is_ok_and(|u| u.fragment().is_none());
-        if !absolute || resource.contains('#') {
+        if !absolute || resource.contains('#') || resource.contains(char::is_whitespace) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidTarget,
                 "resource must be an absolute URI without a fragment",
@@ -219,17 +219,29 @@ pub fn check_audiences(requested: &[String], registered: &[String]) -> Result<()
     }
 }
 
-/// User tokens (authorization_code, refresh_token) are always for the issuer: a `resource` or
-/// `audience` naming anything else cannot be honoured and is `invalid_target` (RFC 8707 §2),
-/// rather than silently issuing a token for another audience than the one asked for.
-pub fn check_user_grant_audiences(requested: &[String], issuer: &str) -> Result<(), OAuthError> {
-    match requested.iter().find(|r| r.as_str() != issuer) {
-        None => Ok(()),
-        Some(_) => Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "user tokens are issued for this server only: resource and audience may only name the issuer",
-        )),
+/// RFC 8707 for user grants (authorization_code, refresh_token): the audiences of the access
+/// token. `granted` are the resources the grant was given (at the authorization request, or
+/// at the code exchange when that named none): a request may narrow to some of them, and one
+/// naming none gets them all. A grant given none may name the issuer or audiences registered for
+/// the client. Whatever the grant holds must still be registered. Anything else is
+/// `invalid_target`, rather than a token for another audience than the one asked for. Empty
+/// means the issuer.
+pub fn user_token_audiences(
+    requested: &[String],
+    granted: &[String],
+    registered: &[String],
+    issuer: &str,
+) -> Result<Vec<String>, OAuthError> {
+    let audiences = if requested.is_empty() { granted } else { requested };
+    let within_grant = granted.is_empty() || requested.iter().all(|r| granted.contains(r));
+    let registered = audiences.iter().all(|a| a == issuer || registered.contains(a));
+    if within_grant && registered {
+        return Ok(audiences.to_vec());
     }
+    Err(OAuthError::new(
+        ErrorCode::InvalidTarget,
+        "the requested resource is not registered for this client or not granted",
+    ))
 }
 
 /// What an issued authorization code was bound to, as stored.
@@ -408,29 +420,42 @@ mod tests {
     }
 
     #[test]
-    fn user_grants_keep_their_resources_and_accept_only_the_issuer() {
+    fn user_grants_are_aimed_at_granted_or_registered_resources() {
         let iss = "https://id.example";
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let registered = v(&["https://api.example", "https://b.example", "x"]);
         let r = parse_token_request(&p(
             "grant_type=refresh_token&refresh_token=r&resource=https%3A%2F%2Fapi.example&audience=x",
         ));
         let Ok(TokenRequest::RefreshToken { audiences, .. }) = r else { panic!("{r:?}") };
         assert_eq!(audiences, ["https://api.example", "x"]);
-        assert_eq!(
-            check_user_grant_audiences(&audiences, iss).map_err(|e| e.code),
-            Err(ErrorCode::InvalidTarget)
-        );
-        let r = parse_token_request(&p(
-            "grant_type=authorization_code&code=c&redirect_uri=r&audience=https%3A%2F%2Fid.example",
-        ));
-        let Ok(TokenRequest::AuthorizationCode { audiences, .. }) = r else { panic!("{r:?}") };
-        assert!(check_user_grant_audiences(&audiences, iss).is_ok());
-        assert!(check_user_grant_audiences(&[], iss).is_ok());
-        for bad in ["https://id.example/", "HTTPS://id.example", "https://id.example.evil", ""] {
-            assert!(
-                check_user_grant_audiences(&[iss.to_owned(), bad.to_owned()], iss).is_err(),
-                "{bad}"
-            );
+        let aud = |req: &[&str], granted: &[&str]| {
+            user_token_audiences(&v(req), &v(granted), &registered, iss).map_err(|e| e.code)
+        };
+        // Nothing asked, nothing granted: the issuer.
+        assert_eq!(aud(&[], &[]), Ok(vec![]));
+        // A grant given none may name the issuer or registered audiences.
+        assert_eq!(aud(&[iss], &[]), Ok(v(&[iss])));
+        assert_eq!(aud(&["https://api.example", "x"], &[]), Ok(v(&["https://api.example", "x"])));
+        // A grant given resources: all of them by default, or some of them.
+        let granted = ["https://api.example", "https://b.example"];
+        assert_eq!(aud(&[], &granted), Ok(v(&granted)));
+        assert_eq!(aud(&["https://b.example"], &granted), Ok(v(&["https://b.example"])));
+        for bad in [
+            &["https://id.example/"][..],
+            &["HTTPS://api.example"],
+            &["https://api.example.evil"],
+            &[""],
+            &["https://unregistered.example"],
+            &[iss, "https://id.example/"],
+        ] {
+            assert_eq!(aud(bad, &[]), Err(ErrorCode::InvalidTarget), "{bad:?}");
         }
+        // Not widened beyond the grant, even to registered audiences or the issuer.
+        assert_eq!(aud(&["x"], &granted), Err(ErrorCode::InvalidTarget));
+        assert_eq!(aud(&[iss], &granted), Err(ErrorCode::InvalidTarget));
+        // A granted resource no longer registered is refused.
+        assert_eq!(aud(&[], &["https://gone.example"]), Err(ErrorCode::InvalidTarget));
         // A malformed resource is refused on every grant, before the grant is looked at.
         assert_eq!(
             parse_token_request(&p("grant_type=refresh_token&refresh_token=r&resource=api"))

@@ -278,9 +278,9 @@ pub struct NewClientArgs {
     /// Access token lifetime in seconds (60-3600, default 300).
     #[arg(long, value_name = "SECS")]
     pub access_token_ttl: Option<i64>,
-    /// An audience (absolute URI) the client may ask for with `resource` or `audience` in
-    /// client_credentials requests; the token's aud becomes that value. Repeat for several;
-    /// needs --grant-type client_credentials.
+    /// An audience (absolute URI, an API) the client may ask for with `resource` (RFC 8707) at
+    /// the authorization request or the token endpoint; the access token's aud becomes that
+    /// value. Repeat for several.
     #[arg(long = "audience", value_name = "URI")]
     pub audiences: Vec<String>,
     /// JWT template (see `latchkey templates`) whose claims are added to the client's access
@@ -329,7 +329,8 @@ pub struct UpdateClientArgs {
     /// Access token lifetime in seconds (60-3600).
     #[arg(long, value_name = "SECS")]
     pub access_token_ttl: Option<i64>,
-    /// An audience for client_credentials; repeat for several. Replaces the registered list.
+    /// An audience (API) its access tokens may be aimed at (RFC 8707 `resource`); repeat for
+    /// several. Replaces the registered list.
     #[arg(long = "audience", value_name = "URI")]
     pub audiences: Option<Vec<String>>,
     /// JWT template for the client's access tokens (an empty value removes it).

@@ -101,35 +101,100 @@ pub fn verifier_for(jwk: &Jwk, alg: &str) -> Result<Box<dyn JwsVerifier>> {
 }
 
 /// Verifies a compact JWS against a JWK set (`{"keys": [...]}`), picking the key by `kid` (or
-/// trying each key when there is none). Returns the header's `typ` and the claims.
+/// trying each key when there is none). Returns the header's `typ` and the claims. For many
+/// tokens against one set, build a [`KeySet`] once instead.
 pub fn verify_with_jwks(jwt: &str, jwks: &Value) -> Result<(Option<String>, Map<String, Value>)> {
-    if jwt.len() > 16 * 1024 || jwt.split('.').count() != 3 {
-        return Err(Error::Unauthenticated("malformed JWT"));
+    KeySet::from_jwks(jwks).verify(jwt)
+}
+
+/// The algorithm a JWK is for: its own `alg`, else the one its key type and curve allow among
+/// those Latchkey accepts. The algorithm comes from the key, never from a token's header.
+fn algorithm_of(jwk: &Jwk) -> Option<&'static str> {
+    let from_type = match (jwk.key_type(), jwk.curve()) {
+        ("EC", Some("P-256")) => "ES256",
+        ("RSA", _) => "RS256",
+        ("OKP", Some("Ed25519")) => "EdDSA",
+        _ => return None,
+    };
+    match jwk.algorithm() {
+        None => Some(from_type),
+        Some(a) if a == from_type => Some(from_type),
+        Some(_) => None,
     }
-    let header = josekit::jwt::decode_header(jwt)
-        .map_err(|_| Error::Unauthenticated("malformed JWT header"))?;
-    let alg = header
-        .claim("alg")
-        .and_then(Value::as_str)
-        .ok_or(Error::Unauthenticated("JWT without alg"))?
-        .to_owned();
-    let kid = header.claim("kid").and_then(Value::as_str).map(str::to_owned);
-    let typ = header.claim("typ").and_then(Value::as_str).map(str::to_owned);
-    let keys = jwks.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
-    for key in keys {
-        let Value::Object(map) = key else { continue };
-        let Ok(jwk) = Jwk::from_map(map) else { continue };
-        if kid.as_deref().is_some_and(|k| jwk.key_id() != Some(k)) {
-            continue;
-        }
-        let Ok(verifier) = verifier_for(&jwk, &alg) else { continue };
-        if let Ok((payload, _)) = josekit::jws::deserialize_compact(jwt, verifier.as_ref()) {
-            let claims: Map<String, Value> = serde_json::from_slice(&payload)
-                .map_err(|_| Error::Unauthenticated("JWT payload is not a JSON object"))?;
-            return Ok((typ, claims));
-        }
+}
+
+/// A JWK set ready to verify with: each usable key's verifier is built once (building one
+/// parses the key, which costs about as much as a verification).
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+}
+
+struct VerifyingKey {
+    kid: Option<String>,
+    alg: &'static str,
+    verifier: Box<dyn JwsVerifier>,
+}
+
+impl KeySet {
+    /// The keys of a JWK set that Latchkey can verify with; others are skipped.
+    pub fn from_jwks(jwks: &Value) -> Self {
+        let keys = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|key| {
+                let jwk = Jwk::from_map(key.as_object()?.clone()).ok()?;
+                let alg = algorithm_of(&jwk)?;
+                let verifier = verifier_for(&jwk, alg).ok()?;
+                Some(VerifyingKey { kid: jwk.key_id().map(str::to_owned), alg, verifier })
+            })
+            .collect();
+        Self { keys }
     }
-    Err(Error::Unauthenticated("JWT signature not valid"))
+
+    /// True when a key with this `kid` is in the set.
+    pub fn contains_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Verifies a compact JWS: the header's `alg` must be the key's (by `kid`, or each key when
+    /// the header names none). Returns the header's `typ`, its `kid` and the claims.
+    pub fn verify(&self, jwt: &str) -> Result<(Option<String>, Map<String, Value>)> {
+        self.verify_with_kid(jwt).map(|(typ, _, claims)| (typ, claims))
+    }
+
+    /// [`Self::verify`], also returning the `kid` of the header.
+    #[allow(clippy::type_complexity)]
+    pub fn verify_with_kid(
+        &self,
+        jwt: &str,
+    ) -> Result<(Option<String>, Option<String>, Map<String, Value>)> {
+        if jwt.len() > 16 * 1024 || jwt.split('.').count() != 3 {
+            return Err(Error::Unauthenticated("malformed JWT"));
+        }
+        let header = josekit::jwt::decode_header(jwt)
+            .map_err(|_| Error::Unauthenticated("malformed JWT header"))?;
+        let alg = header
+            .claim("alg")
+            .and_then(Value::as_str)
+            .ok_or(Error::Unauthenticated("JWT without alg"))?;
+        let kid = header.claim("kid").and_then(Value::as_str);
+        let typ = header.claim("typ").and_then(Value::as_str).map(str::to_owned);
+        for key in &self.keys {
+            if kid.is_some_and(|k| key.kid.as_deref() != Some(k)) || key.alg != alg {
+                continue;
+            }
+            if let Ok((payload, _)) = josekit::jws::deserialize_compact(jwt, key.verifier.as_ref())
+            {
+                let claims: Map<String, Value> = serde_json::from_slice(&payload)
+                    .map_err(|_| Error::Unauthenticated("JWT payload is not a JSON object"))?;
+                return Ok((typ, kid.map(str::to_owned), claims));
+            }
+        }
+        Err(Error::Unauthenticated("JWT signature not valid"))
+    }
 }
 
 #[cfg(test)]

@@ -120,6 +120,8 @@ struct CachedJwks {
     /// When the first retired key in the set stops being published.
     stale_at: Option<i64>,
     set: Arc<serde_json::Value>,
+    /// The same keys, ready to verify with.
+    key_set: Arc<crate::infra::jose::KeySet>,
 }
 
 /// Active signers by algorithm, each with the store revision it was loaded at.
@@ -347,19 +349,29 @@ impl KeyService {
     /// (see [`SignedLifetimes`]). The published key set as of `revision`, from memory unless keys changed since. A
     /// retired key's publication also ends by time, so the cache is re-read at that moment.
     pub async fn jwks_at(&self, revision: i64) -> Result<Arc<serde_json::Value>> {
+        Ok(self.cached_at(revision).await?.set)
+    }
+
+    /// The published keys as of `revision` (see [`Self::jwks_at`]), ready to verify with.
+    pub async fn key_set_at(&self, revision: i64) -> Result<Arc<crate::infra::jose::KeySet>> {
+        Ok(self.cached_at(revision).await?.key_set)
+    }
+
+    async fn cached_at(&self, revision: i64) -> Result<CachedJwks> {
         let now = self.store.now();
         if let Some(c) = self.jwks.read().ok().and_then(|c| c.clone())
             && c.revision >= revision
             && c.stale_at.is_none_or(|t| t > now)
         {
-            return Ok(c.set);
+            return Ok(c);
         }
         let (set, stale_at) = self.published(now).await?;
-        let set = Arc::new(set);
+        let key_set = Arc::new(crate::infra::jose::KeySet::from_jwks(&set));
+        let cached = CachedJwks { revision, stale_at, set: Arc::new(set), key_set };
         if let Ok(mut c) = self.jwks.write() {
-            *c = Some(CachedJwks { revision, stale_at, set: set.clone() });
+            *c = Some(cached.clone());
         }
-        Ok(set)
+        Ok(cached)
     }
 
     pub async fn jwks(&self) -> Result<serde_json::Value> {

@@ -1,7 +1,8 @@
 //! The OAuth / OpenID Connect client registry: relying parties that delegate sign-in to
 //! Latchkey. Client secrets are stored as SHA-256 hashes (they carry 256 random bits) and are
 //! shown once; rotating keeps the previous secret valid for an overlap period. A client may
-//! also register the audiences its client_credentials tokens may be issued for (RFC 8707) and
+//! also register the audiences (APIs) its access tokens may be issued for (RFC 8707 `resource`,
+//! on client_credentials and on user grants) and
 //! name JWT templates whose claims are added to its access and ID tokens.
 
 use std::{
@@ -168,7 +169,7 @@ pub struct NewClient {
     pub allowed_scopes: Vec<String>,
     pub id_token_alg: Option<String>,
     pub access_token_ttl_secs: Option<i64>,
-    /// Audiences for client_credentials (needs that grant type).
+    /// Audiences (APIs) its access tokens may be aimed at (RFC 8707 `resource`).
     pub audiences: Vec<String>,
     /// JWT template names for the access / ID tokens of user grants (need
     /// authorization_code); each must exist.
@@ -359,7 +360,7 @@ impl ValidClient {
         }
         let grant_types = grant_types(new.grant_types, new.public, &redirect_uris)?;
         let has = |g: GrantType| grant_types.iter().any(|x| x == g.as_str());
-        let audiences = audiences(new.audiences, has(GrantType::ClientCredentials))?;
+        let audiences = audiences(new.audiences)?;
         let templates = [
             ("access_token_template", template_name(new.access_token_template)),
             ("id_token_template", template_name(new.id_token_template)),
@@ -501,21 +502,15 @@ fn grant_types(given: Vec<String>, public: bool, redirect_uris: &[String]) -> Re
     Ok(grants)
 }
 
-/// The audiences client_credentials may ask for: valid, at most [`MAX_AUDIENCES`], and only for
-/// a client that may use that grant.
-fn audiences(given: Vec<String>, client_credentials: bool) -> Result<Vec<String>> {
+/// The audiences (APIs) the client's access tokens may be aimed at: valid, at most
+/// [`MAX_AUDIENCES`].
+fn audiences(given: Vec<String>) -> Result<Vec<String>> {
     let audiences = dedup(given);
     if audiences.len() > MAX_AUDIENCES {
         return Err(Error::invalid("audience", "at most 20"));
     }
     for aud in &audiences {
         validate_audience(aud)?;
-    }
-    if !audiences.is_empty() && !client_credentials {
-        return Err(Error::invalid(
-            "audience",
-            "audiences are for client_credentials tokens: add that grant type",
-        ));
     }
     Ok(audiences)
 }
@@ -931,10 +926,7 @@ mod tests {
                 ..Default::default()
             },
             ClientPatch { grant_types: Some(vec!["password".into()]), ..Default::default() },
-            ClientPatch {
-                audiences: Some(vec!["https://api.example.com".into()]),
-                ..Default::default()
-            },
+            ClientPatch { audiences: Some(vec!["api".into()]), ..Default::default() },
             ClientPatch { access_token_ttl_secs: Some(5), ..Default::default() },
             ClientPatch { name: Some(" ".into()), ..Default::default() },
         ];

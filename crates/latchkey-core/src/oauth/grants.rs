@@ -28,9 +28,10 @@ use crate::{
     infra::jose::SigningAlg,
     infra::keys::KeyService,
     infra::store::Store,
+    oauth::access_tokens::{AccessTokenState, VerifiedToken, grant_is_revoked},
     oauth::model::{
         CODE_TTL_SECS, CodeRedemption, ConsentInfo, GrantSubject, NewCode, RefreshGrant,
-        RefreshOutcome, StoredCode, refresh_model, split_scopes,
+        RefreshOutcome, StoredCode, join_resources, refresh_model, split_scopes,
     },
     oauth::refresh_rotation::{Claim, RotationJob, RotationQueue},
 };
@@ -46,6 +47,8 @@ pub struct OAuthService {
     /// with the store revision it was read at. Revocations, role and profile changes bump the
     /// revision, so a stale entry is never used.
     subjects: Arc<quick_cache::sync::Cache<String, Arc<GrantSubject>>>,
+    /// Verified access tokens, grant states and the revocation list (introspection, userinfo).
+    access: Arc<AccessTokenState>,
 }
 
 const SUBJECT_CACHE_CAPACITY: usize = 100_000;
@@ -70,6 +73,7 @@ impl OAuthService {
             rotations: Arc::default(),
             jti_swept_at: Arc::default(),
             subjects: Arc::new(quick_cache::sync::Cache::new(SUBJECT_CACHE_CAPACITY)),
+            access: Arc::default(),
         }
     }
 
@@ -124,8 +128,35 @@ impl OAuthService {
         jwt: &str,
         revision: i64,
     ) -> Result<Option<(Option<String>, Map<String, Value>)>> {
-        let jwks = self.keys.jwks_at(revision).await?;
-        Ok(crate::infra::jose::verify_with_jwks(jwt, &jwks).ok())
+        Ok(self.keys.key_set_at(revision).await?.verify(jwt).ok())
+    }
+
+    /// An access token's signature verified against the keys published as of `revision` (see
+    /// [`AccessTokenState::verified`]); `Ok(None)` when it does not verify.
+    pub async fn verified_access_token(
+        &self,
+        jwt: &str,
+        revision: i64,
+    ) -> Result<Option<Arc<VerifiedToken>>> {
+        let keys = self.keys.key_set_at(revision).await?;
+        Ok(self.access.verified(jwt, &keys))
+    }
+
+    /// Whether the grant an access token names is revoked, as of `revision`.
+    pub async fn grant_revoked_at(&self, grant_id: &str, revision: i64) -> Result<bool> {
+        self.access.grant_revoked(&self.store, grant_id, revision).await
+    }
+
+    /// Whether the access token with this `jti` was revoked on its own (RFC 7009), as of
+    /// `revision`.
+    pub async fn access_token_revoked(&self, jti: &str, revision: i64) -> Result<bool> {
+        self.access.jti_revoked(&self.store, jti, revision).await
+    }
+
+    /// RFC 7009 for one access token: refused at introspection and userinfo from the next
+    /// request on, on every node, until its `exp`.
+    pub async fn revoke_access_token(&self, jti: &str, client_id: &str, exp: i64) -> Result<()> {
+        self.access.revoke(&self.store, jti, client_id, exp).await
     }
 
     /// The user and session behind a grant, current as of `revision`. Whether the session is
@@ -178,6 +209,7 @@ impl OAuthService {
             used_at: Set(None),
             replayed_at: Set(None),
             revoked_at: Set(None),
+            resources: Set(join_resources(&new.resources)),
         }
         .insert(self.store.db())
         .await?;
@@ -196,6 +228,7 @@ impl OAuthService {
             .await?;
         Ok(row.map(|row| StoredCode {
             scopes: split_scopes(&row.scopes),
+            resources: split_scopes(row.resources.as_deref().unwrap_or_default()),
             used: row.used_at.is_some(),
             revoked: row.revoked_at.is_some() || row.replayed_at.is_some(),
             id: row.id,
@@ -314,22 +347,24 @@ impl OAuthService {
         Ok(RefreshOutcome::Rotated { grant: (*row).into(), token, subject })
     }
 
-    /// The scopes of a live refresh token of this client, read without rotating it: what a
-    /// refresh request that names `scope` is checked against first, so that a refused request
-    /// leaves the token usable. None for tokens that are unknown, of another client, rotated,
-    /// revoked or expired: rotation then says why (and treats reuse as reuse).
+    /// The scopes and resources of a live refresh token of this client, read without rotating
+    /// it: what a refresh request that names `scope` or `resource` is checked against first, so
+    /// that a refused request leaves the token usable. None for tokens that are unknown, of
+    /// another client, rotated, revoked or expired: rotation then says why (and treats reuse as
+    /// reuse).
     pub async fn refresh_scopes(
         &self,
         token: &str,
         client_id: &str,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<(Vec<String>, Vec<String>)>> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
         let now = self.store.now();
-        let scopes: Option<String> = oauth_refresh_token::Entity::find()
+        let found: Option<(String, Option<String>)> = oauth_refresh_token::Entity::find()
             .select_only()
             .column(oauth_refresh_token::Column::Scopes)
+            .column(oauth_refresh_token::Column::Resources)
             .filter(oauth_refresh_token::Column::TokenHash.eq(crypto::hash_secret_hex(token)))
             .filter(oauth_refresh_token::Column::ClientId.eq(client_id))
             .filter(oauth_refresh_token::Column::RotatedAt.is_null())
@@ -338,7 +373,7 @@ impl OAuthService {
             .into_tuple()
             .one(self.store.db())
             .await?;
-        Ok(scopes.map(|s| split_scopes(&s)))
+        Ok(found.map(|(s, r)| (split_scopes(&s), split_scopes(r.as_deref().unwrap_or_default()))))
     }
 
     /// RFC 7009: revokes the family of a refresh token of this client. Unknown tokens and tokens
@@ -491,6 +526,7 @@ impl OAuthService {
             .filter(oauth_code::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
+        Store::bump_revision(&txn).await?;
         if res.rows_affected > 0 {
             audit::record(
                 &txn,
@@ -558,16 +594,6 @@ pub(crate) async fn revoke_family<C: sea_orm::ConnectionTrait>(
         .filter(oauth_code::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
-    Ok(())
-}
-
-/// The grant's code was replayed or the grant revoked (an unknown grant counts as revoked).
-pub(crate) async fn grant_is_revoked<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    grant_id: &str,
-) -> Result<bool> {
-    Ok(oauth_code::Entity::find_by_id(grant_id.to_owned())
-        .one(conn)
-        .await?
-        .is_none_or(|c| c.replayed_at.is_some() || c.revoked_at.is_some()))
+    // The grant's access tokens are checked against revision-tagged state.
+    Store::bump_revision(conn).await
 }

@@ -14,6 +14,7 @@
 
 #![deny(clippy::too_many_lines)]
 
+pub mod access_tokens;
 pub mod backchannel;
 pub mod clients;
 pub mod grants;

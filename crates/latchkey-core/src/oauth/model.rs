@@ -62,6 +62,8 @@ pub struct NewCode {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: i64,
+    /// RFC 8707 resources named at the authorization request.
+    pub resources: Vec<String>,
 }
 
 /// A stored authorization code, as found by its secret (before it is claimed).
@@ -78,6 +80,8 @@ pub struct StoredCode {
     pub code_challenge: Option<String>,
     pub auth_time: i64,
     pub expires_at: i64,
+    /// RFC 8707 resources named at the authorization request.
+    pub resources: Vec<String>,
     /// Redeemed already: presenting it again is a replay.
     pub used: bool,
     /// Its grant was revoked (replay, refresh-token reuse, consent withdrawn).
@@ -107,12 +111,15 @@ pub struct RefreshGrant {
     pub session_id: String,
     pub scopes: Vec<String>,
     pub auth_time: i64,
+    /// RFC 8707 resources the grant was given; empty for a grant aimed at the issuer.
+    pub resources: Vec<String>,
 }
 
 impl From<oauth_refresh_token::Model> for RefreshGrant {
     fn from(row: oauth_refresh_token::Model) -> Self {
         Self {
             scopes: split_scopes(&row.scopes),
+            resources: split_scopes(row.resources.as_deref().unwrap_or_default()),
             family_id: row.family_id,
             client_id: row.client_id,
             user_id: row.user_id,
@@ -131,6 +138,11 @@ pub enum RefreshOutcome {
     Invalid(&'static str),
     /// A rotated token came back: the family is revoked.
     Reused,
+}
+
+/// Resources as stored: space-separated (they are URIs without whitespace), None for none.
+pub(crate) fn join_resources(resources: &[String]) -> Option<String> {
+    (!resources.is_empty()).then(|| resources.join(" "))
 }
 
 pub(crate) fn split_scopes(s: &str) -> Vec<String> {
@@ -158,6 +170,7 @@ pub(crate) fn refresh_model(
         expires_at: Set(now + ttl_secs),
         rotated_at: Set(None),
         revoked_at: Set(None),
+        resources: Set(join_resources(&grant.resources)),
     };
     (model, token)
 }

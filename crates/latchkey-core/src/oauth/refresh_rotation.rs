@@ -156,6 +156,8 @@ async fn rotate_batch(store: &Store, jobs: Vec<RotationJob>) -> Result<Vec<Claim
             .filter(oauth_code::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
+        // Their access tokens are checked against revision-tagged grant states.
+        crate::infra::store::Store::bump_revision(&txn).await?;
     }
     txn.commit().await?;
     Ok(settled.claims)
@@ -260,8 +262,11 @@ fn settle(
                     session_id: row.session_id.clone(),
                     scopes: Vec::new(),
                     auth_time: row.auth_time,
+                    resources: Vec::new(),
                 };
-                let (model, token) = refresh_model(&grant, row.scopes.clone(), job.ttl_secs, now);
+                let (mut model, token) =
+                    refresh_model(&grant, row.scopes.clone(), job.ttl_secs, now);
+                model.resources = sea_orm::ActiveValue::Set(row.resources.clone());
                 out.successors.push(model);
                 Claim::Rotated { row: Box::new(row), token }
             }
@@ -336,6 +341,7 @@ mod sqlite {
         lookup: rusqlite::CachedStatement<'c>,
         family_revoked: rusqlite::CachedStatement<'c>,
         revoke: rusqlite::CachedStatement<'c>,
+        bump: rusqlite::CachedStatement<'c>,
     }
 
     impl<'c> Statements<'c> {
@@ -346,12 +352,12 @@ mod sqlite {
                      WHERE token_hash = ?2 AND client_id = ?3 AND rotated_at IS NULL \
                      AND revoked_at IS NULL AND expires_at > ?1 \
                      RETURNING id, family_id, token_hash, client_id, user_id, session_id, scopes, \
-                     auth_time, created_at, expires_at, rotated_at, revoked_at",
+                     auth_time, created_at, expires_at, rotated_at, revoked_at, resources",
                 )?,
                 insert: conn.prepare_cached(
                     "INSERT INTO oauth_refresh_tokens (id, family_id, token_hash, client_id, \
-                     user_id, session_id, scopes, auth_time, created_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     user_id, session_id, scopes, auth_time, created_at, expires_at, resources) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?,
                 lookup: conn.prepare_cached(
                     "SELECT family_id, client_id, rotated_at, revoked_at, expires_at \
@@ -364,6 +370,10 @@ mod sqlite {
                 )?,
                 revoke: conn.prepare_cached(
                     "UPDATE oauth_codes SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                )?,
+                // The grant's access tokens are checked against revision-tagged state.
+                bump: conn.prepare_cached(
+                    "UPDATE store_revision SET revision = revision + 1 WHERE id = 1",
                 )?,
             })
         }
@@ -386,6 +396,7 @@ mod sqlite {
                         expires_at: r.get(9)?,
                         rotated_at: r.get(10)?,
                         revoked_at: r.get(11)?,
+                        resources: r.get(12)?,
                     })
                 })
                 .optional()?;
@@ -405,6 +416,7 @@ mod sqlite {
                 row.auth_time,
                 now,
                 now + job.ttl_secs,
+                row.resources,
             ])?;
             Ok(Claim::Rotated { row: Box::new(row), token })
         }
@@ -434,6 +446,7 @@ mod sqlite {
             let claim = classify(job, found.as_ref(), now);
             if let (Claim::Reused, Some(r)) = (&claim, &found) {
                 self.revoke.execute(params![now, r.family_id])?;
+                self.bump.execute([])?;
             }
             Ok(claim)
         }

@@ -64,7 +64,7 @@ pub struct ApplicationResource {
     pub access_token_ttl_secs: i64,
     pub id_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
-    /// Audiences client_credentials tokens may be issued for (RFC 8707).
+    /// Audiences (APIs) its access tokens may be aimed at with `resource` (RFC 8707).
     pub audiences: Vec<String>,
     /// The JWT template whose claims are added to access tokens.
     pub access_token_template: Option<String>,
@@ -161,7 +161,7 @@ pub struct NewApplicationBody {
     pub id_token_alg: Option<String>,
     /// 60-3600 (default 300).
     pub access_token_ttl_secs: Option<i64>,
-    /// Needs the `client_credentials` grant type.
+    /// APIs its access tokens may be aimed at with `resource` (RFC 8707).
     #[serde(default)]
     pub audiences: Vec<String>,
     /// Needs the `authorization_code` grant type.

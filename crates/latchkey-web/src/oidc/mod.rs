@@ -58,11 +58,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn discovery(state: web::Data<AppState>) -> Res {
-    let document = state.core.oidc.discovery().await?;
+/// The document is the same bytes until the store changes: answered from memory, with an
+/// entity tag so that a client holding it gets `304 Not Modified`.
+async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> Res {
+    let document = state.core.oidc.discovery_bytes().await?;
+    let cache = (header::CACHE_CONTROL, "public, max-age=300");
+    let etag = (header::ETAG, document.etag.as_str());
+    let matches =
+        req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == document.etag || t.trim() == "*")
+        });
+    if matches {
+        return Ok(HttpResponse::NotModified().insert_header(cache).insert_header(etag).finish());
+    }
     Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(document))
+        .insert_header(cache)
+        .insert_header(etag)
+        .content_type("application/json")
+        .body(web::Bytes::copy_from_slice(&document.body)))
 }
 
 /// Form bodies only (RFC 6749 §3.2); anything else is `invalid_request`.

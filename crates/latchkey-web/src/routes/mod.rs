@@ -2,6 +2,7 @@ mod health;
 mod jwks;
 mod metrics;
 mod orgs;
+mod sdk;
 mod session_token;
 mod upstream_tokens;
 
@@ -15,14 +16,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks::jwks)))
         .service(
             web::resource("/v1/session/token")
+                .wrap(actix_web::middleware::from_fn(sdk::cors_on_errors))
                 .route(web::post().to(session_token::mint))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
         )
         .service(
             web::resource("/v1/session/token/{template}")
+                .wrap(actix_web::middleware::from_fn(sdk::cors_on_errors))
                 .route(web::post().to(session_token::mint_template))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(session_token::preflight)),
         )
         .configure(orgs::configure)
+        .configure(sdk::configure)
         .configure(upstream_tokens::configure);
 }

@@ -15,6 +15,7 @@ pub mod oauth_client_secret;
 pub mod oauth_code;
 pub mod oauth_consent;
 pub mod oauth_refresh_token;
+pub mod oauth_revoked_access_token;
 pub mod org_domain;
 pub mod org_invitation;
 pub mod org_join_request;

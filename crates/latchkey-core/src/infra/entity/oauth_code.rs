@@ -24,6 +24,8 @@ pub struct Model {
     /// Set when the grant (this code and the refresh-token family it started) was revoked:
     /// refresh reuse, RFC 7009, consent withdrawn, session ended. Replay sets both.
     pub revoked_at: Option<i64>,
+    /// RFC 8707 resources of the grant, space-separated; None for a grant aimed at the issuer.
+    pub resources: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

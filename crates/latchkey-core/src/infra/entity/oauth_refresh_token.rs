@@ -20,6 +20,8 @@ pub struct Model {
     /// Set when the token was exchanged for its successor; a second use is a replay.
     pub rotated_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// RFC 8707 resources of the grant, space-separated; None for a grant aimed at the issuer.
+    pub resources: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -227,12 +227,18 @@ impl OidcService {
             tracing::error!(error = %e, "client lookup failed");
             BrowserFailure::Page("The sign-in service is temporarily unavailable.".into())
         })?;
+        let resources: Vec<String> = client
+            .iter()
+            .flat_map(|c| c.audiences.iter().cloned())
+            .chain(std::iter::once(self.issuer.to_string()))
+            .collect();
         let policy = client.as_ref().map(|c| ClientPolicy {
             client_id: &c.client_id,
             redirect_uris: &c.redirect_uris,
             public: c.is_public(),
             require_pkce: c.require_pkce,
             allowed_scopes: &c.allowed_scopes,
+            resources: &resources,
         });
         let areq = authorize::validate(params, policy).map_err(|e| self.browser_refusal(e))?;
         match client {
@@ -288,6 +294,7 @@ impl OidcService {
             nonce: areq.nonce.clone(),
             code_challenge: areq.code_challenge.clone(),
             auth_time,
+            resources: areq.resources.clone(),
         };
         let code = self.grants.issue_code(new).await.map_err(|e| {
             tracing::error!(error = %e, "could not store the authorization code");

@@ -50,6 +50,8 @@ pub(super) struct UserGrant<'a> {
     /// The code (and refresh family) the tokens come from: access tokens carry it, so revoking
     /// the grant ends them at once.
     pub grant_id: &'a str,
+    /// RFC 8707: the access token's audiences; empty for the issuer.
+    pub audiences: &'a [String],
 }
 
 /// [`OidcService::grant_context`] for a subject already looked up (a refresh finds it while
@@ -138,6 +140,7 @@ impl OidcService {
             ttl_secs: client.access_token_ttl_secs,
         });
         at_claims.grant_id = Some(grant.grant_id);
+        at_claims.set_audiences(grant.audiences);
         let template = client.access_token_template.as_deref();
         let access_token =
             self.sign_for_user(alg, ACCESS_TOKEN_TYP, &at_claims, template, ctx, &auth).await?;

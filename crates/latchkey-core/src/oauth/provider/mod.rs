@@ -97,6 +97,16 @@ pub struct OidcService {
     users: UserService,
     sessions: SessionService,
     gates: MintGates,
+    discovery: Arc<std::sync::RwLock<Option<Arc<Discovery>>>>,
+}
+
+/// The discovery document, serialised.
+#[derive(Debug)]
+pub struct Discovery {
+    revision: i64,
+    pub body: Vec<u8>,
+    /// A strong entity tag of `body`.
+    pub etag: String,
 }
 
 /// The services the provider works with.
@@ -126,6 +136,7 @@ impl OidcService {
             users: parts.users,
             sessions: parts.sessions,
             gates: parts.gates,
+            discovery: Arc::default(),
         }
     }
 
@@ -140,6 +151,27 @@ impl OidcService {
         self.keys.ensure_active(SigningAlg::ID_TOKEN_DEFAULT).await?;
         let algs = SigningAlg::advertised().map(SigningAlg::as_str);
         Ok(latchkey_oidc::discovery::document(&self.issuer, &algs))
+    }
+
+    /// The discovery document as the bytes served, with their entity tag: built once per store
+    /// revision (the default ID-token key may have to be made first) and then served from
+    /// memory.
+    pub async fn discovery_bytes(&self) -> crate::Result<Arc<Discovery>> {
+        let revision = self.store.current_revision().await?;
+        if let Some(d) = self.discovery.read().ok().and_then(|d| d.clone())
+            && d.revision >= revision
+        {
+            return Ok(d);
+        }
+        let body = serde_json::to_string(&self.discovery().await?)?;
+        // A digest of the document itself: equal on every node that serves the same bytes.
+        let digest = crate::infra::crypto::hash_secret_hex(&body);
+        let etag = format!("\"{}\"", digest.get(..32).unwrap_or(&digest));
+        let built = Arc::new(Discovery { revision, body: body.into_bytes(), etag });
+        if let Ok(mut d) = self.discovery.write() {
+            *d = Some(built.clone());
+        }
+        Ok(built)
     }
 
     /// A refusal sent back to the verified redirect URI of `areq`.

@@ -36,13 +36,12 @@ impl OidcService {
         }
         match request {
             TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier, audiences } => {
-                token::check_user_grant_audiences(&audiences, &self.issuer)?;
-                let presented = Presented { code: &code, redirect_uri: &redirect_uri };
+                let presented = Presented { code: &code, redirect_uri: &redirect_uri, audiences };
                 self.code_grant(auth, presented, code_verifier.as_deref(), revision).await
             }
             TokenRequest::RefreshToken { refresh_token, scopes, audiences } => {
-                token::check_user_grant_audiences(&audiences, &self.issuer)?;
-                self.refresh_grant(auth, &refresh_token, scopes, revision).await
+                let requested = Requested { scopes, audiences };
+                self.refresh_grant(auth, &refresh_token, requested, revision).await
             }
             TokenRequest::ClientCredentials { scopes, audiences } => {
                 let client = &auth.client;
@@ -88,6 +87,9 @@ impl OidcService {
         };
         let (client_id, now) = (&auth.client.client_id, self.store.now());
         token::check_code(&binding, client_id, presented.redirect_uri, code_verifier, now)?;
+        let (registered, issuer) = (&auth.client.audiences, &*self.issuer);
+        let audiences =
+            token::user_token_audiences(&presented.audiences, &code.resources, registered, issuer)?;
         let ctx = self.grant_context(&code.user_id, &code.session_id, revision).await?;
         auth.confirm(&self.grants).await?;
         // One caller wins the code; one that loses raced a replay of it.
@@ -106,6 +108,12 @@ impl OidcService {
                 session_id: code.session_id.clone(),
                 scopes: code.scopes.clone(),
                 auth_time: code.auth_time,
+                // What the authorization request named, else what this exchange named.
+                resources: if code.resources.is_empty() {
+                    audiences.clone()
+                } else {
+                    code.resources.clone()
+                },
             };
             Some(self.grants.issue_refresh(&grant, client.refresh_token_ttl_secs).await?)
         } else {
@@ -118,6 +126,7 @@ impl OidcService {
             nonce: code.nonce.as_deref(),
             refresh_token,
             grant_id: &code.id,
+            audiences: &audiences,
         };
         let issued = self.issue_user_tokens(client, &ctx, grant).await?;
         // A replay of the code racing this exchange revokes what we just issued.
@@ -135,15 +144,18 @@ impl OidcService {
         &self,
         auth: ClientAuth,
         refresh_token: &str,
-        requested: Option<Vec<String>>,
+        requested: Requested,
         revision: i64,
     ) -> OAuthResult<Issued> {
         let client = &auth.client;
-        if let Some(requested) = &requested
-            && let Some(granted) =
-                self.grants.refresh_scopes(refresh_token, &client.client_id).await?
+        let (registered, issuer) = (&client.audiences, &*self.issuer);
+        if let Some((scopes, resources)) =
+            self.grants.refresh_scopes(refresh_token, &client.client_id).await?
         {
-            scope::check_within(requested, &granted)?;
+            if let Some(wanted) = &requested.scopes {
+                scope::check_within(wanted, &scopes)?;
+            }
+            token::user_token_audiences(&requested.audiences, &resources, registered, issuer)?;
         }
         auth.confirm(&self.grants).await?;
         let ttl = client.refresh_token_ttl_secs;
@@ -156,8 +168,15 @@ impl OidcService {
                 return Err(OAuthError::invalid_grant(reason).into());
             }
         };
-        // Checked above for a live token; the family's scopes never change as it rotates.
-        let scopes = scope::narrow_on_refresh(requested, grant.scopes)?;
+        // Checked above for a live token; the family's scopes and resources never change as it
+        // rotates.
+        let audiences = token::user_token_audiences(
+            &requested.audiences,
+            &grant.resources,
+            registered,
+            issuer,
+        )?;
+        let scopes = scope::narrow_on_refresh(requested.scopes, grant.scopes)?;
         let ctx = context_of(subject, revision, self.store.now())?;
         let grant = UserGrant {
             session_id: &grant.session_id,
@@ -166,6 +185,7 @@ impl OidcService {
             nonce: None,
             refresh_token: Some(token),
             grant_id: &grant.family_id,
+            audiences: &audiences,
         };
         self.issue_user_tokens(client, &ctx, grant).await
     }
@@ -175,4 +195,13 @@ impl OidcService {
 struct Presented<'a> {
     code: &'a str,
     redirect_uri: &'a str,
+    /// RFC 8707 `resource` / `audience` values.
+    audiences: Vec<String>,
+}
+
+/// What a refresh_token request narrows the grant to.
+struct Requested {
+    scopes: Option<Vec<String>>,
+    /// RFC 8707 `resource` / `audience` values.
+    audiences: Vec<String>,
 }
