@@ -352,3 +352,63 @@ async fn the_actix_example_protects_its_api(backend: Backend) {
     node.stop().await;
 }
 on_both_backends!(the_actix_example_protects_its_api);
+
+/// The plain HTML page of docs/examples/html-page, in headless Chromium, signs in through
+/// Latchkey's browser module and calls the actix example with its session token
+/// (tests/e2e/sdk-actix.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_page_calls_the_actix_example_in_chromium() {
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        repo.join("tests/e2e/node_modules/playwright-core").is_dir(),
+        "tests/e2e/node_modules is missing: run ./scripts/test (or `npm ci --prefix tests/e2e`)"
+    );
+    let page_port = free_listener().local_addr().unwrap().port();
+    let page_origin = format!("http://127.0.0.1:{page_port}");
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node =
+        TestServer::start(dir.path(), &db, &[("LATCHKEY_ALLOWED_ORIGINS", &page_origin)]).await;
+    let ada = node.user("ada@example.com").await;
+    let (_, secret) = node.session(&ada).await;
+
+    let env = [("LATCHKEY_ISSUER", node.base_url.clone()), ("APP_ORIGIN", page_origin.clone())];
+    let config =
+        actix_api::Config::from_env(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    let listener = free_listener();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = actix_api::server(&config, listener).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    let screenshots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let envs = [
+        ("LATCHKEY_URL", node.base_url.clone()),
+        ("PAGE_PORT", page_port.to_string()),
+        ("API_URL", api_url),
+        ("USER_ID", ada.id.clone()),
+        ("SESSION_SECRET", secret),
+        ("SCREENSHOT_DIR", screenshots.display().to_string()),
+    ];
+    let script = repo.join("tests/e2e/sdk-actix.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+            .arg(script)
+            .envs(envs)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "actix example browser test failed:\n{report}");
+    assert!(report.contains("ℹ pass 1"), "the scenario did not run:\n{report}");
+    handle.stop(true).await;
+    node.stop().await;
+}
