@@ -196,6 +196,9 @@ async fn every_session_token_algorithm_verifies() {
     }
 }
 
+/// The API an app's access tokens are aimed at (RFC 8707 `resource`).
+const NOTES_API: &str = "https://notes-api.example.com";
+
 async fn access_tokens_verify_as_at_jwt(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let dir = data_dir();
@@ -205,13 +208,14 @@ async fn access_tokens_verify_as_at_jwt(backend: Backend) {
         name: "Wiki".into(),
         redirect_uris: vec![REDIRECT.into()],
         first_party: true,
+        audiences: vec![NOTES_API.into()],
         ..Default::default()
     };
     let created = node.core.clients.create(new, &Actor::cli()).await.unwrap();
     let (id, secret) = (created.client.client_id, created.client_secret.unwrap());
     let browser = Browser::new(&node.base_url);
     let auth = format!(
-        "/oauth2/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid+email&state=st&nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256"
+        "/oauth2/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid+email&state=st&nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256&resource=https%3A%2F%2Fnotes-api.example.com"
     );
     let q = authorize(&browser, &node.url(&auth), "ada@example.com").await;
     let form = [
@@ -226,7 +230,9 @@ async fn access_tokens_verify_as_at_jwt(backend: Backend) {
     let payload: Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').nth(1).unwrap()).unwrap())
             .unwrap();
-    let aud = payload["aud"].as_str().unwrap().to_owned();
+    // RFC 8707: the token is aimed at the API the app asked for.
+    assert_eq!(payload["aud"], NOTES_API);
+    let aud = NOTES_API.to_owned();
 
     let api = Verifier::builder(node.base_url.clone())
         .audience(aud.clone())
