@@ -114,3 +114,35 @@ async fn a_required_middleware_guards_a_whole_scope_and_the_cookie_is_configurab
     let req = get("/unguarded").insert_header(("Authorization", format!("Bearer {token}")));
     assert_eq!(test::call_service(&app, req.to_request()).await.status(), 503);
 }
+
+#[actix_web::test]
+async fn a_missing_required_scope_is_403_insufficient_scope() {
+    let key = TestKey::es256("k");
+    let clock = ManualClock::new(NOW);
+    let v = Verifier::builder(ISSUER)
+        .audience(API)
+        .required_scope("write")
+        .static_jwks(jwks(&[&key]).to_string())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app =
+        test::init_service(App::new().wrap(LatchkeyAuth::new(v)).route("/me", web::get().to(me)))
+            .await;
+    let token = key.sign("at+jwt", &access_claims());
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status(), 403);
+    assert!(challenge(&res).contains("error=\"insufficient_scope\""), "{}", challenge(&res));
+    let mut claims = access_claims();
+    claims["scope"] = json!("read write");
+    let granted = key.sign("at+jwt", &claims);
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(("Authorization", format!("Bearer {granted}")))
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+}
