@@ -24,6 +24,8 @@ pub enum ConfigError {
     NoTokenType,
     #[error("the static JWKS is not valid: {0}")]
     Jwks(&'static str),
+    #[error("the HTTP client could not be built: {0}")]
+    Http(String),
 }
 
 /// Builds a [`Verifier`]; see [`Verifier::builder`].
@@ -161,7 +163,7 @@ impl VerifierBuilder {
                         .redirect(reqwest::redirect::Policy::none())
                         .timeout(Duration::from_secs(10))
                         .build()
-                        .map_err(|_| ConfigError::Issuer(issuer.clone()))?,
+                        .map_err(|e| ConfigError::Http(e.to_string()))?,
                 };
                 KeySource::Http {
                     http,
