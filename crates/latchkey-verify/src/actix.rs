@@ -135,7 +135,7 @@ where
                 headers.get_all(header::COOKIE).map(|v| v.as_bytes()),
             )
             .await;
-            let state = AuthState { outcome, realm };
+            let state = AuthState::new(outcome, realm, &auth.verifier);
             if auth.required
                 && let Err(refusal) = AuthRefusal::from_state(Some(&state))
             {

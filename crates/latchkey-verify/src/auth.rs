@@ -65,6 +65,16 @@ pub(crate) fn presented<'r>(
 pub(crate) struct AuthState {
     pub outcome: Result<Claims, VerifyError>,
     pub realm: Arc<str>,
+    /// The verifier's required scopes, for the `scope` attribute of `insufficient_scope`.
+    pub scope: Option<Arc<str>>,
+}
+
+impl AuthState {
+    pub fn new(outcome: Result<Claims, VerifyError>, realm: Arc<str>, verifier: &Verifier) -> Self {
+        let scopes = verifier.required_scopes();
+        let scope = (!scopes.is_empty()).then(|| Arc::from(scopes.join(" ")));
+        Self { outcome, realm, scope }
+    }
 }
 
 /// The claims of the request's token, if it carried a valid one: for endpoints that also serve
@@ -101,17 +111,23 @@ pub struct RequireAuth(pub Claims);
 pub struct AuthRefusal {
     pub error: VerifyError,
     pub realm: Arc<str>,
+    /// The scopes the resource requires (RFC 6750 §3: the `scope` attribute).
+    pub scope: Option<Arc<str>>,
 }
 
 impl AuthRefusal {
     pub(crate) fn from_state(state: Option<&AuthState>) -> Result<Claims, Self> {
         match state {
             Some(AuthState { outcome: Ok(c), .. }) => Ok(c.clone()),
-            Some(AuthState { outcome: Err(e), realm }) => {
-                Err(Self { error: e.clone(), realm: realm.clone() })
+            Some(AuthState { outcome: Err(e), realm, scope }) => {
+                Err(Self { error: e.clone(), realm: realm.clone(), scope: scope.clone() })
             }
             // No middleware ran: a configuration error, refused rather than let through.
-            None => Err(Self { error: VerifyError::KeysUnavailable, realm: Arc::from("api") }),
+            None => Err(Self {
+                error: VerifyError::KeysUnavailable,
+                realm: Arc::from("api"),
+                scope: None,
+            }),
         }
     }
 
@@ -120,7 +136,7 @@ impl AuthRefusal {
     }
 
     pub fn www_authenticate(&self) -> String {
-        self.error.challenge(&self.realm, None)
+        self.error.challenge(&self.realm, self.scope.as_deref())
     }
 
     pub fn body(&self) -> String {

@@ -107,7 +107,7 @@ where
                 headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes),
             )
             .await;
-            let state = AuthState { outcome, realm: layer.realm.clone() };
+            let state = AuthState::new(outcome, layer.realm.clone(), &layer.verifier);
             if layer.required
                 && let Err(refusal) = AuthRefusal::from_state(Some(&state))
             {

@@ -219,6 +219,11 @@ impl Verifier {
         }
     }
 
+    /// The scopes every token must have been granted ([`VerifierBuilder::required_scope`]).
+    pub fn required_scopes(&self) -> &[String] {
+        &self.inner.policy.required_scopes
+    }
+
     pub fn issuer(&self) -> &str {
         &self.inner.policy.issuer
     }

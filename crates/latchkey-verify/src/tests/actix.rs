@@ -136,7 +136,10 @@ async fn a_missing_required_scope_is_403_insufficient_scope() {
         .to_request();
     let res = test::call_service(&app, req).await;
     assert_eq!(res.status(), 403);
-    assert!(challenge(&res).contains("error=\"insufficient_scope\""), "{}", challenge(&res));
+    assert_eq!(
+        challenge(&res),
+        "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"write\""
+    );
     let mut claims = access_claims();
     claims["scope"] = json!("read write");
     let granted = key.sign("at+jwt", &claims);
