@@ -179,9 +179,18 @@ async function fresh() {
   return { context, page };
 }
 
-/** GET /v1/me from the context's cookie jar: { status, body }. */
+/** GET /v1/me from the context's cookie jar: { status, body }. A keep-alive connection the
+ * server closed just as it was reused (ECONNRESET, seen once under a loaded machine) is retried
+ * once: the request is a read, and the retry goes out on a new connection. */
 async function me(context) {
-  const res = await context.request.get(`${base}/v1/me`, { headers: { 'X-Latchkey-CSRF': '1' }, maxRedirects: 0 });
+  const get = () => context.request.get(`${base}/v1/me`, { headers: { 'X-Latchkey-CSRF': '1' }, maxRedirects: 0 });
+  let res;
+  try {
+    res = await get();
+  } catch (e) {
+    if (!/ECONNRESET|socket hang up/.test(String(e))) throw e;
+    res = await get();
+  }
   let body = null;
   try { body = await res.json(); } catch { /* 401 pages need not be JSON */ }
   return { status: res.status(), body };

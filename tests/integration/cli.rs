@@ -446,7 +446,7 @@ async fn the_cli_updates_clients(backend: Backend) {
     for bad in [
         &["--redirect-uri", "http://evil.example/cb"][..],
         &["--access-token-ttl", "5"],
-        &["--grant-type", "authorization_code"],
+        &["--audience", "api"],
         &["--access-token-template", "nope"],
     ] {
         let (code, _, stderr) = cli.run(&[&["clients", "update", id][..], bad].concat());
