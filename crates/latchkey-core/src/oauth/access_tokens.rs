@@ -64,6 +64,8 @@ pub struct AccessTokenState {
     /// Held while the revocation list is brought up to date, so concurrent requests share one
     /// read instead of each issuing their own.
     loading: tokio::sync::Mutex<()>,
+    /// The same for reading a grant's state.
+    grant_loading: tokio::sync::Mutex<()>,
 }
 
 impl Default for AccessTokenState {
@@ -76,6 +78,7 @@ impl Default for AccessTokenState {
                 jtis: HashMap::new(),
             }),
             loading: tokio::sync::Mutex::new(()),
+            grant_loading: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -106,9 +109,14 @@ impl AccessTokenState {
         grant_id: &str,
         revision: i64,
     ) -> Result<bool> {
-        if let Some((at, revoked)) = self.grants.get(grant_id)
-            && at >= revision
-        {
+        let cached = || self.grants.get(grant_id).filter(|(at, _)| *at >= revision);
+        if let Some((_, revoked)) = cached() {
+            return Ok(revoked);
+        }
+        // Requests for a grant nobody asked about yet often come together (an app's calls with
+        // its new token): one reads the store, the others wait and find its answer.
+        let _loading = self.grant_loading.lock().await;
+        if let Some((_, revoked)) = cached() {
             return Ok(revoked);
         }
         let revoked = grant_is_revoked(store.db(), grant_id).await?;
