@@ -8,9 +8,11 @@
 //! (the library and verifier Latchkey uses, `infra::jose`) on the precomputed signing input and
 //! raw signature over and over on this thread: the primitive alone, no base64 and no JSON. It
 //! then times `KeySet::verify`, the whole compact-JWS path the endpoints take (header decoding,
-//! key choice by kid, base64, signature, claims parsed into a map), for as long again. Prints
-//! one line of JSON: {"alg":"ES256","verifies_per_sec":…,"verifies":…,"seconds":…,
-//! "keyset_verifies_per_sec":…}, plus the thread's CPU time and the rates per CPU-second where
+//! key choice by kid, base64, signature, claims parsed into a map), and OpenSSL's low-level
+//! `ECDSA_do_verify` on the same input (what a verifier without josekit's per-call EVP set-up
+//! would cost), for as long again each. Prints one line of JSON: {"alg":"ES256",
+//! "verifies_per_sec":…,"verifies":…,"seconds":…,"keyset_verifies_per_sec":…,
+//! "ecdsa_do_verify_per_sec":…}, plus the thread's CPU time and the rates per CPU-second where
 //! /proc/thread-self/schedstat exists. scripts/bench-resource-endpoints compares the endpoints
 //! with `verifies_per_sec`.
 
@@ -56,7 +58,7 @@ fn parse_args() -> Result<f64, String> {
 }
 
 /// A user's access token as Latchkey signs it (same claims, same sizes), and its JWK set.
-fn sample_token() -> Result<(String, josekit::jwk::Jwk), BoxError> {
+fn sample_token() -> Result<(String, josekit::jwk::Jwk, Vec<u8>), BoxError> {
     let kid = ids::new_id(ids::SIGNING_KEY);
     let (pem, mut jwk) = SigningAlg::ES256.generate()?;
     jwk.set_key_id(&kid);
@@ -81,7 +83,7 @@ fn sample_token() -> Result<(String, josekit::jwk::Jwk), BoxError> {
         "grant_id": ids::new_id(ids::OAUTH_CODE),
     });
     let token = josekit::jws::serialize_compact(&serde_json::to_vec(&claims)?, &header, &*signer)?;
-    Ok((token, jwk))
+    Ok((token, jwk, pem))
 }
 
 /// Runs `op` for `budget` after a short warm-up: (operations, wall seconds, CPU seconds).
@@ -114,7 +116,7 @@ fn time_loop(
 }
 
 fn run(seconds: f64) -> Result<serde_json::Value, BoxError> {
-    let (token, jwk) = sample_token()?;
+    let (token, jwk, pem) = sample_token()?;
     let (input, signature) = token.rsplit_once('.').ok_or("not a compact JWS")?;
     let signature = URL_SAFE_NO_PAD.decode(signature)?;
     let jwks = json!({ "keys": [serde_json::Value::Object(jwk.clone().into())] });
@@ -132,6 +134,23 @@ fn run(seconds: f64) -> Result<serde_json::Value, BoxError> {
         Ok(())
     })?;
 
+    // For comparison only: the same check through OpenSSL's low-level ECDSA_do_verify with a
+    // key parsed once (SHA-256 of the signing input and the signature's r and s converted on
+    // every call), without the EVP context josekit sets up for each verification.
+    let ec_key = openssl::pkey::PKey::private_key_from_pem(&pem)?.ec_key()?;
+    let (low, low_wall, _) = time_loop(budget, || {
+        let digest = openssl::sha::sha256(black_box(input.as_bytes()));
+        let (r, s) = black_box(&signature).split_at(32);
+        let sig = openssl::ecdsa::EcdsaSig::from_private_components(
+            openssl::bn::BigNum::from_slice(r)?,
+            openssl::bn::BigNum::from_slice(s)?,
+        )?;
+        if !sig.verify(&digest, &ec_key)? {
+            return Err("signature did not verify".into());
+        }
+        Ok(())
+    })?;
+
     let round = |x: f64, digits: i32| (x * 10f64.powi(digits)).round() / 10f64.powi(digits);
     let mut line = json!({
         "alg": "ES256",
@@ -140,6 +159,7 @@ fn run(seconds: f64) -> Result<serde_json::Value, BoxError> {
         "seconds": round(wall, 3),
         "keyset_verifies_per_sec": round(full as f64 / full_wall, 1),
         "token_bytes": token.len(),
+        "ecdsa_do_verify_per_sec": round(low as f64 / low_wall, 1),
     });
     // On a busy machine the wall-clock rate drops with the CPU share this thread got; the rate
     // per CPU-second does not, so it tells noise from a real change.
