@@ -83,6 +83,13 @@ impl OAuthService {
         self.store.current_revision().await
     }
 
+    /// [`Self::revision`] read through the pool ([`Store::current_revision_pooled`]): for
+    /// endpoints whose requests are otherwise very short (userinfo), where the slower read lets
+    /// more requests share it.
+    pub async fn revision_pooled(&self) -> Result<i64> {
+        self.store.current_revision_pooled().await
+    }
+
     /// Signs `claims` with the instance's active key for `alg`, with the given `typ`.
     pub async fn sign(&self, alg: SigningAlg, typ: &str, claims: &Value) -> Result<String> {
         let revision = self.store.current_revision().await?;

@@ -28,7 +28,7 @@ impl OidcService {
     /// The claims about the user behind an access token, by the token's scopes. Refusals are
     /// `invalid_token` (the caller answers with a Bearer challenge).
     pub async fn userinfo(&self, access_token: &str) -> OAuthResult<Map<String, Value>> {
-        let revision = self.grants.revision().await?;
+        let revision = self.grants.revision_pooled().await?;
         let live = self
             .verify_access_token(access_token, AudiencePolicy::Issuer, revision)
             .await?
