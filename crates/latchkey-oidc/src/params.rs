@@ -9,6 +9,15 @@ use crate::{MAX_PARAM_LEN, OAuthError};
 /// At most this many parameters (counting repeats) per request.
 const MAX_PARAMS: usize = 40;
 
+/// Control characters (C0, DEL and C1). Tokens and codes are ASCII, checked a byte at a time.
+fn has_control(v: &str) -> bool {
+    if v.is_ascii() {
+        v.bytes().any(|b| b.is_ascii_control())
+    } else {
+        v.chars().any(char::is_control)
+    }
+}
+
 /// Parameters that may be repeated: RFC 8707 `resource` and RFC 8693 `audience`.
 pub const MULTI_VALUED: [&str; 2] = ["resource", "audience"];
 
@@ -43,7 +52,7 @@ impl Params {
                     printable(&k)
                 )));
             }
-            if v.chars().any(char::is_control) {
+            if has_control(&v) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {} contains control characters",
                     printable(&k)
@@ -53,11 +62,16 @@ impl Params {
                 multi.entry(k).or_default().push(v);
                 continue;
             }
-            if map.insert(k.clone(), v).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {} is repeated",
-                    printable(&k)
-                )));
+            match map.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter {} is repeated",
+                        printable(e.key())
+                    )));
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
             }
         }
         Ok(Self { map, multi })
@@ -118,6 +132,11 @@ mod tests {
         assert!(Params::parse("a=1&a=2").is_err());
         assert!(Params::parse(&format!("a={}", "x".repeat(MAX_PARAM_LEN + 1))).is_err());
         assert!(Params::parse("a=%0d%0a").is_err());
+        // DEL, and the C1 controls (two bytes in UTF-8), are controls too; other text is not.
+        for bad in ["a=%7f", "a=x%C2%85", "a=%C2%9F"] {
+            assert!(Params::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Params::parse("a=%C3%A9t%C3%A9").unwrap_or_default().get("a"), Some("été"));
         assert!(Params::parse(&"a=1&".repeat(10_000)).is_err());
     }
 
