@@ -21,7 +21,7 @@ use latchkey_core::{
     runtime::JobRunner,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
     sea_query::{Alias, Expr, Query},
 };
 use tokio::sync::Notify;
@@ -268,7 +268,11 @@ async fn pending_rows_of_the_old_outboxes_become_jobs(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let dir = data_dir();
     let core = open_core_with_clock(dir.path(), &db, &[], Clock::system()).await;
-    let conn = core.store.db();
+    // Down, the old rows and up again on one connection: with the pool, a statement could run
+    // on a SQLite connection whose cached schema predates the `DROP TABLE` (an index of the
+    // dropped table then "already exists" when it is created again).
+    let txn = core.store.db().begin().await.unwrap();
+    let conn = &txn;
     // Back to just before the job outbox (undoing the migrations after it first).
     let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
     let outbox = names.iter().position(|n| n.ends_with("_job_outbox")).unwrap();
@@ -349,6 +353,8 @@ async fn pending_rows_of_the_old_outboxes_become_jobs(backend: Backend) {
         .to_owned();
     conn.execute(&insert).await.unwrap();
     Migrator::up(conn, None).await.unwrap();
+    txn.commit().await.unwrap();
+    let conn = core.store.db();
 
     let rows = job_outbox::Entity::find().all(conn).await.unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
