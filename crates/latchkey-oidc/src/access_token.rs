@@ -97,9 +97,11 @@ pub fn audience<'a>(
         Some(Value::Array(items)) if !items.is_empty() => items.iter().map(Value::as_str).collect(),
         _ => None,
     };
-    let audiences = audiences
-        .map(|a| a.into_iter().filter(|a| *a != issuer).collect::<Vec<_>>())
-        .filter(|a| !a.is_empty());
+    let audiences = audiences.map(|a| a.into_iter().filter(|a| *a != issuer).collect::<Vec<_>>());
+    if audiences.as_ref().is_some_and(Vec::is_empty) {
+        // `[issuer]` (once or repeated) names this server alone.
+        return Ok(Audience::Issuer);
+    }
     let client_id = claims.get("client_id").and_then(Value::as_str);
     match (audiences, client_id) {
         (Some(audiences), Some(client_id)) => Ok(Audience::IfRegistered { client_id, audiences }),
@@ -309,10 +311,13 @@ mod tests {
             verdict(json!("https://api")),
             Ok(("client_a".into(), vec!["https://api".to_owned()]))
         );
+        // The issuer among others needs no registration; alone in a list it is the issuer.
         assert_eq!(
             verdict(json!(["https://a", ISS])),
-            Ok(("client_a".into(), vec!["https://a".to_owned(), ISS.to_owned()]))
+            Ok(("client_a".into(), vec!["https://a".to_owned()]))
         );
+        assert_eq!(verdict(json!([ISS])), Ok((String::new(), vec![])));
+        assert_eq!(verdict(json!([ISS, ISS])), Ok((String::new(), vec![])));
         for bad in [json!([]), json!(["https://a", 7]), json!(null), json!({"a": 1}), json!(1)] {
             assert_eq!(verdict(bad.clone()), Err(Refusal::WrongAudience), "{bad}");
         }
