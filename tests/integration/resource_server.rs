@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::{
     oidc::flows::{
-        REDIRECT, VERIFIER, auth_path, authorize, decode_payload, error_of, exchange, introspect,
-        refresh, token,
+        REDIRECT, VERIFIER, auth_path, authorize, code_for, decode_payload, error_of, exchange,
+        introspect, refresh, token,
     },
     on_both_backends,
     pages::Browser,
@@ -131,7 +131,7 @@ async fn user_tokens_are_aimed_at_the_requested_resource(backend: Backend) {
     assert_eq!(decode_payload(&at_of(&whole.1))["aud"], serde_json::json!([API, iss]));
 
     // A grant given no resource may ask for a registered one at the code exchange.
-    let code = code_with(&node, &browser, &id, "").await;
+    let code = code_for(&node, &browser, &id).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -161,7 +161,7 @@ async fn revoked_access_tokens_end_at_once(backend: Backend) {
     let (id, secret) = app(&node).await;
     let basic = (id.as_str(), secret.as_str());
     let browser = Browser::new(&node.base_url);
-    let first = exchange(&node, basic, &code_with(&node, &browser, &id, "").await).await;
+    let first = exchange(&node, basic, &code_for(&node, &browser, &id).await).await;
     let at1 = at_of(&first);
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
     let second = refresh(&node, basic, &rt1).await.1;
@@ -224,7 +224,7 @@ async fn revoked_access_tokens_end_at_once(backend: Backend) {
         .unwrap()
         .client
         .client_id;
-    let code = code_with(&node, &browser, &public, "").await;
+    let code = code_for(&node, &browser, &public).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -254,7 +254,7 @@ async fn revocation_on_one_node_is_seen_by_the_other(backend: Backend) {
     let (id, secret) = app(&node_a).await;
     let basic = (id.as_str(), secret.as_str());
     let browser = Browser::new(&node_a.base_url);
-    let first = exchange(&node_a, basic, &code_with(&node_a, &browser, &id, "").await).await;
+    let first = exchange(&node_a, basic, &code_for(&node_a, &browser, &id).await).await;
     let at1 = at_of(&first);
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
     let second = refresh(&node_a, basic, &rt1).await.1;
@@ -291,7 +291,7 @@ async fn a_withdrawn_key_ends_remembered_tokens(backend: Backend) {
     let (id, secret) = app(&node).await;
     let basic = (id.as_str(), secret.as_str());
     let browser = Browser::new(&node.base_url);
-    let at = at_of(&exchange(&node, basic, &code_with(&node, &browser, &id, "").await).await);
+    let at = at_of(&exchange(&node, basic, &code_for(&node, &browser, &id).await).await);
     assert_eq!(introspect(&node, &id, &secret, &at).await["active"], true);
     let header = crate::oidc::flows::decode_header(&at);
     let kid = header["kid"].as_str().unwrap().to_owned();

@@ -59,22 +59,30 @@ pub fn check<'a>(
     now: i64,
     policy: AudiencePolicy,
 ) -> Result<Audience<'a>, Refusal> {
-    if !is_access_token_typ(typ) {
-        return Err(Refusal::NotAnAccessToken);
-    }
-    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(Refusal::WrongIssuer);
-    }
-    // A non-integer `exp` (a string, a float, a huge number) fails closed.
-    if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now) {
-        return Err(Refusal::Expired);
-    }
+    ours_and_unexpired(typ, claims, issuer, now)?;
     for required in ["sub", "client_id"] {
         if claims.get(required).and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(Refusal::MissingClaim(required));
         }
     }
     audience(claims, issuer, policy)
+}
+
+/// An access token (`typ`) of this issuer that has not expired; returns its `exp`. A
+/// non-integer `exp` (a string, a float, a huge number) fails closed.
+fn ours_and_unexpired(
+    typ: Option<&str>,
+    claims: &Map<String, Value>,
+    issuer: &str,
+    now: i64,
+) -> Result<i64, Refusal> {
+    if !is_access_token_typ(typ) {
+        return Err(Refusal::NotAnAccessToken);
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(Refusal::WrongIssuer);
+    }
+    claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now).ok_or(Refusal::Expired)
 }
 
 /// The audience policy alone (see [`AudiencePolicy`]).
@@ -175,14 +183,7 @@ pub fn revocable<'a>(
     issuer: &str,
     now: i64,
 ) -> Result<Revocable<'a>, Refusal> {
-    if !is_access_token_typ(typ) {
-        return Err(Refusal::NotAnAccessToken);
-    }
-    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(Refusal::WrongIssuer);
-    }
-    let exp = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now);
-    let exp = exp.ok_or(Refusal::Expired)?;
+    let exp = ours_and_unexpired(typ, claims, issuer, now)?;
     let text = |name: &'static str| {
         claims
             .get(name)

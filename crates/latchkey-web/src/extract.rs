@@ -47,3 +47,14 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
 }
+
+/// True when the request's `If-None-Match` names `etag` (strong, or weak as `W/"…"`, RFC 9110
+/// §13.1.2 compares weakly) or is `*`: the client holds the current representation.
+pub fn if_none_match(req: &actix_web::HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+        })
+}

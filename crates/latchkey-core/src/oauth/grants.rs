@@ -119,17 +119,10 @@ impl OAuthService {
         signer.sign_typed(typ, &serde_json::to_vec(claims)?)
     }
 
-    /// Verifies a token Latchkey signed (any published key): signature only; the caller checks
-    /// the claims.
-    pub async fn verify_own(&self, jwt: &str) -> Result<(Option<String>, Map<String, Value>)> {
-        let revision = self.store.current_revision().await?;
-        let jwks = self.keys.jwks_at(revision).await?;
-        crate::infra::jose::verify_with_jwks(jwt, &jwks)
-    }
-
-    /// [`Self::verify_own`] against the keys published as of `revision`, telling a token that is
-    /// not ours (malformed, unknown key, bad signature: `Ok(None)`) from keys that could not be
-    /// read (`Err`, a server error, never reported as a bad token).
+    /// Verifies a token Latchkey signed against the keys published as of `revision` (signature
+    /// only; the caller checks the claims), telling a token that is not ours (malformed, unknown
+    /// key, bad signature: `Ok(None)`) from keys that could not be read (`Err`, a server error,
+    /// never reported as a bad token).
     pub async fn verify_own_at(
         &self,
         jwt: &str,
@@ -191,10 +184,6 @@ impl OAuthService {
         });
         self.subjects.insert(session_id.to_owned(), subject.clone());
         Ok(Some(subject))
-    }
-
-    pub async fn session_is_active(&self, session_id: &str) -> Result<bool> {
-        session_is_active(self.store.db(), session_id, self.store.now()).await
     }
 
     pub async fn issue_code(&self, new: NewCode) -> Result<String> {

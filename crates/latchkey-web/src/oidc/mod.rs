@@ -64,11 +64,7 @@ async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> Res {
     let document = state.core.oidc.discovery_bytes().await?;
     let cache = (header::CACHE_CONTROL, "public, max-age=300");
     let etag = (header::ETAG, document.etag.as_str());
-    let matches =
-        req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == document.etag || t.trim() == "*")
-        });
+    let matches = crate::extract::if_none_match(&req, &document.etag);
     if matches {
         return Ok(HttpResponse::NotModified().insert_header(cache).insert_header(etag).finish());
     }

@@ -5,13 +5,13 @@ use actix_web::{
     http::{StatusCode, header},
     web,
 };
-use latchkey_core::{Error as CoreError, infra::audit::Actor, sign_in::SignInRoute};
+use latchkey_core::{Error as CoreError, sign_in::SignInRoute};
 use serde::Deserialize;
 
 use super::{
     support::{
-        clear_session_cookie, client_info, csrf, current_session, render, return_query,
-        safe_return_to, see_other, session_cookie, verify_csrf,
+        SIGNED_OUT, clear_session_cookie, client_info, csrf, current_session, end_current_session,
+        render, return_query, safe_return_to, see_other, session_cookie, verify_csrf,
     },
     views,
 };
@@ -385,31 +385,14 @@ pub async fn sign_out(
     form: web::Form<CsrfOnly>,
 ) -> Page {
     verify_csrf(&req, &state, &form.csrf_token)?;
-    const SIGNED_OUT: &str = "/sign-in?signed_out=1";
-    let mut location = SIGNED_OUT.to_owned();
-    let mut binding_cookie = None;
-    if let Some((session, _)) = current_session(&req, &state).await {
-        let client = client_info(&req);
-        let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
-        state.core.sessions.end(&session.session_id, &actor).await?;
+    let mut res = match end_current_session(&req, &state).await? {
         // A session from an IdP with Single Logout: sign out there too, then come back.
-        let browser = crate::pending::browser_binding(&req, &state);
-        match state.core.saml.logout_redirect(&session.session_id, SIGNED_OUT, &browser).await {
-            Ok(Some(url)) => {
-                location = url;
-                binding_cookie = Some(crate::pending::binding_cookie(&state, &browser));
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not start SAML single logout"),
-        }
-    }
-    let mut res = match binding_cookie {
-        Some(c) => {
+        Some((location, binding)) => {
             let mut res = crate::oidc::navigate_page(&location, "Signing you out");
-            res.add_cookie(&c).map_err(|_| PageError::internal())?;
+            res.add_cookie(&binding).map_err(|_| PageError::internal())?;
             res
         }
-        None => HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish(),
+        None => HttpResponse::SeeOther().insert_header((header::LOCATION, SIGNED_OUT)).finish(),
     };
     res.add_cookie(&clear_session_cookie(&state)).map_err(|_| PageError::internal())?;
     Ok(res)

@@ -7,7 +7,10 @@ use actix_web::{
     http::{StatusCode, header},
 };
 use askama::Template;
-use latchkey_core::{identity::session_tokens::SessionContext, infra::crypto, sign_in::ClientInfo};
+use latchkey_core::{
+    identity::session_tokens::SessionContext, infra::audit::Actor, infra::crypto,
+    sign_in::ClientInfo,
+};
 
 use crate::{AppState, error::page::PageError};
 
@@ -232,6 +235,32 @@ pub async fn end_previous_session(req: &HttpRequest, state: &AppState, new_sessi
         let actor = latchkey_core::infra::audit::Actor::user(&old.user_id, None, None);
         if let Err(e) = state.core.sessions.end(&old.session_id, &actor).await {
             tracing::warn!(error = %e, "could not end the previous session");
+        }
+    }
+}
+
+/// Where a browser goes after signing out, unless the session's IdP has Single Logout.
+pub const SIGNED_OUT: &str = "/sign-in?signed_out=1";
+
+/// Signing out in a browser (the hosted page and the SDK's JSON call): ends the session in the
+/// cookie, if any, and for a session from a SAML IdP with Single Logout returns the IdP's logout
+/// URL and the browser-binding cookie its answer will be checked against. The caller clears the
+/// session cookie. A Single Logout that cannot start is logged: the Latchkey session is over.
+pub async fn end_current_session(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<(String, Cookie<'static>)>, latchkey_core::Error> {
+    let Some((session, _)) = current_session(req, state).await else { return Ok(None) };
+    let client = client_info(req);
+    let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
+    state.core.sessions.end(&session.session_id, &actor).await?;
+    let browser = crate::pending::browser_binding(req, state);
+    match state.core.saml.logout_redirect(&session.session_id, SIGNED_OUT, &browser).await {
+        Ok(Some(url)) => Ok(Some((url, crate::pending::binding_cookie(state, &browser)))),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start SAML single logout");
+            Ok(None)
         }
     }
 }

@@ -84,11 +84,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `GET /v1/sdk/latchkey.js`. Module scripts load in CORS mode, without credentials, so any
 /// origin may read it (`*`); it holds no secret.
 async fn module(req: HttpRequest) -> HttpResponse {
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == MODULE_ETAG || t.trim() == "*"));
+    let fresh = crate::extract::if_none_match(&req, MODULE_ETAG);
     let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     res.insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
         .insert_header((header::ETAG, MODULE_ETAG))
@@ -102,7 +98,10 @@ async fn module(req: HttpRequest) -> HttpResponse {
 
 /// Grants CORS with credentials to `origin` (an allowed one).
 fn allow(res: &mut HttpResponse, origin: &str) {
-    let h = res.headers_mut();
+    allow_headers(res.headers_mut(), origin);
+}
+
+fn allow_headers(h: &mut actix_web::http::header::HeaderMap, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
@@ -146,15 +145,7 @@ async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 /// request from an origin that is not allowed is refused outright.
 async fn me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let origin = cors_origin(&req, &state)?;
-    let Some(cookie) = req.cookie(state.cookie_name) else {
-        return Err(ApiError::unauthenticated());
-    };
-    let ctx = match state.core.session_tokens.authenticate(cookie.value()).await {
-        Ok(ctx) => ctx,
-        Err(latchkey_core::Error::Unauthenticated(_)) => return Err(ApiError::unauthenticated()),
-        Err(e) => return Err(e.into()),
-    };
-    let me = state.core.sign_in.me(&ctx).await?;
+    let me = super::session_token::me_of(&req, &state).await?;
     let body = serde_json::to_value(me).map_err(|_| ApiError::internal())?;
     Ok(json_for(origin.as_deref(), StatusCode::OK, &body))
 }
@@ -192,24 +183,11 @@ async fn set_active_organization(
 /// Answers `{"logout_url": …}`: where the browser must go next when the session came from a
 /// SAML IdP with Single Logout (as the hosted sign-out page would send it), else null.
 async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    const SIGNED_OUT: &str = "/sign-in?signed_out=1";
     let origin = csrf::api_origin(&req, &state)?;
-    let mut logout_url = None;
-    let mut binding_cookie = None;
-    if let Some((session, _)) = support::current_session(&req, &state).await {
-        let client = support::client_info(&req);
-        let actor = Actor::user(&session.user_id, client.ip, client.user_agent);
-        state.core.sessions.end(&session.session_id, &actor).await?;
-        let browser = crate::pending::browser_binding(&req, &state);
-        match state.core.saml.logout_redirect(&session.session_id, SIGNED_OUT, &browser).await {
-            Ok(Some(url)) => {
-                logout_url = Some(url);
-                binding_cookie = Some(crate::pending::binding_cookie(&state, &browser));
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not start SAML single logout"),
-        }
-    }
+    let (logout_url, binding_cookie) = match support::end_current_session(&req, &state).await? {
+        Some((url, binding)) => (Some(url), Some(binding)),
+        None => (None, None),
+    };
     let cross_origin = req.headers().contains_key(header::ORIGIN).then_some(origin.as_str());
     let mut res = json_for(cross_origin, StatusCode::OK, &json!({ "logout_url": logout_url }));
     res.add_cookie(&support::clear_session_cookie(&state)).map_err(|_| ApiError::internal())?;
@@ -236,12 +214,8 @@ pub async fn cors_on_errors(
     let mut res = next.call(req).await?;
     if let Some(origin) = origin {
         let h = res.headers_mut();
-        if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-            && let Ok(v) = HeaderValue::from_str(&origin)
-        {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            allow_headers(h, &origin);
         }
     }
     Ok(res)

@@ -96,6 +96,16 @@ pub async fn preflight(
 /// `GET /v1/me`: the signed-in user, memberships and how the session signed in; 401 without a
 /// live session.
 pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let me = me_of(&req, &state).await?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(me))
+}
+
+/// The user, memberships and active organisation of the session in the cookie (also served
+/// cross-origin to the SDK, `routes::sdk`).
+pub(super) async fn me_of(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<latchkey_core::sign_in::me::Me, ApiError> {
     let Some(cookie) = req.cookie(state.cookie_name) else {
         return Err(ApiError::unauthenticated());
     };
@@ -104,6 +114,5 @@ pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         Err(latchkey_core::Error::Unauthenticated(_)) => return Err(ApiError::unauthenticated()),
         Err(e) => return Err(e.into()),
     };
-    let me = state.core.sign_in.me(&ctx).await?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(me))
+    Ok(state.core.sign_in.me(&ctx).await?)
 }
