@@ -353,11 +353,31 @@ async fn routing_enforcement_roles_and_lifecycle(backend: Backend) {
     assert_eq!(post_acs(&f, &b4, &f.idp.response_b64(&s), Some(&relay4)).await.status(), 400);
     assert_eq!(last_rejection(&f).await, "email_outside_domains");
 
+    // The ACS keeps what it read of the connection per store revision: a domain verified
+    // after a sign-in counts at the next response, and a removed one stops counting.
+    let domain = core.domains.add_verified(&f.org_id, "corp2.example", &Actor::cli()).await;
+    let domain = domain.unwrap();
+    let b6 = browser();
+    let (id6, relay6) = start(&f, &b6).await;
+    let s = spec(&f, "grace@corp2.example", Some(&id6));
+    assert_eq!(post_acs(&f, &b6, &f.idp.response_b64(&s), Some(&relay6)).await.status(), 303);
+    // A refusal writes no revision: the ACS now holds the connection as of the current one.
+    let (id_, relay_) = start(&f, &b4).await;
+    let s = spec(&f, "victim@other.example", Some(&id_));
+    assert_eq!(post_acs(&f, &b4, &f.idp.response_b64(&s), Some(&relay_)).await.status(), 400);
+    core.domains.remove_domain(&f.org_id, &domain.id, &Actor::cli()).await.unwrap();
+    let b7 = browser();
+    let (id7, relay7) = start(&f, &b7).await;
+    let s = spec(&f, "grace@corp2.example", Some(&id7));
+    assert_eq!(post_acs(&f, &b7, &f.idp.response_b64(&s), Some(&relay7)).await.status(), 400);
+    assert_eq!(last_rejection(&f).await, "email_outside_domains");
+
     // Disabling the connection ends its sessions, and a flow under way fails at the ACS.
     let b5 = browser();
     let (id5, relay5) = start(&f, &b5).await;
     core.saml.set_enabled(&f.connection.connection_id, false, &Actor::cli()).await.unwrap();
     assert!(me(&f, &b).await.is_none() && me(&f, &b2).await.is_none());
+    assert!(me(&f, &b6).await.is_none());
     let s = spec(&f, "ada@corp.example", Some(&id5));
     assert_eq!(post_acs(&f, &b5, &f.idp.response_b64(&s), Some(&relay5)).await.status(), 400);
     assert_eq!(last_rejection(&f).await, "connection_disabled");

@@ -201,7 +201,6 @@ impl DomainService {
         lock_org(&txn, org_id).await?;
         let d = Self::load(&txn, org_id, &domain_id).await?;
         let updated = mark_verified(&txn, d, "operator", actor, now).await?;
-        Store::bump_revision(&txn).await?;
         txn.commit().await?;
         Ok(updated.into())
     }
@@ -457,6 +456,8 @@ impl DomainService {
         access::authorize(&txn, org_id, actor, Need::Admin).await?;
         let d = Self::load(&txn, org_id, domain_id).await?;
         org_domain::Entity::delete_by_id(d.id.clone()).exec(&txn).await?;
+        // The organisation's verified domains are read once per revision (the SAML ACS).
+        Store::bump_revision(&txn).await?;
         org_invitation::Entity::update_many()
             .col_expr(
                 org_invitation::Column::Status,
@@ -532,6 +533,8 @@ async fn mark_verified<C: ConnectionTrait>(
         json!({ "domain_id": domain_id, "domain": domain, "method": method }),
     )
     .await?;
+    // The SAML ACS reads an organisation's verified domains once per store revision.
+    Store::bump_revision(txn).await?;
     Ok(updated)
 }
 

@@ -8,7 +8,7 @@
 //! the one completion step. Every refusal is audited with its precise reason and gets a
 //! reference ID for the error page; none creates a user or a session.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use latchkey_saml::{
     SamlError, VerifiedAssertion,
@@ -253,20 +253,49 @@ impl SamlService {
         Ok(AcsRejection { reason: reason.to_owned(), reference })
     }
 
+    /// The connection and its organisation's verified domains as of a store revision read
+    /// after this request arrived: every write to either bumps the revision (connection
+    /// changes, metadata refresh, domain verification and removal, organisation deletion), so
+    /// a connection disabled on any node is refused at the next response.
+    async fn acs_context(&self, connection_id: &str) -> Result<Arc<AcsContext>> {
+        let revision = self.store.current_revision().await?;
+        if let Some((at, ctx)) = self.acs_contexts.get(connection_id)
+            && at >= revision
+        {
+            return Ok(ctx);
+        }
+        let db = self.store.db();
+        let model = self.load(db, connection_id).await?;
+        let verified_domains = org_domain::Entity::find()
+            .filter(org_domain::Column::OrgId.eq(&model.org_id))
+            .filter(org_domain::Column::VerifiedDomain.is_not_null())
+            .all(db)
+            .await?
+            .into_iter()
+            .filter_map(|d| d.verified_domain)
+            .collect();
+        let ctx = Arc::new(AcsContext { model, verified_domains });
+        self.acs_contexts.insert(connection_id.to_owned(), (revision, Arc::clone(&ctx)));
+        Ok(ctx)
+    }
+
     async fn consume_inner(
         &self,
         input: &AcsInput<'_>,
     ) -> std::result::Result<AcsOutcome, Refusal> {
-        let model = match self.enabled(input.connection_id).await {
-            Ok(m) => m,
+        let ctx = match self.acs_context(input.connection_id).await {
+            Ok(ctx) if !ctx.model.enabled => {
+                return Err(Refusal::policy("connection_disabled", ""));
+            }
+            Ok(ctx) => ctx,
             Err(Error::NotFound(_)) => return Err(Refusal::policy("unknown_connection", "")),
-            Err(Error::Forbidden(_)) => return Err(Refusal::policy("connection_disabled", "")),
             Err(e) => return Err(Refusal::Store(e)),
         };
-        let options = connections::options_of(&model)?;
+        let model = &ctx.model;
+        let options = connections::options_of(model)?;
         let pending = self.take_pending(input).await?;
-        let assertion = self.verify(&model, &options, input.response, pending.as_ref()).await?;
-        let verified = match self.verified_for(&model, &options, &assertion).await {
+        let assertion = self.verify(model, &options, input.response, pending.as_ref()).await?;
+        let verified = match self.verified_for(&ctx, &options, &assertion) {
             Ok(v) => v,
             Err(e) => {
                 // Refused, but spent: the same assertion cannot be tried again later.
@@ -276,7 +305,7 @@ impl SamlService {
         };
         if let Some(Answered { tested_by: Some(tester), return_to, .. }) = pending {
             let tested = self.tested(
-                &model,
+                model,
                 &options,
                 &assertion,
                 &verified,
@@ -489,12 +518,13 @@ impl SamlService {
 
     /// What the completion needs: the mapped identity keyed by (connection, subject), its
     /// address vouched for only inside the organisation's verified domains, and the mapped role.
-    async fn verified_for(
+    fn verified_for(
         &self,
-        model: &saml_connection::Model,
+        ctx: &AcsContext,
         options: &super::ConnectionOptions,
         a: &VerifiedAssertion,
     ) -> std::result::Result<Verified, Refusal> {
+        let model = &ctx.model;
         let mapped = mapping::map_identity(a, &options.mapping)?;
         let email = match mapped.email.as_deref().map(normalize_email) {
             Some(Ok(e)) => e,
@@ -502,7 +532,7 @@ impl SamlService {
             None => return Err(Refusal::policy("no_email", "the assertion carries no email")),
         };
         let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        if !self.org_owns_domain(&model.org_id, domain).await? {
+        if !ctx.verified_domains.iter().any(|d| d == domain) {
             return Err(Refusal::policy("email_outside_domains", &email));
         }
         let identity = UpstreamIdentity {
@@ -540,15 +570,13 @@ impl SamlService {
             }),
         })
     }
+}
 
-    async fn org_owns_domain(&self, org_id: &str, domain: &str) -> Result<bool> {
-        Ok(org_domain::Entity::find()
-            .filter(org_domain::Column::OrgId.eq(org_id))
-            .filter(org_domain::Column::VerifiedDomain.eq(domain))
-            .one(self.store.db())
-            .await?
-            .is_some())
-    }
+/// What the ACS needs of a connection besides the response, read once per store revision.
+pub(crate) struct AcsContext {
+    model: saml_connection::Model,
+    /// The organisation's verified domains: only addresses in them are vouched for.
+    verified_domains: Vec<String>,
 }
 
 /// Why the ACS refused, before it is audited.

@@ -47,7 +47,12 @@ pub struct SamlService {
     fetcher: fetch::MetadataFetcher,
     refresh_every_secs: i64,
     pub counters: Arc<SamlCounters>,
+    /// What the ACS reads of a connection, per store revision (see `flow::AcsContext`).
+    acs_contexts: Arc<quick_cache::sync::Cache<String, (i64, Arc<flow::AcsContext>)>>,
 }
+
+/// Connections whose ACS context is remembered at once; more only cost a read each.
+const ACS_CONTEXT_CAPACITY: usize = 1024;
 
 impl SamlService {
     pub fn new(
@@ -65,6 +70,7 @@ impl SamlService {
             refresh_every_secs: i64::try_from(settings.saml_metadata_refresh.as_secs())
                 .unwrap_or(6 * 3600),
             counters: Arc::default(),
+            acs_contexts: Arc::new(quick_cache::sync::Cache::new(ACS_CONTEXT_CAPACITY)),
         }
     }
 

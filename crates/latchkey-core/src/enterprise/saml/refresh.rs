@@ -17,6 +17,7 @@ use crate::{
     infra::{
         audit::{self, Actor},
         entity::saml_connection,
+        store::Store,
     },
     tenancy::access::{self, Need},
 };
@@ -84,17 +85,13 @@ impl SamlService {
                 am.metadata_xml = Set(Some(xml));
                 am.metadata_fetched_at = Set(Some(now));
                 am.metadata_error = Set(None);
-                am.update(self.store.db()).await?;
+                // New certificates or endpoints: the ACS's per-revision copy must see them.
+                let txn = self.store.begin_write().await?;
+                am.update(&txn).await?;
                 let data = json!({ "url": url, "certificates": idp.certs.len() });
-                audit::record(
-                    self.store.db(),
-                    now,
-                    actor,
-                    "saml.metadata_refreshed",
-                    Some(&id),
-                    data,
-                )
-                .await?;
+                audit::record(&txn, now, actor, "saml.metadata_refreshed", Some(&id), data).await?;
+                Store::bump_revision(&txn).await?;
+                txn.commit().await?;
                 self.flag_expiring(&id, &idp.certs, now).await
             }
             Err(e) => {
