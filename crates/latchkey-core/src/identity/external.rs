@@ -171,6 +171,26 @@ pub(crate) async fn find<C: ConnectionTrait>(
         .await?)
 }
 
+/// The link of (issuer, subject), marked used now with the address the provider sent, in one
+/// statement: a returning identity, the common case, needs nothing else from this table.
+pub(crate) async fn find_and_touch<C: ConnectionTrait>(
+    conn: &C,
+    issuer: &str,
+    subject: &str,
+    email: Option<&str>,
+    now: i64,
+) -> Result<Option<external_identity::Model>> {
+    Ok(external_identity::Entity::update_many()
+        .col_expr(external_identity::Column::LastUsedAt, Expr::value(now))
+        .col_expr(external_identity::Column::Email, Expr::value(email.map(str::to_owned)))
+        .filter(external_identity::Column::Issuer.eq(issuer))
+        .filter(external_identity::Column::Subject.eq(subject))
+        .exec_with_returning(conn)
+        .await?
+        .into_iter()
+        .next())
+}
+
 pub(crate) async fn has_identity_at<C: ConnectionTrait>(
     conn: &C,
     user_id: &str,

@@ -222,16 +222,24 @@ impl SignInService {
             AuthMethod::UpstreamOidc { connection_id, .. } => connection_id.as_deref(),
             AuthMethod::Password | AuthMethod::Operator => None,
         };
-        // A linked identity is the common case, and the link decides alone.
-        let mut link = external::find(txn, &up.issuer, &up.subject).await?;
-        let mut by_email = None;
-        if link.is_none() {
-            // The address first, the link again last: an account that a concurrent first
-            // sign-in of this identity just created is then always seen with its link, never
-            // as someone else's.
-            by_email = self.account_by_email(txn, up).await?;
-            link = external::find(txn, &up.issuer, &up.subject).await?;
+        // A linked identity is the common case, and the link decides alone: it is found and
+        // marked used at once.
+        let email = up.email.as_deref();
+        let touched = external::find_and_touch(txn, &up.issuer, &up.subject, email, now).await?;
+        if let Some(l) = touched {
+            let refresh_profile = policy.refresh_profile;
+            return Ok(Resolved {
+                user_id: l.user_id,
+                created: false,
+                linked: false,
+                refresh_profile,
+            });
         }
+        // Not linked yet: the address first, the link again last: an account that a concurrent
+        // first sign-in of this identity just created is then always seen with its link, never
+        // as someone else's.
+        let by_email = self.account_by_email(txn, up).await?;
+        let link = external::find(txn, &up.issuer, &up.subject).await?;
         match external::decide(link.as_ref(), by_email.as_ref(), up, policy) {
             LinkVerdict::Linked(user_id) => {
                 if let Some(l) = &link {
