@@ -14,7 +14,14 @@
 //! (`Store::current_revision`), so a revocation committed on any node is seen at the next
 //! request.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    hash::Hasher,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
@@ -35,6 +42,8 @@ use crate::{
 const VERIFIED_CAPACITY: usize = 10_000;
 /// How many grants' revocation states are remembered.
 const GRANT_CAPACITY: usize = 100_000;
+/// Slots of the doorkeeper in front of the verified-token cache (a power of two).
+const SEEN_SLOTS: usize = 1 << 14;
 
 /// A token whose signature was verified against a published key. Its claims are still to be
 /// checked (expiry, audience) and its grant and session still to be found live.
@@ -59,6 +68,11 @@ struct RevokedList {
 
 pub struct AccessTokenState {
     verified: quick_cache::sync::Cache<String, Arc<VerifiedToken>>,
+    /// Fingerprints of tokens verified once: a token is remembered from its second
+    /// verification on. A token seen once (every request of a busy resource server carrying a
+    /// new token) then costs no copy into the cache and evicts nothing. A collision of two
+    /// fingerprints only admits a token one verification early.
+    seen: Box<[AtomicU64]>,
     grants: quick_cache::sync::Cache<String, (i64, bool)>,
     revoked: std::sync::RwLock<RevokedList>,
     /// Held while the revocation list is brought up to date, so concurrent requests share one
@@ -72,6 +86,7 @@ impl Default for AccessTokenState {
     fn default() -> Self {
         Self {
             verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+            seen: (0..SEEN_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             grants: quick_cache::sync::Cache::new(GRANT_CAPACITY),
             revoked: std::sync::RwLock::new(RevokedList {
                 revision: i64::MIN,
@@ -96,10 +111,22 @@ impl AccessTokenState {
         let v = Arc::new(VerifiedToken { typ, kid, claims });
         // Only tokens that name their key are remembered: that is how an entry is tied to a
         // key that may stop being published.
-        if v.kid.is_some() {
+        if v.kid.is_some() && self.seen_before(token) {
             self.verified.insert(token.to_owned(), v.clone());
         }
         Some(v)
+    }
+
+    /// Whether this token was verified before (as far as its slot remembers); records it.
+    fn seen_before(&self, token: &str) -> bool {
+        // The signature is the token's most random part, and short to hash.
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(signature.as_bytes());
+        // Zero marks an empty slot.
+        let fingerprint = hasher.finish() | 1;
+        let slot = usize::try_from(fingerprint >> 50).unwrap_or(0) & (SEEN_SLOTS - 1);
+        self.seen.get(slot).is_some_and(|s| s.swap(fingerprint, Ordering::Relaxed) == fingerprint)
     }
 
     /// Whether the grant (code and refresh family) is revoked, as of `revision`.
@@ -213,4 +240,22 @@ pub(crate) async fn grant_is_revoked<C: sea_orm::ConnectionTrait>(
         .one(conn)
         .await?
         .is_none_or(|c| c.replayed_at.is_some() || c.revoked_at.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_remembered_from_its_second_verification() {
+        let state = AccessTokenState::default();
+        let (a, b) = ("h.p.signature-of-a", "h.p.signature-of-b");
+        assert!(!state.seen_before(a), "first sight");
+        assert!(!state.seen_before(b), "another token");
+        assert!(state.seen_before(a), "second sight of a");
+        assert!(state.seen_before(b), "second sight of b");
+        assert!(state.seen_before(a), "and later ones");
+        // Only the signature is fingerprinted: a token differing in it is another token.
+        assert!(!state.seen_before("h.p.signature-of-c"));
+    }
 }
