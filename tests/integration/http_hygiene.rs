@@ -235,3 +235,37 @@ async fn a_connection_that_posted_a_large_body_is_closed_after_its_response() {
     assert_ne!(connection(&small).as_deref(), Some("close"));
     node.stop().await;
 }
+
+/// Large bodies whose handler waits before reading them (the ACS reads a few at once) stay
+/// partly in the socket (the patched actix-http reads ahead only 32 KiB of a paused payload,
+/// third_party/actix-http/PATCH.md): every one must still be read whole once its turn comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_that_wait_for_their_turn_are_read_whole() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = data_dir();
+    let node = TestServer::start(dir.path(), &db, &[]).await;
+    let body = format!("SAMLResponse={}", "QUJD".repeat(250 * 1024 / 4));
+    let posts = (0..24).map(|_| {
+        client()
+            .post(node.url("/saml/no-such-connection/acs"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+    });
+    // A read that never resumed would hang here: the guard turns that into a failure.
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        futures_util::future::join_all(posts),
+    )
+    .await
+    .expect("every waiting body is read once its turn comes");
+    for answer in answers {
+        let res = answer.unwrap();
+        assert_eq!(res.status(), 400);
+        // Read and decoded whole: refused for its connection, with a reference (a body cut
+        // short would be "could not be read").
+        let page = res.text().await.unwrap();
+        assert!(page.contains("this reference"), "{page}");
+    }
+    node.stop().await;
+}
