@@ -1,13 +1,13 @@
 //! End-to-end through the real pages in headless Chromium, driven by playwright-core from
 //! tests/e2e (installed by scripts/test), against this in-process server and a real SMTP server.
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
 use crate::{
     chain_app::ChainApp,
-    support::{Backend, SmtpSink, TestDb, TestServer, data_dir},
+    support::{Backend, SmtpSink, TestDb, TestServer, data_dir, node_test},
 };
 
 fn e2e_dir() -> PathBuf {
@@ -30,30 +30,13 @@ async fn account_flow_in_chromium() {
     let smtp = SmtpSink::start(None).await;
     let data = data_dir();
     let node = TestServer::start(data.path(), &db, &[("LATCHKEY_SMTP_URL", &smtp.url())]).await;
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
 
     let base = node.base_url.clone();
     let maildir = smtp.maildir();
     let script = dir.join("account-flow.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("--test")
-            .arg("--test-reporter=spec")
-            .arg(script)
-            .env("LATCHKEY_URL", base)
-            .env("MAILDIR", maildir)
-            .env("SCREENSHOT_DIR", &screenshots)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "browser test failed:\n{report}");
+    let envs = vec![("LATCHKEY_URL", base), ("MAILDIR", maildir.display().to_string())];
+    let (passed, report) = node_test(script, Vec::new(), envs).await;
+    assert!(passed, "browser test failed:\n{report}");
     assert!(report.contains("pass 1") || report.contains("✔"), "{report}");
     node.stop().await;
 }
@@ -100,34 +83,20 @@ async fn openid_client_relying_party() {
         )
         .await
         .unwrap();
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let base = node.base_url.clone();
     let script = dir.join("oidc-rp.mjs");
     let client_id = created.client.client_id.clone();
     let secret = created.client_secret.clone().unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("--test")
-            .arg("--test-reporter=spec")
-            .arg(script)
-            .env("LATCHKEY_URL", base)
-            .env("CLIENT_ID", client_id)
-            .env("CLIENT_SECRET", secret)
-            .env("CALLBACK_PORT", callback_port.to_string())
-            .env("USER_EMAIL", "ada@example.com")
-            .env("USER_PASSWORD", "correct horse battery")
-            .env("SCREENSHOT_DIR", &screenshots)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "openid-client test failed:\n{report}");
+    let envs = vec![
+        ("LATCHKEY_URL", base),
+        ("CLIENT_ID", client_id),
+        ("CLIENT_SECRET", secret),
+        ("CALLBACK_PORT", callback_port.to_string()),
+        ("USER_EMAIL", "ada@example.com".to_owned()),
+        ("USER_PASSWORD", "correct horse battery".to_owned()),
+    ];
+    let (passed, report) = node_test(script, Vec::new(), envs).await;
+    assert!(passed, "openid-client test failed:\n{report}");
     node.stop().await;
 }
 
@@ -153,34 +122,19 @@ async fn saml_flows_in_chromium() {
     let node = TestServer::start(data.path(), &db, &settings).await;
     let maildir = smtp.maildir();
     let env_json = serde_json::to_string(&node.env).unwrap();
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let base = node.base_url.clone();
     let script = dir.join("saml-flow.mjs");
     // SAML_E2E_ONLY=<regex> runs only the flows whose names match (when working on one).
     let only = std::env::var("SAML_E2E_ONLY").ok();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut node = Command::new("node");
-        node.arg("--test").arg("--test-reporter=spec");
-        if let Some(only) = only {
-            node.arg(format!("--test-name-pattern={only}"));
-        }
-        node.arg(script)
-            .env("LATCHKEY_URL", base)
-            .env("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey"))
-            .env("LATCHKEY_ENV_JSON", env_json)
-            .env("MAILDIR", maildir)
-            .env("SCREENSHOT_DIR", &screenshots)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "SAML browser flows failed:\n{report}");
+    let args = only.map(|only| format!("--test-name-pattern={only}")).into_iter().collect();
+    let envs = vec![
+        ("LATCHKEY_URL", base),
+        ("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey").to_owned()),
+        ("LATCHKEY_ENV_JSON", env_json),
+        ("MAILDIR", maildir.display().to_string()),
+    ];
+    let (passed, report) = node_test(script, args, envs).await;
+    assert!(passed, "SAML browser flows failed:\n{report}");
     assert!(!report.contains("ℹ pass 0"), "no SAML browser flow ran:\n{report}");
     eprintln!("{report}");
     node.stop().await;
@@ -224,33 +178,19 @@ async fn easie_flows_in_chromium() {
     // The chain's app, on the `openidconnect` crate.
     let app = ChainApp::start(&node).await;
     let env_json = serde_json::to_string(&node.env).unwrap();
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let base = node.base_url.clone();
     let admin = idp.admin.clone();
     let app_url = app.url.clone();
     let script = dir.join("easie-flow.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("--test")
-            .arg("--test-reporter=spec")
-            .arg(script)
-            .env("LATCHKEY_URL", base)
-            .env("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey"))
-            .env("LATCHKEY_ENV_JSON", env_json)
-            .env("UPSTREAM_ADMIN", admin)
-            .env("APP_URL", app_url)
-            .env("SCREENSHOT_DIR", &screenshots)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "EASIE browser flows failed:\n{report}");
+    let envs = vec![
+        ("LATCHKEY_URL", base),
+        ("LATCHKEY_BIN", env!("CARGO_BIN_EXE_latchkey").to_owned()),
+        ("LATCHKEY_ENV_JSON", env_json),
+        ("UPSTREAM_ADMIN", admin),
+        ("APP_URL", app_url),
+    ];
+    let (passed, report) = node_test(script, Vec::new(), envs).await;
+    assert!(passed, "EASIE browser flows failed:\n{report}");
     assert!(!report.contains("ℹ pass 0"), "no EASIE browser flow ran:\n{report}");
 
     // The app holds a verified federated sign-in for each provider's member (the browser saw
@@ -330,32 +270,19 @@ async fn console_in_chromium() {
             std::fs::write(dir.join("advanced"), "").unwrap();
         })
     };
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let (base, script) = (node.base_url.clone(), dir.join("console-flow.mjs"));
     let (clock_path, other) = (clock_dir.path().to_owned(), globex.id.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
-            .arg(script)
-            .env("LATCHKEY_URL", base)
-            .env("ADMIN_EMAIL", "root@admin.test")
-            .env("ORG_ADMIN_EMAIL", "alice@acme.test")
-            .env("PASSWORD", password)
-            .env("TARGET_EMAIL", "bobby@people.test")
-            .env("OTHER_ORG_ID", other)
-            .env("CLOCK_DIR", clock_path)
-            .env("SCREENSHOT_DIR", &screenshots)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "browser test failed:\n{report}");
+    let envs = vec![
+        ("LATCHKEY_URL", base),
+        ("ADMIN_EMAIL", "root@admin.test".to_owned()),
+        ("ORG_ADMIN_EMAIL", "alice@acme.test".to_owned()),
+        ("PASSWORD", password.to_string()),
+        ("TARGET_EMAIL", "bobby@people.test".to_owned()),
+        ("OTHER_ORG_ID", other),
+        ("CLOCK_DIR", clock_path.display().to_string()),
+    ];
+    let (passed, report) = node_test(script, Vec::new(), envs).await;
+    assert!(passed, "browser test failed:\n{report}");
     assert!(report.contains("pass 2"), "{report}");
     watcher.abort();
     // What the browser did holds in the store: the session is gone, the user deactivated.

@@ -3,7 +3,7 @@
 //! (tests/e2e/sdk-js.mjs), the browser module on a plain page served from another loopback
 //! port, its web components, and the Express example API (docs/examples/express-api).
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use latchkey_core::{identity::users::NewUser, infra::audit::Actor};
 use reqwest::header;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{
     on_both_backends,
-    support::{Backend, TestDb, TestServer, client, data_dir, free_listener},
+    support::{Backend, TestDb, TestServer, client, data_dir, free_listener, node_test},
 };
 
 fn repo() -> PathBuf {
@@ -228,7 +228,6 @@ async fn browser_module_components_and_express_example_in_chromium() {
 
     let clock_dir = tempfile::tempdir().unwrap();
     let watcher = serve_clock_requests(&node, clock_dir.path().to_owned());
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let script = repo.join("tests/e2e/sdk-js.mjs");
     let envs = [
         ("LATCHKEY_URL", node.base_url.clone()),
@@ -242,25 +241,10 @@ async fn browser_module_components_and_express_example_in_chromium() {
         ("SESSION_A_SECRET", secret_a),
         ("SESSION_C_SECRET", secret_c),
         ("CLOCK_DIR", clock_dir.path().display().to_string()),
-        ("SCREENSHOT_DIR", screenshots.display().to_string()),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
-            .arg(script)
-            .envs(envs)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
+    let (passed, report) = node_test(script, Vec::new(), Vec::from(envs)).await;
     watcher.abort();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "SDK browser test failed:\n{report}");
+    assert!(passed, "SDK browser test failed:\n{report}");
     assert!(report.contains("ℹ pass 3"), "not every scenario ran:\n{report}");
     eprintln!("{report}");
     node.stop().await;
@@ -293,23 +277,9 @@ async fn verifier_against_a_running_latchkey() {
         ("OTHER_ORIGIN", other.to_owned()),
         ("CLOCK_DIR", clock_dir.path().display().to_string()),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
-            .arg(script)
-            .envs(envs)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
+    let (passed, report) = node_test(script, Vec::new(), Vec::from(envs)).await;
     watcher.abort();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "SDK verifier test failed:\n{report}");
+    assert!(passed, "SDK verifier test failed:\n{report}");
     assert!(report.contains("ℹ pass 2"), "not every scenario ran:\n{report}");
     node.stop().await;
 }

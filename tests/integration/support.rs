@@ -538,3 +538,32 @@ print(json.dumps(out))
 pub fn unix_now() -> i64 {
     latchkey_core::infra::clock::Clock::system().now()
 }
+
+/// Runs one `node --test` script (its tests one at a time, the spec reporter) with these
+/// variables, plus `SCREENSHOT_DIR` for the browser scripts; extra arguments go before the script.
+/// Returns whether every test passed, and the report (stdout, then stderr).
+pub async fn node_test(
+    script: std::path::PathBuf,
+    args: Vec<String>,
+    envs: Vec<(&'static str, String)>,
+) -> (bool, String) {
+    let screenshots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+            .args(args)
+            .arg(script)
+            .envs(envs)
+            .env("SCREENSHOT_DIR", screenshots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}

@@ -17,7 +17,7 @@ use crate::{
     oidc::flows::{CHALLENGE, REDIRECT, VERIFIER, authorize, token},
     on_both_backends,
     pages::Browser,
-    support::{Backend, TestDb, TestServer, client, data_dir, free_listener},
+    support::{Backend, TestDb, TestServer, client, data_dir, free_listener, node_test},
 };
 
 // The example's app factory, tested in-process against the running Latchkey.
@@ -388,32 +388,16 @@ async fn the_html_page_calls_the_actix_example_in_chromium() {
     let handle = server.handle();
     tokio::spawn(server);
 
-    let screenshots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
     let envs = [
         ("LATCHKEY_URL", node.base_url.clone()),
         ("PAGE_PORT", page_port.to_string()),
         ("API_URL", api_url),
         ("USER_ID", ada.id.clone()),
         ("SESSION_SECRET", secret),
-        ("SCREENSHOT_DIR", screenshots.display().to_string()),
     ];
     let script = repo.join("tests/e2e/sdk-actix.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
-            .arg(script)
-            .envs(envs)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "actix example browser test failed:\n{report}");
+    let (passed, report) = node_test(script, Vec::new(), Vec::from(envs)).await;
+    assert!(passed, "actix example browser test failed:\n{report}");
     assert!(report.contains("ℹ pass 1"), "the scenario did not run:\n{report}");
     handle.stop(true).await;
     node.stop().await;
