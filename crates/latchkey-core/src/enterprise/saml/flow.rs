@@ -274,7 +274,9 @@ impl SamlService {
             .into_iter()
             .filter_map(|d| d.verified_domain)
             .collect();
-        let ctx = Arc::new(AcsContext { model, verified_domains });
+        let options = connections::options_of(&model)?;
+        let idp_certs = connections::stored_certs(&model);
+        let ctx = Arc::new(AcsContext { model, options, idp_certs, verified_domains });
         self.acs_contexts.insert(connection_id.to_owned(), (revision, Arc::clone(&ctx)));
         Ok(ctx)
     }
@@ -291,11 +293,10 @@ impl SamlService {
             Err(Error::NotFound(_)) => return Err(Refusal::policy("unknown_connection", "")),
             Err(e) => return Err(Refusal::Store(e)),
         };
-        let model = &ctx.model;
-        let options = connections::options_of(model)?;
+        let (model, options) = (&ctx.model, &ctx.options);
         let pending = self.take_pending(input).await?;
-        let assertion = self.verify(model, &options, input.response, pending.as_ref()).await?;
-        let verified = match self.verified_for(&ctx, &options, &assertion) {
+        let assertion = self.verify(&ctx, input.response, pending.as_ref()).await?;
+        let verified = match self.verified_for(&ctx, &assertion) {
             Ok(v) => v,
             Err(e) => {
                 // Refused, but spent: the same assertion cannot be tried again later.
@@ -306,7 +307,7 @@ impl SamlService {
         if let Some(Answered { tested_by: Some(tester), return_to, .. }) = pending {
             let tested = self.tested(
                 model,
-                &options,
+                options,
                 &assertion,
                 &verified,
                 input.client,
@@ -395,12 +396,11 @@ impl SamlService {
 
     async fn verify(
         &self,
-        model: &saml_connection::Model,
-        options: &super::ConnectionOptions,
+        ctx: &AcsContext,
         decoded: &std::result::Result<response::DecodedResponse, SamlError>,
         pending: Option<&Answered>,
     ) -> std::result::Result<VerifiedAssertion, Refusal> {
-        let now = self.store.now();
+        let (model, options, now) = (&ctx.model, &ctx.options, self.store.now());
         // The SP's private keys are unsealed only for a response that carries ciphertext.
         let decoded = decoded.as_ref().map_err(|e| Refusal::Saml(e.clone()))?;
         let decryption_keys = if decoded.may_be_encrypted() {
@@ -409,11 +409,10 @@ impl SamlService {
         } else {
             Vec::new()
         };
-        let certs = connections::stored_certs(model);
         let urls = self.urls(&model.id);
         let expect = ResponseExpectations {
             idp_entity_id: &model.idp_entity_id,
-            idp_certs: &certs,
+            idp_certs: &ctx.idp_certs,
             sp_entity_id: &urls.sp_entity_id,
             acs_url: &urls.acs_url,
             in_response_to: pending.map(|p| p.request_id.as_str()),
@@ -521,10 +520,9 @@ impl SamlService {
     fn verified_for(
         &self,
         ctx: &AcsContext,
-        options: &super::ConnectionOptions,
         a: &VerifiedAssertion,
     ) -> std::result::Result<Verified, Refusal> {
-        let model = &ctx.model;
+        let (model, options) = (&ctx.model, &ctx.options);
         let mapped = mapping::map_identity(a, &options.mapping)?;
         let email = match mapped.email.as_deref().map(normalize_email) {
             Some(Ok(e)) => e,
@@ -575,6 +573,9 @@ impl SamlService {
 /// What the ACS needs of a connection besides the response, read once per store revision.
 pub(crate) struct AcsContext {
     model: saml_connection::Model,
+    options: super::ConnectionOptions,
+    /// The IdP's signing certificates (DER), decoded from the row.
+    idp_certs: Vec<Vec<u8>>,
     /// The organisation's verified domains: only addresses in them are vouched for.
     verified_domains: Vec<String>,
 }
