@@ -66,6 +66,21 @@ fn at_of(v: &Value) -> String {
     v["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Two access tokens of one grant, from the code and then from its refresh, and the grant's
+/// current refresh token: (first access token, second access token, refresh token).
+async fn two_tokens_of_one_grant(
+    node: &TestServer,
+    basic: (&str, &str),
+) -> (String, String, String) {
+    let browser = Browser::new(&node.base_url);
+    let first = exchange(node, basic, &code_for(node, &browser, basic.0).await).await;
+    let at1 = at_of(&first);
+    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let second = refresh(node, basic, &rt1).await.1;
+    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
+    (at1, at_of(&second), rt2)
+}
+
 /// The authorization request names the APIs; the code's tokens are aimed at them, a refresh
 /// narrows to one (or to the issuer, for userinfo), and nothing widens the grant.
 async fn user_tokens_are_aimed_at_the_requested_resource(backend: Backend) {
@@ -160,12 +175,7 @@ async fn revoked_access_tokens_end_at_once(backend: Backend) {
     let node = TestServer::start(dir.path(), &db, &[]).await;
     let (id, secret) = app(&node).await;
     let basic = (id.as_str(), secret.as_str());
-    let browser = Browser::new(&node.base_url);
-    let first = exchange(&node, basic, &code_for(&node, &browser, &id).await).await;
-    let at1 = at_of(&first);
-    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
-    let second = refresh(&node, basic, &rt1).await.1;
-    let at2 = at_of(&second);
+    let (at1, at2, rt2) = two_tokens_of_one_grant(&node, basic).await;
     // Seen before (so remembered as verified) and live.
     for at in [&at1, &at2] {
         assert_eq!(introspect(&node, &id, &secret, at).await["active"], true);
@@ -201,7 +211,6 @@ async fn revoked_access_tokens_end_at_once(backend: Backend) {
     assert_eq!(userinfo(&node, &at2).await, StatusCode::OK);
 
     // Revoking the refresh token ends every access token of its grant.
-    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(revoke(&node, (&id, Some(&secret)), &rt2).await, StatusCode::OK);
     assert_eq!(introspect(&node, &id, &secret, &at2).await["active"], false);
     assert_eq!(userinfo(&node, &at2).await, StatusCode::UNAUTHORIZED);
@@ -224,7 +233,7 @@ async fn revoked_access_tokens_end_at_once(backend: Backend) {
         .unwrap()
         .client
         .client_id;
-    let code = code_for(&node, &browser, &public).await;
+    let code = code_for(&node, &Browser::new(&node.base_url), &public).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -253,12 +262,7 @@ async fn revocation_on_one_node_is_seen_by_the_other(backend: Backend) {
         TestServer::start(dir.path(), &db, &[("LATCHKEY_PUBLIC_URL", &node_a.base_url)]).await;
     let (id, secret) = app(&node_a).await;
     let basic = (id.as_str(), secret.as_str());
-    let browser = Browser::new(&node_a.base_url);
-    let first = exchange(&node_a, basic, &code_for(&node_a, &browser, &id).await).await;
-    let at1 = at_of(&first);
-    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
-    let second = refresh(&node_a, basic, &rt1).await.1;
-    let at2 = at_of(&second);
+    let (at1, at2, rt2) = two_tokens_of_one_grant(&node_a, basic).await;
     for node in [&node_a, &node_b] {
         for at in [&at1, &at2] {
             assert_eq!(introspect(node, &id, &secret, at).await["active"], true);
@@ -270,7 +274,6 @@ async fn revocation_on_one_node_is_seen_by_the_other(backend: Backend) {
     assert_eq!(userinfo(&node_b, &at1).await, StatusCode::UNAUTHORIZED);
     assert_eq!(introspect(&node_b, &id, &secret, &at2).await["active"], true);
 
-    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(revoke(&node_a, basic_some(basic), &rt2).await, StatusCode::OK);
     assert_eq!(introspect(&node_b, &id, &secret, &at2).await["active"], false);
     assert_eq!(userinfo(&node_b, &at2).await, StatusCode::UNAUTHORIZED);
