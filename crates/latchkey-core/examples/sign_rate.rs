@@ -8,6 +8,8 @@
 //! the thread's CPU time and the rate per CPU-second where /proc/thread-self/schedstat exists.
 //! scripts/bench-token-endpoint compares the endpoint's throughput with this figure.
 
+mod support;
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -99,7 +101,7 @@ fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
     }
 
     let budget = Duration::from_secs_f64(args.seconds);
-    let cpu_before = thread_cpu_ns();
+    let cpu_before = support::thread_cpu_ns();
     let started = Instant::now();
     let mut signs: u64 = 0;
     let elapsed = loop {
@@ -113,7 +115,7 @@ fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
             break elapsed;
         }
     };
-    let cpu = match (cpu_before, thread_cpu_ns()) {
+    let cpu = match (cpu_before, support::thread_cpu_ns()) {
         (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
         _ => None,
     };
@@ -132,16 +134,6 @@ fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
         line["signs_per_cpu_sec"] = serde_json::json!(round(signs as f64 / cpu, 1));
     }
     Ok(line)
-}
-
-/// CPU time this thread has run, from Linux's /proc/thread-self/schedstat (nanoseconds).
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn main() -> std::process::ExitCode {

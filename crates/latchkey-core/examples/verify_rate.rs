@@ -16,6 +16,8 @@
 //! /proc/thread-self/schedstat exists. scripts/bench-resource-endpoints compares the endpoints
 //! with `verifies_per_sec`.
 
+mod support;
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -95,7 +97,7 @@ fn time_loop(
     while warm_up.elapsed() < Duration::from_millis(300) {
         op()?;
     }
-    let cpu_before = thread_cpu_ns();
+    let cpu_before = support::thread_cpu_ns();
     let started = Instant::now();
     let mut n: u64 = 0;
     let elapsed = loop {
@@ -108,7 +110,7 @@ fn time_loop(
             break elapsed;
         }
     };
-    let cpu = match (cpu_before, thread_cpu_ns()) {
+    let cpu = match (cpu_before, support::thread_cpu_ns()) {
         (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
         _ => None,
     };
@@ -171,16 +173,6 @@ fn run(seconds: f64) -> Result<serde_json::Value, BoxError> {
         line["keyset_verifies_per_cpu_sec"] = json!(round(full as f64 / cpu, 1));
     }
     Ok(line)
-}
-
-/// CPU time this thread has run, from Linux's /proc/thread-self/schedstat (nanoseconds).
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn main() -> std::process::ExitCode {
