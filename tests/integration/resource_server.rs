@@ -82,7 +82,8 @@ async fn two_tokens_of_one_grant(
 }
 
 /// The authorization request names the APIs; the code's tokens are aimed at them, a refresh
-/// narrows to one (or to the issuer, for userinfo), and nothing widens the grant.
+/// narrows to one (or to the issuer, for userinfo), and nothing widens the grant, not even one
+/// given no resource.
 async fn user_tokens_are_aimed_at_the_requested_resource(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let dir = data_dir();
@@ -161,6 +162,15 @@ async fn user_tokens_are_aimed_at_the_requested_resource(backend: Backend) {
     let rt = r.1["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(error_of(&ask(rt.clone(), API.into()).await), (400, "invalid_target"));
     assert_eq!(decode_payload(&at_of(&refresh(&node, basic, &rt).await.1))["aud"], OTHER_API);
+
+    // A grant for which neither the request nor the exchange named one stays with the issuer:
+    // its refreshes cannot aim it at a registered API.
+    let plain = exchange(&node, basic, &code_for(&node, &browser, &id).await).await;
+    let rt = plain["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(error_of(&ask(rt.clone(), API.into()).await), (400, "invalid_target"));
+    let narrowed = ask(rt, iss.clone()).await;
+    assert_eq!(narrowed.0, 200, "{}", narrowed.1);
+    assert_eq!(decode_payload(&at_of(&narrowed.1))["aud"], iss.as_str());
     node.stop().await;
 }
 on_both_backends!(user_tokens_are_aimed_at_the_requested_resource);

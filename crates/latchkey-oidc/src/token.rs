@@ -244,6 +244,24 @@ pub fn user_token_audiences(
     ))
 }
 
+/// [`user_token_audiences`] for a refresh: a grant given no resources by its authorization
+/// request or its code exchange was given the issuer, so a refresh may only narrow, never
+/// aim the grant's tokens at the client's other audiences.
+pub fn refresh_token_audiences(
+    requested: &[String],
+    granted: &[String],
+    registered: &[String],
+    issuer: &str,
+) -> Result<Vec<String>, OAuthError> {
+    if granted.is_empty() {
+        let issuer_only = [issuer.to_owned()];
+        let narrowed = user_token_audiences(requested, &issuer_only, registered, issuer)?;
+        // Naming nothing or the issuer: the issuer, as it was.
+        return Ok(if requested.is_empty() { Vec::new() } else { narrowed });
+    }
+    user_token_audiences(requested, granted, registered, issuer)
+}
+
 /// What an issued authorization code was bound to, as stored.
 #[derive(Debug, Clone)]
 pub struct CodeBinding<'a> {
@@ -454,6 +472,15 @@ mod tests {
         // Not widened beyond the grant, even to registered audiences or the issuer.
         assert_eq!(aud(&["x"], &granted), Err(ErrorCode::InvalidTarget));
         assert_eq!(aud(&[iss], &granted), Err(ErrorCode::InvalidTarget));
+        // A refresh of a grant given none stays with the issuer.
+        let refresh = |req: &[&str], granted: &[&str]| {
+            refresh_token_audiences(&v(req), &v(granted), &registered, iss).map_err(|e| e.code)
+        };
+        assert_eq!(refresh(&[], &[]), Ok(vec![]));
+        assert_eq!(refresh(&[iss], &[]), Ok(v(&[iss])));
+        assert_eq!(refresh(&["x"], &[]), Err(ErrorCode::InvalidTarget));
+        assert_eq!(refresh(&["https://api.example"], &[]), Err(ErrorCode::InvalidTarget));
+        assert_eq!(refresh(&["https://b.example"], &granted), Ok(v(&["https://b.example"])));
         // A granted resource no longer registered is refused.
         assert_eq!(aud(&[], &["https://gone.example"]), Err(ErrorCode::InvalidTarget));
         // A malformed resource is refused on every grant, before the grant is looked at.

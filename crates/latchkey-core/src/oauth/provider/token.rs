@@ -155,7 +155,7 @@ impl OidcService {
             if let Some(wanted) = &requested.scopes {
                 scope::check_within(wanted, &scopes)?;
             }
-            token::user_token_audiences(&requested.audiences, &resources, registered, issuer)?;
+            token::refresh_token_audiences(&requested.audiences, &resources, registered, issuer)?;
         }
         auth.confirm(&self.grants).await?;
         let ttl = client.refresh_token_ttl_secs;
@@ -170,7 +170,7 @@ impl OidcService {
         };
         // Checked above for a live token; the family's scopes and resources never change as it
         // rotates.
-        let audiences = token::user_token_audiences(
+        let audiences = token::refresh_token_audiences(
             &requested.audiences,
             &grant.resources,
             registered,
