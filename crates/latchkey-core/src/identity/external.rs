@@ -235,7 +235,7 @@ pub(crate) async fn link<C: ConnectionTrait>(
     })
     .exec_without_returning(conn)
     .await
-    .map_err(|e| match e.sql_err() {
+    .map_err(|e| match crate::infra::inline_sqlite::constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict("this identity was linked to an account meanwhile; try again".into())
         }

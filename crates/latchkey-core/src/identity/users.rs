@@ -359,7 +359,7 @@ pub(crate) async fn mark_email_verified<C: sea_orm::ConnectionTrait>(
 }
 
 fn unique_violation(e: sea_orm::DbErr, email: &str) -> Error {
-    match e.sql_err() {
+    match crate::infra::inline_sqlite::constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict(format!("a user with email {email} already exists"))
         }

@@ -447,7 +447,10 @@ impl KeyService {
 }
 
 fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        crate::infra::inline_sqlite::constraint_violation(e),
+        Some(SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]

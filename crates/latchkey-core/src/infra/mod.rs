@@ -10,6 +10,7 @@ pub mod email;
 pub mod entity;
 pub mod error;
 pub mod ids;
+pub mod inline_sqlite;
 pub mod jobs;
 pub mod jose;
 pub mod keys;

@@ -10,12 +10,15 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
+use futures_util::future::BoxFuture;
+
 use crate::{
     Error, Result,
     infra::clock::Clock,
     infra::config::SqliteSync,
     infra::crypto::MasterKey,
     infra::entity::store_revision,
+    infra::inline_sqlite::{InlineSqlite, WriteTxn},
     infra::revision::{RevisionGate, RevisionSource},
 };
 
@@ -356,6 +359,51 @@ impl Store {
             f(&mut conn)
         });
         Some(run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")))))
+    }
+
+    /// Runs `f` in one write transaction and commits if it succeeds (rolls back otherwise).
+    /// On SQLite with Latchkey's own writer, the whole transaction runs on a blocking thread
+    /// with every statement executed in-line ([`InlineSqlite`]): one hop instead of a round
+    /// trip to sqlx's worker thread per statement. Elsewhere a pooled [`Self::begin_write`].
+    /// `f` must do all its database work through the transaction it is given.
+    pub(crate) async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: for<'t, 'c> FnOnce(&'t WriteTxn<'c>) -> BoxFuture<'t, std::result::Result<T, E>>
+            + Send
+            + 'static,
+    {
+        let Some(writer) = self.sqlite_writer.clone() else {
+            let txn = WriteTxn::Pooled(self.begin_write().await?);
+            let outcome = f(&txn).await;
+            if let (Ok(_), WriteTxn::Pooled(txn)) = (&outcome, txn) {
+                txn.commit().await.map_err(Error::from)?;
+            }
+            return outcome;
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let run = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held leaves no state behind that matters: an open
+            // transaction is rolled back below.
+            let mut conn = writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK").map_err(Error::from)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(Error::from)?;
+            let txn = WriteTxn::Inline(InlineSqlite::new(&mut conn));
+            let outcome = runtime.block_on(f(&txn));
+            drop(txn);
+            let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            if let Err(e) = conn.execute_batch(end) {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(Error::from(e).into());
+            }
+            outcome
+        });
+        run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")).into()))
     }
 
     pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {

@@ -113,10 +113,12 @@ impl SignInService {
         client: &ClientInfo,
         now: i64,
     ) -> Result<SignedIn> {
-        let txn = self.store.begin_write().await?;
-        let signed_in = self.complete_in(&txn, verified, client, None, now).await?;
-        txn.commit().await?;
-        Ok(signed_in)
+        let (this, verified, client) = (self.clone(), verified.clone(), client.clone());
+        self.store
+            .write(move |txn| {
+                Box::pin(async move { this.complete_in(txn, &verified, &client, None, now).await })
+            })
+            .await
     }
 
     /// [`Self::complete`] inside the caller's transaction, which may already hold the method's

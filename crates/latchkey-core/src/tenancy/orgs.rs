@@ -136,7 +136,7 @@ pub(crate) async fn admin_emails<C: ConnectionTrait>(
 }
 
 fn slug_taken(e: sea_orm::DbErr, slug: &str) -> Error {
-    match e.sql_err() {
+    match crate::infra::inline_sqlite::constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict(format!("an organisation with slug {slug} already exists"))
         }

@@ -279,7 +279,7 @@ async fn enabled_saml<C: ConnectionTrait>(conn: &C, org_id: &str) -> Result<Opti
 
 /// The unique index on the domain decides between simultaneous enrollments.
 fn enrolled_already(e: sea_orm::DbErr, domain: &Domain) -> Error {
-    match e.sql_err() {
+    match crate::infra::inline_sqlite::constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict(format!("{domain} is already enrolled"))
         }

@@ -34,6 +34,7 @@ use crate::{
         email::normalize_email,
         entity::{org_domain, saml_assertion_id, saml_connection},
         ids,
+        inline_sqlite::constraint_violation,
     },
     sign_in::{
         OrgGrant, SignedIn, UpstreamSession, Verified, VerifiedSubject,
@@ -475,34 +476,27 @@ impl SamlService {
         verified: &Verified,
         client: &ClientInfo,
     ) -> std::result::Result<SignedIn, Refusal> {
-        let txn = self.store.begin_write().await?;
-        self.consume_assertion_id(&txn, connection_id, a).await?;
-        let now = self.store.now();
-        let signed_in = self.sign_in.complete_in(&txn, verified, client, None, now).await?;
-        txn.commit().await.map_err(Error::from)?;
-        Ok(signed_in)
+        let (sign_in, now) = (self.sign_in.clone(), self.store.now());
+        let replay = ReplayKey::new(connection_id, a);
+        let (verified, client) = (verified.clone(), client.clone());
+        self.store
+            .write(move |txn| {
+                Box::pin(async move {
+                    replay.consume(txn).await?;
+                    Ok(sign_in.complete_in(txn, &verified, &client, None, now).await?)
+                })
+            })
+            .await
     }
 
-    /// Records the assertion ID until the assertion expires: a second use fails on every node,
-    /// since the insert of one primary key decides.
+    /// See [`ReplayKey::consume`].
     async fn consume_assertion_id<C: sea_orm::ConnectionTrait>(
         &self,
         conn: &C,
         connection_id: &str,
         a: &VerifiedAssertion,
     ) -> std::result::Result<(), Refusal> {
-        let key = Sha256::digest(format!("{connection_id}\n{}", a.assertion_id).as_bytes());
-        let id: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let row = saml_assertion_id::ActiveModel { id: Set(id), expires_at: Set(a.expires_at) };
-        match saml_assertion_id::Entity::insert(row).exec_without_returning(conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => match e.sql_err() {
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
-                    Err(Refusal::policy("replay", "assertion ID already used"))
-                }
-                _ => Err(Refusal::Store(e.into())),
-            },
-        }
+        ReplayKey::new(connection_id, a).consume(conn).await
     }
 
     /// Deletes consumed assertion IDs past their expiry; returns how many.
@@ -602,5 +596,38 @@ impl From<Error> for Refusal {
 impl From<SamlError> for Refusal {
     fn from(e: SamlError) -> Self {
         Self::Saml(e)
+    }
+}
+
+/// The record of one consumed assertion: its connection and ID, hashed, kept until the
+/// assertion expires.
+struct ReplayKey {
+    id: String,
+    expires_at: i64,
+}
+
+impl ReplayKey {
+    fn new(connection_id: &str, a: &VerifiedAssertion) -> Self {
+        let key = Sha256::digest(format!("{connection_id}\n{}", a.assertion_id).as_bytes());
+        Self { id: key.iter().map(|b| format!("{b:02x}")).collect(), expires_at: a.expires_at }
+    }
+
+    /// Records the assertion ID: a second use fails on every node, since the insert of one
+    /// primary key decides.
+    async fn consume<C: sea_orm::ConnectionTrait>(
+        self,
+        conn: &C,
+    ) -> std::result::Result<(), Refusal> {
+        let row =
+            saml_assertion_id::ActiveModel { id: Set(self.id), expires_at: Set(self.expires_at) };
+        match saml_assertion_id::Entity::insert(row).exec_without_returning(conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => match constraint_violation(&e) {
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                    Err(Refusal::policy("replay", "assertion ID already used"))
+                }
+                _ => Err(Refusal::Store(e.into())),
+            },
+        }
     }
 }

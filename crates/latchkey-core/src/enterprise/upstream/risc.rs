@@ -344,7 +344,7 @@ async fn record_event_id<C: ConnectionTrait>(
     };
     match upstream_event_id::Entity::insert(row).exec_without_returning(conn).await {
         Ok(_) => Ok(true),
-        Err(e) => match e.sql_err() {
+        Err(e) => match crate::infra::inline_sqlite::constraint_violation(&e) {
             Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Ok(false),
             _ => Err(e.into()),
         },
