@@ -17,3 +17,4 @@ pub mod keys;
 pub mod mail;
 pub mod revision;
 pub mod store;
+pub mod write_batch;
