@@ -17,4 +17,3 @@ pub mod keys;
 pub mod mail;
 pub mod revision;
 pub mod store;
-pub mod write_batch;

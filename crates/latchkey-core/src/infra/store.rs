@@ -18,9 +18,8 @@ use crate::{
     infra::config::SqliteSync,
     infra::crypto::MasterKey,
     infra::entity::store_revision,
-    infra::inline_sqlite::WriteTxn,
+    infra::inline_sqlite::{InlineSqlite, WriteTxn},
     infra::revision::{RevisionGate, RevisionSource},
-    infra::write_batch::WriteQueue,
 };
 
 #[derive(Clone)]
@@ -46,8 +45,6 @@ pub struct Store {
     /// SQLite only: a write connection of Latchkey's own, for batches of writes that would
     /// otherwise cost a pool round trip per statement (see [`Store::with_sqlite_writer`]).
     sqlite_writer: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
-    /// SQLite only: the writes waiting for `sqlite_writer` (see [`Store::write`]).
-    write_queue: Arc<WriteQueue>,
     /// Dropped with the last clone of the store: background threads watch it to know when to
     /// stop.
     alive: Arc<()>,
@@ -239,11 +236,10 @@ impl Store {
                     open_sqlite(&p, sync, Duration::from_secs(10))
                         .and_then(|c| {
                             // Batches touch index pages all over the token tables: keep more of
-                            // them (8 MiB; every sign-in's writes come here too, and 16 MiB
-                            // filled up to the SAML benchmark's memory ceiling). Checkpoints run in the background (see
+                            // them (16 MiB). Checkpoints run in the background (see
                             // `spawn_checkpointer`); this connection only steps in if the WAL
                             // grows past ~64 MB regardless.
-                            c.pragma_update(None, "cache_size", -8192)?;
+                            c.pragma_update(None, "cache_size", -16384)?;
                             c.pragma_update(None, "wal_autocheckpoint", 16000)?;
                             Ok(c)
                         })
@@ -251,7 +247,6 @@ impl Store {
                         .ok()
                 })
                 .map(|c| Arc::new(std::sync::Mutex::new(c))),
-            write_queue: Arc::default(),
             alive: Arc::new(()),
             clock,
         };
@@ -366,14 +361,11 @@ impl Store {
         Some(run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")))))
     }
 
-    /// Runs `f` in a write transaction and keeps its changes if it succeeds (rolls them back
-    /// otherwise); the outcome is known once they are committed. On SQLite with Latchkey's own
-    /// writer, `f` runs on a blocking thread with every statement executed in-line
-    /// ([`crate::infra::inline_sqlite`]: one hop instead of a round trip to sqlx's worker thread
-    /// per statement), in a savepoint of a transaction shared with the writes queued at the same
-    /// time ([`crate::infra::write_batch`]: one commit for them all). Elsewhere a pooled
-    /// [`Self::begin_write`] of its own. `f` must do all its database work through the
-    /// transaction it is given, and must not wait for another write.
+    /// Runs `f` in one write transaction and commits if it succeeds (rolls back otherwise).
+    /// On SQLite with Latchkey's own writer, the whole transaction runs on a blocking thread
+    /// with every statement executed in-line ([`InlineSqlite`]): one hop instead of a round
+    /// trip to sqlx's worker thread per statement. Elsewhere a pooled [`Self::begin_write`].
+    /// `f` must do all its database work through the transaction it is given.
     pub(crate) async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
     where
         T: Send + 'static,
@@ -390,7 +382,28 @@ impl Store {
             }
             return outcome;
         };
-        self.write_queue.submit(writer, f).await
+        let runtime = tokio::runtime::Handle::current();
+        let run = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held leaves no state behind that matters: an open
+            // transaction is rolled back below.
+            let mut conn = writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK").map_err(Error::from)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(Error::from)?;
+            let txn = WriteTxn::Inline(InlineSqlite::new(&mut conn));
+            let outcome = runtime.block_on(f(&txn));
+            drop(txn);
+            let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            if let Err(e) = conn.execute_batch(end) {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(Error::from(e).into());
+            }
+            outcome
+        });
+        run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")).into()))
     }
 
     pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {
