@@ -549,4 +549,66 @@ mod tests {
             .unwrap();
         assert_eq!(user::Entity::find().count(store.db()).await.unwrap(), 2);
     }
+
+    /// 50 writes at once on the one writer: each caller hears its own outcome, a failed write
+    /// leaves nothing behind and takes nothing of the others with it, and a unique violation is
+    /// told to the write that caused it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifty_writes_at_once_each_keep_or_lose_only_their_own_changes() {
+        let (_dir, store) = store().await;
+        let mut tasks = Vec::new();
+        for i in 0..50_u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |txn| {
+                        Box::pin(async move {
+                            // Writes 10..20 take the addresses of writes 0..10: one of each
+                            // pair must lose.
+                            let email = format!("u{}@example.com", if i < 20 { i % 10 } else { i });
+                            new_user(&format!("usr_{i}"), &email).insert(txn).await?;
+                            if i % 7 == 3 {
+                                return Err(crate::Error::Conflict(format!("write {i} gave up")));
+                            }
+                            Ok::<_, crate::Error>(i)
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut kept = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(got) => {
+                    assert_eq!(got as usize, i, "a caller heard another write's outcome");
+                    kept.push(format!("usr_{i}"));
+                }
+                Err(crate::Error::Conflict(why)) => assert_eq!(why, format!("write {i} gave up")),
+                Err(crate::Error::Database(e)) => {
+                    assert!(i < 20, "write {i}: {e}");
+                    assert!(matches!(
+                        constraint_violation(&e),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ));
+                }
+                Err(e) => panic!("write {i}: {e}"),
+            }
+        }
+        let mut stored: Vec<String> =
+            user::Entity::find().all(store.db()).await.unwrap().into_iter().map(|u| u.id).collect();
+        stored.sort();
+        kept.sort();
+        assert_eq!(stored, kept, "exactly the successful writes are stored");
+        for pair in 0..10 {
+            let email = format!("u{pair}@example.com");
+            let owners = user::Entity::find()
+                .filter(user::Column::PrimaryEmail.eq(email))
+                .count(store.db())
+                .await
+                .unwrap();
+            // Both of a pair may have given up (i % 7 == 3), never both stored.
+            assert!(owners <= 1);
+        }
+        assert!(kept.len() >= 25, "{kept:?}");
+    }
 }
