@@ -62,6 +62,9 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
             .wrap(from_fn(http_middleware::observe))
     })
     .workers(workers)
+    // The binary watches SIGTERM and SIGINT itself, from before the first connection
+    // (see `serve`); actix-server would only start watching once its future first runs.
+    .disable_signals()
     .shutdown_timeout(10)
     .client_request_timeout(Duration::from_secs(10))
     .listen(listener)?
@@ -90,7 +93,21 @@ pub fn start(core: Latchkey, listener: TcpListener) -> std::io::Result<Server> {
 
 /// Runs until shut down, then writes pending session activity.
 pub async fn serve(core: Latchkey, listener: TcpListener) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Watched before the server answers anything: a SIGTERM that arrives as soon as it does
+    // (an orchestrator's stop right after a health check) still shuts it down gracefully,
+    // where the default action would kill the process.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let server = start(core.clone(), listener)?;
+    let handle = server.handle();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+        handle.stop(true).await;
+    });
     server.await?;
     match core.session_tokens.flush_activity().await {
         Ok(n) => tracing::info!(sessions = n, "wrote pending session activity"),
