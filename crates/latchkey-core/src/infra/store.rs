@@ -45,6 +45,8 @@ pub struct Store {
     /// SQLite only: a write connection of Latchkey's own, for batches of writes that would
     /// otherwise cost a pool round trip per statement (see [`Store::with_sqlite_writer`]).
     sqlite_writer: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
+    /// SQLite only: whose turn it is on `sqlite_writer` (see `Store::on_sqlite_writer`).
+    writer_turn: Arc<tokio::sync::Mutex<()>>,
     /// Dropped with the last clone of the store: background threads watch it to know when to
     /// stop.
     alive: Arc<()>,
@@ -248,6 +250,7 @@ impl Store {
                         .ok()
                 })
                 .map(|c| Arc::new(std::sync::Mutex::new(c))),
+            writer_turn: Arc::default(),
             alive: Arc::new(()),
             clock,
         };
@@ -354,12 +357,32 @@ impl Store {
         F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     {
         let writer = self.sqlite_writer.clone()?;
-        let run = tokio::task::spawn_blocking(move || {
-            let mut conn =
-                writer.lock().map_err(|_| Error::Internal("SQLite writer poisoned".into()))?;
-            f(&mut conn)
+        Some(self.on_sqlite_writer(writer, f).await.and_then(|outcome| outcome))
+    }
+
+    /// Runs `run` on `writer` on a blocking thread, in turn: writes wait for their turn as
+    /// tasks, so at most one blocking thread holds or waits for the connection.
+    async fn on_sqlite_writer<R, F>(
+        &self,
+        writer: Arc<std::sync::Mutex<rusqlite::Connection>>,
+        run: F,
+    ) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> R + Send + 'static,
+    {
+        let turn = self.writer_turn.clone().lock_owned().await;
+        let task = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            // A panic while the connection was held poisons nothing that matters: its open
+            // transaction, if any, is rolled back here.
+            let mut conn = writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            run(&mut conn)
         });
-        Some(run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")))))
+        task.await.map_err(|e| Error::Internal(format!("SQLite writer: {e}")))
     }
 
     /// Runs `f` in one write transaction and commits if it succeeds (rolls back otherwise).
@@ -384,15 +407,9 @@ impl Store {
             return outcome;
         };
         let runtime = tokio::runtime::Handle::current();
-        let run = tokio::task::spawn_blocking(move || {
-            // A panic while the lock was held leaves no state behind that matters: an open
-            // transaction is rolled back below.
-            let mut conn = writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !conn.is_autocommit() {
-                conn.execute_batch("ROLLBACK").map_err(Error::from)?;
-            }
+        let run = move |conn: &mut rusqlite::Connection| {
             conn.execute_batch("BEGIN IMMEDIATE").map_err(Error::from)?;
-            let txn = WriteTxn::Inline(InlineSqlite::new(&mut conn));
+            let txn = WriteTxn::Inline(InlineSqlite::new(conn));
             let outcome = runtime.block_on(f(&txn));
             drop(txn);
             let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -403,8 +420,8 @@ impl Store {
                 return Err(Error::from(e).into());
             }
             outcome
-        });
-        run.await.unwrap_or_else(|e| Err(Error::Internal(format!("SQLite writer: {e}")).into()))
+        };
+        self.on_sqlite_writer(writer, run).await.unwrap_or_else(|e| Err(e.into()))
     }
 
     pub async fn bump_revision<C: ConnectionTrait>(conn: &C) -> Result<()> {
@@ -505,7 +522,10 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, PaginatorTrait, QueryFilter};
+
     use super::*;
+    use crate::infra::entity::{sign_in_throttle, user};
 
     /// `PRAGMA synchronous` as the pool and each of Latchkey's own connections see it
     /// (SQLite: 1 is NORMAL, 2 is FULL).
@@ -569,5 +589,163 @@ mod tests {
             assert_eq!(ids.len(), usize::try_from(limit).unwrap());
         }
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "statement was recompiled");
+    }
+
+    // Store::write: the in-line transaction on SQLite.
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let key = MasterKey::from_text(&MasterKey::generate_text()).unwrap();
+        let store = Store::connect(&url, SqliteSync::Normal, key, Clock::system()).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    fn new_user(id: &str, email: &str) -> user::ActiveModel {
+        user::ActiveModel {
+            id: Set(id.into()),
+            primary_email: Set(email.into()),
+            email_verified: Set(true),
+            name: Set(None),
+            given_name: Set(Some("Ada".into())),
+            family_name: Set(None),
+            image_url: Set(None),
+            public_metadata: Set("{}".into()),
+            private_metadata: Set("{}".into()),
+            is_admin: Set(false),
+            status: Set("active".into()),
+            status_reason: Set(None),
+            created_at: Set(10),
+            updated_at: Set(10),
+            last_sign_in_at: Set(None),
+        }
+    }
+
+    /// Inserts with RETURNING, reads, updates, counts and a unique violation in-line, as
+    /// sea-orm does them through the pool; committed on success, rolled back on failure.
+    #[tokio::test]
+    async fn a_transaction_in_line_reads_and_writes_like_the_pool() {
+        let (_dir, store) = store().await;
+        let written = store
+            .write(|txn| {
+                Box::pin(async move {
+                    assert!(matches!(txn, WriteTxn::Inline(_)), "SQLite runs in-line");
+                    let u = new_user("usr_1", "ada@example.com").insert(txn).await?;
+                    assert_eq!(u.given_name.as_deref(), Some("Ada"));
+                    assert!(u.email_verified && u.last_sign_in_at.is_none());
+                    let mut am: user::ActiveModel = u.into();
+                    am.last_sign_in_at = Set(Some(20));
+                    am.update(txn).await?;
+                    let throttle = sign_in_throttle::ActiveModel {
+                        key: Set("k".into()),
+                        failures: Set(2),
+                        first_failure_at: Set(1),
+                        last_failure_at: Set(2),
+                        locked_until: Set(None),
+                    }
+                    .insert(txn)
+                    .await?;
+                    assert_eq!(throttle.failures, 2);
+                    let dup = new_user("usr_2", "ada@example.com").insert(txn).await.unwrap_err();
+                    assert!(matches!(
+                        crate::infra::inline_sqlite::constraint_violation(&dup),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ));
+                    let n = user::Entity::find()
+                        .filter(user::Column::PrimaryEmail.eq("ada@example.com"))
+                        .count(txn)
+                        .await?;
+                    Ok::<_, crate::Error>(n)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(written, 1);
+        let u = user::Entity::find_by_id("usr_1").one(store.db()).await.unwrap().unwrap();
+        assert_eq!(u.last_sign_in_at, Some(20));
+        let refused: crate::Result<()> = store
+            .write(|txn| {
+                Box::pin(async move {
+                    new_user("usr_3", "bob@example.com").insert(txn).await?;
+                    Err(crate::Error::Conflict("changed my mind".into()))
+                })
+            })
+            .await;
+        assert!(refused.is_err());
+        assert!(user::Entity::find_by_id("usr_3").one(store.db()).await.unwrap().is_none());
+        // The writer is usable again after a rollback.
+        store
+            .write(|txn| {
+                Box::pin(async move {
+                    new_user("usr_4", "cy@example.com").insert(txn).await?;
+                    Ok::<_, crate::Error>(())
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(user::Entity::find().count(store.db()).await.unwrap(), 2);
+    }
+
+    /// 50 writes at once on the one writer: each caller hears its own outcome, a failed write
+    /// leaves nothing behind and takes nothing of the others with it, and a unique violation is
+    /// told to the write that caused it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifty_writes_at_once_each_keep_or_lose_only_their_own_changes() {
+        let (_dir, store) = store().await;
+        let mut tasks = Vec::new();
+        for i in 0..50_u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |txn| {
+                        Box::pin(async move {
+                            // Writes 10..20 take the addresses of writes 0..10: one of each
+                            // pair must lose.
+                            let email = format!("u{}@example.com", if i < 20 { i % 10 } else { i });
+                            new_user(&format!("usr_{i}"), &email).insert(txn).await?;
+                            if i % 7 == 3 {
+                                return Err(crate::Error::Conflict(format!("write {i} gave up")));
+                            }
+                            Ok::<_, crate::Error>(i)
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut kept = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(got) => {
+                    assert_eq!(got as usize, i, "a caller heard another write's outcome");
+                    kept.push(format!("usr_{i}"));
+                }
+                Err(crate::Error::Conflict(why)) => assert_eq!(why, format!("write {i} gave up")),
+                Err(crate::Error::Database(e)) => {
+                    assert!(i < 20, "write {i}: {e}");
+                    assert!(matches!(
+                        crate::infra::inline_sqlite::constraint_violation(&e),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ));
+                }
+                Err(e) => panic!("write {i}: {e}"),
+            }
+        }
+        let mut stored: Vec<String> =
+            user::Entity::find().all(store.db()).await.unwrap().into_iter().map(|u| u.id).collect();
+        stored.sort();
+        kept.sort();
+        assert_eq!(stored, kept, "exactly the successful writes are stored");
+        for pair in 0..10 {
+            let email = format!("u{pair}@example.com");
+            let owners = user::Entity::find()
+                .filter(user::Column::PrimaryEmail.eq(email))
+                .count(store.db())
+                .await
+                .unwrap();
+            // Both of a pair may have given up (i % 7 == 3), never both stored.
+            assert!(owners <= 1);
+        }
+        assert!(kept.len() >= 25, "{kept:?}");
     }
 }
