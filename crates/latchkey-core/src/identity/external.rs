@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::infra::{
     entity::external_identity,
     error::{Error, Result},
@@ -235,7 +236,7 @@ pub(crate) async fn link<C: ConnectionTrait>(
     })
     .exec_without_returning(conn)
     .await
-    .map_err(|e| match crate::infra::inline_sqlite::constraint_violation(&e) {
+    .map_err(|e| match constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict("this identity was linked to an account meanwhile; try again".into())
         }

@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result,
     identity::model::{User, UserStatus},
@@ -359,7 +360,7 @@ pub(crate) async fn mark_email_verified<C: sea_orm::ConnectionTrait>(
 }
 
 fn unique_violation(e: sea_orm::DbErr, email: &str) -> Error {
-    match crate::infra::inline_sqlite::constraint_violation(&e) {
+    match constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict(format!("a user with email {email} already exists"))
         }

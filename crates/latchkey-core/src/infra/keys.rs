@@ -8,6 +8,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result,
     infra::audit::{self, Actor},
@@ -447,10 +448,7 @@ impl KeyService {
 }
 
 fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
-    matches!(
-        crate::infra::inline_sqlite::constraint_violation(e),
-        Some(SqlErr::UniqueConstraintViolation(_))
-    )
+    matches!(constraint_violation(e), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 #[derive(Debug, Clone, Serialize)]

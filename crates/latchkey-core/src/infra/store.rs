@@ -238,10 +238,10 @@ impl Store {
                     open_sqlite(&p, sync, Duration::from_secs(10))
                         .and_then(|c| {
                             // Batches touch index pages all over the token tables: keep more of
-                            // them (8 MiB: every sign-in writes here too, and 16 MiB filled up to
-                            // the SAML benchmark's memory ceiling). Checkpoints run in the background (see
-                            // `spawn_checkpointer`); this connection only steps in if the WAL
-                            // grows past ~64 MB regardless.
+                            // them (8 MiB: every sign-in writes here too, and 16 MiB filled up
+                            // to the SAML benchmark's memory ceiling). Checkpoints run in the
+                            // background (see `spawn_checkpointer`); this connection only steps
+                            // in if the WAL grows past ~64 MB regardless.
                             c.pragma_update(None, "cache_size", -8192)?;
                             c.pragma_update(None, "wal_autocheckpoint", 16000)?;
                             Ok(c)

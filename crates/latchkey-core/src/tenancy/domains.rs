@@ -21,6 +21,7 @@ use sea_orm::{
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result, Settings,
     identity::users::normalize_email,
@@ -518,15 +519,12 @@ async fn mark_verified<C: ConnectionTrait>(
     am.email_code_expires_at = Set(None);
     am.email_code_attempts = Set(0);
     am.updated_at = Set(now);
-    let updated =
-        am.update(txn).await.map_err(
-            |e| match crate::infra::inline_sqlite::constraint_violation(&e) {
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
-                    Error::Conflict(format!("{domain} is already verified by another organisation"))
-                }
-                _ => e.into(),
-            },
-        )?;
+    let updated = am.update(txn).await.map_err(|e| match constraint_violation(&e) {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+            Error::Conflict(format!("{domain} is already verified by another organisation"))
+        }
+        _ => e.into(),
+    })?;
     audit::record(
         txn,
         now,

@@ -13,6 +13,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result,
     infra::audit::{self, Actor},
@@ -136,7 +137,7 @@ pub(crate) async fn admin_emails<C: ConnectionTrait>(
 }
 
 fn slug_taken(e: sea_orm::DbErr, slug: &str) -> Error {
-    match crate::infra::inline_sqlite::constraint_violation(&e) {
+    match constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict(format!("an organisation with slug {slug} already exists"))
         }

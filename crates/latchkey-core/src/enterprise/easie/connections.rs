@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{EasieService, tenant};
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result,
     identity::method::AuthMethod,
@@ -279,7 +280,7 @@ async fn enabled_saml<C: ConnectionTrait>(conn: &C, org_id: &str) -> Result<Opti
 
 /// The unique index on the domain decides between simultaneous enrollments.
 fn enrolled_already(e: sea_orm::DbErr, domain: &Domain) -> Error {
-    match crate::infra::inline_sqlite::constraint_violation(&e) {
+    match constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict(format!("{domain} is already enrolled"))
         }

@@ -24,6 +24,7 @@ use super::{
     recheck::deprovision_in,
     vault,
 };
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result,
     identity::method::Upstream,
@@ -344,7 +345,7 @@ async fn record_event_id<C: ConnectionTrait>(
     };
     match upstream_event_id::Entity::insert(row).exec_without_returning(conn).await {
         Ok(_) => Ok(true),
-        Err(e) => match crate::infra::inline_sqlite::constraint_violation(&e) {
+        Err(e) => match constraint_violation(&e) {
             Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Ok(false),
             _ => Err(e.into()),
         },

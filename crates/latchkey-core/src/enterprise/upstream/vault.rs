@@ -9,6 +9,7 @@ use sea_orm::{
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::infra::inline_sqlite::constraint_violation;
 use crate::{
     Error, Result,
     identity::method::Upstream,
@@ -131,7 +132,7 @@ pub async fn record_sign_in<C: ConnectionTrait>(
     } else {
         upstream_grant::Entity::insert(model).exec_without_returning(conn).await.map(|_| ())
     };
-    result.map_err(|e| match crate::infra::inline_sqlite::constraint_violation(&e) {
+    result.map_err(|e| match constraint_violation(&e) {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
             Error::Conflict("this grant was recorded meanwhile; try again".into())
         }
