@@ -273,21 +273,8 @@ impl ColumnKind {
 fn to_db_err(e: rusqlite::Error) -> DbErr {
     match e {
         rusqlite::Error::SqliteFailure(code, message) => {
-            let err = InlineSqliteError {
-                code: code.extended_code.to_string(),
-                message: message.unwrap_or_else(|| code.to_string()),
-                kind: match code.extended_code {
-                    // SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
-                    1555 | 2067 => sqlx::error::ErrorKind::UniqueViolation,
-                    // SQLITE_CONSTRAINT_FOREIGNKEY
-                    787 => sqlx::error::ErrorKind::ForeignKeyViolation,
-                    // SQLITE_CONSTRAINT_NOTNULL
-                    1299 => sqlx::error::ErrorKind::NotNullViolation,
-                    // SQLITE_CONSTRAINT_CHECK
-                    275 => sqlx::error::ErrorKind::CheckViolation,
-                    _ => sqlx::error::ErrorKind::Other,
-                },
-            };
+            let message = message.unwrap_or_else(|| code.to_string());
+            let err = InlineSqliteError { extended_code: code.extended_code, message };
             DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(Box::new(err)).into()))
         }
         other => DbErr::Custom(format!("sqlite: {other}")),
@@ -305,27 +292,28 @@ pub fn constraint_violation(e: &DbErr) -> Option<sea_orm::SqlErr> {
     };
     let sqlx::Error::Database(db) = err.as_ref() else { return None };
     let inline = db.try_downcast_ref::<InlineSqliteError>()?;
-    match inline.kind {
+    let message = inline.message.clone();
+    match inline.kind() {
         sqlx::error::ErrorKind::UniqueViolation => {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(inline.message.clone()))
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(message))
         }
         sqlx::error::ErrorKind::ForeignKeyViolation => {
-            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(inline.message.clone()))
+            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(message))
         }
         _ => None,
     }
 }
 
+/// An SQLite error from the in-line connection, in sqlx's shape.
 #[derive(Debug)]
 struct InlineSqliteError {
-    code: String,
+    extended_code: i32,
     message: String,
-    kind: sqlx::error::ErrorKind,
 }
 
 impl std::fmt::Display for InlineSqliteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "(code: {}) {}", self.code, self.message)
+        write!(f, "(code: {}) {}", self.extended_code, self.message)
     }
 }
 
@@ -337,7 +325,7 @@ impl DatabaseError for InlineSqliteError {
     }
 
     fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
-        Some(std::borrow::Cow::Borrowed(&self.code))
+        Some(std::borrow::Cow::Owned(self.extended_code.to_string()))
     }
 
     fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
@@ -353,13 +341,15 @@ impl DatabaseError for InlineSqliteError {
     }
 
     fn kind(&self) -> sqlx::error::ErrorKind {
-        match self.kind {
-            sqlx::error::ErrorKind::UniqueViolation => sqlx::error::ErrorKind::UniqueViolation,
-            sqlx::error::ErrorKind::ForeignKeyViolation => {
-                sqlx::error::ErrorKind::ForeignKeyViolation
-            }
-            sqlx::error::ErrorKind::NotNullViolation => sqlx::error::ErrorKind::NotNullViolation,
-            sqlx::error::ErrorKind::CheckViolation => sqlx::error::ErrorKind::CheckViolation,
+        match self.extended_code {
+            // SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
+            1555 | 2067 => sqlx::error::ErrorKind::UniqueViolation,
+            // SQLITE_CONSTRAINT_FOREIGNKEY
+            787 => sqlx::error::ErrorKind::ForeignKeyViolation,
+            // SQLITE_CONSTRAINT_NOTNULL
+            1299 => sqlx::error::ErrorKind::NotNullViolation,
+            // SQLITE_CONSTRAINT_CHECK
+            275 => sqlx::error::ErrorKind::CheckViolation,
             _ => sqlx::error::ErrorKind::Other,
         }
     }
