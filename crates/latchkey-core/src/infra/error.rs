@@ -168,6 +168,12 @@ impl From<josekit::JoseError> for Error {
     }
 }
 
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Self::Crypto(e.to_string())
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Self::Internal(format!("JSON: {e}"))
