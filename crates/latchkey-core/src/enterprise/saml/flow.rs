@@ -301,7 +301,7 @@ impl SamlService {
             Ok(v) => v,
             Err(e) => {
                 // Refused, but spent: the same assertion cannot be tried again later.
-                self.consume_assertion_id(self.store.db(), &model.id, &assertion).await?;
+                ReplayKey::new(&model.id, &assertion).consume(self.store.db()).await?;
                 return Err(e);
             }
         };
@@ -358,7 +358,7 @@ impl SamlService {
             return_to,
         };
         let txn = self.store.begin_write().await?;
-        self.consume_assertion_id(&txn, &model.id, a).await?;
+        ReplayKey::new(&model.id, a).consume(&txn).await?;
         let actor = client.actor_for(Some(tester));
         let data = json!({
             "email": tested.email, "subject": tested.subject, "groups": tested.groups,
@@ -459,7 +459,7 @@ impl SamlService {
             Err(Refusal::Store(
                 e @ (Error::Forbidden(_) | Error::Invalid { .. } | Error::Conflict(_)),
             )) => {
-                self.consume_assertion_id(self.store.db(), connection_id, a).await?;
+                ReplayKey::new(connection_id, a).consume(self.store.db()).await?;
                 let data = json!({ "method": verified.method, "reason": e.to_string() });
                 let (now, actor) = (self.store.now(), client.actor_for(None));
                 audit::record(self.store.db(), now, &actor, "sign_in.failed", None, data).await?;
@@ -487,16 +487,6 @@ impl SamlService {
                 })
             })
             .await
-    }
-
-    /// See [`ReplayKey::consume`].
-    async fn consume_assertion_id<C: sea_orm::ConnectionTrait>(
-        &self,
-        conn: &C,
-        connection_id: &str,
-        a: &VerifiedAssertion,
-    ) -> std::result::Result<(), Refusal> {
-        ReplayKey::new(connection_id, a).consume(conn).await
     }
 
     /// Deletes consumed assertion IDs past their expiry; returns how many.

@@ -54,24 +54,16 @@ impl Es256Key {
             return false;
         }
         let (r, s) = signature.split_at(FIELD_BYTES);
-        let Ok(sig) = BigNum::from_slice(r)
-            .and_then(|r| BigNum::from_slice(s).map(|s| (r, s)))
-            .and_then(|(r, s)| EcdsaSig::from_private_components(r, s))
-        else {
-            return false;
-        };
+        let sig =
+            || EcdsaSig::from_private_components(BigNum::from_slice(r)?, BigNum::from_slice(s)?);
         let digest = openssl::sha::sha256(input);
-        match sig.verify(&digest, &self.0) {
-            Ok(valid) => {
-                if !valid {
-                    // A refused signature may leave OpenSSL's reason on this thread's error
-                    // queue; drop it so that no later call reports it as its own.
-                    drop(openssl::error::ErrorStack::get());
-                }
-                valid
-            }
-            Err(_) => false,
+        let valid = sig().and_then(|sig| sig.verify(&digest, &self.0)).unwrap_or(false);
+        if !valid {
+            // A refused signature may leave OpenSSL's reason on this thread's error queue;
+            // drop it so that no later call reports it as its own.
+            drop(openssl::error::ErrorStack::get());
         }
+        valid
     }
 }
 
